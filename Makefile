@@ -1,0 +1,93 @@
+# ftune build. `make` builds build/ftune (optimized). `make test` installs what the tests need,
+# builds the ASan+UBSan test build and runs the whole suite. `make demo` runs the main job.
+# Sources are discovered: every src/<module>/*.c goes into the library, src/cli/*.c into the CLI,
+# every tests/<module>/test_*.c becomes a test binary.
+
+CC      ?= cc
+FUZZCC  ?= clang
+PY      ?= /usr/bin/python3
+LIBS    := -ldnnl -lcjson -lyaml -lpcre2-8 -lutf8proc -lm
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+BASEFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -fopenmp -MMD -MP $(WARN)
+
+REL_CFLAGS  := $(BASEFLAGS) -O2 -march=native -g
+TEST_CFLAGS := $(BASEFLAGS) -O1 -march=native -g -Werror -fno-omit-frame-pointer \
+               -fsanitize=address,undefined -fno-sanitize-recover=undefined
+TEST_LDFLAGS := -fsanitize=address,undefined
+
+LIB_SRC  := $(sort $(wildcard src/core/*.c src/io/*.c src/model/*.c src/kernels/cpu/*.c \
+              src/tokenizer/*.c src/peft/*.c src/train/*.c src/data/*.c))
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/*/test_*.c))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+
+REL  := build/rel
+TST  := build/test
+
+rel_obj  = $(patsubst %.c,$(REL)/%.o,$(1))
+tst_obj  = $(patsubst %.c,$(TST)/%.o,$(1))
+
+.PHONY: all test demo deps fixtures check clean fuzz bench format
+all: build/ftune
+
+# ---- optimized build ----
+$(REL)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(REL_CFLAGS) -c $< -o $@
+$(REL)/libftune.a: $(call rel_obj,$(LIB_SRC))
+	@rm -f $@; ar rcs $@ $^
+build/ftune: $(call rel_obj,$(CLI_SRC)) $(REL)/libftune.a
+	$(CC) $(REL_CFLAGS) -o $@ $^ $(LIBS)
+$(REL)/bench/%: $(REL)/bench/%.o $(REL)/libftune.a
+	$(CC) $(REL_CFLAGS) -o $@ $^ $(LIBS)
+
+# ---- sanitizer test build ----
+$(TST)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -c $< -o $@
+$(TST)/libftune.a: $(call tst_obj,$(LIB_SRC))
+	@rm -f $@; ar rcs $@ $^
+$(TST)/ftune: $(call tst_obj,$(CLI_SRC)) $(TST)/libftune.a
+	$(CC) $(TEST_CFLAGS) -o $@ $^ $(LIBS) $(TEST_LDFLAGS)
+$(TST)/bin/%: $(TST)/tests/%.o $(TST)/libftune.a
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -o $@ $^ $(LIBS) $(TEST_LDFLAGS)
+
+TEST_BINS := $(patsubst tests/%.c,$(TST)/bin/%,$(TEST_SRC))
+BENCH_BINS := $(patsubst bench/%.c,$(REL)/bench/%,$(BENCH_SRC))
+
+# ---- libFuzzer targets (clang) ----
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -O1 -g -fopenmp -fsanitize=fuzzer,address,undefined
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZCC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(LIBS)
+
+deps:
+	@tools/install-deps.sh
+
+fixtures: deps build/ftune
+	@tools/fetch-fixtures.sh
+
+check: build/ftune $(TST)/ftune $(TEST_BINS) $(FUZZ_BINS)
+
+test: deps
+	@$(MAKE) --no-print-directory fixtures
+	@$(MAKE) --no-print-directory -j2 check
+	@tests/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory fixtures
+	@tools/demo.sh
+
+bench: build/ftune $(BENCH_BINS)
+	@bench/run.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,13 @@
+/* Commands of the ftune CLI: each takes (argc, argv) with argv[0] the command name and returns
+ * the process exit code (0 ok, 1 runtime error, 2 usage error). */
+#ifndef FTUNE_CLI_H
+#define FTUNE_CLI_H
+
+#include "ftune/core.h"
+
+int cmd_version(int argc, char **argv);
+
+/* Print "ftune: <current error message>" to stderr and return 1. */
+int cli_fail(void);
+
+#endif

@@ -1,0 +1,56 @@
+/*
+ * Status codes and the thread-local error message that goes with them.
+ * Implements ft_errorf/ft_error_wrap/ft_error_message and the always-on assert.
+ */
+#include "ftune/core.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FT_ERRMSG_MAX 1024
+static _Thread_local char errmsg[FT_ERRMSG_MAX];
+
+ft_status ft_errorf(ft_status code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+ft_status ft_error_wrap(ft_status code, const char *fmt, ...) {
+    char prefix[FT_ERRMSG_MAX], old[FT_ERRMSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, errmsg, sizeof old);
+    /* truncation of over-long messages is intended; the return value is checked to say so */
+    int n = snprintf(errmsg, sizeof errmsg, "%s: %s", prefix, old[0] ? old : ft_status_name(code));
+    if (n >= (int)sizeof errmsg) errmsg[sizeof errmsg - 2] = '~';
+    return code;
+}
+
+const char *ft_error_message(void) { return errmsg; }
+
+void ft_error_clear(void) { errmsg[0] = 0; }
+
+const char *ft_status_name(ft_status s) {
+    switch (s) {
+    case FT_OK: return "ok";
+    case FT_ERR_IO: return "I/O error";
+    case FT_ERR_FORMAT: return "malformed input";
+    case FT_ERR_UNSUPPORTED: return "unsupported";
+    case FT_ERR_ARG: return "invalid argument";
+    case FT_ERR_NOMEM: return "out of memory";
+    case FT_ERR_NOT_FOUND: return "not found";
+    }
+    return "unknown error";
+}
+
+void ft_assert_fail(const char *expr, const char *file, int line) {
+    fprintf(stderr, "ftune: internal error: assertion `%s` failed at %s:%d\n", expr, file, line);
+    abort();
+}
