@@ -12,13 +12,20 @@ static const struct {
     int (*fn)(int argc, char **argv);
     const char *help;
 } commands[] = {
+    {"inspect", cmd_inspect, "show a model's family, shapes, parameters and memory per method"},
+    {"convert", cmd_convert, "convert a llama2.c checkpoint into a Hugging Face folder"},
+    {"generate", cmd_generate, "generate text from a prompt"},
+    {"logprobs", cmd_logprobs, "mean NLL of ids[1:] and the argmax next id"},
+    {"tokenize", cmd_tokenize, "encode JSON-lines strings to ids (or --decode)"},
+    {"train", cmd_train, "fine-tune from a YAML config"},
+    {"merge", cmd_merge, "merge a LoRA adapter into its base model"},
     {"version", cmd_version, "print the version"},
 };
 
 static void usage(FILE *f) {
     fprintf(f, "usage: ftune <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+        if (commands[i].fn) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
 }
 
 int main(int argc, char **argv) {
@@ -27,7 +34,13 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            if (!commands[i].fn) {
+                fprintf(stderr, "ftune: command '%s' is not part of this build\n", argv[1]);
+                return 2;
+            }
+            return commands[i].fn(argc - 1, argv + 1);
+        }
     fprintf(stderr, "ftune: unknown command '%s' (see ftune --help)\n", argv[1]);
     return 2;
 }

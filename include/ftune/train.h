@@ -1,0 +1,93 @@
+/*
+ * The training-step contract shared by the gradient engine (src/train/step.c: training forward
+ * with saved activations, hand-written backward, LoRA / freeze) and the trainer (src/train/
+ * trainer.c: YAML config, data, AdamW, schedules, accumulation, checkpoints).
+ *
+ * What is trained is a list of ft_trainable tensors whose values and gradients live in two
+ * contiguous buffers (`params`, `grads`) so the optimizer, gradient clipping, checkpoints and
+ * (later) the MPI all-reduce each work on one flat array.
+ *   full   : every model tensor; params aliases model->params.
+ *   freeze : the model tensors whose HF name matches one of the `unfrozen_parameters` regexes.
+ *   lora   : A (r,in) and B (out,r) for every targeted projection, in a buffer of their own;
+ *            the base stays frozen. Names follow PEFT: base_model.model.<hf module>.lora_A.weight.
+ */
+#ifndef FTUNE_TRAIN_H
+#define FTUNE_TRAIN_H
+
+#include "ftune/model.h"
+
+typedef enum { FT_METHOD_FULL, FT_METHOD_FREEZE, FT_METHOD_LORA } ft_method;
+
+/* LoRA target modules, as bits; names as PEFT spells them. */
+enum {
+    FT_LORA_Q = 1 << 0,    /* q_proj */
+    FT_LORA_K = 1 << 1,    /* k_proj */
+    FT_LORA_V = 1 << 2,    /* v_proj */
+    FT_LORA_O = 1 << 3,    /* o_proj */
+    FT_LORA_GATE = 1 << 4, /* gate_proj */
+    FT_LORA_UP = 1 << 5,   /* up_proj */
+    FT_LORA_DOWN = 1 << 6, /* down_proj */
+    FT_LORA_ALL_LINEAR = 0x7f,
+};
+
+typedef struct {
+    int r;
+    float alpha;
+    float dropout;     /* probability; 0 = off */
+    int use_rslora;    /* scale alpha/sqrt(r) instead of alpha/r */
+    unsigned targets;  /* FT_LORA_* bits */
+} ft_lora_config;
+
+typedef struct {
+    char name[192];      /* HF name (full/freeze) or PEFT name (lora) */
+    float *param, *grad; /* into the trainable params / grads buffers */
+    size_t numel;
+    int rows, cols;      /* cols == 0: 1-D */
+    int decay;           /* 1 if weight decay applies (not biases, not norms) */
+} ft_trainable;
+
+typedef struct ft_train_model ft_train_model; /* opaque: activations, scratch, LoRA state */
+
+typedef struct {
+    ft_method method;
+    ft_lora_config lora;
+    const char *const *unfrozen; /* freeze: regexes (PCRE2) over HF names; n_unfrozen of them */
+    int n_unfrozen;
+    int B, T;                    /* micro-batch shape: buffers are sized once for it */
+    int grad_checkpointing;      /* keep only layer inputs, recompute in backward */
+    uint64_t seed;               /* LoRA init and dropout */
+} ft_train_options;
+
+/* Build the trainable view of `m` (which must outlive it), allocate every buffer the step needs
+ * (no allocation happens inside a step) and initialise LoRA (A kaiming-uniform a=sqrt(5), B=0). */
+ft_status ft_train_model_init(ft_train_model **out, ft_model *m, const ft_train_options *opt);
+void ft_train_model_free(ft_train_model *tm);
+
+/* The trainable tensors (stable pointers) and the two flat buffers behind them. */
+const ft_trainable *ft_train_tensors(const ft_train_model *tm, int *n);
+float *ft_train_params(ft_train_model *tm, size_t *n);
+float *ft_train_grads(ft_train_model *tm, size_t *n);
+void ft_train_zero_grad(ft_train_model *tm);
+
+/* One micro-batch: forward, masked cross-entropy (labels == -100 carry no loss; label at
+ * position t is the target for the prediction made at t, i.e. already shifted by the caller),
+ * backward. The gradient of loss_scale * (sum of target NLL) is ADDED into the grads, so the
+ * caller sets loss_scale = 1 / (targets in the whole optimizer step) to get the step's mean.
+ * pos (B,T) positions and seg (B,T) packed-sample ids may be NULL (0..T-1, one sample).
+ * T may be smaller than the T given at init. Writes the NLL sum and target count. */
+ft_status ft_train_micro_step(ft_train_model *tm, const int *inputs, const int *labels,
+                              const int *pos, const int *seg, int B, int T, float loss_scale,
+                              double *nll_sum, int64_t *n_targets);
+
+/* Evaluation only (no backward, dropout off): NLL sum and target count. */
+ft_status ft_train_eval(ft_train_model *tm, const int *inputs, const int *labels, const int *pos,
+                        const int *seg, int B, int T, double *nll_sum, int64_t *n_targets);
+
+/* LoRA dropout RNG state, saved in checkpoints for bit-identical resume. */
+uint64_t ft_train_rng_state(const ft_train_model *tm);
+void ft_train_set_rng_state(ft_train_model *tm, uint64_t s);
+
+/* LoRA only: write adapter_config.json + adapter_model.safetensors (PEFT layout, F32). */
+ft_status ft_lora_save(const ft_train_model *tm, const char *dir, const char *base_model);
+
+#endif
