@@ -40,7 +40,9 @@ typedef struct {
     int o_bias, mlp_bias;  /* llama attention_bias / mlp_bias */
     int qk_norm;           /* qwen3 */
     ft_dtype torch_dtype;  /* storage dtype to write full models back in */
-    int bos_id, eos_id;    /* -1 if absent */
+    int bos_id, eos_id;    /* -1 if absent; a list of eos ids keeps only the first */
+    int sliding_window;    /* mistral/qwen2/qwen3 window, 0 = none. Recorded, not applied: attention
+                              is full causal, which equals windowed attention for T <= window. */
 } ft_config;
 
 /* Parse config.json text. `path` is only used in error messages ("path: key 'x' ..."). */
@@ -48,6 +50,8 @@ ft_status ft_config_parse(ft_config *cfg, const char *path, const char *json, si
 ft_status ft_config_load(ft_config *cfg, const char *model_dir);
 /* Serialize back to HF config.json text (malloc'ed). */
 ft_status ft_config_to_json(const ft_config *cfg, char **out);
+/* RoPE inverse frequencies (D/2 floats) exactly as HF computes them in float32, incl. llama3 scaling. */
+void ft_rope_inv_freq(const ft_config *cfg, float *out);
 
 /*
  * The weight table: X(field, hf_name_suffix, rows, cols, present)
@@ -105,6 +109,10 @@ ft_status ft_weights_layout(const ft_config *c, ft_tensor_info **out, int *n_out
 /* Point every field of `w` at its place in `base` (a buffer of `total` floats). Also used for
  * gradient buffers, so grads have the same struct shape. */
 void ft_weights_bind(ft_weights *w, const ft_config *c, float *base);
+/* Check a safetensors set against the layout: every tensor present, float dtype (F32/F16/BF16),
+ * shape as the config says; no unexpected tensors (rotary_emb.inv_freq buffers and, when tied,
+ * lm_head.weight are ignored). Errors name the tensor and its file. */
+ft_status ft_weights_check(const ft_config *c, const ft_tensor_info *ts, int n, const ft_st_set *set);
 
 typedef struct {
     ft_config cfg;
