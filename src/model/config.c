@@ -352,14 +352,17 @@ ft_status ft_config_load(ft_config *cfg, const char *model_dir) {
     return st;
 }
 
-/* The shortest decimal that reads back as the same float ("1e-05", not "9.99999975e-06"). */
+/* The shortest decimal that reads back as the same float ("1e-05", not "9.99999975e-06");
+ * integral values as HF writes them ("10000.0"). */
 static void fmt_float(char out[32], float f) {
+    if (f == floorf(f) && fabsf(f) < 1e15f) {
+        snprintf(out, 32, "%.1f", (double)f);
+        return;
+    }
     for (int prec = 1; prec <= 9; prec++) {
         snprintf(out, 32, "%.*g", prec, (double)f);
         if (strtof(out, NULL) == f) break;
     }
-    /* keep it a JSON float where it is integral, as HF writes 10000.0 */
-    if (!strpbrk(out, ".eEn")) strcat(out, ".0");
 }
 
 ft_status ft_config_to_json(const ft_config *cfg, char **out) {
