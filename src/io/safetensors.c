@@ -99,6 +99,10 @@ static int cmp_begin(const void *a, const void *b) {
     return x->nbytes < y->nbytes ? -1 : x->nbytes > y->nbytes;
 }
 
+static int cmp_name_ptr(const void *a, const void *b) {
+    return strcmp((*(const ft_st_tensor *const *)a)->name, (*(const ft_st_tensor *const *)b)->name);
+}
+
 static int cmp_name(const void *a, const void *b) {
     return strcmp(((const ft_st_tensor *)a)->name, ((const ft_st_tensor *)b)->name);
 }
@@ -232,7 +236,7 @@ static ft_status parse_file(ft_st_set *set, int file, const char *label, const v
         }
         set->n_tensors++;
     }
-    /* coverage: sorted by begin offset, each tensor starts where the previous ended */
+    /* unique names, then coverage: sorted by begin offset, each tensor starts where the previous ended */
     if (count > 0) {
         ft_st_tensor **by = malloc((size_t)count * sizeof *by);
         if (!by) {
@@ -240,9 +244,13 @@ static ft_status parse_file(ft_st_set *set, int file, const char *label, const v
             goto done;
         }
         for (int i = 0; i < count; i++) by[i] = &set->tensors[base + i];
+        char nm[80], nm2[80];
+        qsort(by, (size_t)count, sizeof *by, cmp_name_ptr);
+        for (int i = 1; i < count && st == FT_OK; i++)
+            if (!strcmp(by[i]->name, by[i - 1]->name))
+                st = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' appears twice", label, printable(nm, by[i]->name));
         qsort(by, (size_t)count, sizeof *by, cmp_begin);
         uint64_t pos = 0;
-        char nm[80], nm2[80];
         for (int i = 0; i < count && st == FT_OK; i++) {
             uint64_t b = (uint64_t)((const char *)by[i]->data - data);
             if (b < pos)
@@ -333,6 +341,8 @@ static int cmp_wm(const void *a, const void *b) {
 }
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+static int join_path(char *out, size_t cap, const char *dir, const char *name);
+
 /* Sharded folder: read the index, open each distinct shard, check the weight_map both ways. */
 static ft_status open_sharded(ft_st_set *set, const char *dir, const char *index_path) {
     char *text = NULL;
@@ -386,7 +396,7 @@ static ft_status open_sharded(ft_st_set *set, const char *dir, const char *index
     for (i = 0; i < n; i++) {
         if (i > 0 && !strcmp(shards[i], shards[i - 1])) continue;
         char path[4096];
-        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, shards[i]) >= sizeof path) {
+        if (!join_path(path, sizeof path, dir, shards[i])) {
             st = ft_errorf(FT_ERR_ARG, "%s: shard path too long", index_path);
             goto done;
         }
@@ -424,6 +434,13 @@ done:
     return st;
 }
 
+/* "dir/name" into out (no doubled '/'); 0 if it does not fit. */
+static int join_path(char *out, size_t cap, const char *dir, const char *name) {
+    size_t n = strlen(dir);
+    const char *sep = (n > 0 && dir[n - 1] == '/') ? "" : "/";
+    return (size_t)snprintf(out, cap, "%s%s%s", dir, sep, name) < cap;
+}
+
 ft_status ft_st_open(ft_st_set *set, const char *path) {
     set_reset(set);
     struct stat sb;
@@ -431,8 +448,8 @@ ft_status ft_st_open(ft_st_set *set, const char *path) {
     ft_status st;
     if (S_ISDIR(sb.st_mode)) {
         char single[4096], index[4096];
-        if ((size_t)snprintf(single, sizeof single, "%s/model.safetensors", path) >= sizeof single ||
-            (size_t)snprintf(index, sizeof index, "%s/model.safetensors.index.json", path) >= sizeof index)
+        if (!join_path(single, sizeof single, path, "model.safetensors") ||
+            !join_path(index, sizeof index, path, "model.safetensors.index.json"))
             return ft_errorf(FT_ERR_ARG, "%s: path too long", path);
         if (access(single, F_OK) == 0) {
             st = open_one(set, single);

@@ -341,7 +341,9 @@ ft_status ft_config_parse(ft_config *cfg, const char *path, const char *json, si
 
 ft_status ft_config_load(ft_config *cfg, const char *model_dir) {
     char path[4096];
-    if ((size_t)snprintf(path, sizeof path, "%s/config.json", model_dir) >= sizeof path)
+    size_t n = strlen(model_dir);
+    const char *sep = (n > 0 && model_dir[n - 1] == '/') ? "" : "/";
+    if ((size_t)snprintf(path, sizeof path, "%s%sconfig.json", model_dir, sep) >= sizeof path)
         return ft_errorf(FT_ERR_ARG, "%s: path too long", model_dir);
     char *text = NULL;
     size_t len = 0;
