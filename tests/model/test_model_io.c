@@ -2,8 +2,8 @@
  * config.json parsing per family (HF defaults, biases, q/k norm, llama3 rope, head_dim, eos lists,
  * rejections), ft_config_to_json round trip, the weight layout against ft_weights_bind, and
  * ft_model_save -> ft_model_load round trips (F32: exact; BF16: exactly the bf16 rounding of the
- * saved values, since storage in bf16 is the only change). RoPE inverse frequencies are checked
- * against PyTorch's in tests/model/test_rope_ref (needs the reference output).
+ * saved values, since storage in bf16 is the only change), and loading the stories15M fixture.
+ * RoPE inverse frequencies are checked against PyTorch's in tests/model/test_rope_ref.
  */
 #include "../test.h"
 #include "ftune/model.h"
@@ -201,8 +201,42 @@ static void test_save_load(const char *tmp) {
     }
 }
 
+/* ft_model_load on the converted stories15M fixture, spot-checked against the raw llama2.c file:
+ * embeddings unchanged, q_proj rows permuted (row 1 of head 0 = llama2.c row 2, row D/2 = row 1). */
+static void test_stories15m(void) {
+    const char *dir = "models/stories15M", *raw = "fixtures/npm/llama2c/package/dist/llama2.data";
+    ft_model m;
+    ft_status st = ft_model_load(&m, dir);
+    if (st != FT_OK) {
+        CHECK("load_stories15M", 0, "%s (run make fixtures)", ft_error_message());
+        return;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    int ok = m.n_params == 15191712 && m.cfg.tie_embeddings && m.w.lm_head == NULL && m.cfg.head_dim == 48;
+    CHECK("load_stories15M", ok, "n_params %zu", m.n_params);
+    if (ft_read_file(raw, &buf, &len) == FT_OK && len >= 60816028) {
+        const size_t C = 288, V = 32000;
+        float e[3], q[3];
+        memcpy(e, buf + 28 + 4 * (123 * C + 7), 4);                   /* embed[123][7] */
+        const char *wq = buf + 28 + 4 * (V * C + 6 * C);              /* wq[0] */
+        memcpy(&q[0], wq + 4 * (0 * C + 5), 4);                       /* row 0 */
+        memcpy(&q[1], wq + 4 * (2 * C + 5), 4);                       /* row 2 -> 1 */
+        memcpy(&q[2], wq + 4 * (1 * C + 5), 4);                       /* row 1 -> 24 */
+        const float *lq = m.w.layers[0].wq;
+        CHECK("load_stories15M_values", m.w.embed[123 * C + 7] == e[0] && lq[0 * C + 5] == q[0] &&
+                                            lq[1 * C + 5] == q[1] && lq[24 * C + 5] == q[2],
+              "values differ from the llama2.c file");
+    } else {
+        CHECK("load_stories15M_values", 0, "cannot read %s", raw);
+    }
+    free(buf);
+    ft_model_free(&m);
+}
+
 int main(void) {
     test_configs();
+    test_stories15m();
     test_layout();
     char tmp[256];
     snprintf(tmp, sizeof tmp, "%s/modelio.XXXXXX", getenv("FT_TMP") ? getenv("FT_TMP") : "/tmp");
