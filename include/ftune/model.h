@@ -136,9 +136,11 @@ typedef struct {
     float *k, *v; /* (L, max_seq, KV*D) */
     float *x, *xb, *q, *att, *hb, *hb2; /* (chunk, C) (chunk, C) (chunk, H*D) x2 (chunk, hidden) x2 */
     int *pos;     /* (chunk) */
+    float *scores; /* (threads, max_seq) attention scratch */
 } ft_kv_cache;
 
-/* Allocate a cache for `max_seq` positions of model config `cfg`. *cache is zeroed on failure. */
+/* Allocate a cache for `max_seq` positions of model config `cfg`. *cache is zeroed on failure.
+ * `chunk` may be lowered (never raised) after init, e.g. by tests of the chunked path. */
 ft_status ft_kv_cache_init(ft_kv_cache *cache, const ft_config *cfg, int max_seq);
 void ft_kv_cache_free(ft_kv_cache *cache); /* NULL-safe; leaves *cache zeroed */
 

@@ -14,6 +14,7 @@
 #include "ftune/kernels.h"
 #include "ftune/model.h"
 
+#include <omp.h>
 #include <string.h>
 
 ft_status ft_kv_cache_init(ft_kv_cache *cache, const ft_config *c, int max_seq) {
@@ -34,7 +35,8 @@ ft_status ft_kv_cache_init(ft_kv_cache *cache, const ft_config *c, int max_seq) 
     cache->hb = ft_calloc(ch * (size_t)c->hidden_dim, sizeof(float));
     cache->hb2 = ft_calloc(ch * (size_t)c->hidden_dim, sizeof(float));
     cache->pos = ft_calloc(ch, sizeof(int));
-    if (!cache->k || !cache->v || !cache->x || !cache->xb || !cache->q || !cache->att ||
+    cache->scores = ft_calloc((size_t)omp_get_max_threads() * (size_t)max_seq, sizeof(float));
+    if (!cache->scores || !cache->k || !cache->v || !cache->x || !cache->xb || !cache->q || !cache->att ||
         !cache->hb || !cache->hb2 || !cache->pos) {
         ft_kv_cache_free(cache);
         return ft_errorf(FT_ERR_NOMEM, "kv cache: out of memory for %d positions", max_seq);
@@ -53,6 +55,7 @@ void ft_kv_cache_free(ft_kv_cache *cache) {
     ft_free(cache->hb);
     ft_free(cache->hb2);
     ft_free(cache->pos);
+    ft_free(cache->scores);
     memset(cache, 0, sizeof *cache);
 }
 
@@ -86,7 +89,7 @@ static void forward_chunk(const ft_model *m, ft_kv_cache *kc, const int *ids, in
         if (w->k_norm) rmsnorm_forward(kn, NULL, kn, w->k_norm, n * KV, D, c->rms_eps);
         rope_forward(q, kc->pos, m->rope_inv_freq, n, H, D);
         rope_forward(kn, kc->pos, m->rope_inv_freq, n, KV, D);
-        attention_forward_cached(att, q, kl, vl, n, pos0, H, KV, D); // (n, H*D)
+        attention_forward_cached(att, kc->scores, q, kl, vl, n, pos0, H, KV, D); // (n, H*D)
         matmul_forward(xb, att, w->wo, w->bo, n, QD, C);
         add_inplace(x, xb, (size_t)n * C);
 

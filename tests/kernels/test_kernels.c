@@ -13,6 +13,7 @@
 #include "ftune/kernels.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -266,10 +267,13 @@ static void cached_attention(int T, int H, int KV, int D, int pos0) {
     float *full = zeros(nq), *inc = zeros(nq);
     attention_forward(full, NULL, q, k, v, NULL, 1, T, H, KV, D);
     /* the prompt pos0 tokens at once, then one token at a time */
-    if (pos0 > 0) attention_forward_cached(inc, q, k, v, pos0, 0, H, KV, D);
+    if (pos0 > 0) attention_forward_cached(inc, NULL, q, k, v, pos0, 0, H, KV, D);
+    /* one token at a time, with a caller-owned scratch (threads x T floats) */
+    float *scratch = zeros((size_t)omp_get_max_threads() * T);
     for (int t = pos0; t < T; t++)
-        attention_forward_cached(inc + (size_t)t * H * D, q + (size_t)t * H * D, k, v, 1, t, H,
-                                 KV, D);
+        attention_forward_cached(inc + (size_t)t * H * D, scratch, q + (size_t)t * H * D, k, v, 1,
+                                 t, H, KV, D);
+    free(scratch);
     snprintf(name, sizeof name, "cached attention T%d H%d KV%d D%d prompt %d", T, H, KV, D, pos0);
     check_close(name, inc, full, nq, ATT_ATOL, ATT_RTOL);
     free(q), free(k), free(v), free(full), free(inc);

@@ -160,13 +160,14 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     ft_free(scratch);
 }
 
-void attention_forward_cached(float *out, const float *q, const float *kcache,
+void attention_forward_cached(float *out, float *scratch, const float *q, const float *kcache,
                               const float *vcache, int n, int pos0, int H, int KV, int D) {
     FT_ASSERT(H % KV == 0);
     const int G = H / KV;
     const int64_t Tk = (int64_t)pos0 + n;
     const float scale = 1.0f / sqrtf((float)D);
-    float *scratch = thread_scratch((size_t)Tk);
+    float *own = scratch ? NULL : thread_scratch((size_t)Tk);
+    if (own) scratch = own;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t i = 0; i < n; i++)
         for (int64_t h = 0; h < H; h++) {
@@ -192,7 +193,7 @@ void attention_forward_cached(float *out, const float *q, const float *kcache,
                 for (int d = 0; d < D; d++) o[d] += ps * vs[d];
             }
         }
-    ft_free(scratch);
+    ft_free(own);
 }
 
 /* ---- naive twins ---- */
