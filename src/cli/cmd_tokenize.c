@@ -4,6 +4,9 @@
  * added as the tokenizer's post-processor says unless --no-special).
  * `ftune tokenize --decode --tokenizer DIR [--skip-special]`: lines of space-separated ids in,
  * one JSON string per line out.
+ * `ftune tokenize --convert-llama2c FILE [--offset N] [--length N] [--vocab-size 32000] --out DIR`:
+ * writes DIR/tokenizer.json from llama2.c's tokenizer.bin (bytes [N, N+LEN) of FILE), until
+ * `ftune convert llama2c` does it itself.
  * Errors name the input line ("<stdin>:LINE: ..."); the first error stops the run with status 1.
  * A JSON string that decodes to invalid UTF-8 (a lone surrogate escape, raw invalid bytes) is an
  * error naming the line: the reference tokenizers only take Unicode strings.
@@ -94,16 +97,43 @@ static int decode_line(ft_tokenizer *tok, char *line, long lineno, int skip_spec
     return 0;
 }
 
+static int convert_llama2c(const char *file, long long offset, long long length, int vocab, const char *dir) {
+    char *data = NULL, path[4096];
+    size_t n = 0;
+    if (ft_read_file(file, &data, &n)) return cli_fail();
+    if (length < 0) length = (long long)n - offset;
+    if (offset < 0 || length < 0 || (unsigned long long)offset > n || (unsigned long long)length > n - (size_t)offset) {
+        free(data);
+        ft_errorf(FT_ERR_ARG, "%s: offset %lld + length %lld is outside the file (%zu bytes)", file, offset, length, n);
+        return cli_fail();
+    }
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    ft_status st = ft_tokenizer_convert_llama2c(data + offset, (size_t)length, vocab, path);
+    free(data);
+    if (st) {
+        ft_error_wrap(st, "%s", file);
+        return cli_fail();
+    }
+    return 0;
+}
+
 int cmd_tokenize(int argc, char **argv) {
-    const char *dir = NULL;
-    int add_special = 1, decode = 0, skip_special = 0;
+    const char *dir = NULL, *l2c = NULL, *out = NULL;
+    int add_special = 1, decode = 0, skip_special = 0, vocab = 32000;
+    long long offset = 0, length = -1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) dir = argv[++i];
+        else if (!strcmp(argv[i], "--convert-llama2c") && i + 1 < argc) l2c = argv[++i];
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--offset") && i + 1 < argc) offset = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--length") && i + 1 < argc) length = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--vocab-size") && i + 1 < argc) vocab = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-special")) add_special = 0;
         else if (!strcmp(argv[i], "--decode")) decode = 1;
         else if (!strcmp(argv[i], "--skip-special")) skip_special = 1;
         else return usage();
     }
+    if (l2c) return out ? convert_llama2c(l2c, offset, length, vocab, out) : usage();
     if (!dir) return usage();
     ft_tokenizer *tok;
     if (ft_tokenizer_load(&tok, dir)) return cli_fail();
