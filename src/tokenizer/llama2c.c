@@ -24,18 +24,11 @@
 typedef struct {
     int l, r;
     float score;
-    int seq; /* position before the stable sort */
 } l2_merge;
 
 static int cmp_merge(const void *pa, const void *pb) {
     const l2_merge *a = pa, *b = pb;
     if (a->score != b->score) return a->score > b->score ? -1 : 1;
-    if (a->l != b->l) return (a->l > b->l) - (a->l < b->l);
-    return (a->r > b->r) - (a->r < b->r);
-}
-
-static int cmp_pair(const void *pa, const void *pb) {
-    const l2_merge *a = pa, *b = pb;
     if (a->l != b->l) return (a->l > b->l) - (a->l < b->l);
     return (a->r > b->r) - (a->r < b->r);
 }
@@ -260,7 +253,7 @@ ft_status ft_tokenizer_llama2c_json(const void *bytes, size_t len, int vocab_siz
     /* merges: every split of every piece into two pieces */
     for (int i = 0; i < vocab_size; i++) {
         const char *s = piece[i];
-        size_t n = strlen(s), first = nm;
+        size_t n = strlen(s);
         for (size_t k = 1; k < n; k++) {
             if (((unsigned char)s[k] & 0xC0) == 0x80) continue; /* character boundaries only */
             int l = tk_strmap_get(&map, s, k), r = tk_strmap_get(&map, s + k, n - k);
@@ -274,12 +267,10 @@ ft_status ft_tokenizer_llama2c_json(const void *bytes, size_t len, int vocab_siz
                 }
                 mg = q;
             }
-            mg[nm++] = (l2_merge){l, r, score[i], 0};
+            mg[nm++] = (l2_merge){l, r, score[i]};
         }
-        qsort(mg + first, nm - first, sizeof *mg, cmp_pair);
     }
-    for (size_t i = 0; i < nm; i++) mg[i].seq = (int)i;
-    qsort(mg, nm, sizeof *mg, cmp_merge); /* stable through seq */
+    if (nm) qsort(mg, nm, sizeof *mg, cmp_merge); /* a total order: no stability needed */
     cJSON *root = build_json(piece, score, vocab_size, mg, nm);
     if (!root) {
         st = ft_errorf(FT_ERR_NOMEM, "llama2.c tokenizer: out of memory (JSON)");
