@@ -26,3 +26,22 @@ if [ "$got" = "$want" ]; then
 else
     echo "FAIL stories15M greedy generation: got '$got', want '$want'"
 fi
+
+# Text in, text out: the llama2.c tokenizer (bytes [60816028, 61248745) of the fixture) converted to
+# tokenizer.json beside the model, "Once upon a time" must encode to the 5 ids above and continue
+# with the same 12 tokens as text.
+L2C=$FT_ROOT/fixtures/npm/llama2c/package/dist/llama2.data
+TM=$FT_TMP/stories15M-tok
+mkdir -p "$TM" && ln -sf "$M/config.json" "$M/model.safetensors" "$TM/"
+if [ -f "$M/tokenizer.json" ]; then
+    cp "$M/tokenizer.json" "$TM/"
+elif ! "$FTUNE" tokenize --convert-llama2c "$L2C" --offset 60816028 --length 432717 --out "$TM" >/dev/null 2>"$FT_TMP/conv.err"; then
+    echo "FAIL stories15M tokenizer: $(cat "$FT_TMP/conv.err")"
+fi
+got=$("$FTUNE" generate --model "$TM" --prompt "Once upon a time" --max-new-tokens 12 2>&1)
+want="Once upon a time, there was a little girl named Lily. She loved"
+if [ "$got" = "$want" ]; then
+    echo "PASS stories15M greedy generation from text"
+else
+    echo "FAIL stories15M greedy generation from text: got '$got', want '$want'"
+fi
