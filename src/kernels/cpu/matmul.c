@@ -172,6 +172,13 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
     mm_run(&key, out, inp, w, bias);
 }
 
+/*
+ * Backward of out[m,n] = sum_k inp[m,k] w[n,k] + bias[n]:
+ *   d out[m,n] / d inp[m,k] = w[n,k]   ->  dinp[m,k] += sum_n dout[m,n] w[n,k]    (dout · w)
+ *   d out[m,n] / d w[n,k]   = inp[m,k] ->  dw[n,k]   += sum_m dout[m,n] inp[m,k]  (dout^T · inp)
+ *   d out[m,n] / d bias[n]  = 1        ->  dbias[n]  += sum_m dout[m,n]
+ * All three ADD (sum post-op / +=); NULL skips that product.
+ */
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                      const float *w, int M, int K, int N) {
     if (M <= 0 || N <= 0) return;
