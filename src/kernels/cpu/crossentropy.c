@@ -1,7 +1,7 @@
 /*
  * Masked cross-entropy fused with the LM head, in chunks of tokens (contract in
  * include/ftune/crossentropy.h). The head matmuls go through matmul_forward/matmul_backward
- * (oneDNN); the softmax is plain C with the exp-sum accumulated in double. Not implemented here:
+ * (oneDNN); the softmax is plain C (expf once per logit, the sum in double). Not implemented here:
  * label smoothing, z-loss, logit soft-capping (no supported family uses them).
  *
  * Derivation (per target row m with label y, logits z = w · x_m, p = softmax(z)):
@@ -18,6 +18,9 @@
 
 #include <math.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 int crossentropy_chunk_rows(int M, int V) {
     int64_t rows = ((int64_t)4 << 20) / (V > 0 ? V : 1); /* 4 Mi floats = 16 MiB */
@@ -26,34 +29,62 @@ int crossentropy_chunk_rows(int M, int V) {
     return (int)(rows > 0 ? rows : 1);
 }
 
-/* Over n rows of logits z (n,V): add each target row's NLL to the returned sum and, when
- * `grad` is set, overwrite z with scale * (softmax(z) - onehot(label)) (0 for ignored rows). */
+/* NLL of one row of logits z (V) with target y; with `grad`, overwrite z with
+ * scale * (softmax(z) - onehot(y)). exp is evaluated once per logit (expf, kept in z), the sum
+ * in double. */
+static double xent_row(float *z, int y, int V, float scale, int grad) {
+    float mx = z[0];
+    for (int j = 1; j < V; j++) mx = z[j] > mx ? z[j] : mx;
+    double zy = (double)z[y] - mx, sum = 0;
+    for (int j = 0; j < V; j++) {
+        float e = expf(z[j] - mx);
+        z[j] = e;
+        sum += e;
+    }
+    if (grad) {
+        float inv = (float)(1.0 / sum) * scale;
+        for (int j = 0; j < V; j++) z[j] *= inv;
+        z[y] -= scale;
+    }
+    return log(sum) - zy; /* logsumexp(z) - z_y, both relative to max(z) */
+}
+
+/* Over n rows of logits z (n,V): return the NLL sum of target rows and add their count to
+ * *n_targets; with `grad`, turn z into dlogits (0 for ignored rows). Rows are split into one
+ * contiguous block per thread and the per-thread sums are added in thread order, so the result
+ * is deterministic for a given thread count (no OpenMP reduction, whose order is not). */
 static double softmax_xent_rows(float *z, const int *labels, int n, int V, float scale, int grad,
                                 int64_t *n_targets) {
-    double nll = 0;
-    int64_t cnt = 0;
-#pragma omp parallel for reduction(+ : nll, cnt) schedule(static)
-    for (int i = 0; i < n; i++) {
-        float *zi = z + (size_t)i * V;
-        int y = labels[i];
-        if (y == FT_IGNORE_INDEX) {
-            if (grad) memset(zi, 0, (size_t)V * sizeof(float));
-            continue;
-        }
-        FT_ASSERT(y >= 0 && y < V);
-        float mx = zi[0];
-        for (int j = 1; j < V; j++) mx = zi[j] > mx ? zi[j] : mx;
-        double sum = 0;
-        for (int j = 0; j < V; j++) sum += exp((double)zi[j] - mx);
-        double lse = mx + log(sum);
-        nll += lse - (double)zi[y];
-        cnt++;
-        if (grad) {
-            for (int j = 0; j < V; j++) zi[j] = scale * (float)exp((double)zi[j] - lse);
-            zi[y] -= scale;
+    enum { MAX_THREADS = 256 };
+    double part[MAX_THREADS] = {0};
+    int64_t cnt[MAX_THREADS] = {0};
+    int nth = 1;
+#pragma omp parallel
+    {
+        int tid = 0, nt = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        if (nt > MAX_THREADS) nt = MAX_THREADS;
+        if (tid == 0) nth = nt;
+        if (tid < nt) {
+            int lo = (int)((int64_t)n * tid / nt), hi = (int)((int64_t)n * (tid + 1) / nt);
+            for (int i = lo; i < hi; i++) {
+                float *zi = z + (size_t)i * V;
+                int y = labels[i];
+                if (y == FT_IGNORE_INDEX) {
+                    if (grad) memset(zi, 0, (size_t)V * sizeof(float));
+                    continue;
+                }
+                FT_ASSERT(y >= 0 && y < V);
+                part[tid] += xent_row(zi, y, V, scale, grad);
+                cnt[tid]++;
+            }
         }
     }
-    *n_targets += cnt;
+    double nll = 0;
+    for (int t = 0; t < nth; t++) nll += part[t], *n_targets += cnt[t];
     return nll;
 }
 
