@@ -217,11 +217,17 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
         dqlin = tm->dqlin;
         dklin = tm->dklin;
     }
-    zero(dln, (size_t)BT * C);
-    linear_backward(tm, dln, dw->wq, dw->bq, dqlin, a->ln1, w->wq, a->lu[0], l, 0, BT, C, HD);
-    linear_backward(tm, dln, dw->wk, dw->bk, dklin, a->ln1, w->wk, a->lu[1], l, 1, BT, C, KVD);
-    linear_backward(tm, dln, dw->wv, dw->bv, tm->dv, a->ln1, w->wv, a->lu[2], l, 2, BT, C, KVD);
-    rmsnorm_backward(dres, dw->attn_norm, dln, x, w->attn_norm, a->rstd1, BT, C);
+    /* dL/dx is only needed above the lowest trained layer or for a trained embedding; dn1 only
+     * for that or for a trained input_layernorm. NULL skips the work (LoRA dA/dB still run). */
+    int need_dx = l > tm->lo_layer || tm->dw.embed != NULL;
+    float *dn1 = need_dx || dw->attn_norm ? dln : NULL;
+    if (dn1) zero(dn1, (size_t)BT * C);
+    linear_backward(tm, dn1, dw->wq, dw->bq, dqlin, a->ln1, w->wq, a->lu[0], l, 0, BT, C, HD);
+    linear_backward(tm, dn1, dw->wk, dw->bk, dklin, a->ln1, w->wk, a->lu[1], l, 1, BT, C, KVD);
+    linear_backward(tm, dn1, dw->wv, dw->bv, tm->dv, a->ln1, w->wv, a->lu[2], l, 2, BT, C, KVD);
+    if (dn1)
+        rmsnorm_backward(need_dx ? dres : NULL, dw->attn_norm, dn1, x, w->attn_norm, a->rstd1, BT,
+                         C);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -613,7 +619,9 @@ static ft_status setup_lora(ft_train_model *tm) {
     if (!(lc->targets & FT_LORA_ALL_LINEAR) || (lc->targets & ~(unsigned)FT_LORA_ALL_LINEAR))
         return ft_errorf(FT_ERR_ARG, "lora_target_modules: no valid target module (bits 0x%x)",
                          lc->targets);
-    tm->lora_scale = lc->use_rslora ? lc->alpha / sqrtf((float)lc->r) : lc->alpha / (float)lc->r;
+    /* PEFT: scaling = lora_alpha / r (or / math.sqrt(r)) in Python floats, applied as f32 */
+    tm->lora_scale = (float)(lc->use_rslora ? (double)lc->alpha / sqrt((double)lc->r)
+                                            : (double)lc->alpha / (double)lc->r);
     int n = 0;
     size_t total = 0;
     for (int l = 0; l < c->n_layers; l++)
