@@ -31,9 +31,9 @@ double crossentropy_forward_backward(float *dx, float *dw, int64_t *n_targets, f
 
 /* Plain-loop twin of crossentropy_forward_backward (all M rows at once, double accumulation,
  * no oneDNN): the reference the kernel test compares with. dx/dw may be NULL. */
-double crossentropy_forward_backward_naive(float *dx, float *dw, int64_t *n_targets,
-                                           const float *x, const float *w, const int *labels,
-                                           float scale, int M, int C, int V);
+double crossentropy_forward_backward_naive(float *dx, float *dw, int64_t *n_targets, const float *x,
+                                           const float *w, const int *labels, float scale, int M,
+                                           int C, int V);
 
 /* A chunk size (rows) that keeps the (chunk,V) logits scratch near 16 MiB, within [1, M]. */
 int crossentropy_chunk_rows(int M, int V);

@@ -28,10 +28,13 @@
 /* ------------------------------------------------------------------------------------------ */
 /* small elementwise helpers                                                                   */
 
-static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
+static void zero(float *p, size_t n) {
+    memset(p, 0, n * sizeof(float));
+}
 
 static void add_inplace(float *y, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] += x[i];
+    for (size_t i = 0; i < n; i++)
+        y[i] += x[i];
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -52,7 +55,8 @@ static inline int drop_keep(uint64_t stream, size_t i, float p) {
 static void dropout_forward(float *out, const float *inp, uint64_t stream, float p, size_t n) {
     float s = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = drop_keep(stream, i, p) ? inp[i] * s : 0.0f;
+    for (size_t i = 0; i < n; i++)
+        out[i] = drop_keep(stream, i, p) ? inp[i] * s : 0.0f;
 }
 
 /* dinp (n) += dout * keep_i / (1-p)   (d drop(x)_i / d x_i = keep_i * s) */
@@ -81,11 +85,12 @@ static void linear_forward(ft_train_model *tm, float *out, float *lu, const floa
                         (size_t)M * K);
         xa = tm->lxd;
     }
-    matmul_forward(lu, xa, A, NULL, M, K, r);               /* u = A·xd      (M,r) */
+    matmul_forward(lu, xa, A, NULL, M, K, r);                /* u = A·xd      (M,r) */
     matmul_forward(tm->lv, lu, tm->lB[l][j], NULL, M, r, N); /* v = B·u       (M,N) */
     float s = tm->lora_scale;
     size_t n = (size_t)M * N;
-    for (size_t i = 0; i < n; i++) out[i] += tm->lv[i] * s;
+    for (size_t i = 0; i < n; i++)
+        out[i] += tm->lv[i] * s;
 }
 
 /*
@@ -109,7 +114,8 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
     int r = tm->opt.lora.r;
     float s = tm->lora_scale;
     size_t n = (size_t)M * N;
-    for (size_t i = 0; i < n; i++) tm->ldo[i] = dout[i] * s;
+    for (size_t i = 0; i < n; i++)
+        tm->ldo[i] = dout[i] * s;
     zero(tm->ldu, (size_t)M * r);
     matmul_backward(tm->ldu, tm->dlB[l][j], NULL, tm->ldo, lu, tm->lB[l][j], M, r, N);
     if (!tm->dropout_on) {
@@ -190,8 +196,8 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
 
     /* MLP */
     zero(tm->dhact, (size_t)BT * F);
-    linear_backward(tm, tm->dhact, dw->w_down, dw->b_down, dres, a->hact, w->w_down, a->lu[6], l,
-                    6, BT, F, C);
+    linear_backward(tm, tm->dhact, dw->w_down, dw->b_down, dres, a->hact, w->w_down, a->lu[6], l, 6,
+                    BT, F, C);
     swiglu_backward(tm->dgate, tm->dup, tm->dhact, a->gate, a->up, (size_t)BT * F);
     zero(dln, (size_t)BT * C);
     linear_backward(tm, dln, dw->w_gate, dw->b_gate, tm->dgate, a->ln2, w->w_gate, a->lu[4], l, 4,
@@ -202,10 +208,8 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
 
     /* attention */
     zero(tm->dattn, (size_t)BT * HD);
-    linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, a->attn, w->wo, a->lu[3], l, 3, BT, HD,
-                    C);
-    attention_backward(tm->dq, tm->dk, tm->dv, tm->dattn, a->q, a->k, a->v, a->att, B, T, H, KV,
-                       D);
+    linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, a->attn, w->wo, a->lu[3], l, 3, BT, HD, C);
+    attention_backward(tm->dq, tm->dk, tm->dv, tm->dattn, a->q, a->k, a->v, a->att, B, T, H, KV, D);
     rope_backward(tm->dq, pos, inv_freq, BT, H, D);
     rope_backward(tm->dk, pos, inv_freq, BT, KV, D);
     const float *dqlin = tm->dq, *dklin = tm->dk;
@@ -273,7 +277,8 @@ static ft_status check_batch(ft_train_model *tm, const int *inputs, const int *l
                              labels[i], i / T, i % T, c->vocab_size);
     }
     if (!*pos) {
-        for (int i = 0; i < B * T; i++) tm->pos_default[i] = i % T;
+        for (int i = 0; i < B * T; i++)
+            tm->pos_default[i] = i % T;
         *pos = tm->pos_default;
     }
     return FT_OK;
@@ -298,9 +303,9 @@ ft_status ft_train_micro_step(ft_train_model *tm, const int *inputs, const int *
     float *dhead = tm->w.lm_head ? tm->dw.lm_head : tm->dw.embed;
     int need_dx = tm->lo_layer < L || tm->dw.final_norm;
     if (need_dx) zero(tm->dxf, (size_t)BT * C);
-    *nll_sum = crossentropy_forward_backward(need_dx ? tm->dxf : NULL, dhead, n_targets,
-                                             tm->logits, tm->xf, head_weight(tm), labels,
-                                             loss_scale, BT, C, c->vocab_size, tm->chunk);
+    *nll_sum = crossentropy_forward_backward(need_dx ? tm->dxf : NULL, dhead, n_targets, tm->logits,
+                                             tm->xf, head_weight(tm), labels, loss_scale, BT, C,
+                                             c->vocab_size, tm->chunk);
     if (need_dx) {
         /* xf = rmsnorm(resid[L]) */
         zero(tm->dres, (size_t)BT * C);
@@ -431,7 +436,7 @@ static int list_model_tensors(ft_train_model *tm, model_tensor *out) {
     ft_model *m = tm->m;
     const ft_config *c = &m->cfg;
     int n = 0;
-#define FT_X_GLOBAL(f, hf, r, k, present)                                                         \
+#define FT_X_GLOBAL(f, hf, r, k, present)                                                          \
     if (present) {                                                                                 \
         model_tensor *t = &out[n++];                                                               \
         snprintf(t->name, sizeof t->name, "%s", hf);                                               \
@@ -441,7 +446,7 @@ static int list_model_tensors(ft_train_model *tm, model_tensor *out) {
     FT_GLOBAL_TENSORS(FT_X_GLOBAL)
 #undef FT_X_GLOBAL
     for (int l = 0; l < c->n_layers; l++) {
-#define FT_X_LAYER(f, hf, r, k, present)                                                          \
+#define FT_X_LAYER(f, hf, r, k, present)                                                           \
     if (present) {                                                                                 \
         model_tensor *t = &out[n++];                                                               \
         snprintf(t->name, sizeof t->name, "model.layers.%d.%s", l, hf);                            \
@@ -459,7 +464,8 @@ static int list_model_tensors(ft_train_model *tm, model_tensor *out) {
 static int decays(const char *name) {
     char low[192];
     size_t i = 0;
-    for (; name[i] && i + 1 < sizeof low; i++) low[i] = (char)tolower((unsigned char)name[i]);
+    for (; name[i] && i + 1 < sizeof low; i++)
+        low[i] = (char)tolower((unsigned char)name[i]);
     low[i] = 0;
     if (strstr(low, "bias") || strstr(low, "layernorm") || strstr(low, "rmsnorm")) return 0;
     for (const char *p = low; (p = strstr(p, "norm")) != NULL; p++) {
@@ -547,7 +553,8 @@ static ft_status setup_full_or_freeze(ft_train_model *tm, const ft_train_options
     int n = list_model_tensors(tm, mt);
     FT_ASSERT(n <= cap);
     if (tm->opt.method == FT_METHOD_FULL) {
-        for (int i = 0; i < n; i++) sel[i] = 1;
+        for (int i = 0; i < n; i++)
+            sel[i] = 1;
     } else {
         st = match_unfrozen(opt, mt, n, sel);
         if (st != FT_OK) goto done;
@@ -648,8 +655,9 @@ static ft_status setup_lora(ft_train_model *tm) {
             ft_lora_module_shape(c, j, &in, &out);
             for (int ab = 0; ab < 2; ab++) {
                 ft_trainable *t = &tm->tr[tm->n_tr++];
-                snprintf(t->name, sizeof t->name, "base_model.model.model.layers.%d.%s.lora_%c.weight",
-                         l, ft_lora_module_name(j), ab ? 'B' : 'A');
+                snprintf(t->name, sizeof t->name,
+                         "base_model.model.model.layers.%d.%s.lora_%c.weight", l,
+                         ft_lora_module_name(j), ab ? 'B' : 'A');
                 t->rows = ab ? out : lc->r;
                 t->cols = ab ? lc->r : in;
                 t->numel = (size_t)t->rows * (size_t)t->cols;
@@ -687,11 +695,13 @@ ft_status ft_train_model_init(ft_train_model **out, ft_model *m, const ft_train_
     tm->w = m->w; /* dw stays all-NULL (frozen) until a tensor is selected */
     tm->rng = ft_rng_mix(opt->seed ^ 0x44726f706f757421ull); /* "Dropout!" */
     ft_status st;
-    if (opt->method == FT_METHOD_LORA) st = setup_lora(tm);
+    if (opt->method == FT_METHOD_LORA)
+        st = setup_lora(tm);
     else if (opt->method == FT_METHOD_FULL || opt->method == FT_METHOD_FREEZE) {
         tm->opt.lora.r = 0;
         st = setup_full_or_freeze(tm, opt);
-    } else st = ft_errorf(FT_ERR_ARG, "unknown training method %d", (int)opt->method);
+    } else
+        st = ft_errorf(FT_ERR_ARG, "unknown training method %d", (int)opt->method);
     if (st != FT_OK) goto fail;
 
     tm->n_slots = opt->grad_checkpointing ? 1 : (c->n_layers > 0 ? c->n_layers : 1);
@@ -748,11 +758,17 @@ float *ft_train_grads(ft_train_model *tm, size_t *n) {
     return tm->grads;
 }
 
-void ft_train_zero_grad(ft_train_model *tm) { zero(tm->grads, tm->n_params); }
+void ft_train_zero_grad(ft_train_model *tm) {
+    zero(tm->grads, tm->n_params);
+}
 
-uint64_t ft_train_rng_state(const ft_train_model *tm) { return tm->rng; }
+uint64_t ft_train_rng_state(const ft_train_model *tm) {
+    return tm->rng;
+}
 
-void ft_train_set_rng_state(ft_train_model *tm, uint64_t s) { tm->rng = s; }
+void ft_train_set_rng_state(ft_train_model *tm, uint64_t s) {
+    tm->rng = s;
+}
 
 void ft_train_sync_model(ft_train_model *tm) {
     if (tm->opt.method != FT_METHOD_FREEZE) return; /* full aliases the model; LoRA is separate */

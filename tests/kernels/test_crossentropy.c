@@ -24,29 +24,37 @@ int main(void) {
     enum { M = 11, C = 16, V = 37 };
     static float x[M * C], w[V * C];
     int labels[M];
-    for (int i = 0; i < M * C; i++) x[i] = 2.0f * frand();
-    for (int i = 0; i < V * C; i++) w[i] = frand();
-    for (int m = 0; m < M; m++) labels[m] = (int)((frand() + 1.0f) * 0.5f * V) % V;
-    labels[0] = labels[3] = labels[4] = labels[5] = FT_IGNORE_INDEX; /* rows 3..5: a whole chunk of 3 */
+    for (int i = 0; i < M * C; i++)
+        x[i] = 2.0f * frand();
+    for (int i = 0; i < V * C; i++)
+        w[i] = frand();
+    for (int m = 0; m < M; m++)
+        labels[m] = (int)((frand() + 1.0f) * 0.5f * V) % V;
+    labels[0] = labels[3] = labels[4] = labels[5] =
+        FT_IGNORE_INDEX; /* rows 3..5: a whole chunk of 3 */
     const float scale = 1.0f / 7.0f;
 
     static float dx_ref[M * C], dw_ref[V * C];
     int64_t n_ref = 0;
-    for (int i = 0; i < M * C; i++) dx_ref[i] = 0.5f; /* ADD semantics: start from non-zero */
-    for (int i = 0; i < V * C; i++) dw_ref[i] = -0.25f;
-    double nll_ref = crossentropy_forward_backward_naive(dx_ref, dw_ref, &n_ref, x, w, labels,
-                                                         scale, M, C, V);
+    for (int i = 0; i < M * C; i++)
+        dx_ref[i] = 0.5f; /* ADD semantics: start from non-zero */
+    for (int i = 0; i < V * C; i++)
+        dw_ref[i] = -0.25f;
+    double nll_ref =
+        crossentropy_forward_backward_naive(dx_ref, dw_ref, &n_ref, x, w, labels, scale, M, C, V);
     CHECK("ce_naive_counts_targets", n_ref == 7, "n_targets %lld, want 7", (long long)n_ref);
 
     const int chunks[] = {1, 3, 4, M, crossentropy_chunk_rows(M, V)};
     for (size_t ci = 0; ci < sizeof chunks / sizeof *chunks; ci++) {
         int ch = chunks[ci];
         static float dx[M * C], dw[V * C], logits[M * V];
-        for (int i = 0; i < M * C; i++) dx[i] = 0.5f;
-        for (int i = 0; i < V * C; i++) dw[i] = -0.25f;
+        for (int i = 0; i < M * C; i++)
+            dx[i] = 0.5f;
+        for (int i = 0; i < V * C; i++)
+            dw[i] = -0.25f;
         int64_t n = -1, nf = -1;
-        double nll = crossentropy_forward_backward(dx, dw, &n, logits, x, w, labels, scale, M, C, V,
-                                                   ch);
+        double nll =
+            crossentropy_forward_backward(dx, dw, &n, logits, x, w, labels, scale, M, C, V, ch);
         double nllf = crossentropy_forward(&nf, logits, x, w, labels, M, C, V, ch);
         char name[64];
         snprintf(name, sizeof name, "ce_loss_chunk%d", ch);
@@ -74,18 +82,22 @@ int main(void) {
     {
         int none[M];
         static float dx[M * C], logits[M * V];
-        for (int m = 0; m < M; m++) none[m] = FT_IGNORE_INDEX;
+        for (int m = 0; m < M; m++)
+            none[m] = FT_IGNORE_INDEX;
         int64_t n = -1;
-        double nll = crossentropy_forward_backward(dx, NULL, &n, logits, x, w, none, 1.f, M, C, V, 5);
+        double nll =
+            crossentropy_forward_backward(dx, NULL, &n, logits, x, w, none, 1.f, M, C, V, 5);
         int nz = 0;
-        for (int i = 0; i < M * C; i++) nz += dx[i] != 0;
+        for (int i = 0; i < M * C; i++)
+            nz += dx[i] != 0;
         CHECK("ce_all_ignored", nll == 0 && n == 0 && nz == 0, "nll %g n %lld nonzero %d", nll,
               (long long)n, nz);
     }
     /* large logits: the max-shift keeps the loss finite */
     {
         float xb[C], wb[2 * C];
-        for (int c = 0; c < C; c++) xb[c] = 30.f, wb[c] = 10.f, wb[C + c] = -10.f;
+        for (int c = 0; c < C; c++)
+            xb[c] = 30.f, wb[c] = 10.f, wb[C + c] = -10.f;
         int lab = 1;
         float logits[2];
         int64_t n;

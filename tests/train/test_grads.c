@@ -49,7 +49,8 @@ static const ft_st_tensor *need(const ft_st_set *s, const char *name, ft_dtype d
 
 static size_t st_numel(const ft_st_tensor *t) {
     size_t n = 1;
-    for (int i = 0; i < t->ndim; i++) n *= (size_t)t->shape[i];
+    for (int i = 0; i < t->ndim; i++)
+        n *= (size_t)t->shape[i];
     return n;
 }
 
@@ -77,7 +78,8 @@ static int read_batch(const ft_st_set *s, batch *b) {
     memcpy(b->labels, tl->data, n * sizeof(int));
     memcpy(&b->loss, tloss->data, sizeof(float));
     b->n_targets = 0;
-    for (size_t i = 0; i < n; i++) b->n_targets += b->labels[i] != -100;
+    for (size_t i = 0; i < n; i++)
+        b->n_targets += b->labels[i] != -100;
     return 1;
 }
 
@@ -97,8 +99,9 @@ static int step(ft_train_model *tm, const batch *b, double *loss) {
         CHECK("micro_step", 0, "%s", ft_error_message());
         return 0;
     }
-    if (n != b->n_targets) CHECK("micro_step_targets", 0, "%lld targets, want %lld", (long long)n,
-                                 (long long)b->n_targets);
+    if (n != b->n_targets)
+        CHECK("micro_step_targets", 0, "%lld targets, want %lld", (long long)n,
+              (long long)b->n_targets);
     *loss = nll / (double)n;
     return 1;
 }
@@ -109,7 +112,8 @@ static void compare_grads(const char *label, ft_train_model *tm, const ft_st_set
     int n;
     const ft_trainable *tr = ft_train_tensors(tm, &n);
     int n_ref = 0;
-    for (int i = 0; i < ref->n_tensors; i++) n_ref += strncmp(ref->tensors[i].name, "grad.", 5) == 0;
+    for (int i = 0; i < ref->n_tensors; i++)
+        n_ref += strncmp(ref->tensors[i].name, "grad.", 5) == 0;
     char name[320];
     snprintf(name, sizeof name, "%s_trainable_set", label);
     CHECK(name, n == n_ref, "%d trainable tensors, reference has %d gradients", n, n_ref);
@@ -196,7 +200,6 @@ static float *dup_buf(ft_train_model *tm, int which, size_t *n) {
     return d;
 }
 
-
 static void test_full(const char *model, ft_model *m) {
     ft_st_set ref;
     if (!open_ref(&ref, model, "ref_full.safetensors")) return;
@@ -225,7 +228,8 @@ static void test_full(const char *model, ft_model *m) {
                 ft_train_micro_step(tm, b.inputs, b.labels, NULL, NULL, b.B, b.T,
                                     1.0f / (float)b.n_targets, &nll, &nt);
                 float *g = ft_train_grads(tm, &n);
-                for (size_t i = 0; i < n; i++) g0[i] *= 2.0f;
+                for (size_t i = 0; i < n; i++)
+                    g0[i] *= 2.0f;
                 double e = rel_l2(g, g0, n);
                 char name[160];
                 snprintf(name, sizeof name, "%s_micro_steps_add", label);
@@ -233,10 +237,12 @@ static void test_full(const char *model, ft_model *m) {
                 /* eval: same forward, no backward */
                 double enll;
                 int64_t en;
-                ft_status st = ft_train_eval(tm, b.inputs, b.labels, NULL, NULL, b.B, b.T, &enll, &en);
+                ft_status st =
+                    ft_train_eval(tm, b.inputs, b.labels, NULL, NULL, b.B, b.T, &enll, &en);
                 snprintf(name, sizeof name, "%s_eval_equals_train_loss", label);
-                CHECK(name, st == FT_OK && enll == nll && en == nt, "eval %.17g (%lld) vs train %.17g (%lld)",
-                      enll, (long long)en, nll, (long long)nt);
+                CHECK(name, st == FT_OK && enll == nll && en == nt,
+                      "eval %.17g (%lld) vs train %.17g (%lld)", enll, (long long)en, nll,
+                      (long long)nt);
                 free(g0);
             }
             ft_train_model_free(tm);
@@ -255,7 +261,8 @@ static void test_freeze(const char *model, ft_model *m) {
     const char *pats[16];
     int np = 0;
     if (ft_read_file(path, &text, NULL) == FT_OK)
-        for (char *s = strtok(text, "\n"); s && np < 16; s = strtok(NULL, "\n")) pats[np++] = s;
+        for (char *s = strtok(text, "\n"); s && np < 16; s = strtok(NULL, "\n"))
+            pats[np++] = s;
     batch b;
     if (np > 0 && read_batch(&ref, &b)) {
         char label[128];
@@ -336,8 +343,10 @@ static void test_lora(const char *model, ft_model *m, const char *variant) {
             int loaded = 1;
             for (int i = 0; i < n; i++) {
                 const ft_st_tensor *v = need(&ref, t[i].name, FT_DTYPE_F32, t[i].numel);
-                if (!v) loaded = 0;
-                else memcpy(t[i].param, v->data, t[i].numel * sizeof(float));
+                if (!v)
+                    loaded = 0;
+                else
+                    memcpy(t[i].param, v->data, t[i].numel * sizeof(float));
             }
             double loss;
             if (loaded && step(tm, &b, &loss)) {
@@ -359,7 +368,8 @@ static void test_lora(const char *model, ft_model *m, const char *variant) {
                         check_ckpt_identical(lab2, m, o, &b, g, np, p0, rng);
                         /* dropout changes the gradient, and replaying the rng state repeats it */
                         snprintf(name, sizeof name, "%s_dropout_changes_grads", label);
-                        CHECK(name, fabs(dl - loss) > 1e-6 * fabs(loss), "loss %.9g with dropout, %.9g without", dl, loss);
+                        CHECK(name, fabs(dl - loss) > 1e-6 * fabs(loss),
+                              "loss %.9g with dropout, %.9g without", dl, loss);
                         ft_train_set_rng_state(tm, rng);
                         step(tm, &b, &dl);
                         snprintf(name, sizeof name, "%s_dropout_rng_replay", label);
@@ -417,7 +427,8 @@ static void test_packed(const char *model, ft_model *m) {
     } else {
         double e = rel_l2(gp, ft_train_grads(tm, &n), n);
         double sep = nll_a + nll_b;
-        CHECK(name, n_p == n_a + n_b && fabs(nll_p - sep) <= LOSS_RTOL * fabs(sep) && e <= GRAD_RTOL,
+        CHECK(name,
+              n_p == n_a + n_b && fabs(nll_p - sep) <= LOSS_RTOL * fabs(sep) && e <= GRAD_RTOL,
               "nll %.9g vs %.9g, targets %lld vs %lld, grads rel l2 %.3g", nll_p, sep,
               (long long)n_p, (long long)(n_a + n_b), e);
         /* and without the seg mask the second sample sees the first: the loss must differ */
@@ -425,7 +436,8 @@ static void test_packed(const char *model, ft_model *m) {
         int64_t n_x;
         ft_train_micro_step(tm, in, lab, pos, NULL, 1, T, 0.125f, &nll_x, &n_x);
         snprintf(name, sizeof name, "%s_seg_mask_matters", model);
-        CHECK(name, fabs(nll_x - nll_p) > 1e-6 * fabs(nll_p), "nll %.9g with and without seg", nll_p);
+        CHECK(name, fabs(nll_x - nll_p) > 1e-6 * fabs(nll_p), "nll %.9g with and without seg",
+              nll_p);
     }
     free(gp);
     ft_train_model_free(tm);
@@ -442,8 +454,8 @@ static void test_errors(ft_model *m) {
     ft_train_model *tm = NULL;
     ft_status st = ft_train_model_init(&tm, m, &o);
     const char *msg = ft_error_message();
-    CHECK("freeze_no_match_is_error", st == FT_ERR_ARG && !tm && strstr(msg, "'nomatch.*'") &&
-                                          strstr(msg, "'model.layers.99'"),
+    CHECK("freeze_no_match_is_error",
+          st == FT_ERR_ARG && !tm && strstr(msg, "'nomatch.*'") && strstr(msg, "'model.layers.99'"),
           "status %d, message \"%s\"", (int)st, msg);
     const char *bad[] = {"model.(unclosed"};
     o.unfrozen = bad;
@@ -481,7 +493,10 @@ static void test_lora_save(ft_model *m) {
     o.method = FT_METHOD_LORA;
     o.B = 1, o.T = 4;
     o.seed = 7;
-    o.lora = (ft_lora_config){.r = 2, .alpha = 16, .dropout = 0.05f, .use_rslora = 1,
+    o.lora = (ft_lora_config){.r = 2,
+                              .alpha = 16,
+                              .dropout = 0.05f,
+                              .use_rslora = 1,
                               .targets = FT_LORA_Q | FT_LORA_V | FT_LORA_DOWN};
     ft_train_model *tm;
     if (ft_train_model_init(&tm, m, &o) != FT_OK) {
@@ -524,7 +539,8 @@ static void test_lora_save(ft_model *m) {
                  strcmp(cJSON_GetObjectItem(j, "peft_type")->valuestring, "LORA") == 0 &&
                  strcmp(cJSON_GetObjectItem(j, "task_type")->valuestring, "CAUSAL_LM") == 0 &&
                  strcmp(cJSON_GetObjectItem(j, "bias")->valuestring, "none") == 0 &&
-                 strcmp(cJSON_GetObjectItem(j, "base_model_name_or_path")->valuestring, "some/base") == 0 &&
+                 strcmp(cJSON_GetObjectItem(j, "base_model_name_or_path")->valuestring,
+                        "some/base") == 0 &&
                  cJSON_IsFalse(cJSON_GetObjectItem(j, "fan_in_fan_out")) &&
                  cJSON_IsTrue(cJSON_GetObjectItem(j, "inference_mode")) &&
                  fabs(cJSON_GetObjectItem(j, "lora_dropout")->valuedouble - 0.05) < 1e-6 &&
@@ -547,7 +563,8 @@ static void test_lora_save(ft_model *m) {
     ft_train_model_init(&tm2, m, &o);
     int diff = memcmp(ft_train_params(tm2, &np), ft_train_params(tm, &np), np * 4) != 0;
     ft_train_model_free(tm2);
-    CHECK("lora_init_seeded", same && diff, "same seed same A: %d, other seed other A: %d", same, diff);
+    CHECK("lora_init_seeded", same && diff, "same seed same A: %d, other seed other A: %d", same,
+          diff);
     ft_train_model_free(tm);
 }
 
@@ -572,7 +589,8 @@ int main(void) {
         }
         test_full(models[i], &m);
         test_freeze(models[i], &m);
-        for (size_t k = 0; k < sizeof loras / sizeof *loras; k++) test_lora(models[i], &m, loras[k]);
+        for (size_t k = 0; k < sizeof loras / sizeof *loras; k++)
+            test_lora(models[i], &m, loras[k]);
         if (i == 1) test_packed(models[i], &m);
         if (i == 2) {
             test_errors(&m);

@@ -34,7 +34,8 @@ int crossentropy_chunk_rows(int M, int V) {
  * in double. */
 static double xent_row(float *z, int y, int V, float scale, int grad) {
     float mx = z[0];
-    for (int j = 1; j < V; j++) mx = z[j] > mx ? z[j] : mx;
+    for (int j = 1; j < V; j++)
+        mx = z[j] > mx ? z[j] : mx;
     double zy = (double)z[y] - mx, sum = 0;
     for (int j = 0; j < V; j++) {
         float e = expf(z[j] - mx);
@@ -43,7 +44,8 @@ static double xent_row(float *z, int y, int V, float scale, int grad) {
     }
     if (grad) {
         float inv = (float)(1.0 / sum) * scale;
-        for (int j = 0; j < V; j++) z[j] *= inv;
+        for (int j = 0; j < V; j++)
+            z[j] *= inv;
         z[y] -= scale;
     }
     return log(sum) - zy; /* logsumexp(z) - z_y, both relative to max(z) */
@@ -84,7 +86,8 @@ static double softmax_xent_rows(float *z, const int *labels, int n, int V, float
         }
     }
     double nll = 0;
-    for (int t = 0; t < nth; t++) nll += part[t], *n_targets += cnt[t];
+    for (int t = 0; t < nth; t++)
+        nll += part[t], *n_targets += cnt[t];
     return nll;
 }
 
@@ -111,7 +114,7 @@ double crossentropy_forward_backward(float *dx, float *dw, int64_t *n_targets, f
     for (int r0 = 0; r0 < M; r0 += chunk) {
         int n = M - r0 < chunk ? M - r0 : chunk;
         if (all_ignored(labels + r0, n)) continue;
-        const float *xc = x + (size_t)r0 * C; /* (n,C) */
+        const float *xc = x + (size_t)r0 * C;         /* (n,C) */
         matmul_forward(logits, xc, w, NULL, n, C, V); /* (n,V) */
         nll += softmax_xent_rows(logits, labels + r0, n, V, scale, grad, n_targets);
         if (grad)
@@ -120,9 +123,9 @@ double crossentropy_forward_backward(float *dx, float *dw, int64_t *n_targets, f
     return nll;
 }
 
-double crossentropy_forward_backward_naive(float *dx, float *dw, int64_t *n_targets,
-                                           const float *x, const float *w, const int *labels,
-                                           float scale, int M, int C, int V) {
+double crossentropy_forward_backward_naive(float *dx, float *dw, int64_t *n_targets, const float *x,
+                                           const float *w, const int *labels, float scale, int M,
+                                           int C, int V) {
     double nll = 0;
     *n_targets = 0;
     double *z = ft_calloc((size_t)V, sizeof(double));
@@ -135,12 +138,14 @@ double crossentropy_forward_backward_naive(float *dx, float *dw, int64_t *n_targ
         double mx = -INFINITY;
         for (int j = 0; j < V; j++) {
             double s = 0;
-            for (int c = 0; c < C; c++) s += (double)w[(size_t)j * C + c] * xm[c];
+            for (int c = 0; c < C; c++)
+                s += (double)w[(size_t)j * C + c] * xm[c];
             z[j] = s;
             if (s > mx) mx = s;
         }
         double sum = 0;
-        for (int j = 0; j < V; j++) sum += exp(z[j] - mx);
+        for (int j = 0; j < V; j++)
+            sum += exp(z[j] - mx);
         double lse = mx + log(sum);
         nll += lse - z[y];
         (*n_targets)++;
