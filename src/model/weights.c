@@ -103,8 +103,10 @@ ft_status ft_weights_check(const ft_config *c, const ft_tensor_info *ts, int n, 
         const ft_tensor_info *ti = &ts[i];
         const ft_st_tensor *t = ft_st_find(set, ti->name);
         if (!t) {
-            const char *where = set->n_files == 1 ? set->paths[0] : "the model's safetensors files";
-            return ft_errorf(FT_ERR_NOT_FOUND, "%s: tensor '%s' is missing", where, ti->name);
+            if (set->n_files == 1)
+                return ft_errorf(FT_ERR_NOT_FOUND, "%s: tensor '%s' is missing", set->paths[0], ti->name);
+            return ft_errorf(FT_ERR_NOT_FOUND, "%s and %d other shard%s: tensor '%s' is missing", set->paths[0],
+                             set->n_files - 1, set->n_files == 2 ? "" : "s", ti->name);
         }
         const char *file = set->paths[t->file];
         if (t->dtype != FT_DTYPE_F32 && t->dtype != FT_DTYPE_F16 && t->dtype != FT_DTYPE_BF16)
