@@ -446,13 +446,15 @@ static ft_status open_sharded(ft_st_set *set, const char *dir, const char *index
         const ft_st_tensor *t = ft_st_find(set, wm[i].tensor);
         if (!t) {
             st = ft_errorf(FT_ERR_NOT_FOUND, "%s: tensor '%s' listed in weight_map is not in %s",
-                           index_path, printable(nm, wm[i].tensor), wm[i].shard);
+                           index_path, printable(nm, wm[i].tensor), printable(nm2, wm[i].shard));
             goto done;
         }
         const char *base = strrchr(set->paths[t->file], '/') + 1;
         if (strcmp(base, wm[i].shard)) {
+            char nm3[80];
             st = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' is listed in %s but lives in %s",
-                           index_path, printable(nm, wm[i].tensor), wm[i].shard, base);
+                           index_path, printable(nm, wm[i].tensor), printable(nm2, wm[i].shard),
+                           printable(nm3, base));
             goto done;
         }
     }

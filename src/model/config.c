@@ -45,6 +45,19 @@ typedef struct {
     const cJSON *root;
 } ctx;
 
+/* A string value from the file, safe to put in a one-line message: printable ASCII, cut at 40. */
+static const char *printable(char out[48], const char *s) {
+    size_t i = 0;
+    for (; s[i] && i < 40; i++)
+        out[i] = (s[i] >= 32 && s[i] < 127) ? s[i] : '?';
+    if (s[i]) {
+        memcpy(out + i, "...", 3);
+        i += 3;
+    }
+    out[i] = 0;
+    return out;
+}
+
 static const char *type_name(const cJSON *v) {
     if (cJSON_IsString(v)) return "a string";
     if (cJSON_IsNumber(v)) return "a number";
@@ -184,11 +197,12 @@ static ft_status parse_rope(const ctx *c, ft_config *cfg) {
         return ft_errorf(FT_ERR_FORMAT, "%s: key '%s%s' must be a string, got %s", c->path, where,
                          tkey, type_name(t));
     if (!strcmp(t->valuestring, "default")) return FT_OK;
+    char pr[48];
     if (strcmp(t->valuestring, "llama3"))
         return ft_errorf(
             FT_ERR_UNSUPPORTED,
-            "%s: key '%s%s': rope scaling '%.40s' is not supported (supported: default, llama3)",
-            c->path, where, tkey, t->valuestring);
+            "%s: key '%s%s': rope scaling '%s' is not supported (supported: default, llama3)",
+            c->path, where, tkey, printable(pr, t->valuestring));
     double f, lo, hi;
     int omp;
     ft_status st;
@@ -223,6 +237,7 @@ static ft_status parse_dtype(const ctx *c, ft_config *cfg) {
         return ft_errorf(FT_ERR_FORMAT, "%s: key '%s' must be a string, got %s", c->path, key,
                          type_name(v));
     const char *s = v->valuestring;
+    char pr[48];
     if (!strcmp(s, "float32"))
         cfg->torch_dtype = FT_DTYPE_F32;
     else if (!strcmp(s, "float16"))
@@ -231,8 +246,8 @@ static ft_status parse_dtype(const ctx *c, ft_config *cfg) {
         cfg->torch_dtype = FT_DTYPE_BF16;
     else
         return ft_errorf(FT_ERR_UNSUPPORTED,
-                         "%s: key '%s' = '%.40s' is not supported (float32, float16, bfloat16)",
-                         c->path, key, s);
+                         "%s: key '%s' = '%s' is not supported (float32, float16, bfloat16)",
+                         c->path, key, printable(pr, s));
     return FT_OK;
 }
 
@@ -247,13 +262,14 @@ static ft_status parse_root(ft_config *cfg, const ctx *c) {
         return ft_errorf(FT_ERR_FORMAT, "%s: key 'model_type' must be a string, got %s", c->path,
                          type_name(mt));
     const family_info *fam = NULL;
+    char pr[48];
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
         if (!strcmp(mt->valuestring, families[i].name)) fam = &families[i];
     if (!fam)
         return ft_errorf(
             FT_ERR_UNSUPPORTED,
-            "%s: key 'model_type': '%.40s' is not supported (llama, mistral, qwen2, qwen3)",
-            c->path, mt->valuestring);
+            "%s: key 'model_type': '%s' is not supported (llama, mistral, qwen2, qwen3)", c->path,
+            printable(pr, mt->valuestring));
     cfg->family = fam->family;
     snprintf(cfg->model_type, sizeof cfg->model_type, "%s", fam->name);
 
