@@ -131,4 +131,62 @@ void ft_model_free(ft_model *m);
 /* Write the model (config.json + model.safetensors in cfg.torch_dtype) to a folder. */
 ft_status ft_model_save(const ft_model *m, const char *dir);
 
+/* ---- inference: KV cache and forward (src/model/forward.c) ---- */
+
+/* Keys and values of every layer for positions 0..max_seq-1, plus the activation scratch of one
+ * chunk of tokens (prompts longer than a chunk are processed chunk by chunk), all allocated once
+ * in _init: ft_model_forward never allocates. */
+typedef struct {
+    int max_seq;  /* positions the cache can hold */
+    int chunk;    /* tokens processed per batched pass */
+    int n_layers;
+    int kv_dim;   /* KV * D */
+    float *k, *v; /* (L, max_seq, KV*D) */
+    float *x, *xb, *q, *att, *hb, *hb2; /* (chunk, C) (chunk, C) (chunk, H*D) x2 (chunk, hidden) x2 */
+    int *pos;     /* (chunk) */
+    float *scores; /* (threads, max_seq) attention scratch */
+} ft_kv_cache;
+
+/* Allocate a cache for `max_seq` positions of model config `cfg`. *cache is zeroed on failure.
+ * `chunk` may be lowered (never raised) after init, e.g. by tests of the chunked path. */
+ft_status ft_kv_cache_init(ft_kv_cache *cache, const ft_config *cfg, int max_seq);
+void ft_kv_cache_free(ft_kv_cache *cache); /* NULL-safe; leaves *cache zeroed */
+
+/* Run tokens ids[0..n) at positions pos0..pos0+n-1, reading the cache for positions < pos0 and
+ * writing it for the new ones (exact f32, the same arithmetic as HF's eager forward). logits:
+ * (n, V) when all_logits, else (V) for the last token only. Returns FT_ERR_ARG if an id is out of
+ * range or pos0 + n exceeds the cache. */
+ft_status ft_model_forward(const ft_model *m, ft_kv_cache *cache, const int *ids, int n, int pos0,
+                           float *logits, int all_logits);
+
+/* ---- sampling and generation (src/model/sample.c) ---- */
+
+typedef struct {
+    float temperature; /* 0 = greedy (argmax, lowest id on ties) */
+    int top_k;         /* 0 = off */
+    float top_p;       /* 1 = off */
+    uint64_t seed;
+} ft_sample_params;
+
+/* A sampler owns its scratch (V candidates) and its RNG state (see sample.c for the RNG). */
+typedef struct {
+    ft_sample_params p;
+    int vocab;
+    uint64_t rng;
+    float *prob; /* (V) */
+    int *idx;    /* (V) */
+} ft_sampler;
+
+ft_status ft_sampler_init(ft_sampler *s, int vocab, const ft_sample_params *p);
+void ft_sampler_free(ft_sampler *s); /* NULL-safe */
+/* Pick the next id from logits (V) (not modified). */
+int ft_sampler_next(ft_sampler *s, const float *logits);
+
+/* Generate up to max_new tokens after prompt[0..n_prompt) (n_prompt >= 1), stopping after the
+ * model's EOS (which is not emitted) or at the model's max_seq_len. out (max_new) receives the new
+ * ids, *n_out their count; on_token (may be NULL) is called with each id as it is produced. */
+ft_status ft_generate(const ft_model *m, const int *prompt, int n_prompt, int max_new,
+                      const ft_sample_params *p, int *out, int *n_out,
+                      void (*on_token)(int id, void *user), void *user);
+
 #endif
