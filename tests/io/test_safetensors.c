@@ -93,7 +93,11 @@ int main(void) {
                      (nb == 0 || memcmp(t->data, ws[i].data, nb) == 0);
             for (int d = 0; ok && d < ws[i].ndim; d++)
                 ok = t->shape[d] == ws[i].shape[d];
-            /* data aligned to its element size within the file */
+            /* zero copy: the data lies inside the mapping, aligned to its element size */
+            const char *m0 = set.maps[0];
+            if (ok && nb)
+                ok = (const char *)t->data >= m0 &&
+                     (const char *)t->data + nb <= m0 + set.map_sizes[0];
             if (ok && nb)
                 ok = ((size_t)((const char *)t->data - (const char *)set.maps[0])) %
                          ft_dtype_size(t->dtype) ==

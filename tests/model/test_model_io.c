@@ -53,6 +53,15 @@ static void test_configs(void) {
                    "\"original_max_position_embeddings\": 8192}}");
     CHECK("rope_scaling_type_key", st == FT_OK && c.rope_type == FT_ROPE_LLAMA3, "%s",
           ft_error_message());
+    st = parse(&c,
+               "{\"model_type\": \"llama\", " TINY ", \"dtype\": \"float16\", \"rope_parameters\": "
+               "{\"rope_type\": \"llama3\", \"rope_theta\": 500000.0, \"factor\": 8.0, "
+               "\"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+               "\"original_max_position_embeddings\": 8192}}");
+    CHECK("transformers5_rope_parameters",
+          st == FT_OK && c.rope_type == FT_ROPE_LLAMA3 && c.rope_theta == 500000.0f &&
+              c.rope_factor == 8.0f && c.torch_dtype == FT_DTYPE_F16,
+          "st %d: %s", st, ft_error_message());
     st = parse(&c, "{\"model_type\": \"qwen2\", " TINY
                    ", \"tie_word_embeddings\": true, \"eos_token_id\": 7}");
     CHECK("qwen2",
