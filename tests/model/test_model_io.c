@@ -1,9 +1,9 @@
 /*
  * config.json parsing per family (HF defaults, biases, q/k norm, llama3 rope, head_dim, eos lists,
  * rejections), ft_config_to_json round trip, the weight layout against ft_weights_bind, and
- * ft_model_save -> ft_model_load round trips (F32: exact; BF16: exactly the bf16 rounding of the
- * saved values, since storage in bf16 is the only change), and loading the stories15M fixture.
- * RoPE inverse frequencies are checked against PyTorch's in tests/model/test_rope_ref.
+ * ft_model_save -> ft_model_load round trips (F32: exact; BF16/F16: exactly the rounding of the
+ * saved values to that dtype, since storage is the only change), and loading the stories15M
+ * fixture. RoPE inverse frequencies are checked against PyTorch's in tests/model/test_rope_ref.
  */
 #include "../test.h"
 #include "ftune/model.h"
@@ -206,8 +206,9 @@ static void test_layout(void) {
 }
 
 static void test_save_load(const char *tmp) {
-    const char *dtypes[] = {"float32", "bfloat16"};
-    for (int k = 0; k < 2; k++) {
+    /* k: storage dtype; bf16 and f16 runs use tied embeddings, f32 untied */
+    const char *dtypes[] = {"float32", "bfloat16", "float16"};
+    for (int k = 0; k < 3; k++) {
         char dir[512], json[768], name[64];
         snprintf(dir, sizeof dir, "%s/model_%s", tmp, dtypes[k]);
         mkdir(dir, 0755);
@@ -230,10 +231,12 @@ static void test_save_load(const char *tmp) {
         }
         if (st == FT_OK) st = ft_model_load(&back, dir);
         snprintf(name, sizeof name, "save_load_%s", dtypes[k]);
-        int ok = st == FT_OK && back.n_params == m.n_params && back.cfg.tie_embeddings == k;
+        int ok = st == FT_OK && back.n_params == m.n_params && back.cfg.tie_embeddings == (k != 0);
         size_t badi = 0;
         for (size_t i = 0; ok && i < m.n_params; i++) {
-            float want = k ? ft_bf16_to_f32(ft_f32_to_bf16(m.params[i])) : m.params[i];
+            float want = k == 1   ? ft_bf16_to_f32(ft_f32_to_bf16(m.params[i]))
+                         : k == 2 ? ft_f16_to_f32(ft_f32_to_f16(m.params[i]))
+                                  : m.params[i];
             if (back.params[i] != want) {
                 ok = 0;
                 badi = i;
