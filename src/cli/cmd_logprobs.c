@@ -1,7 +1,8 @@
 /*
  * `ftune logprobs --model DIR --ids 1,2,3,...`
  * Prints exactly two lines:
- *   loss <mean over t=1..n-1 of -log p(ids[t] | ids[0..t-1])>   (%.6f; log-softmax in double)
+ *   loss <mean over t=1..n-1 of -log p(ids[t] | ids[0..t-1])>   (%.6f; log-softmax in double;
+ *                                                                 "nan" for a single id)
  *   next <argmax of the logits after the last id>                (lowest id on ties)
  * The forward is exact f32 and runs through the KV cache in chunks, so only (chunk, V) logits exist
  * at once.
@@ -64,7 +65,8 @@ int cmd_logprobs(int argc, char **argv) {
             }
         }
     }
-    printf("loss %.6f\nnext %d\n", n > 1 ? nll / (n - 1) : 0.0, next);
+    /* one id: no target, the mean over nothing is NaN (as torch's mean of an empty tensor) */
+    printf("loss %.6f\nnext %d\n", n > 1 ? nll / (n - 1) : (double)NAN, next);
     rc = 0;
 out:
     if (rc) cli_fail();
