@@ -59,13 +59,28 @@ ft_status tk_ivec_put(tk_ivec *v, const int *x, size_t n) {
 ft_status tk_ivec_push(tk_ivec *v, int x) { return tk_ivec_put(v, &x, 1); }
 
 /* ---- hashing and the string map ---- */
-uint64_t tk_hash(const void *s, size_t n) { /* FNV-1a, then a final mix */
+/* 8 bytes at a time, multiply-xorshift mixing: fast on short keys (tokens, words). */
+static inline uint64_t mix64(uint64_t x) {
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ull;
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ull;
+    return x ^ (x >> 32);
+}
+
+uint64_t tk_hash(const void *s, size_t n) {
     const unsigned char *p = s;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
-    h ^= h >> 29;
-    h *= 0xbf58476d1ce4e5b9ull;
-    return h ^ (h >> 32);
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ mix64(w)) * 0x9e3779b97f4a7c15ull;
+        p += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, p, n);
+    return mix64(h ^ w ^ ((uint64_t)n << 59));
 }
 
 static ft_status strmap_grow(tk_strmap *m) {
@@ -257,7 +272,7 @@ static uint64_t pair_key(int a, int b) { return ((uint64_t)(uint32_t)a << 32) | 
 int tk_bpe_merge_get(const tk_bpe *m, int a, int b, int *rank, int *id) {
     if (!m->merge_cap) return 0;
     uint64_t key = pair_key(a, b);
-    size_t j = tk_hash(&key, sizeof key) & (m->merge_cap - 1);
+    size_t j = mix64(key) & (m->merge_cap - 1);
     while (m->merges[j].key != UINT64_MAX) {
         if (m->merges[j].key == key) {
             *rank = m->merges[j].rank;
@@ -277,7 +292,7 @@ ft_status tk_bpe_merge_set(tk_bpe *m, int a, int b, int rank, int id) {
         for (size_t i = 0; i < cap; i++) e[i].key = UINT64_MAX;
         for (size_t i = 0; i < m->merge_cap; i++) {
             if (m->merges[i].key == UINT64_MAX) continue;
-            size_t j = tk_hash(&m->merges[i].key, 8) & (cap - 1);
+            size_t j = mix64(m->merges[i].key) & (cap - 1);
             while (e[j].key != UINT64_MAX) j = (j + 1) & (cap - 1);
             e[j] = m->merges[i];
         }
@@ -286,7 +301,7 @@ ft_status tk_bpe_merge_set(tk_bpe *m, int a, int b, int rank, int id) {
         m->merge_cap = cap;
     }
     uint64_t key = pair_key(a, b);
-    size_t j = tk_hash(&key, sizeof key) & (m->merge_cap - 1);
+    size_t j = mix64(key) & (m->merge_cap - 1);
     while (m->merges[j].key != UINT64_MAX && m->merges[j].key != key) j = (j + 1) & (m->merge_cap - 1);
     if (m->merges[j].key == UINT64_MAX) m->nmerges++;
     m->merges[j] = (tk_merge_ent){key, rank, id}; /* a later duplicate wins, as in HF */
@@ -389,12 +404,23 @@ static ft_status init_symbols_generic(tk_bpe *m, const char *w, size_t n, int *n
     tk_buf *sc = &m->scratch;
     for (size_t i = 0; i < n;) {
         size_t st = i;
-        tk_utf8_next(w, n, &i);
-        sc->n = 0;
-        if (st > 0 && plen && tk_buf_put(sc, m->prefix, plen)) return FT_ERR_NOMEM;
-        if (tk_buf_put(sc, w + st, i - st)) return FT_ERR_NOMEM;
-        if (i == n && slen && tk_buf_put(sc, m->suffix, slen)) return FT_ERR_NOMEM;
-        int t = tk_strmap_get(&m->vocab, sc->p, sc->n);
+        uint32_t cp = tk_utf8_next(w, n, &i);
+        const char *c = w + st;
+        size_t cl = i - st;
+        int t;
+        if (m->cp_id && cp < 0x10000) { /* no prefix/suffix: direct table */
+            t = m->cp_id[cp];
+        } else {
+            if (plen || slen) {
+                sc->n = 0;
+                if (st > 0 && plen && tk_buf_put(sc, m->prefix, plen)) return FT_ERR_NOMEM;
+                if (tk_buf_put(sc, w + st, i - st)) return FT_ERR_NOMEM;
+                if (i == n && slen && tk_buf_put(sc, m->suffix, slen)) return FT_ERR_NOMEM;
+                c = sc->p;
+                cl = sc->n;
+            }
+            t = tk_strmap_get(&m->vocab, c, cl);
+        }
         if (t >= 0) {
             m->sym_id[k++] = t;
             unk_open = 0;
@@ -402,10 +428,10 @@ static ft_status init_symbols_generic(tk_bpe *m, const char *w, size_t n, int *n
         }
         if (m->byte_fallback) {
             int ok = 1;
-            for (size_t j = 0; j < sc->n; j++)
-                if (m->byte_fb[(unsigned char)sc->p[j]] < 0) ok = 0;
+            for (size_t j = 0; j < cl; j++)
+                if (m->byte_fb[(unsigned char)c[j]] < 0) ok = 0;
             if (ok) {
-                for (size_t j = 0; j < sc->n; j++) m->sym_id[k++] = m->byte_fb[(unsigned char)sc->p[j]];
+                for (size_t j = 0; j < cl; j++) m->sym_id[k++] = m->byte_fb[(unsigned char)c[j]];
                 continue; /* HF keeps a pending unk open across byte-fallback characters */
             }
         }
@@ -417,6 +443,18 @@ static ft_status init_symbols_generic(tk_bpe *m, const char *w, size_t n, int *n
         unk_open = 1;
     }
     *nsym = k;
+    return FT_OK;
+}
+
+ft_status tk_bpe_finish(tk_bpe *m) {
+    if (m->prefix || m->suffix) return FT_OK;
+    m->cp_id = malloc(0x10000 * sizeof *m->cp_id);
+    if (!m->cp_id) return ft_errorf(FT_ERR_NOMEM, "tokenizer: out of memory (character table)");
+    for (uint32_t cp = 0; cp < 0x10000; cp++) {
+        char u[4];
+        int l = tk_utf8_put(cp, u);
+        m->cp_id[cp] = (cp >= 0xD800 && cp < 0xE000) ? -1 : tk_strmap_get(&m->vocab, u, (size_t)l);
+    }
     return FT_OK;
 }
 
@@ -526,6 +564,7 @@ void tk_bpe_free(tk_bpe *m) {
     free(m->merges);
     free(m->prefix);
     free(m->suffix);
+    free(m->cp_id);
     free(m->sym_id);
     free(m->sym_prev);
     free(m->sym_next);

@@ -96,8 +96,10 @@ struct ft_tokenizer {
     /* scratch */
     tk_buf nb1, nb2, pb1, pb2;
     tk_ivec out;
-    struct span *sp;
-    size_t spcap;
+    struct span *sp, *sp2;
+    size_t spcap, sp2cap;
+    struct piece *pc;
+    size_t pccap;
 };
 
 /* ---------------------------------------------------------------- errors */
@@ -325,6 +327,22 @@ static ft_status parse_norm(jctx *c, const cJSON *o, tk_norm *n) {
     return st;
 }
 
+/* 1 if s[from..n) is certainly unchanged by NFC (so s is, when s[0..from) is below U+0300): no
+ * character with a canonical decomposition, a non-zero combining class, a role as the second
+ * half of a canonical composition, or a Hangul jamo. Anything else takes the utf8proc path. */
+static int nfc_quick_yes(const char *s, size_t n, size_t from) {
+    for (size_t i = from; i < n;) {
+        uint32_t cp = tk_utf8_next(s, n, &i);
+        if (cp < 0x300) continue;
+        if ((cp >= 0x1100 && cp <= 0x11FF) || (cp >= 0xA960 && cp <= 0xA97F) || (cp >= 0xD7B0 && cp <= 0xD7FF)) return 0;
+        const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)cp);
+        if (p->combining_class || (p->comb_index != UINT16_MAX && p->comb_index >= 0x8000) ||
+            (p->decomp_type == 0 && p->decomp_seqindex != UINT16_MAX))
+            return 0;
+    }
+    return 1;
+}
+
 /* Apply `n` to in[0..len) into `out` (cleared first). */
 static ft_status norm_apply(const tk_norm *n, const char *in, size_t len, tk_buf *out) {
     out->n = 0;
@@ -351,6 +369,7 @@ static ft_status norm_apply(const tk_norm *n, const char *in, size_t len, tk_buf
         unsigned lim = n->kind == N_NFC ? 0xCC : 0x80;
         size_t i = 0;
         while (i < len && (unsigned char)in[i] < lim) i++;
+        if (n->kind == N_NFC && i < len && nfc_quick_yes(in, len, i)) i = len;
         if (i == len) return tk_buf_put(out, in, len);
         int opt = UTF8PROC_STABLE | (n->kind == N_NFC || n->kind == N_NFKC ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE) |
                   (n->kind == N_NFKC || n->kind == N_NFKD ? UTF8PROC_COMPAT : 0);
@@ -517,6 +536,10 @@ typedef struct {
     span *sp;
     size_t n, cap;
     int bytelevel;
+    span *spare; /* reused output array of the next split */
+    size_t spare_cap;
+    struct piece *pc; /* reused pieces array */
+    size_t pccap;
 } pstate;
 
 static ft_status span_push(span **sp, size_t *n, size_t *cap, uint32_t off, uint32_t len) {
@@ -533,7 +556,7 @@ static ft_status span_push(span **sp, size_t *n, size_t *cap, uint32_t off, uint
 }
 
 /* Pieces of one span: (offset, length, is_match). */
-typedef struct {
+typedef struct piece {
     uint32_t off, len;
     int m;
 } piece;
@@ -588,9 +611,9 @@ static ft_status find_pieces(tk_pre *p, const char *s, uint32_t base, uint32_t l
 
 /* Split every span by `p`'s pattern with its behavior (HF SplitDelimiterBehavior). */
 static ft_status pre_split(tk_pre *p, pstate *ps, int behavior, int invert) {
-    span *out = NULL;
-    size_t nout = 0, cap = 0, np = 0, pcap = 0;
-    piece *pc = NULL;
+    span *out = ps->spare;
+    size_t nout = 0, cap = ps->spare_cap, np = 0, pcap = ps->pccap;
+    piece *pc = ps->pc;
     ft_status st = FT_OK;
     for (size_t i = 0; i < ps->n && !st; i++) {
         st = find_pieces(p, ps->buf->p + ps->sp[i].off, ps->sp[i].off, ps->sp[i].len, &pc, &np, &pcap);
@@ -637,8 +660,10 @@ static ft_status pre_split(tk_pre *p, pstate *ps, int behavior, int invert) {
             }
         }
     }
-    free(pc);
-    free(ps->sp);
+    ps->pc = pc;
+    ps->pccap = pcap;
+    ps->spare = ps->sp; /* swap: the old array is the next call's output */
+    ps->spare_cap = ps->cap;
     ps->sp = out;
     ps->n = nout;
     ps->cap = cap;
@@ -1077,7 +1102,7 @@ static ft_status parse_model(jctx *c, const cJSON *o, tk_bpe *m) {
     }
     tk_buf_free(&cat);
     if (!st) jup(c, old);
-    return st;
+    return st ? st : tk_bpe_finish(m);
 }
 
 /* ---------------------------------------------------------------- post-processor */
@@ -1395,6 +1420,8 @@ void ft_tokenizer_free(ft_tokenizer *t) {
     tk_buf_free(&t->pb2);
     free(t->out.p);
     free(t->sp);
+    free(t->sp2);
+    free(t->pc);
     free(t->name);
     free(t);
 }
@@ -1566,13 +1593,17 @@ static ft_status encode_section(ft_tokenizer *t, const char *s, size_t n, int at
     tk_buf *b = &t->pb1;
     b->n = 0;
     if (tk_buf_put(b, s, n)) return FT_ERR_NOMEM;
-    pstate ps = {b, t->sp, 0, t->spcap, 0};
+    pstate ps = {b, t->sp, 0, t->spcap, 0, t->sp2, t->sp2cap, t->pc, t->pccap};
     ft_status st = span_push(&ps.sp, &ps.n, &ps.cap, 0, (uint32_t)n);
     if (!st) st = pre_apply(t->pre, &ps, &t->pb2, at_origin);
     for (size_t i = 0; i < ps.n && !st; i++)
         st = tk_bpe_encode_word(&t->bpe, ps.buf->p + ps.sp[i].off, ps.sp[i].len, ps.bytelevel, &t->out);
     t->sp = ps.sp; /* kept for the next call */
     t->spcap = ps.cap;
+    t->sp2 = ps.spare;
+    t->sp2cap = ps.spare_cap;
+    t->pc = ps.pc;
+    t->pccap = ps.pccap;
     return st;
 }
 
