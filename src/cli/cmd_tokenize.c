@@ -9,7 +9,8 @@
  * `ftune convert llama2c` does it itself.
  * Errors name the input line ("<stdin>:LINE: ..."); the first error stops the run with status 1.
  * A JSON string that decodes to invalid UTF-8 (a lone surrogate escape, raw invalid bytes) is an
- * error naming the line: the reference tokenizers only take Unicode strings.
+ * error naming the line: the reference tokenizers only take Unicode strings. So is U+0000 ("\u0000"),
+ * which a C string cannot carry.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -26,7 +27,21 @@ static int usage(void) {
     return 2;
 }
 
+/* 1 if the JSON text holds the escape \u0000 (cJSON would cut the string there). */
+static int has_nul_escape(const char *s, size_t n) {
+    for (size_t i = 0; i + 1 < n; i++)
+        if (s[i] == '\\') {
+            if (s[i + 1] == 'u' && i + 5 < n && !memcmp(s + i + 2, "0000", 4)) return 1;
+            i++; /* skip the escaped character */
+        }
+    return 0;
+}
+
 static int encode_line(ft_tokenizer *tok, const char *line, size_t len, long lineno, int add_special) {
+    if (has_nul_escape(line, len)) {
+        ft_errorf(FT_ERR_FORMAT, "<stdin>:%ld: the string holds U+0000, which ftune tokenize does not accept", lineno);
+        return cli_fail();
+    }
     cJSON *j = cJSON_ParseWithLength(line, len);
     if (!j || !cJSON_IsString(j)) {
         cJSON_Delete(j);

@@ -239,31 +239,23 @@ ft_status tk_utf8_lossy(tk_buf *b, const char *s, size_t n) {
 /* ---- the ByteLevel alphabet (GPT-2 bytes_to_unicode) ---- */
 static int bl_printable(unsigned b) { return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE); }
 
+/* The 68 non-printable bytes (0x00-0x20, 0x7F-0xA0, 0xAD) map to U+0100.. in byte order. */
 static uint32_t bl_cp(unsigned b) {
     if (bl_printable(b)) return b;
-    unsigned k = 0;
-    for (unsigned x = 0; x < b; x++)
-        if (!bl_printable(x)) k++;
-    return 256 + k;
+    if (b <= 0x20) return 256 + b;
+    if (b >= 0x7F && b <= 0xA0) return 256 + 33 + (b - 0x7F);
+    return 256 + 67; /* 0xAD */
 }
 
-int tk_bytelevel_char(unsigned b, char *out) {
-    static uint32_t table[256];
-    static int ready;
-    if (!ready) { /* idempotent: racing threads write the same values */
-        for (unsigned x = 0; x < 256; x++) table[x] = bl_cp(x);
-        ready = 1;
-    }
-    return tk_utf8_put(table[b & 0xFF], out);
-}
+int tk_bytelevel_char(unsigned b, char *out) { return tk_utf8_put(bl_cp(b & 0xFF), out); }
 
 int tk_bytelevel_byte(uint32_t cp) {
     if (cp < 256) return bl_printable(cp) ? (int)cp : -1;
-    if (cp >= 256 + 68) return -1; /* 68 non-printable bytes */
+    if (cp >= 256 + 68) return -1;
     unsigned k = cp - 256;
-    for (unsigned x = 0; x < 256; x++)
-        if (!bl_printable(x) && k-- == 0) return (int)x;
-    return -1;
+    if (k < 33) return (int)k;
+    if (k < 67) return (int)(0x7F + k - 33);
+    return 0xAD;
 }
 
 /* ---- merges ---- */

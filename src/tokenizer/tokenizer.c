@@ -22,6 +22,8 @@
 #include "ftune/tokenizer.h"
 #include "tok_internal.h"
 
+#define TK_MAX_ID (1 << 22) /* ids are dense in real vocabularies (<= ~260k); bounds the tables */
+
 enum { N_SEQ, N_NFC, N_NFD, N_NFKC, N_NFKD, N_PREPEND, N_REPLACE };
 enum { P_SEQ, P_SPLIT, P_BYTELEVEL, P_METASPACE };
 enum { B_ISOLATED, B_REMOVED, B_MERGED_PREV, B_MERGED_NEXT, B_CONTIGUOUS };
@@ -196,8 +198,8 @@ static ft_status get_int(jctx *c, const cJSON *o, const char *k, int def, int lo
     const cJSON *v = jget(o, k);
     *out = def;
     if (!v || cJSON_IsNull(v)) return FT_OK;
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble || v->valuedouble < lo ||
-        v->valuedouble > hi) {
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) ||
+        v->valuedouble != (double)(int)v->valuedouble) {
         size_t old = jdown(c, k, 0);
         ft_status st = jerr(c, FT_ERR_FORMAT, "expected an integer in [%d, %d]", lo, hi);
         jup(c, old);
@@ -996,8 +998,9 @@ static ft_status parse_model(jctx *c, const cJSON *o, tk_bpe *m) {
     }
     int maxid = -1, cnt = 0;
     for (const cJSON *it = voc->child; it; it = it->next, cnt++) {
-        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 1e8 || it->valuedouble != (double)(int)it->valuedouble) {
-            st = jerr(c, FT_ERR_FORMAT, "token \"%.60s\" has id that is not an integer in [0, 1e8]", it->string);
+        if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0 && it->valuedouble < TK_MAX_ID) ||
+            it->valuedouble != (double)(int)it->valuedouble) {
+            st = jerr(c, FT_ERR_FORMAT, "token \"%.60s\" has an id that is not an integer in [0, %d)", it->string, TK_MAX_ID);
             jup(c, old);
             return st;
         }
@@ -1112,7 +1115,7 @@ static ft_status template_ids(jctx *c, const cJSON *specials, const char *name, 
     const cJSON *ids = cJSON_IsObject(sp) ? jget(sp, "ids") : NULL;
     if (!cJSON_IsArray(ids)) return jerr(c, FT_ERR_FORMAT, "special token \"%.60s\" is not defined in special_tokens", name);
     for (const cJSON *it = ids->child; it; it = it->next) {
-        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 1e8)
+        if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0 && it->valuedouble < TK_MAX_ID))
             return jerr(c, FT_ERR_FORMAT, "special token \"%.60s\" has a bad id", name);
         if (tk_ivec_push(out, (int)it->valuedouble)) return FT_ERR_NOMEM;
     }
@@ -1122,7 +1125,8 @@ static ft_status template_ids(jctx *c, const cJSON *specials, const char *name, 
 /* A cls/sep pair ["token", id] of BertProcessing / RobertaProcessing. */
 static ft_status pair_id(jctx *c, const cJSON *o, const char *k, tk_ivec *out) {
     const cJSON *v = jget(o, k);
-    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2 || !cJSON_IsNumber(v->child->next)) {
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2 || !cJSON_IsNumber(v->child->next) ||
+        !(v->child->next->valuedouble >= 0 && v->child->next->valuedouble < TK_MAX_ID)) {
         size_t old = jdown(c, k, 0);
         ft_status st = jerr(c, FT_ERR_FORMAT, "expected [token, id]");
         jup(c, old);
@@ -1332,7 +1336,7 @@ static ft_status parse_added(jctx *c, const cJSON *arr, ft_tokenizer *t) {
         tk_added *a = &t->added[i];
         const char *content;
         if (need_obj(c, it) || check_keys(c, it, k_add) || req_str(c, it, "content", &content) ||
-            get_int(c, it, "id", -1, 0, 100000000, &a->id) || get_bool(c, it, "single_word", 0, &a->single_word) ||
+            get_int(c, it, "id", -1, 0, TK_MAX_ID - 1, &a->id) || get_bool(c, it, "single_word", 0, &a->single_word) ||
             get_bool(c, it, "lstrip", 0, &a->lstrip) || get_bool(c, it, "rstrip", 0, &a->rstrip) ||
             get_bool(c, it, "normalized", 1, &a->normalized) || get_bool(c, it, "special", 0, &a->special))
             return FT_ERR_FORMAT;

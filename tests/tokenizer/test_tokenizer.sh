@@ -84,6 +84,7 @@ check_line_err() { # name input want
 }
 check_line_err tok_input_lone_surrogate $'"ok"\n"a\\ud800b"' "<stdin>:2" ""
 check_line_err tok_input_raw_invalid_utf8 $'"ok"\n"ok"\n"\xff\xfe"' "<stdin>:3: tokenizer: input is not valid UTF-8" ""
+check_line_err tok_input_nul_escape $'"ok"\n"a\\u0000b"' "<stdin>:2: the string holds U+0000" ""
 check_line_err tok_input_not_a_string $'"ok"\n[1, 2]' "<stdin>:2: expected one JSON string" ""
 check_line_err tok_decode_bad_id $'1 2\n1 99999' "<stdin>:2: tokenizer: id 99999 at position 1" "--decode"
 check_line_err tok_decode_not_ids $'1 2 x' "<stdin>:1: expected space-separated" "--decode"
