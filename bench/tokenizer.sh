@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tokenizer encode throughput, one thread: ftune vs the JavaScript reference (@huggingface/tokenizers)
 # on the same generated corpus (tests/tokenizer/make_corpus.mjs, LINES lines, default 40000), for
-# each real tokenizer. Prints both figures and the ratio ftune/JS, cold (first pass) and best of 3.
+# each real tokenizer. Prints both figures and the ratio ftune/JS, cold (first pass) and best of 3,
+# as MB per CPU second (the machine is shared: wall-clock time is noise).
 # usage: bench/tokenizer.sh [LINES]   (needs tools/fetch-fixtures.sh to have run)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -302,7 +302,7 @@ ft_status tk_bpe_merge_set(tk_bpe *m, int a, int b, int rank, int id) {
 
 /* ---- merging one word ---- */
 struct tk_heap_ent {
-    int rank, pos, id;
+    int rank, pos, left, right; /* the pair as it was when pushed */
 };
 
 static int heap_less(const struct tk_heap_ent *a, const struct tk_heap_ent *b) {
@@ -367,21 +367,24 @@ static ft_status merge_symbols(tk_bpe *m, int n, tk_ivec *out) {
     }
     int rank, nid;
     for (int i = 0; i + 1 < n; i++)
-        if (tk_bpe_merge_get(m, id[i], id[i + 1], &rank, &nid)) heap_push(h, &hn, (struct tk_heap_ent){rank, i, nid});
+        if (tk_bpe_merge_get(m, id[i], id[i + 1], &rank, &nid)) heap_push(h, &hn, (struct tk_heap_ent){rank, i, id[i], id[i + 1]});
     while (hn) {
         struct tk_heap_ent top = heap_pop(h, &hn);
         int p = top.pos;
         if (!len[p] || next[p] < 0) continue;
         int q = next[p];
-        if (!tk_bpe_merge_get(m, id[p], id[q], &rank, &nid) || nid != top.id) continue;
+        /* stale entry: the pair at p changed since the push (HF compares the merged id; a
+         * symbol only grows to the right or dies, so a changed pair never yields the same id) */
+        if (id[p] != top.left || id[q] != top.right) continue;
+        tk_bpe_merge_get(m, id[p], id[q], &rank, &nid);
         id[p] = nid; /* merge q into p */
         len[q] = 0;
         next[p] = next[q];
         if (next[q] >= 0) prev[next[q]] = p;
         if (prev[p] >= 0 && tk_bpe_merge_get(m, id[prev[p]], id[p], &rank, &nid))
-            heap_push(h, &hn, (struct tk_heap_ent){rank, prev[p], nid});
+            heap_push(h, &hn, (struct tk_heap_ent){rank, prev[p], id[prev[p]], id[p]});
         if (next[p] >= 0 && tk_bpe_merge_get(m, id[p], id[next[p]], &rank, &nid))
-            heap_push(h, &hn, (struct tk_heap_ent){rank, p, nid});
+            heap_push(h, &hn, (struct tk_heap_ent){rank, p, id[p], id[next[p]]});
     }
     for (int i = 0; i >= 0 && i < n; i = next[i])
         if (tk_ivec_push(out, id[i])) return FT_ERR_NOMEM;

@@ -36,6 +36,7 @@ typedef struct tk_norm {
     size_t alen, blen;
     struct tk_norm *sub;
     int nsub;
+    tk_buf t1, t2; /* Sequence: scratch reused across calls (the tokenizer is single-threaded) */
 } tk_norm;
 
 typedef struct tk_pre {
@@ -268,6 +269,8 @@ static void norm_free(tk_norm *n) {
     if (!n) return;
     for (int i = 0; i < n->nsub; i++) norm_free(&n->sub[i]);
     free(n->sub);
+    tk_buf_free(&n->t1);
+    tk_buf_free(&n->t2);
     free(n->a);
     free(n->b);
 }
@@ -346,21 +349,20 @@ static int nfc_quick_yes(const char *s, size_t n, size_t from) {
 }
 
 /* Apply `n` to in[0..len) into `out` (cleared first). */
-static ft_status norm_apply(const tk_norm *n, const char *in, size_t len, tk_buf *out) {
+static ft_status norm_apply(tk_norm *n, const char *in, size_t len, tk_buf *out) {
     out->n = 0;
     switch (n->kind) {
     case N_SEQ: {
-        tk_buf a = {0}, b = {0};
-        ft_status st = tk_buf_put(&a, in, len);
+        tk_buf *a = &n->t1, *b = &n->t2;
+        a->n = 0;
+        ft_status st = tk_buf_put(a, in, len);
         for (int i = 0; !st && i < n->nsub; i++) {
-            st = norm_apply(&n->sub[i], a.p, a.n, &b);
-            tk_buf t = a;
+            st = norm_apply(&n->sub[i], a->p, a->n, b);
+            tk_buf *t = a;
             a = b;
             b = t;
         }
-        if (!st) st = tk_buf_put(out, a.p, a.n);
-        tk_buf_free(&a);
-        tk_buf_free(&b);
+        if (!st) st = tk_buf_put(out, a->p, a->n);
         return st;
     }
     case N_NFC:
