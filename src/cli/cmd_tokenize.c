@@ -5,8 +5,9 @@
  * `ftune tokenize --decode --tokenizer DIR [--skip-special]`: lines of space-separated ids in,
  * one JSON string per line out.
  * `ftune tokenize --convert-llama2c FILE [--offset N] [--length N] [--vocab-size 32000] --out DIR`:
- * writes DIR/tokenizer.json from llama2.c's tokenizer.bin (bytes [N, N+LEN) of FILE), until
- * `ftune convert llama2c` does it itself.
+ * writes DIR/tokenizer.json and DIR/tokenizer_config.json from llama2.c's tokenizer.bin (bytes
+ * [N, N+LEN) of FILE); `ftune convert llama2c --tokenizer-offset/--tokenizer-length` does the same
+ * next to the converted model.
  * Errors name the input line ("<stdin>:LINE: ..."); the first error stops the run with status 1.
  * A JSON string that decodes to invalid UTF-8 (a lone surrogate escape, raw invalid bytes) is an
  * error naming the line: the reference tokenizers only take Unicode strings. So is U+0000 ("\u0000"),
@@ -113,7 +114,7 @@ static int decode_line(ft_tokenizer *tok, char *line, long lineno, int skip_spec
 }
 
 static int convert_llama2c(const char *file, long long offset, long long length, int vocab, const char *dir) {
-    char *data = NULL, path[4096];
+    char *data = NULL;
     size_t n = 0;
     if (ft_read_file(file, &data, &n)) return cli_fail();
     if (length < 0) length = (long long)n - offset;
@@ -122,8 +123,7 @@ static int convert_llama2c(const char *file, long long offset, long long length,
         ft_errorf(FT_ERR_ARG, "%s: offset %lld + length %lld is outside the file (%zu bytes)", file, offset, length, n);
         return cli_fail();
     }
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    ft_status st = ft_tokenizer_convert_llama2c(data + offset, (size_t)length, vocab, path);
+    ft_status st = ft_tokenizer_convert_llama2c_dir(data + offset, (size_t)length, vocab, dir);
     free(data);
     if (st) {
         ft_error_wrap(st, "%s", file);
