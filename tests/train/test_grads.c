@@ -1,7 +1,7 @@
 /*
  * The gradient engine against PyTorch (tests/ref/gen_grads.py): for tiny random models of each
  * family (llama MHA tied, llama GQA untied with llama3 rope scaling and explicit head_dim,
- * qwen2 with q/k/v biases, qwen3 with q/k norm), the loss and the gradient of every trainable
+ * qwen2 with q/k/v biases, qwen3 with q/k norm, llama with attention and MLP biases), the loss and the gradient of every trainable
  * tensor for full fine-tuning, LoRA (plain and rsLoRA, all-linear and subsets) and a freeze
  * pattern. Plus engine properties that need no reference: gradient checkpointing gives
  * bit-identical gradients (also with LoRA dropout), micro-steps ADD into the gradients, eval's
@@ -659,7 +659,7 @@ int main(void) {
         CHECK("FT_REF", 0, "FT_REF not set (run through tests/run.sh)");
         return ft_test_exit();
     }
-    const char *models[] = {"llama_mha", "llama_gqa", "qwen2", "qwen3"};
+    const char *models[] = {"llama_mha", "llama_gqa", "qwen2", "qwen3", "llama_bias"};
     const char *loras[] = {"all", "rs_qv", "rs_mlp_o"};
     for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
         char dir[1024];
