@@ -145,7 +145,9 @@ static void compare_grads(const char *label, ft_train_model *tm, const ft_st_set
 static void check_loss(const char *label, double got, float ref) {
     char name[256];
     snprintf(name, sizeof name, "%s_loss", label);
-    CHECK(name, fabs(got - ref) <= LOSS_RTOL * fabs(ref), "loss %.9g ref %.9g", got, (double)ref);
+    double e = fabs(got - ref) / fabs((double)ref);
+    CHECK(name, e <= LOSS_RTOL, "loss %.9g ref %.9g (rel %.3g)", got, (double)ref, e);
+    printf("  %s: loss rel error %.3g\n", label, e);
 }
 
 static int open_ref(ft_st_set *s, const char *model, const char *file) {
