@@ -58,7 +58,4 @@ void ft_text_row(const ft_text_dataset *ds, int64_t row, int *inputs, int *label
  * (seed, epoch), so any position of any epoch can be recomputed on resume. */
 void ft_data_epoch_order(int64_t *order, int64_t n, uint64_t seed, int64_t epoch);
 
-/* splitmix64: the generator behind every shuffle (state advanced in place). */
-uint64_t ft_rng_next(uint64_t *state);
-
 #endif

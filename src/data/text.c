@@ -92,7 +92,8 @@ void ft_text_docs_free(ft_text_docs *d) {
     memset(d, 0, sizeof *d);
 }
 
-uint64_t ft_rng_next(uint64_t *state) {
+/* splitmix64: the generator behind every shuffle (state advanced in place) */
+static uint64_t rng_next(uint64_t *state) {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -102,7 +103,7 @@ uint64_t ft_rng_next(uint64_t *state) {
 /* uniform in [0, n) without modulo bias */
 static uint64_t rng_below(uint64_t *s, uint64_t n) {
     uint64_t lim = UINT64_MAX - UINT64_MAX % n, r;
-    do r = ft_rng_next(s);
+    do r = rng_next(s);
     while (r >= lim);
     return r % n;
 }
@@ -119,7 +120,7 @@ static void shuffle(int64_t *v, int64_t n, uint64_t state) {
 void ft_data_epoch_order(int64_t *order, int64_t n, uint64_t seed, int64_t epoch) {
     for (int64_t i = 0; i < n; i++) order[i] = i;
     uint64_t s = seed ^ 0x5eed5eed5eed5eedull;
-    for (int64_t e = 0; e <= epoch; e++) ft_rng_next(&s); /* a distinct start per epoch */
+    for (int64_t e = 0; e <= epoch; e++) rng_next(&s); /* a distinct start per epoch */
     s ^= (uint64_t)epoch * 0xd1b54a32d192ed03ull;
     shuffle(order, n, s);
 }
