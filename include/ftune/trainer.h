@@ -106,6 +106,14 @@ ft_status ft_checkpoint_prune(const char *output_dir, int keep);
 
 /* ------------------------------------------------------------------------ run ---- */
 
+/* One optimizer step over GA micro-batches of B rows (inputs, labels: (GA*B, T), labels already
+ * shifted, -100 = no target): zero the grads, run the micro steps with loss_scale = 1 / (targets
+ * of the whole step), clip the global grad norm to max_grad_norm (0 = off), AdamW with `lr`.
+ * *loss is the step's mean NLL, *grad_norm the norm before clipping. */
+ft_status ft_train_step(ft_train_model *tm, ft_adamw *opt, const int *inputs, const int *labels,
+                        int B, int GA, int T, double lr, double max_grad_norm, double *loss,
+                        double *grad_norm);
+
 /* Run training as configured: load model and data, train, write checkpoints, metrics.jsonl and
  * the final outputs into cfg->output_dir. Progress goes to stderr (a live line on a TTY). */
 ft_status ft_train_run(const ft_train_config *cfg);
