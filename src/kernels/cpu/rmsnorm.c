@@ -1,0 +1,58 @@
+/*
+ * RMSNorm as HF's LlamaRMSNorm computes it in f32: y = (x * rsqrt(mean(x^2) + eps)) * w.
+ * The mean of squares is accumulated in double (one rounding), so it matches torch's f32 reduction
+ * to within an ulp or two. Rows are independent: OpenMP over rows.
+ */
+#include "ftune/kernels.h"
+
+#include <math.h>
+
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int M, int C,
+                     float eps) {
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++) {
+        const float *x = inp + m * C; // (C)
+        float *y = out + m * C;       // (C)
+        double ss = 0.0;
+        for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
+        float ms = (float)(ss / C);
+        float r = 1.0f / sqrtf(ms + eps);
+        for (int c = 0; c < C; c++) y[c] = (x[c] * r) * weight[c];
+        if (rstd) rstd[m] = r;
+    }
+}
+
+/*
+ * Backward. Per row, with r = (ms + eps)^(-1/2), ms = (1/C) sum_j x_j^2, y_i = w_i x_i r:
+ *   dy_i/dw_i = x_i r                       -> dweight_i += sum_rows dout_i x_i r
+ *   dr/dx_j   = -(1/2)(ms+eps)^(-3/2) * 2 x_j / C = -r^3 x_j / C
+ *   dx_j = sum_i dout_i dy_i/dx_j
+ *        = dout_j w_j r            (direct term, i == j through x_i)
+ *        + sum_i dout_i w_i x_i * (-r^3 x_j / C)   (through r)
+ *        = r * (dout_j w_j - x_j * r^2 * (1/C) sum_i dout_i w_i x_i)
+ * dinp is ADDED to (residual streams share a buffer). rstd is the forward's saved r.
+ * dweight accumulates across rows, so it runs as a separate loop parallel over channels.
+ */
+void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                      const float *weight, const float *rstd, int M, int C) {
+    if (dinp) {
+#pragma omp parallel for schedule(static)
+        for (int64_t m = 0; m < M; m++) {
+            const float *x = inp + m * C, *dy = dout + m * C;
+            float *dx = dinp + m * C;
+            float r = rstd[m];
+            double dot = 0.0;
+            for (int c = 0; c < C; c++) dot += (double)dy[c] * weight[c] * x[c];
+            float k = (float)(dot / C) * r * r;
+            for (int c = 0; c < C; c++) dx[c] += r * (dy[c] * weight[c] - x[c] * k);
+        }
+    }
+    if (dweight) {
+#pragma omp parallel for schedule(static)
+        for (int c = 0; c < C; c++) {
+            double s = 0.0;
+            for (int64_t m = 0; m < M; m++) s += (double)dout[m * C + c] * inp[m * C + c] * rstd[m];
+            dweight[c] += (float)s;
+        }
+    }
+}

@@ -1,0 +1,45 @@
+/*
+ * Rotary position embedding in HF's rotate-half layout (apply_rotary_pos_emb with rotate_half):
+ * for head vector x (D) at position p and i < D/2, with a = (float)p * inv_freq[i] computed in f32
+ * as HF does (its freqs are an f32 product), c = cos(a), s = sin(a):
+ *   y_i       = x_i c - x_{i+D/2} s
+ *   y_{i+D/2} = x_{i+D/2} c + x_i s
+ * cos/sin are evaluated in double and rounded once, so they are the correctly rounded f32 values.
+ * Rows are independent: OpenMP over rows; each row's angles are computed once for all heads.
+ */
+#include "ftune/kernels.h"
+
+#include <math.h>
+
+static void rope_rotate(float *x, const int *pos, const float *inv_freq, int M, int nh, int D,
+                        float sign) {
+    int half = D / 2;
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++) {
+        for (int i = 0; i < half; i++) {
+            float a = (float)pos[m] * inv_freq[i];
+            float c = (float)cos((double)a), s = sign * (float)sin((double)a);
+            for (int h = 0; h < nh; h++) {
+                float *v = x + (m * nh + h) * (int64_t)D; // (D)
+                float x0 = v[i], x1 = v[i + half];
+                v[i] = x0 * c - x1 * s;
+                v[i + half] = x1 * c + x0 * s;
+            }
+        }
+    }
+}
+
+void rope_forward(float *x, const int *pos, const float *inv_freq, int M, int nh, int D) {
+    rope_rotate(x, pos, inv_freq, M, nh, D, 1.0f);
+}
+
+/*
+ * Backward. The forward is y = R(a) x with R = [[c, -s], [s, c]] on each pair (x_i, x_{i+D/2}), a
+ * linear map, so dx = R(a)^T dy = R(-a) dy:
+ *   dx_i       =  dy_i c + dy_{i+D/2} s
+ *   dx_{i+D/2} = -dy_i s + dy_{i+D/2} c
+ * i.e. the forward rotation with s negated, applied in place.
+ */
+void rope_backward(float *dx, const int *pos, const float *inv_freq, int M, int nh, int D) {
+    rope_rotate(dx, pos, inv_freq, M, nh, D, -1.0f);
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Bad input must fail cleanly: for each crafted folder (tests/io/make_bad_inputs.py) the sanitizer
+# build of `ftune inspect` (and `ftune convert` for llama2.c files) must exit non-zero and print
+# exactly one line on stderr, "ftune: ...", naming the file and the tensor or key, with no sanitizer
+# report. Good folders (ok, harmless extras, sharded) must pass, so a checker that rejects
+# everything fails here too.
+set -u
+cd "${FT_ROOT:?}"
+B=$FT_TMP/bad
+"$PY" tests/io/make_bad_inputs.py "$B" || { echo "FAIL bad_input_setup: make_bad_inputs.py failed"; exit 1; }
+
+# expect_fail NAME FILE-NEEDLE OTHER-NEEDLE -- command...
+expect_fail() {
+    local name=$1 file=$2 what=$3; shift 4
+    local err=$FT_TMP/$name.err out=$FT_TMP/$name.out
+    "$@" >"$out" 2>"$err"; local rc=$?
+    local lines; lines=$(wc -l <"$err")
+    if [ "$rc" -eq 0 ]; then echo "FAIL bad_$name: exit status 0"
+    elif grep -qiE 'sanitizer|runtime error|==[0-9]+==' "$err" "$out"; then echo "FAIL bad_$name: sanitizer report"; sed 's/^/    /' "$err" | head -20
+    elif [ "$lines" -ne 1 ]; then echo "FAIL bad_$name: $lines lines on stderr"; sed 's/^/    /' "$err" | head -5
+    elif ! grep -q '^ftune: ' "$err"; then echo "FAIL bad_$name: no 'ftune: ' prefix: $(cat "$err")"
+    elif ! grep -qF -- "$file" "$err"; then echo "FAIL bad_$name: message does not name '$file': $(cat "$err")"
+    elif ! grep -qF -- "$what" "$err"; then echo "FAIL bad_$name: message does not mention '$what': $(cat "$err")"
+    else echo "PASS bad_$name"; fi
+}
+expect_ok() {
+    local name=$1; shift
+    if "$@" >"$FT_TMP/$name.out" 2>"$FT_TMP/$name.err"; then echo "PASS good_$name"
+    else echo "FAIL good_$name: $(head -c 300 "$FT_TMP/$name.err")"; fi
+}
+
+ST=model.safetensors CFG=config.json
+expect_ok ok "$FTUNE" inspect "$B/ok"
+expect_ok harmless_extra "$FTUNE" inspect "$B/harmless_extra"
+expect_ok sharded "$FTUNE" inspect "$B/sharded_ok"
+expect_fail truncated_file "$B/truncated/$ST" "past the end of the data block" -- "$FTUNE" inspect "$B/truncated"
+expect_fail file_under_8_bytes "$B/tiny_file/$ST" "shorter than the 8-byte" -- "$FTUNE" inspect "$B/tiny_file"
+expect_fail header_length_past_eof "$B/header_past_eof/$ST" "header length 1000000 past the end" -- "$FTUNE" inspect "$B/header_past_eof"
+expect_fail offsets_out_of_range "$B/offsets_out_of_range/$ST" "'model.norm.weight'" -- "$FTUNE" inspect "$B/offsets_out_of_range"
+expect_fail overlapping_offsets "$B/overlapping_offsets/$ST" "overlap" -- "$FTUNE" inspect "$B/overlapping_offsets"
+expect_fail begin_after_end "$B/begin_after_end/$ST" "begin after end" -- "$FTUNE" inspect "$B/begin_after_end"
+expect_fail nbytes_not_shape "$B/nbytes_mismatch/$ST" "'model.norm.weight'" -- "$FTUNE" inspect "$B/nbytes_mismatch"
+expect_fail trailing_data "$B/trailing_data/$ST" "not covered by any tensor" -- "$FTUNE" inspect "$B/trailing_data"
+expect_fail unknown_dtype "$B/unknown_dtype/$ST" "unknown dtype 'Q4'" -- "$FTUNE" inspect "$B/unknown_dtype"
+expect_fail dtype_not_float "$B/dtype_mismatch/$ST" "'model.norm.weight' has dtype I32" -- "$FTUNE" inspect "$B/dtype_mismatch"
+expect_fail shape_not_config "$B/shape_mismatch/$ST" "'model.layers.0.self_attn.k_proj.weight' has shape [16, 16], config.json implies [8, 16]" -- "$FTUNE" inspect "$B/shape_mismatch"
+expect_fail config_disagrees "$B/config_shape_disagrees/$ST" "mlp.gate_proj.weight' has shape [24, 16], config.json implies [32, 16]" -- "$FTUNE" inspect "$B/config_shape_disagrees"
+expect_fail missing_tensor "$B/missing_tensor/$ST" "'model.norm.weight' is missing" -- "$FTUNE" inspect "$B/missing_tensor"
+expect_fail unexpected_tensor "$B/extra_tensor/$ST" "unexpected tensor 'model.layers.0.self_attn.rope_bias'" -- "$FTUNE" inspect "$B/extra_tensor"
+expect_fail duplicate_name "$B/duplicate_name/$ST" "'model.norm.weight' appears twice" -- "$FTUNE" inspect "$B/duplicate_name"
+expect_fail header_not_object "$B/header_not_object/$ST" "not a JSON object" -- "$FTUNE" inspect "$B/header_not_object"
+expect_fail header_bad_json "$B/header_bad_json/$ST" "not valid JSON" -- "$FTUNE" inspect "$B/header_bad_json"
+expect_fail negative_dim "$B/negative_dim/$ST" "'model.norm.weight': shape[0]" -- "$FTUNE" inspect "$B/negative_dim"
+expect_fail missing_data_offsets "$B/missing_data_offsets/$ST" "missing 'data_offsets'" -- "$FTUNE" inspect "$B/missing_data_offsets"
+expect_fail config_syntax_line "$B/config_syntax/$CFG:3:" "JSON syntax error" -- "$FTUNE" inspect "$B/config_syntax"
+expect_fail config_model_type "$B/config_model_type/$CFG" "'gpt_neox' is not supported" -- "$FTUNE" inspect "$B/config_model_type"
+expect_fail config_rope_yarn "$B/config_rope_yarn/$CFG" "'yarn' is not supported" -- "$FTUNE" inspect "$B/config_rope_yarn"
+expect_fail config_rope_dynamic "$B/config_rope_dynamic/$CFG" "'dynamic' is not supported" -- "$FTUNE" inspect "$B/config_rope_dynamic"
+expect_fail config_missing_key "$B/config_missing_key/$CFG" "'vocab_size' is missing" -- "$FTUNE" inspect "$B/config_missing_key"
+expect_fail config_wrong_type "$B/config_wrong_type/$CFG" "'hidden_size' must be an integer" -- "$FTUNE" inspect "$B/config_wrong_type"
+expect_fail sharded_wrong_shard "$B/sharded_wrong_shard/model.safetensors.index.json" "'model.embed_tokens.weight'" -- "$FTUNE" inspect "$B/sharded_wrong_shard"
+expect_fail no_weights "$B/no_weights" "no model.safetensors" -- "$FTUNE" inspect "$B/no_weights"
+expect_fail no_such_dir "$B/nope/$CFG" "cannot open" -- "$FTUNE" inspect "$B/nope"
+
+len=$(cat "$B/l2c_tiny.len")
+expect_fail l2c_length_short "$B/l2c_tiny.bin" "implies $len bytes" -- "$FTUNE" convert llama2c --in "$B/l2c_tiny.bin" --offset 5 --length $((len - 4)) --out "$FT_TMP/l2c_x"
+expect_fail l2c_length_long "$B/l2c_tiny.bin" "implies $len bytes" -- "$FTUNE" convert llama2c --in "$B/l2c_tiny.bin" --offset 5 --length $((len + 3)) --out "$FT_TMP/l2c_x"
+expect_fail l2c_past_eof "$B/l2c_tiny.bin" "runs past the end" -- "$FTUNE" convert llama2c --in "$B/l2c_tiny.bin" --offset 5 --length $((len + 4)) --out "$FT_TMP/l2c_x"
+expect_fail l2c_offset_past_eof "$B/l2c_tiny.bin" "past the end of the file" -- "$FTUNE" convert llama2c --in "$B/l2c_tiny.bin" --offset 99999999 --out "$FT_TMP/l2c_x"
+expect_fail l2c_bad_header "$B/l2c_garbage.bin" "implausible llama2.c header" -- "$FTUNE" convert llama2c --in "$B/l2c_garbage.bin" --out "$FT_TMP/l2c_x"
+if [ -e "$FT_TMP/l2c_x" ]; then echo "FAIL l2c_failed_convert_writes_nothing: $FT_TMP/l2c_x exists"; else echo "PASS l2c_failed_convert_writes_nothing"; fi
