@@ -518,7 +518,7 @@ static ft_status apply_key(const ctx_t *x, const yaml_node_t *kn, const yaml_nod
         return FT_OK;
     }
     if (d->kind == K_S) return get_str(x, key, v, (char **)((char *)c + d->off));
-    double num;
+    double num = 0;
     ft_status st = get_num(x, key, v, d->lo, d->hi, d->kind != K_D, &num);
     if (st) return st;
     if (!strcmp(key, "lora_alpha")) c->lora.alpha = (float)num;
