@@ -5,7 +5,7 @@
  *
  * Defaults (Axolotl where it has one, else HF TrainingArguments / PEFT LoraConfig):
  *
- *   key                          default            from
+ *   key                          default            from    (a null value, `key:`, is the default)
  *   base_model, datasets         (required)
  *   sequence_len                 512                Axolotl
  *   adapter                      (none: full FT)    Axolotl; `lora` = LoRA
@@ -461,6 +461,40 @@ static size_t edit_distance(const char *a, const char *b) {
     return d[la][lb];
 }
 
+/* Back to the default value (a null value; also how `--set key=null` undoes the file's key). */
+static ft_status reset_key(ft_train_config *c, const key_def *d) {
+    ft_train_config def;
+    ft_train_config_defaults(&def);
+    ft_status st = FT_OK;
+    const char *k = d->name;
+    if (!strcmp(k, "adapter")) c->method = def.method;
+    else if (!strcmp(k, "lora_target_modules")) c->lora.targets = def.lora.targets;
+    else if (!strcmp(k, "lr_scheduler")) c->lr_scheduler = def.lr_scheduler;
+    else if (!strcmp(k, "optimizer")) memcpy(c->optimizer, def.optimizer, sizeof c->optimizer);
+    else if (!strcmp(k, "lora_alpha")) c->lora.alpha = def.lora.alpha;
+    else if (!strcmp(k, "lora_dropout")) c->lora.dropout = def.lora.dropout;
+    else if (!strcmp(k, "seed")) c->seed = def.seed;
+    else if (!strcmp(k, "datasets")) free_datasets(c);
+    else if (!strcmp(k, "unfrozen_parameters")) {
+        free_strs(c->unfrozen, c->n_unfrozen);
+        c->unfrozen = NULL;
+        c->n_unfrozen = 0;
+    } else if (d->kind == K_S) {
+        char **f = (char **)((char *)c + d->off), *dv = *(char **)((char *)&def + d->off);
+        free(*f);
+        *f = NULL;
+        if (dv && !(*f = ft_strdup(dv))) st = FT_ERR_NOMEM;
+    } else if (d->kind == K_I || d->kind == K_B) {
+        memcpy((char *)c + d->off, (char *)&def + d->off, sizeof(int));
+    } else if (d->kind == K_L) {
+        memcpy((char *)c + d->off, (char *)&def + d->off, sizeof(int64_t));
+    } else if (d->kind == K_D) {
+        memcpy((char *)c + d->off, (char *)&def + d->off, sizeof(double));
+    }
+    ft_train_config_free(&def);
+    return st;
+}
+
 static ft_status apply_key(const ctx_t *x, const yaml_node_t *kn, const yaml_node_t *v) {
     const char *key = scalar(kn);
     ft_train_config *c = x->c;
@@ -497,7 +531,7 @@ static ft_status apply_key(const ctx_t *x, const yaml_node_t *kn, const yaml_nod
             return node_err(x, kn, "unknown key '%s' (did you mean '%s'?)", key, best);
         return node_err(x, kn, "unknown key '%s'", key);
     }
-    if (is_null(v)) return FT_OK; /* `key:` with no value keeps the default, as in Axolotl */
+    if (is_null(v)) return reset_key(c, d); /* `key:` with no value = the default, as in Axolotl */
     if (!strcmp(key, "unfrozen_parameters")) {
         char **u = c->unfrozen;
         int nu = c->n_unfrozen;

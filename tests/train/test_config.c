@@ -99,6 +99,12 @@ int main(void) {
     CHECK("config_set", st == FT_OK && c.lora.targets == (FT_LORA_Q | FT_LORA_K) &&
                             c.learning_rate == 1e-3 && c.max_steps == 12,
           "%s", ft_error_message());
+    st = ft_train_config_set(&c, "adapter=null");
+    if (!st) st = ft_train_config_set(&c, "resume_from_checkpoint=");
+    if (!st) st = ft_train_config_set(&c, "lora_r=~");
+    CHECK("config_set_null_restores_default", st == FT_OK && c.method == FT_METHOD_FULL &&
+                                                  c.resume_from_checkpoint == NULL && c.lora.r == 8,
+          "%s", ft_error_message());
     ft_error_clear();
     st = ft_train_config_set(&c, "lora_rr=3");
     CHECK("config_set_unknown", st != FT_OK && strstr(ft_error_message(), "--set lora_rr=3") &&
