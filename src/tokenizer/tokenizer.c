@@ -1543,9 +1543,13 @@ ft_status ft_tokenizer_load_json(ft_tokenizer **out, const char *json, size_t le
     st = load_parsed(t, &c, root);
     cJSON_Delete(root);
     if (st) goto fail;
-    if (config) {
-        char cname[600];
-        snprintf(cname, sizeof cname, "%s (tokenizer_config.json)", name);
+    if (config) { /* name the config file beside tokenizer.json in its errors */
+        char cname[4200];
+        size_t nl = strlen(name), tl = strlen("tokenizer.json");
+        if (nl >= tl && !strcmp(name + nl - tl, "tokenizer.json"))
+            snprintf(cname, sizeof cname, "%.*stokenizer_config.json", (int)(nl - tl), name);
+        else
+            snprintf(cname, sizeof cname, "%s (tokenizer_config.json)", name);
         cJSON *cfg = cJSON_ParseWithLength(config, config_len);
         if (!cfg) {
             st = ft_errorf(FT_ERR_FORMAT, "%s: invalid JSON", cname);
