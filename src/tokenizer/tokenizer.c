@@ -567,7 +567,7 @@ typedef struct piece {
 
 /* Cut s[0..len) by p's regex or string into matched and unmatched pieces, in order, offsets
  * relative to the buffer (`base` = offset of s). Empty matches are skipped, as HF drops empty
- * splits. *pc/*pcap is a reusable array (grown here); *np gets the count. */
+ * splits. pc (capacity pcap) is a reusable array grown here; *np gets the count. */
 static ft_status find_pieces(tk_pre *p, const char *s, uint32_t base, uint32_t len, piece **pc, size_t *np, size_t *pcap) {
     size_t pos = 0, prev = 0;
     *np = 0;
