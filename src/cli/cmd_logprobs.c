@@ -1,5 +1,6 @@
 /*
- * `ftune logprobs --model DIR --ids 1,2,3,...`
+ * `ftune logprobs --model DIR --ids 1,2,3,... [--adapter DIR]`
+ * --adapter merges a PEFT LoRA adapter folder into the loaded weights first (ft_adapter_apply).
  * Prints exactly two lines:
  *   loss <mean over t=1..n-1 of -log p(ids[t] | ids[0..t-1])>   (%.6f; log-softmax in double)
  *   next <argmax of the logits after the last id>                (lowest id on ties)
@@ -9,6 +10,7 @@
 #include "cli.h"
 #include "cli_args.h"
 #include "ftune/model.h"
+#include "ftune/peft.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -16,15 +18,16 @@
 #include <string.h>
 
 static int usage(void) {
-    fprintf(stderr, "usage: ftune logprobs --model DIR --ids ID,ID,...\n");
+    fprintf(stderr, "usage: ftune logprobs --model DIR --ids ID,ID,... [--adapter DIR]\n");
     return 2;
 }
 
 int cmd_logprobs(int argc, char **argv) {
-    const char *dir = NULL, *ids_s = NULL;
+    const char *dir = NULL, *ids_s = NULL, *adapter = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--ids") && i + 1 < argc) ids_s = argv[++i];
+        else if (!strcmp(argv[i], "--adapter") && i + 1 < argc) adapter = argv[++i];
         else {
             fprintf(stderr, "ftune logprobs: unknown or incomplete option '%s'\n", argv[i]);
             return usage();
@@ -35,6 +38,11 @@ int cmd_logprobs(int argc, char **argv) {
     if (cli_parse_ids("--ids", ids_s, &ids, &n)) return cli_fail();
     ft_model m;
     if (ft_model_load(&m, dir)) {
+        free(ids);
+        return cli_fail();
+    }
+    if (adapter && ft_adapter_apply(&m, adapter)) {
+        ft_model_free(&m);
         free(ids);
         return cli_fail();
     }
