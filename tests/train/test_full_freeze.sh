@@ -18,14 +18,16 @@ unfrozen_parameters:
   - model.layers.5.mlp.*
   - model.norm.weight
 micro_batch_size: 2
+val_set_size: 2
 max_steps: 3
 learning_rate: 1e-3
 weight_decay: 0.1
 save_steps: 2
 output_dir: $D/freeze
 YAML
-"$FTUNE_REL" train "$D/freeze.yaml" --set max_steps=2 --set save_steps=1 > "$D/f1.log" 2>&1 &&
-"$FTUNE_REL" train "$D/freeze.yaml" --set resume_from_checkpoint=auto > "$D/f2.log" 2>&1 ||
+# the freeze runs use the sanitizer build: the loop, checkpoint save/load and model save under ASan
+"$FTUNE" train "$D/freeze.yaml" --set max_steps=2 --set save_steps=1 > "$D/f1.log" 2>&1 &&
+"$FTUNE" train "$D/freeze.yaml" --set resume_from_checkpoint=auto > "$D/f2.log" 2>&1 ||
     { tail -3 "$D"/f*.log; echo "FAIL freeze_train: exit status"; exit 1; }
 grep -q "resumed from .*checkpoint-1" "$D/f2.log" && echo "PASS freeze_resumes" || echo "FAIL freeze_resumes: $(head -3 "$D/f2.log")"
 "$PY" - "$MODEL" "$D/freeze" <<'PY'
