@@ -71,7 +71,7 @@ __attribute__((target("avx512f,avx512bf16"))) static double lab_peak_bf16_impl(v
     return best;
 }
 
-static double lab_peak_bf16(void) {
+__attribute__((unused)) static double lab_peak_bf16(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512bf16") ? lab_peak_bf16_impl() : 0.0;
 }

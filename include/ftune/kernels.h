@@ -83,7 +83,17 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                         const float *k, const float *v, const float *att, int B, int T, int H,
                         int KV, int D);
-/* Plain-loop references of the two above (double accumulation, whole score rows). */
+/* Flash-style (no T×T buffer) forms of the two above, f32 (attention_flash.c): online softmax
+ * over key blocks; forward saves only lse (B,H,T), the row logsumexp of the scaled scores, which
+ * may be NULL at inference. Backward recomputes probabilities blockwise from lse and needs the
+ * forward's out; dq, dk, dv (any may be NULL) are WRITTEN. seg as in attention_forward. */
+void attention_flash_forward(float *out, float *lse, const float *q, const float *k,
+                             const float *v, const int *seg, int B, int T, int H, int KV, int D);
+void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout,
+                              const float *out, const float *q, const float *k, const float *v,
+                              const float *lse, const int *seg, int B, int T, int H, int KV,
+                              int D);
+/* Plain-loop references of attention_forward/_backward (double accumulation, whole score rows). */
 void attention_forward_naive(float *out, float *att, const float *q, const float *k,
                              const float *v, const int *seg, int B, int T, int H, int KV, int D);
 void attention_backward_naive(float *dq, float *dk, float *dv, const float *dout, const float *q,
