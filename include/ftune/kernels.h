@@ -54,6 +54,14 @@ void matmul_bf16w_forward(float *out, const uint16_t *inp, ft_bf16_weight *w, co
                           int M, int accumulate);
 void matmul_bf16w_backward_input(float *dinp, const uint16_t *dout, ft_bf16_weight *w, int M);
 
+/* Fused forms for the bf16 step (fused_bf16.c): the f32 kernel's result also written as bf16 in
+ * the same pass; bit-identical to rmsnorm_forward / swiglu_forward followed by bf16_from_f32.
+ * out may be NULL (only the bf16 copy is wanted). */
+void rmsnorm_forward_bf16(float *out, uint16_t *outb, float *rstd, const float *inp,
+                          const float *weight, int M, int C, float eps);
+void swiglu_forward_bf16(float *out, uint16_t *outb, const float *gate, const float *up,
+                         size_t N);
+
 /* out (M,C) = inp / sqrt(mean(inp^2) + eps) * weight ; rstd (M) saved (may be NULL). */
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int M, int C,
                      float eps);

@@ -14,8 +14,9 @@
  * product and once for the input-gradient product — by one oneDNN reorder each (f32 plain ->
  * bf16 blocked). Frozen weights are packed once; trainable ones are repacked by
  * bf16_weight_refresh after each optimizer update. A packed copy is tied to the row count M it
- * was chosen for (oneDNN's preferred layout can depend on M): a new M gets its own copy (on first
- * use; a training step of fixed shape allocates nothing after its first call).
+ * was chosen for (oneDNN's preferred layout can depend on M): a new M gets its own copy, or an
+ * alias when the layout is the same (on first use; a training step of fixed shape allocates
+ * nothing after its first call). Past PACK_SLOTS row counts the copies are dropped and rebuilt.
  *
  * ft_cpu_has_bf16() says whether the CPU has AVX512-BF16 (run-time check; FTUNE_NO_BF16=1 in the
  * environment forces "no", to exercise the f32 fallback); callers use f32 kernels when it is 0.
@@ -273,7 +274,13 @@ static pack_slot *slot_for_locked(ft_bf16_weight *w, const mmb_entry *e, int64_t
         if (slots[i].buf && slots[i].M == M) return &slots[i];
         if (!slots[i].buf && free_i < 0) free_i = i;
     }
-    FT_ASSERT(free_i >= 0); /* more than PACK_SLOTS row counts for one weight */
+    if (free_i < 0) { /* more than PACK_SLOTS row counts: start over (allocates, rare) */
+        for (int i = 0; i < PACK_SLOTS; i++) {
+            if (slots[i].owns) ft_free(slots[i].buf);
+            memset(&slots[i], 0, sizeof slots[i]);
+        }
+        free_i = 0;
+    }
     pack_slot *s = &slots[free_i];
     s->md = e->b_md;
     s->M = M;
