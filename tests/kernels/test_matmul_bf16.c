@@ -13,10 +13,17 @@
  *       (8 significant bits, unit roundoff u = 2^-8) moves each product by <= (2u + u^2)|a||b|,
  *       so |err| <= (2^-7 + 2^-16) S + (1). Tolerance 1.01 * 2^-7 S + (K+2) 2^-23 S.
  * A wrong layout or a dropped term is off by O(S) and fails both.
+ *   fused rmsnorm/swiglu with bf16 output: bit-identical to the f32 kernel + bf16_from_f32.
+ *   bf16 head + cross-entropy vs the naive f32 twin: each logit moves by <= 2^-7 S_row (above),
+ *     so each row's NLL by <= 2 max_j |dz_j|; the NLL sum is checked against that bound. The
+ *     gradients (dlogits also rounded to bf16) are checked norm-wise, ||got-ref|| / ||ref|| <= 2^-6:
+ *     every operand carries relative error <= 2^-8, two roundings per product, and random-sign
+ *     errors do not add up coherently; a wrong term is off by O(1).
  */
 #include "../test.h"
 
 #include "ftune/core.h"
+#include "ftune/crossentropy.h"
 #include "ftune/kernels.h"
 
 #include <math.h>
@@ -194,6 +201,89 @@ static void conversion(void) {
     free(x), free(b), free(y);
 }
 
+
+static void fused(void) {
+    const int M = 37, C = 75;
+    float *x = rand_buf((size_t)M * C), *w = rand_buf(C), *y = malloc(M * C * 4), *r1 = malloc(M * 4),
+          *y2 = malloc(M * C * 4), *r2 = malloc(M * 4);
+    uint16_t *yb = malloc(M * C * 2), *yb2 = malloc(M * C * 2), *yb3 = malloc(M * C * 2);
+    rmsnorm_forward(y, r1, x, w, M, C, 1e-5f);
+    bf16_from_f32(yb, y, (size_t)M * C);
+    rmsnorm_forward_bf16(y2, yb2, r2, x, w, M, C, 1e-5f);
+    rmsnorm_forward_bf16(NULL, yb3, NULL, x, w, M, C, 1e-5f);
+    CHECK("rmsnorm_forward_bf16 == rmsnorm_forward + bf16_from_f32",
+          !memcmp(y, y2, M * C * 4) && !memcmp(r1, r2, M * 4) && !memcmp(yb, yb2, M * C * 2) &&
+              !memcmp(yb, yb3, M * C * 2),
+          "outputs differ");
+    size_t N = (size_t)M * C;
+    float *g = rand_buf(N), *u = rand_buf(N);
+    for (size_t i = 0; i < N; i++) g[i] *= 6; /* exercise silu's tails */
+    swiglu_forward(y, g, u, N);
+    bf16_from_f32(yb, y, N);
+    swiglu_forward_bf16(y2, yb2, g, u, N);
+    swiglu_forward_bf16(NULL, yb3, g, u, N);
+    CHECK("swiglu_forward_bf16 == swiglu_forward + bf16_from_f32",
+          !memcmp(y, y2, N * 4) && !memcmp(yb, yb2, N * 2) && !memcmp(yb, yb3, N * 2),
+          "outputs differ");
+    free(x), free(w), free(y), free(r1), free(y2), free(r2), free(yb), free(yb2), free(yb3);
+    free(g), free(u);
+}
+
+static void xent_bf16(int M, int C, int V, int chunk) {
+    char name[160];
+    float *x = rand_buf((size_t)M * C), *w = rand_buf((size_t)V * C);
+    int *lab = malloc(M * sizeof(int));
+    for (int m = 0; m < M; m++) lab[m] = m % 5 == 3 ? FT_IGNORE_INDEX : (m * 7919) % V;
+    float *dx1 = calloc((size_t)M * C, 4), *dw1 = calloc((size_t)V * C, 4);
+    float *dx2 = calloc((size_t)M * C, 4), *dw2 = calloc((size_t)V * C, 4);
+    float *logits = malloc((size_t)chunk * V * 4);
+    uint16_t *dlogb = malloc((size_t)chunk * V * 2), *xb = to_bf16(x, (size_t)M * C);
+    ft_bf16_weight *pw = bf16_weight_create(w, C, V);
+    int64_t n1 = 0, n2 = 0, n3 = 0;
+    float scale = 1.0f / 3;
+    double nll1 = crossentropy_bf16_forward_backward(dx1, dw1, &n1, logits, dlogb, xb, pw, lab,
+                                                     scale, M, C, V, chunk);
+    double nll2 = crossentropy_forward_backward_naive(dx2, dw2, &n2, x, w, lab, scale, M, C, V);
+    double nll3 = crossentropy_bf16_forward_backward(NULL, NULL, &n3, logits, NULL, xb, pw, lab, 0,
+                                                     M, C, V, chunk);
+    double smax = 0; /* max over rows and vocab of sum_c |x||w| */
+    for (int m = 0; m < M; m++)
+        for (int j = 0; j < V; j++) {
+            double s = 0;
+            for (int c = 0; c < C; c++) s += fabs((double)x[m * C + c] * w[(size_t)j * C + c]);
+            if (s > smax) smax = s;
+        }
+    double bound = n2 * 2 * TOL_EXACT(C) * smax;
+    snprintf(name, sizeof name, "bf16 cross-entropy nll M%d C%d V%d chunk%d", M, C, V, chunk);
+    CHECK(name, n1 == n2 && n3 == n2 && fabs(nll1 - nll2) <= bound && nll3 == nll1,
+          "nll %.9g ref %.9g (bound %.3g) targets %lld/%lld/%lld", nll1, nll2, bound,
+          (long long)n1, (long long)n2, (long long)n3);
+    double ex = rel_l2(dx1, dx2, (size_t)M * C), ew = rel_l2(dw1, dw2, (size_t)V * C);
+    snprintf(name, sizeof name, "bf16 cross-entropy dx, dw M%d C%d V%d chunk%d", M, C, V, chunk);
+    CHECK(name, ex <= 1.0 / 64 && ew <= 1.0 / 64, "rel l2 dx %.3g dw %.3g (tolerance %.3g)", ex, ew,
+          1.0 / 64);
+    bf16_weight_free(pw);
+    free(x), free(w), free(lab), free(dx1), free(dw1), free(dx2), free(dw2), free(logits);
+    free(dlogb), free(xb);
+}
+
+/* more row counts than a packed weight keeps copies for: it must rebuild, not fail */
+static void many_row_counts(void) {
+    const int K = 40, N = 24;
+    float *w = rand_buf((size_t)N * K), *x = rand_buf((size_t)9 * K), *wr = rounded(w, (size_t)N * K),
+          *xr = rounded(x, (size_t)9 * K), *out = malloc(9 * N * 4);
+    uint16_t *xb = to_bf16(x, (size_t)9 * K);
+    ft_bf16_weight *pw = bf16_weight_create(w, K, N);
+    for (int M = 1; M <= 9; M++) {
+        matmul_bf16w_forward(out, xb, pw, NULL, M, 0);
+        char tag[32];
+        snprintf(tag, sizeof tag, "row count %d of 9", M);
+        both(tag, "packed forward", out, NULL, x, xr, K, 1, w, wr, 1, K, NULL, M, K, N);
+    }
+    bf16_weight_free(pw);
+    free(w), free(x), free(wr), free(xr), free(out), free(xb);
+}
+
 int main(void) {
     conversion();
     const char *off = getenv("FTUNE_NO_BF16");
@@ -211,5 +301,10 @@ int main(void) {
         shape(sh[i][0], sh[i][1], sh[i][2], 0);
     }
     shape(17, 33, 9, 1); /* cached primitive, same shape again */
+    fused();
+    many_row_counts();
+    xent_bf16(7, 13, 50, 3);
+    xent_bf16(33, 64, 301, 8);
+    xent_bf16(20, 96, 1000, 20);
     return ft_test_exit();
 }
