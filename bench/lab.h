@@ -77,20 +77,20 @@ __attribute__((unused)) static double lab_peak_bf16(void) {
 }
 
 static uint64_t lab_rng = 0x243F6A8885A308D3ull;
-static float lab_frand(void) { /* uniform in [-1, 1) */
+__attribute__((unused)) static float lab_frand(void) { /* uniform in [-1, 1) */
     lab_rng ^= lab_rng >> 12;
     lab_rng ^= lab_rng << 25;
     lab_rng ^= lab_rng >> 27;
     return (float)(((lab_rng * 0x2545F4914F6CDD1Dull) >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
 }
-static float *lab_rand(size_t n, float scale) {
+__attribute__((unused)) static float *lab_rand(size_t n, float scale) {
     float *p = ft_calloc(n + 16, sizeof(float));
     for (size_t i = 0; i < n; i++) p[i] = lab_frand() * scale;
     return p;
 }
 
 /* |got - ref| <= atol + rtol |ref| over n elements; prints one line, counts failures. */
-static int lab_check(const char *what, const float *got, const float *ref, size_t n, double atol,
+__attribute__((unused)) static int lab_check(const char *what, const float *got, const float *ref, size_t n, double atol,
                      double rtol) {
     double worst = 0;
     size_t wi = 0;

@@ -23,3 +23,9 @@ fp, fg, tp, tg = float(f[2]), float(f[4]), float(t[2]), float(t[4])
 print(f"inference stories15M: prompt {fp:.0f} vs {tp:.0f} tok/s = {fp / tp:.2f}x torch; "
       f"generation {fg:.0f} vs {tg:.0f} tok/s = {fg / tg:.2f}x torch")
 PYEOF
+
+# ---- training: ftune (bf16 and f32) vs PyTorch (fp32 and bf16 autocast), full and LoRA,
+# stories15M and the SmolLM-135M shape (bench/train.sh; set TRAIN=0 to skip, it takes minutes)
+if [ "${TRAIN:-1}" != 0 ]; then
+    bench/train.sh
+fi
