@@ -29,3 +29,8 @@ PYEOF
 if [ "${TRAIN:-1}" != 0 ]; then
     bench/train.sh
 fi
+
+# ---- kernel lab (LABS=1): each variant checked against its naive twin, then timed
+if [ "${LABS:-0}" != 0 ]; then
+    for lab in matmul attention rmsnorm swiglu xent; do build/rel/bench/bench_$lab; done
+fi
