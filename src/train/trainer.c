@@ -358,6 +358,7 @@ ft_status ft_train_run(const ft_train_config *c) {
                           .B = r.B,
                           .T = r.T,
                           .grad_checkpointing = c->gradient_checkpointing,
+                          .bf16 = c->bf16,
                           .seed = c->seed};
     if ((st = ft_train_model_init(&r.tm, &r.model, &o))) goto done;
     const size_t step_tokens = (size_t)r.B * (size_t)c->gradient_accumulation_steps * (size_t)r.T;
