@@ -137,9 +137,12 @@ void ft_rendered_free(ft_rendered *r);
 
 /* ------------------------------------------------------------------ samples ---- */
 
-/* Encode `len` bytes of `text` into a malloc'ed id array without adding special tokens (the
- * template renders BOS itself). Keeps this module independent of the tokenizer implementation. */
-typedef ft_status (*ft_sft_encode_fn)(void *ctx, const char *text, size_t len, int **ids, int *n);
+/* Encode `len` bytes of `text` into a malloc'ed id array; add_special applies the tokenizer's
+ * post-processor (BOS). Chat records are encoded with add_special = 0 (the template renders BOS
+ * itself, as apply_chat_template does), text records with 1. Keeps this module independent of the
+ * tokenizer implementation. */
+typedef ft_status (*ft_sft_encode_fn)(void *ctx, const char *text, size_t len, int add_special,
+                                      int **ids, int *n);
 
 typedef enum { FT_TRUNC_ERROR = 0, FT_TRUNC_DROP, FT_TRUNC_TRUNCATE } ft_truncation;
 

@@ -40,7 +40,7 @@ ft_status ft_sft_tokenize(const ft_records *r, const ft_record *rec, const ft_sf
     ft_status st;
     if (rec->kind == FT_REC_TEXT) {
         int *ids = NULL, n = 0;
-        if ((st = o->enc(o->enc_ctx, rec->text, strlen(rec->text), &ids, &n)))
+        if ((st = o->enc(o->enc_ctx, rec->text, strlen(rec->text), 1, &ids, &n)))
             return ft_error_wrap(st, "%s:%d", file, rec->line);
         int extra = o->eos_id >= 0 ? 1 : 0;
         out->ids = malloc(sizeof(int) * (size_t)(n + extra + 1));
@@ -69,7 +69,7 @@ ft_status ft_sft_tokenize(const ft_records *r, const ft_record *rec, const ft_sf
         ft_error_wrap(st, "%s:%d", file, rec->line);
         goto done;
     }
-    if ((st = o->enc(o->enc_ctx, rd.text, rd.len, &ids, &n))) {
+    if ((st = o->enc(o->enc_ctx, rd.text, rd.len, 0, &ids, &n))) {
         ft_error_wrap(st, "%s:%d", file, rec->line);
         goto done;
     }
@@ -88,7 +88,7 @@ ft_status ft_sft_tokenize(const ft_records *r, const ft_record *rec, const ft_sf
         if (s + 1 < rd.n_seg) {
             free(pre);
             pre = NULL;
-            if ((st = o->enc(o->enc_ctx, rd.text, rd.seg_end[s], &pre, &npre))) {
+            if ((st = o->enc(o->enc_ctx, rd.text, rd.seg_end[s], 0, &pre, &npre))) {
                 ft_error_wrap(st, "%s:%d", file, rec->line);
                 goto done;
             }

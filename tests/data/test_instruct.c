@@ -288,8 +288,9 @@ static void test_templates(void) {
 
 /* A toy tokenizer: one token per byte, except the pairs "ab" (id 1000) and "]b" (id 1001), which
  * are one token each: "]b" straddles mistral's "[/INST]" + a reply starting with 'b'. */
-static ft_status toy_encode(void *ctx, const char *s, size_t n, int **ids, int *nout) {
-    (void)ctx;
+static ft_status toy_encode(void *ctx, const char *s, size_t n, int add_special, int **ids,
+                           int *nout) {
+    (void)ctx, (void)add_special;
     int *v = malloc(sizeof(int) * (n + 1));
     if (!v) return FT_ERR_NOMEM;
     int k = 0;

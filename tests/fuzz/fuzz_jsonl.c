@@ -13,8 +13,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static ft_status byte_encode(void *ctx, const char *s, size_t n, int **ids, int *nout) {
-    (void)ctx;
+static ft_status byte_encode(void *ctx, const char *s, size_t n, int add_special, int **ids,
+                           int *nout) {
+    (void)ctx, (void)add_special;
     int *v = malloc(sizeof(int) * (n + 1));
     if (!v) return FT_ERR_NOMEM;
     int k = 0;
