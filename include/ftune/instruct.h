@@ -202,4 +202,44 @@ void ft_sft_row(const ft_sft_dataset *ds, const int64_t *idx, int n, int T, int 
 ft_status ft_sft_pack(const ft_sft_dataset *ds, const int64_t *order, int64_t n, int T, int packing,
                       int64_t **row_start, int64_t *n_rows);
 
+/* ------------------------------------------------------------------- loading ---- */
+
+typedef struct ft_tokenizer ft_tokenizer; /* include/ftune/tokenizer.h */
+
+typedef struct {
+    const char *path;
+    ft_dataset_format fmt;
+} ft_sft_source;
+
+/* Everything the SFT data pipeline needs from a run configuration (the trainer fills it from the
+ * YAML keys datasets, chat_template, train_on_inputs, truncation, sequence_len, val_set_size,
+ * shuffle_merged_datasets, seed). */
+typedef struct {
+    const ft_sft_source *src;
+    int n_src;
+    const char *chat_template;  /* a template name, "tokenizer_default", or NULL: alpaca for the
+                                   alpaca/dolly/flan types, tokenizer_default otherwise */
+    const char *tokenizer_dir;  /* where tokenizer_config.json lives (for tokenizer_default) */
+    int train_on_inputs;
+    ft_truncation truncation;
+    int T;
+    double val_size;
+    int shuffle;                /* shuffle the merged records with `seed` before the split */
+    uint64_t seed;
+} ft_sft_config;
+
+/* Read every source (mixed in order, then shuffled if asked), pick the chat template, tokenize
+ * with `tok`, build the dataset. *recs and *ds are owned by the caller (free both); *tpl_out (may
+ * be NULL) gets the template used (NULL when only text records). Notes for the user (template
+ * recognised, pad == eos, skipped records) go to notes[0..cap) as one line each, NUL-separated
+ * lines joined with '\n'. */
+ft_status ft_sft_load(const ft_sft_config *c, ft_tokenizer *tok, ft_records *recs,
+                      ft_sft_dataset *ds, const ft_chat_template **tpl_out, char *notes,
+                      size_t notes_cap);
+
+/* The template named by `name` ("tokenizer_default": detected from the chat_template key of
+ * tokenizer_dir/tokenizer_config.json). */
+ft_status ft_chat_template_resolve(const char *name, const char *tokenizer_dir,
+                                   const ft_chat_template **out);
+
 #endif
