@@ -20,6 +20,7 @@ Writes into OUT (default fixtures/data):
   quiz_pref_msgs.jsonl    the same with message lists
   riddles_sharegpt.jsonl  the fortunes riddles (multi-turn where an entry holds several Q/A)
   quiz_small.jsonl        alpaca: capitals of Europe only (the end-to-end SFT set)
+  quiz_text.jsonl         completion {text: "Q: question\nA: answer"}
 Deterministic: rows in file order, pairing for chats and preferences by a fixed rule.
 """
 import json
@@ -163,6 +164,7 @@ def main():
                               for r in rows if r["table"] == "europe"])
     dump("quiz_dolly.jsonl", [{"instruction": r["question"], "context": "", "response": r["answer"],
                                "category": "open_qa"} for r in rows])
+    dump("quiz_text.jsonl", [{"text": "Q: %s\nA: %s" % (r["question"], r["answer"])} for r in rows])
     dump("quiz_flan.jsonl", [{"inputs": r["question"], "targets": r["answer"]} for r in rows])
 
     # chats: consecutive rows of one table, 2 or 3 per conversation
