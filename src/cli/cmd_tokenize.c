@@ -1,0 +1,157 @@
+/*
+ * `ftune tokenize --tokenizer DIR [--no-special]`: standard input is JSON Lines, one JSON string
+ * per line; prints one line per input with the ids separated by single spaces (special tokens
+ * added as the tokenizer's post-processor says unless --no-special).
+ * `ftune tokenize --decode --tokenizer DIR [--skip-special]`: lines of space-separated ids in,
+ * one JSON string per line out.
+ * `ftune tokenize --convert-llama2c FILE [--offset N] [--length N] [--vocab-size 32000] --out DIR`:
+ * writes DIR/tokenizer.json from llama2.c's tokenizer.bin (bytes [N, N+LEN) of FILE), until
+ * `ftune convert llama2c` does it itself.
+ * Errors name the input line ("<stdin>:LINE: ..."); the first error stops the run with status 1.
+ * A JSON string that decodes to invalid UTF-8 (a lone surrogate escape, raw invalid bytes) is an
+ * error naming the line: the reference tokenizers only take Unicode strings.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ftune/tokenizer.h"
+
+static int usage(void) {
+    fprintf(stderr, "usage: ftune tokenize --tokenizer DIR [--no-special]   (JSON-lines strings on stdin)\n"
+                    "       ftune tokenize --decode --tokenizer DIR [--skip-special]   (lines of ids on stdin)\n");
+    return 2;
+}
+
+static int encode_line(ft_tokenizer *tok, const char *line, size_t len, long lineno, int add_special) {
+    cJSON *j = cJSON_ParseWithLength(line, len);
+    if (!j || !cJSON_IsString(j)) {
+        cJSON_Delete(j);
+        ft_errorf(FT_ERR_FORMAT, "<stdin>:%ld: expected one JSON string per line", lineno);
+        return cli_fail();
+    }
+    int *ids = NULL, n = 0;
+    const char *s = j->valuestring;
+    ft_status st = ft_tokenizer_encode(tok, s, strlen(s), add_special, &ids, &n);
+    cJSON_Delete(j);
+    if (st) {
+        ft_error_wrap(st, "<stdin>:%ld", lineno);
+        return cli_fail();
+    }
+    for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+    putchar('\n');
+    free(ids);
+    return 0;
+}
+
+static int decode_line(ft_tokenizer *tok, char *line, long lineno, int skip_special) {
+    size_t cap = 64, n = 0;
+    int *ids = malloc(cap * sizeof *ids);
+    char *p = line, *end;
+    if (!ids) {
+        ft_errorf(FT_ERR_NOMEM, "out of memory");
+        return cli_fail();
+    }
+    for (;;) {
+        while (*p == ' ') p++;
+        if (!*p || *p == '\n' || *p == '\r') break;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > 0x7fffffff || (*end && *end != ' ' && *end != '\n' && *end != '\r')) {
+            free(ids);
+            ft_errorf(FT_ERR_FORMAT, "<stdin>:%ld: expected space-separated non-negative integer ids", lineno);
+            return cli_fail();
+        }
+        if (n == cap) {
+            int *q = realloc(ids, (cap *= 2) * sizeof *ids);
+            if (!q) {
+                free(ids);
+                ft_errorf(FT_ERR_NOMEM, "out of memory");
+                return cli_fail();
+            }
+            ids = q;
+        }
+        ids[n++] = (int)v;
+        p = end;
+    }
+    char *text = NULL;
+    ft_status st = ft_tokenizer_decode(tok, ids, (int)n, skip_special, &text);
+    free(ids);
+    if (st) {
+        ft_error_wrap(st, "<stdin>:%ld", lineno);
+        return cli_fail();
+    }
+    cJSON *js = cJSON_CreateString(text);
+    char *out = js ? cJSON_PrintUnformatted(js) : NULL;
+    free(text);
+    cJSON_Delete(js);
+    if (!out) {
+        ft_errorf(FT_ERR_NOMEM, "out of memory");
+        return cli_fail();
+    }
+    puts(out);
+    free(out);
+    return 0;
+}
+
+static int convert_llama2c(const char *file, long long offset, long long length, int vocab, const char *dir) {
+    char *data = NULL, path[4096];
+    size_t n = 0;
+    if (ft_read_file(file, &data, &n)) return cli_fail();
+    if (length < 0) length = (long long)n - offset;
+    if (offset < 0 || length < 0 || (unsigned long long)offset > n || (unsigned long long)length > n - (size_t)offset) {
+        free(data);
+        ft_errorf(FT_ERR_ARG, "%s: offset %lld + length %lld is outside the file (%zu bytes)", file, offset, length, n);
+        return cli_fail();
+    }
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    ft_status st = ft_tokenizer_convert_llama2c(data + offset, (size_t)length, vocab, path);
+    free(data);
+    if (st) {
+        ft_error_wrap(st, "%s", file);
+        return cli_fail();
+    }
+    return 0;
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    const char *dir = NULL, *l2c = NULL, *out = NULL;
+    int add_special = 1, decode = 0, skip_special = 0, vocab = 32000;
+    long long offset = 0, length = -1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) dir = argv[++i];
+        else if (!strcmp(argv[i], "--convert-llama2c") && i + 1 < argc) l2c = argv[++i];
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--offset") && i + 1 < argc) offset = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--length") && i + 1 < argc) length = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--vocab-size") && i + 1 < argc) vocab = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-special")) add_special = 0;
+        else if (!strcmp(argv[i], "--decode")) decode = 1;
+        else if (!strcmp(argv[i], "--skip-special")) skip_special = 1;
+        else return usage();
+    }
+    if (l2c) return out ? convert_llama2c(l2c, offset, length, vocab, out) : usage();
+    if (!dir) return usage();
+    ft_tokenizer *tok;
+    if (ft_tokenizer_load(&tok, dir)) return cli_fail();
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    long lineno = 0;
+    int rc = 0;
+    while (rc == 0 && (len = getline(&line, &cap, stdin)) >= 0) {
+        lineno++;
+        if (decode) rc = decode_line(tok, line, lineno, skip_special);
+        else rc = encode_line(tok, line, (size_t)len, lineno, add_special);
+    }
+    free(line);
+    ft_tokenizer_free(tok);
+    if (fflush(stdout) != 0 && rc == 0) {
+        fprintf(stderr, "ftune: writing standard output failed\n");
+        rc = 1;
+    }
+    return rc;
+}

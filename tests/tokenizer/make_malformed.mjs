@@ -1,0 +1,37 @@
+// Writes broken variants of a real tokenizer.json, one directory each, and prints
+// "case<TAB>text the error line must contain" per variant.
+// usage: node make_malformed.mjs GOOD_tokenizer.json OUT_DIR
+import fs from "fs";
+import path from "path";
+const [good, out] = process.argv.slice(2);
+const text = fs.readFileSync(good, "utf8");
+const cases = [
+  ["missing_model", (j) => { delete j.model; }, "key 'model': missing"],
+  ["unknown_model_type", (j) => { j.model.type = "Unigram"; }, "key 'model.type': unknown model type 'Unigram'"],
+  ["unknown_model_key", (j) => { j.model.frobnicate = 1; }, "key 'model.frobnicate': unknown key"],
+  ["unknown_normalizer", (j) => { j.normalizer.normalizers[1].type = "Lowercase"; }, "key 'normalizer.normalizers[1].type': unknown normalizer type"],
+  ["unknown_decoder", (j) => { j.decoder.decoders[2].type = "CTC"; }, "key 'decoder.decoders[2].type': unknown decoder type"],
+  ["unknown_pre_tokenizer", (j) => { j.pre_tokenizer = { type: "BertPreTokenizer" }; }, "key 'pre_tokenizer.type': unknown pre_tokenizer type"],
+  ["unknown_post_processor", (j) => { j.post_processor.type = "Whatever"; }, "key 'post_processor.type': unknown post_processor type"],
+  ["unknown_top_key", (j) => { j.extra = {}; }, "key 'extra': unknown key"],
+  ["bad_merge_token", (j) => { j.model.merges[5] = "▁ qzqzqzq"; }, "key 'model.merges': merge 5: token \"qzqzqzq\" is not in the vocab"],
+  ["bad_merge_shape", (j) => { j.model.merges[3] = "▁ t h"; }, "key 'model.merges': merge 3"],
+  ["bad_merge_type", (j) => { j.model.merges[7] = 42; }, "key 'model.merges': merge 7 is neither"],
+  ["bad_merge_result", (j) => { j.model.merges[0] = "<0x41> <0x42>"; }, "key 'model.merges': merge 0: result"],
+  ["vocab_not_object", (j) => { j.model.vocab = []; }, "key 'model.vocab'"],
+  ["vocab_bad_id", (j) => { j.model.vocab["▁t"] = -3; }, "key 'model.vocab'"],
+  ["added_no_content", (j) => { delete j.added_tokens[0].content; }, "key 'added_tokens[0].content'"],
+  ["bad_regex", (j) => { j.pre_tokenizer = { type: "Split", pattern: { Regex: "(unclosed" }, behavior: "Isolated", invert: false }; }, "key 'pre_tokenizer.pattern.Regex': regex does not compile"],
+  ["truncation_set", (j) => { j.truncation = { max_length: 8 }; }, "key 'truncation'"],
+  ["dropout_set", (j) => { j.model.dropout = 0.1; }, "key 'model.dropout'"],
+  ["unk_missing", (j) => { j.model.unk_token = "<nope>"; }, "key 'model.unk_token'"],
+  ["invalid_json", null, "invalid JSON"],
+];
+for (const [name, edit, want] of cases) {
+  const dir = path.join(out, name);
+  fs.mkdirSync(dir, { recursive: true });
+  let t;
+  if (edit) { const j = JSON.parse(text); edit(j); t = JSON.stringify(j); } else t = text.slice(0, 5000);
+  fs.writeFileSync(path.join(dir, "tokenizer.json"), t);
+  console.log(`${name}\t${want}`);
+}
