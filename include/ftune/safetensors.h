@@ -5,6 +5,11 @@
  *
  * Format: u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets:[a,b]},
  * "__metadata__": {str: str}}, then the data block; offsets are relative to the data block.
+ *
+ * Rules enforced on read (as the reference implementation does): header <= 100 MB, a JSON object;
+ * known dtype; non-negative integer dims (<= 8), numel * dtype size == end - begin; offsets inside
+ * the data block; the tensors cover the data block exactly (no overlap, hole or trailing bytes);
+ * unique names (also across shards); for an index, weight_map and the shards agree both ways.
  */
 #ifndef FTUNE_SAFETENSORS_H
 #define FTUNE_SAFETENSORS_H
@@ -26,7 +31,7 @@ typedef struct {
 typedef struct {
     int n_files;
     char **paths;     /* (n_files) */
-    void **maps;      /* (n_files) mmap base addresses */
+    void **maps;      /* (n_files) mmap base addresses; NULL after ft_st_parse (caller's bytes) */
     size_t *map_sizes;
     int n_tensors;
     ft_st_tensor *tensors; /* sorted by name */
@@ -36,7 +41,8 @@ typedef struct {
  * model.safetensors.index.json (+ shards). On failure the error names the file and the problem
  * (header length past EOF, overlapping offsets, unknown dtype, ...) and *set is left empty. */
 ft_status ft_st_open(ft_st_set *set, const char *path);
-/* Parse a header from memory (used by the fuzzer and by ft_st_open). `buf` is the whole file. */
+/* Parse a whole file held in memory (the fuzzer uses it). `buf` is the whole file; tensor data
+ * points into it, so it must outlive the set. `label` names it in errors. */
 ft_status ft_st_parse(ft_st_set *set, const char *label, const void *buf, size_t len);
 void ft_st_close(ft_st_set *set); /* NULL-safe, idempotent */
 /* Binary search by exact name; NULL if absent. */

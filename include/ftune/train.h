@@ -7,7 +7,8 @@
  * contiguous buffers (`params`, `grads`) so the optimizer, gradient clipping, checkpoints and
  * (later) the MPI all-reduce each work on one flat array.
  *   full   : every model tensor; params aliases model->params.
- *   freeze : the model tensors whose HF name matches one of the `unfrozen_parameters` regexes.
+ *   freeze : the model tensors whose HF name matches one of the `unfrozen_parameters` regexes,
+ *            copied into a buffer of their own (ft_train_sync_model writes them back).
  *   lora   : A (r,in) and B (out,r) for every targeted projection, in a buffer of their own;
  *            the base stays frozen. Names follow PEFT: base_model.model.<hf module>.lora_A.weight.
  */
@@ -82,6 +83,10 @@ ft_status ft_train_micro_step(ft_train_model *tm, const int *inputs, const int *
 /* Evaluation only (no backward, dropout off): NLL sum and target count. */
 ft_status ft_train_eval(ft_train_model *tm, const int *inputs, const int *labels, const int *pos,
                         const int *seg, int B, int T, double *nll_sum, int64_t *n_targets);
+
+/* freeze: copy the trained tensors (which live in the trainable buffer) back into
+ * model->params, e.g. before ft_model_save. full: no-op (params alias the model); LoRA: no-op. */
+void ft_train_sync_model(ft_train_model *tm);
 
 /* LoRA dropout RNG state, saved in checkpoints for bit-identical resume. */
 uint64_t ft_train_rng_state(const ft_train_model *tm);

@@ -9,10 +9,10 @@
  * Face Llama folder: config.json + model.safetensors (F32), both written atomically.
  * The byte range [offset, offset+length) must hold exactly that many bytes, no more, no less.
  *
- * llama2.c rotates interleaved pairs (x[2i], x[2i+1]); HF rotates halves (x[i], x[i+D/2]). The q and
- * k projection rows are permuted per head accordingly: W.reshape(H, D/2, 2, C).transpose(1, 2).
- * The RoPE tables are skipped (recomputed from rope_theta 10000). The tokenizer is not written here.
- * Data is streamed from the mmapped input; only the permuted q/k weights are copied.
+ * llama2.c rotates interleaved pairs (x[2i], x[2i+1]); HF rotates halves (x[i], x[i+D/2]). The q
+ * and k projection rows are permuted per head accordingly: W.reshape(H, D/2, 2, C).transpose(1, 2).
+ * The RoPE tables are skipped (recomputed from rope_theta 10000). The tokenizer is not written
+ * here. Data is streamed from the mmapped input; only the permuted q/k weights are copied.
  */
 #include "cli.h"
 #include "ftune/model.h"
@@ -28,7 +28,8 @@
 #include <unistd.h>
 
 static int convert_usage(void) {
-    fprintf(stderr, "usage: ftune convert llama2c --in FILE [--offset BYTES] [--length BYTES] --out DIR\n");
+    fprintf(stderr,
+            "usage: ftune convert llama2c --in FILE [--offset BYTES] [--length BYTES] --out DIR\n");
     return 2;
 }
 
@@ -45,7 +46,8 @@ static long long parse_bytes(const char *s) {
 /* mkdir -p */
 static ft_status make_dirs(const char *dir) {
     char buf[4096];
-    if ((size_t)snprintf(buf, sizeof buf, "%s", dir) >= sizeof buf) return ft_errorf(FT_ERR_ARG, "%s: path too long", dir);
+    if ((size_t)snprintf(buf, sizeof buf, "%s", dir) >= sizeof buf)
+        return ft_errorf(FT_ERR_ARG, "%s: path too long", dir);
     for (char *p = buf + 1;; p++) {
         if (*p == '/' || *p == 0) {
             char c = *p;
@@ -78,38 +80,47 @@ typedef struct {
 /* Convert `len` bytes at `p` (already range-checked against the file `path`). */
 static ft_status convert(const char *path, const unsigned char *p, size_t len, const char *out) {
     if (len < 28)
-        return ft_errorf(FT_ERR_FORMAT, "%s: %zu bytes is too short for a llama2.c header (28 bytes)", path, len);
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: %zu bytes is too short for a llama2.c header (28 bytes)", path, len);
     int32_t h[7];
     memcpy(h, p, sizeof h);
     l2c_header H = {h[0], h[1], h[2], h[3], h[4], h[5], h[6]};
     int tied = H.vocab_size > 0;
     int V = tied ? H.vocab_size : -H.vocab_size;
     /* bounds keep every product below 2^60: no overflow in the size sum */
-    if (H.dim <= 0 || H.dim > (1 << 20) || H.hidden_dim <= 0 || H.hidden_dim > (1 << 20) || H.n_layers <= 0 ||
-        H.n_layers > FT_MAX_LAYERS || H.n_heads <= 0 || H.n_kv_heads <= 0 || H.vocab_size == 0 ||
-        H.vocab_size == INT32_MIN || V > (1 << 24) || H.seq_len <= 0 || H.seq_len > (1 << 24))
-        return ft_errorf(FT_ERR_FORMAT,
-                         "%s: implausible llama2.c header (dim %d, hidden_dim %d, n_layers %d, n_heads %d, "
-                         "n_kv_heads %d, vocab_size %d, seq_len %d)",
-                         path, H.dim, H.hidden_dim, H.n_layers, H.n_heads, H.n_kv_heads, H.vocab_size, H.seq_len);
+    if (H.dim <= 0 || H.dim > (1 << 20) || H.hidden_dim <= 0 || H.hidden_dim > (1 << 20) ||
+        H.n_layers <= 0 || H.n_layers > FT_MAX_LAYERS || H.n_heads <= 0 || H.n_kv_heads <= 0 ||
+        H.vocab_size == 0 || H.vocab_size == INT32_MIN || V > (1 << 24) || H.seq_len <= 0 ||
+        H.seq_len > (1 << 24))
+        return ft_errorf(
+            FT_ERR_FORMAT,
+            "%s: implausible llama2.c header (dim %d, hidden_dim %d, n_layers %d, n_heads %d, "
+            "n_kv_heads %d, vocab_size %d, seq_len %d)",
+            path, H.dim, H.hidden_dim, H.n_layers, H.n_heads, H.n_kv_heads, H.vocab_size,
+            H.seq_len);
     if (H.dim % H.n_heads || H.n_heads % H.n_kv_heads || (H.dim / H.n_heads) % 2)
-        return ft_errorf(FT_ERR_FORMAT, "%s: dim %d, n_heads %d, n_kv_heads %d do not give an even head size shared by all heads",
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: dim %d, n_heads %d, n_kv_heads %d do not give an even head size "
+                         "shared by all heads",
                          path, H.dim, H.n_heads, H.n_kv_heads);
     const uint64_t C = (uint64_t)H.dim, F = (uint64_t)H.hidden_dim, L = (uint64_t)H.n_layers;
-    const uint64_t D = C / (uint64_t)H.n_heads, KVD = D * (uint64_t)H.n_kv_heads, T = (uint64_t)H.seq_len;
+    const uint64_t D = C / (uint64_t)H.n_heads, KVD = D * (uint64_t)H.n_kv_heads,
+                   T = (uint64_t)H.seq_len;
     /* float offsets of each array, in file order */
-    uint64_t o_emb = 0, o_rms_att = o_emb + (uint64_t)V * C, o_wq = o_rms_att + L * C, o_wk = o_wq + L * C * C,
-             o_wv = o_wk + L * KVD * C, o_wo = o_wv + L * KVD * C, o_rms_ffn = o_wo + L * C * C,
-             o_w1 = o_rms_ffn + L * C, o_w2 = o_w1 + L * F * C, o_w3 = o_w2 + L * C * F, o_rms_final = o_w3 + L * F * C,
-             o_freq = o_rms_final + C, o_wcls = o_freq + T * D, /* two tables of T*D/2 */
+    uint64_t o_emb = 0, o_rms_att = o_emb + (uint64_t)V * C, o_wq = o_rms_att + L * C,
+             o_wk = o_wq + L * C * C, o_wv = o_wk + L * KVD * C, o_wo = o_wv + L * KVD * C,
+             o_rms_ffn = o_wo + L * C * C, o_w1 = o_rms_ffn + L * C, o_w2 = o_w1 + L * F * C,
+             o_w3 = o_w2 + L * C * F, o_rms_final = o_w3 + L * F * C, o_freq = o_rms_final + C,
+             o_wcls = o_freq + T * D, /* two tables of T*D/2 */
         n_floats = o_wcls + (tied ? 0 : (uint64_t)V * C);
     uint64_t want = 28 + 4 * n_floats;
     if (want != (uint64_t)len)
         return ft_errorf(FT_ERR_FORMAT,
-                         "%s: the llama2.c header (dim %d, hidden_dim %d, n_layers %d, n_heads %d, n_kv_heads %d, "
+                         "%s: the llama2.c header (dim %d, hidden_dim %d, n_layers %d, n_heads %d, "
+                         "n_kv_heads %d, "
                          "vocab_size %d, seq_len %d) implies %llu bytes, the given range holds %zu",
-                         path, H.dim, H.hidden_dim, H.n_layers, H.n_heads, H.n_kv_heads, H.vocab_size, H.seq_len,
-                         (unsigned long long)want, len);
+                         path, H.dim, H.hidden_dim, H.n_layers, H.n_heads, H.n_kv_heads,
+                         H.vocab_size, H.seq_len, (unsigned long long)want, len);
     const char *fl = (const char *)p + 28; /* floats, possibly unaligned */
 #define AT(o) (fl + 4 * (o))
 
@@ -163,18 +174,30 @@ static ft_status convert(const char *path, const unsigned char *p, size_t len, c
             leaf += snprintf(prefix, sizeof prefix, "model.layers.%d.", ti->layer);
         }
         const void *src = NULL;
-        if (!strcmp(leaf, "model.embed_tokens.weight")) src = AT(o_emb);
-        else if (!strcmp(leaf, "model.norm.weight")) src = AT(o_rms_final);
-        else if (!strcmp(leaf, "lm_head.weight")) src = AT(o_wcls);
-        else if (!strcmp(leaf, "input_layernorm.weight")) src = AT(o_rms_att + l * C);
-        else if (!strcmp(leaf, "self_attn.q_proj.weight")) src = q + l * C * C;
-        else if (!strcmp(leaf, "self_attn.k_proj.weight")) src = k + l * KVD * C;
-        else if (!strcmp(leaf, "self_attn.v_proj.weight")) src = AT(o_wv + l * KVD * C);
-        else if (!strcmp(leaf, "self_attn.o_proj.weight")) src = AT(o_wo + l * C * C);
-        else if (!strcmp(leaf, "post_attention_layernorm.weight")) src = AT(o_rms_ffn + l * C);
-        else if (!strcmp(leaf, "mlp.gate_proj.weight")) src = AT(o_w1 + l * F * C);
-        else if (!strcmp(leaf, "mlp.down_proj.weight")) src = AT(o_w2 + l * C * F);
-        else if (!strcmp(leaf, "mlp.up_proj.weight")) src = AT(o_w3 + l * F * C);
+        if (!strcmp(leaf, "model.embed_tokens.weight"))
+            src = AT(o_emb);
+        else if (!strcmp(leaf, "model.norm.weight"))
+            src = AT(o_rms_final);
+        else if (!strcmp(leaf, "lm_head.weight"))
+            src = AT(o_wcls);
+        else if (!strcmp(leaf, "input_layernorm.weight"))
+            src = AT(o_rms_att + l * C);
+        else if (!strcmp(leaf, "self_attn.q_proj.weight"))
+            src = q + l * C * C;
+        else if (!strcmp(leaf, "self_attn.k_proj.weight"))
+            src = k + l * KVD * C;
+        else if (!strcmp(leaf, "self_attn.v_proj.weight"))
+            src = AT(o_wv + l * KVD * C);
+        else if (!strcmp(leaf, "self_attn.o_proj.weight"))
+            src = AT(o_wo + l * C * C);
+        else if (!strcmp(leaf, "post_attention_layernorm.weight"))
+            src = AT(o_rms_ffn + l * C);
+        else if (!strcmp(leaf, "mlp.gate_proj.weight"))
+            src = AT(o_w1 + l * F * C);
+        else if (!strcmp(leaf, "mlp.down_proj.weight"))
+            src = AT(o_w2 + l * C * F);
+        else if (!strcmp(leaf, "mlp.up_proj.weight"))
+            src = AT(o_w3 + l * F * C);
         FT_ASSERT(src != NULL); /* the table has a tensor llama2.c does not: a programming error */
         ws[i].name = ti->name;
         ws[i].dtype = FT_DTYPE_F32;
@@ -211,8 +234,10 @@ int cmd_convert(int argc, char **argv) {
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--in") && v) in = v;
-        else if (!strcmp(a, "--out") && v) out = v;
+        if (!strcmp(a, "--in") && v)
+            in = v;
+        else if (!strcmp(a, "--out") && v)
+            out = v;
         else if (!strcmp(a, "--offset") && v) {
             if ((offset = parse_bytes(v)) < 0) {
                 fprintf(stderr, "ftune: --offset '%s' is not a byte count\n", v);
@@ -245,14 +270,16 @@ int cmd_convert(int argc, char **argv) {
     unsigned long long size = (unsigned long long)sb.st_size;
     if ((unsigned long long)offset > size) {
         close(fd);
-        ft_errorf(FT_ERR_ARG, "%s: --offset %lld is past the end of the file (%llu bytes)", in, offset, size);
+        ft_errorf(FT_ERR_ARG, "%s: --offset %lld is past the end of the file (%llu bytes)", in,
+                  offset, size);
         return cli_fail();
     }
     if (length < 0) length = (long long)(size - (unsigned long long)offset);
     if ((unsigned long long)length > size - (unsigned long long)offset) {
         close(fd);
-        ft_errorf(FT_ERR_ARG, "%s: --offset %lld --length %lld runs past the end of the file (%llu bytes)", in, offset,
-                  length, size);
+        ft_errorf(FT_ERR_ARG,
+                  "%s: --offset %lld --length %lld runs past the end of the file (%llu bytes)", in,
+                  offset, length, size);
         return cli_fail();
     }
     void *map = size ? mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;

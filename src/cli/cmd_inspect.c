@@ -57,8 +57,10 @@ static const char *family_name(ft_family f) {
 }
 
 static void shape_str(char *out, size_t cap, const ft_tensor_info *t) {
-    if (t->cols) snprintf(out, cap, "[%d, %d]", t->rows, t->cols);
-    else snprintf(out, cap, "[%d]", t->rows);
+    if (t->cols)
+        snprintf(out, cap, "[%d, %d]", t->rows, t->cols);
+    else
+        snprintf(out, cap, "[%d]", t->rows);
 }
 
 int cmd_inspect(int argc, char **argv) {
@@ -72,8 +74,10 @@ int cmd_inspect(int argc, char **argv) {
                 fprintf(stderr, "ftune: %s '%s' is not a positive integer\n", argv[i], argv[i + 1]);
                 return 2;
             }
-            if (!strcmp(argv[i], "--batch")) B = v;
-            else T = v;
+            if (!strcmp(argv[i], "--batch"))
+                B = v;
+            else
+                T = v;
             i++;
         } else if (argv[i][0] != '-' && !dir) {
             dir = argv[i];
@@ -101,27 +105,32 @@ int cmd_inspect(int argc, char **argv) {
 
     char a[32], b[32], d[32], s[64];
     size_t file_bytes = 0;
-    for (int i = 0; i < set.n_files; i++) file_bytes += set.map_sizes[i];
+    for (int i = 0; i < set.n_files; i++)
+        file_bytes += set.map_sizes[i];
     printf("model        %s\n", dir);
     printf("family       %s (model_type \"%s\")\n", family_name(c.family), c.model_type);
-    printf("dims         C=%d (hidden) F=%d (mlp) L=%d layers, H=%d heads, KV=%d kv heads, D=%d head dim, V=%d vocab\n",
+    printf("dims         C=%d (hidden) F=%d (mlp) L=%d layers, H=%d heads, KV=%d kv heads, D=%d "
+           "head dim, V=%d vocab\n",
            c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab_size);
     printf("context      max_position_embeddings %d", c.max_seq_len);
-    if (c.sliding_window) printf(", sliding_window %d (not applied: exact up to that length)", c.sliding_window);
+    if (c.sliding_window)
+        printf(", sliding_window %d (not applied: exact up to that length)", c.sliding_window);
     printf("\n");
     if (c.rope_type == FT_ROPE_LLAMA3)
-        printf("rope         theta %g, llama3 scaling (factor %g, low_freq_factor %g, high_freq_factor %g, original %d)\n",
+        printf("rope         theta %g, llama3 scaling (factor %g, low_freq_factor %g, "
+               "high_freq_factor %g, original %d)\n",
                (double)c.rope_theta, (double)c.rope_factor, (double)c.rope_low_freq_factor,
                (double)c.rope_high_freq_factor, c.rope_original_max_pos);
     else
         printf("rope         theta %g, no scaling\n", (double)c.rope_theta);
-    printf("norm         RMSNorm eps %g%s\n", (double)c.rms_eps, c.qk_norm ? ", plus per-head q_norm/k_norm" : "");
-    printf("biases       %s%s%s%s\n", c.qkv_bias ? "q/k/v " : "", c.o_bias ? "o " : "", c.mlp_bias ? "mlp " : "",
-           !c.qkv_bias && !c.o_bias && !c.mlp_bias ? "none" : "");
+    printf("norm         RMSNorm eps %g%s\n", (double)c.rms_eps,
+           c.qk_norm ? ", plus per-head q_norm/k_norm" : "");
+    printf("biases       %s%s%s%s\n", c.qkv_bias ? "q/k/v " : "", c.o_bias ? "o " : "",
+           c.mlp_bias ? "mlp " : "", !c.qkv_bias && !c.o_bias && !c.mlp_bias ? "none" : "");
     printf("head         %s\n", c.tie_embeddings ? "tied to the embeddings" : "separate lm_head");
     printf("storage      %s in %d file%s (%s); config torch_dtype %s\n",
-           ft_dtype_name(ft_st_find(&set, ts[0].name)->dtype), set.n_files, set.n_files == 1 ? "" : "s",
-           human(a, (double)file_bytes), ft_dtype_name(c.torch_dtype));
+           ft_dtype_name(ft_st_find(&set, ts[0].name)->dtype), set.n_files,
+           set.n_files == 1 ? "" : "s", human(a, (double)file_bytes), ft_dtype_name(c.torch_dtype));
     printf("tokens       bos %d, eos %d\n", c.bos_id, c.eos_id);
 
     printf("\ntensors (per-layer tensors shown once, * = each of the %d layers)\n", c.n_layers);
@@ -145,15 +154,15 @@ int cmd_inspect(int argc, char **argv) {
     size_t lora_total = lora * (size_t)c.n_layers;
     size_t freeze_layers = (size_t)(c.n_layers < FREEZE_LAYERS ? c.n_layers : FREEZE_LAYERS);
     size_t freeze_train = per_layer * freeze_layers;
-    printf("\nparameters   %s (%s per layer x %d, %s outside the layers)\n", commas(a, P), commas(b, per_layer),
-           c.n_layers, commas(d, P - per_layer * (size_t)c.n_layers));
+    printf("\nparameters   %s (%s per layer x %d, %s outside the layers)\n", commas(a, P),
+           commas(b, per_layer), c.n_layers, commas(d, P - per_layer * (size_t)c.n_layers));
 
     /* saved activations per token per layer, in floats: both norms' input and output (4C), q, k, v
      * and the attention output (2*H*D + 2*KV*D), the attention row statistics (H), gate, up and
      * their SwiGLU product (3F); plus the final norm (2C) once. No T x T matrix (flash-style
      * attention), logits computed in chunks and not kept. */
-    double act_layer = 4.0 * c.dim + 2.0 * c.n_heads * c.head_dim + 2.0 * c.n_kv_heads * c.head_dim + c.n_heads +
-                       3.0 * c.hidden_dim;
+    double act_layer = 4.0 * c.dim + 2.0 * c.n_heads * c.head_dim +
+                       2.0 * c.n_kv_heads * c.head_dim + c.n_heads + 3.0 * c.hidden_dim;
     double tokens = (double)B * (double)T;
     double act_all = 4.0 * tokens * (act_layer * c.n_layers + 2.0 * c.dim);
     double act_freeze = 4.0 * tokens * (act_layer * (double)freeze_layers + 2.0 * c.dim);
@@ -162,25 +171,32 @@ int cmd_inspect(int argc, char **argv) {
         double weights, grads, optim, act;
         const char *what;
     } rows[] = {
-        {"full", 4.0 * P, 4.0 * P, 8.0 * P, act_all, "all weights trained: f32 weights + grads + AdamW m, v = 16 B/param"},
-        {"freeze", 4.0 * P, 4.0 * freeze_train, 8.0 * freeze_train, act_freeze, "last 2 layers trained, the rest frozen"},
+        {"full", 4.0 * P, 4.0 * P, 8.0 * P, act_all,
+         "all weights trained: f32 weights + grads + AdamW m, v = 16 B/param"},
+        {"freeze", 4.0 * P, 4.0 * freeze_train, 8.0 * freeze_train, act_freeze,
+         "last 2 layers trained, the rest frozen"},
         {"lora", 4.0 * P + 4.0 * lora_total, 4.0 * lora_total, 8.0 * lora_total, act_all,
          "LoRA r=8 on q,k,v,o,gate,up,down; base frozen in f32"},
     };
-    printf("trainable    full %s, freeze (last %zu layers) %s, LoRA r=%d %s\n", commas(a, P), freeze_layers,
-           commas(b, freeze_train), LORA_R, commas(d, lora_total));
+    printf("trainable    full %s, freeze (last %zu layers) %s, LoRA r=%d %s\n", commas(a, P),
+           freeze_layers, commas(b, freeze_train), LORA_R, commas(d, lora_total));
     printf("\nmemory estimate for training, batch B=%lld x sequence T=%lld:\n", B, T);
-    printf("  %-8s %12s %12s %12s %12s %12s\n", "method", "weights", "grads", "AdamW m,v", "activations", "total");
+    printf("  %-8s %12s %12s %12s %12s %12s\n", "method", "weights", "grads", "AdamW m,v",
+           "activations", "total");
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         char w[32], g[32], o[32], ac[32], tt[32];
-        printf("  %-8s %12s %12s %12s %12s %12s   %s\n", rows[i].name, human(w, rows[i].weights), human(g, rows[i].grads),
-               human(o, rows[i].optim), human(ac, rows[i].act),
-               human(tt, rows[i].weights + rows[i].grads + rows[i].optim + rows[i].act), rows[i].what);
+        printf("  %-8s %12s %12s %12s %12s %12s   %s\n", rows[i].name, human(w, rows[i].weights),
+               human(g, rows[i].grads), human(o, rows[i].optim), human(ac, rows[i].act),
+               human(tt, rows[i].weights + rows[i].grads + rows[i].optim + rows[i].act),
+               rows[i].what);
     }
     printf("assumptions: f32 compute and optimizer state; activations saved for backward without\n"
-           "  checkpointing: %.0f floats per token per layer (4C + 2HD + 2KV*D + H + 3F) plus 2C for the final\n"
-           "  norm; flash-style attention (no T x T matrix); logits produced in chunks, never all at once;\n"
-           "  freeze keeps activations of the trained layers only; excludes the program itself, the data\n"
+           "  checkpointing: %.0f floats per token per layer (4C + 2HD + 2KV*D + H + 3F) plus 2C "
+           "for the final\n"
+           "  norm; flash-style attention (no T x T matrix); logits produced in chunks, never all "
+           "at once;\n"
+           "  freeze keeps activations of the trained layers only; excludes the program itself, "
+           "the data\n"
            "  and temporary workspace.\n",
            act_layer);
     free(ts);

@@ -38,7 +38,8 @@
 /* Copy a name from untrusted input into `out` for an error message: printable ASCII only, cut. */
 static const char *printable(char out[80], const char *s) {
     size_t i = 0;
-    for (; s[i] && i < 75; i++) out[i] = (s[i] >= 32 && s[i] < 127) ? s[i] : '?';
+    for (; s[i] && i < 75; i++)
+        out[i] = (s[i] >= 32 && s[i] < 127) ? s[i] : '?';
     if (s[i]) {
         memcpy(out + i, "...", 3);
         i += 3;
@@ -55,7 +56,9 @@ static int64_t json_uint(const cJSON *v) {
     return (int64_t)d;
 }
 
-static void set_reset(ft_st_set *set) { memset(set, 0, sizeof *set); }
+static void set_reset(ft_st_set *set) {
+    memset(set, 0, sizeof *set);
+}
 
 void ft_st_close(ft_st_set *set) {
     if (!set) return;
@@ -63,7 +66,8 @@ void ft_st_close(ft_st_set *set) {
         if (set->maps && set->maps[i] && set->map_sizes[i]) munmap(set->maps[i], set->map_sizes[i]);
         if (set->paths) free(set->paths[i]);
     }
-    for (int i = 0; i < set->n_tensors; i++) free(set->tensors[i].name);
+    for (int i = 0; i < set->n_tensors; i++)
+        free(set->tensors[i].name);
     free(set->paths);
     free(set->maps);
     free(set->map_sizes);
@@ -112,25 +116,31 @@ static ft_status parse_entry(ft_st_tensor *t, const char *label, const cJSON *e,
                              uint64_t data_len) {
     char nm[80];
     printable(nm, e->string);
-    if (!cJSON_IsObject(e)) return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': entry is not a JSON object", label, nm);
+    if (!cJSON_IsObject(e))
+        return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': entry is not a JSON object", label, nm);
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!dt) return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': missing 'dtype'", label, nm);
-    if (!cJSON_IsString(dt)) return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': 'dtype' is not a string", label, nm);
+    if (!cJSON_IsString(dt))
+        return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': 'dtype' is not a string", label, nm);
     if (!sh) return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': missing 'shape'", label, nm);
-    if (!cJSON_IsArray(sh)) return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': 'shape' is not an array", label, nm);
+    if (!cJSON_IsArray(sh))
+        return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': 'shape' is not an array", label, nm);
     if (!off) return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': missing 'data_offsets'", label, nm);
     if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2)
-        return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': 'data_offsets' is not an array of 2 integers", label, nm);
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: tensor '%s': 'data_offsets' is not an array of 2 integers", label,
+                         nm);
     char dn[80];
     if (ft_dtype_parse(dt->valuestring, &t->dtype) != 0)
         return ft_errorf(FT_ERR_UNSUPPORTED, "%s: tensor '%s': unknown dtype '%s'", label, nm,
                          printable(dn, dt->valuestring));
     int nd = cJSON_GetArraySize(sh);
     if (nd > FT_ST_MAX_DIMS)
-        return ft_errorf(FT_ERR_UNSUPPORTED, "%s: tensor '%s': %d dimensions (at most %d supported)", label, nm,
-                         nd, FT_ST_MAX_DIMS);
+        return ft_errorf(FT_ERR_UNSUPPORTED,
+                         "%s: tensor '%s': %d dimensions (at most %d supported)", label, nm, nd,
+                         FT_ST_MAX_DIMS);
     t->ndim = nd;
     /* numel with overflow checks: every partial product stays <= 2^53 */
     uint64_t numel = 1;
@@ -138,26 +148,36 @@ static ft_status parse_entry(ft_st_tensor *t, const char *label, const cJSON *e,
     for (const cJSON *d = sh->child; d; d = d->next, i++) {
         int64_t v = json_uint(d);
         if (v < 0)
-            return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': shape[%d] is not a non-negative integer", label, nm, i);
+            return ft_errorf(FT_ERR_FORMAT,
+                             "%s: tensor '%s': shape[%d] is not a non-negative integer", label, nm,
+                             i);
         t->shape[i] = v;
-        if (v == 0) zero = 1;
+        if (v == 0)
+            zero = 1;
         else if (!zero && numel > (uint64_t)ST_MAX_INT / (uint64_t)v)
             return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': shape overflows", label, nm);
-        else if (!zero) numel *= (uint64_t)v;
+        else if (!zero)
+            numel *= (uint64_t)v;
     }
     if (zero) numel = 0;
     int64_t b = json_uint(off->child), en = json_uint(off->child->next);
     if (b < 0 || en < 0)
-        return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': 'data_offsets' are not non-negative integers", label, nm);
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: tensor '%s': 'data_offsets' are not non-negative integers", label,
+                         nm);
     if (b > en)
-        return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': data_offsets [%lld, %lld] begin after end", label, nm,
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: tensor '%s': data_offsets [%lld, %lld] begin after end", label, nm,
                          (long long)b, (long long)en);
     if ((uint64_t)en > data_len)
-        return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': data_offsets [%lld, %lld] past the end of the data block (%llu bytes)",
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: tensor '%s': data_offsets [%lld, %lld] past the end of the data "
+                         "block (%llu bytes)",
                          label, nm, (long long)b, (long long)en, (unsigned long long)data_len);
     uint64_t esz = ft_dtype_size(t->dtype);
     if (numel > UINT64_MAX / esz || numel * esz != (uint64_t)(en - b))
-        return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': %lld bytes in data_offsets but shape x %s needs %llu",
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: tensor '%s': %lld bytes in data_offsets but shape x %s needs %llu",
                          label, nm, (long long)(en - b), ft_dtype_name(t->dtype),
                          (unsigned long long)(numel * esz));
     t->data = data + b;
@@ -166,29 +186,36 @@ static ft_status parse_entry(ft_st_tensor *t, const char *label, const cJSON *e,
 }
 
 /* Parse one whole file's bytes, appending its tensors (file index `file`) to set->tensors. */
-static ft_status parse_file(ft_st_set *set, int file, const char *label, const void *buf, size_t len) {
+static ft_status parse_file(ft_st_set *set, int file, const char *label, const void *buf,
+                            size_t len) {
     const unsigned char *p = buf;
     if (len < 8)
-        return ft_errorf(FT_ERR_FORMAT, "%s: file is %zu bytes, shorter than the 8-byte header length", label, len);
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: file is %zu bytes, shorter than the 8-byte header length", label,
+                         len);
     uint64_t n = 0;
-    for (int i = 7; i >= 0; i--) n = (n << 8) | p[i];
+    for (int i = 7; i >= 0; i--)
+        n = (n << 8) | p[i];
     if (n > (uint64_t)len - 8)
-        return ft_errorf(FT_ERR_FORMAT, "%s: header length %llu past the end of the file (%zu bytes)", label,
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: header length %llu past the end of the file (%zu bytes)", label,
                          (unsigned long long)n, len);
     if (n > ST_MAX_HEADER)
-        return ft_errorf(FT_ERR_FORMAT, "%s: header length %llu above the 100 MB limit", label, (unsigned long long)n);
+        return ft_errorf(FT_ERR_FORMAT, "%s: header length %llu above the 100 MB limit", label,
+                         (unsigned long long)n);
     const char *hdr = (const char *)p + 8;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)n, &end, 0);
     if (!root) {
         size_t at = end && end >= hdr ? (size_t)(end - hdr) : 0;
-        return ft_errorf(FT_ERR_FORMAT, "%s: header is not valid JSON (near byte %zu of the header)", label, at);
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: header is not valid JSON (near byte %zu of the header)", label, at);
     }
     ft_status st = FT_OK;
     for (const char *q = end; q < hdr + n; q++)
         if (*q != ' ' && *q != '\n' && *q != '\r' && *q != '\t' && *q != 0) {
-            st = ft_errorf(FT_ERR_FORMAT, "%s: trailing bytes after the header JSON (byte %zu)", label,
-                           (size_t)(q - hdr));
+            st = ft_errorf(FT_ERR_FORMAT, "%s: trailing bytes after the header JSON (byte %zu)",
+                           label, (size_t)(q - hdr));
             goto done;
         }
     if (!cJSON_IsObject(root)) {
@@ -207,8 +234,8 @@ static ft_status parse_file(ft_st_set *set, int file, const char *label, const v
             for (const cJSON *m = e->child; m; m = m->next)
                 if (!cJSON_IsString(m)) {
                     char nm[80];
-                    st = ft_errorf(FT_ERR_FORMAT, "%s: '__metadata__' value '%s' is not a string", label,
-                                   printable(nm, m->string));
+                    st = ft_errorf(FT_ERR_FORMAT, "%s: '__metadata__' value '%s' is not a string",
+                                   label, printable(nm, m->string));
                     goto done;
                 }
             continue;
@@ -236,36 +263,40 @@ static ft_status parse_file(ft_st_set *set, int file, const char *label, const v
         }
         set->n_tensors++;
     }
-    /* unique names, then coverage: sorted by begin offset, each tensor starts where the previous ended */
+    /* unique names, then coverage: sorted by begin offset, each tensor starts where the previous
+     * ended */
     if (count > 0) {
         ft_st_tensor **by = malloc((size_t)count * sizeof *by);
         if (!by) {
             st = ft_errorf(FT_ERR_NOMEM, "%s: out of memory", label);
             goto done;
         }
-        for (int i = 0; i < count; i++) by[i] = &set->tensors[base + i];
+        for (int i = 0; i < count; i++)
+            by[i] = &set->tensors[base + i];
         char nm[80], nm2[80];
         qsort(by, (size_t)count, sizeof *by, cmp_name_ptr);
         for (int i = 1; i < count && st == FT_OK; i++)
             if (!strcmp(by[i]->name, by[i - 1]->name))
-                st = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' appears twice", label, printable(nm, by[i]->name));
+                st = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' appears twice", label,
+                               printable(nm, by[i]->name));
         qsort(by, (size_t)count, sizeof *by, cmp_begin);
         uint64_t pos = 0;
         for (int i = 0; i < count && st == FT_OK; i++) {
             uint64_t b = (uint64_t)((const char *)by[i]->data - data);
             if (b < pos)
-                st = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': data_offsets overlap tensor '%s'", label,
-                               printable(nm, by[i]->name), printable(nm2, by[i - 1]->name));
+                st = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': data_offsets overlap tensor '%s'",
+                               label, printable(nm, by[i]->name), printable(nm2, by[i - 1]->name));
             else if (b > pos)
-                st = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': hole of %llu bytes before its data (offset %llu)",
+                st = ft_errorf(FT_ERR_FORMAT,
+                               "%s: tensor '%s': hole of %llu bytes before its data (offset %llu)",
                                label, printable(nm, by[i]->name), (unsigned long long)(b - pos),
                                (unsigned long long)b);
             pos = b + by[i]->nbytes;
         }
         free(by);
         if (st == FT_OK && pos != data_len)
-            st = ft_errorf(FT_ERR_FORMAT, "%s: data block has %llu bytes not covered by any tensor", label,
-                           (unsigned long long)(data_len - pos));
+            st = ft_errorf(FT_ERR_FORMAT, "%s: data block has %llu bytes not covered by any tensor",
+                           label, (unsigned long long)(data_len - pos));
     } else if (data_len != 0) {
         st = ft_errorf(FT_ERR_FORMAT, "%s: no tensors but a %llu-byte data block", label,
                        (unsigned long long)data_len);
@@ -277,16 +308,17 @@ done:
 
 /* Sort all tensors by name and reject duplicates. */
 static ft_status finish_set(ft_st_set *set) {
-    if (set->n_tensors > 1) qsort(set->tensors, (size_t)set->n_tensors, sizeof *set->tensors, cmp_name);
+    if (set->n_tensors > 1)
+        qsort(set->tensors, (size_t)set->n_tensors, sizeof *set->tensors, cmp_name);
     for (int i = 1; i < set->n_tensors; i++)
         if (!strcmp(set->tensors[i - 1].name, set->tensors[i].name)) {
             char nm[80];
             const ft_st_tensor *a = &set->tensors[i - 1], *b = &set->tensors[i];
             if (a->file == b->file)
-                return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' appears twice", set->paths[a->file],
-                                 printable(nm, a->name));
-            return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' also appears in %s", set->paths[b->file],
-                             printable(nm, a->name), set->paths[a->file]);
+                return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' appears twice",
+                                 set->paths[a->file], printable(nm, a->name));
+            return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' also appears in %s",
+                             set->paths[b->file], printable(nm, a->name), set->paths[a->file]);
         }
     return FT_OK;
 }
@@ -313,7 +345,8 @@ static ft_status map_file(ft_st_set *set, int file) {
     size_t len = (size_t)sb.st_size;
     if (len < 8) {
         close(fd);
-        return ft_errorf(FT_ERR_FORMAT, "%s: file is %zu bytes, shorter than the 8-byte header length", path, len);
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: file is %zu bytes, shorter than the 8-byte header length", path, len);
     }
     void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
@@ -328,7 +361,8 @@ static ft_status open_one(ft_st_set *set, const char *path) {
     ft_status st = add_file(set, path);
     if (st == FT_OK) st = map_file(set, set->n_files - 1);
     if (st == FT_OK)
-        st = parse_file(set, set->n_files - 1, path, set->maps[set->n_files - 1], set->map_sizes[set->n_files - 1]);
+        st = parse_file(set, set->n_files - 1, path, set->maps[set->n_files - 1],
+                        set->map_sizes[set->n_files - 1]);
     return st;
 }
 
@@ -339,7 +373,9 @@ typedef struct {
 static int cmp_wm(const void *a, const void *b) {
     return strcmp(((const wm_entry *)a)->tensor, ((const wm_entry *)b)->tensor);
 }
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 static int join_path(char *out, size_t cap, const char *dir, const char *name);
 
@@ -372,12 +408,14 @@ static ft_status open_sharded(ft_st_set *set, const char *dir, const char *index
     int i = 0;
     for (const cJSON *e = map->child; e; e = e->next, i++) {
         if (!cJSON_IsString(e)) {
-            st = ft_errorf(FT_ERR_FORMAT, "%s: weight_map['%s'] is not a string", index_path, printable(nm, e->string));
+            st = ft_errorf(FT_ERR_FORMAT, "%s: weight_map['%s'] is not a string", index_path,
+                           printable(nm, e->string));
             goto done;
         }
         const char *s = e->valuestring;
         if (!s[0] || strchr(s, '/') || !strcmp(s, "..") || !strcmp(s, ".")) {
-            st = ft_errorf(FT_ERR_FORMAT, "%s: weight_map['%s'] = '%s' is not a file name in this folder",
+            st = ft_errorf(FT_ERR_FORMAT,
+                           "%s: weight_map['%s'] = '%s' is not a file name in this folder",
                            index_path, printable(nm, e->string), printable(nm2, s));
             goto done;
         }
@@ -407,22 +445,25 @@ static ft_status open_sharded(ft_st_set *set, const char *dir, const char *index
     for (i = 0; i < n; i++) {
         const ft_st_tensor *t = ft_st_find(set, wm[i].tensor);
         if (!t) {
-            st = ft_errorf(FT_ERR_NOT_FOUND, "%s: tensor '%s' listed in weight_map is not in %s", index_path,
-                           printable(nm, wm[i].tensor), wm[i].shard);
+            st = ft_errorf(FT_ERR_NOT_FOUND, "%s: tensor '%s' listed in weight_map is not in %s",
+                           index_path, printable(nm, wm[i].tensor), printable(nm2, wm[i].shard));
             goto done;
         }
         const char *base = strrchr(set->paths[t->file], '/') + 1;
         if (strcmp(base, wm[i].shard)) {
-            st = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' is listed in %s but lives in %s", index_path,
-                           printable(nm, wm[i].tensor), wm[i].shard, base);
+            char nm3[80];
+            st = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' is listed in %s but lives in %s",
+                           index_path, printable(nm, wm[i].tensor), printable(nm2, wm[i].shard),
+                           printable(nm3, base));
             goto done;
         }
     }
     for (i = 0; i < set->n_tensors; i++) {
         wm_entry key = {set->tensors[i].name, NULL};
         if (!bsearch(&key, wm, (size_t)n, sizeof *wm, cmp_wm)) {
-            st = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' is not listed in %s", set->paths[set->tensors[i].file],
-                           printable(nm, set->tensors[i].name), index_path);
+            st = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' is not listed in %s",
+                           set->paths[set->tensors[i].file], printable(nm, set->tensors[i].name),
+                           index_path);
             goto done;
         }
     }
@@ -444,7 +485,8 @@ static int join_path(char *out, size_t cap, const char *dir, const char *name) {
 ft_status ft_st_open(ft_st_set *set, const char *path) {
     set_reset(set);
     struct stat sb;
-    if (stat(path, &sb) != 0) return ft_errorf(FT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (stat(path, &sb) != 0)
+        return ft_errorf(FT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     ft_status st;
     if (S_ISDIR(sb.st_mode)) {
         char single[4096], index[4096];
@@ -457,7 +499,8 @@ ft_status ft_st_open(ft_st_set *set, const char *path) {
         } else if (access(index, F_OK) == 0) {
             st = open_sharded(set, path, index);
         } else {
-            return ft_errorf(FT_ERR_NOT_FOUND, "%s: no model.safetensors or model.safetensors.index.json", path);
+            return ft_errorf(FT_ERR_NOT_FOUND,
+                             "%s: no model.safetensors or model.safetensors.index.json", path);
         }
     } else {
         st = open_one(set, path);
@@ -473,8 +516,10 @@ const ft_st_tensor *ft_st_find(const ft_st_set *set, const char *name) {
         int mid = lo + (hi - lo) / 2;
         int c = strcmp(set->tensors[mid].name, name);
         if (c == 0) return &set->tensors[mid];
-        if (c < 0) lo = mid + 1;
-        else hi = mid - 1;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
     }
     return NULL;
 }
@@ -492,7 +537,8 @@ static void sb_add(strbuf *b, const char *s, size_t n) {
     if (b->oom) return;
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
+        while (cap < b->len + n + 1)
+            cap *= 2;
         char *p = realloc(b->s, cap);
         if (!p) {
             b->oom = 1;
@@ -505,7 +551,9 @@ static void sb_add(strbuf *b, const char *s, size_t n) {
     b->len += n;
     b->s[b->len] = 0;
 }
-static void sb_str(strbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
+static void sb_str(strbuf *b, const char *s) {
+    sb_add(b, s, strlen(s));
+}
 static void sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sb_printf(strbuf *b, const char *fmt, ...) {
     char tmp[128];
@@ -565,7 +613,8 @@ static int write_all(int fd, const void *data, size_t n) {
     return 0;
 }
 
-ft_status ft_st_write(const char *path, const ft_st_write_tensor *tensors, int n, const char *const *metadata) {
+ft_status ft_st_write(const char *path, const ft_st_write_tensor *tensors, int n,
+                      const char *const *metadata) {
     ft_status st = FT_OK;
     strbuf h = {0};
     wslot *slots = calloc((size_t)(n > 0 ? n : 1), sizeof *slots);
@@ -623,12 +672,14 @@ ft_status ft_st_write(const char *path, const ft_st_write_tensor *tensors, int n
         first = 0;
         sb_json_str(&h, t->name);
         sb_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", ft_dtype_name(t->dtype));
-        for (int d = 0; d < t->ndim; d++) sb_printf(&h, "%s%lld", d ? "," : "", (long long)t->shape[d]);
+        for (int d = 0; d < t->ndim; d++)
+            sb_printf(&h, "%s%lld", d ? "," : "", (long long)t->shape[d]);
         sb_printf(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)slots[i].begin,
                   (unsigned long long)(slots[i].begin + slots[i].nbytes));
     }
     sb_str(&h, "}");
-    while (!h.oom && h.len % 8) sb_str(&h, " ");
+    while (!h.oom && h.len % 8)
+        sb_str(&h, " ");
     if (h.oom) {
         st = ft_errorf(FT_ERR_NOMEM, "%s: out of memory building the header", path);
         goto done;
@@ -646,11 +697,13 @@ ft_status ft_st_write(const char *path, const ft_st_write_tensor *tensors, int n
         goto done;
     }
     unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
     if (write_all(fd, len8, 8) || write_all(fd, h.s, h.len)) goto write_fail;
     qsort(slots, (size_t)n, sizeof *slots, cmp_wslot_layout);
     for (int i = 0; i < n; i++)
-        if (slots[i].nbytes && write_all(fd, slots[i].t->data, (size_t)slots[i].nbytes)) goto write_fail;
+        if (slots[i].nbytes && write_all(fd, slots[i].t->data, (size_t)slots[i].nbytes))
+            goto write_fail;
     if (fsync(fd) != 0) goto write_fail;
     if (close(fd) != 0) {
         fd = -1;

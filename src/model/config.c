@@ -45,6 +45,19 @@ typedef struct {
     const cJSON *root;
 } ctx;
 
+/* A string value from the file, safe to put in a one-line message: printable ASCII, cut at 40. */
+static const char *printable(char out[48], const char *s) {
+    size_t i = 0;
+    for (; s[i] && i < 40; i++)
+        out[i] = (s[i] >= 32 && s[i] < 127) ? s[i] : '?';
+    if (s[i]) {
+        memcpy(out + i, "...", 3);
+        i += 3;
+    }
+    out[i] = 0;
+    return out;
+}
+
 static const char *type_name(const cJSON *v) {
     if (cJSON_IsString(v)) return "a string";
     if (cJSON_IsNumber(v)) return "a number";
@@ -62,35 +75,39 @@ static const cJSON *item(const cJSON *obj, const char *key) {
 }
 
 /* Integer >= min. Absent: *out = def, or an error when required. `where` prefixes the key name. */
-static ft_status get_int(const ctx *c, const cJSON *obj, const char *where, const char *key, int required,
-                         int def, int min, int *out) {
+static ft_status get_int(const ctx *c, const cJSON *obj, const char *where, const char *key,
+                         int required, int def, int min, int *out) {
     const cJSON *v = item(obj, key);
     if (!v) {
-        if (required) return ft_errorf(FT_ERR_NOT_FOUND, "%s: required key '%s%s' is missing", c->path, where, key);
+        if (required)
+            return ft_errorf(FT_ERR_NOT_FOUND, "%s: required key '%s%s' is missing", c->path, where,
+                             key);
         *out = def;
         return FT_OK;
     }
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
-        return ft_errorf(FT_ERR_FORMAT, "%s: key '%s%s' must be an integer, got %s", c->path, where, key,
-                         type_name(v));
+        return ft_errorf(FT_ERR_FORMAT, "%s: key '%s%s' must be an integer, got %s", c->path, where,
+                         key, type_name(v));
     if (v->valuedouble < min || v->valuedouble > INT_MAX)
-        return ft_errorf(FT_ERR_FORMAT, "%s: key '%s%s' = %.17g is out of range (>= %d)", c->path, where, key,
-                         v->valuedouble, min);
+        return ft_errorf(FT_ERR_FORMAT, "%s: key '%s%s' = %.17g is out of range (>= %d)", c->path,
+                         where, key, v->valuedouble, min);
     *out = (int)v->valuedouble;
     return FT_OK;
 }
 
-static ft_status get_num(const ctx *c, const cJSON *obj, const char *where, const char *key, int required,
-                         double def, double *out) {
+static ft_status get_num(const ctx *c, const cJSON *obj, const char *where, const char *key,
+                         int required, double def, double *out) {
     const cJSON *v = item(obj, key);
     if (!v) {
-        if (required) return ft_errorf(FT_ERR_NOT_FOUND, "%s: required key '%s%s' is missing", c->path, where, key);
+        if (required)
+            return ft_errorf(FT_ERR_NOT_FOUND, "%s: required key '%s%s' is missing", c->path, where,
+                             key);
         *out = def;
         return FT_OK;
     }
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return ft_errorf(FT_ERR_FORMAT, "%s: key '%s%s' must be a number, got %s", c->path, where, key,
-                         type_name(v));
+        return ft_errorf(FT_ERR_FORMAT, "%s: key '%s%s' must be a number, got %s", c->path, where,
+                         key, type_name(v));
     *out = v->valuedouble;
     return FT_OK;
 }
@@ -102,7 +119,8 @@ static ft_status get_bool(const ctx *c, const char *key, int def, int *out) {
         return FT_OK;
     }
     if (!cJSON_IsBool(v))
-        return ft_errorf(FT_ERR_FORMAT, "%s: key '%s' must be true or false, got %s", c->path, key, type_name(v));
+        return ft_errorf(FT_ERR_FORMAT, "%s: key '%s' must be true or false, got %s", c->path, key,
+                         type_name(v));
     *out = cJSON_IsTrue(v);
     return FT_OK;
 }
@@ -118,7 +136,8 @@ static ft_status get_token(const ctx *c, const char *key, int def, int *out) {
         const cJSON *f = v->child;
         if (!cJSON_IsNumber(f) || f->valuedouble != floor(f->valuedouble) || f->valuedouble < 0 ||
             f->valuedouble > INT_MAX)
-            return ft_errorf(FT_ERR_FORMAT, "%s: key '%s' must hold non-negative integers", c->path, key);
+            return ft_errorf(FT_ERR_FORMAT, "%s: key '%s' must hold non-negative integers", c->path,
+                             key);
         *out = (int)f->valuedouble;
         return FT_OK;
     }
@@ -153,8 +172,8 @@ static ft_status parse_rope(const ctx *c, ft_config *cfg) {
     cfg->rope_original_max_pos = 0;
     if (rp) {
         if (!cJSON_IsObject(rp))
-            return ft_errorf(FT_ERR_FORMAT, "%s: key 'rope_parameters' must be an object, got %s", c->path,
-                             type_name(rp));
+            return ft_errorf(FT_ERR_FORMAT, "%s: key 'rope_parameters' must be an object, got %s",
+                             c->path, type_name(rp));
         double theta;
         ft_status st = get_num(c, rp, "rope_parameters.", "rope_theta", 0, cfg->rope_theta, &theta);
         if (st != FT_OK) return st;
@@ -175,22 +194,28 @@ static ft_status parse_rope(const ctx *c, ft_config *cfg) {
         return ft_errorf(FT_ERR_NOT_FOUND, "%s: key '%srope_type' is missing", c->path, where);
     }
     if (!cJSON_IsString(t))
-        return ft_errorf(FT_ERR_FORMAT, "%s: key '%s%s' must be a string, got %s", c->path, where, tkey,
-                         type_name(t));
+        return ft_errorf(FT_ERR_FORMAT, "%s: key '%s%s' must be a string, got %s", c->path, where,
+                         tkey, type_name(t));
     if (!strcmp(t->valuestring, "default")) return FT_OK;
+    char pr[48];
     if (strcmp(t->valuestring, "llama3"))
-        return ft_errorf(FT_ERR_UNSUPPORTED, "%s: key '%s%s': rope scaling '%.40s' is not supported (supported: default, llama3)",
-                         c->path, where, tkey, t->valuestring);
+        return ft_errorf(
+            FT_ERR_UNSUPPORTED,
+            "%s: key '%s%s': rope scaling '%s' is not supported (supported: default, llama3)",
+            c->path, where, tkey, printable(pr, t->valuestring));
     double f, lo, hi;
     int omp;
     ft_status st;
     if ((st = get_num(c, rs, where, "factor", 1, 0, &f)) != FT_OK) return st;
     if ((st = get_num(c, rs, where, "low_freq_factor", 1, 0, &lo)) != FT_OK) return st;
     if ((st = get_num(c, rs, where, "high_freq_factor", 1, 0, &hi)) != FT_OK) return st;
-    if ((st = get_int(c, rs, where, "original_max_position_embeddings", 1, 0, 1, &omp)) != FT_OK) return st;
+    if ((st = get_int(c, rs, where, "original_max_position_embeddings", 1, 0, 1, &omp)) != FT_OK)
+        return st;
     if (!(f > 0) || !(lo > 0) || !(hi > lo))
-        return ft_errorf(FT_ERR_FORMAT, "%s: key '%s': llama3 needs factor > 0 and 0 < low_freq_factor < high_freq_factor",
-                         c->path, where);
+        return ft_errorf(
+            FT_ERR_FORMAT,
+            "%s: key '%s': llama3 needs factor > 0 and 0 < low_freq_factor < high_freq_factor",
+            c->path, where);
     cfg->rope_type = FT_ROPE_LLAMA3;
     cfg->rope_factor = (float)f;
     cfg->rope_low_freq_factor = (float)lo;
@@ -209,14 +234,20 @@ static ft_status parse_dtype(const ctx *c, ft_config *cfg) {
     cfg->torch_dtype = FT_DTYPE_F32;
     if (!v) return FT_OK;
     if (!cJSON_IsString(v))
-        return ft_errorf(FT_ERR_FORMAT, "%s: key '%s' must be a string, got %s", c->path, key, type_name(v));
+        return ft_errorf(FT_ERR_FORMAT, "%s: key '%s' must be a string, got %s", c->path, key,
+                         type_name(v));
     const char *s = v->valuestring;
-    if (!strcmp(s, "float32")) cfg->torch_dtype = FT_DTYPE_F32;
-    else if (!strcmp(s, "float16")) cfg->torch_dtype = FT_DTYPE_F16;
-    else if (!strcmp(s, "bfloat16")) cfg->torch_dtype = FT_DTYPE_BF16;
+    char pr[48];
+    if (!strcmp(s, "float32"))
+        cfg->torch_dtype = FT_DTYPE_F32;
+    else if (!strcmp(s, "float16"))
+        cfg->torch_dtype = FT_DTYPE_F16;
+    else if (!strcmp(s, "bfloat16"))
+        cfg->torch_dtype = FT_DTYPE_BF16;
     else
-        return ft_errorf(FT_ERR_UNSUPPORTED, "%s: key '%s' = '%.40s' is not supported (float32, float16, bfloat16)",
-                         c->path, key, s);
+        return ft_errorf(FT_ERR_UNSUPPORTED,
+                         "%s: key '%s' = '%s' is not supported (float32, float16, bfloat16)",
+                         c->path, key, printable(pr, s));
     return FT_OK;
 }
 
@@ -225,48 +256,62 @@ static ft_status parse_root(ft_config *cfg, const ctx *c) {
     ft_status st;
     if (!cJSON_IsObject(root)) return ft_errorf(FT_ERR_FORMAT, "%s: not a JSON object", c->path);
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
-    if (!mt) return ft_errorf(FT_ERR_NOT_FOUND, "%s: required key 'model_type' is missing", c->path);
+    if (!mt)
+        return ft_errorf(FT_ERR_NOT_FOUND, "%s: required key 'model_type' is missing", c->path);
     if (!cJSON_IsString(mt))
-        return ft_errorf(FT_ERR_FORMAT, "%s: key 'model_type' must be a string, got %s", c->path, type_name(mt));
+        return ft_errorf(FT_ERR_FORMAT, "%s: key 'model_type' must be a string, got %s", c->path,
+                         type_name(mt));
     const family_info *fam = NULL;
+    char pr[48];
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
         if (!strcmp(mt->valuestring, families[i].name)) fam = &families[i];
     if (!fam)
-        return ft_errorf(FT_ERR_UNSUPPORTED,
-                         "%s: key 'model_type': '%.40s' is not supported (llama, mistral, qwen2, qwen3)", c->path,
-                         mt->valuestring);
+        return ft_errorf(
+            FT_ERR_UNSUPPORTED,
+            "%s: key 'model_type': '%s' is not supported (llama, mistral, qwen2, qwen3)", c->path,
+            printable(pr, mt->valuestring));
     cfg->family = fam->family;
     snprintf(cfg->model_type, sizeof cfg->model_type, "%s", fam->name);
 
     const cJSON *act = item(root, "hidden_act");
     if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu")))
-        return ft_errorf(FT_ERR_UNSUPPORTED, "%s: key 'hidden_act': only \"silu\" is supported", c->path);
+        return ft_errorf(FT_ERR_UNSUPPORTED, "%s: key 'hidden_act': only \"silu\" is supported",
+                         c->path);
 
     if ((st = get_int(c, root, "", "hidden_size", 1, 0, 1, &cfg->dim)) != FT_OK) return st;
-    if ((st = get_int(c, root, "", "intermediate_size", 1, 0, 1, &cfg->hidden_dim)) != FT_OK) return st;
-    if ((st = get_int(c, root, "", "num_hidden_layers", 1, 0, 1, &cfg->n_layers)) != FT_OK) return st;
-    if ((st = get_int(c, root, "", "num_attention_heads", 1, 0, 1, &cfg->n_heads)) != FT_OK) return st;
+    if ((st = get_int(c, root, "", "intermediate_size", 1, 0, 1, &cfg->hidden_dim)) != FT_OK)
+        return st;
+    if ((st = get_int(c, root, "", "num_hidden_layers", 1, 0, 1, &cfg->n_layers)) != FT_OK)
+        return st;
+    if ((st = get_int(c, root, "", "num_attention_heads", 1, 0, 1, &cfg->n_heads)) != FT_OK)
+        return st;
     if ((st = get_int(c, root, "", "vocab_size", 1, 0, 1, &cfg->vocab_size)) != FT_OK) return st;
-    if ((st = get_int(c, root, "", "num_key_value_heads", 0, cfg->n_heads, 1, &cfg->n_kv_heads)) != FT_OK)
+    if ((st = get_int(c, root, "", "num_key_value_heads", 0, cfg->n_heads, 1, &cfg->n_kv_heads)) !=
+        FT_OK)
         return st;
     int hd_def = fam->head_dim;
     if (!hd_def) {
         if (!item(root, "head_dim") && cfg->dim % cfg->n_heads)
-            return ft_errorf(FT_ERR_FORMAT, "%s: hidden_size %d is not a multiple of num_attention_heads %d", c->path,
-                             cfg->dim, cfg->n_heads);
+            return ft_errorf(FT_ERR_FORMAT,
+                             "%s: hidden_size %d is not a multiple of num_attention_heads %d",
+                             c->path, cfg->dim, cfg->n_heads);
         hd_def = cfg->dim / cfg->n_heads;
     }
     if ((st = get_int(c, root, "", "head_dim", 0, hd_def, 1, &cfg->head_dim)) != FT_OK) return st;
-    if ((st = get_int(c, root, "", "max_position_embeddings", 0, fam->max_pos, 1, &cfg->max_seq_len)) != FT_OK)
+    if ((st = get_int(c, root, "", "max_position_embeddings", 0, fam->max_pos, 1,
+                      &cfg->max_seq_len)) != FT_OK)
         return st;
     if (cfg->n_layers > FT_MAX_LAYERS)
-        return ft_errorf(FT_ERR_UNSUPPORTED, "%s: key 'num_hidden_layers' = %d exceeds the limit of %d", c->path,
+        return ft_errorf(FT_ERR_UNSUPPORTED,
+                         "%s: key 'num_hidden_layers' = %d exceeds the limit of %d", c->path,
                          cfg->n_layers, FT_MAX_LAYERS);
     if (cfg->n_heads % cfg->n_kv_heads)
-        return ft_errorf(FT_ERR_FORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
                          c->path, cfg->n_heads, cfg->n_kv_heads);
     if (cfg->head_dim % 2)
-        return ft_errorf(FT_ERR_FORMAT, "%s: key 'head_dim' = %d must be even for RoPE", c->path, cfg->head_dim);
+        return ft_errorf(FT_ERR_FORMAT, "%s: key 'head_dim' = %d must be even for RoPE", c->path,
+                         cfg->head_dim);
     /* keep every tensor size within what int rows/cols and size_t offsets hold */
     if ((int64_t)cfg->n_heads * cfg->head_dim > INT_MAX / 2)
         return ft_errorf(FT_ERR_FORMAT, "%s: num_attention_heads x head_dim is too large", c->path);
@@ -278,7 +323,8 @@ static ft_status parse_root(ft_config *cfg, const ctx *c) {
     cfg->rms_eps = (float)eps;
     cfg->rope_theta = (float)theta;
     if ((st = parse_rope(c, cfg)) != FT_OK) return st;
-    if (!(cfg->rope_theta > 0)) return ft_errorf(FT_ERR_FORMAT, "%s: key 'rope_theta' must be > 0", c->path);
+    if (!(cfg->rope_theta > 0))
+        return ft_errorf(FT_ERR_FORMAT, "%s: key 'rope_theta' must be > 0", c->path);
 
     if ((st = get_bool(c, "tie_word_embeddings", 0, &cfg->tie_embeddings)) != FT_OK) return st;
     int attn_bias = 0;
@@ -304,13 +350,17 @@ static ft_status parse_root(ft_config *cfg, const ctx *c) {
     cfg->sliding_window = 0;
     if (cfg->family == FT_FAMILY_MISTRAL) {
         const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
-        if (sw && cJSON_IsNull(sw)) cfg->sliding_window = 0;
-        else if ((st = get_int(c, root, "", "sliding_window", 0, fam->sliding_window, 0, &cfg->sliding_window)) != FT_OK)
+        if (sw && cJSON_IsNull(sw))
+            cfg->sliding_window = 0;
+        else if ((st = get_int(c, root, "", "sliding_window", 0, fam->sliding_window, 0,
+                               &cfg->sliding_window)) != FT_OK)
             return st;
     } else if (cfg->family == FT_FAMILY_QWEN2 || cfg->family == FT_FAMILY_QWEN3) {
         int use = 0;
         if ((st = get_bool(c, "use_sliding_window", 0, &use)) != FT_OK) return st;
-        if (use && (st = get_int(c, root, "", "sliding_window", 0, 4096, 0, &cfg->sliding_window)) != FT_OK) return st;
+        if (use && (st = get_int(c, root, "", "sliding_window", 0, 4096, 0,
+                                 &cfg->sliding_window)) != FT_OK)
+            return st;
     }
     return FT_OK;
 }
@@ -330,7 +380,8 @@ ft_status ft_config_parse(ft_config *cfg, const char *path, const char *json, si
             int line, col;
             line_col(json, (size_t)(q - json), &line, &col);
             cJSON_Delete(root);
-            return ft_errorf(FT_ERR_FORMAT, "%s:%d:%d: JSON syntax error: text after the end of the object", path,
+            return ft_errorf(FT_ERR_FORMAT,
+                             "%s:%d:%d: JSON syntax error: text after the end of the object", path,
                              line, col);
         }
     ctx c = {path, root};
@@ -380,17 +431,19 @@ ft_status ft_config_to_json(const ft_config *cfg, char **out) {
         fmt_float(f, cfg->rope_factor);
         fmt_float(lo, cfg->rope_low_freq_factor);
         fmt_float(hi, cfg->rope_high_freq_factor);
-        snprintf(rope, sizeof rope,
-                 "{\n    \"factor\": %s,\n    \"high_freq_factor\": %s,\n    \"low_freq_factor\": %s,\n"
-                 "    \"original_max_position_embeddings\": %d,\n    \"rope_type\": \"llama3\"\n  }",
-                 f, hi, lo, cfg->rope_original_max_pos);
+        snprintf(
+            rope, sizeof rope,
+            "{\n    \"factor\": %s,\n    \"high_freq_factor\": %s,\n    \"low_freq_factor\": %s,\n"
+            "    \"original_max_position_embeddings\": %d,\n    \"rope_type\": \"llama3\"\n  }",
+            f, hi, lo, cfg->rope_original_max_pos);
     }
     char bos[16] = "null", eos[16] = "null", sw[16] = "null";
     if (cfg->bos_id >= 0) snprintf(bos, sizeof bos, "%d", cfg->bos_id);
     if (cfg->eos_id >= 0) snprintf(eos, sizeof eos, "%d", cfg->eos_id);
     if (cfg->sliding_window > 0) snprintf(sw, sizeof sw, "%d", cfg->sliding_window);
-    const char *dt = cfg->torch_dtype == FT_DTYPE_BF16 ? "bfloat16" : cfg->torch_dtype == FT_DTYPE_F16 ? "float16"
-                                                                                                     : "float32";
+    const char *dt = cfg->torch_dtype == FT_DTYPE_BF16  ? "bfloat16"
+                     : cfg->torch_dtype == FT_DTYPE_F16 ? "float16"
+                                                        : "float32";
     char extra[256] = "";
     switch (cfg->family) {
     case FT_FAMILY_LLAMA:
@@ -400,7 +453,8 @@ ft_status ft_config_to_json(const ft_config *cfg, char **out) {
     case FT_FAMILY_MISTRAL: snprintf(extra, sizeof extra, "  \"sliding_window\": %s,\n", sw); break;
     case FT_FAMILY_QWEN2:
     case FT_FAMILY_QWEN3:
-        snprintf(extra, sizeof extra, "%s  \"use_sliding_window\": %s,\n  \"sliding_window\": %s,\n",
+        snprintf(extra, sizeof extra,
+                 "%s  \"use_sliding_window\": %s,\n  \"sliding_window\": %s,\n",
                  cfg->family == FT_FAMILY_QWEN3 ? (cfg->qkv_bias ? "  \"attention_bias\": true,\n"
                                                                  : "  \"attention_bias\": false,\n")
                                                 : "",
@@ -432,9 +486,9 @@ ft_status ft_config_to_json(const ft_config *cfg, char **out) {
                      "  \"eos_token_id\": %s,\n"
                      "  \"torch_dtype\": \"%s\"\n"
                      "}\n",
-                     fam->arch, fam->name, cfg->dim, cfg->hidden_dim, cfg->n_layers, cfg->n_heads, cfg->n_kv_heads,
-                     cfg->head_dim, cfg->vocab_size, cfg->max_seq_len, eps, theta, rope,
-                     cfg->tie_embeddings ? "true" : "false", extra, bos, eos, dt);
+                     fam->arch, fam->name, cfg->dim, cfg->hidden_dim, cfg->n_layers, cfg->n_heads,
+                     cfg->n_kv_heads, cfg->head_dim, cfg->vocab_size, cfg->max_seq_len, eps, theta,
+                     rope, cfg->tie_embeddings ? "true" : "false", extra, bos, eos, dt);
     FT_ASSERT(n > 0 && (size_t)n < cap);
     *out = s;
     return FT_OK;
@@ -452,7 +506,8 @@ void ft_rope_inv_freq(const ft_config *cfg, float *out) {
     if (cfg->rope_type != FT_ROPE_LLAMA3) return;
     /* HF _compute_llama3_parameters, op by op in float32 (python scalars become float32 operands;
      * `scalar / tensor` is reciprocal(tensor) * scalar in torch). */
-    float factor = cfg->rope_factor, lo = cfg->rope_low_freq_factor, hi = cfg->rope_high_freq_factor;
+    float factor = cfg->rope_factor, lo = cfg->rope_low_freq_factor,
+          hi = cfg->rope_high_freq_factor;
     float old = (float)cfg->rope_original_max_pos;
     float low_wavelen = (float)((double)cfg->rope_original_max_pos / (double)lo);
     float high_wavelen = (float)((double)cfg->rope_original_max_pos / (double)hi);

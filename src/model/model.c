@@ -17,7 +17,8 @@ ft_status ft_model_load(ft_model *m, const char *dir) {
     ft_status st = ft_config_load(&m->cfg, dir);
     if (st != FT_OK) return st;
     if ((st = ft_st_open(&set, dir)) != FT_OK) goto fail;
-    if ((st = ft_weights_layout(&m->cfg, &m->tensors, &m->n_tensors, &m->n_params)) != FT_OK) goto fail;
+    if ((st = ft_weights_layout(&m->cfg, &m->tensors, &m->n_tensors, &m->n_params)) != FT_OK)
+        goto fail;
     if ((st = ft_weights_check(&m->cfg, m->tensors, m->n_tensors, &set)) != FT_OK) goto fail;
     m->params = ft_calloc(m->n_params, sizeof(float));
     m->rope_inv_freq = ft_calloc((size_t)m->cfg.head_dim / 2, sizeof(float));
@@ -28,7 +29,8 @@ ft_status ft_model_load(ft_model *m, const char *dir) {
     for (int i = 0; i < m->n_tensors; i++) {
         const ft_tensor_info *ti = &m->tensors[i];
         const ft_st_tensor *t = ft_st_find(&set, ti->name);
-        if ((st = ft_convert_to_f32(m->params + ti->offset, t->data, t->dtype, ti->numel)) != FT_OK) {
+        if ((st = ft_convert_to_f32(m->params + ti->offset, t->data, t->dtype, ti->numel)) !=
+            FT_OK) {
             st = ft_error_wrap(st, "%s: tensor '%s'", set.paths[t->file], ti->name);
             goto fail;
         }

@@ -11,7 +11,9 @@
 #include <string.h>
 
 /* Element count of a table entry (cols == 0: 1-D). */
-static size_t entry_numel(int rows, int cols) { return (size_t)rows * (size_t)(cols ? cols : 1); }
+static size_t entry_numel(int rows, int cols) {
+    return (size_t)rows * (size_t)(cols ? cols : 1);
+}
 
 /* Number of tensors the table yields for `c`. */
 static int count_tensors(const ft_config *c) {
@@ -32,19 +34,21 @@ ft_status ft_weights_layout(const ft_config *c, ft_tensor_info **out, int *n_out
     int n = count_tensors(c);
     ft_tensor_info *ts = calloc((size_t)n, sizeof *ts);
     if (!ts) return ft_errorf(FT_ERR_NOMEM, "out of memory for %d tensor entries", n);
-    int i = 0;
+    int i = 0, overflow = 0;
     size_t off = 0;
 #define ADD(f, hf, r, k, present)                                                                  \
     if (present) {                                                                                 \
         ft_tensor_info *t = &ts[i++];                                                              \
-        if (layer < 0) snprintf(t->name, sizeof t->name, "%s", hf);                                \
-        else snprintf(t->name, sizeof t->name, "model.layers.%d.%s", layer, hf);                   \
+        if (layer < 0)                                                                             \
+            snprintf(t->name, sizeof t->name, "%s", hf);                                           \
+        else                                                                                       \
+            snprintf(t->name, sizeof t->name, "model.layers.%d.%s", layer, hf);                    \
         t->layer = layer;                                                                          \
         t->rows = (r);                                                                             \
         t->cols = (k);                                                                             \
         t->offset = off;                                                                           \
-        t->numel = entry_numel(t->rows, t->cols);                                               \
-        off += t->numel;                                                                           \
+        t->numel = entry_numel(t->rows, t->cols);                                                  \
+        if (__builtin_add_overflow(off, t->numel, &off)) overflow = 1;                             \
     }
     int layer = -1;
     FT_GLOBAL_TENSORS(ADD)
@@ -53,6 +57,10 @@ ft_status ft_weights_layout(const ft_config *c, ft_tensor_info **out, int *n_out
     }
 #undef ADD
     FT_ASSERT(i == n);
+    if (overflow) {
+        free(ts);
+        return ft_errorf(FT_ERR_FORMAT, "config implies more parameters than memory can address");
+    }
     *out = ts;
     *n_out = n;
     *total = off;
@@ -65,7 +73,7 @@ void ft_weights_bind(ft_weights *w, const ft_config *c, float *base) {
 #define BIND(f, hf, r, k, present)                                                                 \
     if (present) {                                                                                 \
         dst->f = base + off;                                                                       \
-        off += entry_numel((r), (k));                                                               \
+        off += entry_numel((r), (k));                                                              \
     }
     {
         ft_weights *dst = w;
@@ -86,7 +94,8 @@ static int cmp_info_name(const void *a, const void *b) {
 static int harmless_extra(const ft_config *c, const char *name) {
     size_t n = strlen(name), k = strlen("rotary_emb.inv_freq");
     if (n >= k && !strcmp(name + n - k, "rotary_emb.inv_freq")) return 1;
-    if (c->tie_embeddings && !strcmp(name, "lm_head.weight")) return 1; /* HF ties it to the embedding */
+    if (c->tie_embeddings && !strcmp(name, "lm_head.weight"))
+        return 1; /* HF ties it to the embedding */
     return 0;
 }
 
@@ -98,44 +107,56 @@ static void fmt_shape(char *out, size_t cap, const int64_t *shape, int ndim) {
     if (at < cap) snprintf(out + at, cap - at, "]");
 }
 
-ft_status ft_weights_check(const ft_config *c, const ft_tensor_info *ts, int n, const ft_st_set *set) {
+ft_status ft_weights_check(const ft_config *c, const ft_tensor_info *ts, int n,
+                           const ft_st_set *set) {
     for (int i = 0; i < n; i++) {
         const ft_tensor_info *ti = &ts[i];
         const ft_st_tensor *t = ft_st_find(set, ti->name);
         if (!t) {
-            const char *where = set->n_files == 1 ? set->paths[0] : "the model's safetensors files";
-            return ft_errorf(FT_ERR_NOT_FOUND, "%s: tensor '%s' is missing", where, ti->name);
+            if (set->n_files == 1)
+                return ft_errorf(FT_ERR_NOT_FOUND, "%s: tensor '%s' is missing", set->paths[0],
+                                 ti->name);
+            return ft_errorf(FT_ERR_NOT_FOUND, "%s and %d other shard%s: tensor '%s' is missing",
+                             set->paths[0], set->n_files - 1, set->n_files == 2 ? "" : "s",
+                             ti->name);
         }
         const char *file = set->paths[t->file];
         if (t->dtype != FT_DTYPE_F32 && t->dtype != FT_DTYPE_F16 && t->dtype != FT_DTYPE_BF16)
-            return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16", file, ti->name,
-                             ft_dtype_name(t->dtype));
+            return ft_errorf(FT_ERR_FORMAT,
+                             "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16", file,
+                             ti->name, ft_dtype_name(t->dtype));
         int64_t want[2] = {ti->rows, ti->cols};
         int want_nd = ti->cols ? 2 : 1;
-        int ok = t->ndim == want_nd && t->shape[0] == want[0] && (want_nd == 1 || t->shape[1] == want[1]);
+        int ok = t->ndim == want_nd && t->shape[0] == want[0] &&
+                 (want_nd == 1 || t->shape[1] == want[1]);
         if (!ok) {
             char a[64], b[160];
             fmt_shape(a, sizeof a, want, want_nd);
             fmt_shape(b, sizeof b, t->shape, t->ndim);
-            return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' has shape %s, config.json implies %s", file, ti->name, b,
-                             a);
+            return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' has shape %s, config.json implies %s",
+                             file, ti->name, b, a);
         }
     }
     /* unexpected tensors: binary search each set name among the layout's names */
     const char **names = malloc((size_t)(n > 0 ? n : 1) * sizeof *names);
     if (!names) return ft_errorf(FT_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < n; i++) names[i] = ts[i].name;
+    for (int i = 0; i < n; i++)
+        names[i] = ts[i].name;
     qsort(names, (size_t)n, sizeof *names, cmp_info_name);
     ft_status st = FT_OK;
     for (int i = 0; i < set->n_tensors && st == FT_OK; i++) {
         const char *key = set->tensors[i].name;
-        if (bsearch(&key, names, (size_t)n, sizeof *names, cmp_info_name) || harmless_extra(c, key)) continue;
+        if (bsearch(&key, names, (size_t)n, sizeof *names, cmp_info_name) || harmless_extra(c, key))
+            continue;
         char nm[80];
         size_t j = 0;
-        for (; key[j] && j < 75; j++) nm[j] = (key[j] >= 32 && key[j] < 127) ? key[j] : '?';
+        for (; key[j] && j < 75; j++)
+            nm[j] = (key[j] >= 32 && key[j] < 127) ? key[j] : '?';
         nm[j] = 0;
-        st = ft_errorf(FT_ERR_FORMAT, "%s: unexpected tensor '%s%s' (not part of a %s model with this config.json)",
-                       set->paths[set->tensors[i].file], nm, key[j] ? "..." : "", c->model_type);
+        st =
+            ft_errorf(FT_ERR_FORMAT,
+                      "%s: unexpected tensor '%s%s' (not part of a %s model with this config.json)",
+                      set->paths[set->tensors[i].file], nm, key[j] ? "..." : "", c->model_type);
     }
     free(names);
     return st;

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Runs every libFuzzer target build/fuzz/fuzz_* for a bounded time (FT_FUZZ_SECONDS, default 20)
+# Runs every libFuzzer target build/fuzz/fuzz_* for a bounded time (FT_FUZZ_SECONDS, default 15)
 # from a small seed corpus generated into $FT_TMP, and prints PASS/FAIL per target. A crash, leak,
 # UB report, timeout or out-of-memory is a FAIL showing the report's tail; the reproducer is left
 # in $FT_TMP (copied to build/fuzz/crashes/ so it outlives the run). No targets built is a FAIL.
 set -u
 cd "${FT_ROOT:?}"
-secs=${FT_FUZZ_SECONDS:-20}
+secs=${FT_FUZZ_SECONDS:-15}
 targets=$(ls build/fuzz/fuzz_* 2>/dev/null | grep -v '\.' )
 [ -n "$targets" ] || { echo "FAIL fuzz_targets_built: no build/fuzz/fuzz_* (make check builds them)"; exit 1; }
 
@@ -21,6 +21,11 @@ done
 printf '{"model_type":"llama","hidden_size":64,"intermediate_size":96,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":50,"rope_scaling":{"rope_type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":64},"eos_token_id":[1,2]}' >"$seeds/fuzz_safetensors/llama3"
 printf '{"model_type":"qwen3","hidden_size":64,"intermediate_size":96,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":16,"vocab_size":50,"attention_bias":true,"rope_parameters":{"rope_type":"default","rope_theta":1000000.0}}' >"$seeds/fuzz_safetensors/qwen3"
 
+mkdir -p "$seeds/fuzz_st_index"
+printf '{"metadata": {"total_size": 24}, "weight_map": {"x": "a.safetensors", "y": "a.safetensors", "z": "b.safetensors"}}' >"$seeds/fuzz_st_index/ok"
+printf '{"weight_map": {"x": "b.safetensors", "y": "a.safetensors", "z": "b.safetensors"}}' >"$seeds/fuzz_st_index/wrong_shard"
+printf '{"weight_map": {"x": "a.safetensors", "z": "b.safetensors"}}' >"$seeds/fuzz_st_index/unlisted"
+
 mkdir -p build/fuzz/crashes
 for t in $targets; do
     name=$(basename "$t")
@@ -29,7 +34,7 @@ for t in $targets; do
     [ -d "$seeds/$name" ] && cp "$seeds/$name"/* "$corpus"/ 2>/dev/null
     dict=(); [ -f "tests/fuzz/$name.dict" ] && dict=(-dict="tests/fuzz/$name.dict")
     log=$FT_TMP/$name.log
-    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    TMPDIR=$FT_TMP ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         "$t" "$corpus" "${dict[@]}" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -max_len=16384 \
         -artifact_prefix="$FT_TMP/$name-" -print_final_stats=1 >"$log" 2>&1
     rc=$?

@@ -104,6 +104,7 @@ def main(out):
     case(out, "missing_data_offsets", st_bytes(hh, n))
     case(out, "config_syntax", good, cfg_text='{\n  "model_type": "llama",\n  "hidden_size": 16,,\n  "vocab_size": 40\n}\n')
     case(out, "config_model_type", good, cfg=dict(CFG, model_type="gpt_neox"))
+    case(out, "config_model_type_newline", good, cfg=dict(CFG, model_type="llama\nmistral"))
     case(out, "config_rope_yarn", good, cfg=dict(CFG, rope_scaling={"rope_type": "yarn", "factor": 4.0}))
     case(out, "config_rope_dynamic", good, cfg=dict(CFG, rope_scaling={"type": "dynamic", "factor": 2.0}))
     c = dict(CFG); del c["vocab_size"]

@@ -54,6 +54,7 @@ expect_fail negative_dim "$B/negative_dim/$ST" "'model.norm.weight': shape[0]" -
 expect_fail missing_data_offsets "$B/missing_data_offsets/$ST" "missing 'data_offsets'" -- "$FTUNE" inspect "$B/missing_data_offsets"
 expect_fail config_syntax_line "$B/config_syntax/$CFG:3:" "JSON syntax error" -- "$FTUNE" inspect "$B/config_syntax"
 expect_fail config_model_type "$B/config_model_type/$CFG" "'gpt_neox' is not supported" -- "$FTUNE" inspect "$B/config_model_type"
+expect_fail config_value_newline "$B/config_model_type_newline/$CFG" "'llama?mistral' is not supported" -- "$FTUNE" inspect "$B/config_model_type_newline"
 expect_fail config_rope_yarn "$B/config_rope_yarn/$CFG" "'yarn' is not supported" -- "$FTUNE" inspect "$B/config_rope_yarn"
 expect_fail config_rope_dynamic "$B/config_rope_dynamic/$CFG" "'dynamic' is not supported" -- "$FTUNE" inspect "$B/config_rope_dynamic"
 expect_fail config_missing_key "$B/config_missing_key/$CFG" "'vocab_size' is missing" -- "$FTUNE" inspect "$B/config_missing_key"

@@ -26,6 +26,12 @@ if "$FTUNE" inspect "$M" >"$FT_TMP/inspect.out" 2>"$FT_TMP/inspect.err"; then
     grep -q '^parameters   15,191,712 ' "$FT_TMP/inspect.out" && grep -q 'tied to the embeddings' "$FT_TMP/inspect.out" &&
         echo "PASS inspect_stories15M_parameters" ||
         { echo "FAIL inspect_stories15M_parameters: unexpected output"; head -20 "$FT_TMP/inspect.out"; }
+    # freeze: last 2 layers = 2 * 995,904; LoRA r=8: 6 * 8 * (4 * (288+288) + 3 * (768+288)) = 262,656
+    # full: 16 B/param = 15,191,712 * 16 B = 231.8 MiB before activations
+    grep -q 'freeze (last 2 layers) 1,991,808, LoRA r=8 262,656' "$FT_TMP/inspect.out" &&
+        grep -qE '^  full +58\.0 MiB +58\.0 MiB +115\.9 MiB' "$FT_TMP/inspect.out" &&
+        echo "PASS inspect_stories15M_memory" ||
+        { echo "FAIL inspect_stories15M_memory: unexpected output"; tail -12 "$FT_TMP/inspect.out"; }
 else
     echo "FAIL inspect_stories15M_parameters: $(cat "$FT_TMP/inspect.err")"
 fi

@@ -18,7 +18,9 @@
 
 static char tmpdir[256];
 
-static void path_in(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", tmpdir, name); }
+static void path_in(char *out, size_t cap, const char *name) {
+    snprintf(out, cap, "%s/%s", tmpdir, name);
+}
 
 static int count_tmp_files(const char *dir) {
     DIR *d = opendir(dir);
@@ -47,22 +49,21 @@ int main(void) {
 
     /* ---- data: deterministic values of each dtype ---- */
     float a[3 * 5];
-    for (int i = 0; i < 15; i++) a[i] = (float)i * 0.37f - 2.5f;
+    for (int i = 0; i < 15; i++)
+        a[i] = (float)i * 0.37f - 2.5f;
     uint16_t h[7], b[6];
-    for (int i = 0; i < 7; i++) h[i] = ft_f32_to_f16((float)i / 3.0f - 1.0f);
-    for (int i = 0; i < 6; i++) b[i] = ft_f32_to_bf16((float)i * 1e-3f + 7.0f);
+    for (int i = 0; i < 7; i++)
+        h[i] = ft_f32_to_f16((float)i / 3.0f - 1.0f);
+    for (int i = 0; i < 6; i++)
+        b[i] = ft_f32_to_bf16((float)i * 1e-3f + 7.0f);
     int64_t l[4] = {-1, 0, 1LL << 40, 123456789};
     float scalar = 3.25f;
     unsigned char u8[3] = {1, 2, 3};
     ft_st_write_tensor ws[] = {
-        {"z.f32", FT_DTYPE_F32, 2, {3, 5}, a},
-        {"a.f16", FT_DTYPE_F16, 1, {7}, h},
-        {"m.bf16", FT_DTYPE_BF16, 3, {2, 3, 1}, b},
-        {"b.i64", FT_DTYPE_I64, 1, {4}, l},
-        {"scalar", FT_DTYPE_F32, 0, {0}, &scalar},
-        {"empty", FT_DTYPE_F32, 2, {0, 3}, NULL},
-        {"odd.u8", FT_DTYPE_U8, 1, {3}, u8},
-        {"quote\"name", FT_DTYPE_F32, 1, {1}, &scalar},
+        {"z.f32", FT_DTYPE_F32, 2, {3, 5}, a},      {"a.f16", FT_DTYPE_F16, 1, {7}, h},
+        {"m.bf16", FT_DTYPE_BF16, 3, {2, 3, 1}, b}, {"b.i64", FT_DTYPE_I64, 1, {4}, l},
+        {"scalar", FT_DTYPE_F32, 0, {0}, &scalar},  {"empty", FT_DTYPE_F32, 2, {0, 3}, NULL},
+        {"odd.u8", FT_DTYPE_U8, 1, {3}, u8},        {"quote\"name", FT_DTYPE_F32, 1, {1}, &scalar},
     };
     int nw = (int)(sizeof ws / sizeof ws[0]);
     char p1[512];
@@ -77,40 +78,55 @@ int main(void) {
     if (st == FT_OK) {
         CHECK("count", set.n_tensors == nw, "%d tensors, wrote %d", set.n_tensors, nw);
         int sorted = 1;
-        for (int i = 1; i < set.n_tensors; i++) sorted &= strcmp(set.tensors[i - 1].name, set.tensors[i].name) < 0;
+        for (int i = 1; i < set.n_tensors; i++)
+            sorted &= strcmp(set.tensors[i - 1].name, set.tensors[i].name) < 0;
         CHECK("sorted_by_name", sorted, "tensors not sorted");
         int same = 1;
         char bad[128] = "";
         for (int i = 0; i < nw; i++) {
             const ft_st_tensor *t = ft_st_find(&set, ws[i].name);
             size_t numel = 1;
-            for (int d = 0; d < ws[i].ndim; d++) numel *= (size_t)ws[i].shape[d];
+            for (int d = 0; d < ws[i].ndim; d++)
+                numel *= (size_t)ws[i].shape[d];
             size_t nb = numel * ft_dtype_size(ws[i].dtype);
             int ok = t && t->dtype == ws[i].dtype && t->ndim == ws[i].ndim && t->nbytes == nb &&
                      (nb == 0 || memcmp(t->data, ws[i].data, nb) == 0);
-            for (int d = 0; ok && d < ws[i].ndim; d++) ok = t->shape[d] == ws[i].shape[d];
-            /* data aligned to its element size within the file */
-            if (ok && nb) ok = ((size_t)((const char *)t->data - (const char *)set.maps[0])) % ft_dtype_size(t->dtype) == 0;
+            for (int d = 0; ok && d < ws[i].ndim; d++)
+                ok = t->shape[d] == ws[i].shape[d];
+            /* zero copy: the data lies inside the mapping, aligned to its element size */
+            const char *m0 = set.maps[0];
+            if (ok && nb)
+                ok = (const char *)t->data >= m0 &&
+                     (const char *)t->data + nb <= m0 + set.map_sizes[0];
+            if (ok && nb)
+                ok = ((size_t)((const char *)t->data - (const char *)set.maps[0])) %
+                         ft_dtype_size(t->dtype) ==
+                     0;
             if (!ok && same) snprintf(bad, sizeof bad, "%s", ws[i].name);
             same &= ok;
         }
-        CHECK("roundtrip_exact_all_dtypes", same, "tensor '%s' differs (dtype, shape, bytes or alignment)", bad);
-        CHECK("find_absent", ft_st_find(&set, "nope") == NULL && ft_st_find(&set, "") == NULL &&
-                                 ft_st_find(&set, "zz") == NULL && ft_st_find(&set, "a") == NULL,
+        CHECK("roundtrip_exact_all_dtypes", same,
+              "tensor '%s' differs (dtype, shape, bytes or alignment)", bad);
+        CHECK("find_absent",
+              ft_st_find(&set, "nope") == NULL && ft_st_find(&set, "") == NULL &&
+                  ft_st_find(&set, "zz") == NULL && ft_st_find(&set, "a") == NULL,
               "found a tensor that does not exist");
         const unsigned char *raw = set.maps[0];
         uint64_t hl = 0;
-        for (int i = 7; i >= 0; i--) hl = (hl << 8) | raw[i];
+        for (int i = 7; i >= 0; i--)
+            hl = (hl << 8) | raw[i];
         CHECK("header_padded_to_8", hl % 8 == 0 && raw[8] == '{' && (8 + hl) % 8 == 0,
               "header length %llu", (unsigned long long)hl);
-        CHECK("metadata_kept", strstr((const char *)raw + 8, "\"__metadata__\":{\"format\":\"pt\"}") != NULL,
+        CHECK("metadata_kept",
+              strstr((const char *)raw + 8, "\"__metadata__\":{\"format\":\"pt\"}") != NULL,
               "no __metadata__ in header");
         ft_st_close(&set);
     }
     ft_st_close(&set); /* idempotent */
     ft_st_close(NULL);
 
-    /* ---- ft_st_parse on memory: the same bytes give the same answer; a flipped length fails ---- */
+    /* ---- ft_st_parse on memory: the same bytes give the same answer; a flipped length fails ----
+     */
     {
         char *buf = NULL;
         size_t len = 0;
@@ -120,8 +136,9 @@ int main(void) {
         CHECK("parse_memory", st == FT_OK && m.n_tensors == nw, "%s", ft_error_message());
         ft_st_close(&m);
         st = ft_st_parse(&m, "mem", buf, len - 1);
-        CHECK("parse_memory_truncated_rejected", st != FT_OK && strstr(ft_error_message(), "mem:") != NULL,
-              "status %d: %s", st, ft_error_message());
+        CHECK("parse_memory_truncated_rejected",
+              st != FT_OK && strstr(ft_error_message(), "mem:") != NULL, "status %d: %s", st,
+              ft_error_message());
         free(buf);
     }
 
@@ -141,11 +158,13 @@ int main(void) {
                           "\"scalar\": \"model-00002-of-00002.safetensors\"}}\n") == 0;
     CHECK("sharded_setup", ok, "%s", ft_error_message());
     st = ft_st_open(&set, dir);
-    CHECK("sharded_open", st == FT_OK && set.n_files == 2 && set.n_tensors == 5, "%s", ft_error_message());
+    CHECK("sharded_open", st == FT_OK && set.n_files == 2 && set.n_tensors == 5, "%s",
+          ft_error_message());
     if (st == FT_OK) {
         const ft_st_tensor *t = ft_st_find(&set, "b.i64");
-        CHECK("sharded_find", t && t->file == 1 && memcmp(t->data, l, sizeof l) == 0 &&
-                                  ft_st_find(&set, "z.f32") && ft_st_find(&set, "z.f32")->file == 0,
+        CHECK("sharded_find",
+              t && t->file == 1 && memcmp(t->data, l, sizeof l) == 0 && ft_st_find(&set, "z.f32") &&
+                  ft_st_find(&set, "z.f32")->file == 0,
               "b.i64 not found in shard 2");
     }
     ft_st_close(&set);
@@ -156,8 +175,9 @@ int main(void) {
                     "\"b.i64\": \"model-00002-of-00002.safetensors\","
                     "\"scalar\": \"model-00002-of-00002.safetensors\"}}");
     st = ft_st_open(&set, dir);
-    CHECK("sharded_wrong_shard_rejected", st != FT_OK && strstr(ft_error_message(), "z.f32") &&
-                                              strstr(ft_error_message(), "index.json"),
+    CHECK("sharded_wrong_shard_rejected",
+          st != FT_OK && strstr(ft_error_message(), "z.f32") &&
+              strstr(ft_error_message(), "index.json"),
           "status %d: %s", st, ft_error_message());
     /* a tensor listed but absent */
     write_text(idx, "{\"weight_map\": {\"z.f32\": \"model-00001-of-00002.safetensors\","
@@ -167,21 +187,22 @@ int main(void) {
                     "\"b.i64\": \"model-00002-of-00002.safetensors\","
                     "\"scalar\": \"model-00002-of-00002.safetensors\"}}");
     st = ft_st_open(&set, dir);
-    CHECK("sharded_missing_tensor_rejected", st != FT_OK && strstr(ft_error_message(), "ghost"), "status %d: %s", st,
-          ft_error_message());
+    CHECK("sharded_missing_tensor_rejected", st != FT_OK && strstr(ft_error_message(), "ghost"),
+          "status %d: %s", st, ft_error_message());
     /* a shard tensor not in the index */
     write_text(idx, "{\"weight_map\": {\"z.f32\": \"model-00001-of-00002.safetensors\","
                     "\"a.f16\": \"model-00001-of-00002.safetensors\","
                     "\"b.i64\": \"model-00002-of-00002.safetensors\","
                     "\"scalar\": \"model-00002-of-00002.safetensors\"}}");
     st = ft_st_open(&set, dir);
-    CHECK("sharded_unlisted_tensor_rejected", st != FT_OK && strstr(ft_error_message(), "m.bf16"), "status %d: %s",
-          st, ft_error_message());
+    CHECK("sharded_unlisted_tensor_rejected", st != FT_OK && strstr(ft_error_message(), "m.bf16"),
+          "status %d: %s", st, ft_error_message());
     /* path traversal in a shard name */
     write_text(idx, "{\"weight_map\": {\"z.f32\": \"../one.safetensors\"}}");
     st = ft_st_open(&set, dir);
-    CHECK("sharded_path_traversal_rejected", st != FT_OK && strstr(ft_error_message(), "not a file name"),
-          "status %d: %s", st, ft_error_message());
+    CHECK("sharded_path_traversal_rejected",
+          st != FT_OK && strstr(ft_error_message(), "not a file name"), "status %d: %s", st,
+          ft_error_message());
     /* the same tensor in two shards */
     ft_st_write(s2, ws + 2, 3, NULL); /* m.bf16 now in both */
     write_text(idx, "{\"weight_map\": {\"z.f32\": \"model-00001-of-00002.safetensors\","
@@ -190,8 +211,9 @@ int main(void) {
                     "\"b.i64\": \"model-00002-of-00002.safetensors\","
                     "\"scalar\": \"model-00002-of-00002.safetensors\"}}");
     st = ft_st_open(&set, dir);
-    CHECK("sharded_duplicate_rejected", st != FT_OK && strstr(ft_error_message(), "m.bf16") &&
-                                            strstr(ft_error_message(), "also appears"),
+    CHECK("sharded_duplicate_rejected",
+          st != FT_OK && strstr(ft_error_message(), "m.bf16") &&
+              strstr(ft_error_message(), "also appears"),
           "status %d: %s", st, ft_error_message());
 
     /* ---- writer errors ---- */
@@ -200,7 +222,8 @@ int main(void) {
         char p2[512];
         path_in(p2, sizeof p2, "dup.safetensors");
         st = ft_st_write(p2, dup, 2, NULL);
-        CHECK("write_duplicate_rejected", st == FT_ERR_ARG && access(p2, F_OK) != 0, "status %d", st);
+        CHECK("write_duplicate_rejected", st == FT_ERR_ARG && access(p2, F_OK) != 0, "status %d",
+              st);
         path_in(p2, sizeof p2, "no/such/dir/x.safetensors");
         st = ft_st_write(p2, ws, 1, NULL);
         CHECK("write_bad_dir_names_file", st == FT_ERR_IO && strstr(ft_error_message(), p2), "%s",
@@ -217,8 +240,9 @@ int main(void) {
         path_in(p2, sizeof p2, "full.safetensors");
         st = ft_st_write(p2, &bt, 1, NULL);
         setrlimit(RLIMIT_FSIZE, &old);
-        CHECK("write_failure_names_file", st == FT_ERR_IO && strstr(ft_error_message(), p2) &&
-                                              strstr(ft_error_message(), "write failed"),
+        CHECK("write_failure_names_file",
+              st == FT_ERR_IO && strstr(ft_error_message(), p2) &&
+                  strstr(ft_error_message(), "write failed"),
               "status %d: %s", st, ft_error_message());
         CHECK("write_failure_leaves_nothing", access(p2, F_OK) != 0 && count_tmp_files(tmpdir) == 0,
               "final or temporary file left behind");

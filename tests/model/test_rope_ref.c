@@ -33,7 +33,8 @@ int main(void) {
         ft_status st = ft_read_file(cpath, &text, &len);
         if (st == FT_OK) st = ft_config_parse(&c, cpath, text, len);
         free(text);
-        if (st != FT_OK || t->dtype != FT_DTYPE_F32 || t->ndim != 1 || t->shape[0] != c.head_dim / 2) {
+        if (st != FT_OK || t->dtype != FT_DTYPE_F32 || t->ndim != 1 ||
+            t->shape[0] != c.head_dim / 2) {
             CHECK(name, 0, "bad reference case: %s", ft_error_message());
             continue;
         }

@@ -1,0 +1,41 @@
+/*
+ * Masked cross-entropy fused with the LM head (src/kernels/cpu/crossentropy.c).
+ *
+ * For M tokens with final hidden states x (M,C), head weight w (V,C) and labels (M) (-100 = no
+ * loss), the loss is  L = scale * sum_{m: label[m] != -100} ( logsumexp(z_m) - z_m[label[m]] )
+ * with z_m = w · x_m (M,V). The logits are computed `chunk` rows at a time into a caller-owned
+ * scratch (chunk,V), so the (M,V) logits never exist at once; each chunk goes logits -> softmax
+ * -> dlogits -> head matmul backward before the next chunk overwrites the scratch.
+ *
+ * Labels outside [0,V) other than -100 are a programmer error (the data pipeline checks them).
+ */
+#ifndef FTUNE_CROSSENTROPY_H
+#define FTUNE_CROSSENTROPY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FT_IGNORE_INDEX (-100)
+
+/* Forward only. Returns the NLL sum over target rows (double); *n_targets gets their count.
+ * logits: scratch (chunk,V). */
+double crossentropy_forward(int64_t *n_targets, float *logits, const float *x, const float *w,
+                            const int *labels, int M, int C, int V, int chunk);
+
+/* Forward and backward in one pass over the chunks (the logits are needed by both).
+ * Returns the NLL sum (unscaled) and *n_targets like crossentropy_forward, and ADDS the
+ * gradient of scale * NLL-sum into dx (M,C) and dw (V,C); either may be NULL (skip that work). */
+double crossentropy_forward_backward(float *dx, float *dw, int64_t *n_targets, float *logits,
+                                     const float *x, const float *w, const int *labels, float scale,
+                                     int M, int C, int V, int chunk);
+
+/* Plain-loop twin of crossentropy_forward_backward (all M rows at once, double accumulation,
+ * no oneDNN): the reference the kernel test compares with. dx/dw may be NULL. */
+double crossentropy_forward_backward_naive(float *dx, float *dw, int64_t *n_targets, const float *x,
+                                           const float *w, const int *labels, float scale, int M,
+                                           int C, int V);
+
+/* A chunk size (rows) that keeps the (chunk,V) logits scratch near 16 MiB, within [1, M]. */
+int crossentropy_chunk_rows(int M, int V);
+
+#endif

@@ -1,0 +1,162 @@
+/*
+ * Masked cross-entropy fused with the LM head, in chunks of tokens (contract in
+ * include/ftune/crossentropy.h). The head matmuls go through matmul_forward/matmul_backward
+ * (oneDNN); the softmax is plain C (expf once per logit, the sum in double). Not implemented here:
+ * label smoothing, z-loss, logit soft-capping (no supported family uses them).
+ *
+ * Derivation (per target row m with label y, logits z = w · x_m, p = softmax(z)):
+ *   nll_m = logsumexp(z) - z_y = max(z) + log(sum_j exp(z_j - max(z))) - z_y
+ *   d(scale * nll_m)/dz_j = scale * (p_j - [j == y])             (dlogits, written over the logits)
+ *   z_j = sum_c w[j,c] x_m[c]  =>  dx_m[c] += sum_j dz_j w[j,c]   (dlogits · w)
+ *                                  dw[j,c] += dz_j x_m[c]         (dlogits^T · x)
+ * Ignored rows (label -100) get dz = 0, so they add nothing to dx or dw.
+ */
+#include "ftune/crossentropy.h"
+
+#include "ftune/core.h"
+#include "ftune/kernels.h"
+
+#include <math.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+int crossentropy_chunk_rows(int M, int V) {
+    int64_t rows = ((int64_t)4 << 20) / (V > 0 ? V : 1); /* 4 Mi floats = 16 MiB */
+    if (rows < 1) rows = 1;
+    if (rows > M) rows = M;
+    return (int)(rows > 0 ? rows : 1);
+}
+
+/* NLL of one row of logits z (V) with target y; with `grad`, overwrite z with
+ * scale * (softmax(z) - onehot(y)). exp is evaluated once per logit (expf, kept in z), the sum
+ * in double. */
+static double xent_row(float *z, int y, int V, float scale, int grad) {
+    float mx = z[0];
+    for (int j = 1; j < V; j++)
+        mx = z[j] > mx ? z[j] : mx;
+    double zy = (double)z[y] - mx, sum = 0;
+    for (int j = 0; j < V; j++) {
+        float e = expf(z[j] - mx);
+        z[j] = e;
+        sum += e;
+    }
+    if (grad) {
+        float inv = (float)(1.0 / sum) * scale;
+        for (int j = 0; j < V; j++)
+            z[j] *= inv;
+        z[y] -= scale;
+    }
+    return log(sum) - zy; /* logsumexp(z) - z_y, both relative to max(z) */
+}
+
+/* Over n rows of logits z (n,V): return the NLL sum of target rows and add their count to
+ * *n_targets; with `grad`, turn z into dlogits (0 for ignored rows). Rows are split into one
+ * contiguous block per thread and the per-thread sums are added in thread order, so the result
+ * is deterministic for a given thread count (no OpenMP reduction, whose order is not). */
+static double softmax_xent_rows(float *z, const int *labels, int n, int V, float scale, int grad,
+                                int64_t *n_targets) {
+    enum { MAX_THREADS = 256 };
+    double part[MAX_THREADS] = {0};
+    int64_t cnt[MAX_THREADS] = {0};
+    int nth = 1;
+#pragma omp parallel
+    {
+        int tid = 0, nt = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        if (nt > MAX_THREADS) nt = MAX_THREADS;
+        if (tid == 0) nth = nt;
+        if (tid < nt) {
+            int lo = (int)((int64_t)n * tid / nt), hi = (int)((int64_t)n * (tid + 1) / nt);
+            for (int i = lo; i < hi; i++) {
+                float *zi = z + (size_t)i * V;
+                int y = labels[i];
+                if (y == FT_IGNORE_INDEX) {
+                    if (grad) memset(zi, 0, (size_t)V * sizeof(float));
+                    continue;
+                }
+                FT_ASSERT(y >= 0 && y < V);
+                part[tid] += xent_row(zi, y, V, scale, grad);
+                cnt[tid]++;
+            }
+        }
+    }
+    double nll = 0;
+    for (int t = 0; t < nth; t++)
+        nll += part[t], *n_targets += cnt[t];
+    return nll;
+}
+
+/* Rows [r0, r0+n) of a chunk all ignored? Then the chunk's matmuls can be skipped. */
+static int all_ignored(const int *labels, int n) {
+    for (int i = 0; i < n; i++)
+        if (labels[i] != FT_IGNORE_INDEX) return 0;
+    return 1;
+}
+
+double crossentropy_forward(int64_t *n_targets, float *logits, const float *x, const float *w,
+                            const int *labels, int M, int C, int V, int chunk) {
+    return crossentropy_forward_backward(NULL, NULL, n_targets, logits, x, w, labels, 0.f, M, C, V,
+                                         chunk);
+}
+
+double crossentropy_forward_backward(float *dx, float *dw, int64_t *n_targets, float *logits,
+                                     const float *x, const float *w, const int *labels, float scale,
+                                     int M, int C, int V, int chunk) {
+    FT_ASSERT(chunk >= 1);
+    int grad = dx || dw;
+    double nll = 0;
+    *n_targets = 0;
+    for (int r0 = 0; r0 < M; r0 += chunk) {
+        int n = M - r0 < chunk ? M - r0 : chunk;
+        if (all_ignored(labels + r0, n)) continue;
+        const float *xc = x + (size_t)r0 * C;         /* (n,C) */
+        matmul_forward(logits, xc, w, NULL, n, C, V); /* (n,V) */
+        nll += softmax_xent_rows(logits, labels + r0, n, V, scale, grad, n_targets);
+        if (grad)
+            matmul_backward(dx ? dx + (size_t)r0 * C : NULL, dw, NULL, logits, xc, w, n, C, V);
+    }
+    return nll;
+}
+
+double crossentropy_forward_backward_naive(float *dx, float *dw, int64_t *n_targets, const float *x,
+                                           const float *w, const int *labels, float scale, int M,
+                                           int C, int V) {
+    double nll = 0;
+    *n_targets = 0;
+    double *z = ft_calloc((size_t)V, sizeof(double));
+    FT_ASSERT(z);
+    for (int m = 0; m < M; m++) {
+        int y = labels[m];
+        if (y == FT_IGNORE_INDEX) continue;
+        FT_ASSERT(y >= 0 && y < V);
+        const float *xm = x + (size_t)m * C;
+        double mx = -INFINITY;
+        for (int j = 0; j < V; j++) {
+            double s = 0;
+            for (int c = 0; c < C; c++)
+                s += (double)w[(size_t)j * C + c] * xm[c];
+            z[j] = s;
+            if (s > mx) mx = s;
+        }
+        double sum = 0;
+        for (int j = 0; j < V; j++)
+            sum += exp(z[j] - mx);
+        double lse = mx + log(sum);
+        nll += lse - z[y];
+        (*n_targets)++;
+        for (int j = 0; j < V; j++) {
+            double dz = scale * (exp(z[j] - lse) - (j == y));
+            for (int c = 0; c < C; c++) {
+                if (dx) dx[(size_t)m * C + c] += (float)(dz * w[(size_t)j * C + c]);
+                if (dw) dw[(size_t)j * C + c] += (float)(dz * xm[c]);
+            }
+        }
+    }
+    ft_free(z);
+    return nll;
+}

@@ -1,0 +1,777 @@
+/*
+ * The gradient engine (contract: include/ftune/train.h): which tensors are trained (full,
+ * freeze by regex, LoRA), the activation buffer, the training forward that saves what backward
+ * needs, and the hand-written backward that calls the kernels' backward twins in exactly the
+ * reverse order. Gradient checkpointing keeps only each layer's input (the residual stream) and
+ * recomputes the layer just before its backward, with the same kernels, inputs and dropout
+ * masks, so its gradients are bit-identical to the stored-activation path.
+ *
+ * Not here: the optimizer, schedules, accumulation loop, checkpoints (src/train/trainer.c);
+ * LoRA's RNG and adapter writer (src/peft/lora.c); the kernels (src/kernels/cpu/).
+ *
+ * Letters: B batch, T time, BT = B*T rows, C dim, H heads, KV kv heads, D head dim,
+ * HD = H*D, KVD = KV*D, F hidden_dim, V vocab, L layers, r LoRA rank.
+ */
+#include "train_internal.h"
+
+#include "ftune/crossentropy.h"
+#include "ftune/kernels.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <ctype.h>
+#include <math.h>
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------------------------ */
+/* small elementwise helpers                                                                   */
+
+static void zero(float *p, size_t n) {
+    memset(p, 0, n * sizeof(float));
+}
+
+static void add_inplace(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        y[i] += x[i];
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* LoRA dropout: keep element i of module (l,j) iff its uniform draw >= p; kept values are
+ * scaled by 1/(1-p) as torch.nn.Dropout does. The draw is a hash of (micro-step key, l, j, i),
+ * so a recompute (gradient checkpointing) or the backward regenerates exactly the same mask
+ * without storing it. */
+
+static inline uint64_t drop_stream(uint64_t key, int l, int j) {
+    return ft_rng_mix(key ^ ft_rng_mix(((uint64_t)l << 8 | (uint64_t)j) + 1));
+}
+
+static inline int drop_keep(uint64_t stream, size_t i, float p) {
+    return ft_rng_uniform(ft_rng_mix(stream + (uint64_t)i * 0x9E3779B97F4A7C15ull)) >= p;
+}
+
+/* out (n) = drop(inp) */
+static void dropout_forward(float *out, const float *inp, uint64_t stream, float p, size_t n) {
+    float s = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+        out[i] = drop_keep(stream, i, p) ? inp[i] * s : 0.0f;
+}
+
+/* dinp (n) += dout * keep_i / (1-p)   (d drop(x)_i / d x_i = keep_i * s) */
+static void dropout_backward(float *dinp, const float *dout, uint64_t stream, float p, size_t n) {
+    float s = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+        if (drop_keep(stream, i, p)) dinp[i] += dout[i] * s;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* A linear layer with its optional LoRA branch (module j of layer l):
+ *   out (M,N) = inp (M,K) · W^T + bias  +  s * (B · (A · drop(inp)))
+ * as PEFT computes it: result + lora_B(lora_A(dropout(x))) * scaling. u = A·drop(x) (M,r) is
+ * saved in `lu` for backward. */
+
+static void linear_forward(ft_train_model *tm, float *out, float *lu, const float *inp,
+                           const float *w, const float *bias, int l, int j, int M, int K, int N) {
+    matmul_forward(out, inp, w, bias, M, K, N);
+    const float *A = tm->lA[l][j];
+    if (!A) return;
+    int r = tm->opt.lora.r;
+    const float *xa = inp;
+    if (tm->dropout_on) {
+        dropout_forward(tm->lxd, inp, drop_stream(tm->drop_key, l, j), tm->opt.lora.dropout,
+                        (size_t)M * K);
+        xa = tm->lxd;
+    }
+    matmul_forward(lu, xa, A, NULL, M, K, r);                /* u = A·xd      (M,r) */
+    matmul_forward(tm->lv, lu, tm->lB[l][j], NULL, M, r, N); /* v = B·u       (M,N) */
+    float s = tm->lora_scale;
+    size_t n = (size_t)M * N;
+    for (size_t i = 0; i < n; i++)
+        out[i] += tm->lv[i] * s;
+}
+
+/*
+ * Backward of linear_forward. dinp (M,K) ADDED; dw (N,K), dbias (N) ADDED when non-NULL.
+ *   base:  out = inp·W^T + b   =>  dinp += dout·W ; dW += dout^T·inp ; db += sum_m dout
+ *   LoRA:  out += s*v, v = B·u, u = A·xd, xd = drop(inp):
+ *          dv  = s*dout                       (ldo, M×N)
+ *          dB += dv^T · u                     (out,r)
+ *          du  = dv · B                       (ldu, M×r)
+ *          dA += du^T · xd                    (r,in)
+ *          dxd = du · A                       (M×K)
+ *          dinp += dxd ⊙ keep / (1-p)         (identity when dropout is off)
+ * dA/dB are always live for a targeted module (LoRA trains every A and B it creates).
+ */
+static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *dbias,
+                            const float *dout, const float *inp, const float *w, const float *lu,
+                            int l, int j, int M, int K, int N) {
+    if (dinp || dw || dbias) matmul_backward(dinp, dw, dbias, dout, inp, w, M, K, N);
+    const float *A = tm->lA[l][j];
+    if (!A) return;
+    int r = tm->opt.lora.r;
+    float s = tm->lora_scale;
+    size_t n = (size_t)M * N;
+    for (size_t i = 0; i < n; i++)
+        tm->ldo[i] = dout[i] * s;
+    zero(tm->ldu, (size_t)M * r);
+    matmul_backward(tm->ldu, tm->dlB[l][j], NULL, tm->ldo, lu, tm->lB[l][j], M, r, N);
+    if (!tm->dropout_on) {
+        matmul_backward(dinp, tm->dlA[l][j], NULL, tm->ldu, inp, A, M, K, r);
+        return;
+    }
+    uint64_t stream = drop_stream(tm->drop_key, l, j);
+    float p = tm->opt.lora.dropout;
+    dropout_forward(tm->lxd, inp, stream, p, (size_t)M * K);
+    if (!dinp) {
+        matmul_backward(NULL, tm->dlA[l][j], NULL, tm->ldu, tm->lxd, A, M, K, r);
+        return;
+    }
+    zero(tm->ldx, (size_t)M * K);
+    matmul_backward(tm->ldx, tm->dlA[l][j], NULL, tm->ldu, tm->lxd, A, M, K, r);
+    dropout_backward(dinp, tm->ldx, stream, p, (size_t)M * K);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* one decoder layer                                                                           */
+
+/* y (BT,C) = layer_l(x (BT,C)), saving activations into `a`. HF order (modeling_llama/qwen2/
+ * qwen3): h = x + o_proj(attn(rope(norm_qk(q_proj(n1))), rope(norm_qk(k_proj(n1))), v_proj(n1)))
+ * with n1 = rmsnorm(x); y = h + down(silu(gate(n2)) * up(n2)) with n2 = rmsnorm(h). */
+static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const float *x, float *y,
+                          const int *pos, const int *seg, int B, int T) {
+    const ft_config *c = &tm->m->cfg;
+    const ft_layer *w = &tm->w.layers[l];
+    const float *inv_freq = tm->m->rope_inv_freq;
+    int BT = B * T, C = c->dim, H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim;
+    int HD = H * D, KVD = KV * D, F = c->hidden_dim;
+    float eps = c->rms_eps;
+
+    rmsnorm_forward(a->ln1, a->rstd1, x, w->attn_norm, BT, C, eps);
+    linear_forward(tm, a->qlin, a->lu[0], a->ln1, w->wq, w->bq, l, 0, BT, C, HD);
+    linear_forward(tm, a->klin, a->lu[1], a->ln1, w->wk, w->bk, l, 1, BT, C, KVD);
+    linear_forward(tm, a->v, a->lu[2], a->ln1, w->wv, w->bv, l, 2, BT, C, KVD);
+    if (c->qk_norm) { /* qwen3: per-head RMSNorm over D, before RoPE */
+        rmsnorm_forward(a->q, a->qrstd, a->qlin, w->q_norm, BT * H, D, eps);
+        rmsnorm_forward(a->k, a->krstd, a->klin, w->k_norm, BT * KV, D, eps);
+    }
+    rope_forward(a->q, pos, inv_freq, BT, H, D);
+    rope_forward(a->k, pos, inv_freq, BT, KV, D);
+    attention_forward(a->attn, a->att, a->q, a->k, a->v, seg, B, T, H, KV, D);
+    linear_forward(tm, a->xmid, a->lu[3], a->attn, w->wo, w->bo, l, 3, BT, HD, C);
+    add_inplace(a->xmid, x, (size_t)BT * C);
+    rmsnorm_forward(a->ln2, a->rstd2, a->xmid, w->mlp_norm, BT, C, eps);
+    linear_forward(tm, a->gate, a->lu[4], a->ln2, w->w_gate, w->b_gate, l, 4, BT, C, F);
+    linear_forward(tm, a->up, a->lu[5], a->ln2, w->w_up, w->b_up, l, 5, BT, C, F);
+    swiglu_forward(a->hact, a->gate, a->up, (size_t)BT * F);
+    linear_forward(tm, y, a->lu[6], a->hact, w->w_down, w->b_down, l, 6, BT, F, C);
+    add_inplace(y, a->xmid, (size_t)BT * C);
+}
+
+/*
+ * Backward of layer_forward. On entry tm->dres (BT,C) holds dL/dy; on exit dL/dx.
+ *   y = h + down(g)            : dh = dy (kept in dres) ; dg = dy·W_down (+LoRA)
+ *   g = silu(gate) * up        : dgate, dup from swiglu_backward
+ *   gate = n2·Wg^T, up = n2·Wu^T : dn2 = dgate·Wg + dup·Wu (+LoRA)
+ *   n2 = rmsnorm(h)            : dh += rmsnorm_backward(dn2)
+ *   h = x + o_proj(att)        : dx = dh (kept in dres) ; datt = dh·Wo (+LoRA)
+ *   att = attention(q,k,v)     : dq, dk, dv from attention_backward (GQA sums over groups)
+ *   q = rope(qn), k = rope(kn) : rope_backward rotates dq, dk back
+ *   qn = rmsnorm_D(qlin) (qwen3): dqlin = rmsnorm_backward(dq) ; else dqlin = dq
+ *   q/k/v = n1·W^T + b         : dn1 = dqlin·Wq + dklin·Wk + dv·Wv (+LoRA)
+ *   n1 = rmsnorm(x)            : dx += rmsnorm_backward(dn1)
+ * Parameter gradients go to tm->dw.layers[l] (NULL = frozen: skipped by the kernels).
+ */
+static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, const float *x,
+                           const int *pos, int B, int T) {
+    const ft_config *c = &tm->m->cfg;
+    const ft_layer *w = &tm->w.layers[l];
+    const ft_layer *dw = &tm->dw.layers[l];
+    const float *inv_freq = tm->m->rope_inv_freq;
+    int BT = B * T, C = c->dim, H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim;
+    int HD = H * D, KVD = KV * D, F = c->hidden_dim;
+    float *dres = tm->dres, *dln = tm->dln;
+
+    /* MLP */
+    zero(tm->dhact, (size_t)BT * F);
+    linear_backward(tm, tm->dhact, dw->w_down, dw->b_down, dres, a->hact, w->w_down, a->lu[6], l, 6,
+                    BT, F, C);
+    swiglu_backward(tm->dgate, tm->dup, tm->dhact, a->gate, a->up, (size_t)BT * F);
+    zero(dln, (size_t)BT * C);
+    linear_backward(tm, dln, dw->w_gate, dw->b_gate, tm->dgate, a->ln2, w->w_gate, a->lu[4], l, 4,
+                    BT, C, F);
+    linear_backward(tm, dln, dw->w_up, dw->b_up, tm->dup, a->ln2, w->w_up, a->lu[5], l, 5, BT, C,
+                    F);
+    rmsnorm_backward(dres, dw->mlp_norm, dln, a->xmid, w->mlp_norm, a->rstd2, BT, C);
+
+    /* attention */
+    zero(tm->dattn, (size_t)BT * HD);
+    linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, a->attn, w->wo, a->lu[3], l, 3, BT, HD, C);
+    attention_backward(tm->dq, tm->dk, tm->dv, tm->dattn, a->q, a->k, a->v, a->att, B, T, H, KV, D);
+    rope_backward(tm->dq, pos, inv_freq, BT, H, D);
+    rope_backward(tm->dk, pos, inv_freq, BT, KV, D);
+    const float *dqlin = tm->dq, *dklin = tm->dk;
+    if (c->qk_norm) {
+        zero(tm->dqlin, (size_t)BT * HD);
+        zero(tm->dklin, (size_t)BT * KVD);
+        rmsnorm_backward(tm->dqlin, dw->q_norm, tm->dq, a->qlin, w->q_norm, a->qrstd, BT * H, D);
+        rmsnorm_backward(tm->dklin, dw->k_norm, tm->dk, a->klin, w->k_norm, a->krstd, BT * KV, D);
+        dqlin = tm->dqlin;
+        dklin = tm->dklin;
+    }
+    /* dL/dx is only needed above the lowest trained layer or for a trained embedding; dn1 only
+     * for that or for a trained input_layernorm. NULL skips the work (LoRA dA/dB still run). */
+    int need_dx = l > tm->lo_layer || tm->dw.embed != NULL;
+    float *dn1 = need_dx || dw->attn_norm ? dln : NULL;
+    if (dn1) zero(dn1, (size_t)BT * C);
+    linear_backward(tm, dn1, dw->wq, dw->bq, dqlin, a->ln1, w->wq, a->lu[0], l, 0, BT, C, HD);
+    linear_backward(tm, dn1, dw->wk, dw->bk, dklin, a->ln1, w->wk, a->lu[1], l, 1, BT, C, KVD);
+    linear_backward(tm, dn1, dw->wv, dw->bv, tm->dv, a->ln1, w->wv, a->lu[2], l, 2, BT, C, KVD);
+    if (dn1)
+        rmsnorm_backward(need_dx ? dres : NULL, dw->attn_norm, dn1, x, w->attn_norm, a->rstd1, BT,
+                         C);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* whole model                                                                                 */
+
+static float *resid_at(ft_train_model *tm, int l) {
+    return tm->resid + (size_t)l * tm->B0 * tm->T0 * tm->m->cfg.dim;
+}
+
+static ft_layer_acts *slot_of(ft_train_model *tm, int l) {
+    return &tm->slots[tm->n_slots == 1 ? 0 : l];
+}
+
+/* embedding -> layers -> final norm; leaves the normed hidden states in tm->xf. */
+static void model_forward(ft_train_model *tm, const int *inputs, const int *pos, const int *seg,
+                          int B, int T) {
+    const ft_config *c = &tm->m->cfg;
+    int BT = B * T;
+    embedding_forward(resid_at(tm, 0), inputs, tm->w.embed, BT, c->dim);
+    for (int l = 0; l < c->n_layers; l++)
+        layer_forward(tm, l, slot_of(tm, l), resid_at(tm, l), resid_at(tm, l + 1), pos, seg, B, T);
+    rmsnorm_forward(tm->xf, tm->rstdf, resid_at(tm, c->n_layers), tm->w.final_norm, BT, c->dim,
+                    c->rms_eps);
+}
+
+static const float *head_weight(const ft_train_model *tm) {
+    return tm->w.lm_head ? tm->w.lm_head : tm->w.embed;
+}
+
+/* Check shapes and token ids; fill default positions. */
+static ft_status check_batch(ft_train_model *tm, const int *inputs, const int *labels,
+                             const int **pos, int B, int T) {
+    const ft_config *c = &tm->m->cfg;
+    if (B < 1 || T < 1 || B > tm->B0 || T > tm->T0)
+        return ft_errorf(FT_ERR_ARG, "micro-batch %dx%d does not fit the %dx%d it was sized for", B,
+                         T, tm->B0, tm->T0);
+    for (int i = 0; i < B * T; i++) {
+        if (inputs[i] < 0 || inputs[i] >= c->vocab_size)
+            return ft_errorf(FT_ERR_ARG, "input token %d at row %d, col %d outside [0,%d)",
+                             inputs[i], i / T, i % T, c->vocab_size);
+        if (labels[i] != FT_IGNORE_INDEX && (labels[i] < 0 || labels[i] >= c->vocab_size))
+            return ft_errorf(FT_ERR_ARG, "label %d at row %d, col %d is neither -100 nor in [0,%d)",
+                             labels[i], i / T, i % T, c->vocab_size);
+    }
+    if (!*pos) {
+        for (int i = 0; i < B * T; i++)
+            tm->pos_default[i] = i % T;
+        *pos = tm->pos_default;
+    }
+    return FT_OK;
+}
+
+ft_status ft_train_micro_step(ft_train_model *tm, const int *inputs, const int *labels,
+                              const int *pos, const int *seg, int B, int T, float loss_scale,
+                              double *nll_sum, int64_t *n_targets) {
+    ft_status st = check_batch(tm, inputs, labels, &pos, B, T);
+    if (st != FT_OK) return st;
+    const ft_config *c = &tm->m->cfg;
+    int BT = B * T, C = c->dim, L = c->n_layers;
+    /* one dropout key per micro-step; the stream advances even when dropout is off so the
+     * state sequence does not depend on the configuration */
+    uint64_t key = ft_rng_next(&tm->rng);
+    tm->drop_key = key;
+    tm->dropout_on = tm->opt.method == FT_METHOD_LORA && tm->opt.lora.dropout > 0;
+
+    model_forward(tm, inputs, pos, seg, B, T);
+
+    /* loss and head: dxf = d(scale*NLL)/dxf, d(head) added to lm_head or the tied embedding */
+    float *dhead = tm->w.lm_head ? tm->dw.lm_head : tm->dw.embed;
+    int need_dx = tm->lo_layer < L || tm->dw.final_norm;
+    if (need_dx) zero(tm->dxf, (size_t)BT * C);
+    *nll_sum = crossentropy_forward_backward(need_dx ? tm->dxf : NULL, dhead, n_targets, tm->logits,
+                                             tm->xf, head_weight(tm), labels, loss_scale, BT, C,
+                                             c->vocab_size, tm->chunk);
+    if (need_dx) {
+        /* xf = rmsnorm(resid[L]) */
+        zero(tm->dres, (size_t)BT * C);
+        rmsnorm_backward(tm->dres, tm->dw.final_norm, tm->dxf, resid_at(tm, L), tm->w.final_norm,
+                         tm->rstdf, BT, C);
+        for (int l = L - 1; l >= tm->lo_layer; l--) {
+            ft_layer_acts *a = slot_of(tm, l);
+            /* checkpointing: recompute this layer's activations from its saved input (the slot
+             * still holds the last layer's from the forward) */
+            if (tm->n_slots == 1 && l != L - 1)
+                layer_forward(tm, l, a, resid_at(tm, l), resid_at(tm, l + 1), pos, seg, B, T);
+            layer_backward(tm, l, a, resid_at(tm, l), pos, B, T);
+        }
+        /* resid[0] = embed[inputs] : dembed[id] += dres (the tied head part was added above) */
+        if (tm->dw.embed && tm->lo_layer == 0)
+            embedding_backward(tm->dw.embed, tm->dres, inputs, BT, C);
+    }
+    tm->dropout_on = 0;
+    return FT_OK;
+}
+
+ft_status ft_train_eval(ft_train_model *tm, const int *inputs, const int *labels, const int *pos,
+                        const int *seg, int B, int T, double *nll_sum, int64_t *n_targets) {
+    ft_status st = check_batch(tm, inputs, labels, &pos, B, T);
+    if (st != FT_OK) return st;
+    const ft_config *c = &tm->m->cfg;
+    tm->dropout_on = 0;
+    model_forward(tm, inputs, pos, seg, B, T);
+    *nll_sum = crossentropy_forward(n_targets, tm->logits, tm->xf, head_weight(tm), labels, B * T,
+                                    c->dim, c->vocab_size, tm->chunk);
+    return FT_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* buffers                                                                                     */
+
+typedef struct {
+    float *base; /* NULL while counting */
+    size_t n;
+} bump;
+
+static float *take(bump *b, size_t n) {
+    float *p = b->base ? b->base + b->n : NULL;
+    b->n += (n + 15) & ~(size_t)15; /* keep every tensor 64-byte aligned */
+    return p;
+}
+
+/* Lay out (or, with b->base NULL, just count) every activation and scratch tensor. */
+static void plan_buffers(ft_train_model *tm, bump *b) {
+    const ft_config *c = &tm->m->cfg;
+    size_t B = (size_t)tm->B0, T = (size_t)tm->T0, BT = B * T;
+    size_t C = (size_t)c->dim, H = (size_t)c->n_heads, KV = (size_t)c->n_kv_heads,
+           D = (size_t)c->head_dim, F = (size_t)c->hidden_dim, L = (size_t)c->n_layers;
+    size_t HD = H * D, KVD = KV * D, r = (size_t)tm->opt.lora.r;
+    int lora = tm->opt.method == FT_METHOD_LORA;
+
+    tm->resid = take(b, (L + 1) * BT * C);
+    for (int s = 0; s < tm->n_slots; s++) {
+        ft_layer_acts *a = &tm->slots[s];
+        a->ln1 = take(b, BT * C);
+        a->rstd1 = take(b, BT);
+        a->qlin = take(b, BT * HD);
+        a->klin = take(b, BT * KVD);
+        if (c->qk_norm) {
+            a->qrstd = take(b, BT * H);
+            a->q = take(b, BT * HD);
+            a->krstd = take(b, BT * KV);
+            a->k = take(b, BT * KVD);
+        } else {
+            a->qrstd = a->krstd = NULL;
+            a->q = a->qlin;
+            a->k = a->klin;
+        }
+        a->v = take(b, BT * KVD);
+        a->att = take(b, B * H * T * T);
+        a->attn = take(b, BT * HD);
+        a->xmid = take(b, BT * C);
+        a->ln2 = take(b, BT * C);
+        a->rstd2 = take(b, BT);
+        a->gate = take(b, BT * F);
+        a->up = take(b, BT * F);
+        a->hact = take(b, BT * F);
+        for (int j = 0; j < FT_LORA_NMOD; j++)
+            a->lu[j] = lora && (tm->opt.lora.targets & (1u << j)) ? take(b, BT * r) : NULL;
+    }
+    tm->xf = take(b, BT * C);
+    tm->rstdf = take(b, BT);
+    tm->logits = take(b, (size_t)tm->chunk * (size_t)c->vocab_size);
+    tm->dres = take(b, BT * C);
+    tm->dxf = take(b, BT * C);
+    tm->dln = take(b, BT * C);
+    tm->dq = take(b, BT * HD);
+    tm->dk = take(b, BT * KVD);
+    tm->dv = take(b, BT * KVD);
+    tm->dqlin = c->qk_norm ? take(b, BT * HD) : NULL;
+    tm->dklin = c->qk_norm ? take(b, BT * KVD) : NULL;
+    tm->dattn = take(b, BT * HD);
+    tm->dgate = take(b, BT * F);
+    tm->dup = take(b, BT * F);
+    tm->dhact = take(b, BT * F);
+    tm->lxd = tm->ldx = tm->lv = tm->ldo = tm->ldu = NULL;
+    if (lora) {
+        size_t maxK = C > HD ? C : HD, maxN = C > HD ? C : HD;
+        if (F > maxK) maxK = F;
+        if (F > maxN) maxN = F;
+        tm->lxd = take(b, BT * maxK);
+        tm->ldx = take(b, BT * maxK);
+        tm->lv = take(b, BT * maxN);
+        tm->ldo = take(b, BT * maxN);
+        tm->ldu = take(b, BT * r);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* trainable tensors                                                                           */
+
+/* One model tensor as seen by the selection: HF name, where the step reads it from, and where
+ * its gradient pointer lives. */
+typedef struct {
+    char name[128];
+    int layer; /* -1: global */
+    int rows, cols;
+    float *src;
+    float **wslot, **dslot;
+} model_tensor;
+
+static int list_model_tensors(ft_train_model *tm, model_tensor *out) {
+    ft_model *m = tm->m;
+    const ft_config *c = &m->cfg;
+    int n = 0;
+#define FT_X_GLOBAL(f, hf, r, k, present)                                                          \
+    if (present) {                                                                                 \
+        model_tensor *t = &out[n++];                                                               \
+        snprintf(t->name, sizeof t->name, "%s", hf);                                               \
+        t->layer = -1, t->rows = (r), t->cols = (k), t->src = m->w.f;                              \
+        t->wslot = &tm->w.f, t->dslot = &tm->dw.f;                                                 \
+    }
+    FT_GLOBAL_TENSORS(FT_X_GLOBAL)
+#undef FT_X_GLOBAL
+    for (int l = 0; l < c->n_layers; l++) {
+#define FT_X_LAYER(f, hf, r, k, present)                                                           \
+    if (present) {                                                                                 \
+        model_tensor *t = &out[n++];                                                               \
+        snprintf(t->name, sizeof t->name, "model.layers.%d.%s", l, hf);                            \
+        t->layer = l, t->rows = (r), t->cols = (k), t->src = m->w.layers[l].f;                     \
+        t->wslot = &tm->w.layers[l].f, t->dslot = &tm->dw.layers[l].f;                             \
+    }
+        FT_LAYER_TENSORS(FT_X_LAYER)
+#undef FT_X_LAYER
+    }
+    return n;
+}
+
+/* HF Trainer's get_decay_parameter_names: no decay when the lower-cased name matches one of
+ * "bias", "layernorm", "rmsnorm", "(^|\.)norm($|\.)", "_norm($|\.)". */
+static int decays(const char *name) {
+    char low[192];
+    size_t i = 0;
+    for (; name[i] && i + 1 < sizeof low; i++)
+        low[i] = (char)tolower((unsigned char)name[i]);
+    low[i] = 0;
+    if (strstr(low, "bias") || strstr(low, "layernorm") || strstr(low, "rmsnorm")) return 0;
+    for (const char *p = low; (p = strstr(p, "norm")) != NULL; p++) {
+        char before = p == low ? '.' : p[-1], after = p[4];
+        if ((before == '.' || before == '_') && (after == 0 || after == '.')) return 0;
+    }
+    return 1;
+}
+
+/* Axolotl's unfrozen_parameters semantics: every '.' is a literal period, and the pattern must
+ * match at the start of the name (Python re.match). Row ranges ("name[:N]") are not supported. */
+static ft_status compile_unfrozen(pcre2_code **out, const char *pat) {
+    size_t n = strlen(pat);
+    if (n > 0 && pat[n - 1] == ']') {
+        const char *lb = strrchr(pat, '[');
+        if (lb && strchr(lb, ':'))
+            return ft_errorf(FT_ERR_UNSUPPORTED,
+                             "unfrozen_parameters: row ranges like '%s' are not supported", pat);
+    }
+    char *esc = malloc(2 * n + 1);
+    if (!esc) return ft_errorf(FT_ERR_NOMEM, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (pat[i] == '.') esc[k++] = '\\';
+        esc[k++] = pat[i];
+    }
+    esc[k] = 0;
+    int err;
+    PCRE2_SIZE off;
+    *out = pcre2_compile((PCRE2_SPTR)esc, PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED, &err, &off, NULL);
+    free(esc);
+    if (!*out) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(err, msg, sizeof msg);
+        return ft_errorf(FT_ERR_ARG, "unfrozen_parameters: bad regex '%s' at offset %zu: %s", pat,
+                         (size_t)off, (const char *)msg);
+    }
+    return FT_OK;
+}
+
+/* Mark which model tensors match any of the patterns. */
+static ft_status match_unfrozen(const ft_train_options *opt, const model_tensor *mt, int n,
+                                int *sel) {
+    if (opt->n_unfrozen < 1 || !opt->unfrozen)
+        return ft_errorf(FT_ERR_ARG, "unfrozen_parameters: freeze needs at least one pattern");
+    ft_status st = FT_OK;
+    pcre2_match_data *md = NULL;
+    for (int p = 0; p < opt->n_unfrozen && st == FT_OK; p++) {
+        pcre2_code *re = NULL;
+        st = compile_unfrozen(&re, opt->unfrozen[p]);
+        if (st != FT_OK) break;
+        md = pcre2_match_data_create_from_pattern(re, NULL);
+        if (!md) {
+            pcre2_code_free(re);
+            return ft_errorf(FT_ERR_NOMEM, "out of memory");
+        }
+        for (int i = 0; i < n; i++)
+            if (pcre2_match(re, (PCRE2_SPTR)mt[i].name, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) >= 0)
+                sel[i] = 1;
+        pcre2_match_data_free(md);
+        pcre2_code_free(re);
+    }
+    if (st != FT_OK) return st;
+    for (int i = 0; i < n; i++)
+        if (sel[i]) return FT_OK;
+    char list[512];
+    size_t k = 0;
+    list[0] = 0;
+    for (int p = 0; p < opt->n_unfrozen && k < sizeof list; p++)
+        k += (size_t)snprintf(list + k, sizeof list - k, "%s'%s'", p ? ", " : "", opt->unfrozen[p]);
+    return ft_errorf(FT_ERR_ARG, "unfrozen_parameters: no model tensor matches %s", list);
+}
+
+static ft_status setup_full_or_freeze(ft_train_model *tm, const ft_train_options *opt) {
+    ft_model *m = tm->m;
+    const ft_config *c = &m->cfg;
+    int cap = 3 + 32 * c->n_layers;
+    model_tensor *mt = calloc((size_t)cap, sizeof *mt);
+    int *sel = calloc((size_t)cap, sizeof *sel);
+    ft_status st = FT_OK;
+    if (!mt || !sel) {
+        st = ft_errorf(FT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    int n = list_model_tensors(tm, mt);
+    FT_ASSERT(n <= cap);
+    if (tm->opt.method == FT_METHOD_FULL) {
+        for (int i = 0; i < n; i++)
+            sel[i] = 1;
+    } else {
+        st = match_unfrozen(opt, mt, n, sel);
+        if (st != FT_OK) goto done;
+    }
+    int n_sel = 0;
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        if (sel[i]) n_sel++, total += (size_t)mt[i].rows * (size_t)(mt[i].cols ? mt[i].cols : 1);
+    tm->tr = calloc((size_t)n_sel, sizeof *tm->tr);
+    tm->model_src = calloc((size_t)n_sel, sizeof *tm->model_src);
+    if (!tm->tr || !tm->model_src) {
+        st = ft_errorf(FT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if (tm->opt.method == FT_METHOD_FULL) {
+        tm->params = m->params; /* full: the model's own buffer, updated in place */
+        tm->n_params = m->n_params;
+        tm->params_owned = 0;
+    } else {
+        tm->params = ft_calloc(total, sizeof(float));
+        tm->n_params = total;
+        tm->params_owned = 1;
+    }
+    tm->grads = ft_calloc(tm->n_params, sizeof(float));
+    if (!tm->params || !tm->grads) {
+        st = ft_errorf(FT_ERR_NOMEM, "out of memory for %zu trainable floats", tm->n_params);
+        goto done;
+    }
+    size_t off = 0;
+    tm->lo_layer = c->n_layers;
+    for (int i = 0; i < n; i++) {
+        if (!sel[i]) continue;
+        tm->model_src[tm->n_tr] = mt[i].src;
+        ft_trainable *t = &tm->tr[tm->n_tr++];
+        size_t numel = (size_t)mt[i].rows * (size_t)(mt[i].cols ? mt[i].cols : 1);
+        snprintf(t->name, sizeof t->name, "%s", mt[i].name);
+        t->rows = mt[i].rows, t->cols = mt[i].cols, t->numel = numel;
+        t->decay = decays(t->name);
+        if (tm->opt.method == FT_METHOD_FULL) {
+            FT_ASSERT(mt[i].src >= m->params && mt[i].src + numel <= m->params + m->n_params);
+            t->param = mt[i].src;
+            t->grad = tm->grads + (mt[i].src - m->params);
+        } else {
+            t->param = tm->params + off;
+            t->grad = tm->grads + off;
+            memcpy(t->param, mt[i].src, numel * sizeof(float));
+            *mt[i].wslot = t->param;
+            off += numel;
+        }
+        *mt[i].dslot = t->grad;
+        if (mt[i].layer >= 0 && mt[i].layer < tm->lo_layer) tm->lo_layer = mt[i].layer;
+        if (mt[i].src == m->w.embed) tm->lo_layer = 0; /* embedding grads need every layer */
+    }
+done:
+    free(mt);
+    free(sel);
+    return st;
+}
+
+/* LoRA: A (r,in) and B (out,r) per targeted module in one buffer, in PEFT's parameter order
+ * (layer, then q k v o gate up down, A before B). A ~ U(-1/sqrt(in), 1/sqrt(in)) which is
+ * kaiming_uniform_(a=sqrt(5)): gain sqrt(2/(1+5)), bound gain*sqrt(3/in) = 1/sqrt(in); B = 0. */
+static ft_status setup_lora(ft_train_model *tm) {
+    const ft_config *c = &tm->m->cfg;
+    const ft_lora_config *lc = &tm->opt.lora;
+    if (lc->r < 1) return ft_errorf(FT_ERR_ARG, "lora_r must be >= 1 (got %d)", lc->r);
+    if (!(lc->dropout >= 0 && lc->dropout < 1))
+        return ft_errorf(FT_ERR_ARG, "lora_dropout must be in [0,1) (got %g)", lc->dropout);
+    if (!(lc->targets & FT_LORA_ALL_LINEAR) || (lc->targets & ~(unsigned)FT_LORA_ALL_LINEAR))
+        return ft_errorf(FT_ERR_ARG, "lora_target_modules: no valid target module (bits 0x%x)",
+                         lc->targets);
+    /* PEFT: scaling = lora_alpha / r (or / math.sqrt(r)) in Python floats, applied as f32 */
+    tm->lora_scale = (float)(lc->use_rslora ? (double)lc->alpha / sqrt((double)lc->r)
+                                            : (double)lc->alpha / (double)lc->r);
+    int n = 0;
+    size_t total = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int j = 0; j < FT_LORA_NMOD; j++)
+            if (lc->targets & (1u << j)) {
+                int in, out;
+                ft_lora_module_shape(c, j, &in, &out);
+                n += 2;
+                total += (size_t)lc->r * ((size_t)in + (size_t)out);
+            }
+    tm->tr = calloc((size_t)n, sizeof *tm->tr);
+    tm->params = ft_calloc(total, sizeof(float));
+    tm->grads = ft_calloc(total, sizeof(float));
+    if (!tm->tr || !tm->params || !tm->grads)
+        return ft_errorf(FT_ERR_NOMEM, "out of memory for %zu LoRA floats", total);
+    tm->n_params = total;
+    tm->params_owned = 1;
+    uint64_t init_rng = tm->opt.seed ^ 0x4c6f5241496e6974ull; /* "LoRAInit" */
+    size_t off = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int j = 0; j < FT_LORA_NMOD; j++) {
+            if (!(lc->targets & (1u << j))) continue;
+            int in, out;
+            ft_lora_module_shape(c, j, &in, &out);
+            for (int ab = 0; ab < 2; ab++) {
+                ft_trainable *t = &tm->tr[tm->n_tr++];
+                snprintf(t->name, sizeof t->name,
+                         "base_model.model.model.layers.%d.%s.lora_%c.weight", l,
+                         ft_lora_module_name(j), ab ? 'B' : 'A');
+                t->rows = ab ? out : lc->r;
+                t->cols = ab ? lc->r : in;
+                t->numel = (size_t)t->rows * (size_t)t->cols;
+                t->param = tm->params + off;
+                t->grad = tm->grads + off;
+                t->decay = decays(t->name);
+                off += t->numel;
+            }
+            ft_trainable *ta = &tm->tr[tm->n_tr - 2], *tb = &tm->tr[tm->n_tr - 1];
+            float bound = 1.0f / sqrtf((float)in);
+            for (size_t i = 0; i < ta->numel; i++)
+                ta->param[i] = (2.0f * ft_rng_uniform(ft_rng_next(&init_rng)) - 1.0f) * bound;
+            tm->lA[l][j] = ta->param, tm->dlA[l][j] = ta->grad;
+            tm->lB[l][j] = tb->param, tm->dlB[l][j] = tb->grad;
+        }
+    tm->lo_layer = 0;
+    return FT_OK;
+}
+
+ft_status ft_train_model_init(ft_train_model **out, ft_model *m, const ft_train_options *opt) {
+    *out = NULL;
+    const ft_config *c = &m->cfg;
+    if (opt->B < 1 || opt->T < 1)
+        return ft_errorf(FT_ERR_ARG, "micro-batch shape %dx%d must be positive", opt->B, opt->T);
+    if (c->n_layers > FT_MAX_LAYERS)
+        return ft_errorf(FT_ERR_UNSUPPORTED, "%d layers (max %d)", c->n_layers, FT_MAX_LAYERS);
+    ft_train_model *tm = calloc(1, sizeof *tm);
+    if (!tm) return ft_errorf(FT_ERR_NOMEM, "out of memory");
+    tm->m = m;
+    tm->opt = *opt;
+    tm->opt.unfrozen = NULL;
+    tm->opt.n_unfrozen = 0;
+    tm->B0 = opt->B;
+    tm->T0 = opt->T;
+    tm->w = m->w; /* dw stays all-NULL (frozen) until a tensor is selected */
+    tm->rng = ft_rng_mix(opt->seed ^ 0x44726f706f757421ull); /* "Dropout!" */
+    ft_status st;
+    if (opt->method == FT_METHOD_LORA)
+        st = setup_lora(tm);
+    else if (opt->method == FT_METHOD_FULL || opt->method == FT_METHOD_FREEZE) {
+        tm->opt.lora.r = 0;
+        st = setup_full_or_freeze(tm, opt);
+    } else
+        st = ft_errorf(FT_ERR_ARG, "unknown training method %d", (int)opt->method);
+    if (st != FT_OK) goto fail;
+
+    tm->n_slots = opt->grad_checkpointing ? 1 : (c->n_layers > 0 ? c->n_layers : 1);
+    tm->slots = calloc((size_t)tm->n_slots, sizeof *tm->slots);
+    tm->pos_default = ft_calloc((size_t)opt->B * (size_t)opt->T, sizeof(int));
+    if (!tm->slots || !tm->pos_default) {
+        st = ft_errorf(FT_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    tm->chunk = crossentropy_chunk_rows(opt->B * opt->T, c->vocab_size);
+    bump b = {NULL, 0};
+    plan_buffers(tm, &b);
+    tm->act_n = b.n;
+    tm->act = ft_calloc(b.n, sizeof(float));
+    if (!tm->act) {
+        st = ft_errorf(FT_ERR_NOMEM, "out of memory for %zu activation floats (B=%d T=%d)", b.n,
+                       opt->B, opt->T);
+        goto fail;
+    }
+    b.base = tm->act;
+    b.n = 0;
+    plan_buffers(tm, &b);
+    *out = tm;
+    return FT_OK;
+fail:
+    ft_train_model_free(tm);
+    return st;
+}
+
+void ft_train_model_free(ft_train_model *tm) {
+    if (!tm) return;
+    free(tm->tr);
+    free(tm->model_src);
+    if (tm->params_owned) ft_free(tm->params);
+    ft_free(tm->grads);
+    ft_free(tm->act);
+    free(tm->slots);
+    ft_free(tm->pos_default);
+    free(tm);
+}
+
+const ft_trainable *ft_train_tensors(const ft_train_model *tm, int *n) {
+    *n = tm->n_tr;
+    return tm->tr;
+}
+
+float *ft_train_params(ft_train_model *tm, size_t *n) {
+    if (n) *n = tm->n_params;
+    return tm->params;
+}
+
+float *ft_train_grads(ft_train_model *tm, size_t *n) {
+    if (n) *n = tm->n_params;
+    return tm->grads;
+}
+
+void ft_train_zero_grad(ft_train_model *tm) {
+    zero(tm->grads, tm->n_params);
+}
+
+uint64_t ft_train_rng_state(const ft_train_model *tm) {
+    return tm->rng;
+}
+
+void ft_train_set_rng_state(ft_train_model *tm, uint64_t s) {
+    tm->rng = s;
+}
+
+void ft_train_sync_model(ft_train_model *tm) {
+    if (tm->opt.method != FT_METHOD_FREEZE) return; /* full aliases the model; LoRA is separate */
+    for (int i = 0; i < tm->n_tr; i++)
+        memcpy(tm->model_src[i], tm->tr[i].param, tm->tr[i].numel * sizeof(float));
+}

@@ -1,0 +1,82 @@
+/*
+ * Private to the gradient engine (src/train/step.c, src/peft/lora.c): the layout of
+ * ft_train_model, the per-layer activation slots and the LoRA state. Not a public contract.
+ */
+#ifndef FTUNE_TRAIN_INTERNAL_H
+#define FTUNE_TRAIN_INTERNAL_H
+
+#include "ftune/train.h"
+
+#define FT_LORA_NMOD 7 /* q k v o gate up down, in FT_LORA_* bit order */
+
+/* Saved activations of one layer for one (B,T) micro-batch; BT = B*T rows. */
+typedef struct {
+    float *ln1, *rstd1;      /* (BT,C) input_layernorm output, (BT) its 1/rms */
+    float *qlin, *qrstd, *q; /* (BT,H*D) q_proj out; (BT*H) q_norm 1/rms; q after norm+rope
+                                (q == qlin without q/k norm: rope runs in place) */
+    float *klin, *krstd, *k; /* same for keys, (BT,KV*D) */
+    float *v;                /* (BT,KV*D) */
+    float *att;              /* (B,H,T,T) attention probabilities */
+    float *attn;             /* (BT,H*D) attention output (o_proj input) */
+    float *xmid;             /* (BT,C) residual after attention */
+    float *ln2, *rstd2;      /* (BT,C), (BT) post_attention_layernorm */
+    float *gate, *up, *hact; /* (BT,F) gate_proj, up_proj outputs, silu(gate)*up */
+    float *lu[FT_LORA_NMOD]; /* (BT,r) LoRA A-projection outputs u = A·drop(x), or NULL */
+} ft_layer_acts;
+
+struct ft_train_model {
+    ft_model *m;
+    ft_train_options opt; /* unfrozen pointers not kept */
+    int B0, T0;           /* the shape buffers are sized for */
+
+    ft_trainable *tr;
+    int n_tr;
+    float *params, *grads; /* the two flat buffers (params aliases m->params for full) */
+    size_t n_params;
+    int params_owned;
+    float **model_src; /* full/freeze: (n_tr) each trainable's tensor in m->params */
+
+    ft_weights w;  /* weights the step reads (trainable ones point into params) */
+    ft_weights dw; /* gradient pointers; NULL = frozen */
+    int lo_layer;  /* lowest layer whose backward is needed (n_layers: none) */
+
+    /* LoRA (method lora): per layer and module, A (r,in) and B (out,r), NULL if untargeted */
+    float *lA[FT_MAX_LAYERS][FT_LORA_NMOD], *lB[FT_MAX_LAYERS][FT_LORA_NMOD];
+    float *dlA[FT_MAX_LAYERS][FT_LORA_NMOD], *dlB[FT_MAX_LAYERS][FT_LORA_NMOD];
+    float lora_scale;
+    uint64_t rng;      /* dropout stream state (advanced once per micro-step) */
+    uint64_t drop_key; /* this micro-step's dropout key; masks are a pure function of it */
+    int dropout_on;    /* forward of the current pass applies dropout */
+
+    /* activations: one buffer */
+    float *act;
+    size_t act_n;
+    float *resid;         /* (L+1, BT, C) residual stream; resid[l] = input of layer l */
+    ft_layer_acts *slots; /* L slots, or 1 with gradient checkpointing */
+    int n_slots;
+    float *xf, *rstdf; /* (BT,C), (BT) final norm */
+    float *logits;     /* (chunk,V) */
+    int chunk;
+    int *pos_default; /* (BT) */
+    /* backward scratch (same buffer) */
+    float *dres, *dxf, *dln;                     /* (BT,C) */
+    float *dq, *dqlin, *dk, *dklin, *dv, *dattn; /* (BT,H*D) / (BT,KV*D) */
+    float *dgate, *dup, *dhact;                  /* (BT,F) */
+    float *lxd, *ldx;                            /* (BT,maxK) LoRA dropped input, its gradient */
+    float *lv, *ldo;                             /* (BT,maxN) LoRA B output, scaled dout */
+    float *ldu;                                  /* (BT,r) */
+};
+
+/* LoRA module geometry: in/out features of module j (0..6) for config c. */
+void ft_lora_module_shape(const ft_config *c, int j, int *in, int *out);
+/* PEFT module path of module j, e.g. "self_attn.q_proj". */
+const char *ft_lora_module_name(int j);
+
+/* Counter-based RNG shared by init and dropout. */
+uint64_t ft_rng_next(uint64_t *state); /* splitmix64 step */
+uint64_t ft_rng_mix(uint64_t z);       /* splitmix64 finalizer (a bijective hash) */
+static inline float ft_rng_uniform(uint64_t h) {
+    return (float)(h >> 40) * (1.0f / 16777216.0f);
+}
+
+#endif
