@@ -91,6 +91,8 @@ ft_status ft_records_read(ft_records *r, const char *path, const ft_dataset_form
 ft_status ft_records_parse(ft_records *r, const char *buf, size_t len, const char *label,
                            const ft_dataset_format *fmt);
 void ft_records_free(ft_records *r); /* NULL-safe; leaves *r zeroed */
+/* 1 if `type` is a dataset type ft_records_read understands. */
+int ft_dataset_type_known(const char *type);
 /* Fisher-Yates shuffle of the records with a seeded xorshift64* (same seed, same order). */
 void ft_records_shuffle(ft_records *r, uint64_t seed);
 /* Parse a role name: system; user/human; assistant/gpt/model/chatgpt/bing/bard. -1 if unknown. */

@@ -201,6 +201,11 @@ static int parse_type(const char *t, fkind *k) {
     return -1;
 }
 
+int ft_dataset_type_known(const char *type) {
+    fkind k;
+    return type && !parse_type(type, &k);
+}
+
 /* instruction (+ "\n\n" + input) as the user turn. */
 static ft_status add_instruction(ft_record *rec, const char *sys, const char *ins, const char *inp,
                                  const char *out) {
