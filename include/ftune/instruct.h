@@ -204,6 +204,22 @@ void ft_sft_row(const ft_sft_dataset *ds, const int64_t *idx, int n, int T, int 
 ft_status ft_sft_pack(const ft_sft_dataset *ds, const int64_t *order, int64_t n, int T, int packing,
                       int64_t **row_start, int64_t *n_rows);
 
+/* A fixed set of training rows: the samples `samples[0..n)` (e.g. ds->train) laid into rows once
+ * (packed or one per row), so a trainer can address row r of an epoch order like a text row. */
+typedef struct {
+    int64_t *idx;   /* (n_samples) sample indices, row after row */
+    int64_t *start; /* (n + 1) row r holds idx[start[r] .. start[r+1]) */
+    int64_t n;      /* rows */
+    int T, pad_id;
+} ft_sft_rowset;
+
+ft_status ft_sft_rowset_build(ft_sft_rowset *rs, const ft_sft_dataset *ds, const int64_t *samples,
+                              int64_t n, int T, int packing, int pad_id);
+/* Row r: inputs, shifted labels, positions and seg ids, T ints each (see ft_sft_row). */
+void ft_sft_rowset_fill(const ft_sft_rowset *rs, const ft_sft_dataset *ds, int64_t r, int *inputs,
+                        int *labels, int *pos, int *seg);
+void ft_sft_rowset_free(ft_sft_rowset *rs); /* NULL-safe */
+
 /* ------------------------------------------------------------------- loading ---- */
 
 typedef struct ft_tokenizer ft_tokenizer; /* include/ftune/tokenizer.h */

@@ -269,3 +269,30 @@ ft_status ft_sft_pack(const ft_sft_dataset *ds, const int64_t *order, int64_t n,
     *n_rows = rows;
     return FT_OK;
 }
+
+ft_status ft_sft_rowset_build(ft_sft_rowset *rs, const ft_sft_dataset *ds, const int64_t *samples,
+                              int64_t n, int T, int packing, int pad_id) {
+    memset(rs, 0, sizeof *rs);
+    rs->T = T;
+    rs->pad_id = pad_id;
+    rs->idx = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    if (!rs->idx) return ft_errorf(FT_ERR_NOMEM, "out of memory");
+    if (n) memcpy(rs->idx, samples, sizeof(int64_t) * (size_t)n);
+    ft_status st = ft_sft_pack(ds, rs->idx, n, T, packing, &rs->start, &rs->n);
+    if (st) ft_sft_rowset_free(rs);
+    return st;
+}
+
+void ft_sft_rowset_fill(const ft_sft_rowset *rs, const ft_sft_dataset *ds, int64_t r, int *inputs,
+                        int *labels, int *pos, int *seg) {
+    FT_ASSERT(r >= 0 && r < rs->n);
+    ft_sft_row(ds, rs->idx + rs->start[r], (int)(rs->start[r + 1] - rs->start[r]), rs->T,
+               rs->pad_id, inputs, labels, pos, seg);
+}
+
+void ft_sft_rowset_free(ft_sft_rowset *rs) {
+    if (!rs) return;
+    free(rs->idx);
+    free(rs->start);
+    memset(rs, 0, sizeof *rs);
+}
