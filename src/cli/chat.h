@@ -39,9 +39,7 @@ ft_status cli_chat_add(cli_chat *c, ft_role role, const char *content);
 /* Generate the assistant reply to the conversation so far, at most max_new tokens, writing the
  * text to `out` as it is produced (NULL: silent); the reply (without its end-of-turn) is appended
  * to the conversation and returned in *reply (owned by the session). *stopped = 1 when the reply
- * ended with the end-of-turn/EOS token, 0 when it hit max_new or the context length. The ids of
- * the rendered prompt are in *prompt_ids/*n_prompt (owned by the session, valid until the next
- * call) for --verbose output. */
+ * ended with the end-of-turn/EOS token, 0 when it hit max_new or the context length. */
 ft_status cli_chat_reply(cli_chat *c, int max_new, FILE *out, const char **reply, int *stopped);
 
 #endif
