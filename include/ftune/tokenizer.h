@@ -73,6 +73,9 @@ int ft_tokenizer_is_special(const ft_tokenizer *tok, int id);
  * decoder Replace/ByteFallback/Fuse/Strip), written atomically to `out_path`. Every length is
  * checked against `len`. */
 ft_status ft_tokenizer_convert_llama2c(const void *bytes, size_t len, int vocab_size, const char *out_path);
+/* Write both DIR/tokenizer.json (as above) and DIR/tokenizer_config.json (bos <s>, eos </s>,
+ * unk <unk>, add_bos_token true, add_eos_token false, LlamaTokenizer, no clean-up of spaces). */
+ft_status ft_tokenizer_convert_llama2c_dir(const void *bytes, size_t len, int vocab_size, const char *dir);
 /* Same, returning the JSON text in a malloc'ed string *out_json (caller frees). */
 ft_status ft_tokenizer_llama2c_json(const void *bytes, size_t len, int vocab_size, char **out_json);
 

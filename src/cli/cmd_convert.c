@@ -1,5 +1,6 @@
 /*
- * `ftune convert llama2c --in FILE [--offset BYTES --length BYTES] --out DIR`
+ * `ftune convert llama2c --in FILE [--offset BYTES --length BYTES]
+ *                       [--tokenizer-offset BYTES --tokenizer-length BYTES] --out DIR`
  *
  * Turns a llama2.c version-0 fp32 checkpoint (Karpathy's legacy format: 7 little-endian int32
  * dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len; then float32 arrays
@@ -11,12 +12,15 @@
  *
  * llama2.c rotates interleaved pairs (x[2i], x[2i+1]); HF rotates halves (x[i], x[i+D/2]). The q
  * and k projection rows are permuted per head accordingly: W.reshape(H, D/2, 2, C).transpose(1, 2).
- * The RoPE tables are skipped (recomputed from rope_theta 10000). The tokenizer is not written
- * here. Data is streamed from the mmapped input; only the permuted q/k weights are copied.
+ * The RoPE tables are skipped (recomputed from rope_theta 10000). With --tokenizer-offset/-length,
+ * llama2.c's tokenizer.bin at that byte range of the same file becomes DIR/tokenizer.json and
+ * DIR/tokenizer_config.json (ft_tokenizer_convert_llama2c_dir, vocab_size from the checkpoint).
+ * Data is streamed from the mmapped input; only the permuted q/k weights are copied.
  */
 #include "cli.h"
 #include "ftune/model.h"
 #include "ftune/safetensors.h"
+#include "ftune/tokenizer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +33,8 @@
 
 static int convert_usage(void) {
     fprintf(stderr,
-            "usage: ftune convert llama2c --in FILE [--offset BYTES] [--length BYTES] --out DIR\n");
+            "usage: ftune convert llama2c --in FILE [--offset BYTES] [--length BYTES]\n"
+            "                            [--tokenizer-offset BYTES --tokenizer-length BYTES] --out DIR\n");
     return 2;
 }
 
@@ -230,7 +235,7 @@ done:
 int cmd_convert(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "llama2c")) return convert_usage();
     const char *in = NULL, *out = NULL;
-    long long offset = 0, length = -1;
+    long long offset = 0, length = -1, tok_offset = -1, tok_length = -1;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -248,6 +253,14 @@ int cmd_convert(int argc, char **argv) {
                 fprintf(stderr, "ftune: --length '%s' is not a byte count\n", v);
                 return 2;
             }
+        } else if ((!strcmp(a, "--tokenizer-offset") || !strcmp(a, "--tokenizer-length")) && v) {
+            long long b = parse_bytes(v);
+            if (b < 0) {
+                fprintf(stderr, "ftune: %s '%s' is not a byte count\n", a, v);
+                return 2;
+            }
+            if (a[12] == 'o') tok_offset = b;
+            else tok_length = b;
         } else {
             fprintf(stderr, "ftune: convert: unknown or incomplete option '%s'\n", a);
             return convert_usage();
@@ -255,6 +268,10 @@ int cmd_convert(int argc, char **argv) {
         i++;
     }
     if (!in || !out) return convert_usage();
+    if ((tok_offset < 0) != (tok_length < 0)) {
+        fprintf(stderr, "ftune: convert: --tokenizer-offset and --tokenizer-length go together\n");
+        return 2;
+    }
 
     int fd = open(in, O_RDONLY);
     if (fd < 0) {
@@ -292,8 +309,20 @@ int cmd_convert(int argc, char **argv) {
     static const unsigned char empty[1];
     const unsigned char *base = map ? (const unsigned char *)map + offset : empty;
     ft_status st = convert(in, base, (size_t)length, out);
+    if (st == FT_OK && tok_offset >= 0) {
+        if ((unsigned long long)tok_offset > size || (unsigned long long)tok_length > size - (unsigned long long)tok_offset) {
+            st = ft_errorf(FT_ERR_ARG, "%s: --tokenizer-offset %lld --tokenizer-length %lld runs past the end of the file (%llu bytes)",
+                           in, tok_offset, tok_length, size);
+        } else {
+            int32_t v; /* vocab_size: 6th int32 of the header that convert() has just validated */
+            memcpy(&v, base + 20, 4);
+            st = ft_tokenizer_convert_llama2c_dir((const unsigned char *)map + tok_offset, (size_t)tok_length, v < 0 ? -v : v, out);
+            if (st) ft_error_wrap(st, "%s: tokenizer at bytes [%lld, %lld)", in, tok_offset, tok_offset + tok_length);
+        }
+    }
     if (map) munmap(map, (size_t)size);
     if (st != FT_OK) return cli_fail();
-    printf("wrote %s/config.json and %s/model.safetensors\n", out, out);
+    printf("wrote %s/config.json and %s/model.safetensors%s\n", out, out,
+           tok_offset >= 0 ? " and tokenizer.json, tokenizer_config.json" : "");
     return 0;
 }

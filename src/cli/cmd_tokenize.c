@@ -5,11 +5,13 @@
  * `ftune tokenize --decode --tokenizer DIR [--skip-special]`: lines of space-separated ids in,
  * one JSON string per line out.
  * `ftune tokenize --convert-llama2c FILE [--offset N] [--length N] [--vocab-size 32000] --out DIR`:
- * writes DIR/tokenizer.json from llama2.c's tokenizer.bin (bytes [N, N+LEN) of FILE), until
- * `ftune convert llama2c` does it itself.
+ * writes DIR/tokenizer.json and DIR/tokenizer_config.json from llama2.c's tokenizer.bin (bytes
+ * [N, N+LEN) of FILE); `ftune convert llama2c --tokenizer-offset/--tokenizer-length` does the same
+ * next to the converted model.
  * Errors name the input line ("<stdin>:LINE: ..."); the first error stops the run with status 1.
  * A JSON string that decodes to invalid UTF-8 (a lone surrogate escape, raw invalid bytes) is an
- * error naming the line: the reference tokenizers only take Unicode strings.
+ * error naming the line: the reference tokenizers only take Unicode strings. So is U+0000 ("\u0000"),
+ * which a C string cannot carry.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -26,7 +28,21 @@ static int usage(void) {
     return 2;
 }
 
+/* 1 if the JSON text holds the escape \u0000 (cJSON would cut the string there). */
+static int has_nul_escape(const char *s, size_t n) {
+    for (size_t i = 0; i + 1 < n; i++)
+        if (s[i] == '\\') {
+            if (s[i + 1] == 'u' && i + 5 < n && !memcmp(s + i + 2, "0000", 4)) return 1;
+            i++; /* skip the escaped character */
+        }
+    return 0;
+}
+
 static int encode_line(ft_tokenizer *tok, const char *line, size_t len, long lineno, int add_special) {
+    if (has_nul_escape(line, len)) {
+        ft_errorf(FT_ERR_FORMAT, "<stdin>:%ld: the string holds U+0000, which ftune tokenize does not accept", lineno);
+        return cli_fail();
+    }
     cJSON *j = cJSON_ParseWithLength(line, len);
     if (!j || !cJSON_IsString(j)) {
         cJSON_Delete(j);
@@ -98,7 +114,7 @@ static int decode_line(ft_tokenizer *tok, char *line, long lineno, int skip_spec
 }
 
 static int convert_llama2c(const char *file, long long offset, long long length, int vocab, const char *dir) {
-    char *data = NULL, path[4096];
+    char *data = NULL;
     size_t n = 0;
     if (ft_read_file(file, &data, &n)) return cli_fail();
     if (length < 0) length = (long long)n - offset;
@@ -107,8 +123,7 @@ static int convert_llama2c(const char *file, long long offset, long long length,
         ft_errorf(FT_ERR_ARG, "%s: offset %lld + length %lld is outside the file (%zu bytes)", file, offset, length, n);
         return cli_fail();
     }
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    ft_status st = ft_tokenizer_convert_llama2c(data + offset, (size_t)length, vocab, path);
+    ft_status st = ft_tokenizer_convert_llama2c_dir(data + offset, (size_t)length, vocab, dir);
     free(data);
     if (st) {
         ft_error_wrap(st, "%s", file);

@@ -59,13 +59,28 @@ ft_status tk_ivec_put(tk_ivec *v, const int *x, size_t n) {
 ft_status tk_ivec_push(tk_ivec *v, int x) { return tk_ivec_put(v, &x, 1); }
 
 /* ---- hashing and the string map ---- */
-uint64_t tk_hash(const void *s, size_t n) { /* FNV-1a, then a final mix */
+/* 8 bytes at a time, multiply-xorshift mixing: fast on short keys (tokens, words). */
+static inline uint64_t mix64(uint64_t x) {
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ull;
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ull;
+    return x ^ (x >> 32);
+}
+
+uint64_t tk_hash(const void *s, size_t n) {
     const unsigned char *p = s;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
-    h ^= h >> 29;
-    h *= 0xbf58476d1ce4e5b9ull;
-    return h ^ (h >> 32);
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ mix64(w)) * 0x9e3779b97f4a7c15ull;
+        p += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, p, n);
+    return mix64(h ^ w ^ ((uint64_t)n << 59));
 }
 
 static ft_status strmap_grow(tk_strmap *m) {
@@ -224,31 +239,23 @@ ft_status tk_utf8_lossy(tk_buf *b, const char *s, size_t n) {
 /* ---- the ByteLevel alphabet (GPT-2 bytes_to_unicode) ---- */
 static int bl_printable(unsigned b) { return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE); }
 
+/* The 68 non-printable bytes (0x00-0x20, 0x7F-0xA0, 0xAD) map to U+0100.. in byte order. */
 static uint32_t bl_cp(unsigned b) {
     if (bl_printable(b)) return b;
-    unsigned k = 0;
-    for (unsigned x = 0; x < b; x++)
-        if (!bl_printable(x)) k++;
-    return 256 + k;
+    if (b <= 0x20) return 256 + b;
+    if (b >= 0x7F && b <= 0xA0) return 256 + 33 + (b - 0x7F);
+    return 256 + 67; /* 0xAD */
 }
 
-int tk_bytelevel_char(unsigned b, char *out) {
-    static uint32_t table[256];
-    static int ready;
-    if (!ready) { /* idempotent: racing threads write the same values */
-        for (unsigned x = 0; x < 256; x++) table[x] = bl_cp(x);
-        ready = 1;
-    }
-    return tk_utf8_put(table[b & 0xFF], out);
-}
+int tk_bytelevel_char(unsigned b, char *out) { return tk_utf8_put(bl_cp(b & 0xFF), out); }
 
 int tk_bytelevel_byte(uint32_t cp) {
     if (cp < 256) return bl_printable(cp) ? (int)cp : -1;
-    if (cp >= 256 + 68) return -1; /* 68 non-printable bytes */
+    if (cp >= 256 + 68) return -1;
     unsigned k = cp - 256;
-    for (unsigned x = 0; x < 256; x++)
-        if (!bl_printable(x) && k-- == 0) return (int)x;
-    return -1;
+    if (k < 33) return (int)k;
+    if (k < 67) return (int)(0x7F + k - 33);
+    return 0xAD;
 }
 
 /* ---- merges ---- */
@@ -257,7 +264,7 @@ static uint64_t pair_key(int a, int b) { return ((uint64_t)(uint32_t)a << 32) | 
 int tk_bpe_merge_get(const tk_bpe *m, int a, int b, int *rank, int *id) {
     if (!m->merge_cap) return 0;
     uint64_t key = pair_key(a, b);
-    size_t j = tk_hash(&key, sizeof key) & (m->merge_cap - 1);
+    size_t j = mix64(key) & (m->merge_cap - 1);
     while (m->merges[j].key != UINT64_MAX) {
         if (m->merges[j].key == key) {
             *rank = m->merges[j].rank;
@@ -277,7 +284,7 @@ ft_status tk_bpe_merge_set(tk_bpe *m, int a, int b, int rank, int id) {
         for (size_t i = 0; i < cap; i++) e[i].key = UINT64_MAX;
         for (size_t i = 0; i < m->merge_cap; i++) {
             if (m->merges[i].key == UINT64_MAX) continue;
-            size_t j = tk_hash(&m->merges[i].key, 8) & (cap - 1);
+            size_t j = mix64(m->merges[i].key) & (cap - 1);
             while (e[j].key != UINT64_MAX) j = (j + 1) & (cap - 1);
             e[j] = m->merges[i];
         }
@@ -286,7 +293,7 @@ ft_status tk_bpe_merge_set(tk_bpe *m, int a, int b, int rank, int id) {
         m->merge_cap = cap;
     }
     uint64_t key = pair_key(a, b);
-    size_t j = tk_hash(&key, sizeof key) & (m->merge_cap - 1);
+    size_t j = mix64(key) & (m->merge_cap - 1);
     while (m->merges[j].key != UINT64_MAX && m->merges[j].key != key) j = (j + 1) & (m->merge_cap - 1);
     if (m->merges[j].key == UINT64_MAX) m->nmerges++;
     m->merges[j] = (tk_merge_ent){key, rank, id}; /* a later duplicate wins, as in HF */
@@ -295,7 +302,7 @@ ft_status tk_bpe_merge_set(tk_bpe *m, int a, int b, int rank, int id) {
 
 /* ---- merging one word ---- */
 struct tk_heap_ent {
-    int rank, pos, id;
+    int rank, pos, left, right; /* the pair as it was when pushed */
 };
 
 static int heap_less(const struct tk_heap_ent *a, const struct tk_heap_ent *b) {
@@ -360,21 +367,24 @@ static ft_status merge_symbols(tk_bpe *m, int n, tk_ivec *out) {
     }
     int rank, nid;
     for (int i = 0; i + 1 < n; i++)
-        if (tk_bpe_merge_get(m, id[i], id[i + 1], &rank, &nid)) heap_push(h, &hn, (struct tk_heap_ent){rank, i, nid});
+        if (tk_bpe_merge_get(m, id[i], id[i + 1], &rank, &nid)) heap_push(h, &hn, (struct tk_heap_ent){rank, i, id[i], id[i + 1]});
     while (hn) {
         struct tk_heap_ent top = heap_pop(h, &hn);
         int p = top.pos;
         if (!len[p] || next[p] < 0) continue;
         int q = next[p];
-        if (!tk_bpe_merge_get(m, id[p], id[q], &rank, &nid) || nid != top.id) continue;
+        /* stale entry: the pair at p changed since the push (HF compares the merged id; a
+         * symbol only grows to the right or dies, so a changed pair never yields the same id) */
+        if (id[p] != top.left || id[q] != top.right) continue;
+        tk_bpe_merge_get(m, id[p], id[q], &rank, &nid);
         id[p] = nid; /* merge q into p */
         len[q] = 0;
         next[p] = next[q];
         if (next[q] >= 0) prev[next[q]] = p;
         if (prev[p] >= 0 && tk_bpe_merge_get(m, id[prev[p]], id[p], &rank, &nid))
-            heap_push(h, &hn, (struct tk_heap_ent){rank, prev[p], nid});
+            heap_push(h, &hn, (struct tk_heap_ent){rank, prev[p], id[prev[p]], id[p]});
         if (next[p] >= 0 && tk_bpe_merge_get(m, id[p], id[next[p]], &rank, &nid))
-            heap_push(h, &hn, (struct tk_heap_ent){rank, p, nid});
+            heap_push(h, &hn, (struct tk_heap_ent){rank, p, id[p], id[next[p]]});
     }
     for (int i = 0; i >= 0 && i < n; i = next[i])
         if (tk_ivec_push(out, id[i])) return FT_ERR_NOMEM;
@@ -389,12 +399,23 @@ static ft_status init_symbols_generic(tk_bpe *m, const char *w, size_t n, int *n
     tk_buf *sc = &m->scratch;
     for (size_t i = 0; i < n;) {
         size_t st = i;
-        tk_utf8_next(w, n, &i);
-        sc->n = 0;
-        if (st > 0 && plen && tk_buf_put(sc, m->prefix, plen)) return FT_ERR_NOMEM;
-        if (tk_buf_put(sc, w + st, i - st)) return FT_ERR_NOMEM;
-        if (i == n && slen && tk_buf_put(sc, m->suffix, slen)) return FT_ERR_NOMEM;
-        int t = tk_strmap_get(&m->vocab, sc->p, sc->n);
+        uint32_t cp = tk_utf8_next(w, n, &i);
+        const char *c = w + st;
+        size_t cl = i - st;
+        int t;
+        if (m->cp_id && cp < 0x10000) { /* no prefix/suffix: direct table */
+            t = m->cp_id[cp];
+        } else {
+            if (plen || slen) {
+                sc->n = 0;
+                if (st > 0 && plen && tk_buf_put(sc, m->prefix, plen)) return FT_ERR_NOMEM;
+                if (tk_buf_put(sc, w + st, i - st)) return FT_ERR_NOMEM;
+                if (i == n && slen && tk_buf_put(sc, m->suffix, slen)) return FT_ERR_NOMEM;
+                c = sc->p;
+                cl = sc->n;
+            }
+            t = tk_strmap_get(&m->vocab, c, cl);
+        }
         if (t >= 0) {
             m->sym_id[k++] = t;
             unk_open = 0;
@@ -402,10 +423,10 @@ static ft_status init_symbols_generic(tk_bpe *m, const char *w, size_t n, int *n
         }
         if (m->byte_fallback) {
             int ok = 1;
-            for (size_t j = 0; j < sc->n; j++)
-                if (m->byte_fb[(unsigned char)sc->p[j]] < 0) ok = 0;
+            for (size_t j = 0; j < cl; j++)
+                if (m->byte_fb[(unsigned char)c[j]] < 0) ok = 0;
             if (ok) {
-                for (size_t j = 0; j < sc->n; j++) m->sym_id[k++] = m->byte_fb[(unsigned char)sc->p[j]];
+                for (size_t j = 0; j < cl; j++) m->sym_id[k++] = m->byte_fb[(unsigned char)c[j]];
                 continue; /* HF keeps a pending unk open across byte-fallback characters */
             }
         }
@@ -417,6 +438,18 @@ static ft_status init_symbols_generic(tk_bpe *m, const char *w, size_t n, int *n
         unk_open = 1;
     }
     *nsym = k;
+    return FT_OK;
+}
+
+ft_status tk_bpe_finish(tk_bpe *m) {
+    if (m->prefix || m->suffix) return FT_OK;
+    m->cp_id = malloc(0x10000 * sizeof *m->cp_id);
+    if (!m->cp_id) return ft_errorf(FT_ERR_NOMEM, "tokenizer: out of memory (character table)");
+    for (uint32_t cp = 0; cp < 0x10000; cp++) {
+        char u[4];
+        int l = tk_utf8_put(cp, u);
+        m->cp_id[cp] = (cp >= 0xD800 && cp < 0xE000) ? -1 : tk_strmap_get(&m->vocab, u, (size_t)l);
+    }
     return FT_OK;
 }
 
@@ -526,6 +559,7 @@ void tk_bpe_free(tk_bpe *m) {
     free(m->merges);
     free(m->prefix);
     free(m->suffix);
+    free(m->cp_id);
     free(m->sym_id);
     free(m->sym_prev);
     free(m->sym_next);

@@ -298,3 +298,17 @@ ft_status ft_tokenizer_convert_llama2c(const void *bytes, size_t len, int vocab_
     free(json);
     return st;
 }
+
+ft_status ft_tokenizer_convert_llama2c_dir(const void *bytes, size_t len, int vocab_size, const char *dir) {
+    static const char config[] =
+        "{\"tokenizer_class\": \"LlamaTokenizer\", \"bos_token\": \"<s>\", \"eos_token\": \"</s>\", "
+        "\"unk_token\": \"<unk>\", \"pad_token\": null, \"add_bos_token\": true, \"add_eos_token\": false, "
+        "\"clean_up_tokenization_spaces\": false, \"legacy\": true, \"model_max_length\": 256}\n";
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/tokenizer.json", dir) >= (int)sizeof path)
+        return ft_errorf(FT_ERR_ARG, "%s: directory name too long", dir);
+    ft_status st = ft_tokenizer_convert_llama2c(bytes, len, vocab_size, path);
+    if (st) return st;
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    return ft_write_file_atomic(path, config, sizeof config - 1);
+}

@@ -72,6 +72,7 @@ typedef struct {
     char *prefix, *suffix; /* continuing_subword_prefix / end_of_word_suffix, NULL when absent */
     int byte_fb[256];      /* id of "<0xXX>" or -1 */
     int bl_id[256];        /* id of the ByteLevel character of each byte, or -1 */
+    int *cp_id;            /* code point < 0x10000 -> id of that 1-character token or -1 (NULL with prefix/suffix) */
     /* scratch (reused across calls: the model is not thread-safe) */
     int *sym_id, *sym_prev, *sym_next, *sym_len;
     size_t sym_cap;
@@ -96,6 +97,8 @@ ft_status tk_bpe_merge_set(tk_bpe *m, int a, int b, int rank, int id);
  * the ByteLevel alphabet. Appends ids to `out`. */
 ft_status tk_bpe_encode_word(tk_bpe *m, const char *w, size_t n, int bytelevel, tk_ivec *out);
 void tk_bpe_free(tk_bpe *m);
+/* Build the lookup tables once vocab, prefix and suffix are set. */
+ft_status tk_bpe_finish(tk_bpe *m);
 
 /* UTF-8 helpers. tk_utf8_next decodes one (already validated) code point at s[*i]. */
 uint32_t tk_utf8_next(const char *s, size_t n, size_t *i);

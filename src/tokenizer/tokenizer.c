@@ -22,6 +22,8 @@
 #include "ftune/tokenizer.h"
 #include "tok_internal.h"
 
+#define TK_MAX_ID (1 << 22) /* ids are dense in real vocabularies (<= ~260k); bounds the tables */
+
 enum { N_SEQ, N_NFC, N_NFD, N_NFKC, N_NFKD, N_PREPEND, N_REPLACE };
 enum { P_SEQ, P_SPLIT, P_BYTELEVEL, P_METASPACE };
 enum { B_ISOLATED, B_REMOVED, B_MERGED_PREV, B_MERGED_NEXT, B_CONTIGUOUS };
@@ -34,6 +36,7 @@ typedef struct tk_norm {
     size_t alen, blen;
     struct tk_norm *sub;
     int nsub;
+    tk_buf t1, t2; /* Sequence: scratch reused across calls (the tokenizer is single-threaded) */
 } tk_norm;
 
 typedef struct tk_pre {
@@ -96,8 +99,10 @@ struct ft_tokenizer {
     /* scratch */
     tk_buf nb1, nb2, pb1, pb2;
     tk_ivec out;
-    struct span *sp;
-    size_t spcap;
+    struct span *sp, *sp2;
+    size_t spcap, sp2cap;
+    struct piece *pc;
+    size_t pccap;
 };
 
 /* ---------------------------------------------------------------- errors */
@@ -194,8 +199,8 @@ static ft_status get_int(jctx *c, const cJSON *o, const char *k, int def, int lo
     const cJSON *v = jget(o, k);
     *out = def;
     if (!v || cJSON_IsNull(v)) return FT_OK;
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble || v->valuedouble < lo ||
-        v->valuedouble > hi) {
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) ||
+        v->valuedouble != (double)(int)v->valuedouble) {
         size_t old = jdown(c, k, 0);
         ft_status st = jerr(c, FT_ERR_FORMAT, "expected an integer in [%d, %d]", lo, hi);
         jup(c, old);
@@ -264,6 +269,8 @@ static void norm_free(tk_norm *n) {
     if (!n) return;
     for (int i = 0; i < n->nsub; i++) norm_free(&n->sub[i]);
     free(n->sub);
+    tk_buf_free(&n->t1);
+    tk_buf_free(&n->t2);
     free(n->a);
     free(n->b);
 }
@@ -325,22 +332,37 @@ static ft_status parse_norm(jctx *c, const cJSON *o, tk_norm *n) {
     return st;
 }
 
+/* 1 if s[from..n) is certainly unchanged by NFC (so s is, when s[0..from) is below U+0300): no
+ * character with a canonical decomposition, a non-zero combining class, a role as the second
+ * half of a canonical composition, or a Hangul jamo. Anything else takes the utf8proc path. */
+static int nfc_quick_yes(const char *s, size_t n, size_t from) {
+    for (size_t i = from; i < n;) {
+        uint32_t cp = tk_utf8_next(s, n, &i);
+        if (cp < 0x300) continue;
+        if ((cp >= 0x1100 && cp <= 0x11FF) || (cp >= 0xA960 && cp <= 0xA97F) || (cp >= 0xD7B0 && cp <= 0xD7FF)) return 0;
+        const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)cp);
+        if (p->combining_class || (p->comb_index != UINT16_MAX && p->comb_index >= 0x8000) ||
+            (p->decomp_type == 0 && p->decomp_seqindex != UINT16_MAX))
+            return 0;
+    }
+    return 1;
+}
+
 /* Apply `n` to in[0..len) into `out` (cleared first). */
-static ft_status norm_apply(const tk_norm *n, const char *in, size_t len, tk_buf *out) {
+static ft_status norm_apply(tk_norm *n, const char *in, size_t len, tk_buf *out) {
     out->n = 0;
     switch (n->kind) {
     case N_SEQ: {
-        tk_buf a = {0}, b = {0};
-        ft_status st = tk_buf_put(&a, in, len);
+        tk_buf *a = &n->t1, *b = &n->t2;
+        a->n = 0;
+        ft_status st = tk_buf_put(a, in, len);
         for (int i = 0; !st && i < n->nsub; i++) {
-            st = norm_apply(&n->sub[i], a.p, a.n, &b);
-            tk_buf t = a;
+            st = norm_apply(&n->sub[i], a->p, a->n, b);
+            tk_buf *t = a;
             a = b;
             b = t;
         }
-        if (!st) st = tk_buf_put(out, a.p, a.n);
-        tk_buf_free(&a);
-        tk_buf_free(&b);
+        if (!st) st = tk_buf_put(out, a->p, a->n);
         return st;
     }
     case N_NFC:
@@ -351,6 +373,7 @@ static ft_status norm_apply(const tk_norm *n, const char *in, size_t len, tk_buf
         unsigned lim = n->kind == N_NFC ? 0xCC : 0x80;
         size_t i = 0;
         while (i < len && (unsigned char)in[i] < lim) i++;
+        if (n->kind == N_NFC && i < len && nfc_quick_yes(in, len, i)) i = len;
         if (i == len) return tk_buf_put(out, in, len);
         int opt = UTF8PROC_STABLE | (n->kind == N_NFC || n->kind == N_NFKC ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE) |
                   (n->kind == N_NFKC || n->kind == N_NFKD ? UTF8PROC_COMPAT : 0);
@@ -517,6 +540,10 @@ typedef struct {
     span *sp;
     size_t n, cap;
     int bytelevel;
+    span *spare; /* reused output array of the next split */
+    size_t spare_cap;
+    struct piece *pc; /* reused pieces array */
+    size_t pccap;
 } pstate;
 
 static ft_status span_push(span **sp, size_t *n, size_t *cap, uint32_t off, uint32_t len) {
@@ -533,7 +560,7 @@ static ft_status span_push(span **sp, size_t *n, size_t *cap, uint32_t off, uint
 }
 
 /* Pieces of one span: (offset, length, is_match). */
-typedef struct {
+typedef struct piece {
     uint32_t off, len;
     int m;
 } piece;
@@ -588,9 +615,9 @@ static ft_status find_pieces(tk_pre *p, const char *s, uint32_t base, uint32_t l
 
 /* Split every span by `p`'s pattern with its behavior (HF SplitDelimiterBehavior). */
 static ft_status pre_split(tk_pre *p, pstate *ps, int behavior, int invert) {
-    span *out = NULL;
-    size_t nout = 0, cap = 0, np = 0, pcap = 0;
-    piece *pc = NULL;
+    span *out = ps->spare;
+    size_t nout = 0, cap = ps->spare_cap, np = 0, pcap = ps->pccap;
+    piece *pc = ps->pc;
     ft_status st = FT_OK;
     for (size_t i = 0; i < ps->n && !st; i++) {
         st = find_pieces(p, ps->buf->p + ps->sp[i].off, ps->sp[i].off, ps->sp[i].len, &pc, &np, &pcap);
@@ -637,8 +664,10 @@ static ft_status pre_split(tk_pre *p, pstate *ps, int behavior, int invert) {
             }
         }
     }
-    free(pc);
-    free(ps->sp);
+    ps->pc = pc;
+    ps->pccap = pcap;
+    ps->spare = ps->sp; /* swap: the old array is the next call's output */
+    ps->spare_cap = ps->cap;
     ps->sp = out;
     ps->n = nout;
     ps->cap = cap;
@@ -971,8 +1000,9 @@ static ft_status parse_model(jctx *c, const cJSON *o, tk_bpe *m) {
     }
     int maxid = -1, cnt = 0;
     for (const cJSON *it = voc->child; it; it = it->next, cnt++) {
-        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 1e8 || it->valuedouble != (double)(int)it->valuedouble) {
-            st = jerr(c, FT_ERR_FORMAT, "token \"%.60s\" has id that is not an integer in [0, 1e8]", it->string);
+        if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0 && it->valuedouble < TK_MAX_ID) ||
+            it->valuedouble != (double)(int)it->valuedouble) {
+            st = jerr(c, FT_ERR_FORMAT, "token \"%.60s\" has an id that is not an integer in [0, %d)", it->string, TK_MAX_ID);
             jup(c, old);
             return st;
         }
@@ -1077,7 +1107,7 @@ static ft_status parse_model(jctx *c, const cJSON *o, tk_bpe *m) {
     }
     tk_buf_free(&cat);
     if (!st) jup(c, old);
-    return st;
+    return st ? st : tk_bpe_finish(m);
 }
 
 /* ---------------------------------------------------------------- post-processor */
@@ -1087,7 +1117,7 @@ static ft_status template_ids(jctx *c, const cJSON *specials, const char *name, 
     const cJSON *ids = cJSON_IsObject(sp) ? jget(sp, "ids") : NULL;
     if (!cJSON_IsArray(ids)) return jerr(c, FT_ERR_FORMAT, "special token \"%.60s\" is not defined in special_tokens", name);
     for (const cJSON *it = ids->child; it; it = it->next) {
-        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 1e8)
+        if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0 && it->valuedouble < TK_MAX_ID))
             return jerr(c, FT_ERR_FORMAT, "special token \"%.60s\" has a bad id", name);
         if (tk_ivec_push(out, (int)it->valuedouble)) return FT_ERR_NOMEM;
     }
@@ -1097,7 +1127,8 @@ static ft_status template_ids(jctx *c, const cJSON *specials, const char *name, 
 /* A cls/sep pair ["token", id] of BertProcessing / RobertaProcessing. */
 static ft_status pair_id(jctx *c, const cJSON *o, const char *k, tk_ivec *out) {
     const cJSON *v = jget(o, k);
-    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2 || !cJSON_IsNumber(v->child->next)) {
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2 || !cJSON_IsNumber(v->child->next) ||
+        !(v->child->next->valuedouble >= 0 && v->child->next->valuedouble < TK_MAX_ID)) {
         size_t old = jdown(c, k, 0);
         ft_status st = jerr(c, FT_ERR_FORMAT, "expected [token, id]");
         jup(c, old);
@@ -1307,7 +1338,7 @@ static ft_status parse_added(jctx *c, const cJSON *arr, ft_tokenizer *t) {
         tk_added *a = &t->added[i];
         const char *content;
         if (need_obj(c, it) || check_keys(c, it, k_add) || req_str(c, it, "content", &content) ||
-            get_int(c, it, "id", -1, 0, 100000000, &a->id) || get_bool(c, it, "single_word", 0, &a->single_word) ||
+            get_int(c, it, "id", -1, 0, TK_MAX_ID - 1, &a->id) || get_bool(c, it, "single_word", 0, &a->single_word) ||
             get_bool(c, it, "lstrip", 0, &a->lstrip) || get_bool(c, it, "rstrip", 0, &a->rstrip) ||
             get_bool(c, it, "normalized", 1, &a->normalized) || get_bool(c, it, "special", 0, &a->special))
             return FT_ERR_FORMAT;
@@ -1395,6 +1426,8 @@ void ft_tokenizer_free(ft_tokenizer *t) {
     tk_buf_free(&t->pb2);
     free(t->out.p);
     free(t->sp);
+    free(t->sp2);
+    free(t->pc);
     free(t->name);
     free(t);
 }
@@ -1566,13 +1599,17 @@ static ft_status encode_section(ft_tokenizer *t, const char *s, size_t n, int at
     tk_buf *b = &t->pb1;
     b->n = 0;
     if (tk_buf_put(b, s, n)) return FT_ERR_NOMEM;
-    pstate ps = {b, t->sp, 0, t->spcap, 0};
+    pstate ps = {b, t->sp, 0, t->spcap, 0, t->sp2, t->sp2cap, t->pc, t->pccap};
     ft_status st = span_push(&ps.sp, &ps.n, &ps.cap, 0, (uint32_t)n);
     if (!st) st = pre_apply(t->pre, &ps, &t->pb2, at_origin);
     for (size_t i = 0; i < ps.n && !st; i++)
         st = tk_bpe_encode_word(&t->bpe, ps.buf->p + ps.sp[i].off, ps.sp[i].len, ps.bytelevel, &t->out);
     t->sp = ps.sp; /* kept for the next call */
     t->spcap = ps.cap;
+    t->sp2 = ps.spare;
+    t->sp2cap = ps.spare_cap;
+    t->pc = ps.pc;
+    t->pccap = ps.pccap;
     return st;
 }
 

@@ -292,7 +292,8 @@ int main(void) {
     torch_embedding();
 
     static const int mm[][3] = {{1, 1, 1}, {1, 257, 3}, {3, 5, 7}, {17, 33, 9}, {64, 130, 67},
-                                {5, 288, 1}, {33, 16, 300}};
+                                {5, 288, 1}, {33, 16, 300},
+                                {1, 288, 300}, {2, 33, 65}, {3, 64, 17}};
     for (size_t i = 0; i < sizeof mm / sizeof mm[0]; i++) {
         naive_matmul(mm[i][0], mm[i][1], mm[i][2], 1);
         naive_matmul(mm[i][0], mm[i][1], mm[i][2], 0);

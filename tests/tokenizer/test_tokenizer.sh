@@ -36,6 +36,23 @@ else
     fail tok_llama2c_convert "$(head -1 "$T/conv.err")"
 fi
 
+# the same through `ftune convert llama2c --tokenizer-offset/--tokenizer-length` (next to the model)
+if $FTUNE convert llama2c --in "$LLAMA2C" --offset 0 --length 60816028 --tokenizer-offset 60816028 \
+    --tokenizer-length 432717 --out "$T/stories15M" > /dev/null 2> "$T/conv2.err" &&
+    cmp -s "$T/stories15M/tokenizer.json" "$T/llama2c/tokenizer.json" && [ -f "$T/stories15M/tokenizer_config.json" ]; then
+    pass tok_convert_llama2c_hook
+else
+    fail tok_convert_llama2c_hook "$(head -1 "$T/conv2.err") (tokenizer.json differs from tokenize --convert-llama2c's or missing)"
+fi
+if $FTUNE convert llama2c --in "$LLAMA2C" --offset 0 --length 60816028 --tokenizer-offset 60816000 \
+    --tokenizer-length 432717 --out "$T/stories-bad" > /dev/null 2> "$T/conv3.err"; then
+    fail tok_convert_llama2c_bad_range "a tokenizer range running past the file was accepted"
+elif [ "$(wc -l < "$T/conv3.err")" -eq 1 ] && grep -q "runs past the end" "$T/conv3.err"; then
+    pass tok_convert_llama2c_bad_range
+else
+    fail tok_convert_llama2c_bad_range "$(head -c 300 "$T/conv3.err")"
+fi
+
 run_one() { # name dir [--llama-js]
     local name=$1 dir=$2 r=$T/ref-$1 o=$T/ft-$1
     mkdir -p "$o"
@@ -84,6 +101,7 @@ check_line_err() { # name input want
 }
 check_line_err tok_input_lone_surrogate $'"ok"\n"a\\ud800b"' "<stdin>:2" ""
 check_line_err tok_input_raw_invalid_utf8 $'"ok"\n"ok"\n"\xff\xfe"' "<stdin>:3: tokenizer: input is not valid UTF-8" ""
+check_line_err tok_input_nul_escape $'"ok"\n"a\\u0000b"' "<stdin>:2: the string holds U+0000" ""
 check_line_err tok_input_not_a_string $'"ok"\n[1, 2]' "<stdin>:2: expected one JSON string" ""
 check_line_err tok_decode_bad_id $'1 2\n1 99999' "<stdin>:2: tokenizer: id 99999 at position 1" "--decode"
 check_line_err tok_decode_not_ids $'1 2 x' "<stdin>:1: expected space-separated" "--decode"
