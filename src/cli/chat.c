@@ -139,3 +139,16 @@ done:
     ft_rendered_free(&rd);
     return st;
 }
+
+ft_status cli_chat_once(const ft_model *m, ft_tokenizer *tok, const char *tok_dir, const char *name,
+                        const char *system, const char *prompt, int max_new,
+                        const ft_sample_params *sp, FILE *out, int *stopped) {
+    cli_chat c;
+    const char *reply;
+    ft_status st = cli_chat_init(&c, m, tok, tok_dir, name, sp);
+    if (!st && system) st = cli_chat_add(&c, FT_ROLE_SYSTEM, system);
+    if (!st) st = cli_chat_add(&c, FT_ROLE_USER, prompt);
+    if (!st) st = cli_chat_reply(&c, max_new, out, &reply, stopped);
+    cli_chat_free(&c);
+    return st;
+}

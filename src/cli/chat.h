@@ -42,4 +42,9 @@ ft_status cli_chat_add(cli_chat *c, ft_role role, const char *content);
  * ended with the end-of-turn/EOS token, 0 when it hit max_new or the context length. */
 ft_status cli_chat_reply(cli_chat *c, int max_new, FILE *out, const char **reply, int *stopped);
 
+/* One turn (what `generate --chat` does): [system], user `prompt`, reply streamed to `out`. */
+ft_status cli_chat_once(const ft_model *m, ft_tokenizer *tok, const char *tok_dir, const char *name,
+                        const char *system, const char *prompt, int max_new,
+                        const ft_sample_params *sp, FILE *out, int *stopped);
+
 #endif
