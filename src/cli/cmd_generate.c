@@ -1,6 +1,7 @@
 /*
- * `ftune generate --model DIR (--prompt-ids 1,2,3 | --prompt TEXT) [--max-new-tokens N]
+ * `ftune generate --model DIR [--adapter DIR] (--prompt-ids 1,2,3 | --prompt TEXT) [--max-new-tokens N]
  *                 [--temperature T] [--top-k K] [--top-p P] [--seed S]`
+ * --adapter merges a PEFT LoRA adapter into the loaded weights first (ft_adapter_apply).
  * Defaults: 64 new tokens, temperature 0 (greedy), top-k 0 (off), top-p 1 (off), seed 0.
  * With --prompt-ids the new ids are printed space-separated on one line as they are produced.
  * With --prompt TEXT the model folder's tokenizer.json encodes the text (with the tokenizer's
@@ -11,13 +12,12 @@
  * --chat [--chat-template NAME] [--system TEXT]: TEXT is a user message; the prompt is rendered by
  * the chat template (the model's own when recognised) exactly as training renders it, and only the
  * reply is printed, up to the template's end-of-turn token (src/cli/chat.c, shared with `chat`).
- * --adapter DIR merges a PEFT LoRA adapter into the model first.
  */
 #include "chat.h"
 #include "cli.h"
 #include "cli_args.h"
-#include "ftune/peft.h"
 #include "ftune/model.h"
+#include "ftune/peft.h"
 #include "ftune/tokenizer.h"
 
 #include <stdio.h>
@@ -25,9 +25,9 @@
 #include <string.h>
 
 static int usage(void) {
-    fprintf(stderr, "usage: ftune generate --model DIR (--prompt-ids ID,ID,... | --prompt TEXT)\n"
+    fprintf(stderr, "usage: ftune generate --model DIR [--adapter DIR] (--prompt-ids ID,ID,... | --prompt TEXT)\n"
                     "       [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
-                    "       [--adapter DIR] [--chat [--chat-template NAME] [--system TEXT]]\n");
+                    "       [--chat [--chat-template NAME] [--system TEXT]]\n");
     return 2;
 }
 
@@ -75,9 +75,9 @@ int cmd_generate(int argc, char **argv) {
             return usage();
         }
         if (!strcmp(a, "--model")) dir = v;
+        else if (!strcmp(a, "--adapter")) adapter = v;
         else if (!strcmp(a, "--prompt-ids")) ids_s = v;
         else if (!strcmp(a, "--prompt")) prompt = v;
-        else if (!strcmp(a, "--adapter")) adapter = v;
         else if (!strcmp(a, "--chat-template")) tpl = v;
         else if (!strcmp(a, "--system")) sys = v;
         else if (!strcmp(a, "--max-new-tokens")) st = cli_parse_int(a, v, 0, 1 << 30, &max_new);
@@ -99,7 +99,7 @@ int cmd_generate(int argc, char **argv) {
     ft_status st;
     if (chat) {
         int stopped = 0;
-        if (!(st = ft_model_load(&m, dir)) && !(!adapter || !(st = ft_adapter_apply(&m, adapter))) &&
+        if (!(st = ft_model_load(&m, dir)) && !(adapter && (st = ft_adapter_apply(&m, adapter))) &&
             !(st = ft_tokenizer_load(&ts.tok, dir))) {
             ft_sample_params csp = {(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
             st = cli_chat_once(&m, ts.tok, dir, tpl, sys, prompt, (int)max_new, &csp, stdout,
