@@ -29,3 +29,14 @@ PYEOF
 # ---- tokenizer: encode throughput, one thread, ftune vs the JavaScript reference (MB per CPU second)
 echo
 bench/tokenizer.sh 20000
+
+# ---- training: ftune (bf16 and f32) vs PyTorch (fp32 and bf16 autocast), full and LoRA,
+# stories15M and the SmolLM-135M shape (bench/train.sh; set TRAIN=0 to skip, it takes minutes)
+if [ "${TRAIN:-1}" != 0 ]; then
+    bench/train.sh
+fi
+
+# ---- kernel lab (LABS=1): each variant checked against its naive twin, then timed
+if [ "${LABS:-0}" != 0 ]; then
+    for lab in matmul attention rmsnorm swiglu xent; do build/rel/bench/bench_$lab; done
+fi

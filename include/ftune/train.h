@@ -57,6 +57,10 @@ typedef struct {
     int B, T;                    /* micro-batch shape: buffers are sized once for it */
     int grad_checkpointing;      /* keep only layer inputs, recompute in backward */
     uint64_t seed;               /* LoRA init and dropout */
+    int bf16;                    /* 1: bf16 mixed precision where the CPU has AVX512-BF16 (bf16
+                                    matmul operands, f32 accumulation, f32 master weights, norms,
+                                    softmax and loss); 0 (or no AVX512-BF16): the exact f32 path.
+                                    Callers that compare with a reference (logprobs) pass 0. */
 } ft_train_options;
 
 /* Build the trainable view of `m` (which must outlive it), allocate every buffer the step needs

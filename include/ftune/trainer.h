@@ -50,6 +50,7 @@ typedef struct {
     ft_adamw_hparams adam;       /* adam_beta1, adam_beta2, adam_epsilon, weight_decay */
     double max_grad_norm;        /* 0: no clipping */
     int gradient_checkpointing;
+    int bf16;                    /* bf16 mixed precision where the CPU has AVX512-BF16 (default) */
     uint64_t seed;
     char *output_dir;
     double save_steps;           /* 0: only the final output; < 1: fraction of the run */

@@ -28,6 +28,9 @@
  *   adam_epsilon                 1e-8               HF
  *   max_grad_norm                1.0                HF (0 = no clipping)
  *   gradient_checkpointing       false              HF
+ *   bf16                         true (auto)        HF/Axolotl: bf16 matmuls with f32 master
+ *                                                   weights where the CPU has AVX512-BF16;
+ *                                                   false = exact f32; `auto` = the default
  *   seed                         42                 HF
  *   output_dir                   ./model-out        Axolotl
  *   save_steps                   500                HF (< 1: fraction of the run; 0: final only)
@@ -37,7 +40,7 @@
  *   val_set_size                 0                  Axolotl (< 1: fraction; >= 1: rows)
  *   eval_steps                   (start and end)    HF (< 1: fraction of the run)
  *
- * Some Axolotl keys have no effect here but appear in most Axolotl files (wandb_*, strict, bf16,
+ * Some Axolotl keys have no effect here but appear in most Axolotl files (wandb_*, strict, fp16,
  * ...): they are accepted when they ask for nothing ftune lacks and recorded as notes; asking for
  * something ftune does not do (load_in_4bit: true, sample_packing: true) is an error.
  */
@@ -68,6 +71,7 @@ void ft_train_config_defaults(ft_train_config *c) {
     snprintf(c->optimizer, sizeof c->optimizer, "adamw_torch");
     c->adam = (ft_adamw_hparams){.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0};
     c->max_grad_norm = 1.0;
+    c->bf16 = 1;
     c->seed = 42;
     c->save_steps = 500;
     c->shuffle_merged_datasets = 1;
@@ -417,6 +421,19 @@ static ft_status key_auto_resume(const ctx_t *x, const char *key, const yaml_nod
     return FT_OK;
 }
 
+/* bf16: true | false | auto | null (auto and null: the default, true). */
+static ft_status key_bf16(const ctx_t *x, const char *key, const yaml_node_t *n) {
+    const char *s = scalar(n);
+    int b;
+    if (is_null(n) || (s && !strcmp(s, "auto"))) {
+        x->c->bf16 = 1;
+        return FT_OK;
+    }
+    if (parse_bool(n, &b)) return node_err(x, n, "key '%s': expected true, false or auto", key);
+    x->c->bf16 = b;
+    return FT_OK;
+}
+
 /* The table. kind: numbers carry [lo, hi]; I=int, L=int64, D=double, B=bool, S=string. */
 typedef enum { K_I, K_L, K_D, K_B, K_S, K_FN } kkind;
 typedef ft_status (*key_fn)(const ctx_t *, const char *, const yaml_node_t *);
@@ -471,6 +488,7 @@ static const key_def keys[] = {
     {"save_total_limit", K_I, CF(save_total_limit), 1, 1 << 30, NULL},
     {"resume_from_checkpoint", K_S, CF(resume_from_checkpoint), 0, 0, NULL},
     {"auto_resume_from_checkpoints", K_FN, 0, 0, 0, key_auto_resume},
+    {"bf16", K_FN, 0, 0, 0, key_bf16},
     {"logging_steps", K_D, CF(logging_steps), 1e-9, 1e15, NULL},
     {"val_set_size", K_D, CF(val_set_size), 0, 1e15, NULL},
     {"eval_steps", K_D, CF(eval_steps), 1e-9, 1e15, NULL},
@@ -487,7 +505,7 @@ static const char *ignored_if_off[] = {
     "load_in_8bit", "load_in_4bit", "eval_sample_packing", "pad_to_sequence_len",
     "flash_attention", "xformers_attention", "sdp_attention", "deepspeed", "fsdp", "fsdp_config",
     "strict", "group_by_length", "lora_fan_in_fan_out", "lora_model_dir",
-    "bf16", "fp16", "tf32", "early_stopping_patience", "local_rank", "special_tokens",
+    "fp16", "tf32", "early_stopping_patience", "local_rank", "special_tokens",
     "debug", "dataset_prepared_path", "hub_model_id"};
 static const char *ignored_any[] = {"wandb_project", "wandb_entity", "wandb_watch", "wandb_name",
                                     "wandb_log_model", "wandb_run_id", "base_model_config",
@@ -524,6 +542,7 @@ static ft_status reset_key(ft_train_config *c, const key_def *d) {
     else if (!strcmp(k, "lora_alpha")) c->lora.alpha = def.lora.alpha;
     else if (!strcmp(k, "lora_dropout")) c->lora.dropout = def.lora.dropout;
     else if (!strcmp(k, "seed")) c->seed = def.seed;
+    else if (!strcmp(k, "bf16")) c->bf16 = def.bf16;
     else if (!strcmp(k, "datasets")) free_datasets(c);
     else if (!strcmp(k, "unfrozen_parameters")) {
         free_strs(c->unfrozen, c->n_unfrozen);
@@ -561,13 +580,13 @@ static ft_status apply_key(const ctx_t *x, const yaml_node_t *kn, const yaml_nod
             if (!strcmp(ignored_if_off[i], key)) {
                 const char *s = scalar(v);
                 if (is_null(v) || (!parse_bool(v, &off) && !off) ||
-                    ((!strcmp(key, "bf16") || !strcmp(key, "fp16")) && s && !strcmp(s, "auto")))
+                    (!strcmp(key, "fp16") && s && !strcmp(s, "auto")))
                     return add_note(c, "%s: key '%s' has no effect in ftune (ignored)", x->label,
                                     key);
-                if (!strcmp(key, "bf16") || !strcmp(key, "tf32") || !strcmp(key, "fp16"))
+                if (!strcmp(key, "tf32") || !strcmp(key, "fp16"))
                     return add_note(c,
                                     "%s: key '%s': ftune trains with float32 master weights and "
-                                    "float32 arithmetic (ignored)", x->label, key);
+                                    "float32 or bf16 arithmetic (ignored; see bf16)", x->label, key);
                 return node_err(x, v, "key '%s': '%s' asks for a feature ftune does not have",
                                 key, s ? s : type_name(v));
             }

@@ -280,8 +280,8 @@ static ft_status train_loop(run_t *r) {
 
     fprintf(stderr,
             "ftune: %" PRId64 " train rows, %" PRId64 " validation rows of %d tokens; %" PRId64
-            " steps of %d x %d rows; %d trainable tensors, %zu parameters\n",
-            r->n_train, r->n_val, r->T, total, r->B, GA, n_t, n_params);
+            " steps of %d micro-batch(es) x %d rows; %d trainable tensors, %zu parameters\n",
+            r->n_train, r->n_val, r->T, total, GA, r->B, n_t, n_params);
     double eval_loss;
     if (!resumed && r->n_val) {
         if ((st = evaluate(r, &eval_loss))) return st;
@@ -418,6 +418,7 @@ ft_status ft_train_run(const ft_train_config *c) {
                           .B = r.B,
                           .T = r.T,
                           .grad_checkpointing = c->gradient_checkpointing,
+                          .bf16 = c->bf16,
                           .seed = c->seed};
     if ((st = ft_train_model_init(&r.tm, &r.model, &o))) goto done;
     const size_t step_tokens = (size_t)r.B * (size_t)c->gradient_accumulation_steps * (size_t)r.T;

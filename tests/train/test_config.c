@@ -90,7 +90,8 @@ int main(void) {
               c.save_total_limit == 2 && c.logging_steps == 5 && c.val_set_size == 0.05 &&
               c.eval_steps == 20 && c.max_steps == -1,
           "numeric fields wrong (lr %g)", c.learning_rate);
-    CHECK("config_notes_for_ignored_keys", c.n_notes == 3, "%d notes", c.n_notes);
+    CHECK("config_notes_for_ignored_keys", c.n_notes == 2, "%d notes", c.n_notes);
+    CHECK("config_bf16_auto_is_on", c.bf16 == 1, "bf16 %d", c.bf16);
 
     /* --set overrides, including a list in YAML flow syntax */
     st = ft_train_config_set(&c, "lora_target_modules=[q_proj, k_proj]");
@@ -112,6 +113,15 @@ int main(void) {
           "%s", ft_error_message());
     st = ft_train_config_set(&c, "noequals");
     CHECK("config_set_syntax", st != FT_OK, "accepted");
+    st = ft_train_config_set(&c, "bf16=false");
+    int off = c.bf16;
+    if (!st) st = ft_train_config_set(&c, "bf16=null");
+    CHECK("config_bf16_false_then_null", st == FT_OK && off == 0 && c.bf16 == 1, "%s (bf16 %d/%d)",
+          ft_error_message(), off, c.bf16);
+    ft_error_clear();
+    st = ft_train_config_set(&c, "bf16=maybe");
+    CHECK("config_bf16_bad_value", st != FT_OK && strstr(ft_error_message(), "true, false or auto"),
+          "%s", ft_error_message());
     ft_train_config_free(&c);
 
     /* defaults */
