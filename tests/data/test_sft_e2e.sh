@@ -9,8 +9,8 @@
 # markers are plain text, and the turn closes with EOS, which the vocabulary has. (alpaca works too
 # but its long system prompt costs 3x the tokens on this shared machine.)
 #
-# Two runs. LoRA (lora_target_linear, r 8): the validation loss must drop and the first training
-# question must be answered with its trained answer. LoRA does not teach stories15M to emit EOS:
+# Two runs. LoRA (lora_target_linear, r 8): the validation loss must drop and trained answers must
+# come back. LoRA does not teach stories15M to emit EOS:
 # id 2 never occurs in TinyStories, its tied embedding row is untrained, and the frozen
 # embedding cannot be moved by adapters on the linear layers (after 200 steps the answer tokens have
 # nll < 0.4 but EOS ~9.8), so the stop-at-end-of-turn check runs on a full fine-tune of the same
@@ -70,22 +70,28 @@ print(f"{'PASS' if ppl else 'FAIL'} sft_e2e_eval_perplexity_logged")
 sys.exit(0 if ok and ppl else 1)
 EOF
 
-q=$("$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["instruction"])' "$T/quiz16.jsonl")
-a=$("$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["output"])' "$T/quiz16.jsonl")
-out=$("$FTUNE_REL" generate --model "$M" --adapter "$T/lora" --chat --chat-template mistral --prompt "$q" \
-      --max-new-tokens 8 2>"$T/gen.err")
-if [[ $out == "$a"* ]]; then
-    echo "PASS sft_e2e_lora_generate_chat_answers: '$q' -> '$out' (trained: '$a'$(grep -q 'reply cut' "$T/gen.err" && echo '; no EOS, as explained above'))"
-else
-    echo "FAIL sft_e2e_lora_generate_chat_answers: '$q' -> '$out', trained answer '$a'"; fails=$((fails + 1))
-fi
-
-# full fine-tune: ask every training question (one conversation each), replies must stop at </s>
-"$PY" - "$T/quiz16.jsonl" "$T/full.log" >"$T/questions.txt" <<'EOF'
+# LoRA: every question of the file, one conversation each (4 are held out); a trained answer must
+# come back at the start of at least 3 replies (the replies run on: no EOS, as explained above)
+"$PY" - "$T/quiz16.jsonl" >"$T/questions.txt" <<'EOF'
 import json, sys
 for l in open(sys.argv[1]):
     print(json.loads(l)["instruction"]); print("/reset")
 EOF
+"$FTUNE_REL" chat --model "$M" --adapter "$T/lora" --chat-template mistral --max-new-tokens 6 \
+    <"$T/questions.txt" >"$T/lora_answers.txt" 2>"$T/lora_chat.err"
+"$PY" - "$T/quiz16.jsonl" "$T/lora_answers.txt" <<'EOF' || fails=$((fails + 1))
+import json, sys
+want = [json.loads(l)["output"] for l in open(sys.argv[1])]
+got = [l.rstrip("\n") for l in open(sys.argv[2])]
+right = [w for w, g in zip(want, got) if g.startswith(w)]
+ok = len(got) == len(want) and len(right) >= 3
+print(f"{'PASS' if ok else 'FAIL'} sft_e2e_lora_chat_answers: {len(right)}/{len(want)} replies start with the trained answer ({', '.join(right)})")
+sys.exit(0 if ok else 1)
+EOF
+q=$("$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["instruction"])' "$T/quiz16.jsonl")
+a=$("$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["output"])' "$T/quiz16.jsonl")
+
+# full fine-tune: ask every training question (one conversation each), replies must stop at </s>
 "$FTUNE_REL" chat --model "$T/full" --chat-template mistral --max-new-tokens 16 <"$T/questions.txt" \
     >"$T/answers.txt" 2>"$T/chat.err"
 "$PY" - "$T/quiz16.jsonl" "$T/answers.txt" "$T/chat.err" <<'EOF' || fails=$((fails + 1))
