@@ -15,6 +15,8 @@ FT_CMD int cmd_logprobs(int argc, char **argv);
 FT_CMD int cmd_tokenize(int argc, char **argv);
 FT_CMD int cmd_train(int argc, char **argv);
 FT_CMD int cmd_merge(int argc, char **argv);
+FT_CMD int cmd_preview(int argc, char **argv);
+FT_CMD int cmd_chat(int argc, char **argv);
 
 /* Print "ftune: <current error message>" to stderr and return 1. */
 int cli_fail(void);

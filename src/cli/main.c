@@ -19,6 +19,8 @@ static const struct {
     {"tokenize", cmd_tokenize, "encode JSON-lines strings to ids (or --decode)"},
     {"train", cmd_train, "fine-tune from a YAML config"},
     {"merge", cmd_merge, "merge a LoRA adapter into its base model"},
+    {"preview", cmd_preview, "show processed training samples with the trained tokens marked"},
+    {"chat", cmd_chat, "chat with a model through its chat template (interactive)"},
     {"version", cmd_version, "print the version"},
 };
 
