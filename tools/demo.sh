@@ -51,7 +51,8 @@ gen() { # model-args...: greedy continuation of each prompt (tokenize -> generat
     for p in "${PROMPTS[@]}"; do
         ids=$(printf '"%s"\n' "$p" | "$FTUNE" tokenize --tokenizer "$MODEL")
         new=$("$FTUNE" generate "$@" --prompt-ids "${ids// /,}" --max-new-tokens 48 --temperature 0)
-        printf '  > %s\n' "$(echo "$ids $new" | "$FTUNE" tokenize --decode --skip-special --tokenizer "$MODEL")"
+        text=$(echo "$ids $new" | "$FTUNE" tokenize --decode --skip-special --tokenizer "$MODEL")
+        text=${text#\"}; printf '  > %s\n' "${text%\"}"   # the decoder prints a JSON string
     done
 }
 echo "== stories15M before fine-tuning (greedy):"

@@ -16,8 +16,8 @@
  * copy). Decoding always returns valid UTF-8: invalid byte sequences become U+FFFD as the
  * reference does.
  *
- * Thread safety: a loaded tokenizer is read-only except for its word cache, so encode/decode on
- * one ft_tokenizer must not run concurrently; use one ft_tokenizer per thread.
+ * Thread safety: encode/decode use a word cache and scratch buffers inside the tokenizer, so calls
+ * on one ft_tokenizer must not run concurrently; use one ft_tokenizer per thread.
  */
 #ifndef FTUNE_TOKENIZER_H
 #define FTUNE_TOKENIZER_H

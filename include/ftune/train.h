@@ -92,7 +92,10 @@ ft_status ft_train_eval(ft_train_model *tm, const int *inputs, const int *labels
  * model->params, e.g. before ft_model_save. full: no-op (params alias the model); LoRA: no-op. */
 void ft_train_sync_model(ft_train_model *tm);
 
-/* LoRA dropout RNG state, saved in checkpoints for bit-identical resume. */
+/* LoRA dropout RNG state, saved in checkpoints for bit-identical resume. It advances once per
+ * micro-step (whatever the method); the masks of a micro-step are a pure function of it, so
+ * setting it back replays the same masks (and gradient checkpointing recomputes them exactly).
+ * Not torch's generator: masks are not those PyTorch would draw. */
 uint64_t ft_train_rng_state(const ft_train_model *tm);
 void ft_train_set_rng_state(ft_train_model *tm, uint64_t s);
 

@@ -1,6 +1,7 @@
 /*
- * `ftune generate --model DIR (--prompt-ids 1,2,3 | --prompt TEXT) [--max-new-tokens N]
+ * `ftune generate --model DIR [--adapter DIR] (--prompt-ids 1,2,3 | --prompt TEXT) [--max-new-tokens N]
  *                 [--temperature T] [--top-k K] [--top-p P] [--seed S]`
+ * --adapter merges a PEFT LoRA adapter into the loaded weights first (ft_adapter_apply).
  * Defaults: 64 new tokens, temperature 0 (greedy), top-k 0 (off), top-p 1 (off), seed 0.
  * With --prompt-ids the new ids are printed space-separated on one line as they are produced.
  * With --prompt TEXT the model folder's tokenizer.json encodes the text (with the tokenizer's
@@ -12,6 +13,7 @@
 #include "cli.h"
 #include "cli_args.h"
 #include "ftune/model.h"
+#include "ftune/peft.h"
 #include "ftune/tokenizer.h"
 
 #include <stdio.h>
@@ -19,7 +21,7 @@
 #include <string.h>
 
 static int usage(void) {
-    fprintf(stderr, "usage: ftune generate --model DIR (--prompt-ids ID,ID,... | --prompt TEXT)\n"
+    fprintf(stderr, "usage: ftune generate --model DIR [--adapter DIR] (--prompt-ids ID,ID,... | --prompt TEXT)\n"
                     "       [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n");
     return 2;
 }
@@ -51,7 +53,7 @@ static void print_text(int id, void *user) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *dir = NULL, *ids_s = NULL, *prompt = NULL;
+    const char *dir = NULL, *ids_s = NULL, *prompt = NULL, *adapter = NULL;
     long long max_new = 64, top_k = 0, seed = 0;
     double temp = 0, top_p = 1;
     for (int i = 1; i < argc; i++) {
@@ -62,6 +64,7 @@ int cmd_generate(int argc, char **argv) {
             return usage();
         }
         if (!strcmp(a, "--model")) dir = v;
+        else if (!strcmp(a, "--adapter")) adapter = v;
         else if (!strcmp(a, "--prompt-ids")) ids_s = v;
         else if (!strcmp(a, "--prompt")) prompt = v;
         else if (!strcmp(a, "--max-new-tokens")) st = cli_parse_int(a, v, 0, 1 << 30, &max_new);
@@ -92,6 +95,7 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     if ((st = ft_model_load(&m, dir))) goto done;
+    if (adapter && (st = ft_adapter_apply(&m, adapter))) goto done;
     ft_sample_params sp = {(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
     out = malloc((size_t)(max_new > 0 ? max_new : 1) * sizeof(int));
     if (prompt) {

@@ -1,7 +1,9 @@
 /*
- * `ftune logprobs --model DIR --ids 1,2,3,...`
+ * `ftune logprobs --model DIR [--adapter DIR] --ids 1,2,3,...`
+ * --adapter merges a PEFT LoRA adapter into the loaded weights first (ft_adapter_apply).
  * Prints exactly two lines:
- *   loss <mean over t=1..n-1 of -log p(ids[t] | ids[0..t-1])>   (%.6f; log-softmax in double)
+ *   loss <mean over t=1..n-1 of -log p(ids[t] | ids[0..t-1])>   (%.6f; log-softmax in double;
+ *                                                                 "nan" for a single id)
  *   next <argmax of the logits after the last id>                (lowest id on ties)
  * The forward is exact f32 and runs through the KV cache in chunks, so only (chunk, V) logits exist
  * at once.
@@ -9,6 +11,7 @@
 #include "cli.h"
 #include "cli_args.h"
 #include "ftune/model.h"
+#include "ftune/peft.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -16,15 +19,16 @@
 #include <string.h>
 
 static int usage(void) {
-    fprintf(stderr, "usage: ftune logprobs --model DIR --ids ID,ID,...\n");
+    fprintf(stderr, "usage: ftune logprobs --model DIR [--adapter DIR] --ids ID,ID,...\n");
     return 2;
 }
 
 int cmd_logprobs(int argc, char **argv) {
-    const char *dir = NULL, *ids_s = NULL;
+    const char *dir = NULL, *ids_s = NULL, *adapter = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--ids") && i + 1 < argc) ids_s = argv[++i];
+        else if (!strcmp(argv[i], "--adapter") && i + 1 < argc) adapter = argv[++i];
         else {
             fprintf(stderr, "ftune logprobs: unknown or incomplete option '%s'\n", argv[i]);
             return usage();
@@ -39,9 +43,10 @@ int cmd_logprobs(int argc, char **argv) {
         return cli_fail();
     }
     const int V = m.cfg.vocab_size;
-    ft_kv_cache kc;
+    ft_kv_cache kc = {0};
     float *logits = NULL;
     int rc = 1;
+    if (adapter && ft_adapter_apply(&m, adapter)) goto out;
     if (ft_kv_cache_init(&kc, &m.cfg, n)) goto out;
     logits = ft_calloc((size_t)kc.chunk * V, sizeof(float));
     if (!logits) goto out;
@@ -64,7 +69,8 @@ int cmd_logprobs(int argc, char **argv) {
             }
         }
     }
-    printf("loss %.6f\nnext %d\n", n > 1 ? nll / (n - 1) : 0.0, next);
+    /* one id: no target, the mean over nothing is NaN (as torch's mean of an empty tensor) */
+    printf("loss %.6f\nnext %d\n", n > 1 ? nll / (n - 1) : (double)NAN, next);
     rc = 0;
 out:
     if (rc) cli_fail();

@@ -565,6 +565,9 @@ typedef struct piece {
     int m;
 } piece;
 
+/* Cut s[0..len) by p's regex or string into matched and unmatched pieces, in order, offsets
+ * relative to the buffer (`base` = offset of s). Empty matches are skipped, as HF drops empty
+ * splits. pc (capacity pcap) is a reusable array grown here; *np gets the count. */
 static ft_status find_pieces(tk_pre *p, const char *s, uint32_t base, uint32_t len, piece **pc, size_t *np, size_t *pcap) {
     size_t pos = 0, prev = 0;
     *np = 0;
@@ -674,7 +677,8 @@ static ft_status pre_split(tk_pre *p, pstate *ps, int behavior, int invert) {
     return st;
 }
 
-/* Rewrite every span into a fresh buffer through `fn` (ByteLevel prefix space, Metaspace). */
+/* Rewrite every span into the buffer `nb`: ByteLevel's prefix space, or Metaspace's replacement
+ * of ' ' and its prepended replacement character. */
 static ft_status pre_rewrite(const tk_pre *p, pstate *ps, tk_buf *nb, int at_origin) {
     nb->n = 0;
     for (size_t i = 0; i < ps->n; i++) {
@@ -866,8 +870,6 @@ static ft_status dec_apply(const tk_dec *d, strlist *l) {
             if (!st && j < n) { /* not all ByteLevel characters: keep the token as is */
                 bytes.n = mark;
                 st = tk_buf_put(&bytes, s, n);
-            } else if (!st && n > 0 && j >= n) {
-                /* all converted (the loop ran to the end) */
             }
         }
         if (!st) st = strlist_init(&o, 1);
@@ -878,7 +880,6 @@ static ft_status dec_apply(const tk_dec *d, strlist *l) {
     }
     case D_BYTEFALLBACK: {
         tk_buf pend = {0};
-        size_t cnt = 0;
         if ((st = strlist_init(&o, l->n))) break;
         o.n = 0;
         for (size_t i = 0; i <= l->n && !st; i++) {
@@ -900,7 +901,6 @@ static ft_status dec_apply(const tk_dec *d, strlist *l) {
             }
             if (i < l->n && !st) st = tk_buf_put(&o.s[o.n++], s, l->s[i].n);
         }
-        (void)cnt;
         tk_buf_free(&pend);
         break;
     }
@@ -940,12 +940,11 @@ static ft_status dec_apply(const tk_dec *d, strlist *l) {
         if ((st = strlist_init(&o, l->n))) break;
         for (size_t i = 0; i < l->n && !st; i++) {
             const char *s = l->s[i].p ? l->s[i].p : "";
-            size_t n = l->s[i].n, a = 0, b = n, j = 0;
+            size_t n = l->s[i].n, a = 0, b = n;
             char cbuf[4];
             size_t cl = (size_t)tk_utf8_put(d->content, cbuf);
             for (int k = 0; k < d->start && a + cl <= n && !memcmp(s + a, cbuf, cl); k++) a += cl;
             for (int k = 0; k < d->stop && b >= a + cl && !memcmp(s + b - cl, cbuf, cl); k++) b -= cl;
-            (void)j;
             st = tk_buf_put(&o.s[i], s + a, b - a);
         }
         break;
@@ -1543,9 +1542,13 @@ ft_status ft_tokenizer_load_json(ft_tokenizer **out, const char *json, size_t le
     st = load_parsed(t, &c, root);
     cJSON_Delete(root);
     if (st) goto fail;
-    if (config) {
-        char cname[600];
-        snprintf(cname, sizeof cname, "%s (tokenizer_config.json)", name);
+    if (config) { /* name the config file beside tokenizer.json in its errors */
+        char cname[4200];
+        size_t nl = strlen(name), tl = strlen("tokenizer.json");
+        if (nl >= tl && !strcmp(name + nl - tl, "tokenizer.json"))
+            snprintf(cname, sizeof cname, "%.*stokenizer_config.json", (int)(nl - tl), name);
+        else
+            snprintf(cname, sizeof cname, "%s (tokenizer_config.json)", name);
         cJSON *cfg = cJSON_ParseWithLength(config, config_len);
         if (!cfg) {
             st = ft_errorf(FT_ERR_FORMAT, "%s: invalid JSON", cname);

@@ -54,7 +54,7 @@ static inline int drop_keep(uint64_t stream, size_t i, float p) {
 /* out (n) = drop(inp) */
 static void dropout_forward(float *out, const float *inp, uint64_t stream, float p, size_t n) {
     float s = 1.0f / (1.0f - p);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 32768)
     for (size_t i = 0; i < n; i++)
         out[i] = drop_keep(stream, i, p) ? inp[i] * s : 0.0f;
 }
@@ -62,7 +62,7 @@ static void dropout_forward(float *out, const float *inp, uint64_t stream, float
 /* dinp (n) += dout * keep_i / (1-p)   (d drop(x)_i / d x_i = keep_i * s) */
 static void dropout_backward(float *dinp, const float *dout, uint64_t stream, float p, size_t n) {
     float s = 1.0f / (1.0f - p);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 32768)
     for (size_t i = 0; i < n; i++)
         if (drop_keep(stream, i, p)) dinp[i] += dout[i] * s;
 }

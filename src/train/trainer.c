@@ -251,8 +251,8 @@ static ft_status train_loop(run_t *r) {
 
     fprintf(stderr,
             "ftune: %" PRId64 " train rows, %" PRId64 " validation rows of %d tokens; %" PRId64
-            " steps of %d x %d rows; %d trainable tensors, %zu parameters\n",
-            r->ds.n_train, r->ds.n_val, r->T, total, r->B, GA, n_t, n_params);
+            " steps of %d micro-batch(es) x %d rows; %d trainable tensors, %zu parameters\n",
+            r->ds.n_train, r->ds.n_val, r->T, total, GA, r->B, n_t, n_params);
     double eval_loss;
     if (!resumed && r->ds.n_val) {
         if ((st = evaluate(r, &eval_loss))) return st;

@@ -32,6 +32,7 @@ for t in $targets; do
     corpus=$FT_TMP/fuzz-corpus/$name
     mkdir -p "$corpus"
     [ -d "$seeds/$name" ] && cp "$seeds/$name"/* "$corpus"/ 2>/dev/null
+    [ -d "tests/fuzz/seeds_${name#fuzz_}" ] && cp "tests/fuzz/seeds_${name#fuzz_}"/* "$corpus"/ 2>/dev/null
     dict=(); [ -f "tests/fuzz/$name.dict" ] && dict=(-dict="tests/fuzz/$name.dict")
     log=$FT_TMP/$name.log
     TMPDIR=$FT_TMP ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \

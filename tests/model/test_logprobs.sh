@@ -50,6 +50,21 @@ for c in cases:
     result(p.returncode == 0 and got == [str(x) for x in want], f"generate {c} greedy",
            f"exit {p.returncode}, got {got}, want {want}, stderr {p.stderr[-300:]!r}")
 
+# --adapter: a PEFT LoRA adapter written by the reference script (plain and rsLoRA scaling)
+r = read_st(f"{ref}/llama_gqa.ref.safetensors")
+for variant in ("lora", "rslora"):
+    p = subprocess.run([ftune, "logprobs", "--model", f"{ref}/llama_gqa", "--adapter",
+                        f"{ref}/llama_gqa_{variant}", "--ids", ",".join(map(str, r["ids"]))],
+                       capture_output=True, text=True)
+    want = r["loss_" + variant][0]
+    got = float(p.stdout.split()[1]) if p.returncode == 0 and p.stdout.startswith("loss ") else float("nan")
+    result(abs(got - want) <= 1e-4, f"logprobs --adapter ({variant}) loss {got:.6f}",
+           f"reference {want:.6f}, exit {p.returncode}, stderr {p.stderr[-300:]!r}")
+p = subprocess.run([ftune, "generate", "--model", f"{ref}/llama_gqa", "--adapter", f"{ref}/llama_gqa_lora",
+                    "--prompt-ids", "1,5,7", "--max-new-tokens", "3"], capture_output=True, text=True)
+result(p.returncode == 0 and len(p.stdout.split()) >= 1, "generate --adapter runs",
+       f"exit {p.returncode}, stderr {p.stderr[-300:]!r}")
+
 # bad input
 m = f"{ref}/llama_gqa"
 bad = [("missing model folder", ["logprobs", "--model", ref + "/nope", "--ids", "1,2"], "nope"),
@@ -57,7 +72,9 @@ bad = [("missing model folder", ["logprobs", "--model", ref + "/nope", "--ids", 
        ("malformed id list", ["logprobs", "--model", m, "--ids", "1,,2"], "--ids"),
        ("negative temperature", ["generate", "--model", m, "--prompt-ids", "1", "--temperature", "-1"], "temperature"),
        ("top-p out of range", ["generate", "--model", m, "--prompt-ids", "1", "--top-p", "1.5"], "top_p"),
-       ("unknown option", ["generate", "--model", m, "--prompt-ids", "1", "--bogus", "1"], "--bogus")]
+       ("unknown option", ["generate", "--model", m, "--prompt-ids", "1", "--bogus", "1"], "--bogus"),
+       ("adapter of another model", ["logprobs", "--model", f"{ref}/qwen3", "--adapter", f"{ref}/llama_gqa_lora",
+                                     "--ids", "1,2"], "llama_gqa_lora")]
 for name, args, needle in bad:
     p = subprocess.run([ftune] + args, capture_output=True, text=True)
     err = p.stderr.strip().split("\n")

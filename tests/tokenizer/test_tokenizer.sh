@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tokenizer against the independent reference (@huggingface/tokenizers under node) on a generated
-# hostile corpus, for every real tokenizer (Llama-3, Qwen3, Mistral-7B v0.1) and the default
-# model's (llama2.c tokenizer.bin converted by ftune, also checked against llama-tokenizer-js):
+# hostile corpus, for every real tokenizer (Llama-3, Qwen3, Mistral-7B v0.1, and Mistral rewritten
+# to the Metaspace layout) and the default model's (llama2.c tokenizer.bin converted by ftune, also
+# checked against llama-tokenizer-js):
 # ids with and without special tokens (100% of lines), decode, decode(encode(x)) == x where the
 # reference round-trips; malformed tokenizer.json and bad input lines give one clear error line.
 # Prints PASS/FAIL lines; exits non-zero on any failure.
@@ -78,6 +79,8 @@ run_one() { # name dir [--llama-js]
 run_one llama3 "$NPM/tok-llama3/package/models"
 run_one qwen3 "$NPM/tok-qwen3/package/models"
 run_one mistral "$NPM/tok-mistral/package/models"
+node tests/tokenizer/make_variant.mjs "$NPM/tok-mistral/package/models/tokenizer.json" "$T/mistral-metaspace" &&
+    run_one mistral_metaspace "$T/mistral-metaspace"
 [ -f "$T/llama2c/tokenizer.json" ] && run_one llama2c "$T/llama2c" --llama-js
 
 # malformed tokenizer.json: one clear error line naming the key, non-zero exit

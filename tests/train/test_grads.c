@@ -628,7 +628,7 @@ static void test_lora_save(ft_model *m) {
                         "some/base") == 0 &&
                  cJSON_IsFalse(cJSON_GetObjectItem(j, "fan_in_fan_out")) &&
                  cJSON_IsTrue(cJSON_GetObjectItem(j, "inference_mode")) &&
-                 fabs(cJSON_GetObjectItem(j, "lora_dropout")->valuedouble - 0.05) < 1e-6 &&
+                 cJSON_GetObjectItem(j, "lora_dropout")->valuedouble == 0.05 &&
                  cJSON_GetArraySize(tmods) == 3 &&
                  strcmp(cJSON_GetArrayItem(tmods, 2)->valuestring, "down_proj") == 0;
         CHECK("lora_save_config", ok, "adapter_config.json: %s", text);

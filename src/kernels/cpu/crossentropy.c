@@ -62,7 +62,7 @@ static double softmax_xent_rows(float *z, const int *labels, int n, int V, float
     double part[MAX_THREADS] = {0};
     int64_t cnt[MAX_THREADS] = {0};
     int nth = 1;
-#pragma omp parallel
+#pragma omp parallel if ((size_t)n * (size_t)V >= 65536)
     {
         int tid = 0, nt = 1;
 #ifdef _OPENMP

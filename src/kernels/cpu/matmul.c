@@ -21,6 +21,8 @@
  */
 #include "ftune/kernels.h"
 
+#include "grain.h"
+
 #include "ftune/core.h"
 
 #include <oneapi/dnnl/dnnl.h>
@@ -156,7 +158,7 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
                     int N) {
     if (M <= 0 || N <= 0) return;
     if (M <= GEMV_MAX_M && K > 0) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)M * K * N >= FT_OMP_GRAIN)
         for (int64_t n = 0; n < N; n++)
             for (int64_t m = 0; m < M; m++)
                 out[m * N + n] = dot_f32(inp + m * K, w + n * K, K) + (bias ? bias[n] : 0.0f);
@@ -194,7 +196,7 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, co
     }
     if (dbias) {
         /* dbias[n] += sum_m dout[m,n]: each thread owns a range of n, rows summed in order. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)M * N >= FT_OMP_GRAIN)
         for (int64_t n = 0; n < N; n++) {
             float s = 0.0f;
             for (int64_t m = 0; m < M; m++) s += dout[m * N + n];
