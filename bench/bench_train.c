@@ -6,7 +6,8 @@
  *   bench_train MODEL_DIR full|lora bf16|f32 B T STEPS [R=8 ALPHA=16]
  * One warm-up step (primitive creation, weight packing), then STEPS timed steps (mean).
  * Prints one line: "ftune tok_s X step_s Y peak_rss_mb Z loss_first A loss_last B gflop_s G
- * flop_per_tok F", where F counts 6 N (full) or 4 N (LoRA: no base-weight gradient) per token,
+ * flop_per_tok F tok_per_cpu_s P" (P: tokens per second of process CPU time, all threads — a
+ * second view on a loaded machine, where wall time also counts time spent descheduled), where F counts 6 N (full) or 4 N (LoRA: no base-weight gradient) per token,
  * N = the parameters of every matmul weight (q k v o gate up down per layer and the head; a tied
  * embedding counted once, as the head), plus causal attention 3 x 2 x 2 HD (T+1)/2 per layer
  * (QK^T and PV over the causal half; backward twice the forward).
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static int rand_id(int V) {
@@ -77,8 +79,9 @@ int main(int argc, char **argv) {
     int *ids = malloc((size_t)B * T * sizeof(int)), *lab = malloc((size_t)B * T * sizeof(int));
     const ft_config *c = &m.cfg;
     double first = 0, last = 0, t0 = 0;
+    clock_t c0 = 0;
     for (int s = 0; s <= steps; s++) {
-        if (s == 1) t0 = ft_time_s();
+        if (s == 1) t0 = ft_time_s(), c0 = clock();
         for (int b = 0; b < B; b++) {
             int prev = rand_id(c->vocab_size);
             for (int t = 0; t < T; t++) {
@@ -100,15 +103,16 @@ int main(int argc, char **argv) {
         if (s == 0) first = last;
     }
     double dt = (ft_time_s() - t0) / steps;
+    double cpu = (double)(clock() - c0) / CLOCKS_PER_SEC / steps; /* CPU s per step, all threads */
     double HD = (double)c->n_heads * c->head_dim, KVD = (double)c->n_kv_heads * c->head_dim;
     double Nmm = (double)c->n_layers *
                      (c->dim * (HD + 2 * KVD) + HD * c->dim + 3.0 * c->dim * c->hidden_dim) +
                  (double)c->vocab_size * c->dim;
     double fpt = (lora ? 4 : 6) * Nmm + c->n_layers * 3.0 * 2 * 2 * HD * (T + 1) / 2;
     printf("ftune tok_s %.1f step_s %.3f peak_rss_mb %.0f loss_first %.4f loss_last %.4f "
-           "gflop_s %.1f flop_per_tok %.4g\n",
+           "gflop_s %.1f flop_per_tok %.4g tok_per_cpu_s %.1f\n",
            B * T / dt, dt, ft_peak_rss_bytes() / 1048576.0, first, last, fpt * B * T / dt / 1e9,
-           fpt);
+           fpt, B * T / cpu);
     ft_free(mom), ft_free(vel), free(ids), free(lab);
     ft_train_model_free(tm);
     ft_model_free(&m);

@@ -43,6 +43,10 @@ print(f"{name} {method}: tok/s ftune-bf16 {ft['tok_s']:.0f}  ftune-f32 {ft32['to
 print(f"  GFLOP/s ({fpt / 1e6:.0f} MFLOP/token): ftune-bf16 {g(ft):.0f} ({100 * g(ft) / peak:.0f}% "
       f"of bf16 peak {peak:.0f}), ftune-f32 {g(ft32):.0f}, torch-fp32 {g(t32):.0f}, "
       f"torch-bf16 {g(t16):.0f}")
+print(f"  per CPU-second (load-robust view): ftune-bf16 {ft['tok_per_cpu_s']:.0f}  ftune-f32 "
+      f"{ft32['tok_per_cpu_s']:.0f}  torch-fp32 {t32['tok_per_cpu_s']:.0f}  torch-bf16 "
+      f"{t16['tok_per_cpu_s']:.0f} tok/cpu-s | ftune-bf16 = "
+      f"{ft['tok_per_cpu_s'] / t16['tok_per_cpu_s']:.2f}x torch-bf16")
 print(f"  peak RSS MB: ftune-bf16 {ft['peak_rss_mb']:.0f}  ftune-f32 {ft32['peak_rss_mb']:.0f}  "
       f"torch-fp32 {t32['peak_rss_mb']:.0f}  torch-bf16 {t16['peak_rss_mb']:.0f}  "
       f"(ftune-bf16 / torch-bf16 = {ft['peak_rss_mb'] / t16['peak_rss_mb']:.2f})")

@@ -19,11 +19,14 @@
  * What is checked (tolerances and why):
  *   - both curves fall below 40% of their first loss (the test is about a real training run);
  *   - the bf16 curve is not bit-identical to f32 (the bf16 path really ran);
- *   - mean over all steps of |l_bf16 - l_f32| / l_f32 <= 5%, and the mean loss of the last 20
- *     steps within 10% relative + 0.05 absolute. bf16 operands carry a relative rounding error of
- *     2^-8 (~0.4%) per product; over 200 Adam steps the two runs drift apart like two seeds of the
- *     same recipe, not like a bug: a wrong gradient term or layout makes the bf16 run stall or
- *     diverge by O(1) in loss. Observed: a mean relative gap of about 1% (see the printed line).
+ *   - mean over all steps of |l_bf16 - l_f32| / l_f32 <= 1%, and the mean loss of the last 20
+ *     steps within 2% relative + 0.02 absolute. bf16 operands carry a relative rounding error of
+ *     2^-8 (~0.4%) per product, but the errors have random signs and the master weights, norms,
+ *     softmax and loss stay f32, so the two runs differ like two summation orders that drift
+ *     apart slowly over 200 Adam steps — observed here (AMD EPYC, 2 threads): a mean relative
+ *     gap of 0.15% and last-20 means 4.758 vs 4.762. The bounds leave ~7x that for other CPUs
+ *     and thread counts, while a wrong gradient term or layout makes the bf16 run stall or
+ *     diverge by O(1) in loss, far outside them.
  * Without AVX512-BF16 (or FTUNE_NO_BF16=1) bf16 = 1 must fall back to the f32 path exactly:
  * the two curves are then checked to be bit-identical instead.
  */
@@ -135,9 +138,9 @@ int main(void) {
         return ft_test_exit();
     }
     CHECK("bf16 path ran (curve not bit-identical to f32)", !identical, "identical curves");
-    CHECK("bf16 loss curve tracks f32: mean relative gap <= 5%", mean_rel <= 0.05,
+    CHECK("bf16 loss curve tracks f32: mean relative gap <= 1%", mean_rel <= 0.01,
           "mean relative gap %.4f", mean_rel);
-    CHECK("bf16 final loss within 10% + 0.05 of f32", fabs(tail16 - tail32) <= 0.1 * tail32 + 0.05,
+    CHECK("bf16 final loss within 2% + 0.02 of f32", fabs(tail16 - tail32) <= 0.02 * tail32 + 0.02,
           "last-20 mean bf16 %.4f f32 %.4f", tail16, tail32);
     return ft_test_exit();
 }
