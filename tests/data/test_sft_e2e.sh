@@ -100,14 +100,21 @@ want = [json.loads(l)["output"] for l in open(sys.argv[1])]
 got = [l.rstrip("\n") for l in open(sys.argv[2])]
 cut = open(sys.argv[3]).read().count("reply cut")
 right = sum(1 for w, g in zip(want, got) if g.strip() == w)
-ok = len(got) == len(want) and right >= len(want) // 3 and cut == 0
-print(f"{'PASS' if ok else 'FAIL'} sft_e2e_full_chat_answers_and_stops: {right}/{len(want)} replies are the trained answer word for word (4 questions are held out), {cut} of {len(want)} replies ran to the token limit instead of stopping at </s>")
+# a reply equal to its answer has stopped at </s> (else it would go on up to the token limit)
+ok = len(got) == len(want) and right >= len(want) // 3 and cut <= len(want) // 4
+print(f"{'PASS' if ok else 'FAIL'} sft_e2e_full_chat_answers_and_stops: {right}/{len(want)} replies are the trained answer word for word and stopped at </s> (4 questions are held out); {cut} of {len(want)} replies ran to the token limit")
+first = next(i for i, (w, g) in enumerate(zip(want, got)) if g.strip() == w) if right else 0
+open(sys.argv[3] + ".first", "w").write(str(first))
 for w, g in list(zip(want, got))[:4]:
     print(f"#   trained {w!r:22} chat {g!r}")
 sys.exit(0 if ok else 1)
 EOF
+# generate --chat on a question chat answered right: the same reply (same template and code)
+k=$(cat "$T/chat.err.first" 2>/dev/null || echo 0)
+q=$(sed -n "$((2 * k + 1))p" "$T/questions.txt")
+a=$("$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readlines()[int(sys.argv[2])])["output"])' "$T/quiz16.jsonl" "$k")
 gen=$("$FTUNE_REL" generate --model "$T/full" --chat --chat-template mistral --prompt "$q" --max-new-tokens 16 2>/dev/null)
-first=$(head -1 "$T/answers.txt")
+first=$(sed -n "$((k + 1))p" "$T/answers.txt")
 if [ "$gen" = "$first" ] && [ -n "$gen" ]; then
     echo "PASS sft_e2e_generate_chat_equals_chat: '$q' -> '$gen' (trained: '$a')"
 else
