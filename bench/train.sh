@@ -24,10 +24,11 @@ bf16peak=$(echo "$peak" | sed -n 's/.*bf16 \([0-9.]*\).*/\1/p')
 for model in "$@"; do
     name=$(basename "$model")
     for method in $METHODS; do
-        ft=$(build/rel/bench/bench_train "$model" "$method" bf16 "$B" "$T" "$STEPS")
-        ft32=$(build/rel/bench/bench_train "$model" "$method" f32 "$B" "$T" "$STEPS")
-        t32=$("$PY" bench/ref_train.py "$model" "$method" fp32 "$B" "$T" "$STEPS")
-        t16=$("$PY" bench/ref_train.py "$model" "$method" bf16 "$B" "$T" "$STEPS")
+        # raw lines go to stderr as each run ends (a long run can be cut short and still report)
+        ft=$(build/rel/bench/bench_train "$model" "$method" bf16 "$B" "$T" "$STEPS"); echo "  $name $method ftune-bf16: $ft" >&2
+        ft32=$(build/rel/bench/bench_train "$model" "$method" f32 "$B" "$T" "$STEPS"); echo "  $name $method ftune-f32: $ft32" >&2
+        t32=$("$PY" bench/ref_train.py "$model" "$method" fp32 "$B" "$T" "$STEPS"); echo "  $name $method torch-fp32: $t32" >&2
+        t16=$("$PY" bench/ref_train.py "$model" "$method" bf16 "$B" "$T" "$STEPS"); echo "  $name $method torch-bf16: $t16" >&2
         "$PY" - "$name" "$method" "$bf16peak" "$ft" "$ft32" "$t32" "$t16" <<'PYEOF'
 import sys
 name, method, peak = sys.argv[1], sys.argv[2], float(sys.argv[3] or "nan")

@@ -1,32 +1,34 @@
 /*
  * bf16 mixed-precision training tracks the exact f32 path: stories15M (the real pretrained
- * model) trained twice from the same weights on the same batches for STEPS optimizer steps, once
- * with ft_train_options.bf16 = 0 and once with 1, full fine-tuning (every weight trained: the
- * mode where bf16 rounding reaches the most places — forward, both backward products, the
- * repacked trained weights, the tied head).
+ * model) trained twice from the same weights on the same batches for STEPS = 200 optimizer steps,
+ * once with ft_train_options.bf16 = 0 and once with 1: LoRA r 16, alpha 32 on all seven linear
+ * projections. bf16 rounding reaches every base matmul (forward and input gradient on the packed
+ * frozen weights, the tied 32000-row head), the f32 LoRA branch, norms, softmax and loss stay f32.
+ * LoRA rather than full fine-tuning to keep the test cheap for everyone who runs the suite: full
+ * FT's AdamW over 15M floats x 400 steps in the sanitizer build dominated its runtime (~10x);
+ * the trained-weight repacking that full FT adds is tested in test_matmul_bf16 (refresh).
  *
  * Data: sequences sampled from a fixed Markov chain over a 256-token slice of the vocabulary
- * (each token has 4 successors with probabilities 0.4/0.3/0.2/0.1: entropy 1.28 nats), a fresh
- * sequence of T = 16 (+1) tokens per step (B = 1), the same sequence in both runs. The
- * pretrained model starts near 12 nats on it and learns the chain smoothly (no memorisation
- * plateaus, whose exit time would differ between any two runs), so the two curves can be
- * compared step by step. 16 tokens per step keep 2 x 200 steps of a 15M-parameter model (about
- * 1.5 GFLOP per step, mostly the 32000-row tied head) to a bounded runtime on 2 shared cores;
- * the sequence length does not change which kernels run.
- * Optimizer: AdamW's arithmetic (torch.optim.AdamW, lr 1e-4, betas 0.9/0.999, eps 1e-8, no
+ * (each token has 4 successors with probabilities 0.4/0.3/0.2/0.1), a fresh sequence of T = 16
+ * (+1) tokens per step (B = 1), the same sequence in both runs. The model starts near 12.7 nats on
+ * it and learns the chain smoothly (no memorisation plateaus, whose exit time would differ between
+ * any two runs), so the two curves can be compared step by step. 16 tokens per step keep 2 x 200
+ * steps to a bounded runtime on 2 shared cores; the sequence length does not change which kernels
+ * run.
+ * Optimizer: AdamW's arithmetic (torch.optim.AdamW, lr 3e-4, betas 0.9/0.999, eps 1e-8, no
  * decay) on the flat trainable buffer, identical in both runs.
  *
  * What is checked (tolerances and why):
- *   - both curves fall below 40% of their first loss (the test is about a real training run);
+ *   - both curves fall below 80% of their first loss (a real training run: observed 68%);
  *   - the bf16 curve is not bit-identical to f32 (the bf16 path really ran);
- *   - mean over all steps of |l_bf16 - l_f32| / l_f32 <= 1%, and the mean loss of the last 20
- *     steps within 2% relative + 0.02 absolute. bf16 operands carry a relative rounding error of
- *     2^-8 (~0.4%) per product, but the errors have random signs and the master weights, norms,
+ *   - mean over all steps of |l_bf16 - l_f32| / l_f32 <= 0.5%, and the mean loss of the last 20
+ *     steps within 1% relative + 0.02 absolute. bf16 operands carry a relative rounding error of
+ *     2^-8 (~0.4%) per product, but the errors have random signs and the LoRA weights, norms,
  *     softmax and loss stay f32, so the two runs differ like two summation orders that drift
- *     apart slowly over 200 Adam steps — observed here (AMD EPYC, 2 threads): a mean relative
- *     gap of 0.15% and last-20 means 4.758 vs 4.762. The bounds leave ~7x that for other CPUs
- *     and thread counts, while a wrong gradient term or layout makes the bf16 run stall or
- *     diverge by O(1) in loss, far outside them.
+ *     apart slowly — observed here (AMD EPYC, 2 threads): a mean relative gap of 0.05% and
+ *     last-20 means 8.5697 vs 8.5685. The bounds leave ~10x that for other CPUs and thread
+ *     counts, while a wrong gradient term or layout makes the bf16 run stall or diverge by O(1)
+ *     in loss, far outside them.
  * Without AVX512-BF16 (or FTUNE_NO_BF16=1) bf16 = 1 must fall back to the f32 path exactly:
  * the two curves are then checked to be bit-identical instead.
  */
@@ -45,7 +47,7 @@
 #define NV 256 /* vocabulary slice of the chain */
 
 static void adamw(float *p, const float *g, float *m, float *v, size_t n, int64_t step) {
-    const float lr = 1e-4f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    const float lr = 3e-4f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
     float c1 = 1.0f - powf(b1, (float)step), c2 = 1.0f - powf(b2, (float)step);
     for (size_t i = 0; i < n; i++) {
         m[i] = b1 * m[i] + (1 - b1) * g[i];
@@ -63,7 +65,10 @@ static int run(const char *dir, int bf16, const int *seqs, double *losses) {
     }
     ft_train_options o;
     memset(&o, 0, sizeof o);
-    o.method = FT_METHOD_FULL;
+    o.method = FT_METHOD_LORA;
+    o.lora.r = 16;
+    o.lora.alpha = 32;
+    o.lora.targets = FT_LORA_ALL_LINEAR;
     o.B = 1;
     o.T = SEQ;
     o.seed = 7;
@@ -128,9 +133,9 @@ int main(void) {
            "mean relative gap %.4f\n",
            STEPS, ft_time_s() - t0, l16[0], l32[0], tail16, tail32, mean_rel);
     for (int s = 0; s < STEPS; s += 20) printf("  step %3d  f32 %.4f  bf16 %.4f\n", s, l32[s], l16[s]);
-    CHECK("f32 run learns (last-20 mean < 40% of first loss)", tail32 < 0.4 * l32[0],
+    CHECK("f32 run learns (last-20 mean < 80% of first loss)", tail32 < 0.8 * l32[0],
           "first %.4f last-20 mean %.4f", l32[0], tail32);
-    CHECK("bf16 run learns (last-20 mean < 40% of first loss)", tail16 < 0.4 * l16[0],
+    CHECK("bf16 run learns (last-20 mean < 80% of first loss)", tail16 < 0.8 * l16[0],
           "first %.4f last-20 mean %.4f", l16[0], tail16);
     if (!ft_cpu_has_bf16()) {
         CHECK("no AVX512-BF16: bf16 option falls back to the exact f32 path", identical,
@@ -138,9 +143,9 @@ int main(void) {
         return ft_test_exit();
     }
     CHECK("bf16 path ran (curve not bit-identical to f32)", !identical, "identical curves");
-    CHECK("bf16 loss curve tracks f32: mean relative gap <= 1%", mean_rel <= 0.01,
+    CHECK("bf16 loss curve tracks f32: mean relative gap <= 0.5%", mean_rel <= 0.005,
           "mean relative gap %.4f", mean_rel);
-    CHECK("bf16 final loss within 2% + 0.02 of f32", fabs(tail16 - tail32) <= 0.02 * tail32 + 0.02,
+    CHECK("bf16 final loss within 1% + 0.02 of f32", fabs(tail16 - tail32) <= 0.01 * tail32 + 0.02,
           "last-20 mean bf16 %.4f f32 %.4f", tail16, tail32);
     return ft_test_exit();
 }
