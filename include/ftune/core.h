@@ -78,6 +78,9 @@ ft_status ft_convert_to_f32(float *dst, const void *src, ft_dtype t, size_t n);
 ft_status ft_convert_from_f32(void *dst, const float *src, ft_dtype t, size_t n);
 
 /* ---- small helpers ---- */
+/* Copy untrusted text into out[cap] for a one-line error message: printable ASCII kept, anything
+ * else shown as '?', cut at cap-4 characters with "..." appended. Returns out. */
+const char *ft_printable(char *out, size_t cap, const char *s);
 /* Wall clock in seconds (monotonic). */
 double ft_time_s(void);
 /* Peak resident set size of this process in bytes (from getrusage). */

@@ -84,7 +84,7 @@ ft_status ft_train_config_set(ft_train_config *c, const char *assignment);
  * (unfrozen_parameters without an adapter → freeze; lora_target_linear → all 7 projections). */
 ft_status ft_train_config_finish(ft_train_config *c);
 
-/* 1 if the run uses the instruction-data pipeline (any dataset type other than text, or
+/* 1 if the run uses the instruction-data pipeline (any dataset type other than text/completion, or
  * sample_packing / a chat template asked for), 0 for plain-text continued pre-training. */
 int ft_train_config_is_sft(const ft_train_config *c);
 /* The instruction-data view of the config; *src is malloc'ed (n_datasets entries) and points into

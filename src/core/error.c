@@ -33,6 +33,19 @@ ft_status ft_error_wrap(ft_status code, const char *fmt, ...) {
     return code;
 }
 
+const char *ft_printable(char *out, size_t cap, const char *s) {
+    FT_ASSERT(cap >= 8);
+    size_t i = 0;
+    for (; s[i] && i < cap - 4; i++)
+        out[i] = (s[i] >= 32 && s[i] < 127) ? s[i] : '?';
+    if (s[i]) {
+        memcpy(out + i, "...", 3);
+        i += 3;
+    }
+    out[i] = 0;
+    return out;
+}
+
 const char *ft_error_message(void) { return errmsg; }
 
 void ft_error_clear(void) { errmsg[0] = 0; }

@@ -9,10 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Plain text (`type: text` or `completion`, as for continued pre-training) goes through the text
+ * pipeline: documents joined with EOS and cut into sequence_len rows, so a long document is split,
+ * never refused. Everything else, or packing / a chat template, is instruction data. */
 int ft_train_config_is_sft(const ft_train_config *c) {
     if (c->sample_packing || c->chat_template) return 1;
     for (int i = 0; i < c->n_datasets; i++)
-        if (strcmp(c->datasets[i].type, "text")) return 1;
+        if (strcmp(c->datasets[i].type, "text") && strcmp(c->datasets[i].type, "completion"))
+            return 1;
     return 0;
 }
 

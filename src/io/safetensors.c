@@ -35,19 +35,6 @@
 /* JSON numbers are doubles: integers above 2^53 are not exact, and no real file needs them. */
 #define ST_MAX_INT ((double)9007199254740992.0)
 
-/* Copy a name from untrusted input into `out` for an error message: printable ASCII only, cut. */
-static const char *printable(char out[80], const char *s) {
-    size_t i = 0;
-    for (; s[i] && i < 75; i++)
-        out[i] = (s[i] >= 32 && s[i] < 127) ? s[i] : '?';
-    if (s[i]) {
-        memcpy(out + i, "...", 3);
-        i += 3;
-    }
-    out[i] = 0;
-    return out;
-}
-
 /* A non-negative integer JSON number, exactly representable; -1 otherwise. */
 static int64_t json_uint(const cJSON *v) {
     if (!cJSON_IsNumber(v)) return -1;
@@ -115,7 +102,7 @@ static int cmp_name(const void *a, const void *b) {
 static ft_status parse_entry(ft_st_tensor *t, const char *label, const cJSON *e, const char *data,
                              uint64_t data_len) {
     char nm[80];
-    printable(nm, e->string);
+    ft_printable(nm, sizeof nm, e->string);
     if (!cJSON_IsObject(e))
         return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': entry is not a JSON object", label, nm);
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
@@ -135,7 +122,7 @@ static ft_status parse_entry(ft_st_tensor *t, const char *label, const cJSON *e,
     char dn[80];
     if (ft_dtype_parse(dt->valuestring, &t->dtype) != 0)
         return ft_errorf(FT_ERR_UNSUPPORTED, "%s: tensor '%s': unknown dtype '%s'", label, nm,
-                         printable(dn, dt->valuestring));
+                         ft_printable(dn, sizeof dn, dt->valuestring));
     int nd = cJSON_GetArraySize(sh);
     if (nd > FT_ST_MAX_DIMS)
         return ft_errorf(FT_ERR_UNSUPPORTED,
@@ -235,7 +222,7 @@ static ft_status parse_file(ft_st_set *set, int file, const char *label, const v
                 if (!cJSON_IsString(m)) {
                     char nm[80];
                     st = ft_errorf(FT_ERR_FORMAT, "%s: '__metadata__' value '%s' is not a string",
-                                   label, printable(nm, m->string));
+                                   label, ft_printable(nm, sizeof nm, m->string));
                     goto done;
                 }
             continue;
@@ -278,18 +265,18 @@ static ft_status parse_file(ft_st_set *set, int file, const char *label, const v
         for (int i = 1; i < count && st == FT_OK; i++)
             if (!strcmp(by[i]->name, by[i - 1]->name))
                 st = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' appears twice", label,
-                               printable(nm, by[i]->name));
+                               ft_printable(nm, sizeof nm, by[i]->name));
         qsort(by, (size_t)count, sizeof *by, cmp_begin);
         uint64_t pos = 0;
         for (int i = 0; i < count && st == FT_OK; i++) {
             uint64_t b = (uint64_t)((const char *)by[i]->data - data);
             if (b < pos)
                 st = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s': data_offsets overlap tensor '%s'",
-                               label, printable(nm, by[i]->name), printable(nm2, by[i - 1]->name));
+                               label, ft_printable(nm, sizeof nm, by[i]->name), ft_printable(nm2, sizeof nm2, by[i - 1]->name));
             else if (b > pos)
                 st = ft_errorf(FT_ERR_FORMAT,
                                "%s: tensor '%s': hole of %llu bytes before its data (offset %llu)",
-                               label, printable(nm, by[i]->name), (unsigned long long)(b - pos),
+                               label, ft_printable(nm, sizeof nm, by[i]->name), (unsigned long long)(b - pos),
                                (unsigned long long)b);
             pos = b + by[i]->nbytes;
         }
@@ -316,9 +303,9 @@ static ft_status finish_set(ft_st_set *set) {
             const ft_st_tensor *a = &set->tensors[i - 1], *b = &set->tensors[i];
             if (a->file == b->file)
                 return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' appears twice",
-                                 set->paths[a->file], printable(nm, a->name));
+                                 set->paths[a->file], ft_printable(nm, sizeof nm, a->name));
             return ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' also appears in %s",
-                             set->paths[b->file], printable(nm, a->name), set->paths[a->file]);
+                             set->paths[b->file], ft_printable(nm, sizeof nm, a->name), set->paths[a->file]);
         }
     return FT_OK;
 }
@@ -409,14 +396,14 @@ static ft_status open_sharded(ft_st_set *set, const char *dir, const char *index
     for (const cJSON *e = map->child; e; e = e->next, i++) {
         if (!cJSON_IsString(e)) {
             st = ft_errorf(FT_ERR_FORMAT, "%s: weight_map['%s'] is not a string", index_path,
-                           printable(nm, e->string));
+                           ft_printable(nm, sizeof nm, e->string));
             goto done;
         }
         const char *s = e->valuestring;
         if (!s[0] || strchr(s, '/') || !strcmp(s, "..") || !strcmp(s, ".")) {
             st = ft_errorf(FT_ERR_FORMAT,
                            "%s: weight_map['%s'] = '%s' is not a file name in this folder",
-                           index_path, printable(nm, e->string), printable(nm2, s));
+                           index_path, ft_printable(nm, sizeof nm, e->string), ft_printable(nm2, sizeof nm2, s));
             goto done;
         }
         wm[i].tensor = e->string;
@@ -427,7 +414,7 @@ static ft_status open_sharded(ft_st_set *set, const char *dir, const char *index
     for (i = 1; i < n; i++)
         if (!strcmp(wm[i].tensor, wm[i - 1].tensor)) {
             st = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' listed twice in weight_map", index_path,
-                           printable(nm, wm[i].tensor));
+                           ft_printable(nm, sizeof nm, wm[i].tensor));
             goto done;
         }
     qsort(shards, (size_t)n, sizeof *shards, cmp_str);
@@ -446,15 +433,15 @@ static ft_status open_sharded(ft_st_set *set, const char *dir, const char *index
         const ft_st_tensor *t = ft_st_find(set, wm[i].tensor);
         if (!t) {
             st = ft_errorf(FT_ERR_NOT_FOUND, "%s: tensor '%s' listed in weight_map is not in %s",
-                           index_path, printable(nm, wm[i].tensor), printable(nm2, wm[i].shard));
+                           index_path, ft_printable(nm, sizeof nm, wm[i].tensor), ft_printable(nm2, sizeof nm2, wm[i].shard));
             goto done;
         }
         const char *base = strrchr(set->paths[t->file], '/') + 1;
         if (strcmp(base, wm[i].shard)) {
             char nm3[80];
             st = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' is listed in %s but lives in %s",
-                           index_path, printable(nm, wm[i].tensor), printable(nm2, wm[i].shard),
-                           printable(nm3, base));
+                           index_path, ft_printable(nm, sizeof nm, wm[i].tensor), ft_printable(nm2, sizeof nm2, wm[i].shard),
+                           ft_printable(nm3, sizeof nm3, base));
             goto done;
         }
     }
@@ -462,7 +449,7 @@ static ft_status open_sharded(ft_st_set *set, const char *dir, const char *index
         wm_entry key = {set->tensors[i].name, NULL};
         if (!bsearch(&key, wm, (size_t)n, sizeof *wm, cmp_wm)) {
             st = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' is not listed in %s",
-                           set->paths[set->tensors[i].file], printable(nm, set->tensors[i].name),
+                           set->paths[set->tensors[i].file], ft_printable(nm, sizeof nm, set->tensors[i].name),
                            index_path);
             goto done;
         }

@@ -45,19 +45,6 @@ typedef struct {
     const cJSON *root;
 } ctx;
 
-/* A string value from the file, safe to put in a one-line message: printable ASCII, cut at 40. */
-static const char *printable(char out[48], const char *s) {
-    size_t i = 0;
-    for (; s[i] && i < 40; i++)
-        out[i] = (s[i] >= 32 && s[i] < 127) ? s[i] : '?';
-    if (s[i]) {
-        memcpy(out + i, "...", 3);
-        i += 3;
-    }
-    out[i] = 0;
-    return out;
-}
-
 static const char *type_name(const cJSON *v) {
     if (cJSON_IsString(v)) return "a string";
     if (cJSON_IsNumber(v)) return "a number";
@@ -202,7 +189,7 @@ static ft_status parse_rope(const ctx *c, ft_config *cfg) {
         return ft_errorf(
             FT_ERR_UNSUPPORTED,
             "%s: key '%s%s': rope scaling '%s' is not supported (supported: default, llama3)",
-            c->path, where, tkey, printable(pr, t->valuestring));
+            c->path, where, tkey, ft_printable(pr, sizeof pr, t->valuestring));
     double f, lo, hi;
     int omp;
     ft_status st;
@@ -247,7 +234,7 @@ static ft_status parse_dtype(const ctx *c, ft_config *cfg) {
     else
         return ft_errorf(FT_ERR_UNSUPPORTED,
                          "%s: key '%s' = '%s' is not supported (float32, float16, bfloat16)",
-                         c->path, key, printable(pr, s));
+                         c->path, key, ft_printable(pr, sizeof pr, s));
     return FT_OK;
 }
 
@@ -269,7 +256,7 @@ static ft_status parse_root(ft_config *cfg, const ctx *c) {
         return ft_errorf(
             FT_ERR_UNSUPPORTED,
             "%s: key 'model_type': '%s' is not supported (llama, mistral, qwen2, qwen3)", c->path,
-            printable(pr, mt->valuestring));
+            ft_printable(pr, sizeof pr, mt->valuestring));
     cfg->family = fam->family;
     snprintf(cfg->model_type, sizeof cfg->model_type, "%s", fam->name);
 

@@ -14,7 +14,7 @@
  * Side effects in output_dir: metrics.jsonl (one JSON object per logged or evaluated step),
  * checkpoint-N/ every save_steps (pruned to save_total_limit), and at the end the adapter
  * (LoRA) or a Hugging Face model folder with the tokenizer files (full / freeze).
- * Instruction data (any dataset type but text, see ft_train_config_is_sft): the samples of
+ * Instruction data (any dataset type but text/completion, see ft_train_config_is_sft): the samples of
  * src/data (chat template, loss on the replies) are laid once into fixed rows of T tokens (packed
  * with restarting positions and a seg id per sample when sample_packing, else one per row and
  * padded); those rows then play the part of text rows above, with pos/seg going to the step.

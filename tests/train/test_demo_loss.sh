@@ -28,7 +28,7 @@ logging_steps: 4
 output_dir: $D/out
 YAML
 "$FTUNE_REL" train "$D/cfg.yaml" > "$D/log" 2>&1 || { tail -5 "$D/log"; echo "FAIL demo_loss_train: exit status"; exit 1; }
-ev() { grep eval_loss "$D/out/metrics.jsonl" | sed -n "$1" | sed 's/.*"eval_loss": \([^}]*\)}.*/\1/'; }
+ev() { grep eval_loss "$D/out/metrics.jsonl" | sed -n "$1" | sed 's/.*"eval_loss": \([^,}]*\)[,}].*/\1/'; }
 before=$(ev 1p); after=$(ev '$p')
 n_eval=$(grep -c eval_loss "$D/out/metrics.jsonl")
 [ "$n_eval" -eq 2 ] && echo "PASS eval_before_and_after" || echo "FAIL eval_before_and_after: $n_eval eval lines"
