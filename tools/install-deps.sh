@@ -3,7 +3,8 @@
 set -euo pipefail
 pkgs=(build-essential clang libclang-rt-14-dev pkg-config
       libdnnl-dev libcjson-dev libyaml-dev libpcre2-dev libutf8proc-dev
-      python3 python3-torch python3-numpy nodejs npm ca-certificates)
+      python3 python3-torch python3-numpy nodejs npm ca-certificates
+      bsdgames fortunes-min)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,15 +9,22 @@
 #ifndef FTUNE_TRAINER_H
 #define FTUNE_TRAINER_H
 
+#include "ftune/instruct.h"
 #include "ftune/optim.h"
 #include "ftune/train.h"
 
 /* ---------------------------------------------------------------- configuration ---- */
 
 typedef struct {
-    char *path;   /* .txt or .jsonl */
+    char *path;   /* .txt, .jsonl or .json */
     char *type;   /* "text" | "completion" */
     char *field;  /* JSON field holding the text (Axolotl's `field`), default "text" */
+    /* instruction data (include/ftune/instruct.h): Axolotl's column mapping, NULL = the type's
+     * default names */
+    char *field_system, *field_instruction, *field_input, *field_output;
+    char *field_messages, *message_field_role, *message_field_content;
+    char *field_prompt, *field_chosen, *field_rejected;
+    int skip_invalid; /* count and drop invalid records instead of failing */
 } ft_dataset_spec;
 
 /* Every supported key. Numbers that HF accepts as "a fraction of the run" (< 1) are kept as
@@ -52,6 +59,11 @@ typedef struct {
     double logging_steps;
     double val_set_size;         /* < 1: fraction of rows; >= 1: count of rows */
     double eval_steps;           /* 0: evaluate at the start and the end only */
+    char *chat_template;         /* template name or tokenizer_default (NULL: by dataset type) */
+    int train_on_inputs;         /* 0: loss on assistant turns only */
+    int sample_packing;          /* pack samples into rows, attention blocked between them */
+    int truncation;              /* ft_truncation: error | drop | truncate */
+    int shuffle_merged_datasets; /* shuffle the mixed records with seed (Axolotl default true) */
     char **notes;                /* keys accepted but ignored, one line each, for the CLI */
     int n_notes;
 } ft_train_config;
@@ -71,6 +83,13 @@ ft_status ft_train_config_set(ft_train_config *c, const char *assignment);
 /* After everything is applied: required keys, cross-key checks, and the derived values
  * (unfrozen_parameters without an adapter → freeze; lora_target_linear → all 7 projections). */
 ft_status ft_train_config_finish(ft_train_config *c);
+
+/* 1 if the run uses the instruction-data pipeline (any dataset type other than text, or
+ * sample_packing / a chat template asked for), 0 for plain-text continued pre-training. */
+int ft_train_config_is_sft(const ft_train_config *c);
+/* The instruction-data view of the config; *src is malloc'ed (n_datasets entries) and points into
+ * `c`, which must outlive it. */
+ft_status ft_train_config_sft(const ft_train_config *c, ft_sft_config *out, ft_sft_source **src);
 
 /* Resolve a possibly fractional step count (HF: ratio < 1 → ceil(ratio * total)); 0 stays 0. */
 int64_t ft_train_config_steps(double v, int64_t total);
@@ -114,6 +133,13 @@ ft_status ft_checkpoint_prune(const char *output_dir, int keep);
 ft_status ft_train_step(ft_train_model *tm, ft_adamw *opt, const int *inputs, const int *labels,
                         int B, int GA, int T, double lr, double max_grad_norm, double *loss,
                         double *grad_norm);
+
+/* ft_train_step with packed rows: pos and seg (GA*B, T) give each token its position and sample
+ * id (attention stays inside a sample); NULL = positions 0..T-1, one sample per row. */
+ft_status ft_train_step_packed(ft_train_model *tm, ft_adamw *opt, const int *inputs,
+                               const int *labels, const int *pos, const int *seg, int B, int GA,
+                               int T, double lr, double max_grad_norm, double *loss,
+                               double *grad_norm);
 
 /* Run training as configured: load model and data, train, write checkpoints, metrics.jsonl and
  * the final outputs into cfg->output_dir. Progress goes to stderr (a live line on a TTY). */

@@ -6,15 +6,15 @@
 #include "ftune/core.h"
 
 int cmd_version(int argc, char **argv);
-/* Commands land module by module; weak until every one is built (then the attribute goes). */
-#define FT_CMD __attribute__((weak))
-FT_CMD int cmd_inspect(int argc, char **argv);
-FT_CMD int cmd_convert(int argc, char **argv);
-FT_CMD int cmd_generate(int argc, char **argv);
-FT_CMD int cmd_logprobs(int argc, char **argv);
-FT_CMD int cmd_tokenize(int argc, char **argv);
-FT_CMD int cmd_train(int argc, char **argv);
-FT_CMD int cmd_merge(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_logprobs(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
+int cmd_preview(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 
 /* Print "ftune: <current error message>" to stderr and return 1. */
 int cli_fail(void);

@@ -9,7 +9,11 @@
  * after each token, prompt+generated ids are decoded again and the new suffix is printed (decoding
  * the new ids alone would lose SentencePiece's leading space; a suffix that does not extend what was
  * already printed, e.g. a half UTF-8 character, waits for the next token).
+ * --chat [--chat-template NAME] [--system TEXT]: TEXT is a user message; the prompt is rendered by
+ * the chat template (the model's own when recognised) exactly as training renders it, and only the
+ * reply is printed, up to the template's end-of-turn token (src/cli/chat.c, shared with `chat`).
  */
+#include "chat.h"
 #include "cli.h"
 #include "cli_args.h"
 #include "ftune/model.h"
@@ -22,7 +26,8 @@
 
 static int usage(void) {
     fprintf(stderr, "usage: ftune generate --model DIR [--adapter DIR] (--prompt-ids ID,ID,... | --prompt TEXT)\n"
-                    "       [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n");
+                    "       [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
+                    "       [--chat [--chat-template NAME] [--system TEXT]]\n");
     return 2;
 }
 
@@ -53,12 +58,18 @@ static void print_text(int id, void *user) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *dir = NULL, *ids_s = NULL, *prompt = NULL, *adapter = NULL;
+    const char *dir = NULL, *ids_s = NULL, *prompt = NULL, *adapter = NULL, *tpl = NULL,
+               *sys = NULL;
+    int chat = 0;
     long long max_new = 64, top_k = 0, seed = 0;
     double temp = 0, top_p = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         ft_status st = FT_OK;
+        if (!strcmp(a, "--chat")) {
+            chat = 1;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "ftune generate: option '%s' needs a value\n", a);
             return usage();
@@ -67,6 +78,8 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--adapter")) adapter = v;
         else if (!strcmp(a, "--prompt-ids")) ids_s = v;
         else if (!strcmp(a, "--prompt")) prompt = v;
+        else if (!strcmp(a, "--chat-template")) tpl = v;
+        else if (!strcmp(a, "--system")) sys = v;
         else if (!strcmp(a, "--max-new-tokens")) st = cli_parse_int(a, v, 0, 1 << 30, &max_new);
         else if (!strcmp(a, "--temperature")) st = cli_parse_float(a, v, &temp);
         else if (!strcmp(a, "--top-k")) st = cli_parse_int(a, v, 0, 1 << 30, &top_k);
@@ -79,11 +92,24 @@ int cmd_generate(int argc, char **argv) {
         if (st) return cli_fail();
         i++;
     }
-    if (!dir || (!ids_s == !prompt)) return usage();
+    if (!dir || (!ids_s == !prompt) || (chat && !prompt) || (!chat && (tpl || sys))) return usage();
     int *ids = NULL, n = 0, *out = NULL, n_out = 0, count = 0;
     text_stream ts = {0};
     ft_model m = {0};
     ft_status st;
+    if (chat) {
+        int stopped = 0;
+        if (!(st = ft_model_load(&m, dir)) && !(adapter && (st = ft_adapter_apply(&m, adapter))) &&
+            !(st = ft_tokenizer_load(&ts.tok, dir))) {
+            ft_sample_params csp = {(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
+            st = cli_chat_once(&m, ts.tok, dir, tpl, sys, prompt, (int)max_new, &csp, stdout,
+                               &stopped);
+            printf("\n");
+            if (!st && !stopped)
+                fprintf(stderr, "ftune generate: (reply cut at %lld tokens)\n", max_new);
+        }
+        goto done;
+    }
     if (prompt) {
         if ((st = ft_tokenizer_load(&ts.tok, dir))) goto done;
         if ((st = ft_tokenizer_encode(ts.tok, prompt, strlen(prompt), 1, &ids, &n))) goto done;

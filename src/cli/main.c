@@ -19,13 +19,15 @@ static const struct {
     {"tokenize", cmd_tokenize, "encode JSON-lines strings to ids (or --decode)"},
     {"train", cmd_train, "fine-tune from a YAML config"},
     {"merge", cmd_merge, "merge a LoRA adapter into its base model"},
+    {"preview", cmd_preview, "show processed training samples with the trained tokens marked"},
+    {"chat", cmd_chat, "chat with a model through its chat template (interactive)"},
     {"version", cmd_version, "print the version"},
 };
 
 static void usage(FILE *f) {
     fprintf(f, "usage: ftune <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (commands[i].fn) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
 }
 
 int main(int argc, char **argv) {
@@ -35,10 +37,6 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) {
-            if (!commands[i].fn) {
-                fprintf(stderr, "ftune: command '%s' is not part of this build\n", argv[1]);
-                return 2;
-            }
             return commands[i].fn(argc - 1, argv + 1);
         }
     fprintf(stderr, "ftune: unknown command '%s' (see ftune --help)\n", argv[1]);

@@ -45,6 +45,7 @@
  * something ftune does not do (load_in_4bit: true, sample_packing: true) is an error.
  */
 #include "ftune/trainer.h"
+#include "ftune/instruct.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -73,6 +74,7 @@ void ft_train_config_defaults(ft_train_config *c) {
     c->bf16 = 1;
     c->seed = 42;
     c->save_steps = 500;
+    c->shuffle_merged_datasets = 1;
     c->logging_steps = 1;
     c->output_dir = ft_strdup("./model-out"); /* NULL only without memory: checked by _finish */
 }
@@ -87,6 +89,16 @@ static void free_datasets(ft_train_config *c) {
         free(c->datasets[i].path);
         free(c->datasets[i].type);
         free(c->datasets[i].field);
+        free(c->datasets[i].field_system);
+        free(c->datasets[i].field_instruction);
+        free(c->datasets[i].field_input);
+        free(c->datasets[i].field_output);
+        free(c->datasets[i].field_messages);
+        free(c->datasets[i].message_field_role);
+        free(c->datasets[i].message_field_content);
+        free(c->datasets[i].field_prompt);
+        free(c->datasets[i].field_chosen);
+        free(c->datasets[i].field_rejected);
     }
     free(c->datasets);
     c->datasets = NULL;
@@ -99,6 +111,7 @@ void ft_train_config_free(ft_train_config *c) {
     free_datasets(c);
     free_strs(c->unfrozen, c->n_unfrozen);
     free(c->output_dir);
+    free(c->chat_template);
     free(c->resume_from_checkpoint);
     free_strs(c->notes, c->n_notes);
     memset(c, 0, sizeof *c);
@@ -285,18 +298,41 @@ static ft_status key_datasets(const ctx_t *x, const char *key, const yaml_node_t
             if (ks && !strcmp(ks, "path")) st = get_str(x, sub, v, &d->path);
             else if (ks && !strcmp(ks, "type")) st = get_str(x, sub, v, &d->type);
             else if (ks && !strcmp(ks, "field")) st = get_str(x, sub, v, &d->field);
+            else if (ks && !strcmp(ks, "field_system")) st = get_str(x, sub, v, &d->field_system);
+            else if (ks && !strcmp(ks, "field_instruction"))
+                st = get_str(x, sub, v, &d->field_instruction);
+            else if (ks && !strcmp(ks, "field_input")) st = get_str(x, sub, v, &d->field_input);
+            else if (ks && !strcmp(ks, "field_output")) st = get_str(x, sub, v, &d->field_output);
+            else if (ks && !strcmp(ks, "field_messages"))
+                st = get_str(x, sub, v, &d->field_messages);
+            else if (ks && !strcmp(ks, "message_field_role"))
+                st = get_str(x, sub, v, &d->message_field_role);
+            else if (ks && !strcmp(ks, "message_field_content"))
+                st = get_str(x, sub, v, &d->message_field_content);
+            else if (ks && !strcmp(ks, "field_prompt")) st = get_str(x, sub, v, &d->field_prompt);
+            else if (ks && !strcmp(ks, "field_chosen")) st = get_str(x, sub, v, &d->field_chosen);
+            else if (ks && !strcmp(ks, "field_rejected"))
+                st = get_str(x, sub, v, &d->field_rejected);
+            else if (ks && !strcmp(ks, "skip_invalid")) {
+                if (parse_bool(v, &d->skip_invalid))
+                    st = node_err(x, v, "key '%s': expected true or false", sub);
+            }
             else if (ks && (!strcmp(ks, "ds_type") || !strcmp(ks, "split")) && is_null(v)) st = FT_OK;
             else
-                return node_err(x, k, "unknown key '%s' in %s[%d] (supported: path, type, field)",
+                return node_err(x, k, "unknown key '%s' in %s[%d] (supported: path, type, field, field_system, "
+                                "field_instruction, field_input, field_output, field_messages, "
+                                "message_field_role, message_field_content, field_prompt, "
+                                "field_chosen, field_rejected, skip_invalid)",
                                 ks ? ks : "?", key, i);
             if (st) return st;
         }
         if (!d->path) return node_err(x, e, "key '%s[%d]': missing 'path'", key, i);
         if (!d->type) return node_err(x, e, "key '%s[%d]': missing 'type'", key, i);
-        if (strcmp(d->type, "text") && strcmp(d->type, "completion"))
+        if (!ft_dataset_type_known(d->type))
             return node_err(x, e,
                             "key '%s[%d].type': '%s' is not supported (supported: text, "
-                            "completion)",
+                            "completion, alpaca, sharegpt, chat_template, dolly, flan, "
+                            "preference)",
                             key, i, d->type);
         if (!d->field && !(d->field = ft_strdup("text"))) return FT_ERR_NOMEM;
     }
@@ -411,6 +447,15 @@ typedef struct {
 
 #define CF(f) offsetof(ft_train_config, f)
 #define BIG 1e300
+static ft_status key_truncation(const ctx_t *x, const char *key, const yaml_node_t *n) {
+    static const char *names[] = {"error", "drop", "truncate"};
+    const char *s = scalar(n);
+    for (int i = 0; s && i < 3; i++)
+        if (!strcmp(s, names[i])) return x->c->truncation = i, FT_OK;
+    return node_err(x, n, "key '%s': '%s' is not supported (supported: error, drop, truncate)",
+                    key, s ? s : type_name(n));
+}
+
 static const key_def keys[] = {
     {"base_model", K_S, CF(base_model), 0, 0, NULL},
     {"datasets", K_FN, 0, 0, 0, key_datasets},
@@ -447,14 +492,19 @@ static const key_def keys[] = {
     {"logging_steps", K_D, CF(logging_steps), 1e-9, 1e15, NULL},
     {"val_set_size", K_D, CF(val_set_size), 0, 1e15, NULL},
     {"eval_steps", K_D, CF(eval_steps), 1e-9, 1e15, NULL},
+    {"chat_template", K_S, CF(chat_template), 0, 0, NULL},
+    {"train_on_inputs", K_B, CF(train_on_inputs), 0, 0, NULL},
+    {"sample_packing", K_B, CF(sample_packing), 0, 0, NULL},
+    {"shuffle_merged_datasets", K_B, CF(shuffle_merged_datasets), 0, 0, NULL},
+    {"truncation", K_FN, 0, 0, 0, key_truncation},
 };
 
 /* Axolotl keys that change nothing here when they ask for nothing: accepted with a note when
  * null/false (or any value for the purely cosmetic ones), an error when they ask for a feature. */
 static const char *ignored_if_off[] = {
-    "load_in_8bit", "load_in_4bit", "sample_packing", "eval_sample_packing", "pad_to_sequence_len",
+    "load_in_8bit", "load_in_4bit", "eval_sample_packing", "pad_to_sequence_len",
     "flash_attention", "xformers_attention", "sdp_attention", "deepspeed", "fsdp", "fsdp_config",
-    "strict", "group_by_length", "train_on_inputs", "lora_fan_in_fan_out", "lora_model_dir",
+    "strict", "group_by_length", "lora_fan_in_fan_out", "lora_model_dir",
     "fp16", "tf32", "early_stopping_patience", "local_rank", "special_tokens",
     "debug", "dataset_prepared_path", "hub_model_id"};
 static const char *ignored_any[] = {"wandb_project", "wandb_entity", "wandb_watch", "wandb_name",

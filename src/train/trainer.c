@@ -14,9 +14,14 @@
  * Side effects in output_dir: metrics.jsonl (one JSON object per logged or evaluated step),
  * checkpoint-N/ every save_steps (pruned to save_total_limit), and at the end the adapter
  * (LoRA) or a Hugging Face model folder with the tokenizer files (full / freeze).
+ * Instruction data (any dataset type but text, see ft_train_config_is_sft): the samples of
+ * src/data (chat template, loss on the replies) are laid once into fixed rows of T tokens (packed
+ * with restarting positions and a seg id per sample when sample_packing, else one per row and
+ * padded); those rows then play the part of text rows above, with pos/seg going to the step.
  * Not here: the forward/backward (src/train/step.c), multi-process data parallelism.
  */
 #include "ftune/data.h"
+#include "ftune/instruct.h"
 #include "ftune/model.h"
 #include "ftune/tokenizer.h"
 #include "ftune/trainer.h"
@@ -117,6 +122,12 @@ typedef struct {
     ft_model model;
     ft_tokenizer *tok;
     ft_text_dataset ds;
+    int sft;                   /* instruction data: the rows below instead of ds */
+    ft_records recs;
+    ft_sft_dataset sds;
+    ft_sft_rowset sft_train, sft_val;
+    int64_t n_train, n_val;    /* rows */
+    int *pos, *seg;            /* (GA * B, T) SFT only */
     ft_train_model *tm;
     ft_adamw opt;
     int B, T;
@@ -129,25 +140,34 @@ typedef struct {
 
 /* Global row g of the endless epoch sequence → dataset row index. */
 static int64_t row_at(run_t *r, int64_t g) {
-    int64_t n = r->ds.n_train, e = g / n;
+    int64_t n = r->n_train, e = g / n;
     if (e != r->order_epoch) {
         ft_data_epoch_order(r->order, n, r->cfg->seed, e);
         r->order_epoch = e;
     }
-    return r->ds.train[r->order[g % n]];
+    return r->sft ? r->order[g % n] : r->ds.train[r->order[g % n]];
+}
+
+/* Fill slot j of the step buffers with train row `row` (val: validation row). */
+static void fill_row(run_t *r, int val, int64_t row, size_t j) {
+    int *in = r->inputs + j * (size_t)r->T, *lab = r->labels + j * (size_t)r->T;
+    if (!r->sft) {
+        ft_text_row(&r->ds, row, in, lab);
+        return;
+    }
+    ft_sft_rowset_fill(val ? &r->sft_val : &r->sft_train, &r->sds, row, in, lab,
+                       r->pos + j * (size_t)r->T, r->seg + j * (size_t)r->T);
 }
 
 static ft_status evaluate(run_t *r, double *loss) {
     double nll = 0;
     int64_t nt = 0;
-    for (int64_t i = 0; i < r->ds.n_val; i += r->B) {
-        int b = (int)(r->ds.n_val - i < r->B ? r->ds.n_val - i : r->B);
-        for (int j = 0; j < b; j++)
-            ft_text_row(&r->ds, r->ds.val[i + j], r->inputs + (size_t)j * r->T,
-                        r->labels + (size_t)j * r->T);
+    for (int64_t i = 0; i < r->n_val; i += r->B) {
+        int b = (int)(r->n_val - i < r->B ? r->n_val - i : r->B);
+        for (int j = 0; j < b; j++) fill_row(r, 1, r->sft ? i + j : r->ds.val[i + j], (size_t)j);
         double s;
         int64_t c;
-        ft_status st = ft_train_eval(r->tm, r->inputs, r->labels, NULL, NULL, b, r->T, &s, &c);
+        ft_status st = ft_train_eval(r->tm, r->inputs, r->labels, r->pos, r->seg, b, r->T, &s, &c);
         if (st) return ft_error_wrap(st, "evaluation");
         nll += s;
         nt += c;
@@ -158,10 +178,11 @@ static ft_status evaluate(run_t *r, double *loss) {
 
 static void log_eval(run_t *r, int64_t step, double loss) {
     if (r->tty) fprintf(stderr, "\r\033[K");
-    fprintf(stderr, "eval step %" PRId64 ": eval_loss %.4f (%" PRId64 " rows)\n", step, loss,
-            r->ds.n_val);
+    fprintf(stderr, "eval step %" PRId64 ": eval_loss %.4f, perplexity %.3f (%" PRId64 " rows)\n",
+            step, loss, exp(loss), r->n_val);
     if (r->metrics) {
-        fprintf(r->metrics, "{\"step\": %" PRId64 ", \"eval_loss\": %.9g}\n", step, loss);
+        fprintf(r->metrics, "{\"step\": %" PRId64 ", \"eval_loss\": %.9g, \"eval_ppl\": %.9g}\n",
+                step, loss, exp(loss));
         fflush(r->metrics);
     }
 }
@@ -169,6 +190,14 @@ static void log_eval(run_t *r, int64_t step, double loss) {
 ft_status ft_train_step(ft_train_model *tm, ft_adamw *opt, const int *inputs, const int *labels,
                         int B, int GA, int T, double lr, double max_grad_norm, double *loss,
                         double *grad_norm) {
+    return ft_train_step_packed(tm, opt, inputs, labels, NULL, NULL, B, GA, T, lr, max_grad_norm,
+                                loss, grad_norm);
+}
+
+ft_status ft_train_step_packed(ft_train_model *tm, ft_adamw *opt, const int *inputs,
+                               const int *labels, const int *pos, const int *seg, int B, int GA,
+                               int T, double lr, double max_grad_norm, double *loss,
+                               double *grad_norm) {
     int n_t;
     size_t n_params, n_grads;
     const ft_trainable *tens = ft_train_tensors(tm, &n_t);
@@ -186,8 +215,8 @@ ft_status ft_train_step(ft_train_model *tm, ft_adamw *opt, const int *inputs, co
         const size_t off = (size_t)m * (size_t)B * (size_t)T;
         double ms;
         int64_t mt;
-        ft_status st = ft_train_micro_step(tm, inputs + off, labels + off, NULL, NULL, B, T, scale,
-                                           &ms, &mt);
+        ft_status st = ft_train_micro_step(tm, inputs + off, labels + off, pos ? pos + off : NULL,
+                                           seg ? seg + off : NULL, B, T, scale, &ms, &mt);
         if (st) return st;
         nll += ms;
     }
@@ -210,7 +239,7 @@ static ft_status train_loop(run_t *r) {
     const int64_t rows_per_step = (int64_t)r->B * GA;
     int64_t total = c->max_steps > 0
                         ? c->max_steps
-                        : (int64_t)ceil(c->num_epochs * (double)r->ds.n_train / (double)rows_per_step);
+                        : (int64_t)ceil(c->num_epochs * (double)r->n_train / (double)rows_per_step);
     if (total < 1) total = 1;
     const int64_t log_every = ft_train_config_steps(c->logging_steps, total);
     const int64_t save_every = ft_train_config_steps(c->save_steps, total);
@@ -252,27 +281,25 @@ static ft_status train_loop(run_t *r) {
     fprintf(stderr,
             "ftune: %" PRId64 " train rows, %" PRId64 " validation rows of %d tokens; %" PRId64
             " steps of %d micro-batch(es) x %d rows; %d trainable tensors, %zu parameters\n",
-            r->ds.n_train, r->ds.n_val, r->T, total, GA, r->B, n_t, n_params);
+            r->n_train, r->n_val, r->T, total, GA, r->B, n_t, n_params);
     double eval_loss;
-    if (!resumed && r->ds.n_val) {
+    if (!resumed && r->n_val) {
         if ((st = evaluate(r, &eval_loss))) return st;
         log_eval(r, 0, eval_loss);
     }
     double t_start = ft_time_s(), t_window = t_start;
     int64_t first_step = s.step, window_tokens = 0;
     while (s.step < total) {
-        for (int64_t i = 0; i < rows_per_step; i++)
-            ft_text_row(&r->ds, row_at(r, s.row + i), r->inputs + (size_t)i * r->T,
-                        r->labels + (size_t)i * r->T);
+        for (int64_t i = 0; i < rows_per_step; i++) fill_row(r, 0, row_at(r, s.row + i), (size_t)i);
         double lr = c->learning_rate *
                     ft_schedule_factor(c->lr_scheduler, s.step, c->warmup_steps, total);
         double loss, norm;
-        st = ft_train_step(r->tm, &r->opt, r->inputs, r->labels, r->B, GA, r->T, lr,
-                           c->max_grad_norm, &loss, &norm);
+        st = ft_train_step_packed(r->tm, &r->opt, r->inputs, r->labels, r->pos, r->seg, r->B, GA,
+                                  r->T, lr, c->max_grad_norm, &loss, &norm);
         if (st) return ft_error_wrap(st, "step %" PRId64, s.step + 1);
         s.step++;
         s.row += rows_per_step;
-        s.epoch = s.row / r->ds.n_train;
+        s.epoch = s.row / r->n_train;
         s.loss_sum += loss;
         s.loss_count++;
         window_tokens += rows_per_step * r->T;
@@ -287,7 +314,7 @@ static ft_status train_loop(run_t *r) {
         if (s.step % log_every == 0 || s.step == total) {
             double tps = window_tokens / (now - t_window > 1e-9 ? now - t_window : 1e-9);
             double mean = s.loss_sum / (double)s.loss_count;
-            double epoch = (double)s.row / (double)r->ds.n_train;
+            double epoch = (double)s.row / (double)r->n_train;
             fprintf(r->metrics,
                     "{\"step\": %" PRId64 ", \"epoch\": %.4f, \"loss\": %.9g, \"lr\": %.9g, "
                     "\"grad_norm\": %.9g, \"tokens_per_s\": %.1f}\n",
@@ -302,7 +329,7 @@ static ft_status train_loop(run_t *r) {
             window_tokens = 0;
             t_window = now;
         }
-        if (r->ds.n_val && ((eval_every && s.step % eval_every == 0) || s.step == total)) {
+        if (r->n_val && ((eval_every && s.step % eval_every == 0) || s.step == total)) {
             if ((st = evaluate(r, &eval_loss))) return st;
             log_eval(r, s.step, eval_loss);
         }
@@ -328,8 +355,9 @@ ft_status ft_train_run(const ft_train_config *c) {
     ft_status st;
     if ((st = mkdir_p(c->output_dir))) return st;
     if ((st = ft_checkpoint_clean(c->output_dir))) return st;
+    r.sft = ft_train_config_is_sft(c);
     /* the data first: its errors (file:line) should not wait for a large model to load */
-    for (int i = 0; i < c->n_datasets; i++)
+    for (int i = 0; !r.sft && i < c->n_datasets; i++)
         if ((st = ft_text_docs_read(&docs, c->datasets[i].path, c->datasets[i].field)))
             goto done;
     if ((st = ft_model_load(&r.model, c->base_model))) goto done;
@@ -348,9 +376,41 @@ ft_status ft_train_run(const ft_train_config *c) {
                        r.T, r.model.cfg.max_seq_len);
         goto done;
     }
-    st = ft_text_dataset_build(&r.ds, &docs, tok_encode, r.tok, eos, r.T, c->val_set_size, c->seed);
-    ft_text_docs_free(&docs);
-    if (st) goto done;
+    if (r.sft) {
+        ft_sft_config sc;
+        ft_sft_source *src = NULL;
+        const ft_chat_template *tpl = NULL;
+        char notes[4096];
+        st = ft_train_config_sft(c, &sc, &src);
+        if (!st) st = ft_sft_load(&sc, r.tok, &r.recs, &r.sds, &tpl, notes, sizeof notes);
+        free(src);
+        if (st) goto done;
+        for (char *p = notes, *e; (e = strchr(p, '\n')); p = e + 1)
+            fprintf(stderr, "ftune: %.*s\n", (int)(e - p), p);
+        int pad = ft_tokenizer_pad_id(r.tok);
+        if (pad < 0) pad = eos;
+        if ((st = ft_sft_rowset_build(&r.sft_train, &r.sds, r.sds.train, r.sds.n_train, r.T,
+                                      c->sample_packing, pad)) ||
+            (st = ft_sft_rowset_build(&r.sft_val, &r.sds, r.sds.val, r.sds.n_val, r.T,
+                                      c->sample_packing, pad)))
+            goto done;
+        r.n_train = r.sft_train.n;
+        r.n_val = r.sft_val.n;
+        fprintf(stderr,
+                "ftune: %lld samples (%lld train, %lld validation) -> %lld + %lld rows of %d "
+                "tokens%s; template %s; %lld trained target tokens\n",
+                (long long)r.sds.n, (long long)r.sds.n_train, (long long)r.sds.n_val,
+                (long long)r.n_train, (long long)r.n_val, r.T,
+                c->sample_packing ? " (packed)" : "", tpl ? ft_chat_template_name(tpl) : "none",
+                (long long)r.sds.n_target_tokens);
+    } else {
+        st = ft_text_dataset_build(&r.ds, &docs, tok_encode, r.tok, eos, r.T, c->val_set_size,
+                                   c->seed);
+        ft_text_docs_free(&docs);
+        if (st) goto done;
+        r.n_train = r.ds.n_train;
+        r.n_val = r.ds.n_val;
+    }
     ft_train_options o = {.method = c->method,
                           .lora = c->lora,
                           .unfrozen = (const char *const *)c->unfrozen,
@@ -364,8 +424,12 @@ ft_status ft_train_run(const ft_train_config *c) {
     const size_t step_tokens = (size_t)r.B * (size_t)c->gradient_accumulation_steps * (size_t)r.T;
     r.inputs = malloc(sizeof(int) * step_tokens);
     r.labels = malloc(sizeof(int) * step_tokens);
-    r.order = malloc(sizeof(int64_t) * (size_t)r.ds.n_train);
-    if (!r.inputs || !r.labels || !r.order) {
+    r.order = malloc(sizeof(int64_t) * (size_t)(r.n_train ? r.n_train : 1));
+    if (r.sft) {
+        r.pos = malloc(sizeof(int) * step_tokens);
+        r.seg = malloc(sizeof(int) * step_tokens);
+    }
+    if (!r.inputs || !r.labels || !r.order || (r.sft && (!r.pos || !r.seg))) {
         st = ft_errorf(FT_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -388,6 +452,12 @@ done:
     ft_adamw_free(&r.opt);
     ft_train_model_free(r.tm);
     ft_text_dataset_free(&r.ds);
+    free(r.pos);
+    free(r.seg);
+    ft_sft_rowset_free(&r.sft_train);
+    ft_sft_rowset_free(&r.sft_val);
+    ft_sft_dataset_free(&r.sds);
+    ft_records_free(&r.recs);
     ft_tokenizer_free(r.tok);
     ft_model_free(&r.model);
     return st;

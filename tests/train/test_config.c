@@ -167,8 +167,8 @@ int main(void) {
     expect_error("err_adapter", "adapter: ia3\n", "config.yaml:1: key 'adapter': 'ia3'");
     expect_error("err_target", "lora_target_modules:\n  - q_proj\n  - qq_proj\n",
                  "config.yaml:3: key 'lora_target_modules': unknown module 'qq_proj'");
-    expect_error("err_dataset_type", "datasets:\n  - path: a.jsonl\n    type: alpaca\n",
-                 "config.yaml:2: key 'datasets[0].type': 'alpaca' is not supported");
+    expect_error("err_dataset_type", "datasets:\n  - path: a.jsonl\n    type: alpacca\n",
+                 "config.yaml:2: key 'datasets[0].type': 'alpacca' is not supported");
     expect_error("err_dataset_key", "datasets:\n  - path: a.jsonl\n    type: text\n    pth: x\n",
                  "config.yaml:4: unknown key 'pth' in datasets[0]");
     expect_error("err_dataset_missing_path", "datasets:\n  - type: text\n",
@@ -177,8 +177,11 @@ int main(void) {
                  "config.yaml:3: key 'lora_r' appears twice (first on line 1)");
     expect_error("err_yaml_syntax", "base_model: m\ndatasets: [a, b\n", "config.yaml:");
     expect_error("err_top_level", "- a\n- b\n", "config.yaml:1: the top level must be a mapping");
-    expect_error("err_feature_off_only", "sample_packing: true\n",
-                 "config.yaml:1: key 'sample_packing': 'true' asks for a feature");
+    expect_error("err_feature_off_only", "load_in_4bit: true\n",
+                 "config.yaml:1: key 'load_in_4bit': 'true' asks for a feature");
+    expect_error("err_truncation", "truncation: cut\n",
+                 "config.yaml:1: key 'truncation': 'cut' is not supported (supported: error, drop, "
+                 "truncate)");
     expect_error("err_missing_base", "datasets: [{path: a.txt, type: text}]\n",
                  "missing required key 'base_model'");
     expect_error("err_missing_datasets", "base_model: m\n", "missing required key 'datasets'");
@@ -186,5 +189,26 @@ int main(void) {
                  "base_model: m\ndatasets: [{path: a.txt, type: text}]\nadapter: lora\n"
                  "unfrozen_parameters: [lm_head]\n",
                  "'unfrozen_parameters' cannot be combined with 'adapter: lora'");
+    /* instruction data keys (src/data): the config and its SFT view */
+    st = parse(&c, "base_model: m\ndatasets:\n  - path: q.jsonl\n    type: alpaca\n"
+                   "    field_instruction: q\n    field_output: a\n    skip_invalid: true\n"
+                   "  - path: c.jsonl\n    type: sharegpt\n    message_field_role: speaker\n"
+                   "chat_template: llama3\ntrain_on_inputs: true\nsample_packing: true\n"
+                   "truncation: drop\nshuffle_merged_datasets: false\nsequence_len: 256\n");
+    ft_sft_config sc;
+    ft_sft_source *src = NULL;
+    if (st == FT_OK) st = ft_train_config_finish(&c);
+    if (st == FT_OK) st = ft_train_config_sft(&c, &sc, &src);
+    CHECK("config_instruction_keys",
+          st == FT_OK && ft_train_config_is_sft(&c) && sc.n_src == 2 &&
+              !strcmp(src[0].fmt.field_instruction, "q") && !strcmp(src[0].fmt.field_output, "a") &&
+              src[0].fmt.skip_invalid == 1 && src[1].fmt.skip_invalid == 0 &&
+              !strcmp(src[1].fmt.message_field_role, "speaker") &&
+              !strcmp(sc.chat_template, "llama3") && sc.train_on_inputs == 1 &&
+              c.sample_packing == 1 && sc.truncation == FT_TRUNC_DROP && sc.shuffle == 0 &&
+              sc.T == 256 && !strcmp(sc.tokenizer_dir, "m"),
+          "status %d %s", st, ft_error_message());
+    free(src);
+    ft_train_config_free(&c);
     return ft_test_exit();
 }

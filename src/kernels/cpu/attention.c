@@ -13,6 +13,7 @@
 #include "ftune/kernels.h"
 
 #include "grain.h"
+#include "vec.h"
 
 #include "ftune/core.h"
 
@@ -21,11 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static inline float dot(const float *a, const float *b, int D) {
-    float s = 0.0f;
-    for (int d = 0; d < D; d++) s += a[d] * b[d];
-    return s;
-}
+static inline float dot(const float *a, const float *b, int D) { return ft_dot_f32(a, b, D); }
 
 /* Is key s visible from query t (s <= t assumed)? */
 static inline int visible(const int *seg, int64_t b, int64_t T, int64_t s, int64_t t) {

@@ -15,13 +15,14 @@
  * Exception: the forward with M <= GEMV_MAX_M rows (decoding one token) is a plain dot product per
  * output, threads splitting N: oneDNN's matmul repacks the `ba` weights on every call, which for a
  * single row costs more than the product itself. Its sums are f32 in a different order (16-lane
- * partial sums), within the same tolerance of the naive reference as oneDNN's.
+ * partial sums, vec.h), within the same tolerance of the naive reference as oneDNN's.
  *
  * Not here: bf16 or quantized products (the speed issue), batched products.
  */
 #include "ftune/kernels.h"
 
 #include "grain.h"
+#include "vec.h"
 
 #include "ftune/core.h"
 
@@ -132,28 +133,6 @@ static void mm_run(const mm_key *key, float *c, const float *a, const float *b,
 
 #define GEMV_MAX_M 2
 
-typedef float v16f __attribute__((vector_size(64)));
-
-/* sum_k a[k] b[k]: two 16-lane f32 accumulators, then a scalar tail. */
-static inline float dot_f32(const float *a, const float *b, int64_t K) {
-    v16f s0 = {0}, s1 = {0};
-    int64_t k = 0;
-    for (; k + 32 <= K; k += 32) {
-        v16f a0, a1, b0, b1;
-        memcpy(&a0, a + k, sizeof a0);
-        memcpy(&a1, a + k + 16, sizeof a1);
-        memcpy(&b0, b + k, sizeof b0);
-        memcpy(&b1, b + k + 16, sizeof b1);
-        s0 += a0 * b0;
-        s1 += a1 * b1;
-    }
-    s0 += s1;
-    float s = 0.0f;
-    for (int j = 0; j < 16; j++) s += s0[j];
-    for (; k < K; k++) s += a[k] * b[k];
-    return s;
-}
-
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int M, int K,
                     int N) {
     if (M <= 0 || N <= 0) return;
@@ -161,7 +140,7 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
 #pragma omp parallel for schedule(static) if ((int64_t)M * K * N >= FT_OMP_GRAIN)
         for (int64_t n = 0; n < N; n++)
             for (int64_t m = 0; m < M; m++)
-                out[m * N + n] = dot_f32(inp + m * K, w + n * K, K) + (bias ? bias[n] : 0.0f);
+                out[m * N + n] = ft_dot_f32(inp + m * K, w + n * K, K) + (bias ? bias[n] : 0.0f);
         return;
     }
     if (K <= 0) { /* empty product: out = bias or 0 (oneDNN rejects zero-size K) */

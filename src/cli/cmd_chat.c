@@ -1,0 +1,113 @@
+/*
+ * `ftune chat --model DIR [--adapter DIR] [--chat-template NAME] [--system TEXT]
+ *             [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]`
+ * Interactive chat: each line read from stdin is a user message; the reply streams to stdout and
+ * ends at the template's end-of-turn token. "/reset" starts a new conversation; an empty line or
+ * end of input quits. The prompt is rendered by the same template code as the training samples
+ * (src/data/chat_template.c), so training and chatting cannot disagree.
+ * Defaults: the model's own template when recognised, 256 new tokens, greedy decoding.
+ */
+#include "chat.h"
+#include "cli.h"
+#include "ftune/peft.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int usage(void) {
+    fprintf(stderr,
+            "usage: ftune chat --model DIR [--adapter DIR] [--chat-template NAME] [--system TEXT]\n"
+            "       [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n");
+    return 2;
+}
+
+static int parse_num(const char *opt, const char *v, double lo, double hi, double *out) {
+    char *end;
+    double d = strtod(v, &end);
+    if (end == v || *end || !(d >= lo && d <= hi)) {
+        fprintf(stderr, "ftune chat: %s: '%s' is not a number in [%g, %g]\n", opt, v, lo, hi);
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+int cmd_chat(int argc, char **argv) {
+    const char *dir = NULL, *adapter = NULL, *tpl = NULL, *sys = NULL;
+    double max_new = 256, temp = 0, top_k = 0, top_p = 1, seed = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) {
+            fprintf(stderr, "ftune chat: option '%s' needs a value\n", a);
+            return usage();
+        }
+        int bad = 0;
+        if (!strcmp(a, "--model")) dir = v;
+        else if (!strcmp(a, "--adapter")) adapter = v;
+        else if (!strcmp(a, "--chat-template")) tpl = v;
+        else if (!strcmp(a, "--system")) sys = v;
+        else if (!strcmp(a, "--max-new-tokens")) bad = parse_num(a, v, 1, 1 << 20, &max_new);
+        else if (!strcmp(a, "--temperature")) bad = parse_num(a, v, 0, 100, &temp);
+        else if (!strcmp(a, "--top-k")) bad = parse_num(a, v, 0, 1 << 30, &top_k);
+        else if (!strcmp(a, "--top-p")) bad = parse_num(a, v, 0, 1, &top_p);
+        else if (!strcmp(a, "--seed")) bad = parse_num(a, v, 0, 9e15, &seed);
+        else {
+            fprintf(stderr, "ftune chat: unknown option '%s'\n", a);
+            return usage();
+        }
+        if (bad) return 2;
+        i++;
+    }
+    if (!dir) return usage();
+    ft_model m;
+    ft_tokenizer *tok = NULL;
+    if (ft_model_load(&m, dir)) return cli_fail();
+    if ((adapter && ft_adapter_apply(&m, adapter)) || ft_tokenizer_load(&tok, dir)) {
+        ft_model_free(&m);
+        return cli_fail();
+    }
+    ft_sample_params sp = {(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
+    cli_chat c;
+    int rc = 0;
+    ft_status st = cli_chat_init(&c, &m, tok, dir, tpl, &sp);
+    if (!st && sys) st = cli_chat_add(&c, FT_ROLE_SYSTEM, sys);
+    int tty = isatty(0) && isatty(1);
+    if (!st && tty)
+        fprintf(stderr, "ftune chat: template %s; empty line to quit, /reset for a new chat\n",
+                ft_chat_template_name(c.tpl));
+    char *line = NULL;
+    size_t cap = 0;
+    while (!st) {
+        if (tty) {
+            printf("> ");
+            fflush(stdout);
+        }
+        ssize_t len = getline(&line, &cap, stdin);
+        if (len < 0) break;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (len == 0) break;
+        if (!strcmp(line, "/reset")) {
+            for (int i = 0; i < c.n_msgs; i++) free(c.msgs[i].content);
+            c.n_msgs = 0;
+            if (sys) st = cli_chat_add(&c, FT_ROLE_SYSTEM, sys);
+            continue;
+        }
+        const char *reply;
+        int stopped;
+        if (!(st = cli_chat_add(&c, FT_ROLE_USER, line)))
+            st = cli_chat_reply(&c, (int)max_new, stdout, &reply, &stopped);
+        if (!st) {
+            printf("\n");
+            if (!stopped) fprintf(stderr, "ftune chat: (reply cut at %d tokens)\n", (int)max_new);
+            fflush(stdout);
+        }
+    }
+    if (st) rc = cli_fail();
+    free(line);
+    cli_chat_free(&c);
+    ft_tokenizer_free(tok);
+    ft_model_free(&m);
+    return rc;
+}
