@@ -67,5 +67,5 @@ echo
 first=$(grep -m1 eval_loss "$OUT/adapter/metrics.jsonl" | sed 's/.*"eval_loss": \([^,}]*\)[,}].*/\1/')
 last=$(grep eval_loss "$OUT/adapter/metrics.jsonl" | tail -1 | sed 's/.*"eval_loss": \([^,}]*\)[,}].*/\1/')
 echo "== held-out loss on 8 rows of Moby-Dick: before $first, after $last"
-echo "   (metrics in $OUT/adapter/metrics.jsonl; the adapter loads in PEFT; merge it with"
+echo "   (metrics in $OUT/adapter/metrics.jsonl; the adapter is in PEFT's layout; merge it with"
 echo "    build/ftune merge --model $MODEL --adapter $OUT/adapter --out $OUT/merged)"
