@@ -25,17 +25,13 @@
 #include "vec.h"
 
 #include "ftune/core.h"
+#include "dnnl_util.h"
 
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define DNNL_CHECK(call)                                                                           \
-    do {                                                                                           \
-        dnnl_status_t st_ = (call);                                                                \
-        if (st_ != dnnl_success) ft_assert_fail(#call, __FILE__, __LINE__);                        \
-    } while (0)
 
 /* C (m,n) [+]= A (m,k) · B (k,n) [+ bias (1,n)] with given row/column strides of A and B. */
 typedef struct {
@@ -83,23 +79,8 @@ static mm_entry *mm_get_locked(const mm_key *key) {
     DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->c_md, 2, cd, dnnl_f32, cs));
     if (key->has_bias)
         DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->bias_md, 2, biasd, dnnl_f32, biass));
-    dnnl_matmul_desc_t desc;
-    DNNL_CHECK(dnnl_matmul_desc_init(&desc, &e->a_md, &e->b_md, key->has_bias ? &e->bias_md : NULL,
-                                     &e->c_md));
-    dnnl_primitive_attr_t attr = NULL;
-    dnnl_post_ops_t ops = NULL;
-    if (key->accumulate) {
-        DNNL_CHECK(dnnl_primitive_attr_create(&attr));
-        DNNL_CHECK(dnnl_post_ops_create(&ops));
-        DNNL_CHECK(dnnl_post_ops_append_sum(ops, 1.0f));
-        DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, ops));
-    }
-    dnnl_primitive_desc_t pd;
-    DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, mm_engine, NULL));
-    DNNL_CHECK(dnnl_primitive_create(&e->prim, pd));
-    dnnl_primitive_desc_destroy(pd);
-    if (ops) dnnl_post_ops_destroy(ops);
-    if (attr) dnnl_primitive_attr_destroy(attr);
+    e->prim = ft_dnnl_matmul_create(mm_engine, &e->a_md, &e->b_md, key->has_bias ? &e->bias_md : NULL,
+                                    &e->c_md, key->accumulate);
     mm_count++;
     return e;
 }

@@ -26,17 +26,13 @@
 #include "ftune/kernels.h"
 
 #include "ftune/core.h"
+#include "dnnl_util.h"
 
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define DNNL_CHECK(call)                                                                           \
-    do {                                                                                           \
-        dnnl_status_t st_ = (call);                                                                \
-        if (st_ != dnnl_success) ft_assert_fail(#call, __FILE__, __LINE__);                        \
-    } while (0)
 
 int ft_cpu_has_bf16(void) {
     static int cached = -1;
@@ -123,24 +119,8 @@ static mmb_entry *mmb_get_locked(const mmb_key *key) {
     DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->c_md, 2, cd, dnnl_f32, cs));
     if (key->has_bias)
         DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->bias_md, 2, biasd, dnnl_f32, biass));
-    dnnl_matmul_desc_t desc;
-    DNNL_CHECK(dnnl_matmul_desc_init(&desc, &e->a_md, &e->b_md, key->has_bias ? &e->bias_md : NULL,
-                                     &e->c_md));
-    dnnl_primitive_attr_t attr = NULL;
-    dnnl_post_ops_t ops = NULL;
-    if (key->accumulate) {
-        DNNL_CHECK(dnnl_primitive_attr_create(&attr));
-        DNNL_CHECK(dnnl_post_ops_create(&ops));
-        DNNL_CHECK(dnnl_post_ops_append_sum(ops, 1.0f));
-        DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, ops));
-    }
-    dnnl_primitive_desc_t pd;
-    DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, mmb_engine, NULL));
-    if (key->b_any) e->b_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    DNNL_CHECK(dnnl_primitive_create(&e->prim, pd));
-    dnnl_primitive_desc_destroy(pd);
-    if (ops) dnnl_post_ops_destroy(ops);
-    if (attr) dnnl_primitive_attr_destroy(attr);
+    e->prim = ft_dnnl_matmul_create(mmb_engine, &e->a_md, &e->b_md, key->has_bias ? &e->bias_md : NULL,
+                                    &e->c_md, key->accumulate);
     mmb_count++;
     return e;
 }
