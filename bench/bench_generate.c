@@ -4,7 +4,8 @@
  * Prompt: one batched ft_model_forward over PROMPT_LEN ids (last logits only, as generate needs).
  * Generation: GEN_LEN greedy steps of one token through the KV cache after that prompt.
  * Reports the best of REPS runs of each (the machine is shared; the best run is the least disturbed).
- * Output: one line "ftune prompt_tok_s <x> gen_tok_s <y>" that bench/run.sh parses.
+ * Output: one line "ftune prompt_tok_s <x> gen_tok_s <y> ids <first 16 generated ids>" that
+ * bench/run.sh parses (the ids let it check that both sides computed the same thing).
  */
 #include "ftune/model.h"
 
@@ -33,6 +34,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     double best_p = 1e30, best_g = 1e30;
+    int gen[16], n_gen = 0;
     for (int r = 0; r < R; r++) {
         double t0 = ft_time_s();
         if (ft_model_forward(&m, &kc, ids, P, 0, logits, 0)) return 1;
@@ -41,13 +43,16 @@ int main(int argc, char **argv) {
             int id = 0;
             for (int v = 1; v < V; v++)
                 if (logits[v] > logits[id]) id = v;
+            if (r == 0 && n_gen < 16) gen[n_gen++] = id;
             if (ft_model_forward(&m, &kc, &id, 1, P + i, logits, 0)) return 1;
         }
         double t2 = ft_time_s();
         if (t1 - t0 < best_p) best_p = t1 - t0;
         if (t2 - t1 < best_g) best_g = t2 - t1;
     }
-    printf("ftune prompt_tok_s %.1f gen_tok_s %.1f\n", P / best_p, G / best_g);
+    printf("ftune prompt_tok_s %.1f gen_tok_s %.1f ids ", P / best_p, G / best_g);
+    for (int i = 0; i < n_gen; i++) printf(i ? ",%d" : "%d", gen[i]);
+    printf("\n");
     ft_kv_cache_free(&kc);
     free(logits);
     free(ids);

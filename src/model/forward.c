@@ -60,7 +60,7 @@ void ft_kv_cache_free(ft_kv_cache *cache) {
 }
 
 static void add_inplace(float *x, const float *y, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 32768)
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
@@ -116,6 +116,7 @@ ft_status ft_model_forward(const ft_model *m, ft_kv_cache *cache, const int *ids
                            float *logits, int all_logits) {
     const ft_config *c = &m->cfg;
     if (n <= 0) return ft_errorf(FT_ERR_ARG, "forward: no tokens");
+    FT_ASSERT(cache->chunk >= 1 && cache->chunk <= cache->max_seq);
     if (pos0 < 0 || (int64_t)pos0 + n > cache->max_seq)
         return ft_errorf(FT_ERR_ARG, "forward: positions %d..%d exceed the cache (%d positions)",
                          pos0, pos0 + n - 1, cache->max_seq);

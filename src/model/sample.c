@@ -66,11 +66,12 @@ static int argmax(const float *x, int n) {
     return best;
 }
 
-static const float *cmp_prob; /* qsort context; sampling runs on one thread */
-static int by_prob_desc(const void *a, const void *b) {
+/* qsort_r comparator over candidate ids: higher probability first, then lower id. */
+static int by_prob_desc(const void *a, const void *b, void *ctx) {
+    const float *prob = ctx;
     int i = *(const int *)a, j = *(const int *)b;
-    if (cmp_prob[i] != cmp_prob[j]) return cmp_prob[i] > cmp_prob[j] ? -1 : 1;
-    return i - j; /* stable: lower id first */
+    if (prob[i] != prob[j]) return prob[i] > prob[j] ? -1 : 1;
+    return i - j;
 }
 
 int ft_sampler_next(ft_sampler *s, const float *logits) {
@@ -101,8 +102,7 @@ int ft_sampler_next(ft_sampler *s, const float *logits) {
                 if (s->prob[i] >= cut) s->idx[n++] = i;
             if (n == 0) return argmax(logits, V);
         }
-        cmp_prob = s->prob;
-        qsort(s->idx, (size_t)n, sizeof(int), by_prob_desc);
+        qsort_r(s->idx, (size_t)n, sizeof(int), by_prob_desc, s->prob);
         if (n > k) n = k;
         if (s->p.top_p < 1.0f) {
             /* renormalise over the top-k, then keep the smallest prefix whose mass reaches p

@@ -52,6 +52,13 @@ uint64_t ft_rng_next(uint64_t *state) {
     return ft_rng_mix(*state);
 }
 
+/* A float option as the user wrote it (0.05f -> 0.05, not 0.0500000007450581). */
+static double short_decimal(float v) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.7g", (double)v);
+    return strtod(buf, NULL);
+}
+
 /* adapter_config.json as PEFT 0.x writes it for a plain LoRA on a causal LM. */
 static ft_status write_config(const ft_train_model *tm, const char *path, const char *base_model) {
     const ft_lora_config *lc = &tm->opt.lora;
@@ -72,8 +79,8 @@ static ft_status write_config(const ft_train_model *tm, const char *path, const 
     cJSON_AddBoolToObject(o, "init_lora_weights", 1);
     cJSON_AddNullToObject(o, "layers_pattern");
     cJSON_AddNullToObject(o, "layers_to_transform");
-    cJSON_AddNumberToObject(o, "lora_alpha", lc->alpha);
-    cJSON_AddNumberToObject(o, "lora_dropout", lc->dropout);
+    cJSON_AddNumberToObject(o, "lora_alpha", short_decimal(lc->alpha));
+    cJSON_AddNumberToObject(o, "lora_dropout", short_decimal(lc->dropout));
     cJSON_AddNullToObject(o, "modules_to_save");
     cJSON_AddStringToObject(o, "peft_type", "LORA");
     cJSON_AddNumberToObject(o, "r", lc->r);

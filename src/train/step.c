@@ -54,7 +54,7 @@ static inline int drop_keep(uint64_t stream, size_t i, float p) {
 /* out (n) = drop(inp) */
 static void dropout_forward(float *out, const float *inp, uint64_t stream, float p, size_t n) {
     float s = 1.0f / (1.0f - p);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 32768)
     for (size_t i = 0; i < n; i++)
         out[i] = drop_keep(stream, i, p) ? inp[i] * s : 0.0f;
 }
@@ -62,7 +62,7 @@ static void dropout_forward(float *out, const float *inp, uint64_t stream, float
 /* dinp (n) += dout * keep_i / (1-p)   (d drop(x)_i / d x_i = keep_i * s) */
 static void dropout_backward(float *dinp, const float *dout, uint64_t stream, float p, size_t n) {
     float s = 1.0f / (1.0f - p);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 32768)
     for (size_t i = 0; i < n; i++)
         if (drop_keep(stream, i, p)) dinp[i] += dout[i] * s;
 }
@@ -74,8 +74,12 @@ static void dropout_backward(float *dinp, const float *dout, uint64_t stream, fl
  * saved in `lu` for backward. */
 
 static void linear_forward(ft_train_model *tm, float *out, float *lu, const float *inp,
-                           const float *w, const float *bias, int l, int j, int M, int K, int N) {
-    matmul_forward(out, inp, w, bias, M, K, N);
+                           const uint16_t *inpb, const float *w, const float *bias, int l, int j,
+                           int M, int K, int N) {
+    if (inpb) /* bf16 mode: inpb = bf16(inp), the weight packed once per step (or once) */
+        matmul_bf16w_forward(out, inpb, tm->pw[l][j], bias, M, 0);
+    else
+        matmul_forward(out, inp, w, bias, M, K, N);
     const float *A = tm->lA[l][j];
     if (!A) return;
     int r = tm->opt.lora.r;
@@ -106,9 +110,16 @@ static void linear_forward(ft_train_model *tm, float *out, float *lu, const floa
  * dA/dB are always live for a targeted module (LoRA trains every A and B it creates).
  */
 static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *dbias,
-                            const float *dout, const float *inp, const float *w, const float *lu,
-                            int l, int j, int M, int K, int N) {
-    if (dinp || dw || dbias) matmul_backward(dinp, dw, dbias, dout, inp, w, M, K, N);
+                            const float *dout, const float *inp, const uint16_t *inpb,
+                            const float *w, const float *lu, int l, int j, int M, int K, int N) {
+    if (inpb && (dinp || dw)) { /* bf16 mode: dout rounded to bf16, f32 accumulation */
+        bf16_from_f32(tm->doutb, dout, (size_t)M * N);
+        if (dinp) matmul_bf16w_backward_input(dinp, tm->doutb, tm->pw[l][j], M);
+        if (dw) matmul_bf16_backward(NULL, dw, tm->doutb, inpb, NULL, M, K, N);
+        if (dbias) matmul_backward(NULL, NULL, dbias, dout, inp, w, M, K, N);
+    } else if (dinp || dw || dbias) {
+        matmul_backward(dinp, dw, dbias, dout, inp, w, M, K, N);
+    }
     const float *A = tm->lA[l][j];
     if (!A) return;
     int r = tm->opt.lora.r;
@@ -149,24 +160,34 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     int HD = H * D, KVD = KV * D, F = c->hidden_dim;
     float eps = c->rms_eps;
 
-    rmsnorm_forward(a->ln1, a->rstd1, x, w->attn_norm, BT, C, eps);
-    linear_forward(tm, a->qlin, a->lu[0], a->ln1, w->wq, w->bq, l, 0, BT, C, HD);
-    linear_forward(tm, a->klin, a->lu[1], a->ln1, w->wk, w->bk, l, 1, BT, C, KVD);
-    linear_forward(tm, a->v, a->lu[2], a->ln1, w->wv, w->bv, l, 2, BT, C, KVD);
+    if (a->ln1b)
+        rmsnorm_forward_bf16(a->ln1, a->ln1b, a->rstd1, x, w->attn_norm, BT, C, eps);
+    else
+        rmsnorm_forward(a->ln1, a->rstd1, x, w->attn_norm, BT, C, eps);
+    linear_forward(tm, a->qlin, a->lu[0], a->ln1, a->ln1b, w->wq, w->bq, l, 0, BT, C, HD);
+    linear_forward(tm, a->klin, a->lu[1], a->ln1, a->ln1b, w->wk, w->bk, l, 1, BT, C, KVD);
+    linear_forward(tm, a->v, a->lu[2], a->ln1, a->ln1b, w->wv, w->bv, l, 2, BT, C, KVD);
     if (c->qk_norm) { /* qwen3: per-head RMSNorm over D, before RoPE */
         rmsnorm_forward(a->q, a->qrstd, a->qlin, w->q_norm, BT * H, D, eps);
         rmsnorm_forward(a->k, a->krstd, a->klin, w->k_norm, BT * KV, D, eps);
     }
     rope_forward(a->q, pos, inv_freq, BT, H, D);
     rope_forward(a->k, pos, inv_freq, BT, KV, D);
-    attention_forward(a->attn, a->att, a->q, a->k, a->v, seg, B, T, H, KV, D);
-    linear_forward(tm, a->xmid, a->lu[3], a->attn, w->wo, w->bo, l, 3, BT, HD, C);
+    attention_flash_forward(a->attn, a->lse, a->q, a->k, a->v, seg, B, T, H, KV, D);
+    if (a->attnb) bf16_from_f32(a->attnb, a->attn, (size_t)BT * HD);
+    linear_forward(tm, a->xmid, a->lu[3], a->attn, a->attnb, w->wo, w->bo, l, 3, BT, HD, C);
     add_inplace(a->xmid, x, (size_t)BT * C);
-    rmsnorm_forward(a->ln2, a->rstd2, a->xmid, w->mlp_norm, BT, C, eps);
-    linear_forward(tm, a->gate, a->lu[4], a->ln2, w->w_gate, w->b_gate, l, 4, BT, C, F);
-    linear_forward(tm, a->up, a->lu[5], a->ln2, w->w_up, w->b_up, l, 5, BT, C, F);
-    swiglu_forward(a->hact, a->gate, a->up, (size_t)BT * F);
-    linear_forward(tm, y, a->lu[6], a->hact, w->w_down, w->b_down, l, 6, BT, F, C);
+    if (a->ln2b)
+        rmsnorm_forward_bf16(a->ln2, a->ln2b, a->rstd2, a->xmid, w->mlp_norm, BT, C, eps);
+    else
+        rmsnorm_forward(a->ln2, a->rstd2, a->xmid, w->mlp_norm, BT, C, eps);
+    linear_forward(tm, a->gate, a->lu[4], a->ln2, a->ln2b, w->w_gate, w->b_gate, l, 4, BT, C, F);
+    linear_forward(tm, a->up, a->lu[5], a->ln2, a->ln2b, w->w_up, w->b_up, l, 5, BT, C, F);
+    if (a->hactb)
+        swiglu_forward_bf16(a->hact, a->hactb, a->gate, a->up, (size_t)BT * F);
+    else
+        swiglu_forward(a->hact, a->gate, a->up, (size_t)BT * F);
+    linear_forward(tm, y, a->lu[6], a->hact, a->hactb, w->w_down, w->b_down, l, 6, BT, F, C);
     add_inplace(y, a->xmid, (size_t)BT * C);
 }
 
@@ -185,7 +206,7 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
  * Parameter gradients go to tm->dw.layers[l] (NULL = frozen: skipped by the kernels).
  */
 static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, const float *x,
-                           const int *pos, int B, int T) {
+                           const int *pos, const int *seg, int B, int T) {
     const ft_config *c = &tm->m->cfg;
     const ft_layer *w = &tm->w.layers[l];
     const ft_layer *dw = &tm->dw.layers[l];
@@ -196,20 +217,22 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
 
     /* MLP */
     zero(tm->dhact, (size_t)BT * F);
-    linear_backward(tm, tm->dhact, dw->w_down, dw->b_down, dres, a->hact, w->w_down, a->lu[6], l, 6,
-                    BT, F, C);
+    linear_backward(tm, tm->dhact, dw->w_down, dw->b_down, dres, a->hact, a->hactb, w->w_down,
+                    a->lu[6], l, 6, BT, F, C);
     swiglu_backward(tm->dgate, tm->dup, tm->dhact, a->gate, a->up, (size_t)BT * F);
     zero(dln, (size_t)BT * C);
-    linear_backward(tm, dln, dw->w_gate, dw->b_gate, tm->dgate, a->ln2, w->w_gate, a->lu[4], l, 4,
+    linear_backward(tm, dln, dw->w_gate, dw->b_gate, tm->dgate, a->ln2, a->ln2b, w->w_gate,
+                    a->lu[4], l, 4, BT, C, F);
+    linear_backward(tm, dln, dw->w_up, dw->b_up, tm->dup, a->ln2, a->ln2b, w->w_up, a->lu[5], l, 5,
                     BT, C, F);
-    linear_backward(tm, dln, dw->w_up, dw->b_up, tm->dup, a->ln2, w->w_up, a->lu[5], l, 5, BT, C,
-                    F);
     rmsnorm_backward(dres, dw->mlp_norm, dln, a->xmid, w->mlp_norm, a->rstd2, BT, C);
 
     /* attention */
     zero(tm->dattn, (size_t)BT * HD);
-    linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, a->attn, w->wo, a->lu[3], l, 3, BT, HD, C);
-    attention_backward(tm->dq, tm->dk, tm->dv, tm->dattn, a->q, a->k, a->v, a->att, B, T, H, KV, D);
+    linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, a->attn, a->attnb, w->wo, a->lu[3], l, 3,
+                    BT, HD, C);
+    attention_flash_backward(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->q, a->k, a->v, a->lse,
+                             seg, B, T, H, KV, D);
     rope_backward(tm->dq, pos, inv_freq, BT, H, D);
     rope_backward(tm->dk, pos, inv_freq, BT, KV, D);
     const float *dqlin = tm->dq, *dklin = tm->dk;
@@ -226,9 +249,12 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     int need_dx = l > tm->lo_layer || tm->dw.embed != NULL;
     float *dn1 = need_dx || dw->attn_norm ? dln : NULL;
     if (dn1) zero(dn1, (size_t)BT * C);
-    linear_backward(tm, dn1, dw->wq, dw->bq, dqlin, a->ln1, w->wq, a->lu[0], l, 0, BT, C, HD);
-    linear_backward(tm, dn1, dw->wk, dw->bk, dklin, a->ln1, w->wk, a->lu[1], l, 1, BT, C, KVD);
-    linear_backward(tm, dn1, dw->wv, dw->bv, tm->dv, a->ln1, w->wv, a->lu[2], l, 2, BT, C, KVD);
+    linear_backward(tm, dn1, dw->wq, dw->bq, dqlin, a->ln1, a->ln1b, w->wq, a->lu[0], l, 0, BT, C,
+                    HD);
+    linear_backward(tm, dn1, dw->wk, dw->bk, dklin, a->ln1, a->ln1b, w->wk, a->lu[1], l, 1, BT, C,
+                    KVD);
+    linear_backward(tm, dn1, dw->wv, dw->bv, tm->dv, a->ln1, a->ln1b, w->wv, a->lu[2], l, 2, BT, C,
+                    KVD);
     if (dn1)
         rmsnorm_backward(need_dx ? dres : NULL, dw->attn_norm, dn1, x, w->attn_norm, a->rstd1, BT,
                          C);
@@ -253,8 +279,22 @@ static void model_forward(ft_train_model *tm, const int *inputs, const int *pos,
     embedding_forward(resid_at(tm, 0), inputs, tm->w.embed, BT, c->dim);
     for (int l = 0; l < c->n_layers; l++)
         layer_forward(tm, l, slot_of(tm, l), resid_at(tm, l), resid_at(tm, l + 1), pos, seg, B, T);
-    rmsnorm_forward(tm->xf, tm->rstdf, resid_at(tm, c->n_layers), tm->w.final_norm, BT, c->dim,
-                    c->rms_eps);
+    if (tm->bf16)
+        rmsnorm_forward_bf16(tm->xf, tm->xfb, tm->rstdf, resid_at(tm, c->n_layers),
+                             tm->w.final_norm, BT, c->dim, c->rms_eps);
+    else
+        rmsnorm_forward(tm->xf, tm->rstdf, resid_at(tm, c->n_layers), tm->w.final_norm, BT,
+                        c->dim, c->rms_eps);
+}
+
+/* bf16 mode: repack the bf16 copies of trained weights (the optimizer changed them since the
+ * last pass; frozen ones were packed once). */
+static void bf16_sync(ft_train_model *tm) {
+    if (!tm->bf16) return;
+    for (int l = 0; l < tm->m->cfg.n_layers; l++)
+        for (int j = 0; j < FT_LORA_NMOD; j++)
+            if (tm->pw_trained[l][j]) bf16_weight_refresh(tm->pw[l][j]);
+    if (tm->phead_trained) bf16_weight_refresh(tm->phead);
 }
 
 static const float *head_weight(const ft_train_model *tm) {
@@ -297,15 +337,21 @@ ft_status ft_train_micro_step(ft_train_model *tm, const int *inputs, const int *
     tm->drop_key = key;
     tm->dropout_on = tm->opt.method == FT_METHOD_LORA && tm->opt.lora.dropout > 0;
 
+    bf16_sync(tm);
     model_forward(tm, inputs, pos, seg, B, T);
 
     /* loss and head: dxf = d(scale*NLL)/dxf, d(head) added to lm_head or the tied embedding */
     float *dhead = tm->w.lm_head ? tm->dw.lm_head : tm->dw.embed;
     int need_dx = tm->lo_layer < L || tm->dw.final_norm;
     if (need_dx) zero(tm->dxf, (size_t)BT * C);
-    *nll_sum = crossentropy_forward_backward(need_dx ? tm->dxf : NULL, dhead, n_targets, tm->logits,
-                                             tm->xf, head_weight(tm), labels, loss_scale, BT, C,
-                                             c->vocab_size, tm->chunk);
+    if (tm->bf16)
+        *nll_sum = crossentropy_bf16_forward_backward(
+            need_dx ? tm->dxf : NULL, dhead, n_targets, tm->logits, tm->dlogb, tm->xfb, tm->phead,
+            labels, loss_scale, BT, C, c->vocab_size, tm->chunk);
+    else
+        *nll_sum = crossentropy_forward_backward(need_dx ? tm->dxf : NULL, dhead, n_targets,
+                                                 tm->logits, tm->xf, head_weight(tm), labels,
+                                                 loss_scale, BT, C, c->vocab_size, tm->chunk);
     if (need_dx) {
         /* xf = rmsnorm(resid[L]) */
         zero(tm->dres, (size_t)BT * C);
@@ -317,7 +363,7 @@ ft_status ft_train_micro_step(ft_train_model *tm, const int *inputs, const int *
              * still holds the last layer's from the forward) */
             if (tm->n_slots == 1 && l != L - 1)
                 layer_forward(tm, l, a, resid_at(tm, l), resid_at(tm, l + 1), pos, seg, B, T);
-            layer_backward(tm, l, a, resid_at(tm, l), pos, B, T);
+            layer_backward(tm, l, a, resid_at(tm, l), pos, seg, B, T);
         }
         /* resid[0] = embed[inputs] : dembed[id] += dres (the tied head part was added above) */
         if (tm->dw.embed && tm->lo_layer == 0)
@@ -333,9 +379,15 @@ ft_status ft_train_eval(ft_train_model *tm, const int *inputs, const int *labels
     if (st != FT_OK) return st;
     const ft_config *c = &tm->m->cfg;
     tm->dropout_on = 0;
+    bf16_sync(tm);
     model_forward(tm, inputs, pos, seg, B, T);
-    *nll_sum = crossentropy_forward(n_targets, tm->logits, tm->xf, head_weight(tm), labels, B * T,
-                                    c->dim, c->vocab_size, tm->chunk);
+    if (tm->bf16)
+        *nll_sum = crossentropy_bf16_forward_backward(NULL, NULL, n_targets, tm->logits, NULL,
+                                                      tm->xfb, tm->phead, labels, 0.f, B * T,
+                                                      c->dim, c->vocab_size, tm->chunk);
+    else
+        *nll_sum = crossentropy_forward(n_targets, tm->logits, tm->xf, head_weight(tm), labels,
+                                        B * T, c->dim, c->vocab_size, tm->chunk);
     return FT_OK;
 }
 
@@ -353,6 +405,9 @@ static float *take(bump *b, size_t n) {
     return p;
 }
 
+/* n bf16 values from the same buffer */
+static uint16_t *take_bf16(bump *b, size_t n) { return (uint16_t *)take(b, (n + 1) / 2); }
+
 /* Lay out (or, with b->base NULL, just count) every activation and scratch tensor. */
 static void plan_buffers(ft_train_model *tm, bump *b) {
     const ft_config *c = &tm->m->cfg;
@@ -361,11 +416,13 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
            D = (size_t)c->head_dim, F = (size_t)c->hidden_dim, L = (size_t)c->n_layers;
     size_t HD = H * D, KVD = KV * D, r = (size_t)tm->opt.lora.r;
     int lora = tm->opt.method == FT_METHOD_LORA;
+    /* bf16 mode keeps the f32 matmul inputs ln1, ln2, hact only for LoRA's f32 branch */
+    int keep32 = !tm->bf16 || lora;
 
     tm->resid = take(b, (L + 1) * BT * C);
     for (int s = 0; s < tm->n_slots; s++) {
         ft_layer_acts *a = &tm->slots[s];
-        a->ln1 = take(b, BT * C);
+        a->ln1 = keep32 ? take(b, BT * C) : NULL;
         a->rstd1 = take(b, BT);
         a->qlin = take(b, BT * HD);
         a->klin = take(b, BT * KVD);
@@ -380,20 +437,32 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
             a->k = a->klin;
         }
         a->v = take(b, BT * KVD);
-        a->att = take(b, B * H * T * T);
+        a->lse = take(b, B * H * T);
         a->attn = take(b, BT * HD);
         a->xmid = take(b, BT * C);
-        a->ln2 = take(b, BT * C);
+        a->ln2 = keep32 ? take(b, BT * C) : NULL;
         a->rstd2 = take(b, BT);
         a->gate = take(b, BT * F);
         a->up = take(b, BT * F);
-        a->hact = take(b, BT * F);
+        a->hact = keep32 ? take(b, BT * F) : NULL;
+        a->ln1b = tm->bf16 ? take_bf16(b, BT * C) : NULL;
+        a->attnb = tm->bf16 ? take_bf16(b, BT * HD) : NULL;
+        a->ln2b = tm->bf16 ? take_bf16(b, BT * C) : NULL;
+        a->hactb = tm->bf16 ? take_bf16(b, BT * F) : NULL;
         for (int j = 0; j < FT_LORA_NMOD; j++)
             a->lu[j] = lora && (tm->opt.lora.targets & (1u << j)) ? take(b, BT * r) : NULL;
     }
     tm->xf = take(b, BT * C);
     tm->rstdf = take(b, BT);
     tm->logits = take(b, (size_t)tm->chunk * (size_t)c->vocab_size);
+    tm->doutb = tm->xfb = tm->dlogb = NULL;
+    if (tm->bf16) {
+        size_t mx = C > HD ? C : HD;
+        if (F > mx) mx = F;
+        tm->doutb = take_bf16(b, BT * mx);
+        tm->xfb = take_bf16(b, BT * C);
+        tm->dlogb = take_bf16(b, (size_t)tm->chunk * (size_t)c->vocab_size);
+    }
     tm->dres = take(b, BT * C);
     tm->dxf = take(b, BT * C);
     tm->dln = take(b, BT * C);
@@ -677,6 +746,32 @@ static ft_status setup_lora(ft_train_model *tm) {
     return FT_OK;
 }
 
+/* bf16 mode (asked for, and the CPU has AVX512-BF16): a packed bf16 handle for every linear
+ * weight and the head; trained ones are repacked at each pass (bf16_sync). Packing itself
+ * happens on first use, inside the first step. */
+static ft_status setup_bf16(ft_train_model *tm) {
+    const ft_config *c = &tm->m->cfg;
+    tm->bf16 = tm->opt.bf16 && ft_cpu_has_bf16();
+    if (!tm->bf16) return FT_OK;
+    for (int l = 0; l < c->n_layers; l++) {
+        const ft_layer *w = &tm->w.layers[l], *dw = &tm->dw.layers[l];
+        const float *ws[FT_LORA_NMOD] = {w->wq, w->wk, w->wv, w->wo, w->w_gate, w->w_up, w->w_down};
+        const float *ds[FT_LORA_NMOD] = {dw->wq,     dw->wk,   dw->wv,    dw->wo,
+                                         dw->w_gate, dw->w_up, dw->w_down};
+        for (int j = 0; j < FT_LORA_NMOD; j++) {
+            int in, out;
+            ft_lora_module_shape(c, j, &in, &out);
+            tm->pw[l][j] = bf16_weight_create(ws[j], in, out);
+            if (!tm->pw[l][j]) return ft_errorf(FT_ERR_NOMEM, "out of memory");
+            tm->pw_trained[l][j] = ds[j] != NULL;
+        }
+    }
+    tm->phead = bf16_weight_create(head_weight(tm), c->dim, c->vocab_size);
+    if (!tm->phead) return ft_errorf(FT_ERR_NOMEM, "out of memory");
+    tm->phead_trained = (tm->w.lm_head ? tm->dw.lm_head : tm->dw.embed) != NULL;
+    return FT_OK;
+}
+
 ft_status ft_train_model_init(ft_train_model **out, ft_model *m, const ft_train_options *opt) {
     *out = NULL;
     const ft_config *c = &m->cfg;
@@ -712,6 +807,7 @@ ft_status ft_train_model_init(ft_train_model **out, ft_model *m, const ft_train_
         goto fail;
     }
     tm->chunk = crossentropy_chunk_rows(opt->B * opt->T, c->vocab_size);
+    if ((st = setup_bf16(tm)) != FT_OK) goto fail;
     bump b = {NULL, 0};
     plan_buffers(tm, &b);
     tm->act_n = b.n;
@@ -738,6 +834,10 @@ void ft_train_model_free(ft_train_model *tm) {
     if (tm->params_owned) ft_free(tm->params);
     ft_free(tm->grads);
     ft_free(tm->act);
+    for (int l = 0; l < FT_MAX_LAYERS; l++)
+        for (int j = 0; j < FT_LORA_NMOD; j++)
+            bf16_weight_free(tm->pw[l][j]);
+    bf16_weight_free(tm->phead);
     free(tm->slots);
     ft_free(tm->pos_default);
     free(tm);

@@ -5,6 +5,7 @@
 #ifndef FTUNE_TRAIN_INTERNAL_H
 #define FTUNE_TRAIN_INTERNAL_H
 
+#include "ftune/kernels.h"
 #include "ftune/train.h"
 
 #define FT_LORA_NMOD 7 /* q k v o gate up down, in FT_LORA_* bit order */
@@ -16,12 +17,15 @@ typedef struct {
                                 (q == qlin without q/k norm: rope runs in place) */
     float *klin, *krstd, *k; /* same for keys, (BT,KV*D) */
     float *v;                /* (BT,KV*D) */
-    float *att;              /* (B,H,T,T) attention probabilities */
+    float *lse;              /* (B,H,T) attention row logsumexp (flash attention) */
     float *attn;             /* (BT,H*D) attention output (o_proj input) */
     float *xmid;             /* (BT,C) residual after attention */
     float *ln2, *rstd2;      /* (BT,C), (BT) post_attention_layernorm */
     float *gate, *up, *hact; /* (BT,F) gate_proj, up_proj outputs, silu(gate)*up */
     float *lu[FT_LORA_NMOD]; /* (BT,r) LoRA A-projection outputs u = A·drop(x), or NULL */
+    /* bf16 mode: bf16 copies of the four matmul inputs (NULL in f32 mode). Their f32 twins
+     * ln1, ln2, hact are then NULL too unless LoRA reads them. */
+    uint16_t *ln1b, *attnb, *ln2b, *hactb;
 } ft_layer_acts;
 
 struct ft_train_model {
@@ -65,6 +69,15 @@ struct ft_train_model {
     float *lxd, *ldx;                            /* (BT,maxK) LoRA dropped input, its gradient */
     float *lv, *ldo;                             /* (BT,maxN) LoRA B output, scaled dout */
     float *ldu;                                  /* (BT,r) */
+
+    /* bf16 mixed precision (opt.bf16 and the CPU has AVX512-BF16) */
+    int bf16;
+    ft_bf16_weight *pw[FT_MAX_LAYERS][FT_LORA_NMOD]; /* packed q k v o gate up down */
+    ft_bf16_weight *phead;                           /* packed lm_head / tied embedding */
+    unsigned char pw_trained[FT_MAX_LAYERS][FT_LORA_NMOD], phead_trained; /* repack per step */
+    uint16_t *doutb; /* (BT, max(C,HD,F)) a linear's output gradient as bf16 */
+    uint16_t *xfb;   /* (BT,C) final-norm output as bf16 */
+    uint16_t *dlogb; /* (chunk,V) dlogits as bf16 */
 };
 
 /* LoRA module geometry: in/out features of module j (0..6) for config c. */

@@ -279,6 +279,75 @@ static void cached_attention(int T, int H, int KV, int D, int pos0) {
     free(q), free(k), free(v), free(full), free(inc);
 }
 
+/* ---------------- (4) parallel paths == serial paths ----------------
+ * Loops run on one thread below FT_OMP_GRAIN (32768) operations. Large calls take the OpenMP path;
+ * the same work split into one-row calls takes the serial one. Row-independent kernels must agree
+ * bit for bit; reductions across rows (dweight) to float rounding of the different association. */
+static void parallel_vs_serial(void) {
+    const int M = 96, C = 1000, nh = 8, D = 64, V = 50;
+    size_t n = (size_t)M * C;
+    float *x = rand_buf(n), *w = rand_buf(C), *dy = rand_buf(n);
+    float *a = zeros(n), *b = zeros(n), *ra = zeros(M), *rb = zeros(M);
+    rmsnorm_forward(a, ra, x, w, M, C, 1e-5f);
+    for (int m = 0; m < M; m++)
+        rmsnorm_forward(b + (size_t)m * C, rb + m, x + (size_t)m * C, w, 1, C, 1e-5f);
+    check_close("parallel rmsnorm forward == serial", a, b, n, 0, 0);
+    float *ga = zeros(n), *gb = zeros(n), *gwa = zeros(C), *gwb = zeros(C);
+    rmsnorm_backward(ga, gwa, dy, x, w, ra, M, C);
+    for (int m = 0; m < M; m++)
+        rmsnorm_backward(gb + (size_t)m * C, gwb, dy + (size_t)m * C, x + (size_t)m * C, w, rb + m,
+                         1, C);
+    check_close("parallel rmsnorm dinp == serial", ga, gb, n, 0, 0);
+    check_close("parallel rmsnorm dweight ~ serial", gwa, gwb, C, 1e-5, 1e-5);
+
+    /* rope: M*nh*D = 96*8*64 */
+    size_t nr = (size_t)M * nh * D;
+    int *pos = malloc((size_t)M * sizeof(int));
+    for (int m = 0; m < M; m++) pos[m] = (m * 37) % 1000;
+    float inv[32];
+    for (int i = 0; i < D / 2; i++) inv[i] = powf(10000.0f, -2.0f * i / D);
+    float *ya = rand_buf(nr), *yb = copy_buf(ya, nr);
+    rope_forward(ya, pos, inv, M, nh, D);
+    for (int m = 0; m < M; m++) rope_forward(yb + (size_t)m * nh * D, pos + m, inv, 1, nh, D);
+    check_close("parallel rope forward == serial", ya, yb, nr, 0, 0);
+    rope_backward(ya, pos, inv, M, nh, D);
+    for (int m = 0; m < M; m++) rope_backward(yb + (size_t)m * nh * D, pos + m, inv, 1, nh, D);
+    check_close("parallel rope backward == serial", ya, yb, nr, 0, 0);
+
+    /* swiglu over n elements vs chunks of C */
+    float *g = rand_buf(n), *u = rand_buf(n), *sa = zeros(n), *sb = zeros(n);
+    float *dga = zeros(n), *dgb = zeros(n), *dua = zeros(n), *dub = zeros(n);
+    swiglu_forward(sa, g, u, n);
+    swiglu_backward(dga, dua, dy, g, u, n);
+    for (int m = 0; m < M; m++) {
+        size_t o = (size_t)m * C;
+        swiglu_forward(sb + o, g + o, u + o, C);
+        swiglu_backward(dgb + o, dub + o, dy + o, g + o, u + o, C);
+    }
+    check_close("parallel swiglu forward == serial", sa, sb, n, 0, 0);
+    check_close("parallel swiglu dgate == serial", dga, dgb, n, 0, 0);
+    check_close("parallel swiglu dup == serial", dua, dub, n, 0, 0);
+
+    /* embedding: ids with many repeats; backward adds rows in the same order either way */
+    int *ids = malloc((size_t)M * sizeof(int));
+    for (int m = 0; m < M; m++) ids[m] = (m * 7) % V;
+    float *table = rand_buf((size_t)V * C), *ea = zeros(n), *eb = zeros(n);
+    float *dta = zeros((size_t)V * C), *dtb = zeros((size_t)V * C);
+    embedding_forward(ea, ids, table, M, C);
+    embedding_backward(dta, dy, ids, M, C);
+    for (int m = 0; m < M; m++) {
+        embedding_forward(eb + (size_t)m * C, ids + m, table, 1, C);
+        embedding_backward(dtb, dy + (size_t)m * C, ids + m, 1, C);
+    }
+    check_close("parallel embedding forward == serial", ea, eb, n, 0, 0);
+    check_close("parallel embedding dtable == serial", dta, dtb, (size_t)V * C, 0, 0);
+
+    free(x), free(w), free(dy), free(a), free(b), free(ra), free(rb), free(ga), free(gb);
+    free(gwa), free(gwb), free(pos), free(ya), free(yb), free(g), free(u), free(sa), free(sb);
+    free(dga), free(dgb), free(dua), free(dub), free(ids), free(table), free(ea), free(eb);
+    free(dta), free(dtb);
+}
+
 int main(void) {
     ref_dir = getenv("FT_REF");
     if (!ref_dir) ref_dir = "build/ref";
@@ -292,7 +361,8 @@ int main(void) {
     torch_embedding();
 
     static const int mm[][3] = {{1, 1, 1}, {1, 257, 3}, {3, 5, 7}, {17, 33, 9}, {64, 130, 67},
-                                {5, 288, 1}, {33, 16, 300}};
+                                {5, 288, 1}, {33, 16, 300},
+                                {1, 288, 300}, {2, 33, 65}, {3, 64, 17}};
     for (size_t i = 0; i < sizeof mm / sizeof mm[0]; i++) {
         naive_matmul(mm[i][0], mm[i][1], mm[i][2], 1);
         naive_matmul(mm[i][0], mm[i][1], mm[i][2], 0);
@@ -310,6 +380,12 @@ int main(void) {
     cached_attention(9, 4, 2, 8, 5);
     cached_attention(17, 6, 3, 5, 16);
     cached_attention(1, 1, 1, 1, 1);
+
+    parallel_vs_serial();
+    /* big enough for the OpenMP paths of attention (work >= FT_OMP_GRAIN) and the M <= 2 matmul */
+    naive_attention(2, 48, 4, 2, 32, 1);
+    naive_matmul(2, 300, 257, 1);
+    cached_attention(40, 8, 2, 32, 20);
 
     /* rope: backward is the inverse rotation, so backward(forward(x)) == x */
     {

@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """PyTorch reference for the gradient engine (tests/train/test_grads.c).
 
-Builds tiny random Llama-family models, writes each as a Hugging Face folder (config.json +
-model.safetensors, F32) that ft_model_load reads, and for a fixed batch (labels with -100
-positions) writes the mean cross-entropy loss and the gradient of EVERY trainable tensor for:
+Builds tiny random Llama-family models (llama MHA tied; llama GQA untied with llama3 rope
+scaling and explicit head_dim; qwen2 with q/k/v biases; qwen3 with q/k norm; llama with
+attention and MLP biases), writes each as a Hugging Face folder (config.json + model.safetensors,
+F32) that ft_model_load reads, and for a fixed batch (labels with -100 positions) writes the mean cross-entropy loss and the gradient of EVERY trainable tensor for:
   full   : all model tensors                            -> <model>/ref_full.safetensors
   lora   : PEFT-style LoRA (plain and rsLoRA, dropout 0, all-linear and a subset), with random
            non-zero A and B so every term of the LoRA backward is exercised
@@ -112,7 +113,7 @@ def make_params(c, gen):
         p[pre + "self_attn.q_proj.weight"] = rnd(HD, C)
         p[pre + "self_attn.k_proj.weight"] = rnd(KVD, C)
         p[pre + "self_attn.v_proj.weight"] = rnd(KVD, C)
-        if c.qkv_bias:
+        if c.qkv_bias or c.attn_bias:
             p[pre + "self_attn.q_proj.bias"] = rnd(HD, std=0.1)
             p[pre + "self_attn.k_proj.bias"] = rnd(KVD, std=0.1)
             p[pre + "self_attn.v_proj.bias"] = rnd(KVD, std=0.1)
@@ -120,10 +121,16 @@ def make_params(c, gen):
             p[pre + "self_attn.q_norm.weight"] = 1.0 + rnd(c.head_dim, std=0.1)
             p[pre + "self_attn.k_norm.weight"] = 1.0 + rnd(c.head_dim, std=0.1)
         p[pre + "self_attn.o_proj.weight"] = rnd(C, HD)
+        if c.attn_bias:
+            p[pre + "self_attn.o_proj.bias"] = rnd(C, std=0.1)
         p[pre + "post_attention_layernorm.weight"] = 1.0 + rnd(C, std=0.1)
         p[pre + "mlp.gate_proj.weight"] = rnd(F_, C)
         p[pre + "mlp.up_proj.weight"] = rnd(F_, C)
         p[pre + "mlp.down_proj.weight"] = rnd(C, F_)
+        if c.mlp_bias:
+            p[pre + "mlp.gate_proj.bias"] = rnd(F_, std=0.1)
+            p[pre + "mlp.up_proj.bias"] = rnd(F_, std=0.1)
+            p[pre + "mlp.down_proj.bias"] = rnd(C, std=0.1)
     p["model.norm.weight"] = 1.0 + rnd(C, std=0.1)
     if not c.tie_word_embeddings:
         p["lm_head.weight"] = rnd(c.vocab_size, C)
@@ -207,8 +214,8 @@ def config_json(c):
     if c.explicit_head_dim:
         j["head_dim"] = c.head_dim
     if c.model_type == "llama":
-        j["attention_bias"] = False
-        j["mlp_bias"] = False
+        j["attention_bias"] = c.attn_bias
+        j["mlp_bias"] = c.mlp_bias
     if c.model_type == "qwen3":
         j["attention_bias"] = False
     return j
@@ -241,7 +248,16 @@ MODELS = [
         head_dim=16, explicit_head_dim=True, vocab_size=59, max_position_embeddings=64,
         rms_norm_eps=1e-6, rope_theta=1000000.0, rope_scaling=None, tie_word_embeddings=False,
         qkv_bias=False, qk_norm=True),
+    # llama with attention_bias (q/k/v/o biases) and mlp_bias (gate/up/down biases)
+    Cfg(name="llama_bias", arch="LlamaForCausalLM", model_type="llama", hidden_size=16,
+        intermediate_size=40, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=4, explicit_head_dim=False, vocab_size=41, max_position_embeddings=64,
+        rms_norm_eps=1e-5, rope_theta=10000.0, rope_scaling=None, tie_word_embeddings=False,
+        qkv_bias=False, qk_norm=False, attn_bias=True, mlp_bias=True),
 ]
+for _c in MODELS:
+    _c.__dict__.setdefault("attn_bias", False)
+    _c.__dict__.setdefault("mlp_bias", False)
 
 # LoRA variants: name, r, alpha, rslora, target module indices (FT_LORA_* bit order)
 LORAS = [

@@ -8,6 +8,10 @@ loads), and $FT_REF/models/<case>.ref.safetensors holding:
   loss (F64, [1])       mean NLL of ids[1:] given their prefix, from those logits in float64
   next (I32, [1])       argmax of the last position's logits
   greedy (I32, [G])     greedy continuation of ids[:5] (full recompute per step), G tokens
+For llama_gqa also a PEFT LoRA adapter, $FT_REF/models/llama_gqa_lora/ (adapter_config.json +
+adapter_model.safetensors, PEFT key names, r=4, alpha=8 on q/v/down, plus an rsLoRA variant
+llama_gqa_rslora/), with loss_lora / loss_rslora in the reference file: the loss of the base weights
+plus scale * B @ A (scale alpha/r, or alpha/sqrt(r) with rsLoRA), as PEFT's merged model computes it.
 The forward is plain torch written to mirror transformers' modeling_llama / modeling_mistral /
 modeling_qwen2 / modeling_qwen3 (eager attention): LlamaRMSNorm in f32, rotate_half RoPE with
 cos/sin of the f32 angles pos*inv_freq, llama3 inv_freq scaling, repeat_kv, additive causal mask,
@@ -128,6 +132,30 @@ def forward(cfg, W, ids):
     return torch.nn.functional.linear(x, head)
 
 
+def write_adapter(case, W, g, L, rslora):
+    """A PEFT LoRA adapter for `case` and the base weights W with the adapter merged in."""
+    r, alpha = 4, 8.0
+    scale = alpha / math.sqrt(r) if rslora else alpha / r
+    d = os.path.join(OUT, case)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "adapter_config.json"), "w") as f:
+        json.dump({"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": r, "lora_alpha": alpha,
+                   "lora_dropout": 0.0, "use_rslora": rslora, "bias": "none", "fan_in_fan_out": False,
+                   "target_modules": ["q_proj", "v_proj", "down_proj"]}, f, indent=2)
+    T, merged = {}, dict(W)
+    for l in range(L):
+        for mod in ("self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"):
+            name = f"model.layers.{l}.{mod}"
+            out_f, in_f = W[name + ".weight"].shape
+            A = torch.randn(r, in_f, generator=g) * 0.3
+            B = torch.randn(out_f, r, generator=g) * 0.3
+            T[f"base_model.model.{name}.lora_A.weight"] = A
+            T[f"base_model.model.{name}.lora_B.weight"] = B
+            merged[name + ".weight"] = W[name + ".weight"] + scale * (B @ A)
+    write_safetensors(os.path.join(d, "adapter_model.safetensors"), T)
+    return merged
+
+
 def make(case, model_type, seed, H=4, KV=4, C=32, F=56, L=2, V=97, head_dim=None, tie=True,
          attn_bias=False, mlp_bias=False, rope_scaling=None, theta=10000.0, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
@@ -200,10 +228,19 @@ def make(case, model_type, seed, H=4, KV=4, C=32, F=56, L=2, V=97, head_dim=None
             top2 = torch.topk(lg, 2).values
             assert top2[0] - top2[1] > 1e-3, f"{case}: greedy near-tie, pick another seed"
             seq.append(int(lg.argmax()))
+    extra = {}
+    if case == "llama_gqa":
+        for variant, rs in (("lora", False), ("rslora", True)):
+            Wm = write_adapter(f"{case}_{variant}", W, g, L, rs)
+            with torch.no_grad():
+                lp = torch.log_softmax(forward(cfg, Wm, ids).double(), dim=-1)
+                la = -lp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].mean()
+            assert abs(la - loss) > 1e-2, "the adapter must change the loss measurably"
+            extra["loss_" + variant] = la.reshape(1)
     write_safetensors(os.path.join(OUT, case + ".ref.safetensors"), {
         "ids": torch.tensor(ids, dtype=torch.int32), "logits": logits.float(),
         "loss": loss.reshape(1), "next": logits[-1].argmax().reshape(1).to(torch.int32),
-        "greedy": torch.tensor(seq[5:], dtype=torch.int32)})
+        "greedy": torch.tensor(seq[5:], dtype=torch.int32), **extra})
     print(f"PASS gen_models {case} (max |logit| {logits.abs().max():.2f}, loss {loss:.5f})")
 
 

@@ -12,6 +12,8 @@
  */
 #include "ftune/kernels.h"
 
+#include "grain.h"
+
 #include "ftune/core.h"
 
 #include <math.h>
@@ -43,7 +45,8 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
     const int G = H / KV;
     const float scale = 1.0f / sqrtf((float)D);
     float *scratch = att ? NULL : thread_scratch((size_t)T);
-#pragma omp parallel for collapse(3) schedule(static)
+    const int64_t work = (int64_t)B * H * T * T * D; /* ~2x the multiply-adds (causal half) */
+#pragma omp parallel for collapse(3) schedule(static) if (work >= FT_OMP_GRAIN)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++)
             for (int64_t t = 0; t < T; t++) {
@@ -104,7 +107,8 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     float *scratch = thread_scratch((size_t)T);
     float *delta = ft_calloc((size_t)B * H * T, sizeof(float)); // (B,H,T)
     FT_ASSERT(delta != NULL);
-#pragma omp parallel for collapse(3) schedule(static)
+    const int64_t work = (int64_t)B * H * T * T * D;
+#pragma omp parallel for collapse(3) schedule(static) if (work >= FT_OMP_GRAIN)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++)
             for (int64_t t = 0; t < T; t++) {
@@ -131,7 +135,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                 }
             }
     if (dk || dv) {
-#pragma omp parallel for collapse(3) schedule(static)
+#pragma omp parallel for collapse(3) schedule(static) if (work >= FT_OMP_GRAIN)
         for (int64_t b = 0; b < B; b++)
             for (int64_t kh = 0; kh < KV; kh++)
                 for (int64_t s = 0; s < T; s++) {
@@ -168,7 +172,8 @@ void attention_forward_cached(float *out, float *scratch, const float *q, const 
     const float scale = 1.0f / sqrtf((float)D);
     float *own = scratch ? NULL : thread_scratch((size_t)Tk);
     if (own) scratch = own;
-#pragma omp parallel for collapse(2) schedule(static)
+    const int64_t work = (int64_t)n * H * Tk * D * 2;
+#pragma omp parallel for collapse(2) schedule(static) if (work >= FT_OMP_GRAIN)
     for (int64_t i = 0; i < n; i++)
         for (int64_t h = 0; h < H; h++) {
             const int64_t kh = h / G, t = pos0 + i;

@@ -1,8 +1,9 @@
 /*
  * Masked cross-entropy fused with the LM head, in chunks of tokens (contract in
  * include/ftune/crossentropy.h). The head matmuls go through matmul_forward/matmul_backward
- * (oneDNN); the softmax is plain C (expf once per logit, the sum in double). Not implemented here:
- * label smoothing, z-loss, logit soft-capping (no supported family uses them).
+ * (oneDNN); the softmax is plain C (expf once per logit, the sum in double).
+ * crossentropy_bf16_forward_backward is the same loop with bf16 operands for the head products
+ * (matmul_bf16.c). Not implemented here: label smoothing, z-loss, logit soft-capping (no supported family uses them).
  *
  * Derivation (per target row m with label y, logits z = w · x_m, p = softmax(z)):
  *   nll_m = logsumexp(z) - z_y = max(z) + log(sum_j exp(z_j - max(z))) - z_y
@@ -61,7 +62,7 @@ static double softmax_xent_rows(float *z, const int *labels, int n, int V, float
     double part[MAX_THREADS] = {0};
     int64_t cnt[MAX_THREADS] = {0};
     int nth = 1;
-#pragma omp parallel
+#pragma omp parallel if ((size_t)n * (size_t)V >= 65536)
     {
         int tid = 0, nt = 1;
 #ifdef _OPENMP
@@ -119,6 +120,28 @@ double crossentropy_forward_backward(float *dx, float *dw, int64_t *n_targets, f
         nll += softmax_xent_rows(logits, labels + r0, n, V, scale, grad, n_targets);
         if (grad)
             matmul_backward(dx ? dx + (size_t)r0 * C : NULL, dw, NULL, logits, xc, w, n, C, V);
+    }
+    return nll;
+}
+
+double crossentropy_bf16_forward_backward(float *dx, float *dw, int64_t *n_targets, float *logits,
+                                          uint16_t *dlogb, const uint16_t *xb, ft_bf16_weight *w,
+                                          const int *labels, float scale, int M, int C, int V,
+                                          int chunk) {
+    FT_ASSERT(chunk >= 1);
+    int grad = dx || dw;
+    double nll = 0;
+    *n_targets = 0;
+    for (int r0 = 0; r0 < M; r0 += chunk) {
+        int n = M - r0 < chunk ? M - r0 : chunk;
+        if (all_ignored(labels + r0, n)) continue;
+        const uint16_t *xc = xb + (size_t)r0 * C;  /* (n,C) */
+        matmul_bf16w_forward(logits, xc, w, NULL, n, 0); /* (n,V) */
+        nll += softmax_xent_rows(logits, labels + r0, n, V, scale, grad, n_targets);
+        if (!grad) continue;
+        bf16_from_f32(dlogb, logits, (size_t)n * V);
+        if (dx) matmul_bf16w_backward_input(dx + (size_t)r0 * C, dlogb, w, n);
+        if (dw) matmul_bf16_backward(NULL, dw, dlogb, xc, NULL, n, C, V);
     }
     return nll;
 }

@@ -4,11 +4,13 @@
  */
 #include "ftune/kernels.h"
 
+#include "grain.h"
+
 #include <omp.h>
 #include <string.h>
 
 void embedding_forward(float *out, const int *ids, const float *table, int M, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)M * C >= FT_OMP_GRAIN)
     for (int64_t m = 0; m < M; m++)
         memcpy(out + m * C, table + (int64_t)ids[m] * C, (size_t)C * sizeof(float));
 }
@@ -19,7 +21,7 @@ void embedding_forward(float *out, const int *ids, const float *table, int M, in
  * race-free and deterministic for a given thread count.
  */
 void embedding_backward(float *dtable, const float *dout, const int *ids, int M, int C) {
-#pragma omp parallel
+#pragma omp parallel if ((int64_t)M * C >= FT_OMP_GRAIN)
     {
         int nt = omp_get_num_threads(), it = omp_get_thread_num();
         int64_t c0 = (int64_t)C * it / nt, c1 = (int64_t)C * (it + 1) / nt;

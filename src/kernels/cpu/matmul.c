@@ -12,10 +12,16 @@
  * Primitives are created once per (shape, layout, bias, accumulate) key and kept in a process-wide
  * cache guarded by a mutex; they are never freed (they live as long as the process, like the
  * engine). oneDNN runs with its default (strict f32) math mode: no implicit bf16/tf32 down-conversion.
+ * Exception: the forward with M <= GEMV_MAX_M rows (decoding one token) is a plain dot product per
+ * output, threads splitting N: oneDNN's matmul repacks the `ba` weights on every call, which for a
+ * single row costs more than the product itself. Its sums are f32 in a different order (16-lane
+ * partial sums), within the same tolerance of the naive reference as oneDNN's.
  *
  * Not here: bf16 or quantized products (the speed issue), batched products.
  */
 #include "ftune/kernels.h"
+
+#include "grain.h"
 
 #include "ftune/core.h"
 
@@ -124,9 +130,40 @@ static void mm_run(const mm_key *key, float *c, const float *a, const float *b,
     pthread_mutex_unlock(&mm_lock);
 }
 
+#define GEMV_MAX_M 2
+
+typedef float v16f __attribute__((vector_size(64)));
+
+/* sum_k a[k] b[k]: two 16-lane f32 accumulators, then a scalar tail. */
+static inline float dot_f32(const float *a, const float *b, int64_t K) {
+    v16f s0 = {0}, s1 = {0};
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        v16f a0, a1, b0, b1;
+        memcpy(&a0, a + k, sizeof a0);
+        memcpy(&a1, a + k + 16, sizeof a1);
+        memcpy(&b0, b + k, sizeof b0);
+        memcpy(&b1, b + k + 16, sizeof b1);
+        s0 += a0 * b0;
+        s1 += a1 * b1;
+    }
+    s0 += s1;
+    float s = 0.0f;
+    for (int j = 0; j < 16; j++) s += s0[j];
+    for (; k < K; k++) s += a[k] * b[k];
+    return s;
+}
+
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int M, int K,
                     int N) {
     if (M <= 0 || N <= 0) return;
+    if (M <= GEMV_MAX_M && K > 0) {
+#pragma omp parallel for schedule(static) if ((int64_t)M * K * N >= FT_OMP_GRAIN)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t m = 0; m < M; m++)
+                out[m * N + n] = dot_f32(inp + m * K, w + n * K, K) + (bias ? bias[n] : 0.0f);
+        return;
+    }
     if (K <= 0) { /* empty product: out = bias or 0 (oneDNN rejects zero-size K) */
         for (int64_t m = 0; m < M; m++)
             for (int64_t n = 0; n < N; n++) out[m * N + n] = bias ? bias[n] : 0.0f;
@@ -137,22 +174,29 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
     mm_run(&key, out, inp, w, bias);
 }
 
+/*
+ * Backward of out[m,n] = sum_k inp[m,k] w[n,k] + bias[n]:
+ *   d out[m,n] / d inp[m,k] = w[n,k]   ->  dinp[m,k] += sum_n dout[m,n] w[n,k]    (dout · w)
+ *   d out[m,n] / d w[n,k]   = inp[m,k] ->  dw[n,k]   += sum_m dout[m,n] inp[m,k]  (dout^T · inp)
+ *   d out[m,n] / d bias[n]  = 1        ->  dbias[n]  += sum_m dout[m,n]
+ * All three ADD (sum post-op / +=); NULL skips that product.
+ */
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                      const float *w, int M, int K, int N) {
-    if (M <= 0 || N <= 0 || K <= 0) return;
-    if (dinp) {
+    if (M <= 0 || N <= 0) return;
+    if (dinp && K > 0) {
         /* dinp (M,K) += dout (M,N) · w (N,K): A strides {N,1}, B strides {K,1}. */
         mm_key key = {M, N, K, N, 1, K, 1, 0, 1};
         mm_run(&key, dinp, dout, w, NULL);
     }
-    if (dw) {
+    if (dw && K > 0) {
         /* dw (N,K) += dout^T (N,M) · inp (M,K): A(n,m) = dout[m*N + n] -> strides {1,N}. */
         mm_key key = {N, M, K, 1, N, K, 1, 0, 1};
         mm_run(&key, dw, dout, inp, NULL);
     }
     if (dbias) {
         /* dbias[n] += sum_m dout[m,n]: each thread owns a range of n, rows summed in order. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)M * N >= FT_OMP_GRAIN)
         for (int64_t n = 0; n < N; n++) {
             float s = 0.0f;
             for (int64_t m = 0; m < M; m++) s += dout[m * N + n];

@@ -5,11 +5,13 @@
  */
 #include "ftune/kernels.h"
 
+#include "grain.h"
+
 #include <math.h>
 
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int M, int C,
                      float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)M * C >= FT_OMP_GRAIN)
     for (int64_t m = 0; m < M; m++) {
         const float *x = inp + m * C; // (C)
         float *y = out + m * C;       // (C)
@@ -36,7 +38,7 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *wei
 void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                       const float *weight, const float *rstd, int M, int C) {
     if (dinp) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)M * C >= FT_OMP_GRAIN)
         for (int64_t m = 0; m < M; m++) {
             const float *x = inp + m * C, *dy = dout + m * C;
             float *dx = dinp + m * C;
@@ -48,7 +50,7 @@ void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const floa
         }
     }
     if (dweight) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)M * C >= FT_OMP_GRAIN)
         for (int c = 0; c < C; c++) {
             double s = 0.0;
             for (int64_t m = 0; m < M; m++) s += (double)dout[m * C + c] * inp[m * C + c] * rstd[m];

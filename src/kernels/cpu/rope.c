@@ -9,12 +9,14 @@
  */
 #include "ftune/kernels.h"
 
+#include "grain.h"
+
 #include <math.h>
 
 static void rope_rotate(float *x, const int *pos, const float *inv_freq, int M, int nh, int D,
                         float sign) {
     int half = D / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)M * nh * D >= FT_OMP_GRAIN)
     for (int64_t m = 0; m < M; m++) {
         for (int i = 0; i < half; i++) {
             float a = (float)pos[m] * inv_freq[i];

@@ -4,10 +4,12 @@
  */
 #include "ftune/kernels.h"
 
+#include "grain.h"
+
 #include <math.h>
 
 void swiglu_forward(float *out, const float *gate, const float *up, size_t N) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N >= FT_OMP_GRAIN)
     for (size_t i = 0; i < N; i++) {
         float g = gate[i];
         out[i] = g / (1.0f + expf(-g)) * up[i];
@@ -22,7 +24,7 @@ void swiglu_forward(float *out, const float *gate, const float *up, size_t N) {
  */
 void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                      const float *up, size_t N) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N >= FT_OMP_GRAIN)
     for (size_t i = 0; i < N; i++) {
         float g = gate[i];
         float s = 1.0f / (1.0f + expf(-g));

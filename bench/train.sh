@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Whole-training benchmark: ftune (build/rel/bench/bench_train) beside the PyTorch reference
+# (bench/ref_train.py: fp32 and bf16 autocast) on the same model, batch, sequence length and
+# thread count, full fine-tuning and LoRA (r 8, alpha 16, all linear layers), each configuration
+# in its own process (so peak RSS is per configuration). Prints tokens/s, ftune/torch ratios,
+# achieved GFLOP/s against the measured bf16 peak, and peak RSS.
+#   bench/train.sh [MODEL_DIR...]   (default: models/stories15M and the SmolLM-135M shape)
+# Env: B (4), T (256), STEPS (timed steps per configuration, default 2), OMP_NUM_THREADS (2),
+# METHODS ("full lora").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+PY=${PY:-/usr/bin/python3}
+B=${B:-4} T=${T:-256} STEPS=${STEPS:-2} METHODS=${METHODS:-full lora}
+SMOL=models/smollm-135m-random
+if [ $# -eq 0 ]; then
+    "$PY" bench/make_smollm.py "$SMOL"
+    set -- models/stories15M "$SMOL"
+fi
+peak=$(build/rel/bench/bench_peak)
+echo "train: $(date -u '+%Y-%m-%d %H:%M UTC'), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cpus," \
+     "$OMP_NUM_THREADS threads, B $B T $T, $STEPS timed steps; $peak"
+bf16peak=$(echo "$peak" | sed -n 's/.*bf16 \([0-9.]*\).*/\1/p')
+for model in "$@"; do
+    name=$(basename "$model")
+    for method in $METHODS; do
+        ft=$(build/rel/bench/bench_train "$model" "$method" bf16 "$B" "$T" "$STEPS")
+        ft32=$(build/rel/bench/bench_train "$model" "$method" f32 "$B" "$T" "$STEPS")
+        t32=$("$PY" bench/ref_train.py "$model" "$method" fp32 "$B" "$T" "$STEPS")
+        t16=$("$PY" bench/ref_train.py "$model" "$method" bf16 "$B" "$T" "$STEPS")
+        "$PY" - "$name" "$method" "$bf16peak" "$ft" "$ft32" "$t32" "$t16" <<'PYEOF'
+import sys
+name, method, peak = sys.argv[1], sys.argv[2], float(sys.argv[3] or "nan")
+def kv(line):
+    f = line.split()
+    return {f[i]: float(f[i + 1]) for i in range(1, len(f) - 1, 2)}
+ft, ft32, t32, t16 = (kv(a) for a in sys.argv[4:8])
+fpt = ft["flop_per_tok"]
+def g(r): return r["tok_s"] * fpt / 1e9
+print(f"{name} {method}: tok/s ftune-bf16 {ft['tok_s']:.0f}  ftune-f32 {ft32['tok_s']:.0f}  "
+      f"torch-fp32 {t32['tok_s']:.0f}  torch-bf16 {t16['tok_s']:.0f} | ftune-bf16 = "
+      f"{ft['tok_s'] / t16['tok_s']:.2f}x torch-bf16, {ft['tok_s'] / t32['tok_s']:.2f}x torch-fp32")
+print(f"  GFLOP/s ({fpt / 1e6:.0f} MFLOP/token): ftune-bf16 {g(ft):.0f} ({100 * g(ft) / peak:.0f}% "
+      f"of bf16 peak {peak:.0f}), ftune-f32 {g(ft32):.0f}, torch-fp32 {g(t32):.0f}, "
+      f"torch-bf16 {g(t16):.0f}")
+print(f"  peak RSS MB: ftune-bf16 {ft['peak_rss_mb']:.0f}  ftune-f32 {ft32['peak_rss_mb']:.0f}  "
+      f"torch-fp32 {t32['peak_rss_mb']:.0f}  torch-bf16 {t16['peak_rss_mb']:.0f}  "
+      f"(ftune-bf16 / torch-bf16 = {ft['peak_rss_mb'] / t16['peak_rss_mb']:.2f})")
+print(f"  loss first->last: ftune-bf16 {ft['loss_first']:.2f}->{ft['loss_last']:.2f}  "
+      f"torch-bf16 {t16['loss_first']:.2f}->{t16['loss_last']:.2f}")
+PYEOF
+    done
+done

@@ -1,0 +1,122 @@
+/*
+ * The trainer: the YAML run configuration (Axolotl key names), checkpoints, and the training
+ * loop that drives the step API of include/ftune/train.h with AdamW, clipping, schedules and
+ * gradient accumulation, writing metrics.jsonl, checkpoint-N/ folders and the final outputs.
+ *
+ * Not here: the forward/backward (src/train/step.c), data readers (include/ftune/data.h),
+ * adapter loading and merging (include/ftune/peft.h).
+ */
+#ifndef FTUNE_TRAINER_H
+#define FTUNE_TRAINER_H
+
+#include "ftune/optim.h"
+#include "ftune/train.h"
+
+/* ---------------------------------------------------------------- configuration ---- */
+
+typedef struct {
+    char *path;   /* .txt or .jsonl */
+    char *type;   /* "text" | "completion" */
+    char *field;  /* JSON field holding the text (Axolotl's `field`), default "text" */
+} ft_dataset_spec;
+
+/* Every supported key. Numbers that HF accepts as "a fraction of the run" (< 1) are kept as
+ * double and resolved by ft_train_config_steps(). Strings are malloc'ed (ft_train_config_free). */
+typedef struct {
+    char *base_model;
+    ft_dataset_spec *datasets;
+    int n_datasets;
+    int sequence_len;
+    ft_method method;            /* adapter: (none) full | lora; unfrozen_parameters → freeze */
+    ft_lora_config lora;         /* lora_r, lora_alpha, lora_dropout, peft_use_rslora, targets */
+    int lora_target_linear;
+    char **unfrozen;             /* unfrozen_parameters regexes */
+    int n_unfrozen;
+    int micro_batch_size;
+    int gradient_accumulation_steps;
+    double num_epochs;
+    int64_t max_steps;           /* -1: from num_epochs */
+    double learning_rate;
+    ft_schedule lr_scheduler;
+    int64_t warmup_steps;
+    char optimizer[32];
+    ft_adamw_hparams adam;       /* adam_beta1, adam_beta2, adam_epsilon, weight_decay */
+    double max_grad_norm;        /* 0: no clipping */
+    int gradient_checkpointing;
+    int bf16;                    /* bf16 mixed precision where the CPU has AVX512-BF16 (default) */
+    uint64_t seed;
+    char *output_dir;
+    double save_steps;           /* 0: only the final output; < 1: fraction of the run */
+    int save_total_limit;        /* 0: keep all */
+    char *resume_from_checkpoint; /* NULL, a path, or "auto" */
+    double logging_steps;
+    double val_set_size;         /* < 1: fraction of rows; >= 1: count of rows */
+    double eval_steps;           /* 0: evaluate at the start and the end only */
+    char **notes;                /* keys accepted but ignored, one line each, for the CLI */
+    int n_notes;
+} ft_train_config;
+
+/* The defaults (the table in src/train/config.c and the README). */
+void ft_train_config_defaults(ft_train_config *c);
+void ft_train_config_free(ft_train_config *c);
+/* Apply a YAML document (a mapping at the top). `label` names it in errors: "label:LINE: ...".
+ * Keys already set by an earlier document are overridden; a key twice in one document is an
+ * error. */
+ft_status ft_train_config_apply_yaml(ft_train_config *c, const char *label, const char *text,
+                                     size_t len);
+/* Read and apply a YAML file. */
+ft_status ft_train_config_load(ft_train_config *c, const char *path);
+/* Apply one "--set key=value" override; value is YAML (so lists work: key=[a, b]). */
+ft_status ft_train_config_set(ft_train_config *c, const char *assignment);
+/* After everything is applied: required keys, cross-key checks, and the derived values
+ * (unfrozen_parameters without an adapter → freeze; lora_target_linear → all 7 projections). */
+ft_status ft_train_config_finish(ft_train_config *c);
+
+/* Resolve a possibly fractional step count (HF: ratio < 1 → ceil(ratio * total)); 0 stays 0. */
+int64_t ft_train_config_steps(double v, int64_t total);
+
+/* ------------------------------------------------------------------ checkpoints ---- */
+
+/* The trainer state a checkpoint holds besides the trainable tensors and AdamW moments. */
+typedef struct {
+    int64_t step;          /* optimizer steps done */
+    int64_t epoch;         /* epoch of the next micro-batch */
+    int64_t row;           /* index into that epoch's order of the next micro-batch's first row */
+    uint64_t data_rng;     /* shuffle RNG state */
+    uint64_t model_rng;    /* ft_train_rng_state (LoRA dropout) */
+    double loss_sum;       /* running loss since the last log line, kept for identical logs */
+    int64_t loss_count;
+} ft_train_state;
+
+/* Write `dir` atomically: everything goes into "<dir>.tmp.<pid>", each file fsynced, then the
+ * folder is renamed to `dir` and the parent fsynced. Holds trainer_state.json (step, epoch, row,
+ * RNG states, tensor names) and trainable.safetensors (params, adam_m, adam_v per tensor). */
+ft_status ft_checkpoint_save(const char *dir, const ft_train_state *st, const ft_trainable *t,
+                             int n_t, const float *params, const ft_adamw *opt);
+/* Load a checkpoint written by ft_checkpoint_save into the same trainable layout (every name and
+ * shape must match); fills *st and restores params, opt->m, opt->v and opt->step. */
+ft_status ft_checkpoint_load(const char *dir, ft_train_state *st, const ft_trainable *t, int n_t,
+                             float *params, ft_adamw *opt);
+/* The complete checkpoint-N folder with the largest N in output_dir, malloc'ed into *out (NULL
+ * if none). Temporary folders are ignored. */
+ft_status ft_checkpoint_latest(const char *output_dir, char **out);
+/* Remove what an interrupted save or prune left behind (checkpoint-N.tmp.* / .del.* folders). */
+ft_status ft_checkpoint_clean(const char *output_dir);
+/* Delete the oldest checkpoint-N folders so that at most `keep` remain (keep <= 0: keep all). */
+ft_status ft_checkpoint_prune(const char *output_dir, int keep);
+
+/* ------------------------------------------------------------------------ run ---- */
+
+/* One optimizer step over GA micro-batches of B rows (inputs, labels: (GA*B, T), labels already
+ * shifted, -100 = no target): zero the grads, run the micro steps with loss_scale = 1 / (targets
+ * of the whole step), clip the global grad norm to max_grad_norm (0 = off), AdamW with `lr`.
+ * *loss is the step's mean NLL, *grad_norm the norm before clipping. */
+ft_status ft_train_step(ft_train_model *tm, ft_adamw *opt, const int *inputs, const int *labels,
+                        int B, int GA, int T, double lr, double max_grad_norm, double *loss,
+                        double *grad_norm);
+
+/* Run training as configured: load model and data, train, write checkpoints, metrics.jsonl and
+ * the final outputs into cfg->output_dir. Progress goes to stderr (a live line on a TTY). */
+ft_status ft_train_run(const ft_train_config *cfg);
+
+#endif

@@ -1,0 +1,54 @@
+/* Argument helpers for the CLI: whole-string integer/float parsing and id lists. */
+#include "cli_args.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+ft_status cli_parse_int(const char *opt, const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return ft_errorf(FT_ERR_ARG, "%s: '%s' is not an integer in [%lld, %lld]", opt, s, lo, hi);
+    *out = v;
+    return FT_OK;
+}
+
+ft_status cli_parse_float(const char *opt, const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v))
+        return ft_errorf(FT_ERR_ARG, "%s: '%s' is not a number", opt, s);
+    *out = v;
+    return FT_OK;
+}
+
+ft_status cli_parse_ids(const char *opt, const char *s, int **out, int *n) {
+    *out = NULL;
+    *n = 0;
+    size_t cap = 1;
+    for (const char *p = s; *p; p++) cap += *p == ',';
+    int *ids = malloc(cap * sizeof(int));
+    if (!ids) return ft_errorf(FT_ERR_NOMEM, "%s: out of memory", opt);
+    const char *p = s;
+    int k = 0;
+    for (;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < 0 || v > INT_MAX || (*end && *end != ',')) {
+            free(ids);
+            return ft_errorf(FT_ERR_ARG, "%s: item %d of '%s' is not a token id", opt, k + 1, s);
+        }
+        ids[k++] = (int)v;
+        if (!*end) break;
+        p = end + 1;
+    }
+    *out = ids;
+    *n = k;
+    return FT_OK;
+}

@@ -1,0 +1,127 @@
+/*
+ * `ftune generate --model DIR [--adapter DIR] (--prompt-ids 1,2,3 | --prompt TEXT) [--max-new-tokens N]
+ *                 [--temperature T] [--top-k K] [--top-p P] [--seed S]`
+ * --adapter merges a PEFT LoRA adapter into the loaded weights first (ft_adapter_apply).
+ * Defaults: 64 new tokens, temperature 0 (greedy), top-k 0 (off), top-p 1 (off), seed 0.
+ * With --prompt-ids the new ids are printed space-separated on one line as they are produced.
+ * With --prompt TEXT the model folder's tokenizer.json encodes the text (with the tokenizer's
+ * special tokens, e.g. BOS) and the prompt followed by the continuation is printed as text, streamed:
+ * after each token, prompt+generated ids are decoded again and the new suffix is printed (decoding
+ * the new ids alone would lose SentencePiece's leading space; a suffix that does not extend what was
+ * already printed, e.g. a half UTF-8 character, waits for the next token).
+ */
+#include "cli.h"
+#include "cli_args.h"
+#include "ftune/model.h"
+#include "ftune/peft.h"
+#include "ftune/tokenizer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int usage(void) {
+    fprintf(stderr, "usage: ftune generate --model DIR [--adapter DIR] (--prompt-ids ID,ID,... | --prompt TEXT)\n"
+                    "       [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n");
+    return 2;
+}
+
+static void print_id(int id, void *user) {
+    int *count = user;
+    printf((*count)++ ? " %d" : "%d", id);
+    fflush(stdout);
+}
+
+typedef struct {
+    ft_tokenizer *tok;
+    int *ids; /* (n_prompt + max_new) prompt then generated ids */
+    int n;
+    size_t printed; /* bytes of the decoded text already printed */
+} text_stream;
+
+static void print_text(int id, void *user) {
+    text_stream *ts = user;
+    ts->ids[ts->n++] = id;
+    char *text = NULL;
+    if (ft_tokenizer_decode(ts->tok, ts->ids, ts->n, 1, &text) == FT_OK && strlen(text) > ts->printed &&
+        !strstr(text + ts->printed, "\xEF\xBF\xBD")) { /* no U+FFFD: no half character at the end */
+        fputs(text + ts->printed, stdout);
+        fflush(stdout);
+        ts->printed = strlen(text);
+    }
+    free(text);
+}
+
+int cmd_generate(int argc, char **argv) {
+    const char *dir = NULL, *ids_s = NULL, *prompt = NULL, *adapter = NULL;
+    long long max_new = 64, top_k = 0, seed = 0;
+    double temp = 0, top_p = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        ft_status st = FT_OK;
+        if (!v) {
+            fprintf(stderr, "ftune generate: option '%s' needs a value\n", a);
+            return usage();
+        }
+        if (!strcmp(a, "--model")) dir = v;
+        else if (!strcmp(a, "--adapter")) adapter = v;
+        else if (!strcmp(a, "--prompt-ids")) ids_s = v;
+        else if (!strcmp(a, "--prompt")) prompt = v;
+        else if (!strcmp(a, "--max-new-tokens")) st = cli_parse_int(a, v, 0, 1 << 30, &max_new);
+        else if (!strcmp(a, "--temperature")) st = cli_parse_float(a, v, &temp);
+        else if (!strcmp(a, "--top-k")) st = cli_parse_int(a, v, 0, 1 << 30, &top_k);
+        else if (!strcmp(a, "--top-p")) st = cli_parse_float(a, v, &top_p);
+        else if (!strcmp(a, "--seed")) st = cli_parse_int(a, v, 0, (long long)(~0ull >> 1), &seed);
+        else {
+            fprintf(stderr, "ftune generate: unknown option '%s'\n", a);
+            return usage();
+        }
+        if (st) return cli_fail();
+        i++;
+    }
+    if (!dir || (!ids_s == !prompt)) return usage();
+    int *ids = NULL, n = 0, *out = NULL, n_out = 0, count = 0;
+    text_stream ts = {0};
+    ft_model m = {0};
+    ft_status st;
+    if (prompt) {
+        if ((st = ft_tokenizer_load(&ts.tok, dir))) goto done;
+        if ((st = ft_tokenizer_encode(ts.tok, prompt, strlen(prompt), 1, &ids, &n))) goto done;
+        if (n == 0) {
+            st = ft_errorf(FT_ERR_ARG, "--prompt: the text encodes to no tokens");
+            goto done;
+        }
+    } else if ((st = cli_parse_ids("--prompt-ids", ids_s, &ids, &n))) {
+        goto done;
+    }
+    if ((st = ft_model_load(&m, dir))) goto done;
+    if (adapter && (st = ft_adapter_apply(&m, adapter))) goto done;
+    ft_sample_params sp = {(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
+    out = malloc((size_t)(max_new > 0 ? max_new : 1) * sizeof(int));
+    if (prompt) {
+        ts.ids = malloc(((size_t)n + (size_t)max_new) * sizeof(int));
+        if (!out || !ts.ids) {
+            st = ft_errorf(FT_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        memcpy(ts.ids, ids, (size_t)n * sizeof(int));
+        ts.n = n;
+        char *text = NULL; /* the prompt as the tokenizer decodes it: what is already "printed" */
+        if ((st = ft_tokenizer_decode(ts.tok, ids, n, 1, &text))) goto done;
+        ts.printed = strlen(text);
+        fputs(prompt, stdout);
+        free(text);
+        st = ft_generate(&m, ids, n, (int)max_new, &sp, out, &n_out, print_text, &ts);
+    } else {
+        st = out ? ft_generate(&m, ids, n, (int)max_new, &sp, out, &n_out, print_id, &count)
+                 : ft_errorf(FT_ERR_NOMEM, "out of memory");
+    }
+    printf("\n");
+done:
+    free(out);
+    free(ids);
+    free(ts.ids);
+    ft_tokenizer_free(ts.tok);
+    ft_model_free(&m);
+    return st ? cli_fail() : 0;
+}

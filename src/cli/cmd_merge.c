@@ -1,0 +1,67 @@
+/*
+ * `ftune merge --model DIR --adapter DIR --out DIR`: merge a PEFT LoRA adapter into its base
+ * model and write a Hugging Face folder (config.json, model.safetensors in the base's dtype,
+ * tokenizer files), as PEFT's merge_and_unload() + save_pretrained() would.
+ */
+#include "cli.h"
+#include "ftune/model.h"
+#include "ftune/peft.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static ft_status copy_if_present(const char *src_dir, const char *dst_dir, const char *name) {
+    char a[4096], b[4096];
+    snprintf(a, sizeof a, "%s/%s", src_dir, name);
+    snprintf(b, sizeof b, "%s/%s", dst_dir, name);
+    if (access(a, R_OK)) return FT_OK;
+    char *data;
+    size_t len;
+    ft_status st = ft_read_file(a, &data, &len);
+    if (!st) st = ft_write_file_atomic(b, data, len);
+    free(data);
+    return st;
+}
+
+int cmd_merge(int argc, char **argv) {
+    const char *model = NULL, *adapter = NULL, *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char **slot = !strcmp(argv[i], "--model")     ? &model
+                            : !strcmp(argv[i], "--adapter") ? &adapter
+                            : !strcmp(argv[i], "--out")     ? &out
+                                                            : NULL;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: ftune merge --model DIR --adapter DIR --out DIR\n");
+            return 0;
+        }
+        if (!slot || i + 1 >= argc) {
+            fprintf(stderr, "usage: ftune merge --model DIR --adapter DIR --out DIR\n");
+            return 2;
+        }
+        *slot = argv[++i];
+    }
+    if (!model || !adapter || !out) {
+        fprintf(stderr, "usage: ftune merge --model DIR --adapter DIR --out DIR\n");
+        return 2;
+    }
+    ft_model m;
+    ft_status st = ft_model_load(&m, model);
+    if (st) return cli_fail();
+    st = ft_adapter_apply(&m, adapter);
+    if (!st && mkdir(out, 0755) && errno != EEXIST)
+        st = ft_errorf(FT_ERR_IO, "%s: cannot create: %s", out, strerror(errno));
+    if (!st) st = ft_model_save(&m, out);
+    static const char *tok_files[] = {"tokenizer.json", "tokenizer_config.json",
+                                      "special_tokens_map.json", "tokenizer.model",
+                                      "generation_config.json"};
+    for (size_t i = 0; !st && i < sizeof tok_files / sizeof *tok_files; i++)
+        st = copy_if_present(model, out, tok_files[i]);
+    ft_model_free(&m);
+    if (st) return cli_fail();
+    fprintf(stderr, "ftune: merged %s into %s -> %s\n", adapter, model, out);
+    return 0;
+}

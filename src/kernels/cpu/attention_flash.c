@@ -1,0 +1,239 @@
+/*
+ * Flash-style causal grouped-query attention, f32: the same function as attention_forward /
+ * attention_backward (attention.c) without the (B,H,T,T) probability buffer. Forward keeps, per
+ * query row, a running max m, running sum l and an unnormalised output o over blocks of FA_BLOCK
+ * keys (online softmax), and saves only the row logsumexp lse = m + log(l). Backward recomputes
+ * each probability from lse blockwise. Query head h reads KV head h / (H/KV): K/V are never
+ * repeated. seg (B,T), when non-NULL, restricts key s to seg[s] == seg[t] (packed samples).
+ *
+ * Forward, per (b, h, t), scale c = 1/sqrt(D), keys s <= t visible:
+ *   for each block: x_s = c q_t·k_s ; m' = max(m, max_s x_s) ; l = l e^(m-m') + sum_s e^(x_s-m')
+ *                   o = o e^(m-m') + sum_s e^(x_s-m') v_s ; m = m'
+ *   out_t = o / l ; lse_t = m + log l            (so P_ts = exp(x_s - lse_t))
+ * Backward (FlashAttention-2's), per (b, kv-head) task, which owns dk, dv of that KV head and dq
+ * of the G query heads that read it (no two threads write the same row):
+ *   delta_t = dout_t · out_t   (= sum_s P_ts dP_ts, since out_t = sum_s P_ts v_s)
+ *   P_ts = exp(c q_t·k_s - lse_t) ; dP_ts = dout_t · v_s ; dS_ts = P_ts (dP_ts - delta_t)
+ *   dv_s += P_ts dout_t ; dq_t += c dS_ts k_s ; dk_s += c dS_ts q_t
+ * Work is O(T^2 D) like the exact kernel; memory beyond inputs/outputs is O(B H T) (lse).
+ * Parallelism: forward over (b, h, t); backward over (b, kv-head) — B*KV tasks.
+ *
+ * Not here: bf16 operands (softmax and its gradients stay f32 in the mixed-precision mode), the
+ * KV-cache inference form (attention_forward_cached).
+ */
+#include "ftune/kernels.h"
+
+#include "ftune/core.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define FA_BLOCK 64 /* keys per block */
+#define FA_ROWS 16  /* query rows per block */
+#define FA_MAXD 256 /* largest head dim the tiles hold */
+
+static inline int seen(const int *seg, int64_t b, int64_t T, int64_t s, int64_t t) {
+    return !seg || seg[b * T + s] == seg[b * T + t];
+}
+
+static inline float dotf(const float *a, const float *b, int D) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int d = 0; d < D; d++) s += a[d] * b[d];
+    return s;
+}
+
+/* exp(x) for x <= ~88, written so `omp simd` loops vectorize it (libm's expf does not here):
+ * Cephes' expf — n = round(x log2 e), r = x - n ln2 in two parts, a degree-6 polynomial for e^r,
+ * scaled by 2^n through the exponent bits. Within ~2 ulp of expf; x below -87.3 is clamped
+ * (e^-87.3 ~ 1e-38, a weight no softmax row can notice), so callers map masked entries to 0
+ * themselves. */
+static inline float exp_simd(float x) {
+    x = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &e, 4);
+    return p * scale;
+}
+
+/* kt (D, n) = transpose of the n rows x_s (D each, row stride ld) */
+static inline void transpose_block(float *kt, const float *x, int64_t ld, int n, int D) {
+    for (int s = 0; s < n; s++)
+        for (int d = 0; d < D; d++) kt[d * FA_BLOCK + s] = x[s * ld + d];
+}
+
+/* S (nr, FA_BLOCK) = A (nr rows of D, stride lda) · kt (D, FA_BLOCK) */
+static inline void tile_scores(float *S, const float *A, int64_t lda, const float *kt, int nr,
+                               int D) {
+    for (int r = 0; r < nr; r++) {
+        float acc[FA_BLOCK];
+#pragma omp simd
+        for (int s = 0; s < FA_BLOCK; s++) acc[s] = 0.0f;
+        const float *a = A + r * lda;
+        for (int d = 0; d < D; d++) {
+            float ad = a[d];
+            const float *kd = kt + d * FA_BLOCK;
+#pragma omp simd
+            for (int s = 0; s < FA_BLOCK; s++) acc[s] += ad * kd[s];
+        }
+#pragma omp simd
+        for (int s = 0; s < FA_BLOCK; s++) S[r * FA_BLOCK + s] = acc[s];
+    }
+}
+
+void attention_flash_forward(float *out, float *lse, const float *q, const float *k,
+                             const float *v, const int *seg, int B, int T, int H, int KV, int D) {
+    FT_ASSERT(H % KV == 0 && D <= FA_MAXD);
+    const int G = H / KV;
+    const float scale = 1.0f / sqrtf((float)D);
+    const int64_t nqb = (T + FA_ROWS - 1) / FA_ROWS;
+    const int64_t ldq = (int64_t)H * D, ldk = (int64_t)KV * D;
+#pragma omp parallel for collapse(3) schedule(dynamic, 1)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t qb = 0; qb < nqb; qb++) {
+                const int64_t kh = h / G, t0 = (nqb - 1 - qb) * FA_ROWS; /* long rows first */
+                const int nr = (int)(T - t0 < FA_ROWS ? T - t0 : FA_ROWS);
+                const float *qt = q + ((b * T + t0) * H + h) * D; // (nr, D) stride ldq
+                float kt[FA_MAXD * FA_BLOCK], S[FA_ROWS * FA_BLOCK], o[FA_ROWS * FA_MAXD];
+                float m[FA_ROWS], l[FA_ROWS];
+                for (int r = 0; r < nr; r++) m[r] = -INFINITY, l[r] = 0.0f;
+                memset(o, 0, sizeof(float) * (size_t)nr * D);
+                for (int64_t s0 = 0; s0 < t0 + nr; s0 += FA_BLOCK) {
+                    int ns = (int)(t0 + nr - s0 < FA_BLOCK ? t0 + nr - s0 : FA_BLOCK);
+                    const float *ks = k + ((b * T + s0) * KV + kh) * D;
+                    const float *vs = v + ((b * T + s0) * KV + kh) * D;
+                    transpose_block(kt, ks, ldk, ns, D);
+                    tile_scores(S, qt, ldq, kt, nr, D);
+                    for (int r = 0; r < nr; r++) {
+                        const int64_t t = t0 + r;
+                        float *x = S + r * FA_BLOCK, bm = -INFINITY;
+                        for (int i = 0; i < ns; i++) {
+                            int64_t s = s0 + i;
+                            x[i] = (s <= t && seen(seg, b, T, s, t)) ? x[i] * scale : -INFINITY;
+                            if (x[i] > bm) bm = x[i];
+                        }
+                        if (bm == -INFINITY) continue; /* row sees nothing in this block */
+                        float mn = bm > m[r] ? bm : m[r];
+                        float corr = expf(m[r] - mn); /* 0 on the row's first block */
+                        float *orow = o + r * D, sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+                        for (int i = 0; i < ns; i++) {
+                            x[i] = x[i] == -INFINITY ? 0.0f : exp_simd(x[i] - mn);
+                            sum += x[i];
+                        }
+                        l[r] = l[r] * corr + sum;
+                        m[r] = mn;
+#pragma omp simd
+                        for (int d = 0; d < D; d++) orow[d] *= corr;
+                        for (int i = 0; i < ns; i++) {
+                            float p = x[i];
+                            if (p == 0.0f) continue;
+                            const float *vr = vs + i * ldk;
+#pragma omp simd
+                            for (int d = 0; d < D; d++) orow[d] += p * vr[d];
+                        }
+                    }
+                }
+                for (int r = 0; r < nr; r++) {
+                    float inv = 1.0f / l[r], *dst = out + ((b * T + t0 + r) * H + h) * D;
+#pragma omp simd
+                    for (int d = 0; d < D; d++) dst[d] = o[r * D + d] * inv;
+                    if (lse) lse[(b * H + h) * T + t0 + r] = m[r] + logf(l[r]);
+                }
+            }
+}
+
+void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout,
+                              const float *out, const float *q, const float *k, const float *v,
+                              const float *lse, const int *seg, int B, int T, int H, int KV,
+                              int D) {
+    FT_ASSERT(H % KV == 0 && D <= FA_MAXD);
+    const int G = H / KV;
+    const float scale = 1.0f / sqrtf((float)D);
+    const int64_t ldq = (int64_t)H * D, ldk = (int64_t)KV * D;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t kh = 0; kh < KV; kh++) {
+            if (dq)
+                for (int64_t h = kh * G; h < (kh + 1) * G; h++)
+                    for (int64_t t = 0; t < T; t++)
+                        memset(dq + ((b * T + t) * H + h) * D, 0, (size_t)D * sizeof(float));
+            for (int64_t s0 = 0; s0 < T; s0 += FA_BLOCK) {
+                const int ns = (int)(T - s0 < FA_BLOCK ? T - s0 : FA_BLOCK);
+                const float *ks = k + ((b * T + s0) * KV + kh) * D; // (ns, D) stride ldk
+                const float *vs = v + ((b * T + s0) * KV + kh) * D;
+                float kt[FA_MAXD * FA_BLOCK], vt[FA_MAXD * FA_BLOCK];
+                float gk[FA_BLOCK * FA_MAXD], gv[FA_BLOCK * FA_MAXD];
+                float P[FA_ROWS * FA_BLOCK], dS[FA_ROWS * FA_BLOCK];
+                transpose_block(kt, ks, ldk, ns, D);
+                transpose_block(vt, vs, ldk, ns, D);
+                memset(gk, 0, sizeof(float) * (size_t)ns * D);
+                memset(gv, 0, sizeof(float) * (size_t)ns * D);
+                for (int64_t h = kh * G; h < (kh + 1) * G; h++)
+                    for (int64_t t0 = s0 / FA_ROWS * FA_ROWS; t0 < T; t0 += FA_ROWS) {
+                        const int nr = (int)(T - t0 < FA_ROWS ? T - t0 : FA_ROWS);
+                        const float *qt = q + ((b * T + t0) * H + h) * D;    // (nr, D)
+                        const float *go = dout + ((b * T + t0) * H + h) * D; // (nr, D)
+                        tile_scores(P, qt, ldq, kt, nr, D);
+                        tile_scores(dS, go, ldq, vt, nr, D); /* dP */
+                        for (int r = 0; r < nr; r++) {
+                            const int64_t t = t0 + r;
+                            const float L = lse[(b * H + h) * T + t];
+                            const float delta = dotf(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
+                            float *pr = P + r * FA_BLOCK, *dr = dS + r * FA_BLOCK;
+                            int lim = (int)(t - s0 + 1 < ns ? t - s0 + 1 : ns); /* causal */
+#pragma omp simd
+                            for (int i = 0; i < ns; i++) {
+                                float p = i < lim ? exp_simd(pr[i] * scale - L) : 0.0f;
+                                pr[i] = p;
+                                dr[i] = p * (dr[i] - delta) * scale;
+                            }
+                            if (seg)
+                                for (int i = 0; i < lim; i++)
+                                    if (!seen(seg, b, T, s0 + i, t)) pr[i] = dr[i] = 0.0f;
+                        }
+                        /* dv_s += sum_r P_rs dout_r ; dk_s += sum_r dS_rs q_r */
+                        for (int r = 0; r < nr; r++) {
+                            const float *gor = go + r * ldq, *qr = qt + r * ldq;
+                            for (int i = 0; i < ns; i++) {
+                                float p = P[r * FA_BLOCK + i], c = dS[r * FA_BLOCK + i];
+                                if (p == 0.0f) continue;
+                                float *gvs = gv + i * D, *gks = gk + i * D;
+#pragma omp simd
+                                for (int d = 0; d < D; d++) {
+                                    gvs[d] += p * gor[d];
+                                    gks[d] += c * qr[d];
+                                }
+                            }
+                        }
+                        /* dq_r += sum_s dS_rs k_s */
+                        if (dq)
+                            for (int r = 0; r < nr; r++) {
+                                float *gq = dq + ((b * T + t0 + r) * H + h) * D;
+                                for (int i = 0; i < ns; i++) {
+                                    float c = dS[r * FA_BLOCK + i];
+                                    if (P[r * FA_BLOCK + i] == 0.0f) continue;
+                                    const float *kr = ks + i * ldk;
+#pragma omp simd
+                                    for (int d = 0; d < D; d++) gq[d] += c * kr[d];
+                                }
+                            }
+                    }
+                for (int i = 0; i < ns; i++) {
+                    if (dk) memcpy(dk + ((b * T + s0 + i) * KV + kh) * D, gk + i * D, (size_t)D * 4);
+                    if (dv) memcpy(dv + ((b * T + s0 + i) * KV + kh) * D, gv + i * D, (size_t)D * 4);
+                }
+            }
+        }
+}

@@ -1,0 +1,334 @@
+/*
+ * bf16 mixed-precision matmul: bf16 operands, f32 accumulation, f32 output, through oneDNN's
+ * matmul primitive (avx512_core_bf16 kernels here). The three products of training:
+ *
+ *   forward         out (M,N)  [+]= inp (M,K) · w (N,K)^T + bias (N)
+ *   input gradient  dinp (M,K)  += dout (M,N) · w (N,K)
+ *   weight gradient dw (N,K)    += dout (M,N)^T · inp (M,K)
+ *
+ * As in matmul.c, transposes are strides, accumulation is the `sum` post-op, and primitives are
+ * created once per (shape, layout, dtypes, bias, accumulate) key and cached for the process.
+ *
+ * Weights (ft_bf16_weight): a weight (N,K) given in f32 is converted to bf16 and reordered into
+ * the blocked layout oneDNN's primitive asks for (weights format `any`) — once for the forward
+ * product and once for the input-gradient product — by one oneDNN reorder each (f32 plain ->
+ * bf16 blocked). Frozen weights are packed once; trainable ones are repacked by
+ * bf16_weight_refresh after each optimizer update. A packed copy is tied to the row count M it
+ * was chosen for (oneDNN's preferred layout can depend on M): a new M gets its own copy, or an
+ * alias when the layout is the same (on first use; a training step of fixed shape allocates
+ * nothing after its first call). Past PACK_SLOTS row counts the copies are dropped and rebuilt.
+ *
+ * ft_cpu_has_bf16() says whether the CPU has AVX512-BF16 (run-time check; FTUNE_NO_BF16=1 in the
+ * environment forces "no", to exercise the f32 fallback); callers use f32 kernels when it is 0.
+ *
+ * Not here: quantized weights, batched products.
+ */
+#include "ftune/kernels.h"
+
+#include "ftune/core.h"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DNNL_CHECK(call)                                                                           \
+    do {                                                                                           \
+        dnnl_status_t st_ = (call);                                                                \
+        if (st_ != dnnl_success) ft_assert_fail(#call, __FILE__, __LINE__);                        \
+    } while (0)
+
+int ft_cpu_has_bf16(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        const char *off = getenv("FTUNE_NO_BF16");
+        __builtin_cpu_init();
+        cached = (off && *off && *off != '0') ? 0 : __builtin_cpu_supports("avx512bf16") != 0;
+    }
+    return cached;
+}
+
+/* Round to nearest even, NaN kept quiet: the same bits as ft_f32_to_bf16, written so the loop
+ * vectorizes. */
+void bf16_from_f32(uint16_t *dst, const float *src, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &src[i], 4);
+        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1)) >> 16;
+        uint32_t nan = (u >> 16) | 0x40;
+        dst[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : r);
+    }
+}
+
+void bf16_to_f32(float *dst, const uint16_t *src, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)src[i] << 16;
+        memcpy(&dst[i], &u, 4);
+    }
+}
+
+/* ---- primitive cache ---- */
+
+/* C (m,n) [+]= A (m,k) · B (k,n) [+ bias]; B either strided (b_rs, b_cs) or packed (b_any). */
+typedef struct {
+    int64_t m, k, n;
+    int64_t a_rs, a_cs, b_rs, b_cs;
+    int b_any, has_bias, accumulate;
+} mmb_key;
+
+typedef struct {
+    mmb_key key;
+    dnnl_primitive_t prim;
+    dnnl_memory_desc_t a_md, b_md, c_md, bias_md; /* b_md: the packed layout when b_any */
+} mmb_entry;
+
+static pthread_mutex_t mmb_lock = PTHREAD_MUTEX_INITIALIZER;
+static dnnl_engine_t mmb_engine;
+static dnnl_stream_t mmb_stream;
+static mmb_entry *mmb_cache;
+static int mmb_count, mmb_cap;
+
+static void engine_init_locked(void) {
+    if (!mmb_engine) {
+        DNNL_CHECK(dnnl_engine_create(&mmb_engine, dnnl_cpu, 0));
+        DNNL_CHECK(dnnl_stream_create(&mmb_stream, mmb_engine, dnnl_stream_default_flags));
+    }
+}
+
+static mmb_entry *mmb_get_locked(const mmb_key *key) {
+    for (int i = 0; i < mmb_count; i++)
+        if (!memcmp(&mmb_cache[i].key, key, sizeof *key)) return &mmb_cache[i];
+    engine_init_locked();
+    if (mmb_count == mmb_cap) {
+        int cap = mmb_cap ? 2 * mmb_cap : 64;
+        mmb_entry *nc = realloc(mmb_cache, (size_t)cap * sizeof *nc);
+        FT_ASSERT(nc != NULL);
+        mmb_cache = nc;
+        mmb_cap = cap;
+    }
+    mmb_entry *e = &mmb_cache[mmb_count];
+    memset(e, 0, sizeof *e);
+    e->key = *key;
+    dnnl_dims_t ad = {key->m, key->k}, as = {key->a_rs, key->a_cs};
+    dnnl_dims_t bd = {key->k, key->n}, bs = {key->b_rs, key->b_cs};
+    dnnl_dims_t cd = {key->m, key->n}, cs = {key->n, 1};
+    dnnl_dims_t biasd = {1, key->n}, biass = {key->n, 1};
+    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->a_md, 2, ad, dnnl_bf16, as));
+    if (key->b_any)
+        DNNL_CHECK(dnnl_memory_desc_init_by_tag(&e->b_md, 2, bd, dnnl_bf16, dnnl_format_tag_any));
+    else
+        DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->b_md, 2, bd, dnnl_bf16, bs));
+    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->c_md, 2, cd, dnnl_f32, cs));
+    if (key->has_bias)
+        DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->bias_md, 2, biasd, dnnl_f32, biass));
+    dnnl_matmul_desc_t desc;
+    DNNL_CHECK(dnnl_matmul_desc_init(&desc, &e->a_md, &e->b_md, key->has_bias ? &e->bias_md : NULL,
+                                     &e->c_md));
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t ops = NULL;
+    if (key->accumulate) {
+        DNNL_CHECK(dnnl_primitive_attr_create(&attr));
+        DNNL_CHECK(dnnl_post_ops_create(&ops));
+        DNNL_CHECK(dnnl_post_ops_append_sum(ops, 1.0f));
+        DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, ops));
+    }
+    dnnl_primitive_desc_t pd;
+    DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, mmb_engine, NULL));
+    if (key->b_any) e->b_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    DNNL_CHECK(dnnl_primitive_create(&e->prim, pd));
+    dnnl_primitive_desc_destroy(pd);
+    if (ops) dnnl_post_ops_destroy(ops);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    mmb_count++;
+    return e;
+}
+
+static void mmb_exec_locked(const mmb_entry *e, float *c, const void *a, const void *b,
+                            const float *bias) {
+    dnnl_memory_t ma, mb, mc, mbias = NULL;
+    DNNL_CHECK(dnnl_memory_create(&ma, &e->a_md, mmb_engine, (void *)a));
+    DNNL_CHECK(dnnl_memory_create(&mb, &e->b_md, mmb_engine, (void *)b));
+    DNNL_CHECK(dnnl_memory_create(&mc, &e->c_md, mmb_engine, c));
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}, {DNNL_ARG_BIAS, NULL}};
+    int nargs = 3;
+    if (e->key.has_bias) {
+        DNNL_CHECK(dnnl_memory_create(&mbias, &e->bias_md, mmb_engine, (void *)bias));
+        args[3].memory = mbias;
+        nargs = 4;
+    }
+    DNNL_CHECK(dnnl_primitive_execute(e->prim, mmb_stream, nargs, args));
+    DNNL_CHECK(dnnl_stream_wait(mmb_stream));
+    dnnl_memory_destroy(ma);
+    dnnl_memory_destroy(mb);
+    dnnl_memory_destroy(mc);
+    if (mbias) dnnl_memory_destroy(mbias);
+}
+
+static void mmb_run(const mmb_key *key, float *c, const void *a, const void *b,
+                    const float *bias) {
+    pthread_mutex_lock(&mmb_lock);
+    mmb_exec_locked(mmb_get_locked(key), c, a, b, bias);
+    pthread_mutex_unlock(&mmb_lock);
+}
+
+/* out = 0 or bias for an empty K (oneDNN rejects zero-size dimensions) */
+static void fill_bias(float *out, const float *bias, int M, int N, int accumulate) {
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++)
+            out[m * N + n] = (accumulate ? out[m * N + n] : 0.0f) + (bias ? bias[n] : 0.0f);
+}
+
+void matmul_bf16_forward(float *out, const uint16_t *inp, const uint16_t *w, const float *bias,
+                         int M, int K, int N, int accumulate) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        fill_bias(out, bias, M, N, accumulate);
+        return;
+    }
+    mmb_key key = {M, K, N, K, 1, 1, K, 0, bias != NULL, accumulate != 0};
+    mmb_run(&key, out, inp, w, bias);
+}
+
+void matmul_bf16_backward(float *dinp, float *dw, const uint16_t *dout, const uint16_t *inp,
+                          const uint16_t *w, int M, int K, int N) {
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    if (dinp) { /* A = dout (M,N), B = w (N,K) */
+        mmb_key key = {M, N, K, N, 1, K, 1, 0, 0, 1};
+        mmb_run(&key, dinp, dout, w, NULL);
+    }
+    if (dw) { /* A = dout^T (N,M) strides {1,N}, B = inp (M,K) */
+        mmb_key key = {N, M, K, 1, N, K, 1, 0, 0, 1};
+        mmb_run(&key, dw, dout, inp, NULL);
+    }
+}
+
+/* ---- packed weights ---- */
+
+#define PACK_SLOTS 4
+
+typedef struct {
+    int64_t M;
+    dnnl_memory_desc_t md;
+    void *buf;
+    int owns;
+} pack_slot;
+
+struct ft_bf16_weight {
+    const float *src; /* (N,K) f32, owned by the caller, must outlive this */
+    int K, N;
+    pack_slot fwd[PACK_SLOTS], bwd[PACK_SLOTS]; /* forward B = w^T (K,N); dinp B = w (N,K) */
+};
+
+ft_bf16_weight *bf16_weight_create(const float *w, int K, int N) {
+    ft_bf16_weight *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->src = w;
+    p->K = K;
+    p->N = N;
+    return p;
+}
+
+void bf16_weight_free(ft_bf16_weight *w) {
+    if (!w) return;
+    for (int i = 0; i < PACK_SLOTS; i++) {
+        if (w->fwd[i].owns) ft_free(w->fwd[i].buf);
+        if (w->bwd[i].owns) ft_free(w->bwd[i].buf);
+    }
+    free(w);
+}
+
+/* Reorder the f32 source into slot s (desc already set, buffer allocated). Lock held. */
+static void pack_locked(const ft_bf16_weight *w, pack_slot *s, int fwd) {
+    dnnl_memory_desc_t src_md;
+    /* forward: B = w^T (K,N), element (k,n) at src[n*K + k]; dinp: B = w (N,K) row-major */
+    dnnl_dims_t d_f = {w->K, w->N}, s_f = {1, w->K};
+    dnnl_dims_t d_b = {w->N, w->K}, s_b = {w->K, 1};
+    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&src_md, 2, fwd ? d_f : d_b, dnnl_f32,
+                                                fwd ? s_f : s_b));
+    dnnl_primitive_desc_t pd;
+    DNNL_CHECK(dnnl_reorder_primitive_desc_create(&pd, &src_md, mmb_engine, &s->md, mmb_engine,
+                                                  NULL));
+    dnnl_primitive_t r;
+    DNNL_CHECK(dnnl_primitive_create(&r, pd));
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_memory_t ms, md;
+    DNNL_CHECK(dnnl_memory_create(&ms, &src_md, mmb_engine, (void *)w->src));
+    DNNL_CHECK(dnnl_memory_create(&md, &s->md, mmb_engine, s->buf));
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, ms}, {DNNL_ARG_TO, md}};
+    DNNL_CHECK(dnnl_primitive_execute(r, mmb_stream, 2, args));
+    DNNL_CHECK(dnnl_stream_wait(mmb_stream));
+    dnnl_memory_destroy(ms);
+    dnnl_memory_destroy(md);
+    dnnl_primitive_destroy(r);
+}
+
+/* The slot packed for the primitive `e` (row count M), created and filled on first use. A new M
+ * whose layout equals an existing slot's gets an alias slot (owns = 0) sharing those bytes. */
+static pack_slot *slot_for_locked(ft_bf16_weight *w, const mmb_entry *e, int64_t M, int fwd) {
+    pack_slot *slots = fwd ? w->fwd : w->bwd;
+    int free_i = -1;
+    for (int i = 0; i < PACK_SLOTS; i++) {
+        if (slots[i].buf && slots[i].M == M) return &slots[i];
+        if (!slots[i].buf && free_i < 0) free_i = i;
+    }
+    if (free_i < 0) { /* more than PACK_SLOTS row counts: start over (allocates, rare) */
+        for (int i = 0; i < PACK_SLOTS; i++) {
+            if (slots[i].owns) ft_free(slots[i].buf);
+            memset(&slots[i], 0, sizeof slots[i]);
+        }
+        free_i = 0;
+    }
+    pack_slot *s = &slots[free_i];
+    s->md = e->b_md;
+    s->M = M;
+    for (int i = 0; i < PACK_SLOTS; i++)
+        if (slots[i].buf && slots[i].owns && dnnl_memory_desc_equal(&slots[i].md, &e->b_md)) {
+            s->buf = slots[i].buf;
+            s->owns = 0;
+            return s;
+        }
+    s->buf = ft_calloc(dnnl_memory_desc_get_size(&e->b_md), 1);
+    FT_ASSERT(s->buf != NULL);
+    s->owns = 1;
+    pack_locked(w, s, fwd);
+    return s;
+}
+
+void bf16_weight_refresh(ft_bf16_weight *w) {
+    pthread_mutex_lock(&mmb_lock);
+    for (int i = 0; i < PACK_SLOTS; i++) {
+        if (w->fwd[i].owns) pack_locked(w, &w->fwd[i], 1);
+        if (w->bwd[i].owns) pack_locked(w, &w->bwd[i], 0);
+    }
+    pthread_mutex_unlock(&mmb_lock);
+}
+
+void matmul_bf16w_forward(float *out, const uint16_t *inp, ft_bf16_weight *w, const float *bias,
+                          int M, int accumulate) {
+    int K = w->K, N = w->N;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        fill_bias(out, bias, M, N, accumulate);
+        return;
+    }
+    mmb_key key = {M, K, N, K, 1, 0, 0, 1, bias != NULL, accumulate != 0};
+    pthread_mutex_lock(&mmb_lock);
+    mmb_entry *e = mmb_get_locked(&key);
+    pack_slot *s = slot_for_locked(w, e, M, 1);
+    mmb_exec_locked(e, out, inp, s->buf, bias);
+    pthread_mutex_unlock(&mmb_lock);
+}
+
+void matmul_bf16w_backward_input(float *dinp, const uint16_t *dout, ft_bf16_weight *w, int M) {
+    int K = w->K, N = w->N;
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    mmb_key key = {M, N, K, N, 1, 0, 0, 1, 0, 1};
+    pthread_mutex_lock(&mmb_lock);
+    mmb_entry *e = mmb_get_locked(&key);
+    pack_slot *s = slot_for_locked(w, e, M, 0);
+    mmb_exec_locked(e, dinp, dout, s->buf, NULL);
+    pthread_mutex_unlock(&mmb_lock);
+}

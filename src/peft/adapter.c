@@ -1,0 +1,211 @@
+/*
+ * Reading PEFT LoRA adapter folders and merging them into a model (contract in
+ * include/ftune/peft.h). PEFT's scaling: lora_alpha / r, or lora_alpha / sqrt(r) with
+ * use_rslora (computed in double as Python does, applied as float). The merge follows PEFT's
+ * merge(): W += (B @ A) * scaling.
+ */
+#include "ftune/peft.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *modules[7][2] = {
+    {"q_proj", "self_attn"}, {"k_proj", "self_attn"}, {"v_proj", "self_attn"},
+    {"o_proj", "self_attn"}, {"gate_proj", "mlp"},    {"up_proj", "mlp"},
+    {"down_proj", "mlp"}};
+
+static const ft_tensor_info *find_tensor(const ft_model *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name)) return &m->tensors[i];
+    return NULL;
+}
+
+void ft_adapter_free(ft_adapter *a) {
+    if (!a) return;
+    for (int i = 0; i < a->n_pairs; i++) {
+        free(a->pairs[i].A);
+        free(a->pairs[i].B);
+    }
+    free(a->pairs);
+    memset(a, 0, sizeof *a);
+}
+
+/* An adapter_config.json key that must be absent, null, false, empty or equal to `ok`. */
+static int is_off(const cJSON *v, const char *ok) {
+    if (!v || cJSON_IsNull(v) || cJSON_IsFalse(v)) return 1;
+    if (cJSON_IsString(v)) return ok && !strcmp(v->valuestring, ok);
+    if (cJSON_IsArray(v) || cJSON_IsObject(v)) return cJSON_GetArraySize(v) == 0;
+    return 0;
+}
+
+static ft_status parse_config(ft_adapter *a, const char *path, const char *text) {
+    cJSON *j = cJSON_Parse(text);
+    ft_status st = FT_OK;
+    if (!j || !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return ft_errorf(FT_ERR_FORMAT, "%s: invalid JSON", path);
+    }
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(j, "peft_type");
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "r");
+    const cJSON *al = cJSON_GetObjectItemCaseSensitive(j, "lora_alpha");
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "use_rslora");
+    static const char *refused[][2] = {{"use_dora", NULL},        {"fan_in_fan_out", NULL},
+                                       {"modules_to_save", NULL}, {"rank_pattern", NULL},
+                                       {"alpha_pattern", NULL},   {"bias", "none"},
+                                       {"layers_to_transform", NULL}};
+    if (!cJSON_IsString(pt) || strcmp(pt->valuestring, "LORA")) {
+        st = ft_errorf(FT_ERR_UNSUPPORTED, "%s: peft_type %s is not supported (LORA only)", path,
+                       cJSON_IsString(pt) ? pt->valuestring : "missing");
+        goto done;
+    }
+    if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble != floor(r->valuedouble) ||
+        r->valuedouble > 65536) {
+        st = ft_errorf(FT_ERR_FORMAT, "%s: key 'r' must be a positive integer", path);
+        goto done;
+    }
+    if (!cJSON_IsNumber(al) || !(al->valuedouble > 0)) {
+        st = ft_errorf(FT_ERR_FORMAT, "%s: key 'lora_alpha' must be a positive number", path);
+        goto done;
+    }
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
+        if (!is_off(cJSON_GetObjectItemCaseSensitive(j, refused[i][0]), refused[i][1])) {
+            st = ft_errorf(FT_ERR_UNSUPPORTED,
+                           "%s: key '%s' asks for something ftune does not merge", path,
+                           refused[i][0]);
+            goto done;
+        }
+    a->r = r->valueint;
+    a->alpha = (float)al->valuedouble;
+    a->use_rslora = cJSON_IsTrue(rs);
+    /* PEFT: self.scaling = lora_alpha / math.sqrt(r) if use_rslora else lora_alpha / r */
+    a->scale = (float)(a->use_rslora ? al->valuedouble / sqrt((double)a->r)
+                                     : al->valuedouble / (double)a->r);
+done:
+    cJSON_Delete(j);
+    return st;
+}
+
+/* 1 if `nm` is "base_model.model.<module without .weight>.lora_{A,B}.weight" of a loaded pair */
+static int is_known(const ft_adapter *a, const char *nm) {
+    if (strncmp(nm, "base_model.model.", 17)) return 0;
+    for (int p = 0; p < a->n_pairs; p++) {
+        size_t ml = strlen(a->pairs[p].module) - strlen(".weight");
+        if (!strncmp(nm + 17, a->pairs[p].module, ml) &&
+            (!strcmp(nm + 17 + ml, ".lora_A.weight") || !strcmp(nm + 17 + ml, ".lora_B.weight")))
+            return 1;
+    }
+    return 0;
+}
+
+static ft_status check_shape(const char *path, const char *key, const ft_st_tensor *t, int rows,
+                             int cols) {
+    if (t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols) return FT_OK;
+    return ft_errorf(FT_ERR_FORMAT, "%s: '%s' has shape [%lld, %lld], expected [%d, %d]", path, key,
+                     (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0), rows,
+                     cols);
+}
+
+ft_status ft_adapter_load(ft_adapter *a, const char *dir, const ft_model *m) {
+    memset(a, 0, sizeof *a);
+    char path[4096];
+    char *text;
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    ft_status st = ft_read_file(path, &text, NULL);
+    if (st) return st;
+    st = parse_config(a, path, text);
+    free(text);
+    if (st) return st;
+    ft_st_set set = {0};
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    if ((st = ft_st_open(&set, path))) return st;
+    a->pairs = calloc((size_t)7 * (size_t)m->cfg.n_layers + 1, sizeof *a->pairs);
+    int used = 0;
+    if (!a->pairs) {
+        st = ft_errorf(FT_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int k = 0; k < 7; k++) {
+            char mod[160], ka[224], kb[224], wname[192];
+            snprintf(mod, sizeof mod, "model.layers.%d.%s.%s", l, modules[k][1], modules[k][0]);
+            snprintf(ka, sizeof ka, "base_model.model.%s.lora_A.weight", mod);
+            snprintf(kb, sizeof kb, "base_model.model.%s.lora_B.weight", mod);
+            const ft_st_tensor *A = ft_st_find(&set, ka), *B = ft_st_find(&set, kb);
+            if (!A && !B) continue;
+            if (!A || !B) {
+                st = ft_errorf(FT_ERR_FORMAT, "%s: '%s' without its %s", path, A ? ka : kb,
+                               A ? "lora_B" : "lora_A");
+                goto fail;
+            }
+            snprintf(wname, sizeof wname, "%s.weight", mod);
+            const ft_tensor_info *w = find_tensor(m, wname);
+            FT_ASSERT(w && w->cols);
+            if ((st = check_shape(path, ka, A, a->r, w->cols)) ||
+                (st = check_shape(path, kb, B, w->rows, a->r)))
+                goto fail;
+            ft_lora_pair *p = &a->pairs[a->n_pairs++];
+            snprintf(p->module, sizeof p->module, "%s", wname);
+            p->out = w->rows;
+            p->in = w->cols;
+            p->A = malloc(sizeof(float) * (size_t)a->r * (size_t)p->in);
+            p->B = malloc(sizeof(float) * (size_t)p->out * (size_t)a->r);
+            if (!p->A || !p->B) {
+                st = ft_errorf(FT_ERR_NOMEM, "out of memory");
+                goto fail;
+            }
+            if ((st = ft_convert_to_f32(p->A, A->data, A->dtype, (size_t)a->r * (size_t)p->in)) ||
+                (st = ft_convert_to_f32(p->B, B->data, B->dtype, (size_t)p->out * (size_t)a->r))) {
+                st = ft_error_wrap(st, "%s: '%s'", path, mod);
+                goto fail;
+            }
+            used += 2;
+        }
+    for (int i = 0; used != set.n_tensors && i < set.n_tensors; i++)
+        if (!is_known(a, set.tensors[i].name)) {
+            st = ft_errorf(FT_ERR_UNSUPPORTED,
+                           "%s: tensor '%s' is not a LoRA A/B of this model's projections", path,
+                           set.tensors[i].name);
+            goto fail;
+        }
+    if (!a->n_pairs) {
+        st = ft_errorf(FT_ERR_FORMAT, "%s: no LoRA tensors", path);
+        goto fail;
+    }
+    ft_st_close(&set);
+    return FT_OK;
+fail:
+    ft_st_close(&set);
+    ft_adapter_free(a);
+    return st;
+}
+
+ft_status ft_adapter_merge(ft_model *m, const ft_adapter *a) {
+    for (int p = 0; p < a->n_pairs; p++) {
+        const ft_lora_pair *lp = &a->pairs[p];
+        const ft_tensor_info *w = find_tensor(m, lp->module);
+        if (!w) return ft_errorf(FT_ERR_NOT_FOUND, "merge: model has no tensor '%s'", lp->module);
+        float *W = m->params + w->offset; /* (out, in) */
+        const int r = a->r, in = lp->in;
+#pragma omp parallel for schedule(static)
+        for (int o = 0; o < lp->out; o++)
+            for (int i = 0; i < in; i++) {
+                double d = 0;
+                for (int k = 0; k < r; k++)
+                    d += (double)lp->B[(size_t)o * r + k] * lp->A[(size_t)k * in + i];
+                W[(size_t)o * in + i] += (float)d * a->scale;
+            }
+    }
+    return FT_OK;
+}
+
+ft_status ft_adapter_apply(ft_model *m, const char *dir) {
+    ft_adapter a;
+    ft_status st = ft_adapter_load(&a, dir, m);
+    if (st) return st;
+    st = ft_adapter_merge(m, &a);
+    ft_adapter_free(&a);
+    return st;
+}

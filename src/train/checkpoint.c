@@ -1,0 +1,351 @@
+/*
+ * Checkpoints for exact resume (contract in include/ftune/trainer.h).
+ *
+ * A checkpoint is a folder checkpoint-N/ with
+ *   trainable.safetensors  per trainable tensor: "<name>" (value), "<name>.exp_avg",
+ *                          "<name>.exp_avg_sq" (AdamW moments), all F32, shape as trained;
+ *   trainer_state.json     {"format":"ftune-checkpoint","version":1, global_step, epoch, row,
+ *                          RNG states (as decimal strings: they are 64-bit), running loss sums
+ *                          (%.17g: round-trips doubles), adam_step, tensor names}.
+ * It is written into "<dir>.tmp.<pid>", each file fsynced, the folder fsynced, renamed into
+ * place, and the parent fsynced: a crash leaves either no checkpoint-N or a complete one.
+ * Pruning renames a folder out of the checkpoint-N namespace before deleting its files, so a
+ * half-deleted checkpoint is never taken for a complete one either.
+ * Not here: model weights of full fine-tuning beyond the trainable tensors (they are the
+ * trainable tensors), HF's optimizer.pt / scheduler.pt formats.
+ */
+#include "ftune/safetensors.h"
+#include "ftune/trainer.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CKPT_FORMAT "ftune-checkpoint"
+#define CKPT_VERSION 1
+
+static ft_status fsync_path(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return ft_errorf(FT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    if (rc) return ft_errorf(FT_ERR_IO, "%s: fsync failed: %s", path, strerror(e));
+    return FT_OK;
+}
+
+static void parent_of(const char *path, char *out, size_t n) {
+    snprintf(out, n, "%s", path);
+    size_t l = strlen(out);
+    while (l > 1 && out[l - 1] == '/') out[--l] = 0;
+    char *s = strrchr(out, '/');
+    if (!s) snprintf(out, n, ".");
+    else if (s == out) out[1] = 0;
+    else *s = 0;
+}
+
+/* Remove a flat folder (files only, as checkpoints are) and the folder itself. */
+static ft_status remove_flat_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return errno == ENOENT ? FT_OK : ft_errorf(FT_ERR_IO, "%s: %s", dir, strerror(errno));
+    struct dirent *e;
+    char p[4096];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    if (rmdir(dir)) return ft_errorf(FT_ERR_IO, "%s: cannot remove: %s", dir, strerror(errno));
+    return FT_OK;
+}
+
+ft_status ft_checkpoint_save(const char *dir, const ft_train_state *st, const ft_trainable *t,
+                             int n_t, const float *params, const ft_adamw *opt) {
+    char tmp[4096], path[4200], parent[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dir, (long)getpid()) >= sizeof tmp - 64)
+        return ft_errorf(FT_ERR_ARG, "%s: path too long", dir);
+    remove_flat_dir(tmp); /* a leftover of this very pid */
+    if (mkdir(tmp, 0755))
+        return ft_errorf(FT_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    ft_status s = FT_OK;
+    cJSON *js = NULL;
+    char *text = NULL;
+    ft_st_write_tensor *w = calloc((size_t)n_t * 3 + 1, sizeof *w);
+    char (*names)[224] = calloc((size_t)n_t * 3 + 1, sizeof *names);
+    if (!w || !names) {
+        s = ft_errorf(FT_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (int k = 0; k < n_t; k++) {
+        size_t off = (size_t)(t[k].param - params);
+        const float *src[3] = {t[k].param, opt->m + off, opt->v + off};
+        const char *suffix[3] = {"", ".exp_avg", ".exp_avg_sq"};
+        for (int j = 0; j < 3; j++) {
+            ft_st_write_tensor *x = &w[3 * k + j];
+            snprintf(names[3 * k + j], sizeof names[0], "%s%s", t[k].name, suffix[j]);
+            x->name = names[3 * k + j];
+            x->dtype = FT_DTYPE_F32;
+            x->data = src[j];
+            if (t[k].cols) {
+                x->ndim = 2;
+                x->shape[0] = t[k].rows;
+                x->shape[1] = t[k].cols;
+            } else {
+                x->ndim = 1;
+                x->shape[0] = (int64_t)t[k].numel;
+            }
+        }
+    }
+    snprintf(path, sizeof path, "%s/trainable.safetensors", tmp);
+    static const char *const meta[] = {"format", "pt", NULL};
+    if ((s = ft_st_write(path, w, 3 * n_t, meta))) goto fail;
+
+    js = cJSON_CreateObject();
+    char num[32];
+    cJSON_AddStringToObject(js, "format", CKPT_FORMAT);
+    cJSON_AddNumberToObject(js, "version", CKPT_VERSION);
+    cJSON_AddNumberToObject(js, "global_step", (double)st->step);
+    cJSON_AddNumberToObject(js, "epoch", (double)st->epoch);
+    cJSON_AddNumberToObject(js, "row", (double)st->row);
+    cJSON_AddNumberToObject(js, "adam_step", (double)opt->step);
+    snprintf(num, sizeof num, "%" PRIu64, st->data_rng);
+    cJSON_AddStringToObject(js, "data_rng", num);
+    snprintf(num, sizeof num, "%" PRIu64, st->model_rng);
+    cJSON_AddStringToObject(js, "model_rng", num);
+    snprintf(num, sizeof num, "%.17g", st->loss_sum);
+    cJSON_AddStringToObject(js, "loss_sum", num);
+    cJSON_AddNumberToObject(js, "loss_count", (double)st->loss_count);
+    cJSON *arr = cJSON_AddArrayToObject(js, "tensors");
+    for (int k = 0; k < n_t; k++) cJSON_AddItemToArray(arr, cJSON_CreateString(t[k].name));
+    text = cJSON_Print(js);
+    if (!text) {
+        s = ft_errorf(FT_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
+    if ((s = ft_write_file_atomic(path, text, strlen(text)))) goto fail;
+    if ((s = fsync_path(tmp))) goto fail;
+    /* a folder of the same name (re-saving a step after resume) moves aside first */
+    struct stat sb;
+    if (!stat(dir, &sb)) {
+        char old[4200];
+        snprintf(old, sizeof old, "%s.del.%ld", dir, (long)getpid());
+        if (rename(dir, old)) {
+            s = ft_errorf(FT_ERR_IO, "%s: cannot replace: %s", dir, strerror(errno));
+            goto fail;
+        }
+        remove_flat_dir(old);
+    }
+    if (rename(tmp, dir)) {
+        s = ft_errorf(FT_ERR_IO, "%s: rename failed: %s", dir, strerror(errno));
+        goto fail;
+    }
+    parent_of(dir, parent, sizeof parent);
+    s = fsync_path(parent);
+    cJSON_Delete(js);
+    free(text);
+    free(w);
+    free(names);
+    return s;
+fail:
+    cJSON_Delete(js);
+    free(text);
+    free(w);
+    free(names);
+    remove_flat_dir(tmp);
+    return s;
+}
+
+static int json_i64(const cJSON *o, const char *k, int64_t *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsNumber(v)) return -1;
+    *out = (int64_t)v->valuedouble;
+    return 0;
+}
+
+static int json_u64_str(const cJSON *o, const char *k, uint64_t *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsString(v)) return -1;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v->valuestring, &end, 10);
+    if (*end || errno) return -1;
+    *out = x;
+    return 0;
+}
+
+ft_status ft_checkpoint_load(const char *dir, ft_train_state *st, const ft_trainable *t, int n_t,
+                             float *params, ft_adamw *opt) {
+    char path[4096];
+    char *text = NULL;
+    snprintf(path, sizeof path, "%s/trainer_state.json", dir);
+    ft_status s = ft_read_file(path, &text, NULL);
+    if (s) return s;
+    cJSON *js = cJSON_Parse(text);
+    free(text);
+    ft_st_set set = {0};
+    memset(st, 0, sizeof *st);
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(js, "format");
+    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(js, "version");
+    int64_t adam_step = 0;
+    if (!js || !cJSON_IsString(fmt) || strcmp(fmt->valuestring, CKPT_FORMAT) ||
+        !cJSON_IsNumber(ver) || ver->valueint != CKPT_VERSION) {
+        s = ft_errorf(FT_ERR_FORMAT, "%s: not an ftune checkpoint (format/version)", path);
+        goto done;
+    }
+    const cJSON *ls = cJSON_GetObjectItemCaseSensitive(js, "loss_sum");
+    if (json_i64(js, "global_step", &st->step) || json_i64(js, "epoch", &st->epoch) ||
+        json_i64(js, "row", &st->row) || json_i64(js, "adam_step", &adam_step) ||
+        json_i64(js, "loss_count", &st->loss_count) || json_u64_str(js, "data_rng", &st->data_rng) ||
+        json_u64_str(js, "model_rng", &st->model_rng) || !cJSON_IsString(ls)) {
+        s = ft_errorf(FT_ERR_FORMAT, "%s: missing or malformed field", path);
+        goto done;
+    }
+    st->loss_sum = strtod(ls->valuestring, NULL);
+    snprintf(path, sizeof path, "%s/trainable.safetensors", dir);
+    if ((s = ft_st_open(&set, path))) goto done;
+    if (set.n_tensors != 3 * n_t) {
+        s = ft_errorf(FT_ERR_FORMAT,
+                      "%s: holds %d tensors, this run trains %d (x3 with AdamW moments): was it "
+                      "written for another method or model?", path, set.n_tensors, 3 * n_t);
+        goto done;
+    }
+    for (int k = 0; k < n_t && !s; k++) {
+        size_t off = (size_t)(t[k].param - params);
+        float *dst[3] = {t[k].param, opt->m + off, opt->v + off};
+        const char *suffix[3] = {"", ".exp_avg", ".exp_avg_sq"};
+        for (int j = 0; j < 3; j++) {
+            char nm[256];
+            snprintf(nm, sizeof nm, "%s%s", t[k].name, suffix[j]);
+            const ft_st_tensor *x = ft_st_find(&set, nm);
+            int64_t numel = 1;
+            for (int d = 0; x && d < x->ndim; d++) numel *= x->shape[d];
+            if (!x || x->dtype != FT_DTYPE_F32 || numel != (int64_t)t[k].numel) {
+                s = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' %s", path, nm,
+                              !x ? "missing" : "has another dtype or shape than this run's");
+                break;
+            }
+            memcpy(dst[j], x->data, t[k].numel * sizeof(float));
+        }
+    }
+    if (!s) opt->step = adam_step;
+done:
+    ft_st_close(&set);
+    cJSON_Delete(js);
+    return s;
+}
+
+/* N if `name` is exactly "checkpoint-N", else -1 */
+static int64_t ckpt_number(const char *name) {
+    if (strncmp(name, "checkpoint-", 11) || !name[11]) return -1;
+    int64_t n = 0;
+    for (const char *p = name + 11; *p; p++) {
+        if (*p < '0' || *p > '9' || n > (INT64_MAX - 9) / 10) return -1;
+        n = n * 10 + (*p - '0');
+    }
+    return n;
+}
+
+typedef struct {
+    int64_t n;
+    char name[256];
+} ckpt_entry;
+
+static int cmp_entry(const void *a, const void *b) {
+    int64_t x = ((const ckpt_entry *)a)->n, y = ((const ckpt_entry *)b)->n;
+    return x < y ? -1 : x > y;
+}
+
+/* The complete checkpoint folders of `dir`, sorted by N (malloc'ed). */
+static ft_status list_ckpts(const char *dir, ckpt_entry **out, int *n_out) {
+    *out = NULL;
+    *n_out = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT) return FT_OK;
+        return ft_errorf(FT_ERR_IO, "%s: %s", dir, strerror(errno));
+    }
+    ckpt_entry *v = NULL;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int64_t k = ckpt_number(e->d_name);
+        if (k < 0 || strlen(e->d_name) >= sizeof v[0].name) continue;
+        char p[4096];
+        struct stat sb;
+        snprintf(p, sizeof p, "%s/%s/trainer_state.json", dir, e->d_name);
+        if (stat(p, &sb)) continue;
+        ckpt_entry *nv = realloc(v, sizeof *v * (size_t)(n + 1));
+        if (!nv) {
+            free(v);
+            closedir(d);
+            return ft_errorf(FT_ERR_NOMEM, "out of memory");
+        }
+        v = nv;
+        v[n].n = k;
+        snprintf(v[n].name, sizeof v[n].name, "%s", e->d_name);
+        n++;
+    }
+    closedir(d);
+    if (n) qsort(v, (size_t)n, sizeof *v, cmp_entry);
+    *out = v;
+    *n_out = n;
+    return FT_OK;
+}
+
+ft_status ft_checkpoint_latest(const char *output_dir, char **out) {
+    *out = NULL;
+    ckpt_entry *v;
+    int n;
+    ft_status s = list_ckpts(output_dir, &v, &n);
+    if (s || !n) {
+        free(v);
+        return s;
+    }
+    size_t len = strlen(output_dir) + strlen(v[n - 1].name) + 2;
+    *out = malloc(len);
+    if (!*out) s = ft_errorf(FT_ERR_NOMEM, "out of memory");
+    else snprintf(*out, len, "%s/%s", output_dir, v[n - 1].name);
+    free(v);
+    return s;
+}
+
+ft_status ft_checkpoint_prune(const char *output_dir, int keep) {
+    if (keep <= 0) return FT_OK;
+    ckpt_entry *v;
+    int n;
+    ft_status s = list_ckpts(output_dir, &v, &n);
+    for (int i = 0; !s && i < n - keep; i++) {
+        char p[4096], del[4200];
+        snprintf(p, sizeof p, "%s/%s", output_dir, v[i].name);
+        snprintf(del, sizeof del, "%s.del.%ld", p, (long)getpid());
+        if (rename(p, del)) s = ft_errorf(FT_ERR_IO, "%s: cannot remove: %s", p, strerror(errno));
+        else s = remove_flat_dir(del);
+    }
+    free(v);
+    return s;
+}
+
+ft_status ft_checkpoint_clean(const char *output_dir) {
+    DIR *d = opendir(output_dir);
+    if (!d) return errno == ENOENT ? FT_OK : ft_errorf(FT_ERR_IO, "%s: %s", output_dir, strerror(errno));
+    struct dirent *e;
+    ft_status s = FT_OK;
+    while ((e = readdir(d)) && !s) {
+        if (strncmp(e->d_name, "checkpoint-", 11)) continue;
+        if (!strstr(e->d_name, ".tmp.") && !strstr(e->d_name, ".del.")) continue;
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", output_dir, e->d_name);
+        s = remove_flat_dir(p);
+    }
+    closedir(d);
+    return s;
+}

@@ -1,0 +1,142 @@
+/*
+ * AdamW, gradient-norm clipping and LR schedules (contract in include/ftune/optim.h).
+ *
+ * AdamW follows torch 1.13's _single_tensor_adamw operation by operation: the scalars (1-lr*wd,
+ * bias corrections, step size) are computed in double as Python does and rounded to float where
+ * torch hands them to a float32 kernel; the tensor arithmetic is float32:
+ *   p *= 1 - lr*wd                      (decoupled decay, only for decay tensors)
+ *   m  = m*b1 + (1-b1)*g
+ *   v  = v*b2 + (1-b2)*g*g
+ *   p += -(lr / (1-b1^t)) * m / (sqrt(v) / sqrt(1-b2^t) + eps)
+ * torch's vectorised kernels may fuse a multiply-add where we round twice, so results agree to a
+ * few float ulps per step rather than bit for bit (see tests/train/test_optim.c).
+ * Not here: amsgrad, maximize, foreach/fused variants (same maths), other optimizers.
+ */
+#include "ftune/optim.h"
+
+#include <math.h>
+#include <string.h>
+
+ft_status ft_adamw_init(ft_adamw *o, size_t n, const ft_adamw_hparams *h) {
+    memset(o, 0, sizeof *o);
+    o->h = *h;
+    o->n = n;
+    o->m = ft_calloc(n ? n : 1, sizeof(float));
+    o->v = ft_calloc(n ? n : 1, sizeof(float));
+    if (!o->m || !o->v) {
+        ft_adamw_free(o);
+        return ft_errorf(FT_ERR_NOMEM, "AdamW: out of memory for moments of %zu floats", n);
+    }
+    return FT_OK;
+}
+
+void ft_adamw_free(ft_adamw *o) {
+    if (!o) return;
+    ft_free(o->m);
+    ft_free(o->v);
+    o->m = o->v = NULL;
+    o->n = 0;
+}
+
+void ft_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
+                     const ft_adamw_hparams *h, int64_t step, double lr, int decay) {
+    const float keep = (float)(1.0 - lr * h->weight_decay);
+    const float b1 = (float)h->beta1, b2 = (float)h->beta2;
+    const float a1 = (float)(1.0 - h->beta1), a2 = (float)(1.0 - h->beta2);
+    const double bc1 = 1.0 - pow(h->beta1, (double)step);
+    const double bc2 = 1.0 - pow(h->beta2, (double)step);
+    const float neg_step_size = (float)(-(lr / bc1));
+    const float bc2_sqrt = (float)sqrt(bc2);
+    const float eps = (float)h->eps;
+    const int do_decay = decay && h->weight_decay != 0.0;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float pi = p[i];
+        if (do_decay) pi = pi * keep;
+        float gi = g[i];
+        float mi = m[i] * b1 + a1 * gi;
+        float vi = v[i] * b2 + a2 * (gi * gi);
+        float denom = sqrtf(vi) / bc2_sqrt + eps;
+        p[i] = pi + neg_step_size * (mi / denom);
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
+void ft_adamw_step(ft_adamw *o, float *params, const float *grads, const ft_trainable *t, int n_t,
+                   double lr) {
+    o->step++;
+    for (int k = 0; k < n_t; k++) {
+        size_t off = (size_t)(t[k].param - params);
+        FT_ASSERT(t[k].param >= params && off + t[k].numel <= o->n);
+        ft_adamw_update(params + off, grads + off, o->m + off, o->v + off, t[k].numel, &o->h,
+                        o->step, lr, t[k].decay);
+    }
+}
+
+#define FT_NORM_CHUNK 65536
+
+double ft_grad_norm(const float *g, size_t n) {
+    size_t n_chunks = (n + FT_NORM_CHUNK - 1) / FT_NORM_CHUNK;
+    double total = 0;
+    /* fixed chunks, summed in chunk order: the same bits whatever the thread count */
+#pragma omp parallel for schedule(static) ordered
+    for (size_t c = 0; c < n_chunks; c++) {
+        size_t lo = c * FT_NORM_CHUNK, hi = lo + FT_NORM_CHUNK < n ? lo + FT_NORM_CHUNK : n;
+        double s = 0;
+        for (size_t i = lo; i < hi; i++) s += (double)g[i] * g[i];
+#pragma omp ordered
+        total += s;
+    }
+    return sqrt(total);
+}
+
+double ft_clip_grad_norm(float *g, size_t n, double max_norm) {
+    double norm = ft_grad_norm(g, n);
+    if (!(max_norm > 0)) return norm;
+    /* torch: clip_coef = max_norm / (total_norm + 1e-6), all float32 tensors; clamp(max=1) */
+    float coef = (float)max_norm / ((float)norm + 1e-6f);
+    if (coef > 1.0f) coef = 1.0f;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) g[i] *= coef;
+    return norm;
+}
+
+double ft_schedule_factor(ft_schedule s, int64_t step, int64_t warmup, int64_t total) {
+    if (s == FT_SCHED_CONSTANT) return 1.0;
+    if (step < warmup) return (double)step / (double)(warmup > 1 ? warmup : 1);
+    double span = (double)(total - warmup > 1 ? total - warmup : 1);
+    switch (s) {
+    case FT_SCHED_CONSTANT:
+    case FT_SCHED_CONSTANT_WITH_WARMUP: return 1.0;
+    case FT_SCHED_LINEAR: {
+        double f = (double)(total - step) / span;
+        return f > 0.0 ? f : 0.0;
+    }
+    case FT_SCHED_COSINE: {
+        double progress = (double)(step - warmup) / span;
+        double f = 0.5 * (1.0 + cos(M_PI * 0.5 * 2.0 * progress)); /* num_cycles = 0.5 */
+        return f > 0.0 ? f : 0.0;
+    }
+    }
+    return 1.0;
+}
+
+int ft_schedule_parse(const char *name, ft_schedule *out) {
+    if (!strcmp(name, "constant")) *out = FT_SCHED_CONSTANT;
+    else if (!strcmp(name, "constant_with_warmup")) *out = FT_SCHED_CONSTANT_WITH_WARMUP;
+    else if (!strcmp(name, "linear")) *out = FT_SCHED_LINEAR;
+    else if (!strcmp(name, "cosine")) *out = FT_SCHED_COSINE;
+    else return -1;
+    return 0;
+}
+
+const char *ft_schedule_name(ft_schedule s) {
+    switch (s) {
+    case FT_SCHED_CONSTANT: return "constant";
+    case FT_SCHED_CONSTANT_WITH_WARMUP: return "constant_with_warmup";
+    case FT_SCHED_LINEAR: return "linear";
+    case FT_SCHED_COSINE: return "cosine";
+    }
+    return "?";
+}

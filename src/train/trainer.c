@@ -1,0 +1,394 @@
+/*
+ * The training loop (contract in include/ftune/trainer.h): model + tokenizer + text data, then
+ * optimizer steps of gradient_accumulation_steps micro-batches each, with
+ *   loss_scale = 1 / (target tokens of the whole step)
+ * so every step minimises the mean NLL over all its targets and 4 micro-batches of 1 row equal
+ * 1 micro-batch of 4 rows; then clip_grad_norm_, the LR schedule and AdamW.
+ *
+ * Data order: the train rows of epoch e are ft_data_epoch_order(seed, e); micro-batches take
+ * consecutive rows of the endless sequence epoch 0, epoch 1, ... (a step may straddle two
+ * epochs), so the data position is one counter and resume is exact. The run has
+ * max_steps, or ceil(num_epochs * train_rows / (micro_batch_size * gradient_accumulation_steps))
+ * optimizer steps.
+ *
+ * Side effects in output_dir: metrics.jsonl (one JSON object per logged or evaluated step),
+ * checkpoint-N/ every save_steps (pruned to save_total_limit), and at the end the adapter
+ * (LoRA) or a Hugging Face model folder with the tokenizer files (full / freeze).
+ * Not here: the forward/backward (src/train/step.c), multi-process data parallelism.
+ */
+#include "ftune/data.h"
+#include "ftune/model.h"
+#include "ftune/tokenizer.h"
+#include "ftune/trainer.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static ft_status mkdir_p(const char *path) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return ft_errorf(FT_ERR_ARG, "%s: path too long", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0755) && errno != EEXIST)
+                return ft_errorf(FT_ERR_IO, "%s: cannot create: %s", buf, strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(buf, 0755) && errno != EEXIST)
+        return ft_errorf(FT_ERR_IO, "%s: cannot create: %s", buf, strerror(errno));
+    return FT_OK;
+}
+
+static ft_status tok_encode(void *ctx, const char *text, size_t len, int **ids, size_t *n) {
+    int k = 0;
+    ft_status st = ft_tokenizer_encode(ctx, text, len, 1, ids, &k);
+    *n = (size_t)(k > 0 ? k : 0);
+    return st;
+}
+
+/* Copy the tokenizer files a HF folder carries (those that exist) from `src` to `dst`. */
+static ft_status copy_tokenizer_files(const char *src, const char *dst) {
+    static const char *files[] = {"tokenizer.json", "tokenizer_config.json",
+                                  "special_tokens_map.json", "tokenizer.model",
+                                  "generation_config.json"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char a[4096], b[4096];
+        snprintf(a, sizeof a, "%s/%s", src, files[i]);
+        snprintf(b, sizeof b, "%s/%s", dst, files[i]);
+        if (access(a, R_OK)) continue;
+        char *data;
+        size_t len;
+        ft_status st = ft_read_file(a, &data, &len);
+        if (!st) st = ft_write_file_atomic(b, data, len);
+        free(data);
+        if (st) return st;
+    }
+    return FT_OK;
+}
+
+/* Keep only the metrics lines of steps <= `step` (a resumed run rewrites what follows). */
+static ft_status metrics_truncate(const char *path, int64_t step) {
+    if (access(path, F_OK)) return FT_OK;
+    char *text;
+    size_t len;
+    ft_status st = ft_read_file(path, &text, &len);
+    if (st) return st;
+    char *out = malloc(len + 1);
+    size_t o = 0;
+    if (!out) {
+        free(text);
+        return ft_errorf(FT_ERR_NOMEM, "out of memory");
+    }
+    for (char *p = text; *p;) {
+        char *nl = strchr(p, '\n');
+        size_t l = nl ? (size_t)(nl - p) : strlen(p);
+        cJSON *j = cJSON_ParseWithLength(p, l);
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step");
+        if (nl && cJSON_IsNumber(s) && s->valuedouble <= (double)step) { /* whole lines only */
+            memcpy(out + o, p, l + 1);
+            o += l + 1;
+        }
+        cJSON_Delete(j);
+        p = nl ? nl + 1 : p + l;
+    }
+    st = ft_write_file_atomic(path, out, o);
+    free(out);
+    free(text);
+    return st;
+}
+
+static void fmt_duration(char *buf, size_t n, double s) {
+    if (!(s >= 0) || s > 1e8) snprintf(buf, n, "?");
+    else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else if (s >= 60) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, n, "%.0fs", s);
+}
+
+typedef struct {
+    const ft_train_config *cfg;
+    ft_model model;
+    ft_tokenizer *tok;
+    ft_text_dataset ds;
+    ft_train_model *tm;
+    ft_adamw opt;
+    int B, T;
+    int *inputs, *labels;  /* (GA * B, T): one optimizer step's rows */
+    int64_t *order;        /* (n_train) order of the epoch in `order_epoch` */
+    int64_t order_epoch;
+    FILE *metrics;
+    int tty;
+} run_t;
+
+/* Global row g of the endless epoch sequence → dataset row index. */
+static int64_t row_at(run_t *r, int64_t g) {
+    int64_t n = r->ds.n_train, e = g / n;
+    if (e != r->order_epoch) {
+        ft_data_epoch_order(r->order, n, r->cfg->seed, e);
+        r->order_epoch = e;
+    }
+    return r->ds.train[r->order[g % n]];
+}
+
+static ft_status evaluate(run_t *r, double *loss) {
+    double nll = 0;
+    int64_t nt = 0;
+    for (int64_t i = 0; i < r->ds.n_val; i += r->B) {
+        int b = (int)(r->ds.n_val - i < r->B ? r->ds.n_val - i : r->B);
+        for (int j = 0; j < b; j++)
+            ft_text_row(&r->ds, r->ds.val[i + j], r->inputs + (size_t)j * r->T,
+                        r->labels + (size_t)j * r->T);
+        double s;
+        int64_t c;
+        ft_status st = ft_train_eval(r->tm, r->inputs, r->labels, NULL, NULL, b, r->T, &s, &c);
+        if (st) return ft_error_wrap(st, "evaluation");
+        nll += s;
+        nt += c;
+    }
+    *loss = nt ? nll / (double)nt : NAN;
+    return FT_OK;
+}
+
+static void log_eval(run_t *r, int64_t step, double loss) {
+    if (r->tty) fprintf(stderr, "\r\033[K");
+    fprintf(stderr, "eval step %" PRId64 ": eval_loss %.4f (%" PRId64 " rows)\n", step, loss,
+            r->ds.n_val);
+    if (r->metrics) {
+        fprintf(r->metrics, "{\"step\": %" PRId64 ", \"eval_loss\": %.9g}\n", step, loss);
+        fflush(r->metrics);
+    }
+}
+
+ft_status ft_train_step(ft_train_model *tm, ft_adamw *opt, const int *inputs, const int *labels,
+                        int B, int GA, int T, double lr, double max_grad_norm, double *loss,
+                        double *grad_norm) {
+    int n_t;
+    size_t n_params, n_grads;
+    const ft_trainable *tens = ft_train_tensors(tm, &n_t);
+    float *params = ft_train_params(tm, &n_params);
+    float *grads = ft_train_grads(tm, &n_grads);
+    const size_t rows = (size_t)B * (size_t)GA;
+    /* the step's target count first: loss_scale makes the step's loss a mean over them */
+    int64_t targets = 0;
+    for (size_t i = 0; i < rows * (size_t)T; i++) targets += labels[i] != FT_IGNORE_INDEX;
+    if (!targets) return ft_errorf(FT_ERR_ARG, "the step has no target tokens");
+    const float scale = (float)(1.0 / (double)targets);
+    ft_train_zero_grad(tm);
+    double nll = 0;
+    for (int m = 0; m < GA; m++) {
+        const size_t off = (size_t)m * (size_t)B * (size_t)T;
+        double ms;
+        int64_t mt;
+        ft_status st = ft_train_micro_step(tm, inputs + off, labels + off, NULL, NULL, B, T, scale,
+                                           &ms, &mt);
+        if (st) return st;
+        nll += ms;
+    }
+    *loss = nll / (double)targets;
+    if (!isfinite(*loss))
+        return ft_errorf(FT_ERR_ARG, "loss is %g (diverged; lower learning_rate?)", *loss);
+    *grad_norm = ft_clip_grad_norm(grads, n_grads, max_grad_norm);
+    ft_adamw_step(opt, params, grads, tens, n_t, lr);
+    return FT_OK;
+}
+
+static ft_status train_loop(run_t *r) {
+    const ft_train_config *c = r->cfg;
+    ft_status st;
+    int n_t;
+    size_t n_params;
+    const ft_trainable *tens = ft_train_tensors(r->tm, &n_t);
+    float *params = ft_train_params(r->tm, &n_params);
+    const int GA = c->gradient_accumulation_steps;
+    const int64_t rows_per_step = (int64_t)r->B * GA;
+    int64_t total = c->max_steps > 0
+                        ? c->max_steps
+                        : (int64_t)ceil(c->num_epochs * (double)r->ds.n_train / (double)rows_per_step);
+    if (total < 1) total = 1;
+    const int64_t log_every = ft_train_config_steps(c->logging_steps, total);
+    const int64_t save_every = ft_train_config_steps(c->save_steps, total);
+    const int64_t eval_every = ft_train_config_steps(c->eval_steps, total);
+
+    if ((st = ft_adamw_init(&r->opt, n_params, &c->adam))) return st;
+    ft_train_state s = {0};
+    s.model_rng = ft_train_rng_state(r->tm);
+    char metrics_path[4096];
+    snprintf(metrics_path, sizeof metrics_path, "%s/metrics.jsonl", c->output_dir);
+    int resumed = 0;
+    if (c->resume_from_checkpoint) {
+        char *dir = NULL;
+        if (!strcmp(c->resume_from_checkpoint, "auto")) {
+            if ((st = ft_checkpoint_latest(c->output_dir, &dir))) return st;
+        } else if (!(dir = ft_strdup(c->resume_from_checkpoint))) {
+            return FT_ERR_NOMEM;
+        }
+        if (dir) {
+            st = ft_checkpoint_load(dir, &s, tens, n_t, params, &r->opt);
+            if (st) {
+                free(dir);
+                return ft_error_wrap(st, "resume_from_checkpoint");
+            }
+            ft_train_set_rng_state(r->tm, s.model_rng);
+            fprintf(stderr, "ftune: resumed from %s (step %" PRId64 ")\n", dir, s.step);
+            free(dir);
+            resumed = 1;
+            if ((st = metrics_truncate(metrics_path, s.step))) return st;
+        } else {
+            fprintf(stderr, "ftune: no checkpoint in %s, starting from scratch\n", c->output_dir);
+        }
+    }
+    if (!resumed && !access(metrics_path, F_OK) && unlink(metrics_path))
+        return ft_errorf(FT_ERR_IO, "%s: cannot remove: %s", metrics_path, strerror(errno));
+    r->metrics = fopen(metrics_path, "a");
+    if (!r->metrics) return ft_errorf(FT_ERR_IO, "%s: cannot open: %s", metrics_path, strerror(errno));
+
+    fprintf(stderr,
+            "ftune: %" PRId64 " train rows, %" PRId64 " validation rows of %d tokens; %" PRId64
+            " steps of %d micro-batch(es) x %d rows; %d trainable tensors, %zu parameters\n",
+            r->ds.n_train, r->ds.n_val, r->T, total, GA, r->B, n_t, n_params);
+    double eval_loss;
+    if (!resumed && r->ds.n_val) {
+        if ((st = evaluate(r, &eval_loss))) return st;
+        log_eval(r, 0, eval_loss);
+    }
+    double t_start = ft_time_s(), t_window = t_start;
+    int64_t first_step = s.step, window_tokens = 0;
+    while (s.step < total) {
+        for (int64_t i = 0; i < rows_per_step; i++)
+            ft_text_row(&r->ds, row_at(r, s.row + i), r->inputs + (size_t)i * r->T,
+                        r->labels + (size_t)i * r->T);
+        double lr = c->learning_rate *
+                    ft_schedule_factor(c->lr_scheduler, s.step, c->warmup_steps, total);
+        double loss, norm;
+        st = ft_train_step(r->tm, &r->opt, r->inputs, r->labels, r->B, GA, r->T, lr,
+                           c->max_grad_norm, &loss, &norm);
+        if (st) return ft_error_wrap(st, "step %" PRId64, s.step + 1);
+        s.step++;
+        s.row += rows_per_step;
+        s.epoch = s.row / r->ds.n_train;
+        s.loss_sum += loss;
+        s.loss_count++;
+        window_tokens += rows_per_step * r->T;
+
+        double now = ft_time_s();
+        double per_step = (now - t_start) / (double)(s.step - first_step);
+        char eta[32];
+        fmt_duration(eta, sizeof eta, per_step * (double)(total - s.step));
+        if (r->tty)
+            fprintf(stderr, "\r\033[Kstep %" PRId64 "/%" PRId64 " | loss %.4f | lr %.3g | %.0f tok/s | ETA %s",
+                    s.step, total, loss, lr, (double)rows_per_step * r->T / per_step, eta);
+        if (s.step % log_every == 0 || s.step == total) {
+            double tps = window_tokens / (now - t_window > 1e-9 ? now - t_window : 1e-9);
+            double mean = s.loss_sum / (double)s.loss_count;
+            double epoch = (double)s.row / (double)r->ds.n_train;
+            fprintf(r->metrics,
+                    "{\"step\": %" PRId64 ", \"epoch\": %.4f, \"loss\": %.9g, \"lr\": %.9g, "
+                    "\"grad_norm\": %.9g, \"tokens_per_s\": %.1f}\n",
+                    s.step, epoch, mean, lr, norm, tps);
+            fflush(r->metrics);
+            if (!r->tty)
+                fprintf(stderr,
+                        "step %" PRId64 "/%" PRId64 " loss %.4f lr %.4g grad_norm %.4f %.0f tok/s "
+                        "ETA %s\n", s.step, total, mean, lr, norm, tps, eta);
+            s.loss_sum = 0;
+            s.loss_count = 0;
+            window_tokens = 0;
+            t_window = now;
+        }
+        if (r->ds.n_val && ((eval_every && s.step % eval_every == 0) || s.step == total)) {
+            if ((st = evaluate(r, &eval_loss))) return st;
+            log_eval(r, s.step, eval_loss);
+        }
+        if (save_every && s.step % save_every == 0 && s.step < total) {
+            char dir[4200];
+            snprintf(dir, sizeof dir, "%s/checkpoint-%" PRId64, c->output_dir, s.step);
+            s.model_rng = ft_train_rng_state(r->tm);
+            if ((st = ft_checkpoint_save(dir, &s, tens, n_t, params, &r->opt))) return st;
+            if ((st = ft_checkpoint_prune(c->output_dir, c->save_total_limit))) return st;
+        }
+    }
+    if (r->tty) fprintf(stderr, "\n");
+    return FT_OK;
+}
+
+ft_status ft_train_run(const ft_train_config *c) {
+    run_t r;
+    memset(&r, 0, sizeof r);
+    r.cfg = c;
+    r.order_epoch = -1;
+    r.tty = isatty(2);
+    ft_text_docs docs = {0};
+    ft_status st;
+    if ((st = mkdir_p(c->output_dir))) return st;
+    if ((st = ft_checkpoint_clean(c->output_dir))) return st;
+    /* the data first: its errors (file:line) should not wait for a large model to load */
+    for (int i = 0; i < c->n_datasets; i++)
+        if ((st = ft_text_docs_read(&docs, c->datasets[i].path, c->datasets[i].field)))
+            goto done;
+    if ((st = ft_model_load(&r.model, c->base_model))) goto done;
+    if ((st = ft_tokenizer_load(&r.tok, c->base_model))) goto done;
+    int eos = ft_tokenizer_eos_id(r.tok);
+    if (eos < 0) eos = r.model.cfg.eos_id;
+    if (eos < 0) {
+        st = ft_errorf(FT_ERR_ARG, "%s: the tokenizer defines no EOS token to join documents",
+                       c->base_model);
+        goto done;
+    }
+    r.T = c->sequence_len;
+    r.B = c->micro_batch_size;
+    if (r.T > r.model.cfg.max_seq_len) {
+        st = ft_errorf(FT_ERR_ARG, "sequence_len %d exceeds the model's max_position_embeddings %d",
+                       r.T, r.model.cfg.max_seq_len);
+        goto done;
+    }
+    st = ft_text_dataset_build(&r.ds, &docs, tok_encode, r.tok, eos, r.T, c->val_set_size, c->seed);
+    ft_text_docs_free(&docs);
+    if (st) goto done;
+    ft_train_options o = {.method = c->method,
+                          .lora = c->lora,
+                          .unfrozen = (const char *const *)c->unfrozen,
+                          .n_unfrozen = c->n_unfrozen,
+                          .B = r.B,
+                          .T = r.T,
+                          .grad_checkpointing = c->gradient_checkpointing,
+                          .bf16 = c->bf16,
+                          .seed = c->seed};
+    if ((st = ft_train_model_init(&r.tm, &r.model, &o))) goto done;
+    const size_t step_tokens = (size_t)r.B * (size_t)c->gradient_accumulation_steps * (size_t)r.T;
+    r.inputs = malloc(sizeof(int) * step_tokens);
+    r.labels = malloc(sizeof(int) * step_tokens);
+    r.order = malloc(sizeof(int64_t) * (size_t)r.ds.n_train);
+    if (!r.inputs || !r.labels || !r.order) {
+        st = ft_errorf(FT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if ((st = train_loop(&r))) goto done;
+    if (c->method == FT_METHOD_LORA) {
+        st = ft_lora_save(r.tm, c->output_dir, c->base_model);
+    } else {
+        ft_train_sync_model(r.tm);
+        st = ft_model_save(&r.model, c->output_dir);
+        if (!st) st = copy_tokenizer_files(c->base_model, c->output_dir);
+    }
+    if (!st) fprintf(stderr, "ftune: wrote %s to %s\n",
+                     c->method == FT_METHOD_LORA ? "the adapter" : "the model", c->output_dir);
+done:
+    if (r.metrics) fclose(r.metrics);
+    ft_text_docs_free(&docs);
+    free(r.inputs);
+    free(r.labels);
+    free(r.order);
+    ft_adamw_free(&r.opt);
+    ft_train_model_free(r.tm);
+    ft_text_dataset_free(&r.ds);
+    ft_tokenizer_free(r.tok);
+    ft_model_free(&r.model);
+    return st;
+}

