@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tokenizer against the independent reference (@huggingface/tokenizers under node) on a generated
-# hostile corpus, for every real tokenizer (Llama-3, Qwen3, Mistral-7B v0.1, and Mistral rewritten
-# to the Metaspace layout) and the default model's (llama2.c tokenizer.bin converted by ftune, also
+# hostile corpus, for every real tokenizer (Llama-3, Qwen3, Mistral-7B v0.1, and two rewritten to
+# other Hub layouts: Metaspace SentencePiece, Llama-3 with its BOS template) and the default model's (llama2.c tokenizer.bin converted by ftune, also
 # checked against llama-tokenizer-js):
 # ids with and without special tokens (100% of lines), decode, decode(encode(x)) == x where the
 # reference round-trips; malformed tokenizer.json and bad input lines give one clear error line.
@@ -79,9 +79,25 @@ run_one() { # name dir [--llama-js]
 run_one llama3 "$NPM/tok-llama3/package/models"
 run_one qwen3 "$NPM/tok-qwen3/package/models"
 run_one mistral "$NPM/tok-mistral/package/models"
-node tests/tokenizer/make_variant.mjs "$NPM/tok-mistral/package/models/tokenizer.json" "$T/mistral-metaspace" &&
+node tests/tokenizer/make_variant.mjs metaspace "$NPM/tok-mistral/package/models" "$T/mistral-metaspace" &&
     run_one mistral_metaspace "$T/mistral-metaspace"
+node tests/tokenizer/make_variant.mjs llama3-bos "$NPM/tok-llama3/package/models" "$T/llama3-bos" &&
+    run_one llama3_bos "$T/llama3-bos"
 [ -f "$T/llama2c/tokenizer.json" ] && run_one llama2c "$T/llama2c" --llama-js
+
+# negative control: the comparison must notice one changed id and one changed decoded string
+o=$T/ft-llama3
+if [ -f "$o/plain.txt" ]; then
+    awk 'NR == 1500 { $1 = $1 + 1 } { print }' "$o/plain.txt" > "$T/perturbed.txt"
+    sed '1700s/"$/x"/' "$o/decode.jsonl" > "$T/perturbed.jsonl"
+    if ! node tests/tokenizer/compare.mjs control ids "$T/perturbed.txt" "$T/ref-llama3/plain.txt" > "$T/ctl.out" &&
+        grep -q "line 1500" "$T/ctl.out" &&
+        ! node tests/tokenizer/compare.mjs control json "$T/perturbed.jsonl" "$T/ref-llama3/decode.jsonl" > /dev/null; then
+        pass tok_compare_detects_differences
+    else
+        fail tok_compare_detects_differences "a perturbed id or string was not reported: $(cat "$T/ctl.out")"
+    fi
+fi
 
 # malformed tokenizer.json: one clear error line naming the key, non-zero exit
 node tests/tokenizer/make_malformed.mjs "$NPM/tok-mistral/package/models/tokenizer.json" "$T/bad" > "$T/bad.list"
