@@ -25,6 +25,8 @@
 
 #include "ftune/core.h"
 
+#include "vec.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -42,28 +44,6 @@ static inline float dotf(const float *a, const float *b, int D) {
 #pragma omp simd reduction(+ : s)
     for (int d = 0; d < D; d++) s += a[d] * b[d];
     return s;
-}
-
-/* exp(x) for x <= ~88, written so `omp simd` loops vectorize it (libm's expf does not here):
- * Cephes' expf — n = round(x log2 e), r = x - n ln2 in two parts, a degree-6 polynomial for e^r,
- * scaled by 2^n through the exponent bits. Within ~2 ulp of expf; x below -87.3 is clamped
- * (e^-87.3 ~ 1e-38, a weight no softmax row can notice), so callers map masked entries to 0
- * themselves. */
-static inline float exp_simd(float x) {
-    x = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t e = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &e, 4);
-    return p * scale;
 }
 
 /* kt (D, n) = transpose of the n rows x_s (D each, row stride ld) */
@@ -129,7 +109,7 @@ void attention_flash_forward(float *out, float *lse, const float *q, const float
                         float *orow = o + r * D, sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
                         for (int i = 0; i < ns; i++) {
-                            x[i] = x[i] == -INFINITY ? 0.0f : exp_simd(x[i] - mn);
+                            x[i] = x[i] == -INFINITY ? 0.0f : ft_exp_simd(x[i] - mn);
                             sum += x[i];
                         }
                         l[r] = l[r] * corr + sum;
@@ -195,7 +175,7 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
                             int lim = (int)(t - s0 + 1 < ns ? t - s0 + 1 : ns); /* causal */
 #pragma omp simd
                             for (int i = 0; i < ns; i++) {
-                                float p = i < lim ? exp_simd(pr[i] * scale - L) : 0.0f;
+                                float p = i < lim ? ft_exp_simd(pr[i] * scale - L) : 0.0f;
                                 pr[i] = p;
                                 dr[i] = p * (dr[i] - delta) * scale;
                             }

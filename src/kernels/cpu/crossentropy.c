@@ -3,7 +3,9 @@
  * include/ftune/crossentropy.h). The head matmuls go through matmul_forward/matmul_backward
  * (oneDNN); the softmax is plain C (expf once per logit, the sum in double).
  * crossentropy_bf16_forward_backward is the same loop with bf16 operands for the head products
- * (matmul_bf16.c). Not implemented here: label smoothing, z-loss, logit soft-capping (no supported family uses them).
+ * (matmul_bf16.c) and a vectorized softmax (ft_exp_simd, within ~2 ulp of expf; f32 lane sums
+ * per block of 512 logits, added in double) that writes the bf16 dlogits directly, in the same pass that would otherwise store the
+ * f32 ones — the f32 path keeps libm's expf and the sequential sum as its exact reference. Not implemented here: label smoothing, z-loss, logit soft-capping (no supported family uses them).
  *
  * Derivation (per target row m with label y, logits z = w · x_m, p = softmax(z)):
  *   nll_m = logsumexp(z) - z_y = max(z) + log(sum_j exp(z_j - max(z))) - z_y
@@ -16,6 +18,8 @@
 
 #include "ftune/core.h"
 #include "ftune/kernels.h"
+
+#include "vec.h"
 
 #include <math.h>
 #include <string.h>
@@ -52,12 +56,51 @@ static double xent_row(float *z, int y, int V, float scale, int grad) {
     return log(sum) - zy; /* logsumexp(z) - z_y, both relative to max(z) */
 }
 
+/* bf16 mode's row: NLL of logits z (V) with target y, as xent_row but vectorized (ft_exp_simd;
+ * the sum in f32 SIMD lanes over blocks of 512 logits, ~32 terms per lane, then in double); with `grad`, write dlogits scale * (softmax(z) - onehot(y))
+ * rounded to bf16 into db (V), z then holding exp(z - max). */
+static double xent_row_fast(float *z, uint16_t *db, int y, int V, float scale, int grad) {
+    float mx = z[0];
+#pragma omp simd reduction(max : mx)
+    for (int j = 0; j < V; j++)
+        mx = z[j] > mx ? z[j] : mx;
+    double zy = (double)z[y] - mx, sum = 0;
+#pragma omp simd
+    for (int j = 0; j < V; j++)
+        z[j] = ft_exp_simd(z[j] - mx);
+    for (int j0 = 0; j0 < V; j0 += 512) { /* 16 f32 lane sums per 512 logits, then double */
+        int j1 = V - j0 < 512 ? V : j0 + 512, j = j0;
+        ft_v16f acc = {0}, v;
+        for (; j + 16 <= j1; j += 16) {
+            memcpy(&v, z + j, sizeof v);
+            acc += v;
+        }
+        float part = 0.0f;
+        for (int i = 0; i < 16; i++)
+            part += acc[i];
+        for (; j < j1; j++)
+            part += z[j];
+        sum += part;
+    }
+    if (grad) {
+        float inv = (float)(1.0 / sum) * scale;
+#pragma omp simd
+        for (int j = 0; j < V; j++)
+            db[j] = ft_bf16_round(z[j] * inv);
+        db[y] = ft_bf16_round(z[y] * inv - scale);
+    }
+    return log(sum) - zy;
+}
+
 /* Over n rows of logits z (n,V): return the NLL sum of target rows and add their count to
- * *n_targets; with `grad`, turn z into dlogits (0 for ignored rows). Rows are split into one
- * contiguous block per thread and the per-thread sums are added in thread order, so the result
- * is deterministic for a given thread count (no OpenMP reduction, whose order is not). */
-static double softmax_xent_rows(float *z, const int *labels, int n, int V, float scale, int grad,
-                                int64_t *n_targets) {
+ * *n_targets; with `grad`, turn z into dlogits (0 for ignored rows) — or, with db (n,V) given,
+ * write them as bf16 there through xent_row_fast (z is then scratch). `fast` picks
+ * xent_row_fast also without db (the bf16 mode's forward-only call, so its NLL is the same as
+ * with gradients). Rows are split into one contiguous block per thread and the per-thread sums
+ * are added in thread order, so the result is deterministic for a given thread count (no OpenMP
+ * reduction, whose order is not). */
+static double softmax_xent_rows(float *z, uint16_t *db, const int *labels, int n, int V,
+                                float scale, int grad, int fast, int64_t *n_targets) {
     enum { MAX_THREADS = 256 };
     double part[MAX_THREADS] = {0};
     int64_t cnt[MAX_THREADS] = {0};
@@ -75,13 +118,16 @@ static double softmax_xent_rows(float *z, const int *labels, int n, int V, float
             int lo = (int)((int64_t)n * tid / nt), hi = (int)((int64_t)n * (tid + 1) / nt);
             for (int i = lo; i < hi; i++) {
                 float *zi = z + (size_t)i * V;
+                uint16_t *dbi = db ? db + (size_t)i * V : NULL;
                 int y = labels[i];
                 if (y == FT_IGNORE_INDEX) {
-                    if (grad) memset(zi, 0, (size_t)V * sizeof(float));
+                    if (grad && dbi) memset(dbi, 0, (size_t)V * sizeof(uint16_t));
+                    else if (grad) memset(zi, 0, (size_t)V * sizeof(float));
                     continue;
                 }
                 FT_ASSERT(y >= 0 && y < V);
-                part[tid] += xent_row(zi, y, V, scale, grad);
+                part[tid] += fast ? xent_row_fast(zi, dbi, y, V, scale, grad && dbi)
+                                  : xent_row(zi, y, V, scale, grad);
                 cnt[tid]++;
             }
         }
@@ -117,7 +163,7 @@ double crossentropy_forward_backward(float *dx, float *dw, int64_t *n_targets, f
         if (all_ignored(labels + r0, n)) continue;
         const float *xc = x + (size_t)r0 * C;         /* (n,C) */
         matmul_forward(logits, xc, w, NULL, n, C, V); /* (n,V) */
-        nll += softmax_xent_rows(logits, labels + r0, n, V, scale, grad, n_targets);
+        nll += softmax_xent_rows(logits, NULL, labels + r0, n, V, scale, grad, 0, n_targets);
         if (grad)
             matmul_backward(dx ? dx + (size_t)r0 * C : NULL, dw, NULL, logits, xc, w, n, C, V);
     }
@@ -137,9 +183,9 @@ double crossentropy_bf16_forward_backward(float *dx, float *dw, int64_t *n_targe
         if (all_ignored(labels + r0, n)) continue;
         const uint16_t *xc = xb + (size_t)r0 * C;  /* (n,C) */
         matmul_bf16w_forward(logits, xc, w, NULL, n, 0); /* (n,V) */
-        nll += softmax_xent_rows(logits, labels + r0, n, V, scale, grad, n_targets);
+        nll += softmax_xent_rows(logits, grad ? dlogb : NULL, labels + r0, n, V, scale, grad, 1,
+                                 n_targets);
         if (!grad) continue;
-        bf16_from_f32(dlogb, logits, (size_t)n * V);
         if (dx) matmul_bf16w_backward_input(dx + (size_t)r0 * C, dlogb, w, n);
         if (dw) matmul_bf16_backward(NULL, dw, dlogb, xc, NULL, n, C, V);
     }

@@ -3,6 +3,7 @@
 #ifndef FTUNE_KERNELS_CPU_VEC_H
 #define FTUNE_KERNELS_CPU_VEC_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -32,6 +33,39 @@ static inline float ft_dot_f32(const float *a, const float *b, int64_t K) {
     for (int j = 0; j < 16; j++) s += s0[j];
     for (; k < K; k++) s += a[k] * b[k];
     return s;
+}
+
+/* exp(x) for x <= ~88, written so `omp simd` loops vectorize it (libm's expf does not here):
+ * Cephes' expf — n = round(x log2 e), r = x - n ln2 in two parts, a degree-6 polynomial for e^r,
+ * scaled by 2^n through the exponent bits. Within ~2 ulp of expf; x below -87.3 is clamped
+ * (e^-87.3 ~ 1e-38, a weight no softmax row can notice), so callers map masked entries to 0
+ * themselves. */
+static inline float ft_exp_simd(float x) {
+    x = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
+    /* n = rint(x log2 e) by the 1.5 * 2^23 trick (|x log2 e| < 2^22 here): floorf would not
+     * vectorize without -fno-trapping-math */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &e, 4);
+    return p * scale;
+}
+
+/* f32 -> bf16, round to nearest even, NaN kept quiet: the same bits as ft_f32_to_bf16, inline so
+ * `omp simd` loops vectorize it. */
+static inline uint16_t ft_bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1)) >> 16;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40 : r);
 }
 
 #endif
