@@ -18,6 +18,9 @@
  * Uses oneDNN (primitives cached per shape); matmul_forward_naive is the reference. */
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int M, int K,
                     int N);
+/* out (M,N) += inp (M,K) · w (N,K)^T (no bias): the forward with oneDNN's sum post-op, so an
+ * addend (a LoRA branch) lands in out without a temporary. */
+void matmul_forward_acc(float *out, const float *inp, const float *w, int M, int K, int N);
 void matmul_forward_naive(float *out, const float *inp, const float *w, const float *bias, int M,
                           int K, int N);
 /* dinp (M,K) += dout (M,N) · w (N,K)  (ADDS, so residual branches can share a buffer)

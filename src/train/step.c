@@ -20,6 +20,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <ctype.h>
 #include <math.h>
+#include <omp.h>
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,13 +29,40 @@
 /* ------------------------------------------------------------------------------------------ */
 /* small elementwise helpers                                                                   */
 
+#define STEP_GRAIN 32768 /* as FT_OMP_GRAIN (src/kernels/cpu/grain.h): below, one thread */
+
+/* Both threads share large fills and adds (one thread alone does not saturate the bandwidth). */
 static void zero(float *p, size_t n) {
-    memset(p, 0, n * sizeof(float));
+    if (n < 8 * STEP_GRAIN) {
+        memset(p, 0, n * sizeof(float));
+        return;
+    }
+#pragma omp parallel
+    {
+        size_t nt = (size_t)omp_get_num_threads(), it = (size_t)omp_get_thread_num();
+        size_t lo = n * it / nt, hi = n * (it + 1) / nt;
+        memset(p + lo, 0, (hi - lo) * sizeof(float));
+    }
 }
 
 static void add_inplace(float *y, const float *x, size_t n) {
+#pragma omp parallel for schedule(static) if (n >= STEP_GRAIN)
     for (size_t i = 0; i < n; i++)
         y[i] += x[i];
+}
+
+/* y (n) += x (n) * s */
+static void add_scaled(float *y, const float *x, float s, size_t n) {
+#pragma omp parallel for schedule(static) if (n >= STEP_GRAIN)
+    for (size_t i = 0; i < n; i++)
+        y[i] += x[i] * s;
+}
+
+/* y (n) = x (n) * s */
+static void scale_to(float *y, const float *x, float s, size_t n) {
+#pragma omp parallel for schedule(static) if (n >= STEP_GRAIN)
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] * s;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -81,7 +109,7 @@ static void linear_forward(ft_train_model *tm, float *out, float *lu, const floa
     else
         matmul_forward(out, inp, w, bias, M, K, N);
     const float *A = tm->lA[l][j];
-    if (!A) return;
+    if (!A || tm->lora_bf16) return; /* bf16 LoRA runs per group: lora_group_forward */
     int r = tm->opt.lora.r;
     const float *xa = inp;
     if (tm->dropout_on) {
@@ -91,10 +119,7 @@ static void linear_forward(ft_train_model *tm, float *out, float *lu, const floa
     }
     matmul_forward(lu, xa, A, NULL, M, K, r);                /* u = A·xd      (M,r) */
     matmul_forward(tm->lv, lu, tm->lB[l][j], NULL, M, r, N); /* v = B·u       (M,N) */
-    float s = tm->lora_scale;
-    size_t n = (size_t)M * N;
-    for (size_t i = 0; i < n; i++)
-        out[i] += tm->lv[i] * s;
+    add_scaled(out, tm->lv, tm->lora_scale, (size_t)M * N);
 }
 
 /*
@@ -121,12 +146,9 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
         matmul_backward(dinp, dw, dbias, dout, inp, w, M, K, N);
     }
     const float *A = tm->lA[l][j];
-    if (!A) return;
+    if (!A || tm->lora_bf16) return; /* bf16 LoRA runs per group: lora_group_backward */
     int r = tm->opt.lora.r;
-    float s = tm->lora_scale;
-    size_t n = (size_t)M * N;
-    for (size_t i = 0; i < n; i++)
-        tm->ldo[i] = dout[i] * s;
+    scale_to(tm->ldo, dout, tm->lora_scale, (size_t)M * N);
     zero(tm->ldu, (size_t)M * r);
     matmul_backward(tm->ldu, tm->dlB[l][j], NULL, tm->ldo, lu, tm->lB[l][j], M, r, N);
     if (!tm->dropout_on) {
@@ -143,6 +165,87 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
     zero(tm->ldx, (size_t)M * K);
     matmul_backward(tm->ldx, tm->dlA[l][j], NULL, tm->ldu, tm->lxd, A, M, K, r);
     dropout_backward(dinp, tm->ldx, stream, p, (size_t)M * K);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* bf16 LoRA branch, one group at a time (bf16 mode, no dropout). A group is the modules that
+ * read the same input x (M,K): {q,k,v} on n1, {o} on attn, {gate,up} on n2, {down} on hact. With
+ * A_g (R,K) = the targeted modules' A stacked (R = n_g r, bf16, tm->lAg) and u_g = x·A_g^T
+ * (M,R), the columns [slot_j r, slot_j r + r) of u_g are module j's u_j = x·A_j^T:
+ *   forward   u_g = xb·A_g^T                   one bf16 product (f32 accumulation), saved
+ *             out_j += (s u_j)·B_j^T            f32 (the r-dim stays f32), sum post-op
+ *   backward  (out_j = ... + s B_j u_j, so with dout_j = dL/dout_j)
+ *             dB_j += dout_j^T·(s u_j)          f32
+ *             du_j  = s dout_j·B_j              f32, into the columns of du_g (M,R)
+ *             dA_g  = du_g^T·xb  -> dA_j += rows [slot_j r, +r) of dA_g      one bf16 product
+ *             dx   += du_g·A_g                  one bf16 product
+ * The same terms as linear_backward's f32 LoRA branch; du is rounded to bf16 for the two
+ * products with x and A (as dout is for the base weights), everything else is f32. */
+
+static const unsigned char lora_group_of[FT_LORA_NMOD] = {0, 0, 0, 1, 2, 2, 3};
+
+/* dst (M,r) = s * columns [c0, c0+r) of src (M,R) */
+static void gather_cols(float *dst, const float *src, int R, int c0, int r, float s, int M) {
+#pragma omp parallel for schedule(static) if ((int64_t)M * r >= STEP_GRAIN)
+    for (int64_t m = 0; m < M; m++)
+        for (int i = 0; i < r; i++)
+            dst[m * r + i] = src[m * R + c0 + i] * s;
+}
+
+/* columns [c0, c0+r) of dst (M,R) = s * src (M,r) */
+static void scatter_cols(float *dst, const float *src, int R, int c0, int r, float s, int M) {
+#pragma omp parallel for schedule(static) if ((int64_t)M * r >= STEP_GRAIN)
+    for (int64_t m = 0; m < M; m++)
+        for (int i = 0; i < r; i++)
+            dst[m * R + c0 + i] = src[m * r + i] * s;
+}
+
+/* outs[j] (M,N_j) += LoRA_j(x) for the targeted modules j of group g; ug (M,R) saved. */
+static void lora_group_forward(ft_train_model *tm, int l, int g, float *const outs[FT_LORA_NMOD],
+                               float *ug, const uint16_t *xb, int M, int K) {
+    int r = tm->opt.lora.r, R = tm->lgn[g] * r;
+    if (!R) return;
+    matmul_bf16_forward(ug, xb, tm->lAg[l][g], NULL, M, K, R, 0);
+    for (int j = 0; j < FT_LORA_NMOD; j++) {
+        if (lora_group_of[j] != g || tm->lslot[j] < 0) continue;
+        int in, out;
+        ft_lora_module_shape(&tm->m->cfg, j, &in, &out);
+        gather_cols(tm->lus, ug, R, tm->lslot[j] * r, r, tm->lora_scale, M);
+        matmul_forward_acc(outs[j], tm->lus, tm->lB[l][j], M, r, out);
+    }
+}
+
+/* Backward of lora_group_forward: dB_j, dA_j ADDED; dinp (M,K) ADDED when non-NULL. */
+static void lora_group_backward(ft_train_model *tm, int l, int g,
+                                const float *const douts[FT_LORA_NMOD], float *dinp,
+                                const uint16_t *xb, const float *ug, int M, int K) {
+    int r = tm->opt.lora.r, R = tm->lgn[g] * r;
+    if (!R) return;
+    float s = tm->lora_scale;
+    for (int j = 0; j < FT_LORA_NMOD; j++) {
+        if (lora_group_of[j] != g || tm->lslot[j] < 0) continue;
+        int in, out;
+        ft_lora_module_shape(&tm->m->cfg, j, &in, &out);
+        gather_cols(tm->lus, ug, R, tm->lslot[j] * r, r, s, M);
+        matmul_backward(NULL, tm->dlB[l][j], NULL, douts[j], tm->lus, NULL, M, r, out);
+        zero(tm->ldut, (size_t)M * r);
+        matmul_backward(tm->ldut, NULL, NULL, douts[j], NULL, tm->lB[l][j], M, r, out);
+        scatter_cols(tm->ldug, tm->ldut, R, tm->lslot[j] * r, r, s, M);
+    }
+    bf16_from_f32(tm->ldugb, tm->ldug, (size_t)M * R);
+    if (tm->lgn[g] == 1) { /* one module: its dA directly */
+        for (int j = 0; j < FT_LORA_NMOD; j++)
+            if (lora_group_of[j] == g && tm->lslot[j] >= 0)
+                matmul_bf16_backward(NULL, tm->dlA[l][j], tm->ldugb, xb, NULL, M, K, R);
+    } else {
+        zero(tm->ldAg, (size_t)R * K);
+        matmul_bf16_backward(NULL, tm->ldAg, tm->ldugb, xb, NULL, M, K, R);
+        for (int j = 0; j < FT_LORA_NMOD; j++)
+            if (lora_group_of[j] == g && tm->lslot[j] >= 0)
+                add_inplace(tm->dlA[l][j], tm->ldAg + (size_t)tm->lslot[j] * r * K,
+                            (size_t)r * K);
+    }
+    if (dinp) matmul_bf16_backward(dinp, NULL, tm->ldugb, NULL, tm->lAg[l][g], M, K, R);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -167,6 +270,8 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     linear_forward(tm, a->qlin, a->lu[0], a->ln1, a->ln1b, w->wq, w->bq, l, 0, BT, C, HD);
     linear_forward(tm, a->klin, a->lu[1], a->ln1, a->ln1b, w->wk, w->bk, l, 1, BT, C, KVD);
     linear_forward(tm, a->v, a->lu[2], a->ln1, a->ln1b, w->wv, w->bv, l, 2, BT, C, KVD);
+    float *const outs[FT_LORA_NMOD] = {a->qlin, a->klin, a->v, a->xmid, a->gate, a->up, y};
+    if (tm->lora_bf16) lora_group_forward(tm, l, 0, outs, a->lug[0], a->ln1b, BT, C);
     if (c->qk_norm) { /* qwen3: per-head RMSNorm over D, before RoPE */
         rmsnorm_forward(a->q, a->qrstd, a->qlin, w->q_norm, BT * H, D, eps);
         rmsnorm_forward(a->k, a->krstd, a->klin, w->k_norm, BT * KV, D, eps);
@@ -176,6 +281,7 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     attention_flash_forward(a->attn, a->lse, a->q, a->k, a->v, seg, B, T, H, KV, D);
     if (a->attnb) bf16_from_f32(a->attnb, a->attn, (size_t)BT * HD);
     linear_forward(tm, a->xmid, a->lu[3], a->attn, a->attnb, w->wo, w->bo, l, 3, BT, HD, C);
+    if (tm->lora_bf16) lora_group_forward(tm, l, 1, outs, a->lug[1], a->attnb, BT, HD);
     add_inplace(a->xmid, x, (size_t)BT * C);
     if (a->ln2b)
         rmsnorm_forward_bf16(a->ln2, a->ln2b, a->rstd2, a->xmid, w->mlp_norm, BT, C, eps);
@@ -183,11 +289,13 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         rmsnorm_forward(a->ln2, a->rstd2, a->xmid, w->mlp_norm, BT, C, eps);
     linear_forward(tm, a->gate, a->lu[4], a->ln2, a->ln2b, w->w_gate, w->b_gate, l, 4, BT, C, F);
     linear_forward(tm, a->up, a->lu[5], a->ln2, a->ln2b, w->w_up, w->b_up, l, 5, BT, C, F);
+    if (tm->lora_bf16) lora_group_forward(tm, l, 2, outs, a->lug[2], a->ln2b, BT, C);
     if (a->hactb)
         swiglu_forward_bf16(a->hact, a->hactb, a->gate, a->up, (size_t)BT * F);
     else
         swiglu_forward(a->hact, a->gate, a->up, (size_t)BT * F);
     linear_forward(tm, y, a->lu[6], a->hact, a->hactb, w->w_down, w->b_down, l, 6, BT, F, C);
+    if (tm->lora_bf16) lora_group_forward(tm, l, 3, outs, a->lug[3], a->hactb, BT, F);
     add_inplace(y, a->xmid, (size_t)BT * C);
 }
 
@@ -219,18 +327,30 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     zero(tm->dhact, (size_t)BT * F);
     linear_backward(tm, tm->dhact, dw->w_down, dw->b_down, dres, a->hact, a->hactb, w->w_down,
                     a->lu[6], l, 6, BT, F, C);
+    if (tm->lora_bf16) {
+        const float *const douts[FT_LORA_NMOD] = {NULL, NULL, NULL, NULL, NULL, NULL, dres};
+        lora_group_backward(tm, l, 3, douts, tm->dhact, a->hactb, a->lug[3], BT, F);
+    }
     swiglu_backward(tm->dgate, tm->dup, tm->dhact, a->gate, a->up, (size_t)BT * F);
     zero(dln, (size_t)BT * C);
     linear_backward(tm, dln, dw->w_gate, dw->b_gate, tm->dgate, a->ln2, a->ln2b, w->w_gate,
                     a->lu[4], l, 4, BT, C, F);
     linear_backward(tm, dln, dw->w_up, dw->b_up, tm->dup, a->ln2, a->ln2b, w->w_up, a->lu[5], l, 5,
                     BT, C, F);
+    if (tm->lora_bf16) {
+        const float *const douts[FT_LORA_NMOD] = {NULL, NULL, NULL, NULL, tm->dgate, tm->dup, NULL};
+        lora_group_backward(tm, l, 2, douts, dln, a->ln2b, a->lug[2], BT, C);
+    }
     rmsnorm_backward(dres, dw->mlp_norm, dln, a->xmid, w->mlp_norm, a->rstd2, BT, C);
 
     /* attention */
     zero(tm->dattn, (size_t)BT * HD);
     linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, a->attn, a->attnb, w->wo, a->lu[3], l, 3,
                     BT, HD, C);
+    if (tm->lora_bf16) {
+        const float *const douts[FT_LORA_NMOD] = {NULL, NULL, NULL, dres, NULL, NULL, NULL};
+        lora_group_backward(tm, l, 1, douts, tm->dattn, a->attnb, a->lug[1], BT, HD);
+    }
     attention_flash_backward(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->q, a->k, a->v, a->lse,
                              seg, B, T, H, KV, D);
     rope_backward(tm->dq, pos, inv_freq, BT, H, D);
@@ -255,6 +375,10 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
                     KVD);
     linear_backward(tm, dn1, dw->wv, dw->bv, tm->dv, a->ln1, a->ln1b, w->wv, a->lu[2], l, 2, BT, C,
                     KVD);
+    if (tm->lora_bf16) {
+        const float *const douts[FT_LORA_NMOD] = {dqlin, dklin, tm->dv, NULL, NULL, NULL, NULL};
+        lora_group_backward(tm, l, 0, douts, dn1, a->ln1b, a->lug[0], BT, C);
+    }
     if (dn1)
         rmsnorm_backward(need_dx ? dres : NULL, dw->attn_norm, dn1, x, w->attn_norm, a->rstd1, BT,
                          C);
@@ -295,6 +419,17 @@ static void bf16_sync(ft_train_model *tm) {
         for (int j = 0; j < FT_LORA_NMOD; j++)
             if (tm->pw_trained[l][j]) bf16_weight_refresh(tm->pw[l][j]);
     if (tm->phead_trained) bf16_weight_refresh(tm->phead);
+    if (tm->lora_bf16) { /* A_g = the group's A stacked, as bf16 */
+        int r = tm->opt.lora.r;
+        for (int l = 0; l < tm->m->cfg.n_layers; l++)
+            for (int j = 0; j < FT_LORA_NMOD; j++) {
+                if (tm->lslot[j] < 0) continue;
+                int in, out;
+                ft_lora_module_shape(&tm->m->cfg, j, &in, &out);
+                bf16_from_f32(tm->lAg[l][lora_group_of[j]] + (size_t)tm->lslot[j] * r * in,
+                              tm->lA[l][j], (size_t)r * in);
+            }
+    }
 }
 
 static const float *head_weight(const ft_train_model *tm) {
@@ -416,8 +551,9 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
            D = (size_t)c->head_dim, F = (size_t)c->hidden_dim, L = (size_t)c->n_layers;
     size_t HD = H * D, KVD = KV * D, r = (size_t)tm->opt.lora.r;
     int lora = tm->opt.method == FT_METHOD_LORA;
-    /* bf16 mode keeps the f32 matmul inputs ln1, ln2, hact only for LoRA's f32 branch */
-    int keep32 = !tm->bf16 || lora;
+    /* bf16 mode keeps the f32 matmul inputs ln1, ln2, hact only for LoRA's f32 branch (the
+     * one with dropout) */
+    int keep32 = !tm->bf16 || (lora && !tm->lora_bf16);
 
     tm->resid = take(b, (L + 1) * BT * C);
     for (int s = 0; s < tm->n_slots; s++) {
@@ -450,7 +586,11 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
         a->ln2b = tm->bf16 ? take_bf16(b, BT * C) : NULL;
         a->hactb = tm->bf16 ? take_bf16(b, BT * F) : NULL;
         for (int j = 0; j < FT_LORA_NMOD; j++)
-            a->lu[j] = lora && (tm->opt.lora.targets & (1u << j)) ? take(b, BT * r) : NULL;
+            a->lu[j] = lora && !tm->lora_bf16 && (tm->opt.lora.targets & (1u << j))
+                           ? take(b, BT * r)
+                           : NULL;
+        for (int g = 0; g < FT_LORA_NGROUP; g++)
+            a->lug[g] = tm->lora_bf16 && tm->lgn[g] ? take(b, BT * (size_t)tm->lgn[g] * r) : NULL;
     }
     tm->xf = take(b, BT * C);
     tm->rstdf = take(b, BT);
@@ -476,7 +616,17 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     tm->dup = take(b, BT * F);
     tm->dhact = take(b, BT * F);
     tm->lxd = tm->ldx = tm->lv = tm->ldo = tm->ldu = NULL;
-    if (lora) {
+    tm->lus = tm->ldut = tm->ldug = tm->ldAg = NULL;
+    tm->ldugb = NULL;
+    if (tm->lora_bf16) {
+        size_t maxK = C > HD ? C : HD;
+        if (F > maxK) maxK = F;
+        tm->lus = take(b, BT * r);
+        tm->ldut = take(b, BT * r);
+        tm->ldug = take(b, BT * 3 * r);
+        tm->ldugb = take_bf16(b, BT * 3 * r);
+        tm->ldAg = take(b, 3 * r * maxK);
+    } else if (lora) {
         size_t maxK = C > HD ? C : HD, maxN = C > HD ? C : HD;
         if (F > maxK) maxK = F;
         if (F > maxN) maxN = F;
@@ -769,6 +919,30 @@ static ft_status setup_bf16(ft_train_model *tm) {
     tm->phead = bf16_weight_create(head_weight(tm), c->dim, c->vocab_size);
     if (!tm->phead) return ft_errorf(FT_ERR_NOMEM, "out of memory");
     tm->phead_trained = (tm->w.lm_head ? tm->dw.lm_head : tm->dw.embed) != NULL;
+    for (int j = 0; j < FT_LORA_NMOD; j++)
+        tm->lslot[j] = -1;
+    if (tm->opt.method != FT_METHOD_LORA || tm->opt.lora.dropout > 0) return FT_OK;
+    tm->lora_bf16 = 1;
+    size_t total = 0;
+    int r = tm->opt.lora.r;
+    for (int j = 0; j < FT_LORA_NMOD; j++)
+        if (tm->opt.lora.targets & (1u << j)) {
+            int in, out;
+            ft_lora_module_shape(c, j, &in, &out);
+            tm->lslot[j] = tm->lgn[lora_group_of[j]]++;
+            total += (size_t)r * in;
+        }
+    tm->lAg_buf = ft_calloc(total * (size_t)c->n_layers, sizeof(uint16_t));
+    if (!tm->lAg_buf) return ft_errorf(FT_ERR_NOMEM, "out of memory");
+    uint16_t *p = tm->lAg_buf;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int g = 0; g < FT_LORA_NGROUP; g++) {
+            int K = 0, out;
+            for (int j = 0; j < FT_LORA_NMOD; j++)
+                if (lora_group_of[j] == g) ft_lora_module_shape(c, j, &K, &out);
+            tm->lAg[l][g] = tm->lgn[g] ? p : NULL;
+            p += (size_t)tm->lgn[g] * r * K;
+        }
     return FT_OK;
 }
 
@@ -838,6 +1012,7 @@ void ft_train_model_free(ft_train_model *tm) {
         for (int j = 0; j < FT_LORA_NMOD; j++)
             bf16_weight_free(tm->pw[l][j]);
     bf16_weight_free(tm->phead);
+    ft_free(tm->lAg_buf);
     free(tm->slots);
     ft_free(tm->pos_default);
     free(tm);

@@ -9,6 +9,7 @@
 #include "ftune/train.h"
 
 #define FT_LORA_NMOD 7 /* q k v o gate up down, in FT_LORA_* bit order */
+#define FT_LORA_NGROUP 4 /* modules reading the same input: {q,k,v} {o} {gate,up} {down} */
 
 /* Saved activations of one layer for one (B,T) micro-batch; BT = B*T rows. */
 typedef struct {
@@ -23,6 +24,8 @@ typedef struct {
     float *ln2, *rstd2;      /* (BT,C), (BT) post_attention_layernorm */
     float *gate, *up, *hact; /* (BT,F) gate_proj, up_proj outputs, silu(gate)*up */
     float *lu[FT_LORA_NMOD]; /* (BT,r) LoRA A-projection outputs u = A·drop(x), or NULL */
+    float *lug[FT_LORA_NGROUP]; /* bf16 LoRA branch: (BT, n_g r) u of a group's targeted
+                                   modules side by side (row m: u_j at columns slot_j r), or NULL */
     /* bf16 mode: bf16 copies of the four matmul inputs (NULL in f32 mode). Their f32 twins
      * ln1, ln2, hact are then NULL too unless LoRA reads them. */
     uint16_t *ln1b, *attnb, *ln2b, *hactb;
@@ -78,6 +81,18 @@ struct ft_train_model {
     uint16_t *doutb; /* (BT, max(C,HD,F)) a linear's output gradient as bf16 */
     uint16_t *xfb;   /* (BT,C) final-norm output as bf16 */
     uint16_t *dlogb; /* (chunk,V) dlogits as bf16 */
+    /* bf16 LoRA branch (bf16 mode, LoRA without dropout): per group g, the bf16 concatenation
+     * A_g (n_g r, K) of its targeted modules' A in module order, refreshed by bf16_sync; one
+     * product x·A_g^T per group forward, one for dA and one for dx backward (step.c). */
+    int lora_bf16;
+    int lgn[FT_LORA_NGROUP];     /* targeted modules per group */
+    int lslot[FT_LORA_NMOD];     /* module j's block in its group (-1: not targeted) */
+    uint16_t *lAg[FT_MAX_LAYERS][FT_LORA_NGROUP];
+    uint16_t *lAg_buf;           /* owns every lAg */
+    float *lus, *ldut;           /* (BT,r) s*u_j, dout_j·B_j */
+    float *ldug;                 /* (BT, 3r) du of a group */
+    uint16_t *ldugb;             /* (BT, 3r) the same as bf16 */
+    float *ldAg;                 /* (3r, maxK) dA of a group */
 };
 
 /* LoRA module geometry: in/out features of module j (0..6) for config c. */

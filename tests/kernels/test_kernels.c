@@ -194,6 +194,14 @@ static void naive_matmul(int M, int K, int N, int with_bias) {
     matmul_forward_naive(o2, inp, w, b, M, K, N);
     snprintf(name, sizeof name, "matmul forward M%d K%d N%d bias%d", M, K, N, with_bias);
     check_close(name, o1, o2, (size_t)M * N, MM_ATOL, MM_RTOL);
+    if (!with_bias) { /* accumulating forward: o1 = o2 + inp·w^T (naive: o2 + o2) */
+        memcpy(o1, o2, (size_t)M * N * sizeof(float));
+        matmul_forward_acc(o1, inp, w, M, K, N);
+        for (size_t i = 0; i < (size_t)M * N; i++) o2[i] += o2[i];
+        snprintf(name, sizeof name, "matmul forward_acc M%d K%d N%d", M, K, N);
+        check_close(name, o1, o2, (size_t)M * N, 2 * MM_ATOL, MM_RTOL);
+        matmul_forward_naive(o2, inp, w, NULL, M, K, N);
+    }
     /* backward into non-zero buffers: both must ADD */
     float *dout = rand_buf((size_t)M * N);
     float *gi1 = rand_buf((size_t)M * K), *gw1 = rand_buf((size_t)N * K), *gb1 = rand_buf(N);

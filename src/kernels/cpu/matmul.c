@@ -1,7 +1,7 @@
 /*
  * matmul: the nn.Linear product and its two gradients, in f32, through oneDNN's matmul primitive.
  *
- *   forward   out (M,N)  = inp (M,K) · w (N,K)^T + bias (N)
+ *   forward   out (M,N)  = inp (M,K) · w (N,K)^T + bias (N)   (matmul_forward_acc: out +=, no bias)
  *   backward  dinp (M,K) += dout (M,N) · w (N,K)
  *             dw (N,K)   += dout (M,N)^T · inp (M,K)
  *             dbias (N)  += sum_m dout (M,N)          (plain C reduction)
@@ -132,6 +132,12 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
     /* A = inp (M,K) row-major; B = w^T (K,N): element (k,n) at w[n*K + k] -> strides {1, K}. */
     mm_key key = {M, K, N, K, 1, 1, K, bias != NULL, 0};
     mm_run(&key, out, inp, w, bias);
+}
+
+void matmul_forward_acc(float *out, const float *inp, const float *w, int M, int K, int N) {
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    mm_key key = {M, K, N, K, 1, 1, K, 0, 1};
+    mm_run(&key, out, inp, w, NULL);
 }
 
 /*
