@@ -72,7 +72,15 @@ void ft_train_model_free(ft_train_model *tm);
 const ft_trainable *ft_train_tensors(const ft_train_model *tm, int *n);
 float *ft_train_params(ft_train_model *tm, size_t *n);
 float *ft_train_grads(ft_train_model *tm, size_t *n);
+/* Zero the gradients: the start of an optimizer step. In bf16 mode it also marks the bf16 copies
+ * of the trained weights stale, so the next micro-step (or eval) repacks them once — the
+ * micro-steps of one accumulation cycle then share one packing. */
 void ft_train_zero_grad(ft_train_model *tm);
+/* Say that the trainable parameters were written (an optimizer update, a checkpoint load, any
+ * direct write): the bf16 copies are repacked before the next micro-step or eval. A caller that
+ * writes parameters and then runs ft_train_eval or a micro-step without ft_train_zero_grad in
+ * between must call it (the f32 path reads the parameters directly and needs nothing). */
+void ft_train_params_changed(ft_train_model *tm);
 
 /* One micro-batch: forward, masked cross-entropy (labels == -100 carry no loss; label at
  * position t is the target for the prediction made at t, i.e. already shifted by the caller),

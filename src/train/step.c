@@ -411,10 +411,11 @@ static void model_forward(ft_train_model *tm, const int *inputs, const int *pos,
                         c->dim, c->rms_eps);
 }
 
-/* bf16 mode: repack the bf16 copies of trained weights (the optimizer changed them since the
- * last pass; frozen ones were packed once). */
+/* bf16 mode: repack the bf16 copies of trained weights (and the bf16 LoRA A stacks) when they
+ * are stale — once per optimizer step, not per micro-step; frozen ones were packed once. */
 static void bf16_sync(ft_train_model *tm) {
-    if (!tm->bf16) return;
+    if (!tm->bf16 || !tm->bf16_stale) return;
+    tm->bf16_stale = 0;
     for (int l = 0; l < tm->m->cfg.n_layers; l++)
         for (int j = 0; j < FT_LORA_NMOD; j++)
             if (tm->pw_trained[l][j]) bf16_weight_refresh(tm->pw[l][j]);
@@ -897,11 +898,13 @@ static ft_status setup_lora(ft_train_model *tm) {
 }
 
 /* bf16 mode (asked for, and the CPU has AVX512-BF16): a packed bf16 handle for every linear
- * weight and the head; trained ones are repacked at each pass (bf16_sync). Packing itself
- * happens on first use, inside the first step. */
+ * weight and the head; trained ones are repacked when stale (bf16_sync). Packing itself
+ * happens on first use, inside the first step. LoRA without dropout also gets the bf16 branch
+ * (lora_group_forward): the group stacks of A. */
 static ft_status setup_bf16(ft_train_model *tm) {
     const ft_config *c = &tm->m->cfg;
     tm->bf16 = tm->opt.bf16 && ft_cpu_has_bf16();
+    tm->bf16_stale = 1;
     if (!tm->bf16) return FT_OK;
     for (int l = 0; l < c->n_layers; l++) {
         const ft_layer *w = &tm->w.layers[l], *dw = &tm->dw.layers[l];
@@ -1035,6 +1038,11 @@ float *ft_train_grads(ft_train_model *tm, size_t *n) {
 
 void ft_train_zero_grad(ft_train_model *tm) {
     zero(tm->grads, tm->n_params);
+    tm->bf16_stale = 1;
+}
+
+void ft_train_params_changed(ft_train_model *tm) {
+    tm->bf16_stale = 1;
 }
 
 uint64_t ft_train_rng_state(const ft_train_model *tm) {

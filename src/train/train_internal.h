@@ -77,7 +77,8 @@ struct ft_train_model {
     int bf16;
     ft_bf16_weight *pw[FT_MAX_LAYERS][FT_LORA_NMOD]; /* packed q k v o gate up down */
     ft_bf16_weight *phead;                           /* packed lm_head / tied embedding */
-    unsigned char pw_trained[FT_MAX_LAYERS][FT_LORA_NMOD], phead_trained; /* repack per step */
+    unsigned char pw_trained[FT_MAX_LAYERS][FT_LORA_NMOD], phead_trained; /* repacked when stale */
+    int bf16_stale; /* trained weights written since the last packing (zero_grad, params_changed) */
     uint16_t *doutb; /* (BT, max(C,HD,F)) a linear's output gradient as bf16 */
     uint16_t *xfb;   /* (BT,C) final-norm output as bf16 */
     uint16_t *dlogb; /* (chunk,V) dlogits as bf16 */

@@ -225,6 +225,7 @@ ft_status ft_train_step_packed(ft_train_model *tm, ft_adamw *opt, const int *inp
         return ft_errorf(FT_ERR_ARG, "loss is %g (diverged; lower learning_rate?)", *loss);
     *grad_norm = ft_clip_grad_norm(grads, n_grads, max_grad_norm);
     ft_adamw_step(opt, params, grads, tens, n_t, lr);
+    ft_train_params_changed(tm);
     return FT_OK;
 }
 
@@ -260,6 +261,7 @@ static ft_status train_loop(run_t *r) {
         }
         if (dir) {
             st = ft_checkpoint_load(dir, &s, tens, n_t, params, &r->opt);
+            ft_train_params_changed(r->tm);
             if (st) {
                 free(dir);
                 return ft_error_wrap(st, "resume_from_checkpoint");

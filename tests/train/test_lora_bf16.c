@@ -17,6 +17,11 @@
  * of the groups (a mutation tried while writing this test) gives 0.18-0.21; a missing dA, B
  * term or scale gives O(1).
  * Without AVX512-BF16 both runs are the f32 path: the gradients must then be bit-identical.
+ *
+ * Also here, the repacking rule of the bf16 copies of trained weights (once per optimizer step,
+ * src/train/step.c bf16_sync): full fine-tuning in bf16 mode, weights halved in place after a
+ * micro-step; after ft_train_params_changed, eval must see the new weights — the same loss, bit
+ * for bit, as a freshly built train model on them — and not the stale packs.
  */
 #include "../test.h"
 
@@ -126,6 +131,41 @@ static void compare(ft_model *m, const char *what, unsigned targets, float dropo
     free(g32), free(g16);
 }
 
+/* ft_train_params_changed makes the next eval repack the trained weights. */
+static void stale_repack(ft_model *m, const int *ids, const int *lab) {
+    ft_train_options o;
+    memset(&o, 0, sizeof o);
+    o.method = FT_METHOD_FULL;
+    o.B = NB, o.T = NT, o.seed = 3, o.bf16 = 1;
+    ft_train_model *tm, *fresh;
+    if (ft_train_model_init(&tm, m, &o)) {
+        CHECK("train init (full)", 0, "%s", ft_error_message());
+        return;
+    }
+    double nll0, nll1, nll2, nll;
+    int64_t c0, c1, c2, c;
+    ft_train_zero_grad(tm);
+    ft_train_micro_step(tm, ids, lab, NULL, NULL, NB, NT, 1.0f, &nll, &c);
+    ft_train_eval(tm, ids, lab, NULL, NULL, NB, NT, &nll0, &c0);
+    size_t n;
+    float *p = ft_train_params(tm, &n); /* full FT: the model's own weights */
+    for (size_t i = 0; i < n; i++) p[i] *= 0.5f;
+    ft_train_params_changed(tm);
+    ft_train_eval(tm, ids, lab, NULL, NULL, NB, NT, &nll1, &c1);
+    if (ft_train_model_init(&fresh, m, &o)) {
+        CHECK("train init (fresh)", 0, "%s", ft_error_message());
+        ft_train_model_free(tm);
+        return;
+    }
+    ft_train_eval(fresh, ids, lab, NULL, NULL, NB, NT, &nll2, &c2);
+    CHECK("bf16 full FT: eval after ft_train_params_changed sees the new weights",
+          nll1 == nll2 && (nll1 != nll0 || !ft_cpu_has_bf16()),
+          "nll before %.9g, after %.9g, fresh model %.9g", nll0, nll1, nll2);
+    for (size_t i = 0; i < n; i++) p[i] *= 2.0f; /* exact: restores the weights */
+    ft_train_model_free(fresh);
+    ft_train_model_free(tm);
+}
+
 int main(void) {
     ft_model m;
     if (ft_model_load(&m, "models/stories15M")) {
@@ -143,6 +183,7 @@ int main(void) {
     compare(&m, "all linear", FT_LORA_ALL_LINEAR, 0.0f, ids, lab);
     compare(&m, "q v up down", FT_LORA_Q | FT_LORA_V | FT_LORA_UP | FT_LORA_DOWN, 0.0f, ids, lab);
     compare(&m, "all linear, dropout 0.1", FT_LORA_ALL_LINEAR, 0.1f, ids, lab);
+    stale_repack(&m, ids, lab);
     ft_model_free(&m);
     return ft_test_exit();
 }
