@@ -16,7 +16,9 @@
  *   P_ts = exp(c q_t·k_s - lse_t) ; dP_ts = dout_t · v_s ; dS_ts = P_ts (dP_ts - delta_t)
  *   dv_s += P_ts dout_t ; dq_t += c dS_ts k_s ; dk_s += c dS_ts q_t
  * Work is O(T^2 D) like the exact kernel; memory beyond inputs/outputs is O(B H T) (lse).
- * Parallelism: forward over (b, h, t); backward over (b, kv-head) — B*KV tasks.
+ * Parallelism: forward over (b, h, t); backward over (b, kv-head) — B*KV tasks. Inner products
+ * (scores, P·V, the dk/dv/dq updates) keep their outputs in 16-lane registers (ft_v16f) for head
+ * dims 32, 48, 64, 96, 128; other D take the plain loops (same arithmetic, same order).
  *
  * Not here: bf16 operands (softmax and its gradients stay f32 in the mixed-precision mode), the
  * KV-cache inference form (attention_forward_cached).
@@ -52,24 +54,126 @@ static inline void transpose_block(float *kt, const float *x, int64_t ld, int n,
         for (int d = 0; d < D; d++) kt[d * FA_BLOCK + s] = x[s * ld + d];
 }
 
-/* S (nr, FA_BLOCK) = A (nr rows of D, stride lda) · kt (D, FA_BLOCK) */
+/* S (nr, FA_BLOCK) = A (nr rows of D, stride lda) · kt (D, FA_BLOCK). Four rows at a time share
+ * each loaded kt row (16 accumulators in registers); every S element is the sum over d in
+ * ascending order from 0, as a plain loop computes it. */
+#define FA_NV (FA_BLOCK / 16)
+static inline __attribute__((always_inline)) void scores_rows(float *S, const float *A, int64_t lda,
+                                                              const float *kt, int D,
+                                                              const int nrow) {
+    ft_v16f acc[4][FA_NV], kv[FA_NV];
+#pragma GCC unroll 4
+    for (int q = 0; q < nrow; q++)
+#pragma GCC unroll 4
+        for (int c = 0; c < FA_NV; c++) acc[q][c] = (ft_v16f){0};
+    for (int d = 0; d < D; d++) {
+#pragma GCC unroll 4
+        for (int c = 0; c < FA_NV; c++) memcpy(&kv[c], kt + d * FA_BLOCK + 16 * c, sizeof kv[c]);
+#pragma GCC unroll 4
+        for (int q = 0; q < nrow; q++) {
+            const float a = A[q * lda + d];
+#pragma GCC unroll 4
+            for (int c = 0; c < FA_NV; c++) acc[q][c] += a * kv[c];
+        }
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < nrow; q++)
+#pragma GCC unroll 4
+        for (int c = 0; c < FA_NV; c++)
+            memcpy(S + q * FA_BLOCK + 16 * c, &acc[q][c], sizeof acc[q][c]);
+}
+
 static inline void tile_scores(float *S, const float *A, int64_t lda, const float *kt, int nr,
                                int D) {
-    for (int r = 0; r < nr; r++) {
-        float acc[FA_BLOCK];
-#pragma omp simd
-        for (int s = 0; s < FA_BLOCK; s++) acc[s] = 0.0f;
-        const float *a = A + r * lda;
-        for (int d = 0; d < D; d++) {
-            float ad = a[d];
-            const float *kd = kt + d * FA_BLOCK;
-#pragma omp simd
-            for (int s = 0; s < FA_BLOCK; s++) acc[s] += ad * kd[s];
+    int r = 0;
+    for (; r + 4 <= nr; r += 4) scores_rows(S + r * FA_BLOCK, A + r * lda, lda, kt, D, 4);
+    for (; r < nr; r++) scores_rows(S + r * FA_BLOCK, A + r * lda, lda, kt, D, 1);
+}
+
+/* Register-blocked row updates for head dims D = 16 nd (nd <= FA_VMAX): the D outputs stay in
+ * nd 16-lane registers across the loop over keys (the plain loops kept them in memory: a load
+ * and a store per multiply-add). Same arithmetic in the same order as the plain loops, so the
+ * results are bit-identical; callers fall back to the plain loops for other D. */
+#define FA_VMAX 8
+
+/* o (D) = o * corr + sum_i p[i] v_i   (v_i = v + i ldv) */
+static inline __attribute__((always_inline)) void pv_row(float *o, float corr, const float *p,
+                                                         const float *v, int64_t ldv, int n,
+                                                         const int nd) {
+    ft_v16f acc[FA_VMAX], t;
+#pragma GCC unroll 8
+    for (int c = 0; c < nd; c++) {
+        memcpy(&acc[c], o + 16 * c, sizeof t);
+        acc[c] *= corr;
+    }
+    for (int i = 0; i < n; i++) {
+        const float pi = p[i], *vi = v + i * ldv;
+#pragma GCC unroll 8
+        for (int c = 0; c < nd; c++) {
+            memcpy(&t, vi + 16 * c, sizeof t);
+            acc[c] += pi * t;
         }
-#pragma omp simd
-        for (int s = 0; s < FA_BLOCK; s++) S[r * FA_BLOCK + s] = acc[s];
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < nd; c++) memcpy(o + 16 * c, &acc[c], sizeof t);
+}
+
+/* gv (D) += sum_r P[r] go_r ; gk (D) += sum_r dS[r] q_r over rows with P[r] != 0 (P, dS with
+ * stride FA_BLOCK; go_r, q_r with stride ld) */
+static inline __attribute__((always_inline)) void dkv_row(float *gv, float *gk, const float *P,
+                                                          const float *dS, const float *go,
+                                                          const float *q, int64_t ld, int nr,
+                                                          const int nd) {
+    ft_v16f av[FA_VMAX], ak[FA_VMAX], t;
+#pragma GCC unroll 8
+    for (int c = 0; c < nd; c++) {
+        memcpy(&av[c], gv + 16 * c, sizeof t);
+        memcpy(&ak[c], gk + 16 * c, sizeof t);
+    }
+    for (int r = 0; r < nr; r++) {
+        const float p = P[r * FA_BLOCK], g = dS[r * FA_BLOCK];
+        if (p == 0.0f) continue;
+        const float *gr = go + r * ld, *qr = q + r * ld;
+#pragma GCC unroll 8
+        for (int c = 0; c < nd; c++) {
+            memcpy(&t, gr + 16 * c, sizeof t);
+            av[c] += p * t;
+            memcpy(&t, qr + 16 * c, sizeof t);
+            ak[c] += g * t;
+        }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < nd; c++) {
+        memcpy(gv + 16 * c, &av[c], sizeof t);
+        memcpy(gk + 16 * c, &ak[c], sizeof t);
     }
 }
+
+/* gq (D) += sum_i dS[i] k_i over keys with P[i] != 0 */
+static inline __attribute__((always_inline)) void dq_row(float *gq, const float *P, const float *dS,
+                                                         const float *k, int64_t ldk, int n,
+                                                         const int nd) {
+    ft_v16f acc[FA_VMAX], t;
+#pragma GCC unroll 8
+    for (int c = 0; c < nd; c++) memcpy(&acc[c], gq + 16 * c, sizeof t);
+    for (int i = 0; i < n; i++) {
+        if (P[i] == 0.0f) continue;
+        const float g = dS[i], *ki = k + i * ldk;
+#pragma GCC unroll 8
+        for (int c = 0; c < nd; c++) {
+            memcpy(&t, ki + 16 * c, sizeof t);
+            acc[c] += g * t;
+        }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < nd; c++) memcpy(gq + 16 * c, &acc[c], sizeof t);
+}
+
+/* dispatch on the head dim with nd a compile-time constant (so acc[] lives in registers);
+ * returns 0 when D has no blocked form */
+#define FA_DISPATCH(D, call)                                                                       \
+    ((D) == 48 ? (call(3), 1) : (D) == 64 ? (call(4), 1) : (D) == 128 ? (call(8), 1)               \
+               : (D) == 32 ? (call(2), 1) : (D) == 96 ? (call(6), 1) : 0)
 
 void attention_flash_forward(float *out, float *lse, const float *q, const float *k,
                              const float *v, const int *seg, int B, int T, int H, int KV, int D) {
@@ -114,6 +218,9 @@ void attention_flash_forward(float *out, float *lse, const float *q, const float
                         }
                         l[r] = l[r] * corr + sum;
                         m[r] = mn;
+#define FA_PV(nd) pv_row(orow, corr, x, vs, ldk, ns, nd)
+                        if (FA_DISPATCH(D, FA_PV)) continue;
+#undef FA_PV
 #pragma omp simd
                         for (int d = 0; d < D; d++) orow[d] *= corr;
                         for (int i = 0; i < ns; i++) {
@@ -184,6 +291,13 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
                                     if (!seen(seg, b, T, s0 + i, t)) pr[i] = dr[i] = 0.0f;
                         }
                         /* dv_s += sum_r P_rs dout_r ; dk_s += sum_r dS_rs q_r */
+                        int blocked = 1;
+                        for (int i = 0; i < ns && blocked; i++) {
+#define FA_DKV(nd) dkv_row(gv + i * D, gk + i * D, P + i, dS + i, go, qt, ldq, nr, nd)
+                            blocked = FA_DISPATCH(D, FA_DKV);
+#undef FA_DKV
+                        }
+                        if (!blocked)
                         for (int r = 0; r < nr; r++) {
                             const float *gor = go + r * ldq, *qr = qt + r * ldq;
                             for (int i = 0; i < ns; i++) {
@@ -201,6 +315,9 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
                         if (dq)
                             for (int r = 0; r < nr; r++) {
                                 float *gq = dq + ((b * T + t0 + r) * H + h) * D;
+#define FA_DQ(nd) dq_row(gq, P + r * FA_BLOCK, dS + r * FA_BLOCK, ks, ldk, ns, nd)
+                                if (FA_DISPATCH(D, FA_DQ)) continue;
+#undef FA_DQ
                                 for (int i = 0; i < ns; i++) {
                                     float c = dS[r * FA_BLOCK + i];
                                     if (P[r * FA_BLOCK + i] == 0.0f) continue;
