@@ -58,12 +58,16 @@ void matmul_bf16w_forward(float *out, const uint16_t *inp, ft_bf16_weight *w, co
 void matmul_bf16w_backward_input(float *dinp, const uint16_t *dout, ft_bf16_weight *w, int M);
 
 /* Fused forms for the bf16 step (fused_bf16.c): the f32 kernel's result also written as bf16 in
- * the same pass; bit-identical to rmsnorm_forward / swiglu_forward followed by bf16_from_f32.
- * out may be NULL (only the bf16 copy is wanted). */
+ * the same pass. rmsnorm_forward_bf16 is bit-identical to rmsnorm_forward followed by
+ * bf16_from_f32; the swiglu forms evaluate exp vectorized (within a few ulp of expf), so they
+ * match swiglu_forward / swiglu_backward to ~1e-6 relative, not bit for bit (the f32 path keeps
+ * the exact kernels). out may be NULL (only the bf16 copy is wanted). */
 void rmsnorm_forward_bf16(float *out, uint16_t *outb, float *rstd, const float *inp,
                           const float *weight, int M, int C, float eps);
 void swiglu_forward_bf16(float *out, uint16_t *outb, const float *gate, const float *up,
                          size_t N);
+void swiglu_backward_fast(float *dgate, float *dup, const float *dout, const float *gate,
+                          const float *up, size_t N);
 
 /* out (M,C) = inp / sqrt(mean(inp^2) + eps) * weight ; rstd (M) saved (may be NULL). */
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int M, int C,

@@ -331,7 +331,10 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
         const float *const douts[FT_LORA_NMOD] = {NULL, NULL, NULL, NULL, NULL, NULL, dres};
         lora_group_backward(tm, l, 3, douts, tm->dhact, a->hactb, a->lug[3], BT, F);
     }
-    swiglu_backward(tm->dgate, tm->dup, tm->dhact, a->gate, a->up, (size_t)BT * F);
+    if (tm->bf16) /* vectorized exp, like swiglu_forward_bf16 in the forward */
+        swiglu_backward_fast(tm->dgate, tm->dup, tm->dhact, a->gate, a->up, (size_t)BT * F);
+    else
+        swiglu_backward(tm->dgate, tm->dup, tm->dhact, a->gate, a->up, (size_t)BT * F);
     zero(dln, (size_t)BT * C);
     linear_backward(tm, dln, dw->w_gate, dw->b_gate, tm->dgate, a->ln2, a->ln2b, w->w_gate,
                     a->lu[4], l, 4, BT, C, F);
