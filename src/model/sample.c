@@ -137,10 +137,11 @@ ft_status ft_generate(const ft_model *m, const int *prompt, int n_prompt, int ma
     *n_out = 0;
     if (n_prompt < 1) return ft_errorf(FT_ERR_ARG, "generate: the prompt needs at least one token");
     if (max_new < 0) return ft_errorf(FT_ERR_ARG, "generate: max_new_tokens %d < 0", max_new);
-    int max_seq = c->max_seq_len > 0 ? c->max_seq_len : n_prompt + max_new;
+    const int ctx = ft_config_context(c);
+    int max_seq = ctx > 0 ? ctx : n_prompt + max_new;
     if (n_prompt > max_seq)
-        return ft_errorf(FT_ERR_ARG, "generate: prompt of %d tokens exceeds the model's %d positions",
-                         n_prompt, max_seq);
+        return ft_errorf(FT_ERR_ARG, "generate: prompt of %d tokens exceeds the model's %d positions%s",
+                         n_prompt, max_seq, ctx == c->sliding_window ? " (its sliding window)" : "");
     if ((int64_t)n_prompt + max_new < max_seq) max_seq = n_prompt + max_new;
     ft_kv_cache cache;
     ft_sampler smp;
