@@ -4,6 +4,8 @@
  * Order of the transforms, as Hugging Face's generate applies its warpers: temperature, then top-k,
  * then top-p (nucleus), then a draw from the renormalised distribution. temperature == 0 is greedy
  * (argmax; the lowest id wins ties, as torch.argmax). Probabilities are computed in double.
+ * top-k keeps every token whose probability equals the k-th largest (HF removes only the tokens
+ * strictly below it), so ties at the cut are all candidates.
  *
  * RNG: the seed is expanded by splitmix64 into a non-zero 64-bit state, and each draw advances a
  * xorshift64* generator (Vigna 2016: x ^= x >> 12; x ^= x << 25; x ^= x >> 27; out = x * 2685821657736338717).
@@ -103,7 +105,11 @@ int ft_sampler_next(ft_sampler *s, const float *logits) {
             if (n == 0) return argmax(logits, V);
         }
         qsort_r(s->idx, (size_t)n, sizeof(int), by_prob_desc, s->prob);
-        if (n > k) n = k;
+        if (n > k) { /* HF's TopKLogitsWarper keeps every token tied with the k-th */
+            const float kth = s->prob[s->idx[k - 1]];
+            while (k < n && s->prob[s->idx[k]] == kth) k++;
+            n = k;
+        }
         if (s->p.top_p < 1.0f) {
             /* renormalise over the top-k, then keep the smallest prefix whose mass reaches p
              * (the token that crosses p is kept, so at least one token always remains) */
