@@ -108,7 +108,8 @@ typedef struct {
 } ft_train_state;
 
 /* What a run's result depends on besides the state above: the settings that shape the trajectory
- * (learning rate, schedule and its length, batch shape, method, seed, precision, ...), the base
+ * (learning rate and schedule, batch shape, method, seed, precision, ...; not the run's length, so
+ * a run can be extended), the base
  * model and the training rows, as key -> printable value (model and data as 64-bit fingerprints).
  * Every checkpoint records it and a resume compares it, so a run is never continued by mistake with
  * another learning rate, dataset or base model (that would not give "the same result").

@@ -192,8 +192,10 @@ static uint64_t model_fingerprint(const ft_model *m) {
     return h;
 }
 
-/* Everything besides the checkpointed state that decides what the run computes (ft_run_id). */
-static void run_identity(run_t *r, int64_t total) {
+/* Everything besides the checkpointed state that decides what the run computes (ft_run_id).
+ * The run's length (max_steps / num_epochs) is not in it: a run may be extended (the schedule then
+ * follows the new length from the checkpoint on, as in HF's Trainer). */
+static void run_identity(run_t *r) {
     const ft_train_config *c = r->cfg;
     ft_run_id *id = &r->id;
     static const char *const methods[] = {"full", "freeze", "lora"};
@@ -213,7 +215,6 @@ static void run_identity(run_t *r, int64_t total) {
     ft_run_id_set(id, "sequence_len", "%d", r->T);
     ft_run_id_set(id, "micro_batch_size", "%d", r->B);
     ft_run_id_set(id, "gradient_accumulation_steps", "%d", c->gradient_accumulation_steps);
-    ft_run_id_set(id, "total steps", "%" PRId64, total);
     ft_run_id_set(id, "learning_rate", "%.9g", c->learning_rate);
     ft_run_id_set(id, "lr_scheduler", "%s", ft_schedule_name(c->lr_scheduler));
     ft_run_id_set(id, "warmup_steps", "%" PRId64, c->warmup_steps);
@@ -318,7 +319,7 @@ static ft_status train_loop(run_t *r) {
     const int64_t eval_every = ft_train_config_steps(c->eval_steps, total);
 
     if ((st = ft_adamw_init(&r->opt, n_params, &c->adam))) return st;
-    run_identity(r, total);
+    run_identity(r);
     ft_train_state s = {0};
     s.model_rng = ft_train_rng_state(r->tm);
     char metrics_path[4096];
