@@ -435,6 +435,7 @@ ft_status ft_train_run(const ft_train_config *c) {
             goto done;
     if ((st = ft_model_load(&r.model, c->base_model))) goto done;
     if ((st = ft_tokenizer_load(&r.tok, c->base_model))) goto done;
+    if ((st = ft_train_config_check_model(c, &r.model.cfg))) goto done;
     int eos = ft_tokenizer_eos_id(r.tok);
     if (eos < 0) eos = r.model.cfg.eos_id;
     if (eos < 0) {
@@ -492,6 +493,11 @@ ft_status ft_train_run(const ft_train_config *c) {
                           .T = r.T,
                           .grad_checkpointing = c->gradient_checkpointing,
                           .bf16 = c->bf16,
+                          .tok_embed = c->tok_embed,
+                          .n_tok_embed = c->n_tok_embed,
+                          .tok_head = c->tok_head,
+                          .n_tok_head = c->n_tok_head,
+                          .tok_as_dict = c->tok_as_dict,
                           .seed = c->seed};
     if ((st = ft_train_model_init(&r.tm, &r.model, &o))) goto done;
     const size_t step_tokens = (size_t)r.B * (size_t)c->gradient_accumulation_steps * (size_t)r.T;
