@@ -418,6 +418,95 @@ static ft_status train_loop(run_t *r) {
     return FT_OK;
 }
 
+/* out = "a, b, ..." : ids[0..n) followed by the comma-separated `more` */
+static void ids_union(char *out, size_t cap, const int *ids, int n, const char *more) {
+    size_t k = 0;
+    out[0] = 0;
+    for (int i = 0; i < n && k + 16 < cap; i++)
+        k += (size_t)snprintf(out + k, cap - k, "%s%d", i ? ", " : "", ids[i]);
+    if (k + 3 < cap) snprintf(out + k, cap - k, "%s%s", n ? ", " : "", more);
+}
+
+/* LoRA cannot move an embedding or head row. A trained target token whose head row (the tied
+ * embedding's) is a near-copy of many other rows, typically a token the base model never saw in
+ * pretraining (stories15M's EOS shares its direction with ~18000 unused rows), can then never win
+ * the softmax. Warn once, naming such ids and the key that trains them (as Unsloth warns about
+ * untrained tokens). A row counts as degenerate when it points along the mean row (cos > 0.99,
+ * which a vocabulary of trained rows never does) and, of up to 4096 rows sampled at a fixed stride,
+ * at least 4 (~100 in the whole vocabulary of 32000) lie within cos > 0.9999 of it. Cost: one pass
+ * over the head for the mean, then per distinct trained id one dot product, and the sampled count
+ * only for the few ids that pass the first test. */
+static void warn_untrainable_tokens(const ft_train_config *c, const ft_model *m,
+                                    const ft_sft_dataset *ds) {
+    const ft_config *mc = &m->cfg;
+    const int V = mc->vocab_size, C = mc->dim, tied = !m->w.lm_head;
+    const float *W = tied ? m->w.embed : m->w.lm_head; /* (V, C) */
+    unsigned char *seen = calloc((size_t)V, 1);
+    double *mu = calloc((size_t)C, sizeof(double));
+    if (!seen || !mu) goto done;
+    for (int64_t i = 0; i < ds->n_train; i++) {
+        const ft_sft_sample *smp = &ds->samples[ds->train[i]];
+        for (int t = 0; t < smp->n; t++)
+            if (smp->labels[t] >= 0 && smp->labels[t] < V) seen[smp->labels[t]] = 1;
+    }
+    const int *have = tied ? c->tok_embed : c->tok_head;
+    int n_have = tied ? c->n_tok_embed : c->n_tok_head;
+    for (int k = 0; k < n_have; k++)
+        if (have[k] < V) seen[have[k]] = 0; /* already trained as tokens */
+    for (int v = 0; v < V; v++)
+        for (int j = 0; j < C; j++)
+            mu[j] += W[(size_t)v * C + j];
+    double mn = 0;
+    for (int j = 0; j < C; j++)
+        mn += mu[j] * mu[j];
+    mn = sqrt(mn);
+    int stride = V > 4096 ? (V + 4095) / 4096 : 1;
+    char list[512];
+    size_t len = 0;
+    int n_bad = 0;
+    list[0] = 0;
+    for (int v = 0; v < V && mn > 0; v++) {
+        if (!seen[v]) continue;
+        const float *r = W + (size_t)v * C;
+        double d = 0, rn = 0;
+        for (int j = 0; j < C; j++)
+            d += r[j] * mu[j], rn += (double)r[j] * r[j];
+        if (!(rn > 0) || d / (sqrt(rn) * mn) <= 0.99) continue;
+        int near = 0;
+        for (int u = 0; u < V && near < 4; u += stride) {
+            const float *q = W + (size_t)u * C;
+            double e = 0, qn = 0;
+            for (int j = 0; j < C; j++)
+                e += (double)r[j] * q[j], qn += (double)q[j] * q[j];
+            near += u != v && qn > 0 && e / sqrt(rn * qn) > 0.9999;
+        }
+        if (near < 4) continue;
+        if (len + 16 < sizeof list)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%d", n_bad ? ", " : "", v);
+        n_bad++;
+    }
+    if (n_bad) {
+        /* the suggested value: the ids the config already trains, then the new ones */
+        char sug_e[640], sug_h[640];
+        ids_union(sug_e, sizeof sug_e, c->tok_embed, c->n_tok_embed, list);
+        ids_union(sug_h, sizeof sug_h, c->tok_head, c->n_tok_head, list);
+        if (tied)
+            fprintf(stderr,
+                    "ftune: warning: trained token id(s) %s: the tied embedding row is a near-copy "
+                    "of many others (untrained in the base model?), which LoRA cannot change; "
+                    "set peft_trainable_token_indices: [%s]\n", list, sug_e);
+        else
+            fprintf(stderr,
+                    "ftune: warning: trained token id(s) %s: the lm_head row is a near-copy of "
+                    "many others (untrained in the base model?), which LoRA cannot change; set "
+                    "peft_trainable_token_indices: {embed_tokens: [%s], lm_head: [%s]}\n", list,
+                    sug_e, sug_h);
+    }
+done:
+    free(seen);
+    free(mu);
+}
+
 ft_status ft_train_run(const ft_train_config *c) {
     run_t r;
     memset(&r, 0, sizeof r);
@@ -470,6 +559,7 @@ ft_status ft_train_run(const ft_train_config *c) {
             goto done;
         r.n_train = r.sft_train.n;
         r.n_val = r.sft_val.n;
+        if (c->method == FT_METHOD_LORA) warn_untrainable_tokens(c, &r.model, &r.sds);
         fprintf(stderr,
                 "ftune: %lld samples (%lld train, %lld validation) -> %lld + %lld rows of %d "
                 "tokens%s; template %s; %lld trained target tokens\n",

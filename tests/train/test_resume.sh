@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Exact resume: a LoRA run (dropout on, so the RNG state matters; 2 micro-batches per step) killed
+# Exact resume: a LoRA run (dropout on, so the RNG state matters; 2 micro-batches per step; PEFT
+# trainable tokens for EOS and "▁the", whose rows live in the same flat buffers) killed
 # with SIGKILL at a random moment after its second checkpoint, then resumed with
 # resume_from_checkpoint: auto, must end with an adapter bit-identical to an uninterrupted run's,
 # and log the same losses. Every checkpoint-N visible after the kill must be complete, and any
@@ -24,6 +25,7 @@ lora_r: 4
 lora_alpha: 8
 lora_dropout: 0.1
 lora_target_modules: [q_proj, v_proj, down_proj]
+peft_trainable_token_indices: [2, 278]
 micro_batch_size: 1
 gradient_accumulation_steps: 2
 max_steps: 10
