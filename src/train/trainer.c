@@ -204,6 +204,14 @@ static void run_identity(run_t *r, int64_t total) {
         ft_run_id_set(id, "lora_dropout", "%g", (double)c->lora.dropout);
         ft_run_id_set(id, "peft_use_rslora", "%s", c->lora.use_rslora ? "true" : "false");
         ft_run_id_set(id, "lora_target_modules", "0x%02x", c->lora.targets);
+        if (c->n_tok_embed || c->n_tok_head) { /* the rows trained: a resume must train the same */
+            uint64_t h = FT_FNV_SEED;
+            h = ft_fnv1a(h, c->tok_embed, sizeof(int) * (size_t)c->n_tok_embed);
+            h = ft_fnv1a(h, "|", 1);
+            h = ft_fnv1a(h, c->tok_head, sizeof(int) * (size_t)c->n_tok_head);
+            ft_run_id_set(id, "peft_trainable_token_indices", "%d + %d ids, %016" PRIx64,
+                          c->n_tok_embed, c->n_tok_head, h);
+        }
     }
     if (c->method == FT_METHOD_FREEZE) {
         uint64_t h = FT_FNV_SEED;

@@ -111,6 +111,15 @@ if [ $rc -ne 0 ] && grep -q "trained with learning_rate 0.003, this run has 0.00
 else
     echo "FAIL resume_refuses_other_learning_rate: rc $rc: $(tail -1 "$D/c.log")"
 fi
+# other trainable tokens, same count (same tensor shapes): refused too, naming the key
+"$FTUNE_REL" train "$D/cfg.yaml" --set output_dir="$D/a" --set resume_from_checkpoint=auto \
+    --set "peft_trainable_token_indices=[2, 279]" > "$D/t.log" 2>&1
+rc=$?
+if [ $rc -ne 0 ] && grep -q "peft_trainable_token_indices" "$D/t.log"; then
+    echo "PASS resume_refuses_other_trainable_tokens"
+else
+    echo "FAIL resume_refuses_other_trainable_tokens: rc $rc: $(tail -1 "$D/t.log")"
+fi
 for i in 1 2 4; do cat "$MOBY/chapter_$i.json"; echo; done > "$D/moby_other.jsonl"
 sed "s#$D/moby.jsonl#$D/moby_other.jsonl#" "$D/cfg.yaml" > "$D/cfg_other.yaml"
 "$FTUNE_REL" train "$D/cfg_other.yaml" --set output_dir="$D/a" --set resume_from_checkpoint=auto \
