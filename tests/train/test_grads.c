@@ -4,7 +4,8 @@
  * qwen2 with q/k/v biases, qwen3 with q/k norm, llama with attention and MLP biases), the loss and the gradient of every trainable
  * tensor for full fine-tuning, LoRA (plain and rsLoRA, all-linear and subsets) and a freeze
  * pattern, and LoRA with PEFT trainable tokens (tied list form, untied dict form with lm_head rows,
- * untied list form). Plus engine properties that need no reference: gradient checkpointing gives
+ * untied list form; also their adapter round trip: ft_lora_save -> ft_adapter_apply gives the
+ * same loss, rows in place, trainable_token_indices in PEFT's form). Plus engine properties that need no reference: gradient checkpointing gives
  * bit-identical gradients (also with LoRA dropout), micro-steps ADD into the gradients, eval's
  * loss equals the training loss, a packed batch of two samples equals the two run separately,
  * a freeze pattern matching nothing is an error naming it, LoRA init, decay flags, and
@@ -27,6 +28,7 @@
 #include "ftune/core.h"
 #include "ftune/kernels.h"
 #include "ftune/model.h"
+#include "ftune/peft.h"
 #include "ftune/safetensors.h"
 #include "ftune/train.h"
 
@@ -637,6 +639,58 @@ static void test_tokens(const char *model, ft_model *m) {
                 CHECK(label, 0, "bf16 init: %s", ft_error_message());
             }
         }
+        /* the adapter round trip: ft_lora_save, then ft_adapter_apply (what --adapter and
+         * `ftune merge` do) on a fresh copy of the model gives the same loss without any adapter
+         * in the step, and the token rows land in the embedding / head */
+        char dir[700], mdir[1024];
+        snprintf(dir, sizeof dir, "%s/tok_adapter_%s", tmp_dir, model);
+        snprintf(mdir, sizeof mdir, "%s/grads/%s", ref_dir, model);
+        ft_model m2;
+        ft_status st2 = ft_lora_save(tm, dir, mdir);
+        if (st2 == FT_OK) st2 = ft_model_load(&m2, mdir);
+        if (st2 == FT_OK) {
+            st2 = ft_adapter_apply(&m2, dir);
+            int rows_ok = st2 == FT_OK;
+            for (int i = 0; rows_ok && i < n; i++) {
+                int head = strstr(t[i].name, "lm_head.token_adapter") != NULL;
+                if (!head && !strstr(t[i].name, "embed_tokens.token_adapter")) continue;
+                const float *W = head ? m2.w.lm_head : m2.w.embed;
+                for (int k = 0; rows_ok && k < t[i].rows; k++)
+                    rows_ok = !memcmp(W + (size_t)(head ? ids_h : ids_e)[k] * C,
+                                      t[i].param + (size_t)k * C, C * 4);
+            }
+            ft_train_options of = base_opts(FT_METHOD_FULL, &b);
+            ft_train_model *tf = NULL;
+            double mnll = 0;
+            int64_t mn = 0;
+            if (rows_ok && ft_train_model_init(&tf, &m2, &of) == FT_OK)
+                ft_train_eval(tf, b.inputs, b.labels, NULL, NULL, b.B, b.T, &mnll, &mn);
+            ft_train_model_free(tf);
+            snprintf(name, sizeof name, "%s_adapter_merge_round_trip", label);
+            CHECK(name, rows_ok && mn == b.n_targets && fabs(mnll / mn - loss) <= 1e-5 * loss,
+                  "%s; rows %s; merged loss %.9g vs %.9g", st2 ? ft_error_message() : "loaded",
+                  rows_ok ? "in place" : "wrong", mn ? mnll / mn : 0.0, loss);
+            ft_model_free(&m2);
+        } else {
+            CHECK(label, 0, "adapter round trip: %s", ft_error_message());
+        }
+        /* adapter_config.json: PEFT's list or dict form, as given */
+        char path[800], *text = NULL;
+        snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+        if (ft_read_file(path, &text, NULL) == FT_OK) {
+            cJSON *j = cJSON_Parse(text);
+            const cJSON *tti = cJSON_GetObjectItem(j, "trainable_token_indices");
+            const cJSON *le = isdict[0] ? cJSON_GetObjectItem(tti, "embed_tokens") : tti;
+            const cJSON *lh = cJSON_GetObjectItem(tti, "lm_head");
+            int ok = cJSON_IsArray(le) && cJSON_GetArraySize(le) == ne &&
+                     cJSON_GetArrayItem(le, 0)->valueint == ids_e[0] &&
+                     (isdict[0] ? cJSON_IsObject(tti) && cJSON_GetArraySize(lh) == nh
+                                : cJSON_IsArray(tti));
+            snprintf(name, sizeof name, "%s_adapter_config_tokens", label);
+            CHECK(name, ok, "trainable_token_indices in %s", text);
+            cJSON_Delete(j);
+        }
+        free(text);
         free(g0);
         free(p0);
     }
