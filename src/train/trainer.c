@@ -542,9 +542,14 @@ ft_status ft_train_run(const ft_train_config *c) {
     }
     r.T = c->sequence_len;
     r.B = c->micro_batch_size;
-    if (r.T > r.model.cfg.max_seq_len) {
-        st = ft_errorf(FT_ERR_ARG, "sequence_len %d exceeds the model's max_position_embeddings %d",
-                       r.T, r.model.cfg.max_seq_len);
+    if (r.T > ft_config_context(&r.model.cfg)) {
+        st = r.T > r.model.cfg.max_seq_len
+                 ? ft_errorf(FT_ERR_ARG, "sequence_len %d exceeds the model's max_position_embeddings %d",
+                             r.T, r.model.cfg.max_seq_len)
+                 : ft_errorf(FT_ERR_ARG,
+                             "sequence_len %d exceeds the model's sliding_window %d (windowed "
+                             "attention is not implemented: use sequence_len <= %d)",
+                             r.T, r.model.cfg.sliding_window, r.model.cfg.sliding_window);
         goto done;
     }
     if (r.sft) {
