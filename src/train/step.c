@@ -1,6 +1,8 @@
 /*
  * The gradient engine (contract: include/ftune/train.h): which tensors are trained (full,
- * freeze by regex, LoRA), the activation buffer, the training forward that saves what backward
+ * freeze by regex, LoRA with optional PEFT trainable tokens: chosen embedding/head rows replaced by
+ * trained ones in the lookup and in the head's logits, the base tables untouched and the bf16 head
+ * pack never repacked), the activation buffer, the training forward that saves what backward
  * needs, and the hand-written backward that calls the kernels' backward twins in exactly the
  * reverse order. Gradient checkpointing keeps only each layer's input (the residual stream) and
  * recomputes the layer just before its backward, with the same kernels, inputs and dropout
