@@ -426,13 +426,23 @@ static ft_status train_loop(run_t *r) {
     return FT_OK;
 }
 
-/* out = "a, b, ..." : ids[0..n) followed by the comma-separated `more` */
-static void ids_union(char *out, size_t cap, const int *ids, int n, const char *more) {
+/* out = "a, b, ..." : ids[0..n), then the ids flagged in bad (V) that are not among them */
+static void ids_union(char *out, size_t cap, const int *ids, int n, const unsigned char *bad,
+                      int V) {
     size_t k = 0;
+    int first = 1;
     out[0] = 0;
-    for (int i = 0; i < n && k + 16 < cap; i++)
-        k += (size_t)snprintf(out + k, cap - k, "%s%d", i ? ", " : "", ids[i]);
-    if (k + 3 < cap) snprintf(out + k, cap - k, "%s%s", n ? ", " : "", more);
+    for (int i = 0; i < n && k + 16 < cap; i++, first = 0)
+        k += (size_t)snprintf(out + k, cap - k, "%s%d", first ? "" : ", ", ids[i]);
+    for (int v = 0; v < V && k + 16 < cap; v++) {
+        int dup = 0;
+        for (int i = 0; i < n; i++)
+            dup |= ids[i] == v;
+        if (bad[v] == 2 && !dup) {
+            k += (size_t)snprintf(out + k, cap - k, "%s%d", first ? "" : ", ", v);
+            first = 0;
+        }
+    }
 }
 
 /* LoRA cannot move an embedding or head row. A trained target token whose head row (the tied
@@ -491,13 +501,14 @@ static void warn_untrainable_tokens(const ft_train_config *c, const ft_model *m,
         if (near < 4) continue;
         if (len + 16 < sizeof list)
             len += (size_t)snprintf(list + len, sizeof list - len, "%s%d", n_bad ? ", " : "", v);
+        seen[v] = 2; /* flagged */
         n_bad++;
     }
     if (n_bad) {
         /* the suggested value: the ids the config already trains, then the new ones */
         char sug_e[640], sug_h[640];
-        ids_union(sug_e, sizeof sug_e, c->tok_embed, c->n_tok_embed, list);
-        ids_union(sug_h, sizeof sug_h, c->tok_head, c->n_tok_head, list);
+        ids_union(sug_e, sizeof sug_e, c->tok_embed, c->n_tok_embed, seen, V);
+        ids_union(sug_h, sizeof sug_h, c->tok_head, c->n_tok_head, seen, V);
         if (tied)
             fprintf(stderr,
                     "ftune: warning: trained token id(s) %s: the tied embedding row is a near-copy "
