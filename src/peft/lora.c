@@ -5,7 +5,11 @@
  * src/train/step.c next to the linears it wraps. The adapter also carries PEFT's trainable tokens
  * when the run trains some (keys ...embed_tokens.token_adapter.trainable_tokens_delta and, untied,
  * ...lm_head.token_adapter.trainable_tokens_delta: the trained rows themselves, as PEFT stores
- * them; config field trainable_token_indices). Not here: DoRA, loading an adapter, merging.
+ * them; config field trainable_token_indices; read in huggingface/peft at 5d602fd:
+ * tuners/trainable_tokens/layer.py (values initialised from the base rows, index_copy'd in),
+ * utils/other.py (TrainableTokensWrapper: key token_adapter.trainable_tokens_delta, a tied lm_head
+ * shares the embedding's adapter and saves nothing), utils/save_and_load.py (adapter name removed
+ * from the key)). Not here: DoRA, loading an adapter, merging.
  */
 #include "../train/train_internal.h"
 
