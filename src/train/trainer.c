@@ -136,6 +136,7 @@ typedef struct {
     int64_t order_epoch;
     FILE *metrics;
     int tty;
+    ft_run_id id;          /* recorded in checkpoints, checked on resume */
 } run_t;
 
 /* Global row g of the endless epoch sequence → dataset row index. */
@@ -157,6 +158,86 @@ static void fill_row(run_t *r, int val, int64_t row, size_t j) {
     }
     ft_sft_rowset_fill(val ? &r->sft_val : &r->sft_train, &r->sds, row, in, lab,
                        r->pos + j * (size_t)r->T, r->seg + j * (size_t)r->T);
+}
+
+/* Fingerprint of the rows a run sees (train, then validation), as the step receives them. */
+static uint64_t data_fingerprint(run_t *r) {
+    uint64_t h = FT_FNV_SEED;
+    const size_t T = (size_t)r->T;
+    for (int val = 0; val < 2; val++) {
+        int64_t n = val ? r->n_val : r->n_train;
+        for (int64_t i = 0; i < n; i++) {
+            fill_row(r, val, r->sft ? i : (val ? r->ds.val : r->ds.train)[i], 0);
+            h = ft_fnv1a(h, r->inputs, T * sizeof(int));
+            h = ft_fnv1a(h, r->labels, T * sizeof(int));
+            if (r->sft) {
+                h = ft_fnv1a(h, r->pos, T * sizeof(int));
+                h = ft_fnv1a(h, r->seg, T * sizeof(int));
+            }
+        }
+        h = ft_fnv1a(h, &n, sizeof n);
+    }
+    return h;
+}
+
+/* Fingerprint of the base model: its shape and every 509th weight (a different checkpoint of the
+ * same architecture, fine-tuned or not, differs in nearly every weight), cheap even for 8B. */
+static uint64_t model_fingerprint(const ft_model *m) {
+    const ft_config *c = &m->cfg;
+    int dims[] = {c->vocab_size, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+                  c->head_dim};
+    uint64_t h = ft_fnv1a(FT_FNV_SEED, dims, sizeof dims);
+    h = ft_fnv1a(h, &m->n_params, sizeof m->n_params);
+    for (size_t i = 0; i < m->n_params; i += 509) h = ft_fnv1a(h, &m->params[i], sizeof(float));
+    return h;
+}
+
+/* Everything besides the checkpointed state that decides what the run computes (ft_run_id).
+ * The run's length (max_steps / num_epochs) is not in it: a run may be extended (the schedule then
+ * follows the new length from the checkpoint on, as in HF's Trainer). */
+static void run_identity(run_t *r) {
+    const ft_train_config *c = r->cfg;
+    ft_run_id *id = &r->id;
+    static const char *const methods[] = {"full", "freeze", "lora"};
+    ft_run_id_set(id, "method", "%s", methods[c->method]);
+    if (c->method == FT_METHOD_LORA) {
+        ft_run_id_set(id, "lora_r", "%d", c->lora.r);
+        ft_run_id_set(id, "lora_alpha", "%g", (double)c->lora.alpha);
+        ft_run_id_set(id, "lora_dropout", "%g", (double)c->lora.dropout);
+        ft_run_id_set(id, "peft_use_rslora", "%s", c->lora.use_rslora ? "true" : "false");
+        ft_run_id_set(id, "lora_target_modules", "0x%02x", c->lora.targets);
+        if (c->n_tok_embed || c->n_tok_head) { /* the rows trained: a resume must train the same */
+            uint64_t h = FT_FNV_SEED;
+            h = ft_fnv1a(h, c->tok_embed, sizeof(int) * (size_t)c->n_tok_embed);
+            h = ft_fnv1a(h, "|", 1);
+            h = ft_fnv1a(h, c->tok_head, sizeof(int) * (size_t)c->n_tok_head);
+            ft_run_id_set(id, "peft_trainable_token_indices", "%d + %d ids, %016" PRIx64,
+                          c->n_tok_embed, c->n_tok_head, h);
+        }
+    }
+    if (c->method == FT_METHOD_FREEZE) {
+        uint64_t h = FT_FNV_SEED;
+        for (int i = 0; i < c->n_unfrozen; i++) h = ft_fnv1a(h, c->unfrozen[i], strlen(c->unfrozen[i]) + 1);
+        ft_run_id_set(id, "unfrozen_parameters", "%d patterns, %016" PRIx64, c->n_unfrozen, h);
+    }
+    ft_run_id_set(id, "sequence_len", "%d", r->T);
+    ft_run_id_set(id, "micro_batch_size", "%d", r->B);
+    ft_run_id_set(id, "gradient_accumulation_steps", "%d", c->gradient_accumulation_steps);
+    ft_run_id_set(id, "learning_rate", "%.9g", c->learning_rate);
+    ft_run_id_set(id, "lr_scheduler", "%s", ft_schedule_name(c->lr_scheduler));
+    ft_run_id_set(id, "warmup_steps", "%" PRId64, c->warmup_steps);
+    ft_run_id_set(id, "optimizer", "%s", c->optimizer);
+    ft_run_id_set(id, "adam_beta1", "%.9g", c->adam.beta1);
+    ft_run_id_set(id, "adam_beta2", "%.9g", c->adam.beta2);
+    ft_run_id_set(id, "adam_epsilon", "%.9g", c->adam.eps);
+    ft_run_id_set(id, "weight_decay", "%.9g", c->adam.weight_decay);
+    ft_run_id_set(id, "max_grad_norm", "%.9g", c->max_grad_norm);
+    ft_run_id_set(id, "seed", "%" PRIu64, c->seed);
+    ft_run_id_set(id, "bf16", "%s", c->bf16 ? "true" : "false");
+    ft_run_id_set(id, "base model", "%016" PRIx64 " (shape and sampled weights)",
+                  model_fingerprint(&r->model));
+    ft_run_id_set(id, "data", "%016" PRIx64 " (%" PRId64 " train + %" PRId64 " validation rows)",
+                  data_fingerprint(r), r->n_train, r->n_val);
 }
 
 static ft_status evaluate(run_t *r, double *loss) {
@@ -247,6 +328,7 @@ static ft_status train_loop(run_t *r) {
     const int64_t eval_every = ft_train_config_steps(c->eval_steps, total);
 
     if ((st = ft_adamw_init(&r->opt, n_params, &c->adam))) return st;
+    run_identity(r);
     ft_train_state s = {0};
     s.model_rng = ft_train_rng_state(r->tm);
     char metrics_path[4096];
@@ -260,7 +342,7 @@ static ft_status train_loop(run_t *r) {
             return FT_ERR_NOMEM;
         }
         if (dir) {
-            st = ft_checkpoint_load(dir, &s, tens, n_t, params, &r->opt);
+            st = ft_checkpoint_load(dir, &s, &r->id, tens, n_t, params, &r->opt);
             ft_train_params_changed(r->tm);
             if (st) {
                 free(dir);
@@ -339,12 +421,112 @@ static ft_status train_loop(run_t *r) {
             char dir[4200];
             snprintf(dir, sizeof dir, "%s/checkpoint-%" PRId64, c->output_dir, s.step);
             s.model_rng = ft_train_rng_state(r->tm);
-            if ((st = ft_checkpoint_save(dir, &s, tens, n_t, params, &r->opt))) return st;
+            if ((st = ft_checkpoint_save(dir, &s, &r->id, tens, n_t, params, &r->opt))) return st;
             if ((st = ft_checkpoint_prune(c->output_dir, c->save_total_limit))) return st;
         }
     }
     if (r->tty) fprintf(stderr, "\n");
     return FT_OK;
+}
+
+/* out = "a, b, ..." : ids[0..n), then the ids flagged in bad (V) that are not among them */
+static void ids_union(char *out, size_t cap, const int *ids, int n, const unsigned char *bad,
+                      int V) {
+    size_t k = 0;
+    int first = 1;
+    out[0] = 0;
+    for (int i = 0; i < n && k + 16 < cap; i++, first = 0)
+        k += (size_t)snprintf(out + k, cap - k, "%s%d", first ? "" : ", ", ids[i]);
+    for (int v = 0; v < V && k + 16 < cap; v++) {
+        int dup = 0;
+        for (int i = 0; i < n; i++)
+            dup |= ids[i] == v;
+        if (bad[v] == 2 && !dup) {
+            k += (size_t)snprintf(out + k, cap - k, "%s%d", first ? "" : ", ", v);
+            first = 0;
+        }
+    }
+}
+
+/* LoRA cannot move an embedding or head row. A trained target token whose head row (the tied
+ * embedding's) is a near-copy of many other rows, typically a token the base model never saw in
+ * pretraining (stories15M's EOS shares its direction with ~18000 unused rows), can then never win
+ * the softmax. Warn once, naming such ids and the key that trains them (as Unsloth warns about
+ * untrained tokens). A row counts as degenerate when it points along the mean row (cos > 0.99,
+ * which a vocabulary of trained rows never does) and, of up to 4096 rows sampled at a fixed stride,
+ * at least 4 (~100 in the whole vocabulary of 32000) lie within cos > 0.9999 of it. Cost: one pass
+ * over the head for the mean, then per distinct trained id one dot product, and the sampled count
+ * only for the few ids that pass the first test. */
+static void warn_untrainable_tokens(const ft_train_config *c, const ft_model *m,
+                                    const ft_sft_dataset *ds) {
+    const ft_config *mc = &m->cfg;
+    const int V = mc->vocab_size, C = mc->dim, tied = !m->w.lm_head;
+    const float *W = tied ? m->w.embed : m->w.lm_head; /* (V, C) */
+    unsigned char *seen = calloc((size_t)V, 1);
+    double *mu = calloc((size_t)C, sizeof(double));
+    if (!seen || !mu) goto done;
+    for (int64_t i = 0; i < ds->n_train; i++) {
+        const ft_sft_sample *smp = &ds->samples[ds->train[i]];
+        for (int t = 0; t < smp->n; t++)
+            if (smp->labels[t] >= 0 && smp->labels[t] < V) seen[smp->labels[t]] = 1;
+    }
+    const int *have = tied ? c->tok_embed : c->tok_head;
+    int n_have = tied ? c->n_tok_embed : c->n_tok_head;
+    for (int k = 0; k < n_have; k++)
+        if (have[k] < V) seen[have[k]] = 0; /* already trained as tokens */
+    for (int v = 0; v < V; v++)
+        for (int j = 0; j < C; j++)
+            mu[j] += W[(size_t)v * C + j];
+    double mn = 0;
+    for (int j = 0; j < C; j++)
+        mn += mu[j] * mu[j];
+    mn = sqrt(mn);
+    int stride = V > 4096 ? (V + 4095) / 4096 : 1;
+    char list[512];
+    size_t len = 0;
+    int n_bad = 0;
+    list[0] = 0;
+    for (int v = 0; v < V && mn > 0; v++) {
+        if (!seen[v]) continue;
+        const float *r = W + (size_t)v * C;
+        double d = 0, rn = 0;
+        for (int j = 0; j < C; j++)
+            d += r[j] * mu[j], rn += (double)r[j] * r[j];
+        if (!(rn > 0) || d / (sqrt(rn) * mn) <= 0.99) continue;
+        int near = 0;
+        for (int u = 0; u < V && near < 4; u += stride) {
+            const float *q = W + (size_t)u * C;
+            double e = 0, qn = 0;
+            for (int j = 0; j < C; j++)
+                e += (double)r[j] * q[j], qn += (double)q[j] * q[j];
+            near += u != v && qn > 0 && e / sqrt(rn * qn) > 0.9999;
+        }
+        if (near < 4) continue;
+        if (len + 16 < sizeof list)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%d", n_bad ? ", " : "", v);
+        seen[v] = 2; /* flagged */
+        n_bad++;
+    }
+    if (n_bad) {
+        /* the suggested value: the ids the config already trains, then the new ones */
+        char sug_e[640], sug_h[640];
+        ids_union(sug_e, sizeof sug_e, c->tok_embed, c->n_tok_embed, seen, V);
+        ids_union(sug_h, sizeof sug_h, c->tok_head, c->n_tok_head, seen, V);
+        if (tied)
+            fprintf(stderr,
+                    "ftune: warning: trained token id(s) %s: the tied embedding row is a near-copy "
+                    "of many others (untrained in the base model?), which LoRA cannot change; "
+                    "set peft_trainable_token_indices: [%s]\n", list, sug_e);
+        else
+            fprintf(stderr,
+                    "ftune: warning: trained token id(s) %s: the lm_head row is a near-copy of "
+                    "many others (untrained in the base model?), which LoRA cannot change; set "
+                    "peft_trainable_token_indices: {embed_tokens: [%s], lm_head: [%s]}\n", list,
+                    sug_e, sug_h);
+    }
+done:
+    free(seen);
+    free(mu);
 }
 
 ft_status ft_train_run(const ft_train_config *c) {
@@ -364,6 +546,7 @@ ft_status ft_train_run(const ft_train_config *c) {
             goto done;
     if ((st = ft_model_load(&r.model, c->base_model))) goto done;
     if ((st = ft_tokenizer_load(&r.tok, c->base_model))) goto done;
+    if ((st = ft_train_config_check_model(c, &r.model.cfg))) goto done;
     int eos = ft_tokenizer_eos_id(r.tok);
     if (eos < 0) eos = r.model.cfg.eos_id;
     if (eos < 0) {
@@ -373,9 +556,14 @@ ft_status ft_train_run(const ft_train_config *c) {
     }
     r.T = c->sequence_len;
     r.B = c->micro_batch_size;
-    if (r.T > r.model.cfg.max_seq_len) {
-        st = ft_errorf(FT_ERR_ARG, "sequence_len %d exceeds the model's max_position_embeddings %d",
-                       r.T, r.model.cfg.max_seq_len);
+    if (r.T > ft_config_context(&r.model.cfg)) {
+        st = r.T > r.model.cfg.max_seq_len
+                 ? ft_errorf(FT_ERR_ARG, "sequence_len %d exceeds the model's max_position_embeddings %d",
+                             r.T, r.model.cfg.max_seq_len)
+                 : ft_errorf(FT_ERR_ARG,
+                             "sequence_len %d exceeds the model's sliding_window %d (windowed "
+                             "attention is not implemented: use sequence_len <= %d)",
+                             r.T, r.model.cfg.sliding_window, r.model.cfg.sliding_window);
         goto done;
     }
     if (r.sft) {
@@ -398,6 +586,7 @@ ft_status ft_train_run(const ft_train_config *c) {
             goto done;
         r.n_train = r.sft_train.n;
         r.n_val = r.sft_val.n;
+        if (c->method == FT_METHOD_LORA) warn_untrainable_tokens(c, &r.model, &r.sds);
         fprintf(stderr,
                 "ftune: %lld samples (%lld train, %lld validation) -> %lld + %lld rows of %d "
                 "tokens%s; template %s; %lld trained target tokens\n",
@@ -421,6 +610,11 @@ ft_status ft_train_run(const ft_train_config *c) {
                           .T = r.T,
                           .grad_checkpointing = c->gradient_checkpointing,
                           .bf16 = c->bf16,
+                          .tok_embed = c->tok_embed,
+                          .n_tok_embed = c->n_tok_embed,
+                          .tok_head = c->tok_head,
+                          .n_tok_head = c->n_tok_head,
+                          .tok_as_dict = c->tok_as_dict,
                           .seed = c->seed};
     if ((st = ft_train_model_init(&r.tm, &r.model, &o))) goto done;
     const size_t step_tokens = (size_t)r.B * (size_t)c->gradient_accumulation_steps * (size_t)r.T;

@@ -4,8 +4,11 @@
  * (oneDNN); the softmax is plain C (expf once per logit, the sum in double).
  * crossentropy_bf16_forward_backward is the same loop with bf16 operands for the head products
  * (matmul_bf16.c) and a vectorized softmax (ft_exp_simd, within ~2 ulp of expf; f32 lane sums
- * per block of 512 logits, added in double) that writes the bf16 dlogits directly, in the same pass that would otherwise store the
- * f32 ones — the f32 path keeps libm's expf and the sequential sum as its exact reference. Not implemented here: label smoothing, z-loss, logit soft-capping (no supported family uses them).
+ * per block of 512 logits, added in double) that, without replaced rows, writes the bf16 dlogits
+ * directly in the pass that would otherwise store the f32 ones — the f32 path keeps libm's expf
+ * and the sequential sum as its exact reference. The _rows forms replace a few head rows by
+ * trained values (PEFT trainable tokens) without touching w or its bf16 pack. Not implemented here: label smoothing, z-loss,
+ * logit soft-capping (no supported family uses them).
  *
  * Derivation (per target row m with label y, logits z = w · x_m, p = softmax(z)):
  *   nll_m = logsumexp(z) - z_y = max(z) + log(sum_j exp(z_j - max(z))) - z_y
@@ -57,8 +60,9 @@ static double xent_row(float *z, int y, int V, float scale, int grad) {
 }
 
 /* bf16 mode's row: NLL of logits z (V) with target y, as xent_row but vectorized (ft_exp_simd;
- * the sum in f32 SIMD lanes over blocks of 512 logits, ~32 terms per lane, then in double); with `grad`, write dlogits scale * (softmax(z) - onehot(y))
- * rounded to bf16 into db (V), z then holding exp(z - max). */
+ * the sum in f32 SIMD lanes over blocks of 512 logits, ~32 terms per lane, then in double); with
+ * `grad`, dlogits scale * (softmax(z) - onehot(y)): rounded to bf16 into db (V) when db is given
+ * (z then holds exp(z - max)), else written over z as f32. */
 static double xent_row_fast(float *z, uint16_t *db, int y, int V, float scale, int grad) {
     float mx = z[0];
 #pragma omp simd reduction(max : mx)
@@ -82,21 +86,26 @@ static double xent_row_fast(float *z, uint16_t *db, int y, int V, float scale, i
             part += z[j];
         sum += part;
     }
-    if (grad) {
+    if (grad && db) {
         float inv = (float)(1.0 / sum) * scale;
 #pragma omp simd
         for (int j = 0; j < V; j++)
             db[j] = ft_bf16_round(z[j] * inv);
         db[y] = ft_bf16_round(z[y] * inv - scale);
+    } else if (grad) {
+        float inv = (float)(1.0 / sum) * scale;
+#pragma omp simd
+        for (int j = 0; j < V; j++)
+            z[j] *= inv;
+        z[y] -= scale;
     }
     return log(sum) - zy;
 }
 
 /* Over n rows of logits z (n,V): return the NLL sum of target rows and add their count to
  * *n_targets; with `grad`, turn z into dlogits (0 for ignored rows) — or, with db (n,V) given,
- * write them as bf16 there through xent_row_fast (z is then scratch). `fast` picks
- * xent_row_fast also without db (the bf16 mode's forward-only call, so its NLL is the same as
- * with gradients). Rows are split into one contiguous block per thread and the per-thread sums
+ * write them as bf16 there (z is then scratch). `fast` (the bf16 mode) picks xent_row_fast,
+ * also without db, so every bf16 call computes the same NLL. Rows are split into one contiguous block per thread and the per-thread sums
  * are added in thread order, so the result is deterministic for a given thread count (no OpenMP
  * reduction, whose order is not). */
 static double softmax_xent_rows(float *z, uint16_t *db, const int *labels, int n, int V,
@@ -126,7 +135,7 @@ static double softmax_xent_rows(float *z, uint16_t *db, const int *labels, int n
                     continue;
                 }
                 FT_ASSERT(y >= 0 && y < V);
-                part[tid] += fast ? xent_row_fast(zi, dbi, y, V, scale, grad && dbi)
+                part[tid] += fast ? xent_row_fast(zi, dbi, y, V, scale, grad)
                                   : xent_row(zi, y, V, scale, grad);
                 cnt[tid]++;
             }
@@ -145,27 +154,77 @@ static int all_ignored(const int *labels, int n) {
     return 1;
 }
 
+/* Replaced head rows, forward: z (n,V) column ids[k] = x_i · rows[k] for the n rows x (n,C). */
+static void rows_logits(float *z, const float *x, const ft_head_rows *hr, int n, int C, int V) {
+#pragma omp parallel for schedule(static) if ((size_t)n * (size_t)hr->n * (size_t)C >= 65536)
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < hr->n; k++) {
+            const float *xi = x + (size_t)i * C, *r = hr->rows + (size_t)k * C;
+            float s = 0;
+            for (int c = 0; c < C; c++)
+                s += xi[c] * r[c];
+            z[(size_t)i * V + hr->ids[k]] = s;
+        }
+}
+
+/* Replaced head rows, backward, with z holding dlogits: z_i,id = x_i · rows[k] gives
+ *   drows[k] += sum_i dz_i,id x_i      dx_i += dz_i,id rows[k]
+ * then the columns are zeroed so the head products that follow skip them (the base rows ids[k]
+ * take no part in the output, so they get no gradient either). Serial over k, i: a fixed order. */
+static void rows_backward(float *dx, float *z, const float *x, const ft_head_rows *hr, int n,
+                          int C, int V) {
+    for (int k = 0; k < hr->n; k++) {
+        const float *r = hr->rows + (size_t)k * C;
+        float *dr = hr->drows ? hr->drows + (size_t)k * C : NULL;
+        for (int i = 0; i < n; i++) {
+            float *zi = z + (size_t)i * V + hr->ids[k];
+            float d = *zi;
+            *zi = 0;
+            if (d == 0) continue;
+            const float *xi = x + (size_t)i * C;
+            if (dr)
+                for (int c = 0; c < C; c++)
+                    dr[c] += d * xi[c];
+            if (dx)
+                for (int c = 0; c < C; c++)
+                    dx[(size_t)i * C + c] += d * r[c];
+        }
+    }
+}
+
 double crossentropy_forward(int64_t *n_targets, float *logits, const float *x, const float *w,
                             const int *labels, int M, int C, int V, int chunk) {
-    return crossentropy_forward_backward(NULL, NULL, n_targets, logits, x, w, labels, 0.f, M, C, V,
-                                         chunk);
+    return crossentropy_rows_forward_backward(NULL, NULL, n_targets, logits, x, w, NULL, labels,
+                                              0.f, M, C, V, chunk);
 }
 
 double crossentropy_forward_backward(float *dx, float *dw, int64_t *n_targets, float *logits,
                                      const float *x, const float *w, const int *labels, float scale,
                                      int M, int C, int V, int chunk) {
+    return crossentropy_rows_forward_backward(dx, dw, n_targets, logits, x, w, NULL, labels, scale,
+                                              M, C, V, chunk);
+}
+
+double crossentropy_rows_forward_backward(float *dx, float *dw, int64_t *n_targets, float *logits,
+                                          const float *x, const float *w, const ft_head_rows *hr,
+                                          const int *labels, float scale, int M, int C, int V,
+                                          int chunk) {
     FT_ASSERT(chunk >= 1);
-    int grad = dx || dw;
+    int grad = dx || dw || (hr && hr->drows);
+    if (hr && hr->n == 0) hr = NULL;
     double nll = 0;
     *n_targets = 0;
     for (int r0 = 0; r0 < M; r0 += chunk) {
         int n = M - r0 < chunk ? M - r0 : chunk;
         if (all_ignored(labels + r0, n)) continue;
         const float *xc = x + (size_t)r0 * C;         /* (n,C) */
+        float *dxc = dx ? dx + (size_t)r0 * C : NULL; /* (n,C) */
         matmul_forward(logits, xc, w, NULL, n, C, V); /* (n,V) */
+        if (hr) rows_logits(logits, xc, hr, n, C, V);
         nll += softmax_xent_rows(logits, NULL, labels + r0, n, V, scale, grad, 0, n_targets);
-        if (grad)
-            matmul_backward(dx ? dx + (size_t)r0 * C : NULL, dw, NULL, logits, xc, w, n, C, V);
+        if (!grad) continue;
+        if (hr) rows_backward(dxc, logits, xc, hr, n, C, V);
+        if (dx || dw) matmul_backward(dxc, dw, NULL, logits, xc, w, n, C, V);
     }
     return nll;
 }
@@ -174,19 +233,38 @@ double crossentropy_bf16_forward_backward(float *dx, float *dw, int64_t *n_targe
                                           uint16_t *dlogb, const uint16_t *xb, ft_bf16_weight *w,
                                           const int *labels, float scale, int M, int C, int V,
                                           int chunk) {
+    return crossentropy_bf16_rows_forward_backward(dx, dw, n_targets, logits, dlogb, xb, NULL, w,
+                                                   NULL, labels, scale, M, C, V, chunk);
+}
+
+double crossentropy_bf16_rows_forward_backward(float *dx, float *dw, int64_t *n_targets,
+                                               float *logits, uint16_t *dlogb, const uint16_t *xb,
+                                               const float *x32, ft_bf16_weight *w,
+                                               const ft_head_rows *hr, const int *labels,
+                                               float scale, int M, int C, int V, int chunk) {
     FT_ASSERT(chunk >= 1);
-    int grad = dx || dw;
+    int grad = dx || dw || (hr && hr->drows);
+    if (hr && hr->n == 0) hr = NULL;
+    FT_ASSERT(!hr || x32);
     double nll = 0;
     *n_targets = 0;
     for (int r0 = 0; r0 < M; r0 += chunk) {
         int n = M - r0 < chunk ? M - r0 : chunk;
         if (all_ignored(labels + r0, n)) continue;
         const uint16_t *xc = xb + (size_t)r0 * C;  /* (n,C) */
+        float *dxc = dx ? dx + (size_t)r0 * C : NULL;
         matmul_bf16w_forward(logits, xc, w, NULL, n, 0); /* (n,V) */
-        nll += softmax_xent_rows(logits, grad ? dlogb : NULL, labels + r0, n, V, scale, grad, 1,
-                                 n_targets);
-        if (!grad) continue;
-        if (dx) matmul_bf16w_backward_input(dx + (size_t)r0 * C, dlogb, w, n);
+        if (!hr && (dx || dw)) { /* the softmax pass writes the bf16 dlogits */
+            nll += softmax_xent_rows(logits, dlogb, labels + r0, n, V, scale, 1, 1, n_targets);
+        } else {
+            if (hr) rows_logits(logits, x32 + (size_t)r0 * C, hr, n, C, V);
+            nll += softmax_xent_rows(logits, NULL, labels + r0, n, V, scale, grad, 1, n_targets);
+            if (!grad) continue;
+            if (hr) rows_backward(dxc, logits, x32 + (size_t)r0 * C, hr, n, C, V);
+            if (!dx && !dw) continue;
+            bf16_from_f32(dlogb, logits, (size_t)n * V);
+        }
+        if (dx) matmul_bf16w_backward_input(dxc, dlogb, w, n);
         if (dw) matmul_bf16_backward(NULL, dw, dlogb, xc, NULL, n, C, V);
     }
     return nll;
