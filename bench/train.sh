@@ -6,10 +6,12 @@
 # achieved GFLOP/s against the measured bf16 peak, and peak RSS.
 #   bench/train.sh [MODEL_DIR...]   (default: models/stories15M and the SmolLM-135M shape)
 # Env: B (4), T (256), STEPS (timed steps per configuration, default 2), OMP_NUM_THREADS (2),
-# METHODS ("full lora").
+# OMP_WAIT_POLICY (passive, for both sides: both use libgomp; on a shared machine spinning
+# threads waiting for a descheduled sibling cost more than they save), METHODS ("full lora").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 PY=${PY:-/usr/bin/python3}
 B=${B:-4} T=${T:-256} STEPS=${STEPS:-2} METHODS=${METHODS:-full lora}
 SMOL=models/smollm-135m-random
