@@ -1212,6 +1212,7 @@ static val binop(R *r, const char *op, val a, val b, int line) {
         if (ovf == 0) return v_int(o);
         if (ovf == 1) fail(j, FT_ERR_UNSUPPORTED, line, "integer overflow in %s", op);
     }
+    if (ints && !strcmp(op, "**") && b.i >= 0 && b.i < 64 && fabs(pow(x, y)) < 9e15) return v_int((int64_t)pow(x, y));
     if (op[0] == '+') return v_float(x + y);
     if (op[0] == '-') return v_float(x - y);
     if (!strcmp(op, "*")) return v_float(x * y);
@@ -1554,7 +1555,11 @@ static val filter(R *r, val v, const char *f, args *a, int line) {
             for (int i = 0; i < ((dict *)v.p)->n; i++) l_push(j, l, v_cstr(j, ((dict *)v.p)->k[i]));
             return l;
         }
-        if (v.t == T_STR) return slice(r, v, &(node){.k = N_SLICE, .line = line}, NULL);
+        if (v.t == T_STR) { /* code points */
+            val l = v_list(j);
+            for (int64_t i = 0, n = u8len(v); i < n; i++) l_push(j, l, subscript(r, v, v_int(i), line));
+            return l;
+        }
     }
     if (!strcmp(f, "items")) return items(r, v, line);
     if (!strcmp(f, "int")) {

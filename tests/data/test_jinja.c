@@ -103,6 +103,11 @@ int main(int argc, char **argv) {
     expect_out("jinja_python_modulo", "{{ -7 % 3 }} {{ -7 // 2 }} {{ 7 / 2 }}", NULL, "2 -4 3.5");
     expect_out("jinja_unicode_trim", "[{{ '\xe3\x80\x80 x \xc2\xa0' | trim }}]", NULL, "[x]");
     expect_out("jinja_strftime_now", "{{ strftime_now('%d %b %Y') }}", NULL, "01 Jan 1970");
+    /* where @huggingface/jinja departs from Python's str methods, ftune follows Python (what
+     * transformers renders with) */
+    expect_out("jinja_python_strip_chars", "[{{ 'xxhixx'.strip('x') }}][{{ '\t a\n'.lstrip('\n') }}][{{ 'ab\n\n'.rstrip('\n') }}]",
+               NULL, "[hi][\t a\n][ab]");
+    expect_out("jinja_python_capitalize_length", "{{ 'hELLO' | capitalize }} {{ '\xf0\x9f\x98\x80x' | length }}", NULL, "Hello 2");
     char *out;
     ft_status st = render("{{ strftime_now('%Y-%m-%d') }}", NULL, 1721952000, &out);
     CHECK("jinja_strftime_now_given_date", !st && !strcmp(out, "2024-07-26"), "got '%s'", out);
