@@ -18,9 +18,16 @@
  *
  * `trim` strips ASCII whitespace only (Jinja's also strips other Unicode spaces). Tool calls,
  * reasoning_content and Qwen3's </think> splitting are not supported: content holding "</think>"
- * is an error for qwen3. Detection of a model's own template (ft_chat_template_detect) matches the
- * literal markers of each template in the Jinja source; there is no Jinja engine here, so the
- * exact agreement is what tests/data checks with @huggingface/jinja.
+ * is an error for qwen3.
+ *
+ * tokenizer_default (ft_chat_template_detect) recognises a model's own Jinja template by what it
+ * renders, not by what its source contains: a few probe conversations go through the template
+ * (src/data/jinja.c) and through every built-in, and only a built-in that gives the same text on
+ * every probe is taken. Templates that share a built-in's markers but add a date header
+ * (Llama-3.1), a default system prompt (Qwen2.5) or handle BOS or whitespace differently are
+ * refused with the closest built-in and the first differing probe, so training never silently
+ * departs from the model's template. The exact agreement of each built-in with its published
+ * Jinja over real data is checked in tests/data/test_templates.sh with @huggingface/jinja.
  */
 #include "ftune/instruct.h"
 #include "ftune/jinja.h"
