@@ -41,9 +41,15 @@ typedef struct {
     int qk_norm;           /* qwen3 */
     ft_dtype torch_dtype;  /* storage dtype to write full models back in */
     int bos_id, eos_id;    /* -1 if absent; a list of eos ids keeps only the first */
-    int sliding_window;    /* mistral/qwen2/qwen3 window, 0 = none. Recorded, not applied: attention
-                              is full causal, which equals windowed attention for T <= window. */
+    int sliding_window;    /* mistral/qwen2/qwen3 window, 0 = none. Not applied: attention is full
+                              causal, which equals windowed attention for T <= window, so the usable
+                              context is capped there (ft_config_context). */
 } ft_config;
+
+/* Positions the model can be run over here: max_position_embeddings, capped at sliding_window
+ * (windowed attention is not implemented; within the window full causal attention is exact).
+ * Training, generate and chat refuse to go beyond it. */
+int ft_config_context(const ft_config *c);
 
 /* Parse config.json text. `path` is only used in error messages ("path: key 'x' ..."). */
 ft_status ft_config_parse(ft_config *cfg, const char *path, const char *json, size_t len);

@@ -107,15 +107,38 @@ typedef struct {
     int64_t loss_count;
 } ft_train_state;
 
+/* What a run's result depends on besides the state above: the settings that shape the trajectory
+ * (learning rate, schedule and its length, batch shape, method, seed, precision, ...), the base
+ * model and the training rows, as key -> printable value (model and data as 64-bit fingerprints).
+ * Every checkpoint records it and a resume compares it, so a run is never continued by mistake with
+ * another learning rate, dataset or base model (that would not give "the same result").
+ * gradient_checkpointing is not in it: it gives the same gradients either way. */
+#define FT_RUN_ID_MAX 48
+typedef struct {
+    int n;
+    char key[FT_RUN_ID_MAX][40];
+    char value[FT_RUN_ID_MAX][160];
+} ft_run_id;
+/* Set key to the printf-formatted value (replacing an earlier value of the same key). */
+void ft_run_id_set(ft_run_id *id, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* 64-bit FNV-1a over n bytes, continuing from h (start with FT_FNV_SEED). */
+#define FT_FNV_SEED 0xcbf29ce484222325ull
+uint64_t ft_fnv1a(uint64_t h, const void *data, size_t n);
+
 /* Write `dir` atomically: everything goes into "<dir>.tmp.<pid>", each file fsynced, then the
  * folder is renamed to `dir` and the parent fsynced. Holds trainer_state.json (step, epoch, row,
- * RNG states, tensor names) and trainable.safetensors (params, adam_m, adam_v per tensor). */
-ft_status ft_checkpoint_save(const char *dir, const ft_train_state *st, const ft_trainable *t,
-                             int n_t, const float *params, const ft_adamw *opt);
+ * RNG states, tensor names, the run identity `id` if not NULL) and trainable.safetensors (params,
+ * adam_m, adam_v per tensor). */
+ft_status ft_checkpoint_save(const char *dir, const ft_train_state *st, const ft_run_id *id,
+                             const ft_trainable *t, int n_t, const float *params,
+                             const ft_adamw *opt);
 /* Load a checkpoint written by ft_checkpoint_save into the same trainable layout (every name and
- * shape must match); fills *st and restores params, opt->m, opt->v and opt->step. */
-ft_status ft_checkpoint_load(const char *dir, ft_train_state *st, const ft_trainable *t, int n_t,
-                             float *params, ft_adamw *opt);
+ * shape must match); fills *st and restores params, opt->m, opt->v and opt->step. With `expect`,
+ * every key of it must be recorded in the checkpoint with the same value, else the error names
+ * the first key that differs and both values (nothing is loaded then). */
+ft_status ft_checkpoint_load(const char *dir, ft_train_state *st, const ft_run_id *expect,
+                             const ft_trainable *t, int n_t, float *params, ft_adamw *opt);
 /* The complete checkpoint-N folder with the largest N in output_dir, malloc'ed into *out (NULL
  * if none). Temporary folders are ignored. */
 ft_status ft_checkpoint_latest(const char *output_dir, char **out);

@@ -24,8 +24,8 @@ ft_status cli_chat_init(cli_chat *c, const ft_model *m, ft_tokenizer *tok, const
     if (ft_tokenizer_vocab_size(tok) > m->cfg.vocab_size)
         return ft_errorf(FT_ERR_ARG, "the tokenizer has %d ids but the model only %d",
                          ft_tokenizer_vocab_size(tok), m->cfg.vocab_size);
-    if ((st = ft_kv_cache_init(&c->cache, &m->cfg, m->cfg.max_seq_len))) return st;
-    c->cached = malloc(sizeof(int) * (size_t)m->cfg.max_seq_len);
+    if ((st = ft_kv_cache_init(&c->cache, &m->cfg, ft_config_context(&m->cfg)))) return st;
+    c->cached = malloc(sizeof(int) * (size_t)ft_config_context(&m->cfg));
     c->logits = malloc(sizeof(float) * (size_t)m->cfg.vocab_size);
     if (!c->cached || !c->logits) return ft_errorf(FT_ERR_NOMEM, "out of memory");
     return ft_sampler_init(&c->sampler, m->cfg.vocab_size, sp);
@@ -60,9 +60,9 @@ ft_status cli_chat_add(cli_chat *c, ft_role role, const char *content) {
 
 /* Run ids[from..n) through the model at positions from.., leaving the last logits. */
 static ft_status feed(cli_chat *c, const int *ids, int from, int n) {
-    if (n > c->m->cfg.max_seq_len)
+    if (n > ft_config_context(&c->m->cfg))
         return ft_errorf(FT_ERR_ARG, "the conversation (%d tokens) exceeds the model's context %d",
-                         n, c->m->cfg.max_seq_len);
+                         n, ft_config_context(&c->m->cfg));
     ft_status st = ft_model_forward(c->m, &c->cache, ids + from, n - from, from, c->logits, 0);
     if (st) return st;
     memcpy(c->cached + from, ids + from, sizeof(int) * (size_t)(n - from));
@@ -96,7 +96,7 @@ ft_status cli_chat_reply(cli_chat *c, int max_new, FILE *out, const char **reply
     int eos = ft_tokenizer_eos_id(c->tok);
     size_t eot_len = strlen(c->eot);
     int pos = n;
-    while (n_gen < max_new && pos < c->m->cfg.max_seq_len) {
+    while (n_gen < max_new && pos < ft_config_context(&c->m->cfg)) {
         int id = ft_sampler_next(&c->sampler, c->logits);
         if (id == c->eot_id || id == eos) {
             *stopped = 1;

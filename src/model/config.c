@@ -11,7 +11,7 @@
  * vocab_size) are required: HF's defaults for them describe some 7B model, not the file at hand.
  * Other keys take HF's defaults for the family; a JSON null counts as absent.
  * eos_token_id may be a list (Llama 3 instruct): we keep the first id.
- * sliding_window is recorded but not applied (see ft_config.sliding_window).
+ * sliding_window is recorded, not applied: it caps the usable context (ft_config_context).
  */
 #include "ftune/model.h"
 
@@ -350,6 +350,12 @@ static ft_status parse_root(ft_config *cfg, const ctx *c) {
             return st;
     }
     return FT_OK;
+}
+
+int ft_config_context(const ft_config *c) {
+    if (c->sliding_window > 0 && (c->max_seq_len <= 0 || c->sliding_window < c->max_seq_len))
+        return c->sliding_window;
+    return c->max_seq_len;
 }
 
 ft_status ft_config_parse(ft_config *cfg, const char *path, const char *json, size_t len) {

@@ -4,6 +4,8 @@
  * Order of the transforms, as Hugging Face's generate applies its warpers: temperature, then top-k,
  * then top-p (nucleus), then a draw from the renormalised distribution. temperature == 0 is greedy
  * (argmax; the lowest id wins ties, as torch.argmax). Probabilities are computed in double.
+ * top-k keeps every token whose probability equals the k-th largest (HF removes only the tokens
+ * strictly below it), so ties at the cut are all candidates.
  *
  * RNG: the seed is expanded by splitmix64 into a non-zero 64-bit state, and each draw advances a
  * xorshift64* generator (Vigna 2016: x ^= x >> 12; x ^= x << 25; x ^= x >> 27; out = x * 2685821657736338717).
@@ -103,7 +105,11 @@ int ft_sampler_next(ft_sampler *s, const float *logits) {
             if (n == 0) return argmax(logits, V);
         }
         qsort_r(s->idx, (size_t)n, sizeof(int), by_prob_desc, s->prob);
-        if (n > k) n = k;
+        if (n > k) { /* HF's TopKLogitsWarper keeps every token tied with the k-th */
+            const float kth = s->prob[s->idx[k - 1]];
+            while (k < n && s->prob[s->idx[k]] == kth) k++;
+            n = k;
+        }
         if (s->p.top_p < 1.0f) {
             /* renormalise over the top-k, then keep the smallest prefix whose mass reaches p
              * (the token that crosses p is kept, so at least one token always remains) */
@@ -137,10 +143,11 @@ ft_status ft_generate(const ft_model *m, const int *prompt, int n_prompt, int ma
     *n_out = 0;
     if (n_prompt < 1) return ft_errorf(FT_ERR_ARG, "generate: the prompt needs at least one token");
     if (max_new < 0) return ft_errorf(FT_ERR_ARG, "generate: max_new_tokens %d < 0", max_new);
-    int max_seq = c->max_seq_len > 0 ? c->max_seq_len : n_prompt + max_new;
+    const int ctx = ft_config_context(c);
+    int max_seq = ctx > 0 ? ctx : n_prompt + max_new;
     if (n_prompt > max_seq)
-        return ft_errorf(FT_ERR_ARG, "generate: prompt of %d tokens exceeds the model's %d positions",
-                         n_prompt, max_seq);
+        return ft_errorf(FT_ERR_ARG, "generate: prompt of %d tokens exceeds the model's %d positions%s",
+                         n_prompt, max_seq, ctx == c->sliding_window ? " (its sliding window)" : "");
     if ((int64_t)n_prompt + max_new < max_seq) max_seq = n_prompt + max_new;
     ft_kv_cache cache;
     ft_sampler smp;

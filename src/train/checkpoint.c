@@ -6,7 +6,9 @@
  *                          "<name>.exp_avg_sq" (AdamW moments), all F32, shape as trained;
  *   trainer_state.json     {"format":"ftune-checkpoint","version":1, global_step, epoch, row,
  *                          RNG states (as decimal strings: they are 64-bit), running loss sums
- *                          (%.17g: round-trips doubles), adam_step, tensor names}.
+ *                          (%.17g: round-trips doubles), adam_step, tensor names,
+ *                          "run": the run identity (ft_run_id: settings, model and data
+ *                          fingerprints), compared on resume}.
  * It is written into "<dir>.tmp.<pid>", each file fsynced, the folder fsynced, renamed into
  * place, and the parent fsynced: a crash leaves either no checkpoint-N or a complete one.
  * Pruning renames a folder out of the checkpoint-N namespace before deleting its files, so a
@@ -22,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,8 +70,30 @@ static ft_status remove_flat_dir(const char *dir) {
     return FT_OK;
 }
 
-ft_status ft_checkpoint_save(const char *dir, const ft_train_state *st, const ft_trainable *t,
-                             int n_t, const float *params, const ft_adamw *opt) {
+void ft_run_id_set(ft_run_id *id, const char *key, const char *fmt, ...) {
+    int i = 0;
+    while (i < id->n && strcmp(id->key[i], key)) i++;
+    if (i == FT_RUN_ID_MAX) return; /* a programming error: the table is sized for every key */
+    if (i == id->n) id->n++;
+    snprintf(id->key[i], sizeof id->key[i], "%s", key);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(id->value[i], sizeof id->value[i], fmt, ap);
+    va_end(ap);
+}
+
+uint64_t ft_fnv1a(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+ft_status ft_checkpoint_save(const char *dir, const ft_train_state *st, const ft_run_id *id,
+                             const ft_trainable *t, int n_t, const float *params,
+                             const ft_adamw *opt) {
     char tmp[4096], path[4200], parent[4096];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dir, (long)getpid()) >= sizeof tmp - 64)
         return ft_errorf(FT_ERR_ARG, "%s: path too long", dir);
@@ -123,6 +148,10 @@ ft_status ft_checkpoint_save(const char *dir, const ft_train_state *st, const ft
     snprintf(num, sizeof num, "%.17g", st->loss_sum);
     cJSON_AddStringToObject(js, "loss_sum", num);
     cJSON_AddNumberToObject(js, "loss_count", (double)st->loss_count);
+    if (id) {
+        cJSON *run = cJSON_AddObjectToObject(js, "run");
+        for (int i = 0; i < id->n; i++) cJSON_AddStringToObject(run, id->key[i], id->value[i]);
+    }
     cJSON *arr = cJSON_AddArrayToObject(js, "tensors");
     for (int k = 0; k < n_t; k++) cJSON_AddItemToArray(arr, cJSON_CreateString(t[k].name));
     text = cJSON_Print(js);
@@ -182,8 +211,8 @@ static int json_u64_str(const cJSON *o, const char *k, uint64_t *out) {
     return 0;
 }
 
-ft_status ft_checkpoint_load(const char *dir, ft_train_state *st, const ft_trainable *t, int n_t,
-                             float *params, ft_adamw *opt) {
+ft_status ft_checkpoint_load(const char *dir, ft_train_state *st, const ft_run_id *expect,
+                             const ft_trainable *t, int n_t, float *params, ft_adamw *opt) {
     char path[4096];
     char *text = NULL;
     snprintf(path, sizeof path, "%s/trainer_state.json", dir);
@@ -208,6 +237,18 @@ ft_status ft_checkpoint_load(const char *dir, ft_train_state *st, const ft_train
         json_u64_str(js, "model_rng", &st->model_rng) || !cJSON_IsString(ls)) {
         s = ft_errorf(FT_ERR_FORMAT, "%s: missing or malformed field", path);
         goto done;
+    }
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(js, "run");
+    for (int i = 0; expect && i < expect->n; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(run, expect->key[i]);
+        if (!cJSON_IsString(v) || strcmp(v->valuestring, expect->value[i])) {
+            s = ft_errorf(FT_ERR_ARG,
+                          "%s: this checkpoint was trained with %s %s, this run has %s: resume "
+                          "with the settings, model and data it was made with, or use another "
+                          "output_dir", path, expect->key[i],
+                          cJSON_IsString(v) ? v->valuestring : "(not recorded)", expect->value[i]);
+            goto done;
+        }
     }
     st->loss_sum = strtod(ls->valuestring, NULL);
     snprintf(path, sizeof path, "%s/trainable.safetensors", dir);

@@ -136,6 +136,7 @@ typedef struct {
     int64_t order_epoch;
     FILE *metrics;
     int tty;
+    ft_run_id id;          /* recorded in checkpoints, checked on resume */
 } run_t;
 
 /* Global row g of the endless epoch sequence → dataset row index. */
@@ -157,6 +158,77 @@ static void fill_row(run_t *r, int val, int64_t row, size_t j) {
     }
     ft_sft_rowset_fill(val ? &r->sft_val : &r->sft_train, &r->sds, row, in, lab,
                        r->pos + j * (size_t)r->T, r->seg + j * (size_t)r->T);
+}
+
+/* Fingerprint of the rows a run sees (train, then validation), as the step receives them. */
+static uint64_t data_fingerprint(run_t *r) {
+    uint64_t h = FT_FNV_SEED;
+    const size_t T = (size_t)r->T;
+    for (int val = 0; val < 2; val++) {
+        int64_t n = val ? r->n_val : r->n_train;
+        for (int64_t i = 0; i < n; i++) {
+            fill_row(r, val, r->sft ? i : (val ? r->ds.val : r->ds.train)[i], 0);
+            h = ft_fnv1a(h, r->inputs, T * sizeof(int));
+            h = ft_fnv1a(h, r->labels, T * sizeof(int));
+            if (r->sft) {
+                h = ft_fnv1a(h, r->pos, T * sizeof(int));
+                h = ft_fnv1a(h, r->seg, T * sizeof(int));
+            }
+        }
+        h = ft_fnv1a(h, &n, sizeof n);
+    }
+    return h;
+}
+
+/* Fingerprint of the base model: its shape and every 509th weight (a different checkpoint of the
+ * same architecture, fine-tuned or not, differs in nearly every weight), cheap even for 8B. */
+static uint64_t model_fingerprint(const ft_model *m) {
+    const ft_config *c = &m->cfg;
+    int dims[] = {c->vocab_size, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+                  c->head_dim};
+    uint64_t h = ft_fnv1a(FT_FNV_SEED, dims, sizeof dims);
+    h = ft_fnv1a(h, &m->n_params, sizeof m->n_params);
+    for (size_t i = 0; i < m->n_params; i += 509) h = ft_fnv1a(h, &m->params[i], sizeof(float));
+    return h;
+}
+
+/* Everything besides the checkpointed state that decides what the run computes (ft_run_id). */
+static void run_identity(run_t *r, int64_t total) {
+    const ft_train_config *c = r->cfg;
+    ft_run_id *id = &r->id;
+    static const char *const methods[] = {"full", "freeze", "lora"};
+    ft_run_id_set(id, "method", "%s", methods[c->method]);
+    if (c->method == FT_METHOD_LORA) {
+        ft_run_id_set(id, "lora_r", "%d", c->lora.r);
+        ft_run_id_set(id, "lora_alpha", "%g", (double)c->lora.alpha);
+        ft_run_id_set(id, "lora_dropout", "%g", (double)c->lora.dropout);
+        ft_run_id_set(id, "peft_use_rslora", "%s", c->lora.use_rslora ? "true" : "false");
+        ft_run_id_set(id, "lora_target_modules", "0x%02x", c->lora.targets);
+    }
+    if (c->method == FT_METHOD_FREEZE) {
+        uint64_t h = FT_FNV_SEED;
+        for (int i = 0; i < c->n_unfrozen; i++) h = ft_fnv1a(h, c->unfrozen[i], strlen(c->unfrozen[i]) + 1);
+        ft_run_id_set(id, "unfrozen_parameters", "%d patterns, %016" PRIx64, c->n_unfrozen, h);
+    }
+    ft_run_id_set(id, "sequence_len", "%d", r->T);
+    ft_run_id_set(id, "micro_batch_size", "%d", r->B);
+    ft_run_id_set(id, "gradient_accumulation_steps", "%d", c->gradient_accumulation_steps);
+    ft_run_id_set(id, "total steps", "%" PRId64, total);
+    ft_run_id_set(id, "learning_rate", "%.9g", c->learning_rate);
+    ft_run_id_set(id, "lr_scheduler", "%s", ft_schedule_name(c->lr_scheduler));
+    ft_run_id_set(id, "warmup_steps", "%" PRId64, c->warmup_steps);
+    ft_run_id_set(id, "optimizer", "%s", c->optimizer);
+    ft_run_id_set(id, "adam_beta1", "%.9g", c->adam.beta1);
+    ft_run_id_set(id, "adam_beta2", "%.9g", c->adam.beta2);
+    ft_run_id_set(id, "adam_epsilon", "%.9g", c->adam.eps);
+    ft_run_id_set(id, "weight_decay", "%.9g", c->adam.weight_decay);
+    ft_run_id_set(id, "max_grad_norm", "%.9g", c->max_grad_norm);
+    ft_run_id_set(id, "seed", "%" PRIu64, c->seed);
+    ft_run_id_set(id, "bf16", "%s", c->bf16 ? "true" : "false");
+    ft_run_id_set(id, "base model", "%016" PRIx64 " (shape and sampled weights)",
+                  model_fingerprint(&r->model));
+    ft_run_id_set(id, "data", "%016" PRIx64 " (%" PRId64 " train + %" PRId64 " validation rows)",
+                  data_fingerprint(r), r->n_train, r->n_val);
 }
 
 static ft_status evaluate(run_t *r, double *loss) {
@@ -246,6 +318,7 @@ static ft_status train_loop(run_t *r) {
     const int64_t eval_every = ft_train_config_steps(c->eval_steps, total);
 
     if ((st = ft_adamw_init(&r->opt, n_params, &c->adam))) return st;
+    run_identity(r, total);
     ft_train_state s = {0};
     s.model_rng = ft_train_rng_state(r->tm);
     char metrics_path[4096];
@@ -259,7 +332,7 @@ static ft_status train_loop(run_t *r) {
             return FT_ERR_NOMEM;
         }
         if (dir) {
-            st = ft_checkpoint_load(dir, &s, tens, n_t, params, &r->opt);
+            st = ft_checkpoint_load(dir, &s, &r->id, tens, n_t, params, &r->opt);
             if (st) {
                 free(dir);
                 return ft_error_wrap(st, "resume_from_checkpoint");
@@ -337,7 +410,7 @@ static ft_status train_loop(run_t *r) {
             char dir[4200];
             snprintf(dir, sizeof dir, "%s/checkpoint-%" PRId64, c->output_dir, s.step);
             s.model_rng = ft_train_rng_state(r->tm);
-            if ((st = ft_checkpoint_save(dir, &s, tens, n_t, params, &r->opt))) return st;
+            if ((st = ft_checkpoint_save(dir, &s, &r->id, tens, n_t, params, &r->opt))) return st;
             if ((st = ft_checkpoint_prune(c->output_dir, c->save_total_limit))) return st;
         }
     }
@@ -371,9 +444,14 @@ ft_status ft_train_run(const ft_train_config *c) {
     }
     r.T = c->sequence_len;
     r.B = c->micro_batch_size;
-    if (r.T > r.model.cfg.max_seq_len) {
-        st = ft_errorf(FT_ERR_ARG, "sequence_len %d exceeds the model's max_position_embeddings %d",
-                       r.T, r.model.cfg.max_seq_len);
+    if (r.T > ft_config_context(&r.model.cfg)) {
+        st = r.T > r.model.cfg.max_seq_len
+                 ? ft_errorf(FT_ERR_ARG, "sequence_len %d exceeds the model's max_position_embeddings %d",
+                             r.T, r.model.cfg.max_seq_len)
+                 : ft_errorf(FT_ERR_ARG,
+                             "sequence_len %d exceeds the model's sliding_window %d (windowed "
+                             "attention is not implemented: use sequence_len <= %d)",
+                             r.T, r.model.cfg.sliding_window, r.model.cfg.sliding_window);
         goto done;
     }
     if (r.sft) {

@@ -65,6 +65,15 @@ int main(void) {
         freq_check("top-k 2", lg, V, t, w);
     }
     {
+        /* ties at the k-th place are all kept, as HF's TopKLogitsWarper does (it removes only
+         * scores strictly below the k-th): probabilities .4 .2 .2 .2 0 with top-k 2 keep 4 */
+        const float tl[5] = {(float)log(0.4), (float)log(0.2), (float)log(0.2), (float)log(0.2),
+                             -30.0f};
+        double w[5] = {0.4, 0.2, 0.2, 0.2, 0};
+        ft_sample_params t = {1.0f, 2, 1.0f, 13};
+        freq_check("top-k 2 keeps ties with the 2nd", tl, V, t, w);
+    }
+    {
         /* cumulative 0.4, 0.7 (>= 0.6: keep the crossing token), so {0, 1} */
         double w[5] = {0.4 / 0.7, 0.3 / 0.7, 0, 0, 0};
         ft_sample_params t = {1.0f, 0, 0.6f, 10};

@@ -48,9 +48,15 @@ int main(void) {
     opt.step = 7;
     ft_train_state st = {.step = 7, .epoch = 1, .row = 123, .data_rng = 0xfedcba9876543210ull,
                          .model_rng = 0x8000000000000001ull, .loss_sum = 1.0 / 3.0, .loss_count = 2};
+    ft_run_id id = {0};
+    ft_run_id_set(&id, "learning_rate", "%.9g", 2e-4);
+    ft_run_id_set(&id, "data", "%016llx", 0x0123456789abcdefull);
+    ft_run_id_set(&id, "learning_rate", "%.9g", 1e-4); /* replaces, does not add */
+    CHECK("run_id_set_replaces", id.n == 2 && !strcmp(id.value[0], "0.0001"), "n %d value %s",
+          id.n, id.value[0]);
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/checkpoint-7", root);
-    ft_status s = ft_checkpoint_save(dir, &st, t, 2, params, &opt);
+    ft_status s = ft_checkpoint_save(dir, &st, &id, t, 2, params, &opt);
     CHECK("save", s == FT_OK, "%s", ft_error_message());
     char tmpname[64];
     snprintf(tmpname, sizeof tmpname, "checkpoint-7.tmp.%ld", (long)getpid());
@@ -67,7 +73,7 @@ int main(void) {
     ft_adamw o2;
     ft_adamw_init(&o2, 17, &h);
     ft_train_state st2;
-    s = ft_checkpoint_load(dir, &st2, t2, 2, p2, &o2);
+    s = ft_checkpoint_load(dir, &st2, &id, t2, 2, p2, &o2);
     CHECK("load", s == FT_OK, "%s", ft_error_message());
     CHECK("roundtrip_params_bits", !memcmp(p2, params, sizeof params), "params differ");
     CHECK("roundtrip_moments_bits", !memcmp(o2.m, opt.m, 17 * 4) && !memcmp(o2.v, opt.v, 17 * 4) &&
@@ -78,12 +84,31 @@ int main(void) {
                                  st2.loss_sum == st.loss_sum && st2.loss_count == 2,
           "state differs (rng %llx loss %.17g)", (unsigned long long)st2.model_rng, st2.loss_sum);
 
+    /* another learning rate, or data: refused naming the key and both values, nothing loaded */
+    ft_run_id other = id;
+    ft_run_id_set(&other, "learning_rate", "%.9g", 3e-4);
+    memset(p2, 0, sizeof p2);
+    s = ft_checkpoint_load(dir, &st2, &other, t2, 2, p2, &o2);
+    CHECK("load_refuses_other_settings",
+          s != FT_OK && strstr(ft_error_message(), "learning_rate 0.0001, this run has 0.0003") &&
+              p2[1] == 0.0f,
+          "%s", ft_error_message());
+    ft_run_id more = id;
+    ft_run_id_set(&more, "seed", "%d", 42); /* a key the checkpoint does not record */
+    s = ft_checkpoint_load(dir, &st2, &more, t2, 2, p2, &o2);
+    CHECK("load_refuses_unrecorded_key",
+          s != FT_OK && strstr(ft_error_message(), "seed (not recorded)"), "%s",
+          ft_error_message());
+    s = ft_checkpoint_load(dir, &st2, NULL, t2, 2, p2, &o2);
+    CHECK("load_without_expectation", s == FT_OK && !memcmp(p2, params, sizeof params), "%s",
+          ft_error_message());
+
     /* a run with another layout: refused naming the tensor */
     snprintf(t2[1].name, sizeof t2[1].name, "lm_head.weight");
-    s = ft_checkpoint_load(dir, &st2, t2, 2, p2, &o2);
+    s = ft_checkpoint_load(dir, &st2, &id, t2, 2, p2, &o2);
     CHECK("load_refuses_other_layout", s != FT_OK && strstr(ft_error_message(), "lm_head.weight"),
           "%s", ft_error_message());
-    s = ft_checkpoint_load(dir, &st2, t2, 1, p2, &o2);
+    s = ft_checkpoint_load(dir, &st2, &id, t2, 1, p2, &o2);
     CHECK("load_refuses_other_count", s != FT_OK && strstr(ft_error_message(), "holds 6 tensors"),
           "%s", ft_error_message());
 
@@ -91,7 +116,7 @@ int main(void) {
     for (int k = 1; k <= 12; k += 3) { /* 1 4 7 10 */
         snprintf(dir, sizeof dir, "%s/checkpoint-%d", root, k);
         st.step = k;
-        ft_checkpoint_save(dir, &st, t, 2, params, &opt);
+        ft_checkpoint_save(dir, &st, &id, t, 2, params, &opt);
     }
     char p[1024];
     snprintf(p, sizeof p, "%s/checkpoint-99", root); /* incomplete: no trainer_state.json */
@@ -121,8 +146,8 @@ int main(void) {
     st.step = 10;
     params[0] = 42.0f;
     snprintf(t2[1].name, sizeof t2[1].name, "model.norm.weight");
-    s = ft_checkpoint_save(dir, &st, t, 2, params, &opt);
-    s = s ? s : ft_checkpoint_load(dir, &st2, t2, 2, p2, &o2);
+    s = ft_checkpoint_save(dir, &st, &id, t, 2, params, &opt);
+    s = s ? s : ft_checkpoint_load(dir, &st2, &id, t2, 2, p2, &o2);
     CHECK("resave_replaces", s == FT_OK && p2[0] == 42.0f, "%s (p[0] = %g)", ft_error_message(),
           p2[0]);
     latest = NULL;

@@ -97,3 +97,28 @@ else
 fi
 ls "$D/b" | grep -qE '\.(tmp|del)\.' && echo "FAIL resume_cleans_temporaries: $(ls "$D/b")" ||
     echo "PASS resume_cleans_temporaries"
+
+# a resume with other settings, or other data, is refused naming what differs (the checkpoint
+# records the run's identity), and the output folder is left as it was
+before=$(cd "$D/a" && sha256sum adapter_model.safetensors checkpoint-*/trainable.safetensors)
+"$FTUNE_REL" train "$D/cfg.yaml" --set output_dir="$D/a" --set resume_from_checkpoint=auto \
+    --set learning_rate=1e-3 > "$D/c.log" 2>&1
+rc=$?
+if [ $rc -ne 0 ] && grep -q "trained with learning_rate 0.003, this run has 0.001" "$D/c.log"; then
+    echo "PASS resume_refuses_other_learning_rate"
+else
+    echo "FAIL resume_refuses_other_learning_rate: rc $rc: $(tail -1 "$D/c.log")"
+fi
+for i in 1 2 4; do cat "$MOBY/chapter_$i.json"; echo; done > "$D/moby_other.jsonl"
+sed "s#$D/moby.jsonl#$D/moby_other.jsonl#" "$D/cfg.yaml" > "$D/cfg_other.yaml"
+"$FTUNE_REL" train "$D/cfg_other.yaml" --set output_dir="$D/a" --set resume_from_checkpoint=auto \
+    > "$D/d.log" 2>&1
+rc=$?
+if [ $rc -ne 0 ] && grep -q "trained with data [0-9a-f]\{16\} (.*), this run has [0-9a-f]\{16\}" "$D/d.log"; then
+    echo "PASS resume_refuses_other_data"
+else
+    echo "FAIL resume_refuses_other_data: rc $rc: $(tail -1 "$D/d.log")"
+fi
+after=$(cd "$D/a" && sha256sum adapter_model.safetensors checkpoint-*/trainable.safetensors)
+[ "$before" = "$after" ] && echo "PASS resume_refusal_changes_nothing" ||
+    echo "FAIL resume_refusal_changes_nothing: files in $D/a changed"

@@ -27,3 +27,24 @@ printf '{"text": "fine"}\n{"text": "broken"\n' > "$D/d.jsonl"
 expect cli_bad_dataset_line 1 "d.jsonl:2: invalid JSON" "$D/ok.yaml" --set output_dir="$D/out"
 printf '{"text": "fine"}\n{"body": "x"}\n' > "$D/d.jsonl"
 expect cli_missing_text_field 1 "d.jsonl:2: no string field 'text'" "$D/ok.yaml" --set output_dir="$D/out"
+
+# a model with a sliding window shorter than sequence_len is refused (windowed attention is not
+# implemented, full causal attention equals it only within the window), as are prompts beyond it
+SW=$D/sw_model
+mkdir -p "$SW"
+for f in model.safetensors tokenizer.json; do ln -sf "$FT_ROOT/models/stories15M/$f" "$SW/$f"; done
+"$PY" - "$FT_ROOT/models/stories15M/config.json" "$SW/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["model_type"] = "mistral"; c["architectures"] = ["MistralForCausalLM"]
+c["sliding_window"] = 16
+json.dump(c, open(sys.argv[2], "w"))
+PY
+printf '{"text": "Once upon a time there was a little dog who liked to run in the park with his friends."}\n' > "$D/d.jsonl"
+printf 'base_model: %s\ndatasets: [{path: %s/d.jsonl, type: text}]\nsequence_len: 32\nmax_steps: 1\noutput_dir: %s/sw_out\n' "$SW" "$D" "$D" > "$D/sw.yaml"
+expect cli_sliding_window_caps_sequence_len 1 "sequence_len 32 exceeds the model's sliding_window 16" "$D/sw.yaml"
+out=$("$FTUNE" generate --model "$SW" --prompt-ids "$(seq -s, 1 20)" --max-new-tokens 1 2>&1); rc=$?
+if [ $rc -eq 1 ] && [[ $out == *"exceeds the model's 16 positions (its sliding window)"* ]]; then
+    echo "PASS cli_sliding_window_caps_generate"
+else
+    echo "FAIL cli_sliding_window_caps_generate: exit $rc: $out"
+fi
