@@ -12,11 +12,12 @@
  * continue), set (name, ns.attr, block form), macro and calls to macros, literals, lists, tuples,
  * dicts, attribute/subscript access, slicing, in / not in, is [not] tests, and/or/not, comparisons,
  * + - * / // % ~, a if c else b, the filters and methods listed in the tables below,
- * raise_exception, strftime_now, namespace, range.
+ * raise_exception, strftime_now, namespace, range, and transformers' {% generation %} marker
+ * (its body is rendered).
  * Semantics follow @huggingface/jinja where it differs from Python Jinja (the reference of the
  * tests): true/false print as "true"/"false", none/undefined print as "", `+` with a string
  * concatenates, tojson keeps non-ASCII and writes 2.0 as 2. Not supported (a clear error):
- * call blocks, filter blocks, include/extends/import, the generation tag, `loop.cycle`, string
+ * call blocks, filter blocks, include/extends/import, `loop.cycle`, string
  * formatting with %. upper/lower/title change ASCII letters only; string indexing, slicing and
  * length count Unicode code points.
  */
@@ -950,6 +951,11 @@ static node *stmt(P *p, tok *open) {
         n->b = mk(p, N_BLOCK, line);
         static const char *const st[] = {"endmacro", NULL};
         if (!block(p, n->b, st)) fail(j, FT_ERR_FORMAT, line, "{%% macro %%} is never closed by {%% endmacro %%}");
+    } else if (!strcmp(w, "generation")) { /* transformers' assistant-mask marker: renders its body */
+        n = mk(p, N_BLOCK, line);
+        expect_k(p, K_CSTMT, "%}");
+        static const char *const st[] = {"endgeneration", NULL};
+        if (!block(p, n, st)) fail(j, FT_ERR_FORMAT, line, "{%% generation %%} is never closed by {%% endgeneration %%}");
     } else if (!strcmp(w, "break") || !strcmp(w, "continue")) {
         n = mk(p, w[0] == 'b' ? N_BREAK : N_CONTINUE, line);
     } else {
