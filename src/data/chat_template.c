@@ -354,11 +354,11 @@ static ft_status r_phi3(const ft_chat_template *t, const ft_msg *m, int n, int g
 }
 
 static const ft_chat_template templates[] = {
-    {"llama3", r_llama3, "<|eot_id|>"},   {"llama2", r_llama2, NULL},
-    {"mistral", r_mistral, NULL},         {"chatml", r_chatml, "<|im_end|>"},
-    {"qwen3", r_qwen3, "<|im_end|>"},     {"alpaca", r_alpaca, NULL},
-    {"vicuna", r_vicuna, NULL},           {"zephyr", r_zephyr, NULL},
-    {"gemma", r_gemma, "<end_of_turn>"},  {"phi3", r_phi3, "<|end|>"},
+    {"llama3", r_llama3, "<|eot_id|>"},  {"llama2", r_llama2, NULL},
+    {"mistral", r_mistral, NULL},        {"chatml", r_chatml, "<|im_end|>"},
+    {"qwen3", r_qwen3, "<|im_end|>"},    {"alpaca", r_alpaca, NULL},
+    {"vicuna", r_vicuna, NULL},          {"zephyr", r_zephyr, NULL},
+    {"gemma", r_gemma, "<end_of_turn>"}, {"phi3", r_phi3, "<|end|>"},
 };
 #define N_TEMPLATES ((int)(sizeof templates / sizeof templates[0]))
 
@@ -403,16 +403,20 @@ typedef struct {
 } probe;
 
 /* Contents with outer spaces and newlines tell trimming templates from the others. */
+/* clang-format off */
 static const probe probes[] = {
-    {"user + assistant", 2, 0, {FT_ROLE_USER, FT_ROLE_ASSISTANT}, {"Hi there!", "Hello. How can I help?"}},
+    {"user + assistant", 2, 0, {FT_ROLE_USER, FT_ROLE_ASSISTANT},
+     {"Hi there!", "Hello. How can I help?"}},
     {"system + user + assistant", 3, 0, {FT_ROLE_SYSTEM, FT_ROLE_USER, FT_ROLE_ASSISTANT},
      {"You are terse.", " What is 2+2? ", "4\n"}},
     {"two turns", 4, 0, {FT_ROLE_USER, FT_ROLE_ASSISTANT, FT_ROLE_USER, FT_ROLE_ASSISTANT},
      {"Name a colour.", " Blue", "Another?\n", "Red."}},
     {"two turns, generation prompt", 3, 1, {FT_ROLE_USER, FT_ROLE_ASSISTANT, FT_ROLE_USER},
      {"Q1", "A1", "Q2"}},
-    {"system + user, generation prompt", 2, 1, {FT_ROLE_SYSTEM, FT_ROLE_USER}, {"Be kind.", "Hello?"}},
+    {"system + user, generation prompt", 2, 1, {FT_ROLE_SYSTEM, FT_ROLE_USER},
+     {"Be kind.", "Hello?"}},
 };
+/* clang-format on */
 #define N_PROBES ((int)(sizeof probes / sizeof probes[0]))
 #define PROBE_NOW 1721952000 /* strftime_now's date for the probes: 26 Jul 2024 */
 
@@ -434,8 +438,10 @@ static outcome render_jinja(const ft_jinja *j, const probe *p, const char *bos, 
     cJSON_AddStringToObject(ctx, "bos_token", bos);
     cJSON_AddStringToObject(ctx, "eos_token", eos);
     cJSON_AddBoolToObject(ctx, "add_generation_prompt", p->gen);
-    if (ft_jinja_render(j, ctx, PROBE_NOW, &o.text, NULL)) o.text = strdup(ft_error_message());
-    else o.ok = 1;
+    if (ft_jinja_render(j, ctx, PROBE_NOW, &o.text, NULL))
+        o.text = strdup(ft_error_message());
+    else
+        o.ok = 1;
     cJSON_Delete(ctx);
     return o;
 }
@@ -443,7 +449,8 @@ static outcome render_jinja(const ft_jinja *j, const probe *p, const char *bos, 
 static outcome render_builtin(const ft_chat_template *t, const probe *p, const char *bos,
                               const char *eos) {
     ft_msg m[6];
-    for (int i = 0; i < p->n; i++) m[i] = (ft_msg){p->role[i], (char *)p->content[i]};
+    for (int i = 0; i < p->n; i++)
+        m[i] = (ft_msg){p->role[i], (char *)p->content[i]};
     ft_rendered r = {0};
     outcome o = {0, NULL};
     if (ft_chat_render(t, m, p->n, p->gen, bos, eos, &r)) {
@@ -463,7 +470,8 @@ static char *gen_suffix(const ft_chat_template *t, const char *bos, const char *
     p.gen = 1;
     outcome b = render_builtin(t, &p, bos, eos);
     char *s = NULL;
-    if (a.ok && b.ok && !strncmp(a.text, b.text, strlen(a.text))) s = strdup(b.text + strlen(a.text));
+    if (a.ok && b.ok && !strncmp(a.text, b.text, strlen(a.text)))
+        s = strdup(b.text + strlen(a.text));
     free(a.text), free(b.text);
     return s ? s : strdup("");
 }
@@ -474,9 +482,12 @@ static void brief(char *dst, size_t cap, const char *s, size_t at) {
     if (a) k += (size_t)snprintf(dst + k, cap - k, "...");
     for (size_t i = a; i < n && i < a + 60 && k + 8 < cap; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '\n') k += (size_t)snprintf(dst + k, cap - k, "\\n");
-        else if (c == '\t') k += (size_t)snprintf(dst + k, cap - k, "\\t");
-        else dst[k++] = (char)c, dst[k] = 0;
+        if (c == '\n')
+            k += (size_t)snprintf(dst + k, cap - k, "\\n");
+        else if (c == '\t')
+            k += (size_t)snprintf(dst + k, cap - k, "\\t");
+        else
+            dst[k++] = (char)c, dst[k] = 0;
     }
     if (a + 60 < n && k + 4 < cap) k += (size_t)snprintf(dst + k, cap - k, "...");
     if (!n) snprintf(dst, cap, "(empty)");
@@ -494,11 +505,13 @@ ft_status ft_chat_template_detect(const char *jinja, const char *bos, const char
         snprintf(msg, sizeof msg, "%s", ft_error_message());
         return ft_errorf(FT_ERR_UNSUPPORTED,
                          "the tokenizer's chat_template cannot be read (%s): set chat_template: to "
-                         "one of %s", msg, names);
+                         "one of %s",
+                         msg, names);
     }
     outcome got[N_PROBES];
     int jinja_ok = 0;
-    for (int p = 0; p < N_PROBES; p++) got[p] = render_jinja(j, &probes[p], bos, eos), jinja_ok += got[p].ok;
+    for (int p = 0; p < N_PROBES; p++)
+        got[p] = render_jinja(j, &probes[p], bos, eos), jinja_ok += got[p].ok;
     ft_jinja_free(j);
     char why[640] = "";
     if (!jinja_ok) {
@@ -523,18 +536,24 @@ ft_status ft_chat_template_detect(const char *jinja, const char *bos, const char
                 if (got[p].ok && b.ok) {
                     size_t lb = strlen(b.text);
                     if (quirk && !probes[p].gen)
-                        same = !strncmp(got[p].text, b.text, lb) && !strcmp(got[p].text + lb, suffix);
+                        same =
+                            !strncmp(got[p].text, b.text, lb) && !strcmp(got[p].text + lb, suffix);
                     else
                         same = !strcmp(got[p].text, b.text);
                 }
                 if (got[p].ok && b.ok && !quirk) { /* closeness: shared prefix + suffix */
                     size_t lx = strlen(got[p].text), ly = strlen(b.text), a = 0, z = 0;
-                    while (a < lx && a < ly && got[p].text[a] == b.text[a]) a++;
-                    while (z < lx - a && z < ly - a && got[p].text[lx - 1 - z] == b.text[ly - 1 - z]) z++;
+                    while (a < lx && a < ly && got[p].text[a] == b.text[a])
+                        a++;
+                    while (z < lx - a && z < ly - a &&
+                           got[p].text[lx - 1 - z] == b.text[ly - 1 - z])
+                        z++;
                     close += (long)(a + z);
                 }
-                if (same) q_agree++;
-                else if (q_first < 0) q_first = p;
+                if (same)
+                    q_agree++;
+                else if (q_first < 0)
+                    q_first = p;
                 free(b.text);
             }
             if (!quirk || q_agree == N_PROBES) agree = q_agree, first_diff = q_first;
@@ -543,7 +562,8 @@ ft_status ft_chat_template_detect(const char *jinja, const char *bos, const char
         if (agree == N_PROBES) {
             n_found++, found = t;
             if (hk < sizeof hits)
-                hk += (size_t)snprintf(hits + hk, sizeof hits - hk, "%s%s", n_found > 1 ? ", " : "", t->name);
+                hk += (size_t)snprintf(hits + hk, sizeof hits - hk, "%s%s", n_found > 1 ? ", " : "",
+                                       t->name);
         } else if ((long)agree * 1000000 + close > best_score) {
             best_score = (long)agree * 1000000 + close;
             /* the closest template so far: describe its first differing probe */
@@ -552,23 +572,27 @@ ft_status ft_chat_template_detect(const char *jinja, const char *bos, const char
             const char *x = got[first_diff].text, *y = b.text;
             size_t k = 0;
             if (got[first_diff].ok && b.ok)
-                while (x[k] && x[k] == y[k]) k++;
+                while (x[k] && x[k] == y[k])
+                    k++;
             char bx[160], by[160];
             brief(bx, sizeof bx, x, got[first_diff].ok && b.ok ? k : 0);
             brief(by, sizeof by, y, got[first_diff].ok && b.ok ? k : 0);
-            snprintf(why, sizeof why,
-                     "closest is %s (%d of %d probes agree); on the probe '%s' the model's template "
-                     "%s \"%s\" where %s %s \"%s\"",
-                     t->name, agree, N_PROBES, p->what, got[first_diff].ok ? "gives" : "raises", bx,
-                     t->name, b.ok ? "gives" : "raises", by);
+            snprintf(
+                why, sizeof why,
+                "closest is %s (%d of %d probes agree); on the probe '%s' the model's template "
+                "%s \"%s\" where %s %s \"%s\"",
+                t->name, agree, N_PROBES, p->what, got[first_diff].ok ? "gives" : "raises", bx,
+                t->name, b.ok ? "gives" : "raises", by);
             free(b.text);
         }
     }
-    for (int p = 0; p < N_PROBES; p++) free(got[p].text);
+    for (int p = 0; p < N_PROBES; p++)
+        free(got[p].text);
     if (n_found > 1)
         return ft_errorf(FT_ERR_UNSUPPORTED,
                          "the tokenizer's chat_template renders like several templates (%s): set "
-                         "chat_template: to one of them", hits);
+                         "chat_template: to one of them",
+                         hits);
     if (!found)
         return ft_errorf(FT_ERR_UNSUPPORTED,
                          "the tokenizer's chat_template is not one ftune knows (rendered, it "

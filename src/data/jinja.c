@@ -32,10 +32,10 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_SRC (1 << 20)       /* template bytes */
-#define MAX_MEM (128u << 20)    /* arena bytes per render */
-#define MAX_STEPS 5000000      /* evaluation steps per render */
-#define MAX_DEPTH 200           /* expression / statement / macro nesting */
+#define MAX_SRC (1 << 20)    /* template bytes */
+#define MAX_MEM (128u << 20) /* arena bytes per render */
+#define MAX_STEPS 5000000    /* evaluation steps per render */
+#define MAX_DEPTH 200        /* expression / statement / macro nesting */
 
 /* ---------------------------------------------------------------- arena, errors ---- */
 
@@ -73,7 +73,8 @@ static void *alloc(J *j, size_t n) {
     n = (n + 15) & ~(size_t)15;
     if (!j->head || j->head->cap - j->head->used < n) {
         size_t cap = n > 65536 ? n : 65536;
-        if (j->total + cap > MAX_MEM) fail(j, FT_ERR_NOMEM, 0, "template needs more than %u MiB", MAX_MEM >> 20);
+        if (j->total + cap > MAX_MEM)
+            fail(j, FT_ERR_NOMEM, 0, "template needs more than %u MiB", MAX_MEM >> 20);
         blk *b = malloc(sizeof *b + cap);
         if (!b) fail(j, FT_ERR_NOMEM, 0, "out of memory");
         b->next = j->head, b->used = 0, b->cap = cap;
@@ -113,12 +114,12 @@ static void *grow(J *j, void *p, int n, int *cap, size_t el) {
 /* ---------------------------------------------------------------- values ---- */
 
 enum { T_UNDEF, T_NONE, T_BOOL, T_INT, T_FLOAT, T_STR, T_LIST, T_DICT, T_NS, T_MACRO };
-static const char *tname[] = {"undefined", "none", "boolean", "integer", "float", "string",
-                              "list", "dict", "namespace", "macro"};
+static const char *tname[] = {"undefined", "none", "boolean", "integer",   "float",
+                              "string",    "list", "dict",    "namespace", "macro"};
 
 typedef struct val {
     int t;
-    int64_t i;     /* bool, int; string length */
+    int64_t i; /* bool, int; string length */
     double f;
     const char *s; /* string bytes (NUL-terminated) */
     void *p;       /* list, dict (T_DICT and T_NS), macro */
@@ -136,12 +137,25 @@ typedef struct {
 } dict;
 
 static const val UNDEF = {.t = T_UNDEF};
-static val v_none(void) { return (val){.t = T_NONE}; }
-static val v_bool(int b) { return (val){.t = T_BOOL, .i = !!b}; }
-static val v_int(int64_t i) { return (val){.t = T_INT, .i = i}; }
-static val v_float(double f) { return (val){.t = T_FLOAT, .f = f}; }
-static val v_str(const char *s, size_t n) { return (val){.t = T_STR, .s = s, .i = (int64_t)n}; }
-static val v_cstr(J *j, const char *s) { size_t n = strlen(s); return v_str(sdup(j, s, n), n); }
+static val v_none(void) {
+    return (val){.t = T_NONE};
+}
+static val v_bool(int b) {
+    return (val){.t = T_BOOL, .i = !!b};
+}
+static val v_int(int64_t i) {
+    return (val){.t = T_INT, .i = i};
+}
+static val v_float(double f) {
+    return (val){.t = T_FLOAT, .f = f};
+}
+static val v_str(const char *s, size_t n) {
+    return (val){.t = T_STR, .s = s, .i = (int64_t)n};
+}
+static val v_cstr(J *j, const char *s) {
+    size_t n = strlen(s);
+    return v_str(sdup(j, s, n), n);
+}
 
 static val v_list(J *j) {
     list *l = alloc(j, sizeof *l);
@@ -166,7 +180,10 @@ static val *d_find(val d, const char *k) {
 }
 static void d_set(J *j, val d, const char *k, val x) {
     val *e = d_find(d, k);
-    if (e) { *e = x; return; }
+    if (e) {
+        *e = x;
+        return;
+    }
     dict *D = d.p;
     int cap = D->cap;
     D->k = grow(j, D->k, D->n, &cap, sizeof *D->k);
@@ -177,11 +194,14 @@ static void d_set(J *j, val d, const char *k, val x) {
 
 static int truthy(val v) {
     switch (v.t) {
-    case T_BOOL: case T_INT: case T_STR: return v.i != 0;
+    case T_BOOL:
+    case T_INT:
+    case T_STR: return v.i != 0;
     case T_FLOAT: return v.f != 0;
     case T_LIST: return ((list *)v.p)->n > 0;
     case T_DICT: return ((dict *)v.p)->n > 0;
-    case T_NS: case T_MACRO: return 1;
+    case T_NS:
+    case T_MACRO: return 1;
     default: return 0;
     }
 }
@@ -195,7 +215,8 @@ typedef struct {
 static void sb_add(J *j, sbuf *b, const char *s, size_t n) {
     if (b->n + n + 1 > b->cap) {
         size_t nc = b->cap ? b->cap * 2 : 256;
-        while (nc < b->n + n + 1) nc *= 2;
+        while (nc < b->n + n + 1)
+            nc *= 2;
         char *q = alloc(j, nc);
         if (b->n) memcpy(q, b->p, b->n);
         b->p = q, b->cap = nc;
@@ -204,13 +225,23 @@ static void sb_add(J *j, sbuf *b, const char *s, size_t n) {
     b->n += n;
     b->p[b->n] = 0;
 }
-static void sb_cs(J *j, sbuf *b, const char *s) { sb_add(j, b, s, strlen(s)); }
-static val sb_val(J *j, sbuf *b) { return b->n ? v_str(b->p, b->n) : v_str(sdup(j, "", 0), 0); }
+static void sb_cs(J *j, sbuf *b, const char *s) {
+    sb_add(j, b, s, strlen(s));
+}
+static val sb_val(J *j, sbuf *b) {
+    return b->n ? v_str(b->p, b->n) : v_str(sdup(j, "", 0), 0);
+}
 
 /* JavaScript's Number#toString for finite doubles: the shortest digits that round-trip */
 static void fmt_num(char *o, size_t cap, double f) {
-    if (isnan(f)) { snprintf(o, cap, "NaN"); return; }
-    if (isinf(f)) { snprintf(o, cap, f > 0 ? "Infinity" : "-Infinity"); return; }
+    if (isnan(f)) {
+        snprintf(o, cap, "NaN");
+        return;
+    }
+    if (isinf(f)) {
+        snprintf(o, cap, f > 0 ? "Infinity" : "-Infinity");
+        return;
+    }
     for (int p = 1; p <= 17; p++) {
         snprintf(o, cap, "%.*g", p, f);
         if (strtod(o, NULL) == f) break;
@@ -218,7 +249,8 @@ static void fmt_num(char *o, size_t cap, double f) {
     char *e = strchr(o, 'e');
     if (e) { /* 1e+21 -> 1e+21 (JS); 1e-07 -> 1e-7 */
         char *d = e + 2;
-        while (*d == '0' && d[1]) memmove(d, d + 1, strlen(d));
+        while (*d == '0' && d[1])
+            memmove(d, d + 1, strlen(d));
     }
 }
 
@@ -239,8 +271,10 @@ static void json_str(J *j, sbuf *b, const char *s, size_t n) {
         default:
             if (c < 0x20) snprintf(e, sizeof e, "\\u%04x", c), r = e;
         }
-        if (r) sb_cs(j, b, r);
-        else sb_add(j, b, (const char *)&s[i], 1);
+        if (r)
+            sb_cs(j, b, r);
+        else
+            sb_add(j, b, (const char *)&s[i], 1);
     }
     sb_add(j, b, "\"", 1);
 }
@@ -253,8 +287,14 @@ static void to_json(J *j, sbuf *b, val v, int indent, int depth, int undef_null)
     case T_UNDEF: sb_cs(j, b, undef_null ? "null" : "undefined"); return;
     case T_NONE: sb_cs(j, b, "null"); return;
     case T_BOOL: sb_cs(j, b, v.i ? "true" : "false"); return;
-    case T_INT: snprintf(num, sizeof num, "%lld", (long long)v.i); sb_cs(j, b, num); return;
-    case T_FLOAT: fmt_num(num, sizeof num, v.f); sb_cs(j, b, isfinite(v.f) ? num : "null"); return;
+    case T_INT:
+        snprintf(num, sizeof num, "%lld", (long long)v.i);
+        sb_cs(j, b, num);
+        return;
+    case T_FLOAT:
+        fmt_num(num, sizeof num, v.f);
+        sb_cs(j, b, isfinite(v.f) ? num : "null");
+        return;
     case T_STR: json_str(j, b, v.s, (size_t)v.i); return;
     case T_MACRO: fail(j, FT_ERR_UNSUPPORTED, 0, "cannot convert a macro to JSON");
     default: break;
@@ -266,7 +306,8 @@ static void to_json(J *j, sbuf *b, val v, int indent, int depth, int undef_null)
         if (i) sb_cs(j, b, indent ? "," : ", ");
         if (indent) {
             sb_cs(j, b, "\n");
-            for (int k = 0; k < indent * (depth + 1); k++) sb_cs(j, b, " ");
+            for (int k = 0; k < indent * (depth + 1); k++)
+                sb_cs(j, b, " ");
         }
         if (is_list) {
             to_json(j, b, ((list *)v.p)->it[i], indent, depth + 1, undef_null);
@@ -279,7 +320,8 @@ static void to_json(J *j, sbuf *b, val v, int indent, int depth, int undef_null)
     }
     if (indent && n) {
         sb_cs(j, b, "\n");
-        for (int k = 0; k < indent * depth; k++) sb_cs(j, b, " ");
+        for (int k = 0; k < indent * depth; k++)
+            sb_cs(j, b, " ");
     }
     sb_cs(j, b, is_list ? "]" : "}");
 }
@@ -288,12 +330,18 @@ static void to_json(J *j, sbuf *b, val v, int indent, int depth, int undef_null)
 static void to_text(J *j, sbuf *b, val v) {
     char num[40];
     switch (v.t) {
-    case T_UNDEF: case T_NONE: return;
+    case T_UNDEF:
+    case T_NONE: return;
     case T_BOOL: sb_cs(j, b, v.i ? "true" : "false"); return;
-    case T_INT: snprintf(num, sizeof num, "%lld", (long long)v.i); sb_cs(j, b, num); return;
+    case T_INT:
+        snprintf(num, sizeof num, "%lld", (long long)v.i);
+        sb_cs(j, b, num);
+        return;
     case T_FLOAT:
-        if (isfinite(v.f) && v.f == floor(v.f) && fabs(v.f) < 1e21) snprintf(num, sizeof num, "%.1f", v.f);
-        else fmt_num(num, sizeof num, v.f);
+        if (isfinite(v.f) && v.f == floor(v.f) && fabs(v.f) < 1e21)
+            snprintf(num, sizeof num, "%.1f", v.f);
+        else
+            fmt_num(num, sizeof num, v.f);
         sb_cs(j, b, num);
         return;
     case T_STR: sb_add(j, b, v.s, (size_t)v.i); return;
@@ -327,7 +375,8 @@ static val from_json(J *j, const cJSON *c, int depth) {
     if (cJSON_IsObject(c)) {
         val d = v_dict(j, T_DICT);
         const cJSON *e;
-        cJSON_ArrayForEach(e, c) d_set(j, d, sdup(j, e->string, strlen(e->string)), from_json(j, e, depth + 1));
+        cJSON_ArrayForEach(e, c)
+            d_set(j, d, sdup(j, e->string, strlen(e->string)), from_json(j, e, depth + 1));
         return d;
     }
     return UNDEF;
@@ -335,7 +384,20 @@ static val from_json(J *j, const cJSON *c, int depth) {
 
 /* ---------------------------------------------------------------- lexer ---- */
 
-enum { K_EOF, K_TEXT, K_OEXPR, K_CEXPR, K_OSTMT, K_CSTMT, K_NAME, K_STR, K_INT, K_FLOAT, K_OP, K_COMMENT };
+enum {
+    K_EOF,
+    K_TEXT,
+    K_OEXPR,
+    K_CEXPR,
+    K_OSTMT,
+    K_CSTMT,
+    K_NAME,
+    K_STR,
+    K_INT,
+    K_FLOAT,
+    K_OP,
+    K_COMMENT
+};
 
 typedef struct {
     int k, line;
@@ -349,9 +411,15 @@ typedef struct {
     int n, cap, pos;
 } lex;
 
-static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
-static int is_word(char c) { return is_digit(c) || c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+static int is_ws(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+static int is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
+static int is_word(char c) {
+    return is_digit(c) || c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
 
 static void push_tok(lex *L, int k, int line, const char *s, size_t n) {
     L->t = grow(L->j, L->t, L->n, &L->cap, sizeof *L->t);
@@ -369,15 +437,19 @@ static char *preprocess(J *j, const char *src, size_t n, size_t *on, int **line_
     for (size_t i = 0; i < n; i++) {
         if (at_bol) { /* ^[ \t]*({[#%-]) -> $1 */
             size_t e = i;
-            while (e < n && (src[e] == ' ' || src[e] == '\t')) e++;
-            if (e + 1 < n && src[e] == '{' && (src[e + 1] == '#' || src[e + 1] == '%' || src[e + 1] == '-')) i = e;
+            while (e < n && (src[e] == ' ' || src[e] == '\t'))
+                e++;
+            if (e + 1 < n && src[e] == '{' &&
+                (src[e + 1] == '#' || src[e + 1] == '%' || src[e + 1] == '-'))
+                i = e;
             at_bol = 0;
         }
         o[k] = src[i], ln[k++] = line;
         if (src[i] == '\n') line++, at_bol = 1;
         /* ([#%-]})\n -> $1 */
-        if (src[i] == '}' && i > 0 && (src[i - 1] == '#' || src[i - 1] == '%' || src[i - 1] == '-') &&
-            i + 1 < n && src[i + 1] == '\n')
+        if (src[i] == '}' && i > 0 &&
+            (src[i - 1] == '#' || src[i - 1] == '%' || src[i - 1] == '-') && i + 1 < n &&
+            src[i + 1] == '\n')
             i++, line++, at_bol = 1;
     }
     o[k] = 0, ln[k] = line;
@@ -396,8 +468,13 @@ static void tokenize(lex *L, const char *src, size_t n) {
     while (i < len) {
         if (!inside) {
             size_t a = i;
-            while (i < len && !(s[i] == '{' && (AT(i + 1) == '%' || AT(i + 1) == '{' || AT(i + 1) == '#'))) i++;
-            if (i > a) { push_tok(L, K_TEXT, ln[a], s + a, i - a); continue; }
+            while (i < len &&
+                   !(s[i] == '{' && (AT(i + 1) == '%' || AT(i + 1) == '{' || AT(i + 1) == '#')))
+                i++;
+            if (i > a) {
+                push_tok(L, K_TEXT, ln[a], s + a, i - a);
+                continue;
+            }
         }
         int line = ln[i];
         int strip_before = 0;
@@ -407,17 +484,21 @@ static void tokenize(lex *L, const char *src, size_t n) {
                 i += 2;
                 if (AT(i) == '-') strip_before = 1, i++;
                 size_t a = i;
-                while (i + 1 < len && !(s[i] == '#' && s[i + 1] == '}')) i++;
+                while (i + 1 < len && !(s[i] == '#' && s[i + 1] == '}'))
+                    i++;
                 if (i + 1 >= len) fail(j, FT_ERR_FORMAT, line, "comment {# is never closed");
                 int strip_after = i > a && s[i - 1] == '-';
                 if (strip_before && L->n && L->t[L->n - 1].k == K_TEXT) {
                     tok *t = &L->t[L->n - 1];
-                    while (t->n && is_ws(t->s[t->n - 1])) t->n--;
+                    while (t->n && is_ws(t->s[t->n - 1]))
+                        t->n--;
                     if (!t->n) L->n--;
                 }
                 push_tok(L, K_COMMENT, line, NULL, 0);
                 i += 2;
-                if (strip_after) while (i < len && is_ws(s[i])) i++;
+                if (strip_after)
+                    while (i < len && is_ws(s[i]))
+                        i++;
                 continue;
             }
             push_tok(L, c == '%' ? K_OSTMT : K_OEXPR, line, NULL, 0);
@@ -427,23 +508,27 @@ static void tokenize(lex *L, const char *src, size_t n) {
                 int at = L->n - 2;
                 if (at >= 0 && L->t[at].k == K_TEXT) {
                     tok *t = &L->t[at];
-                    while (t->n && is_ws(t->s[t->n - 1])) t->n--;
+                    while (t->n && is_ws(t->s[t->n - 1]))
+                        t->n--;
                     if (!t->n) L->t[at] = L->t[at + 1], L->n--;
                 }
             }
             continue;
         }
-        while (i < len && is_ws(s[i])) i++;
+        while (i < len && is_ws(s[i]))
+            i++;
         if (i >= len) break;
         line = ln[i];
         char c = s[i];
         if (c == '-' && AT(i + 1) == (inside == 1 ? '%' : '}') && AT(i + 2) == '}') {
             push_tok(L, inside == 1 ? K_CSTMT : K_CEXPR, line, NULL, 0);
             i += 3, inside = 0;
-            while (i < len && is_ws(s[i])) i++;
+            while (i < len && is_ws(s[i]))
+                i++;
             continue;
         }
-        if ((inside == 1 && c == '%' && AT(i + 1) == '}') || (inside == 2 && depth == 0 && c == '}' && AT(i + 1) == '}')) {
+        if ((inside == 1 && c == '%' && AT(i + 1) == '}') ||
+            (inside == 2 && depth == 0 && c == '}' && AT(i + 1) == '}')) {
             push_tok(L, inside == 1 ? K_CSTMT : K_CEXPR, line, NULL, 0);
             i += 2, inside = 0;
             continue;
@@ -461,8 +546,12 @@ static void tokenize(lex *L, const char *src, size_t n) {
                     case 'b': r = '\b'; break;
                     case 'f': r = '\f'; break;
                     case 'v': r = '\v'; break;
-                    case '\'': case '"': case '\\': r = e; break;
-                    default: fail(j, FT_ERR_UNSUPPORTED, ln[i], "string escape \\%c is not supported", e ? e : '0');
+                    case '\'':
+                    case '"':
+                    case '\\': r = e; break;
+                    default:
+                        fail(j, FT_ERR_UNSUPPORTED, ln[i], "string escape \\%c is not supported",
+                             e ? e : '0');
                     }
                     sb_add(j, &b, &r, 1);
                     i += 2;
@@ -479,23 +568,28 @@ static void tokenize(lex *L, const char *src, size_t n) {
         }
         if (is_digit(c)) {
             size_t a = i;
-            while (i < len && is_digit(s[i])) i++;
+            while (i < len && is_digit(s[i]))
+                i++;
             int fl = 0;
-            if (!(L->n && L->t[L->n - 1].k == K_OP && L->t[L->n - 1].s[0] == '.') && AT(i) == '.' && is_digit(AT(i + 1))) {
+            if (!(L->n && L->t[L->n - 1].k == K_OP && L->t[L->n - 1].s[0] == '.') && AT(i) == '.' &&
+                is_digit(AT(i + 1))) {
                 fl = 1, i++;
-                while (i < len && is_digit(s[i])) i++;
+                while (i < len && is_digit(s[i]))
+                    i++;
             }
             push_tok(L, fl ? K_FLOAT : K_INT, line, sdup(j, s + a, i - a), i - a);
             continue;
         }
         if (is_word(c)) {
             size_t a = i;
-            while (i < len && is_word(s[i])) i++;
+            while (i < len && is_word(s[i]))
+                i++;
             push_tok(L, K_NAME, line, sdup(j, s + a, i - a), i - a);
             continue;
         }
-        static const char *ops[] = {"//", "**", "==", "!=", "<=", ">=", "(", ")", "[", "]", "{", "}", ",", ".",
-                                    ":", "|", "<", ">", "+", "-", "~", "*", "/", "%", "=", NULL};
+        static const char *ops[] = {"//", "**", "==", "!=", "<=", ">=", "(", ")", "[",
+                                    "]",  "{",  "}",  ",",  ".",  ":",  "|", "<", ">",
+                                    "+",  "-",  "~",  "*",  "/",  "%",  "=", NULL};
         int k = 0;
         for (; ops[k]; k++)
             if (!strncmp(s + i, ops[k], strlen(ops[k]))) break;
@@ -505,7 +599,9 @@ static void tokenize(lex *L, const char *src, size_t n) {
         push_tok(L, K_OP, line, ops[k], strlen(ops[k]));
         i += strlen(ops[k]);
     }
-    if (inside) fail(j, FT_ERR_FORMAT, L->n ? L->t[L->n - 1].line : 1, "tag %s is never closed", inside == 1 ? "{%" : "{{");
+    if (inside)
+        fail(j, FT_ERR_FORMAT, L->n ? L->t[L->n - 1].line : 1, "tag %s is never closed",
+             inside == 1 ? "{%" : "{{");
     push_tok(L, K_EOF, ln[len], NULL, 0);
 #undef AT
 }
@@ -513,9 +609,31 @@ static void tokenize(lex *L, const char *src, size_t n) {
 /* ---------------------------------------------------------------- AST ---- */
 
 enum {
-    N_BLOCK, N_TEXT, N_OUT, N_IF, N_FOR, N_SET, N_MACRO, N_BREAK, N_CONTINUE, /* statements */
-    N_LIT, N_NAME, N_ATTR, N_INDEX, N_SLICE, N_CALL, N_FILTER, N_TEST, N_NOT, N_NEG,
-    N_BIN, N_AND, N_OR, N_COND, N_LIST, N_DICT
+    N_BLOCK,
+    N_TEXT,
+    N_OUT,
+    N_IF,
+    N_FOR,
+    N_SET,
+    N_MACRO,
+    N_BREAK,
+    N_CONTINUE, /* statements */
+    N_LIT,
+    N_NAME,
+    N_ATTR,
+    N_INDEX,
+    N_SLICE,
+    N_CALL,
+    N_FILTER,
+    N_TEST,
+    N_NOT,
+    N_NEG,
+    N_BIN,
+    N_AND,
+    N_OR,
+    N_COND,
+    N_LIST,
+    N_DICT
 };
 
 typedef struct node node;
@@ -525,9 +643,9 @@ struct node {
     size_t n;           /* text length */
     val lit;
     node *a, *b, *c, *d;
-    node **v;           /* body, elements, args (dict: key, value, key, ...) */
+    node **v; /* body, elements, args (dict: key, value, key, ...) */
     int nv, cap;
-    const char **kn;    /* keyword argument names */
+    const char **kn; /* keyword argument names */
     node **kv;
     int nk, kcap;
 };
@@ -537,10 +655,22 @@ typedef struct {
     lex *L;
 } P;
 
-static tok *peek(P *p) { return &p->L->t[p->L->pos]; }
-static tok *next(P *p) { tok *t = peek(p); if (t->k != K_EOF) p->L->pos++; return t; }
-static int is_op(P *p, const char *op) { tok *t = peek(p); return t->k == K_OP && !strcmp(t->s, op); }
-static int is_name(P *p, const char *nm) { tok *t = peek(p); return t->k == K_NAME && !strcmp(t->s, nm); }
+static tok *peek(P *p) {
+    return &p->L->t[p->L->pos];
+}
+static tok *next(P *p) {
+    tok *t = peek(p);
+    if (t->k != K_EOF) p->L->pos++;
+    return t;
+}
+static int is_op(P *p, const char *op) {
+    tok *t = peek(p);
+    return t->k == K_OP && !strcmp(t->s, op);
+}
+static int is_name(P *p, const char *nm) {
+    tok *t = peek(p);
+    return t->k == K_NAME && !strcmp(t->s, nm);
+}
 
 static const char *tok_desc(tok *t) {
     switch (t->k) {
@@ -551,22 +681,28 @@ static const char *tok_desc(tok *t) {
     case K_OSTMT: return "{%";
     case K_CSTMT: return "%}";
     case K_STR: return "a string";
-    case K_INT: case K_FLOAT: return "a number";
+    case K_INT:
+    case K_FLOAT: return "a number";
     default: return t->s;
     }
 }
 
 static void expect_op(P *p, const char *op) {
-    if (!is_op(p, op)) fail(p->j, FT_ERR_FORMAT, peek(p)->line, "expected '%s', found '%s'", op, tok_desc(peek(p)));
+    if (!is_op(p, op))
+        fail(p->j, FT_ERR_FORMAT, peek(p)->line, "expected '%s', found '%s'", op,
+             tok_desc(peek(p)));
     next(p);
 }
 static const char *expect_name(P *p) {
     tok *t = peek(p);
-    if (t->k != K_NAME) fail(p->j, FT_ERR_FORMAT, t->line, "expected a name, found '%s'", tok_desc(t));
+    if (t->k != K_NAME)
+        fail(p->j, FT_ERR_FORMAT, t->line, "expected a name, found '%s'", tok_desc(t));
     return next(p)->s;
 }
 static void expect_k(P *p, int k, const char *what) {
-    if (peek(p)->k != k) fail(p->j, FT_ERR_FORMAT, peek(p)->line, "expected '%s', found '%s'", what, tok_desc(peek(p)));
+    if (peek(p)->k != k)
+        fail(p->j, FT_ERR_FORMAT, peek(p)->line, "expected '%s', found '%s'", what,
+             tok_desc(peek(p)));
     next(p);
 }
 
@@ -588,7 +724,8 @@ static void call_args(P *p, node *n) {
     expect_op(p, "(");
     while (!is_op(p, ")")) {
         tok *t = peek(p);
-        if (t->k == K_NAME && p->L->t[p->L->pos + 1].k == K_OP && !strcmp(p->L->t[p->L->pos + 1].s, "=")) {
+        if (t->k == K_NAME && p->L->t[p->L->pos + 1].k == K_OP &&
+            !strcmp(p->L->t[p->L->pos + 1].s, "=")) {
             next(p), next(p);
             int cap = n->kcap;
             n->kn = grow(p->j, n->kn, n->nk, &cap, sizeof *n->kn);
@@ -596,7 +733,8 @@ static void call_args(P *p, node *n) {
             n->kn[n->nk] = t->s;
             n->kv[n->nk++] = expr(p);
         } else {
-            if (n->nk) fail(p->j, FT_ERR_FORMAT, t->line, "positional argument after a keyword argument");
+            if (n->nk)
+                fail(p->j, FT_ERR_FORMAT, t->line, "positional argument after a keyword argument");
             add(p, n, expr(p));
         }
         if (!is_op(p, ",")) break;
@@ -623,7 +761,8 @@ static node *primary(P *p) {
     case K_INT:
         n = mk(p, N_LIT, t->line);
         n->lit = v_int(strtoll(t->s, NULL, 10));
-        if (t->n > 18) fail(p->j, FT_ERR_UNSUPPORTED, t->line, "integer literal %s is too large", t->s);
+        if (t->n > 18)
+            fail(p->j, FT_ERR_UNSUPPORTED, t->line, "integer literal %s is too large", t->s);
         return n;
     case K_FLOAT:
         n = mk(p, N_LIT, t->line);
@@ -631,10 +770,14 @@ static node *primary(P *p) {
         return n;
     case K_NAME:
         n = mk(p, N_LIT, t->line);
-        if (!strcmp(t->s, "true") || !strcmp(t->s, "True")) n->lit = v_bool(1);
-        else if (!strcmp(t->s, "false") || !strcmp(t->s, "False")) n->lit = v_bool(0);
-        else if (!strcmp(t->s, "none") || !strcmp(t->s, "None")) n->lit = v_none();
-        else n->k = N_NAME, n->s = t->s;
+        if (!strcmp(t->s, "true") || !strcmp(t->s, "True"))
+            n->lit = v_bool(1);
+        else if (!strcmp(t->s, "false") || !strcmp(t->s, "False"))
+            n->lit = v_bool(0);
+        else if (!strcmp(t->s, "none") || !strcmp(t->s, "None"))
+            n->lit = v_none();
+        else
+            n->k = N_NAME, n->s = t->s;
         return n;
     case K_OP:
         if (!strcmp(t->s, "(")) {
@@ -689,9 +832,13 @@ static node *postfix(P *p) {
             node *m = mk(p, N_ATTR, line);
             m->a = n;
             tok *t = next(p);
-            if (t->k == K_NAME) m->s = t->s;
-            else if (t->k == K_INT) m->k = N_INDEX, m->b = mk(p, N_LIT, line), m->b->lit = v_int(atoll(t->s));
-            else fail(p->j, FT_ERR_FORMAT, line, "expected an attribute name after '.', found '%s'", tok_desc(t));
+            if (t->k == K_NAME)
+                m->s = t->s;
+            else if (t->k == K_INT)
+                m->k = N_INDEX, m->b = mk(p, N_LIT, line), m->b->lit = v_int(atoll(t->s));
+            else
+                fail(p->j, FT_ERR_FORMAT, line, "expected an attribute name after '.', found '%s'",
+                     tok_desc(t));
             n = m;
         } else if (is_op(p, "[")) {
             next(p);
@@ -699,12 +846,14 @@ static node *postfix(P *p) {
             int colons = 0;
             for (;;) {
                 if (is_op(p, ":")) {
-                    if (++colons > 2) fail(p->j, FT_ERR_FORMAT, line, "a slice has at most two ':'");
+                    if (++colons > 2)
+                        fail(p->j, FT_ERR_FORMAT, line, "a slice has at most two ':'");
                     next(p);
                     continue;
                 }
                 if (is_op(p, "]")) break;
-                if (e[colons]) fail(p->j, FT_ERR_FORMAT, line, "expected ':' or ']' in a subscript");
+                if (e[colons])
+                    fail(p->j, FT_ERR_FORMAT, line, "expected ':' or ']' in a subscript");
                 e[colons] = expr(p);
             }
             next(p);
@@ -740,14 +889,19 @@ static node *filtered(P *p) {
             m->a = n;
             if (is_name(p, "not")) next(p), m->flag = 1;
             tok *t = next(p);
-            if (t->k == K_NAME) m->s = t->s;
-            else if (t->k == K_OP && (!strcmp(t->s, "==") || !strcmp(t->s, "!=") || !strcmp(t->s, "<") || !strcmp(t->s, ">")))
+            if (t->k == K_NAME)
                 m->s = t->s;
-            else fail(p->j, FT_ERR_FORMAT, line, "expected a test name after 'is'");
-            if (is_op(p, "(")) call_args(p, m);
+            else if (t->k == K_OP && (!strcmp(t->s, "==") || !strcmp(t->s, "!=") ||
+                                      !strcmp(t->s, "<") || !strcmp(t->s, ">")))
+                m->s = t->s;
+            else
+                fail(p->j, FT_ERR_FORMAT, line, "expected a test name after 'is'");
+            if (is_op(p, "("))
+                call_args(p, m);
             else if (peek(p)->k == K_STR || peek(p)->k == K_INT || peek(p)->k == K_FLOAT ||
-                     (peek(p)->k == K_NAME && strcmp(peek(p)->s, "and") && strcmp(peek(p)->s, "or") &&
-                      strcmp(peek(p)->s, "else") && strcmp(peek(p)->s, "if") && strcmp(peek(p)->s, "in") &&
+                     (peek(p)->k == K_NAME && strcmp(peek(p)->s, "and") &&
+                      strcmp(peek(p)->s, "or") && strcmp(peek(p)->s, "else") &&
+                      strcmp(peek(p)->s, "if") && strcmp(peek(p)->s, "in") &&
                       strcmp(peek(p)->s, "is")))
                 add(p, m, postfix(p)); /* `x is divisibleby 3`, `x is sameas none` */
             n = m;
@@ -776,7 +930,10 @@ static node *bin(P *p, int line, const char *op, node *a, node *b) {
 
 static node *power(P *p) {
     node *n = unary(p);
-    while (is_op(p, "**")) { int l = next(p)->line; n = bin(p, l, "**", n, unary(p)); }
+    while (is_op(p, "**")) {
+        int l = next(p)->line;
+        n = bin(p, l, "**", n, unary(p));
+    }
     return n;
 }
 static node *mul(P *p) {
@@ -789,7 +946,10 @@ static node *mul(P *p) {
 }
 static node *concat(P *p) {
     node *n = mul(p);
-    while (is_op(p, "~")) { int l = next(p)->line; n = bin(p, l, "~", n, mul(p)); }
+    while (is_op(p, "~")) {
+        int l = next(p)->line;
+        n = bin(p, l, "~", n, mul(p));
+    }
     return n;
 }
 static node *add_(P *p) {
@@ -808,8 +968,10 @@ static node *compare(P *p) {
         if (t->k == K_OP && (!strcmp(t->s, "==") || !strcmp(t->s, "!=") || !strcmp(t->s, "<") ||
                              !strcmp(t->s, ">") || !strcmp(t->s, "<=") || !strcmp(t->s, ">=")))
             op = t->s, next(p);
-        else if (is_name(p, "in")) op = "in", next(p);
-        else if (is_name(p, "not") && p->L->t[p->L->pos + 1].k == K_NAME && !strcmp(p->L->t[p->L->pos + 1].s, "in"))
+        else if (is_name(p, "in"))
+            op = "in", next(p);
+        else if (is_name(p, "not") && p->L->t[p->L->pos + 1].k == K_NAME &&
+                 !strcmp(p->L->t[p->L->pos + 1].s, "in"))
             op = "not in", next(p), next(p);
         if (!op) return n;
         n = bin(p, t->line, op, n, add_(p));
@@ -843,7 +1005,8 @@ static node *or_(P *p) {
     return n;
 }
 static node *expr(P *p) {
-    if (++p->j->depth > MAX_DEPTH) fail(p->j, FT_ERR_UNSUPPORTED, peek(p)->line, "expression nested too deeply");
+    if (++p->j->depth > MAX_DEPTH)
+        fail(p->j, FT_ERR_UNSUPPORTED, peek(p)->line, "expression nested too deeply");
     node *n = or_(p);
     if (is_name(p, "if")) { /* a if cond [else b] */
         node *m = mk(p, N_COND, next(p)->line);
@@ -894,7 +1057,8 @@ static node *stmt(P *p, tok *open) {
             expect_k(p, K_CSTMT, "%}");
             cur->c = mk(p, N_BLOCK, line);
             static const char *const st2[] = {"endif", NULL};
-            if (!block(p, cur->c, st2)) fail(j, FT_ERR_FORMAT, line, "{%% if %%} is never closed by {%% endif %%}");
+            if (!block(p, cur->c, st2))
+                fail(j, FT_ERR_FORMAT, line, "{%% if %%} is never closed by {%% endif %%}");
             break;
         }
     } else if (!strcmp(w, "for")) {
@@ -905,7 +1069,8 @@ static node *stmt(P *p, tok *open) {
         next(p);
         n->a = or_(p); /* not expr(): `if` here filters the loop */
         if (is_name(p, "if")) next(p), n->d = expr(p);
-        if (is_name(p, "recursive")) fail(j, FT_ERR_UNSUPPORTED, line, "recursive for loops are not supported");
+        if (is_name(p, "recursive"))
+            fail(j, FT_ERR_UNSUPPORTED, line, "recursive for loops are not supported");
         expect_k(p, K_CSTMT, "%}");
         n->b = mk(p, N_BLOCK, line);
         static const char *const st[] = {"else", "endfor", NULL};
@@ -915,7 +1080,8 @@ static node *stmt(P *p, tok *open) {
             expect_k(p, K_CSTMT, "%}");
             n->c = mk(p, N_BLOCK, line);
             static const char *const st2[] = {"endfor", NULL};
-            if (!block(p, n->c, st2)) fail(j, FT_ERR_FORMAT, line, "{%% for %%} is never closed by {%% endfor %%}");
+            if (!block(p, n->c, st2))
+                fail(j, FT_ERR_FORMAT, line, "{%% for %%} is never closed by {%% endfor %%}");
         }
     } else if (!strcmp(w, "set")) {
         n = mk(p, N_SET, line);
@@ -925,12 +1091,15 @@ static node *stmt(P *p, tok *open) {
         if (is_op(p, "=")) {
             next(p);
             n->b = expr(p);
-            if (is_op(p, ",")) fail(j, FT_ERR_UNSUPPORTED, line, "tuple assignment in {%% set %%} is not supported");
+            if (is_op(p, ","))
+                fail(j, FT_ERR_UNSUPPORTED, line,
+                     "tuple assignment in {%% set %%} is not supported");
         } else {
             expect_k(p, K_CSTMT, "%}");
             n->c = mk(p, N_BLOCK, line);
             static const char *const st[] = {"endset", NULL};
-            if (!block(p, n->c, st)) fail(j, FT_ERR_FORMAT, line, "{%% set %%} block is never closed by {%% endset %%}");
+            if (!block(p, n->c, st))
+                fail(j, FT_ERR_FORMAT, line, "{%% set %%} block is never closed by {%% endset %%}");
         }
     } else if (!strcmp(w, "macro")) {
         n = mk(p, N_MACRO, line);
@@ -950,12 +1119,16 @@ static node *stmt(P *p, tok *open) {
         expect_k(p, K_CSTMT, "%}");
         n->b = mk(p, N_BLOCK, line);
         static const char *const st[] = {"endmacro", NULL};
-        if (!block(p, n->b, st)) fail(j, FT_ERR_FORMAT, line, "{%% macro %%} is never closed by {%% endmacro %%}");
-    } else if (!strcmp(w, "generation")) { /* transformers' assistant-mask marker: renders its body */
+        if (!block(p, n->b, st))
+            fail(j, FT_ERR_FORMAT, line, "{%% macro %%} is never closed by {%% endmacro %%}");
+    } else if (!strcmp(w,
+                       "generation")) { /* transformers' assistant-mask marker: renders its body */
         n = mk(p, N_BLOCK, line);
         expect_k(p, K_CSTMT, "%}");
         static const char *const st[] = {"endgeneration", NULL};
-        if (!block(p, n, st)) fail(j, FT_ERR_FORMAT, line, "{%% generation %%} is never closed by {%% endgeneration %%}");
+        if (!block(p, n, st))
+            fail(j, FT_ERR_FORMAT, line,
+                 "{%% generation %%} is never closed by {%% endgeneration %%}");
     } else if (!strcmp(w, "break") || !strcmp(w, "continue")) {
         n = mk(p, w[0] == 'b' ? N_BREAK : N_CONTINUE, line);
     } else {
@@ -989,7 +1162,8 @@ static const char *block(P *p, node *into, const char *const *stop) {
         case K_OSTMT: {
             tok *w = peek(p);
             if (w->k == K_NAME && one_of(w->s, stop)) return next(p)->s;
-            if (w->k == K_NAME && (!strncmp(w->s, "end", 3) || !strcmp(w->s, "elif") || !strcmp(w->s, "else")))
+            if (w->k == K_NAME &&
+                (!strncmp(w->s, "end", 3) || !strcmp(w->s, "elif") || !strcmp(w->s, "else")))
                 fail(p->j, FT_ERR_FORMAT, w->line, "unexpected {%% %s %%}", w->s);
             add(p, into, stmt(p, t));
             break;
@@ -1071,13 +1245,15 @@ static val lookup(env *e, const char *k) {
 }
 
 static void step(R *r, int line) {
-    if (++r->j->steps > MAX_STEPS) fail(r->j, FT_ERR_UNSUPPORTED, line, "template takes more than %d steps", MAX_STEPS);
+    if (++r->j->steps > MAX_STEPS)
+        fail(r->j, FT_ERR_UNSUPPORTED, line, "template takes more than %d steps", MAX_STEPS);
 }
 
 /* UTF-8 code point count and byte offset of code point `cp` */
 static int64_t u8len(val s) {
     int64_t n = 0;
-    for (int64_t i = 0; i < s.i; i++) n += ((unsigned char)s.s[i] & 0xC0) != 0x80;
+    for (int64_t i = 0; i < s.i; i++)
+        n += ((unsigned char)s.s[i] & 0xC0) != 0x80;
     return n;
 }
 static int64_t u8off(val s, int64_t cp) {
@@ -1092,7 +1268,8 @@ static int eq(val a, val b) {
         return (a.t == T_INT ? (double)a.i : a.f) == (b.t == T_INT ? (double)b.i : b.f);
     if (a.t != b.t) return 0;
     switch (a.t) {
-    case T_UNDEF: case T_NONE: return 1;
+    case T_UNDEF:
+    case T_NONE: return 1;
     case T_BOOL: return a.i == b.i;
     case T_STR: return a.i == b.i && !memcmp(a.s, b.s, (size_t)a.i);
     case T_LIST: {
@@ -1116,13 +1293,16 @@ static int eq(val a, val b) {
 }
 
 static const char *key_of(R *r, val k, int line) {
-    if (k.t != T_STR) fail(r->j, FT_ERR_UNSUPPORTED, line, "dict keys must be strings, not %s", tname[k.t]);
+    if (k.t != T_STR)
+        fail(r->j, FT_ERR_UNSUPPORTED, line, "dict keys must be strings, not %s", tname[k.t]);
     return k.s;
 }
 
 static int contains(R *r, val hay, val x, int line) {
     if (hay.t == T_STR) {
-        if (x.t != T_STR) fail(r->j, FT_ERR_FORMAT, line, "'in <string>' needs a string on the left, not %s", tname[x.t]);
+        if (x.t != T_STR)
+            fail(r->j, FT_ERR_FORMAT, line, "'in <string>' needs a string on the left, not %s",
+                 tname[x.t]);
         if (!x.i) return 1;
         for (int64_t i = 0; i + x.i <= hay.i; i++)
             if (!memcmp(hay.s + i, x.s, (size_t)x.i)) return 1;
@@ -1136,7 +1316,8 @@ static int contains(R *r, val hay, val x, int line) {
     }
     if (hay.t == T_DICT) return x.t == T_STR && d_find(hay, x.s) != NULL;
     if (hay.t == T_UNDEF) return 0;
-    fail(r->j, FT_ERR_FORMAT, line, "'in' needs a string, list or dict on the right, not %s", tname[hay.t]);
+    fail(r->j, FT_ERR_FORMAT, line, "'in' needs a string, list or dict on the right, not %s",
+         tname[hay.t]);
 }
 
 static double num(R *r, val v, const char *op, int line) {
@@ -1174,8 +1355,10 @@ static val binop(R *r, const char *op, val a, val b, int line) {
     if (!strcmp(op, "+")) {
         if (a.t == T_LIST && b.t == T_LIST) {
             val l = v_list(j);
-            for (int i = 0; i < ((list *)a.p)->n; i++) l_push(j, l, ((list *)a.p)->it[i]);
-            for (int i = 0; i < ((list *)b.p)->n; i++) l_push(j, l, ((list *)b.p)->it[i]);
+            for (int i = 0; i < ((list *)a.p)->n; i++)
+                l_push(j, l, ((list *)a.p)->it[i]);
+            for (int i = 0; i < ((list *)b.p)->n; i++)
+                l_push(j, l, ((list *)b.p)->it[i]);
             return l;
         }
         if (a.t == T_STR || b.t == T_STR) {
@@ -1189,9 +1372,11 @@ static val binop(R *r, const char *op, val a, val b, int line) {
     if (!strcmp(op, "*") && ((a.t == T_STR && b.t == T_INT) || (a.t == T_INT && b.t == T_STR))) {
         val s = a.t == T_STR ? a : b;
         int64_t k = a.t == T_INT ? a.i : b.i;
-        if (k > 0 && s.i * k > (int64_t)(MAX_MEM / 4)) fail(j, FT_ERR_NOMEM, line, "string repetition too large");
+        if (k > 0 && s.i * k > (int64_t)(MAX_MEM / 4))
+            fail(j, FT_ERR_NOMEM, line, "string repetition too large");
         sbuf o = {0};
-        for (int64_t i = 0; i < k; i++) sb_add(j, &o, s.s, (size_t)s.i);
+        for (int64_t i = 0; i < k; i++)
+            sb_add(j, &o, s.s, (size_t)s.i);
         return sb_val(j, &o);
     }
     int ints = (a.t == T_INT || a.t == T_BOOL) && (b.t == T_INT || b.t == T_BOOL);
@@ -1212,13 +1397,15 @@ static val binop(R *r, const char *op, val a, val b, int line) {
     }
     if (ints) {
         int64_t o;
-        int ovf = op[0] == '+' ? __builtin_add_overflow(a.i, b.i, &o)
-                : op[0] == '-' ? __builtin_sub_overflow(a.i, b.i, &o)
-                : !strcmp(op, "*") ? __builtin_mul_overflow(a.i, b.i, &o) : -1;
+        int ovf = op[0] == '+'       ? __builtin_add_overflow(a.i, b.i, &o)
+                  : op[0] == '-'     ? __builtin_sub_overflow(a.i, b.i, &o)
+                  : !strcmp(op, "*") ? __builtin_mul_overflow(a.i, b.i, &o)
+                                     : -1;
         if (ovf == 0) return v_int(o);
         if (ovf == 1) fail(j, FT_ERR_UNSUPPORTED, line, "integer overflow in %s", op);
     }
-    if (ints && !strcmp(op, "**") && b.i >= 0 && b.i < 64 && fabs(pow(x, y)) < 9e15) return v_int((int64_t)pow(x, y));
+    if (ints && !strcmp(op, "**") && b.i >= 0 && b.i < 64 && fabs(pow(x, y)) < 9e15)
+        return v_int((int64_t)pow(x, y));
     if (op[0] == '+') return v_float(x + y);
     if (op[0] == '-') return v_float(x - y);
     if (!strcmp(op, "*")) return v_float(x * y);
@@ -1251,25 +1438,32 @@ static val subscript(R *r, val o, val k, int line) {
 
 static val slice(R *r, val o, node *n, env *e) {
     int line = n->line;
-    if (o.t != T_LIST && o.t != T_STR) fail(r->j, FT_ERR_FORMAT, line, "cannot slice %s", tname[o.t]);
+    if (o.t != T_LIST && o.t != T_STR)
+        fail(r->j, FT_ERR_FORMAT, line, "cannot slice %s", tname[o.t]);
     int64_t len = o.t == T_LIST ? ((list *)o.p)->n : u8len(o);
     int64_t st = n->d ? as_int(r, eval(r, e, n->d), "slice step", line) : 1;
     if (st == 0) fail(r->j, FT_ERR_FORMAT, line, "slice step cannot be zero");
     int64_t a, b;
     val va = n->b ? eval(r, e, n->b) : v_none(), vb = n->c ? eval(r, e, n->c) : v_none();
-    if (va.t == T_NONE) a = st > 0 ? 0 : len - 1;
+    if (va.t == T_NONE)
+        a = st > 0 ? 0 : len - 1;
     else {
         a = as_int(r, va, "slice start", line);
         if (a < 0) a += len;
-        if (st > 0) a = a < 0 ? 0 : a > len ? len : a;
-        else a = a < -1 ? -1 : a > len - 1 ? len - 1 : a;
+        if (st > 0)
+            a = a < 0 ? 0 : a > len ? len : a;
+        else
+            a = a < -1 ? -1 : a > len - 1 ? len - 1 : a;
     }
-    if (vb.t == T_NONE) b = st > 0 ? len : -1;
+    if (vb.t == T_NONE)
+        b = st > 0 ? len : -1;
     else {
         b = as_int(r, vb, "slice stop", line);
         if (b < 0) b += len;
-        if (st > 0) b = b < 0 ? 0 : b > len ? len : b;
-        else b = b < -1 ? -1 : b > len - 1 ? len - 1 : b;
+        if (st > 0)
+            b = b < 0 ? 0 : b > len ? len : b;
+        else
+            b = b < -1 ? -1 : b > len - 1 ? len - 1 : b;
     }
     val l = v_list(r->j);
     sbuf s = {0};
@@ -1297,8 +1491,10 @@ typedef struct {
 static args eval_args(R *r, env *e, node *n) {
     args a = {alloc(r->j, sizeof(val) * (size_t)(n->nv + 1)), n->nv, n->kn,
               alloc(r->j, sizeof(val) * (size_t)(n->nk + 1)), n->nk};
-    for (int i = 0; i < n->nv; i++) a.v[i] = eval(r, e, n->v[i]);
-    for (int i = 0; i < n->nk; i++) a.kv[i] = eval(r, e, n->kv[i]);
+    for (int i = 0; i < n->nv; i++)
+        a.v[i] = eval(r, e, n->v[i]);
+    for (int i = 0; i < n->nk; i++)
+        a.kv[i] = eval(r, e, n->kv[i]);
     return a;
 }
 /* argument `i` or keyword `kw`, else `def` */
@@ -1335,12 +1531,16 @@ static int ws_at(const char *s, int64_t n, int64_t i, int back) {
 static val strip(R *r, val s, val chars, int left, int right) {
     int64_t a = 0, b = s.i;
     if (chars.t == T_STR) {
-        while (left && a < b && memchr(chars.s, s.s[a], (size_t)chars.i)) a++;
-        while (right && b > a && memchr(chars.s, s.s[b - 1], (size_t)chars.i)) b--;
+        while (left && a < b && memchr(chars.s, s.s[a], (size_t)chars.i))
+            a++;
+        while (right && b > a && memchr(chars.s, s.s[b - 1], (size_t)chars.i))
+            b--;
     } else {
         int w;
-        while (left && a < b && (w = ws_at(s.s, s.i, a, 0))) a += w;
-        while (right && b > a && (w = ws_at(s.s, b, b, 1))) b -= w;
+        while (left && a < b && (w = ws_at(s.s, s.i, a, 0)))
+            a += w;
+        while (right && b > a && (w = ws_at(s.s, b, b, 1)))
+            b -= w;
     }
     return v_str(sdup(r->j, s.s + a, (size_t)(b - a)), (size_t)(b - a));
 }
@@ -1352,23 +1552,31 @@ static val split(R *r, val s, val sep, int64_t maxsplit, int line) {
         if (!sep.i) fail(r->j, FT_ERR_FORMAT, line, "split: empty separator");
         while (i + sep.i <= s.i && maxsplit != 0) {
             if (!memcmp(s.s + i, sep.s, (size_t)sep.i)) {
-                l_push(r->j, l, v_str(sdup(r->j, s.s + start, (size_t)(i - start)), (size_t)(i - start)));
+                l_push(r->j, l,
+                       v_str(sdup(r->j, s.s + start, (size_t)(i - start)), (size_t)(i - start)));
                 i += sep.i, start = i, maxsplit--;
             } else {
                 i++;
             }
         }
-        l_push(r->j, l, v_str(sdup(r->j, s.s + start, (size_t)(s.i - start)), (size_t)(s.i - start)));
+        l_push(r->j, l,
+               v_str(sdup(r->j, s.s + start, (size_t)(s.i - start)), (size_t)(s.i - start)));
         return l;
     }
     for (;;) { /* runs of whitespace */
-        while (i < s.i && is_ws(s.s[i])) i++;
+        while (i < s.i && is_ws(s.s[i]))
+            i++;
         if (i >= s.i) break;
         start = i;
-        if (maxsplit == 0) i = s.i;
-        else while (i < s.i && !is_ws(s.s[i])) i++;
+        if (maxsplit == 0)
+            i = s.i;
+        else
+            while (i < s.i && !is_ws(s.s[i]))
+                i++;
         int64_t e = i;
-        if (maxsplit == 0) while (e > start && is_ws(s.s[e - 1])) e--;
+        if (maxsplit == 0)
+            while (e > start && is_ws(s.s[e - 1]))
+                e--;
         l_push(r->j, l, v_str(sdup(r->j, s.s + start, (size_t)(e - start)), (size_t)(e - start)));
         maxsplit--;
     }
@@ -1447,7 +1655,8 @@ static val method(R *r, val o, const char *m, args *a, int line) {
         if (!strcmp(m, "keys") || !strcmp(m, "values")) {
             val l = v_list(j);
             dict *D = o.p;
-            for (int i = 0; i < D->n; i++) l_push(j, l, m[0] == 'k' ? v_cstr(j, D->k[i]) : D->v[i]);
+            for (int i = 0; i < D->n; i++)
+                l_push(j, l, m[0] == 'k' ? v_cstr(j, D->k[i]) : D->v[i]);
             return l;
         }
         if (!strcmp(m, "get")) {
@@ -1464,8 +1673,11 @@ static val method(R *r, val o, const char *m, args *a, int line) {
 static val call_macro(R *r, val mv, args *a, int line) {
     macro *m = mv.p;
     node *params = m->def->a;
-    if (a->n > params->nv) fail(r->j, FT_ERR_FORMAT, line, "macro %s takes %d arguments, got %d", m->def->s, params->nv, a->n);
-    if (++r->j->depth > MAX_DEPTH) fail(r->j, FT_ERR_UNSUPPORTED, line, "macro calls nested too deeply");
+    if (a->n > params->nv)
+        fail(r->j, FT_ERR_FORMAT, line, "macro %s takes %d arguments, got %d", m->def->s,
+             params->nv, a->n);
+    if (++r->j->depth > MAX_DEPTH)
+        fail(r->j, FT_ERR_UNSUPPORTED, line, "macro calls nested too deeply");
     env *e = env_new(r, m->scope);
     for (int i = 0; i < params->nv; i++) {
         node *pn = params->v[i];
@@ -1496,37 +1708,46 @@ static val call(R *r, env *e, node *n) {
     if (f->k == N_NAME) {
         val v = lookup(e, f->s);
         if (v.t == T_MACRO) return call_macro(r, v, &a, n->line);
-        if (v.t != T_UNDEF) fail(j, FT_ERR_FORMAT, n->line, "'%s' is a %s, not callable", f->s, tname[v.t]);
+        if (v.t != T_UNDEF)
+            fail(j, FT_ERR_FORMAT, n->line, "'%s' is a %s, not callable", f->s, tname[v.t]);
         if (!strcmp(f->s, "raise_exception")) {
             val m = str_of(j, arg(&a, 0, NULL, v_cstr(j, "")));
             fail(j, FT_ERR_ARG, n->line, "raise_exception: %s", m.s);
         }
         if (!strcmp(f->s, "strftime_now")) {
             val fmt = arg(&a, 0, NULL, UNDEF);
-            if (fmt.t != T_STR) fail(j, FT_ERR_FORMAT, n->line, "strftime_now needs a format string");
+            if (fmt.t != T_STR)
+                fail(j, FT_ERR_FORMAT, n->line, "strftime_now needs a format string");
             time_t t = (time_t)r->now;
             struct tm tm;
             gmtime_r(&t, &tm);
             char buf[256];
             size_t k = strftime(buf, sizeof buf, fmt.s, &tm);
-            if (!k && fmt.i) fail(j, FT_ERR_FORMAT, n->line, "strftime_now: format gives nothing or too much");
+            if (!k && fmt.i)
+                fail(j, FT_ERR_FORMAT, n->line, "strftime_now: format gives nothing or too much");
             return v_cstr(j, buf);
         }
         if (!strcmp(f->s, "namespace")) {
             val ns = v_dict(j, T_NS);
-            if (a.n) fail(j, FT_ERR_UNSUPPORTED, n->line, "namespace() takes keyword arguments only");
-            for (int i = 0; i < a.nk; i++) d_set(j, ns, a.kn[i], a.kv[i]);
+            if (a.n)
+                fail(j, FT_ERR_UNSUPPORTED, n->line, "namespace() takes keyword arguments only");
+            for (int i = 0; i < a.nk; i++)
+                d_set(j, ns, a.kn[i], a.kv[i]);
             return ns;
         }
         if (!strcmp(f->s, "range")) {
             int64_t lo = 0, hi, st = 1;
-            if (a.n == 1) hi = as_int(r, a.v[0], "range", n->line);
-            else if (a.n >= 2) lo = as_int(r, a.v[0], "range", n->line), hi = as_int(r, a.v[1], "range", n->line);
-            else fail(j, FT_ERR_FORMAT, n->line, "range needs 1 to 3 arguments");
+            if (a.n == 1)
+                hi = as_int(r, a.v[0], "range", n->line);
+            else if (a.n >= 2)
+                lo = as_int(r, a.v[0], "range", n->line), hi = as_int(r, a.v[1], "range", n->line);
+            else
+                fail(j, FT_ERR_FORMAT, n->line, "range needs 1 to 3 arguments");
             if (a.n == 3) st = as_int(r, a.v[2], "range step", n->line);
             if (st == 0) fail(j, FT_ERR_FORMAT, n->line, "range step cannot be zero");
             val l = v_list(j);
-            for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st) step(r, n->line), l_push(j, l, v_int(i));
+            for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st)
+                step(r, n->line), l_push(j, l, v_int(i));
             return l;
         }
         fail(j, FT_ERR_UNSUPPORTED, n->line, "unknown function %s()", f->s);
@@ -1546,7 +1767,9 @@ static val filter(R *r, val v, const char *f, args *a, int line) {
     }
     if (!strcmp(f, "default") || !strcmp(f, "d")) {
         int boolean = truthy(arg(a, 1, "boolean", v_bool(0)));
-        return (v.t == T_UNDEF || (boolean && !truthy(v))) ? arg(a, 0, "default_value", v_cstr(j, "")) : v;
+        return (v.t == T_UNDEF || (boolean && !truthy(v)))
+                   ? arg(a, 0, "default_value", v_cstr(j, ""))
+                   : v;
     }
     if (!strcmp(f, "tojson")) {
         sbuf b = {0};
@@ -1558,12 +1781,14 @@ static val filter(R *r, val v, const char *f, args *a, int line) {
         if (v.t == T_LIST) return v;
         if (v.t == T_DICT) {
             val l = v_list(j);
-            for (int i = 0; i < ((dict *)v.p)->n; i++) l_push(j, l, v_cstr(j, ((dict *)v.p)->k[i]));
+            for (int i = 0; i < ((dict *)v.p)->n; i++)
+                l_push(j, l, v_cstr(j, ((dict *)v.p)->k[i]));
             return l;
         }
         if (v.t == T_STR) { /* code points */
             val l = v_list(j);
-            for (int64_t i = 0, n = u8len(v); i < n; i++) l_push(j, l, subscript(r, v, v_int(i), line));
+            for (int64_t i = 0, n = u8len(v); i < n; i++)
+                l_push(j, l, subscript(r, v, v_int(i), line));
             return l;
         }
     }
@@ -1571,10 +1796,15 @@ static val filter(R *r, val v, const char *f, args *a, int line) {
     if (!strcmp(f, "int")) {
         if (v.t == T_INT || v.t == T_BOOL) return v_int(v.i);
         if (v.t == T_FLOAT && fabs(v.f) < 9e18) return v_int((int64_t)v.f);
-        if (v.t == T_STR) { char *e; long long x = strtoll(v.s, &e, 10); return v_int(*e || !v.i ? 0 : x); }
+        if (v.t == T_STR) {
+            char *e;
+            long long x = strtoll(v.s, &e, 10);
+            return v_int(*e || !v.i ? 0 : x);
+        }
         return v_int(0);
     }
-    if (!strcmp(f, "abs") && (v.t == T_INT || v.t == T_FLOAT)) return v.t == T_INT ? v_int(v.i < 0 ? -v.i : v.i) : v_float(fabs(v.f));
+    if (!strcmp(f, "abs") && (v.t == T_INT || v.t == T_FLOAT))
+        return v.t == T_INT ? v_int(v.i < 0 ? -v.i : v.i) : v_float(fabs(v.f));
     if (v.t == T_STR) {
         if (!strcmp(f, "trim")) return strip(r, v, arg(a, 0, "chars", v_none()), 1, 1);
         if (!strcmp(f, "upper")) return case_map(r, v, 0);
@@ -1582,7 +1812,8 @@ static val filter(R *r, val v, const char *f, args *a, int line) {
         if (!strcmp(f, "title")) return case_map(r, v, 2);
         if (!strcmp(f, "capitalize")) return case_map(r, case_map(r, v, 1), 3);
         if (!strcmp(f, "replace"))
-            return replace(r, v, arg(a, 0, NULL, UNDEF), arg(a, 1, NULL, UNDEF), as_int(r, arg(a, 2, "count", v_int(-1)), "count", line), line);
+            return replace(r, v, arg(a, 0, NULL, UNDEF), arg(a, 1, NULL, UNDEF),
+                           as_int(r, arg(a, 2, "count", v_int(-1)), "count", line), line);
     }
     if (v.t == T_LIST) {
         list *l = v.p;
@@ -1590,7 +1821,8 @@ static val filter(R *r, val v, const char *f, args *a, int line) {
         if (!strcmp(f, "last")) return l->n ? l->it[l->n - 1] : UNDEF;
         if (!strcmp(f, "reverse")) {
             val o = v_list(j);
-            for (int i = l->n - 1; i >= 0; i--) l_push(j, o, l->it[i]);
+            for (int i = l->n - 1; i >= 0; i--)
+                l_push(j, o, l->it[i]);
             return o;
         }
         if (!strcmp(f, "join")) {
@@ -1617,9 +1849,14 @@ static val filter(R *r, val v, const char *f, args *a, int line) {
         if (!strcmp(f, "map")) {
             val at = arg(a, a->n, "attribute", UNDEF), o = v_list(j);
             for (int i = 0; i < l->n; i++) {
-                if (at.t != T_UNDEF) l_push(j, o, subscript(r, l->it[i], at, line));
-                else if (a->n >= 1) l_push(j, o, filter(r, l->it[i], key_of(r, a->v[0], line), &(args){a->v + 1, a->n - 1, NULL, NULL, 0}, line));
-                else fail(j, FT_ERR_FORMAT, line, "map needs a filter name or attribute=");
+                if (at.t != T_UNDEF)
+                    l_push(j, o, subscript(r, l->it[i], at, line));
+                else if (a->n >= 1)
+                    l_push(j, o,
+                           filter(r, l->it[i], key_of(r, a->v[0], line),
+                                  &(args){a->v + 1, a->n - 1, NULL, NULL, 0}, line));
+                else
+                    fail(j, FT_ERR_FORMAT, line, "map needs a filter name or attribute=");
             }
             return o;
         }
@@ -1643,15 +1880,19 @@ static int test(R *r, val v, const char *t, args *a, int line) {
     if (!strcmp(t, "iterable")) return v.t == T_LIST || v.t == T_DICT || v.t == T_STR;
     if (!strcmp(t, "sequence")) return v.t == T_LIST || v.t == T_STR || v.t == T_DICT;
     if (!strcmp(t, "callable")) return v.t == T_MACRO;
-    if (!strcmp(t, "odd") || !strcmp(t, "even")) return (as_int(r, v, t, line) & 1) == (t[0] == 'o');
+    if (!strcmp(t, "odd") || !strcmp(t, "even"))
+        return (as_int(r, v, t, line) & 1) == (t[0] == 'o');
     if (!strcmp(t, "lower") || !strcmp(t, "upper")) {
         if (v.t != T_STR) return 0;
         val c = case_map(r, v, t[0] == 'l');
         return !memcmp(c.s, v.s, (size_t)v.i);
     }
-    if (a->n < 1) fail(r->j, FT_ERR_UNSUPPORTED, line, "test '%s' is not supported (or needs an argument)", t);
+    if (a->n < 1)
+        fail(r->j, FT_ERR_UNSUPPORTED, line, "test '%s' is not supported (or needs an argument)",
+             t);
     val x = a->v[0];
-    if (!strcmp(t, "eq") || !strcmp(t, "equalto") || !strcmp(t, "==") || !strcmp(t, "sameas")) return eq(v, x);
+    if (!strcmp(t, "eq") || !strcmp(t, "equalto") || !strcmp(t, "==") || !strcmp(t, "sameas"))
+        return eq(v, x);
     if (!strcmp(t, "ne") || !strcmp(t, "!=")) return !eq(v, x);
     if (!strcmp(t, "in")) return contains(r, x, v, line);
     if (!strcmp(t, "lt") || !strcmp(t, "<")) return truthy(binop(r, "<", v, x, line));
@@ -1675,7 +1916,8 @@ static val eval(R *r, env *e, node *n) {
             val *v = d_find(o, n->s);
             return v ? *v : UNDEF;
         }
-        if (o.t == T_UNDEF) fail(j, FT_ERR_FORMAT, n->line, "attribute '%s' of an undefined value", n->s);
+        if (o.t == T_UNDEF)
+            fail(j, FT_ERR_FORMAT, n->line, "attribute '%s' of an undefined value", n->s);
         if (o.t == T_NONE) fail(j, FT_ERR_FORMAT, n->line, "attribute '%s' of none", n->s);
         return UNDEF;
     }
@@ -1695,9 +1937,11 @@ static val eval(R *r, env *e, node *n) {
     case N_NOT: return v_bool(!truthy(eval(r, e, n->a)));
     case N_NEG: {
         val v = eval(r, e, n->a);
-        if (v.t == T_INT) return n->flag ? v : v.i == INT64_MIN ? v_float(-(double)v.i) : v_int(-v.i);
+        if (v.t == T_INT)
+            return n->flag ? v : v.i == INT64_MIN ? v_float(-(double)v.i) : v_int(-v.i);
         if (v.t == T_FLOAT) return n->flag ? v : v_float(-v.f);
-        fail(j, FT_ERR_FORMAT, n->line, "unary %c needs a number, not %s", n->flag ? '+' : '-', tname[v.t]);
+        fail(j, FT_ERR_FORMAT, n->line, "unary %c needs a number, not %s", n->flag ? '+' : '-',
+             tname[v.t]);
     }
     case N_AND: {
         val a = eval(r, e, n->a);
@@ -1708,15 +1952,18 @@ static val eval(R *r, env *e, node *n) {
         return truthy(a) ? a : eval(r, e, n->b);
     }
     case N_BIN: return binop(r, n->s, eval(r, e, n->a), eval(r, e, n->b), n->line);
-    case N_COND: return truthy(eval(r, e, n->b)) ? eval(r, e, n->a) : n->c ? eval(r, e, n->c) : UNDEF;
+    case N_COND:
+        return truthy(eval(r, e, n->b)) ? eval(r, e, n->a) : n->c ? eval(r, e, n->c) : UNDEF;
     case N_LIST: {
         val l = v_list(j);
-        for (int i = 0; i < n->nv; i++) l_push(j, l, eval(r, e, n->v[i]));
+        for (int i = 0; i < n->nv; i++)
+            l_push(j, l, eval(r, e, n->v[i]));
         return l;
     }
     case N_DICT: {
         val d = v_dict(j, T_DICT);
-        for (int i = 0; i + 1 < n->nv; i += 2) d_set(j, d, key_of(r, eval(r, e, n->v[i]), n->line), eval(r, e, n->v[i + 1]));
+        for (int i = 0; i + 1 < n->nv; i += 2)
+            d_set(j, d, key_of(r, eval(r, e, n->v[i]), n->line), eval(r, e, n->v[i + 1]));
         return d;
     }
     default: fail(j, FT_ERR_FORMAT, n->line, "statement used as an expression");
@@ -1728,7 +1975,8 @@ static void exec_for(R *r, env *e, node *n) {
     val it = eval(r, e, n->a);
     if (it.t == T_DICT) {
         val l = v_list(j);
-        for (int i = 0; i < ((dict *)it.p)->n; i++) l_push(j, l, v_cstr(j, ((dict *)it.p)->k[i]));
+        for (int i = 0; i < ((dict *)it.p)->n; i++)
+            l_push(j, l, v_cstr(j, ((dict *)it.p)->k[i]));
         it = l;
     } else if (it.t == T_STR) {
         it = filter(r, it, "list", NULL, n->line);
@@ -1752,7 +2000,9 @@ static void exec_for(R *r, env *e, node *n) {
         env *s = env_new(r, e);
         val x = l->it[i];
         if (n->s2) {
-            if (x.t != T_LIST || ((list *)x.p)->n != 2) fail(j, FT_ERR_FORMAT, n->line, "cannot unpack %s into %s, %s", tname[x.t], n->s, n->s2);
+            if (x.t != T_LIST || ((list *)x.p)->n != 2)
+                fail(j, FT_ERR_FORMAT, n->line, "cannot unpack %s into %s, %s", tname[x.t], n->s,
+                     n->s2);
             d_set(j, s->vars, n->s, ((list *)x.p)->it[0]);
             d_set(j, s->vars, n->s2, ((list *)x.p)->it[1]);
         } else {
@@ -1770,7 +2020,10 @@ static void exec_for(R *r, env *e, node *n) {
         d_set(j, loop, "nextitem", i + 1 < l->n ? l->it[i + 1] : UNDEF);
         d_set(j, s->vars, "loop", loop);
         exec(r, s, n->b);
-        if (r->brk == 1) { r->brk = 0; break; }
+        if (r->brk == 1) {
+            r->brk = 0;
+            break;
+        }
         r->brk = 0;
     }
     if (!l->n && n->c) exec(r, e, n->c);
@@ -1781,16 +2034,20 @@ static void exec(R *r, env *e, node *n) {
     step(r, n->line);
     switch (n->k) {
     case N_BLOCK:
-        for (int i = 0; i < n->nv && !r->brk; i++) exec(r, e, n->v[i]);
+        for (int i = 0; i < n->nv && !r->brk; i++)
+            exec(r, e, n->v[i]);
         return;
     case N_TEXT: sb_add(j, r->out, n->s, n->n); return;
     case N_OUT: to_text(j, r->out, eval(r, e, n->a)); return;
     case N_IF:
-        if (truthy(eval(r, e, n->a))) exec(r, e, n->b);
-        else if (n->c) exec(r, e, n->c);
+        if (truthy(eval(r, e, n->a)))
+            exec(r, e, n->b);
+        else if (n->c)
+            exec(r, e, n->c);
         return;
     case N_FOR: exec_for(r, e, n); return;
-    case N_BREAK: case N_CONTINUE: r->brk = n->k == N_BREAK ? 1 : 2; return;
+    case N_BREAK:
+    case N_CONTINUE: r->brk = n->k == N_BREAK ? 1 : 2; return;
     case N_MACRO: {
         macro *m = alloc(j, sizeof *m);
         m->def = n, m->scope = e;
@@ -1808,9 +2065,14 @@ static void exec(R *r, env *e, node *n) {
             r->out = saved;
             v = sb_val(j, &b);
         }
-        if (n->a->k == N_NAME) { d_set(j, e->vars, n->a->s, v); return; }
+        if (n->a->k == N_NAME) {
+            d_set(j, e->vars, n->a->s, v);
+            return;
+        }
         val ns = lookup(e, n->a->a->s);
-        if (ns.t != T_NS) fail(j, FT_ERR_FORMAT, n->line, "{%% set %s.%s %%}: %s is not a namespace", n->a->a->s, n->a->s, n->a->a->s);
+        if (ns.t != T_NS)
+            fail(j, FT_ERR_FORMAT, n->line, "{%% set %s.%s %%}: %s is not a namespace", n->a->a->s,
+                 n->a->s, n->a->a->s);
         d_set(j, ns, n->a->s, v);
         return;
     }
@@ -1818,7 +2080,8 @@ static void exec(R *r, env *e, node *n) {
     }
 }
 
-ft_status ft_jinja_render(const ft_jinja *t, const cJSON *ctx, int64_t now, char **out, size_t *len) {
+ft_status ft_jinja_render(const ft_jinja *t, const cJSON *ctx, int64_t now, char **out,
+                          size_t *len) {
     *out = NULL;
     if (len) *len = 0;
     J *j = calloc(1, sizeof *j);
@@ -1832,9 +2095,12 @@ ft_status ft_jinja_render(const ft_jinja *t, const cJSON *ctx, int64_t now, char
     sbuf b = {0};
     R r = {.j = j, .out = &b, .now = now};
     env *g = env_new(&r, NULL);
-    if (ctx && !cJSON_IsObject(ctx)) fail(j, FT_ERR_ARG, 0, "the template context must be a JSON object");
+    if (ctx && !cJSON_IsObject(ctx))
+        fail(j, FT_ERR_ARG, 0, "the template context must be a JSON object");
     const cJSON *c;
-    if (ctx) cJSON_ArrayForEach(c, ctx) d_set(j, g->vars, sdup(j, c->string, strlen(c->string)), from_json(j, c, 0));
+    if (ctx)
+        cJSON_ArrayForEach(c, ctx)
+            d_set(j, g->vars, sdup(j, c->string, strlen(c->string)), from_json(j, c, 0));
     exec(&r, env_new(&r, g), t->root);
     char *s = malloc(b.n + 1);
     if (!s) fail(j, FT_ERR_NOMEM, 0, "out of memory");

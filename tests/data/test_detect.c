@@ -87,8 +87,8 @@ int main(void) {
         "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{%- endfor %}{%- "
         "if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' "
         "}}{%- endif %}";
-    expect_unknown("detect_llama31_date_header_not_llama3", l31, "<|begin_of_text|>",
-                   "<|eot_id|>", "llama3");
+    expect_unknown("detect_llama31_date_header_not_llama3", l31, "<|begin_of_text|>", "<|eot_id|>",
+                   "llama3");
 
     /* Qwen2.5-style default system prompt */
     const char *q25 =
@@ -118,11 +118,13 @@ int main(void) {
     /* a template the interpreter cannot read: the error says so and lists the names */
     const ft_chat_template *t = NULL;
     ft_status st = ft_chat_template_detect("{% for m in messages %}{{ m.content }", "", "", &t);
-    CHECK("detect_unreadable_template", st == FT_ERR_UNSUPPORTED &&
+    CHECK("detect_unreadable_template",
+          st == FT_ERR_UNSUPPORTED &&
               strstr(ft_error_message(), "cannot be read (template line 1:") &&
               strstr(ft_error_message(), "set chat_template: to one of llama3"),
           "%s", ft_error_message());
 
-    for (int i = 0; i < 8; i++) free(src[i]);
+    for (int i = 0; i < 8; i++)
+        free(src[i]);
     return ft_test_failures ? 1 : 0;
 }
