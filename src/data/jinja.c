@@ -11,15 +11,19 @@
  * index0, revindex, revindex0, first, last, length, previtem, nextitem; unpacking of pairs; break,
  * continue), set (name, ns.attr, block form), macro and calls to macros, literals, lists, tuples,
  * dicts, attribute/subscript access, slicing, in / not in, is [not] tests, and/or/not, comparisons,
- * + - * / // % ~, a if c else b, the filters and methods listed in the tables below,
+ * + - * / // % ** ~, a if c else b, the filters, tests and methods of filter(), test() and
+ * method() below,
  * raise_exception, strftime_now, namespace, range, and transformers' {% generation %} marker
  * (its body is rendered).
- * Semantics follow @huggingface/jinja where it differs from Python Jinja (the reference of the
- * tests): true/false print as "true"/"false", none/undefined print as "", `+` with a string
- * concatenates, tojson keeps non-ASCII and writes 2.0 as 2. Not supported (a clear error):
- * call blocks, filter blocks, include/extends/import, `loop.cycle`, string
- * formatting with %. upper/lower/title change ASCII letters only; string indexing, slicing and
- * length count Unicode code points.
+ * Output follows @huggingface/jinja (the tests' first reference) and Python's Jinja2 (what
+ * transformers renders with, the second): where they differ, printing follows @huggingface/jinja
+ * (true/false print as "true"/"false", none/undefined as "", `+` with a string concatenates,
+ * tojson keeps non-ASCII and writes 2.0 as 2) and everything else follows Python (str.strip(chars),
+ * % and // on negatives, capitalize, lengths in code points, chained comparisons, \r\n read as
+ * \n, loop-local `set`). Not supported (a clear error): call blocks, filter blocks,
+ * include/extends/import, `loop.cycle`, string formatting with %, exponent literals (1e3).
+ * upper/lower/title change ASCII letters only; string indexing, slicing and length count Unicode
+ * code points.
  */
 #include "ftune/jinja.h"
 
@@ -279,8 +283,16 @@ static void json_str(J *j, sbuf *b, const char *s, size_t n) {
     sb_add(j, b, "\"", 1);
 }
 
+typedef struct {
+    const char *k;
+    int i;
+} keyidx;
+static int keyidx_cmp(const void *a, const void *b) {
+    return strcmp(((const keyidx *)a)->k, ((const keyidx *)b)->k);
+}
+
 /* JSON as @huggingface/jinja writes it (separators ", " ": "; "," with indent) */
-static void to_json(J *j, sbuf *b, val v, int indent, int depth, int undef_null) {
+static void to_json(J *j, sbuf *b, val v, int indent, int sort, int depth, int undef_null) {
     if (depth > MAX_DEPTH) fail(j, FT_ERR_UNSUPPORTED, 0, "value nested too deeply for tojson");
     char num[40];
     switch (v.t) {
@@ -301,6 +313,13 @@ static void to_json(J *j, sbuf *b, val v, int indent, int depth, int undef_null)
     }
     int is_list = v.t == T_LIST;
     int n = is_list ? ((list *)v.p)->n : ((dict *)v.p)->n;
+    keyidx *order = NULL; /* sort_keys: the entries by key (byte order = code point order) */
+    if (sort && !is_list && n > 1) {
+        order = alloc(j, sizeof *order * (size_t)n);
+        for (int i = 0; i < n; i++)
+            order[i] = (keyidx){((dict *)v.p)->k[i], i};
+        qsort(order, (size_t)n, sizeof *order, keyidx_cmp);
+    }
     sb_cs(j, b, is_list ? "[" : "{");
     for (int i = 0; i < n; i++) {
         if (i) sb_cs(j, b, indent ? "," : ", ");
@@ -310,12 +329,13 @@ static void to_json(J *j, sbuf *b, val v, int indent, int depth, int undef_null)
                 sb_cs(j, b, " ");
         }
         if (is_list) {
-            to_json(j, b, ((list *)v.p)->it[i], indent, depth + 1, undef_null);
+            to_json(j, b, ((list *)v.p)->it[i], indent, sort, depth + 1, undef_null);
         } else {
             dict *d = v.p;
-            json_str(j, b, d->k[i], strlen(d->k[i]));
+            int e = order ? order[i].i : i;
+            json_str(j, b, d->k[e], strlen(d->k[e]));
             sb_cs(j, b, ": ");
-            to_json(j, b, d->v[i], indent, depth + 1, undef_null);
+            to_json(j, b, d->v[e], indent, sort, depth + 1, undef_null);
         }
     }
     if (indent && n) {
@@ -346,7 +366,7 @@ static void to_text(J *j, sbuf *b, val v) {
         return;
     case T_STR: sb_add(j, b, v.s, (size_t)v.i); return;
     case T_MACRO: sb_cs(j, b, "<macro>"); return;
-    default: to_json(j, b, v, 0, 0, 0);
+    default: to_json(j, b, v, 0, 0, 0, 0);
     }
 }
 
@@ -433,6 +453,13 @@ static char *preprocess(J *j, const char *src, size_t n, size_t *on, int **line_
     int *ln = alloc(j, sizeof(int) * (n + 1));
     size_t k = 0;
     int line = 1, at_bol = 1;
+    char *nl = alloc(j, n + 1); /* \r\n and \r become \n, as Python Jinja reads them */
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        nl[m++] = src[i] == '\r' ? '\n' : src[i];
+        if (src[i] == '\r' && i + 1 < n && src[i + 1] == '\n') i++;
+    }
+    src = nl, n = m;
     if (n && src[n - 1] == '\n') n--;
     for (size_t i = 0; i < n; i++) {
         if (at_bol) { /* ^[ \t]*({[#%-]) -> $1 */
@@ -960,8 +987,9 @@ static node *add_(P *p) {
     }
     return n;
 }
+/* comparisons chain as in Python: a < b < c is (a < b) and (b < c) */
 static node *compare(P *p) {
-    node *n = add_(p);
+    node *left = add_(p), *chain = NULL;
     for (;;) {
         tok *t = peek(p);
         const char *op = NULL;
@@ -973,8 +1001,13 @@ static node *compare(P *p) {
         else if (is_name(p, "not") && p->L->t[p->L->pos + 1].k == K_NAME &&
                  !strcmp(p->L->t[p->L->pos + 1].s, "in"))
             op = "not in", next(p), next(p);
-        if (!op) return n;
-        n = bin(p, t->line, op, n, add_(p));
+        if (!op) return chain ? chain : left;
+        node *right = add_(p), *c = bin(p, t->line, op, left, right);
+        if (chain) {
+            node *a = mk(p, N_AND, t->line);
+            a->a = chain, a->b = c, c = a;
+        }
+        chain = c, left = right;
     }
 }
 static node *not_(P *p) {
@@ -1773,7 +1806,10 @@ static val filter(R *r, val v, const char *f, args *a, int line) {
     }
     if (!strcmp(f, "tojson")) {
         sbuf b = {0};
-        to_json(j, &b, v, (int)as_int(r, arg(a, 0, "indent", v_int(0)), "indent", line), 0, 1);
+        int indent = (int)as_int(r, arg(a, 0, "indent", v_int(0)), "indent", line);
+        if (indent < 0 || indent > 64)
+            fail(j, FT_ERR_UNSUPPORTED, line, "tojson indent %d", indent);
+        to_json(j, &b, v, indent, truthy(arg(a, 99, "sort_keys", v_bool(0))), 0, 1);
         return sb_val(j, &b);
     }
     if (!strcmp(f, "string")) return str_of(j, v);

@@ -128,6 +128,11 @@ SNIPPETS = {
     "python_arithmetic": "{{ -7 % 3 }} {{ 7 % -3 }} {{ -7.5 % 2 }}",
     "python_capitalize_length": "{{ 'hELLO wORLD' | capitalize }} {{ '😀x' | length }}",
     "python_string_compare": "{{ 'yes' if 'x' <= 'y' }}{{ 'b' > 'a' and 'ok' }}{{ 'no' if 'B' >= 'a' else 'ok' }}",
+    "python_chained_compare": "{{ 'y' if 3 > 2 > 1 else 'n' }}{{ 'y' if 1 < 3 < 2 else 'n' }}",
+    "python_crlf_newlines": "{% if t %}\r\nx\r\n{% endif %}\r\ny\rz\r\n",
+    "python_scoping": "{% for x in xs %}{% if loop.first %}{% set a = 'A' %}{% endif %}[{{ a }}]{% endfor %}{% if t %}{% set b = 'B' %}{% endif %}{{ b }}{% set g = 'G' %}{% macro m() %}{{ g }}{% endmacro %}{{ m() }}",
+    "python_filters_hf_lacks": "{{ 'abc' | list | length }}{{ ['a', 'b'] | map('upper') | join }}",
+    "tojson_sort_keys": "{{ {'b': 1, 'a': [1, {'z': 0, 'y': none}]} | tojson(sort_keys=true) }}",
     "unicode_passthrough": "«{{ 'ünï ✓ 😀' }}» {{ '日本' ~ '語' }} {{ 'éx' | length }}",
 }
 for name, src in SNIPPETS.items():
