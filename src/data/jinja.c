@@ -20,7 +20,7 @@
  * (true/false print as "true"/"false", none/undefined as "", `+` with a string concatenates,
  * tojson keeps non-ASCII and writes 2.0 as 2) and everything else follows Python (str.strip(chars),
  * % and // on negatives, capitalize, lengths in code points, chained comparisons, \r\n read as
- * \n, loop-local `set`). Not supported (a clear error): call blocks, filter blocks,
+ * \n, loop-local `set`, Python string escapes, undefined iterating as empty). Not supported (a clear error): call blocks, filter blocks,
  * include/extends/import, `loop.cycle`, string formatting with %, exponent literals (1e3).
  * upper/lower/title change ASCII letters only; string indexing, slicing and length count Unicode
  * code points.
@@ -484,6 +484,64 @@ static char *preprocess(J *j, const char *src, size_t n, size_t *on, int **line_
     return o;
 }
 
+static void put_utf8(J *j, sbuf *b, unsigned long c, int line) {
+    char u[4];
+    int n = 0;
+    if (c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+        fail(j, FT_ERR_FORMAT, line, "string escape of an invalid code point U+%lX", c);
+    if (c < 0x80)
+        u[n++] = (char)c;
+    else if (c < 0x800)
+        u[n++] = (char)(0xC0 | c >> 6), u[n++] = (char)(0x80 | (c & 0x3F));
+    else if (c < 0x10000)
+        u[n++] = (char)(0xE0 | c >> 12), u[n++] = (char)(0x80 | (c >> 6 & 0x3F)),
+        u[n++] = (char)(0x80 | (c & 0x3F));
+    else
+        u[n++] = (char)(0xF0 | c >> 18), u[n++] = (char)(0x80 | (c >> 12 & 0x3F)),
+        u[n++] = (char)(0x80 | (c >> 6 & 0x3F)), u[n++] = (char)(0x80 | (c & 0x3F));
+    sb_add(j, b, u, (size_t)n);
+}
+
+/* The escape at s[i] == '\\' in a string literal, decoded as Python's unicode-escape does (what
+ * Jinja applies to string literals): \\ \' \" \a \b \f \n \r \t \v, \<newline> (dropped),
+ * \ooo, \xhh, \uhhhh, \Uhhhhhhhh; any other keeps its backslash. Returns the index after it. */
+static size_t unescape(J *j, sbuf *b, const char *s, size_t len, size_t i, int line) {
+    char e = i + 1 < len ? s[i + 1] : 0;
+    static const char from[] = "\\'\"abfnrtv", to[] = "\\'\"\a\b\f\n\r\t\v";
+    const char *simple = e ? strchr(from, e) : NULL;
+    if (simple) {
+        sb_add(j, b, to + (simple - from), 1);
+        return i + 2;
+    }
+    if (e == '\n') return i + 2;
+    if (e >= '0' && e <= '7') {
+        unsigned long c = 0;
+        size_t k = i + 1;
+        while (k < len && k < i + 4 && s[k] >= '0' && s[k] <= '7')
+            c = c * 8 + (unsigned long)(s[k++] - '0');
+        put_utf8(j, b, c, line);
+        return k;
+    }
+    int nhex = e == 'x' ? 2 : e == 'u' ? 4 : e == 'U' ? 8 : 0;
+    if (nhex) {
+        unsigned long c = 0;
+        for (int k = 0; k < nhex; k++) {
+            char h = i + 2 + (size_t)k < len ? s[i + 2 + (size_t)k] : 0;
+            int d = h >= '0' && h <= '9'   ? h - '0'
+                    : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                    : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                           : -1;
+            if (d < 0) fail(j, FT_ERR_FORMAT, line, "truncated \\%c escape in a string", e);
+            c = c * 16 + (unsigned long)d;
+        }
+        put_utf8(j, b, c, line);
+        return i + 2 + (size_t)nhex;
+    }
+    if (e == 'N') fail(j, FT_ERR_UNSUPPORTED, line, "string escape \\N{...} is not supported");
+    sb_add(j, b, "\\", 1); /* unknown: kept, as Python does */
+    return i + 1;
+}
+
 static void tokenize(lex *L, const char *src, size_t n) {
     J *j = L->j;
     int *ln;
@@ -565,23 +623,7 @@ static void tokenize(lex *L, const char *src, size_t n) {
             i++;
             while (i < len && s[i] != c) {
                 if (s[i] == '\\') {
-                    char e = AT(i + 1), r;
-                    switch (e) {
-                    case 'n': r = '\n'; break;
-                    case 't': r = '\t'; break;
-                    case 'r': r = '\r'; break;
-                    case 'b': r = '\b'; break;
-                    case 'f': r = '\f'; break;
-                    case 'v': r = '\v'; break;
-                    case '\'':
-                    case '"':
-                    case '\\': r = e; break;
-                    default:
-                        fail(j, FT_ERR_UNSUPPORTED, ln[i], "string escape \\%c is not supported",
-                             e ? e : '0');
-                    }
-                    sb_add(j, &b, &r, 1);
-                    i += 2;
+                    i = unescape(j, &b, s, len, i, ln[i]);
                 } else {
                     sb_add(j, &b, s + i, 1);
                     i++;
@@ -2006,6 +2048,18 @@ static val eval(R *r, env *e, node *n) {
     }
 }
 
+/* the loop variable(s) of `n` in scope `s`: x, or the pair x unpacked into two names */
+static void bind_loop_vars(R *r, env *s, node *n, val x) {
+    if (!n->s2) {
+        d_set(r->j, s->vars, n->s, x);
+        return;
+    }
+    if (x.t != T_LIST || ((list *)x.p)->n != 2)
+        fail(r->j, FT_ERR_FORMAT, n->line, "cannot unpack %s into %s, %s", tname[x.t], n->s, n->s2);
+    d_set(r->j, s->vars, n->s, ((list *)x.p)->it[0]);
+    d_set(r->j, s->vars, n->s2, ((list *)x.p)->it[1]);
+}
+
 static void exec_for(R *r, env *e, node *n) {
     J *j = r->j;
     val it = eval(r, e, n->a);
@@ -2016,8 +2070,10 @@ static void exec_for(R *r, env *e, node *n) {
         it = l;
     } else if (it.t == T_STR) {
         it = filter(r, it, "list", NULL, n->line);
-    } else if (it.t == T_UNDEF || it.t == T_NONE) {
-        fail(j, FT_ERR_FORMAT, n->line, "for loop over %s", tname[it.t]);
+    } else if (it.t == T_UNDEF) { /* Python Jinja's Undefined iterates as empty */
+        it = v_list(j);
+    } else if (it.t == T_NONE) {
+        fail(j, FT_ERR_FORMAT, n->line, "for loop over none");
     } else if (it.t != T_LIST) {
         fail(j, FT_ERR_FORMAT, n->line, "cannot iterate over %s", tname[it.t]);
     }
@@ -2026,7 +2082,7 @@ static void exec_for(R *r, env *e, node *n) {
     for (int i = 0; i < src->n; i++) { /* the loop filter picks items before loop.length is known */
         if (n->d) {
             env *f = env_new(r, e);
-            d_set(j, f->vars, n->s, src->it[i]);
+            bind_loop_vars(r, f, n, src->it[i]);
             if (!truthy(eval(r, f, n->d))) continue;
         }
         l_push(j, items_l, src->it[i]);
@@ -2034,16 +2090,7 @@ static void exec_for(R *r, env *e, node *n) {
     list *l = items_l.p;
     for (int i = 0; i < l->n; i++) {
         env *s = env_new(r, e);
-        val x = l->it[i];
-        if (n->s2) {
-            if (x.t != T_LIST || ((list *)x.p)->n != 2)
-                fail(j, FT_ERR_FORMAT, n->line, "cannot unpack %s into %s, %s", tname[x.t], n->s,
-                     n->s2);
-            d_set(j, s->vars, n->s, ((list *)x.p)->it[0]);
-            d_set(j, s->vars, n->s2, ((list *)x.p)->it[1]);
-        } else {
-            d_set(j, s->vars, n->s, x);
-        }
+        bind_loop_vars(r, s, n, l->it[i]);
         val loop = v_dict(j, T_DICT);
         d_set(j, loop, "index", v_int(i + 1));
         d_set(j, loop, "index0", v_int(i));

@@ -92,7 +92,7 @@ SNIPPETS = {
     "for_else": "{% for x in [] %}x{% else %}empty{% endfor %}{% for x in xs %}{{ x }}{% else %}no{% endfor %}",
     "for_unpack_items": "{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}{% for k, v in d | items %}{{ k }}{% endfor %}",
     "for_dict_keys": "{% for k in d %}{{ k }}{% endfor %}",
-    "for_filter": "{% for m in messages if m.role != 'system' %}{{ loop.index }}{{ m.role }}{% endfor %}",
+    "for_filter": "{% for m in messages if m.role != 'system' %}{{ loop.index }}{{ m.role }}{% endfor %}{% for k, v in d.items() if k != 'b' %}{{ k }}{{ v }}{% endfor %}",
     "break_continue": "{% for x in [1, 2, 3, 4, 5] %}{% if x == 2 %}{% continue %}{% endif %}{% if x == 4 %}{% break %}{% endif %}{{ x }}{% endfor %}",
     "set_scoping": "{% set a = 1 %}{% for x in xs %}{% set a = x %}{% endfor %}{{ a }}",
     "set_block": "{% set b %}in {{ 'block' }}{% endset %}[{{ b }}]",
@@ -133,6 +133,7 @@ SNIPPETS = {
     "python_scoping": "{% for x in xs %}{% if loop.first %}{% set a = 'A' %}{% endif %}[{{ a }}]{% endfor %}{% if t %}{% set b = 'B' %}{% endif %}{{ b }}{% set g = 'G' %}{% macro m() %}{{ g }}{% endmacro %}{{ m() }}",
     "python_filters_hf_lacks": "{{ 'abc' | list | length }}{{ ['a', 'b'] | map('upper') | join }}",
     "tojson_sort_keys": "{{ {'b': 1, 'a': [1, {'z': 0, 'y': none}]} | tojson(sort_keys=true) }}",
+    "python_escapes_undefined_loop": "{{ 'a\\\nb \\x41\\u00e9\\101' }}{% for x in nothing %}x{% else %}empty{% endfor %}",
     "unicode_passthrough": "«{{ 'ünï ✓ 😀' }}» {{ '日本' ~ '語' }} {{ 'éx' | length }}",
 }
 for name, src in SNIPPETS.items():
