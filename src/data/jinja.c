@@ -20,10 +20,10 @@
  * (true/false print as "true"/"false", none/undefined as "", `+` with a string concatenates,
  * tojson keeps non-ASCII and writes 2.0 as 2) and everything else follows Python (str.strip(chars),
  * % and // on negatives, capitalize, lengths in code points, chained comparisons, \r\n read as
- * \n, loop-local `set`, Python string escapes, undefined iterating as empty). Not supported (a clear error): call blocks, filter blocks,
- * include/extends/import, `loop.cycle`, string formatting with %, exponent literals (1e3).
- * upper/lower/title change ASCII letters only; string indexing, slicing and length count Unicode
- * code points.
+ * \n, loop-local `set`, Python string escapes, undefined iterating as empty). Not supported (a
+ * clear error): call blocks, filter blocks, include/extends/import, `loop.cycle`, string formatting
+ * with %, exponent literals (1e3). upper/lower/title change ASCII letters only; string indexing,
+ * slicing and length count Unicode code points.
  */
 #include "ftune/jinja.h"
 
@@ -662,7 +662,10 @@ static void tokenize(lex *L, const char *src, size_t n) {
         int k = 0;
         for (; ops[k]; k++)
             if (!strncmp(s + i, ops[k], strlen(ops[k]))) break;
-        if (!ops[k]) fail(j, FT_ERR_FORMAT, line, "unexpected character '%c' inside a tag", c);
+        if (!ops[k] && c > 0x20 && c < 0x7f)
+            fail(j, FT_ERR_FORMAT, line, "unexpected character '%c' inside a tag", c);
+        if (!ops[k])
+            fail(j, FT_ERR_FORMAT, line, "unexpected byte 0x%02x inside a tag", (unsigned char)c);
         if (ops[k][0] == '{') depth++;
         if (ops[k][0] == '}') depth--;
         push_tok(L, K_OP, line, ops[k], strlen(ops[k]));
@@ -722,6 +725,7 @@ struct node {
 typedef struct {
     J *j;
     lex *L;
+    int loops; /* for bodies being parsed (break/continue need one), reset inside macros */
 } P;
 
 static tok *peek(P *p) {
@@ -1149,7 +1153,9 @@ static node *stmt(P *p, tok *open) {
         expect_k(p, K_CSTMT, "%}");
         n->b = mk(p, N_BLOCK, line);
         static const char *const st[] = {"else", "endfor", NULL};
+        p->loops++;
         const char *e = block(p, n->b, st);
+        p->loops--;
         if (!e) fail(j, FT_ERR_FORMAT, line, "{%% for %%} is never closed by {%% endfor %%}");
         if (!strcmp(e, "else")) {
             expect_k(p, K_CSTMT, "%}");
@@ -1194,8 +1200,11 @@ static node *stmt(P *p, tok *open) {
         expect_k(p, K_CSTMT, "%}");
         n->b = mk(p, N_BLOCK, line);
         static const char *const st[] = {"endmacro", NULL};
-        if (!block(p, n->b, st))
-            fail(j, FT_ERR_FORMAT, line, "{%% macro %%} is never closed by {%% endmacro %%}");
+        int loops = p->loops;
+        p->loops = 0;
+        const char *e = block(p, n->b, st);
+        p->loops = loops;
+        if (!e) fail(j, FT_ERR_FORMAT, line, "{%% macro %%} is never closed by {%% endmacro %%}");
     } else if (!strcmp(w,
                        "generation")) { /* transformers' assistant-mask marker: renders its body */
         n = mk(p, N_BLOCK, line);
@@ -1206,6 +1215,7 @@ static node *stmt(P *p, tok *open) {
                  "{%% generation %%} is never closed by {%% endgeneration %%}");
     } else if (!strcmp(w, "break") || !strcmp(w, "continue")) {
         n = mk(p, w[0] == 'b' ? N_BREAK : N_CONTINUE, line);
+        if (!p->loops) fail(j, FT_ERR_FORMAT, line, "{%% %s %%} outside a for loop", w);
     } else {
         fail(j, FT_ERR_UNSUPPORTED, line, "{%% %s %%} is not supported", w);
     }
@@ -1267,7 +1277,7 @@ ft_status ft_jinja_parse(const char *src, size_t len, ft_jinja **out) {
     if (memchr(src, 0, len)) fail(j, FT_ERR_FORMAT, 0, "template holds a NUL byte");
     lex L = {.j = j};
     tokenize(&L, src, len);
-    P p = {j, &L};
+    P p = {j, &L, 0};
     node *root = mk(&p, N_BLOCK, 1);
     block(&p, root, NULL);
     ft_jinja *t = malloc(sizeof *t);
@@ -1603,13 +1613,31 @@ static int ws_at(const char *s, int64_t n, int64_t i, int back) {
     return 0;
 }
 
+/* the byte length of the code point at p (n bytes left) if `chars` holds it, else 0 */
+static int64_t cp_in(val chars, const char *p, int64_t n) {
+    unsigned char c = (unsigned char)p[0];
+    int64_t w = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    if (w > n) w = n;
+    for (int64_t i = 0; i + w <= chars.i; i++)
+        if (!memcmp(chars.s + i, p, (size_t)w) &&
+            (i == 0 || ((unsigned char)chars.s[i] & 0xC0) != 0x80))
+            return w;
+    return 0;
+}
+
 static val strip(R *r, val s, val chars, int left, int right) {
     int64_t a = 0, b = s.i;
-    if (chars.t == T_STR) {
-        while (left && a < b && memchr(chars.s, s.s[a], (size_t)chars.i))
-            a++;
-        while (right && b > a && memchr(chars.s, s.s[b - 1], (size_t)chars.i))
-            b--;
+    if (chars.t == T_STR) { /* whole code points of `chars` */
+        int64_t w;
+        while (left && a < b && (w = cp_in(chars, s.s + a, b - a)))
+            a += w;
+        while (right && b > a) {
+            int64_t c = b - 1;
+            while (c > a && ((unsigned char)s.s[c] & 0xC0) == 0x80)
+                c--;
+            if (!cp_in(chars, s.s + c, b - c)) break;
+            b = c;
+        }
     } else {
         int w;
         while (left && a < b && (w = ws_at(s.s, s.i, a, 0)))

@@ -119,7 +119,8 @@ int main(int argc, char **argv) {
     /* Python's string escapes (Jinja decodes literals with unicode-escape), undefined iterates
      * as empty (Phi-4-mini's template loops over message.tool_calls unguarded) */
     expect_out("jinja_python_escapes", "{{ '\\q\\x41\\u00e9\\101 a\\\nb' }}", NULL,
-               "\\qA\xc3\xa9" "A ab");
+               "\\qA\xc3\xa9"
+               "A ab");
     expect_out("jinja_loop_over_undefined", "{% for x in nothing %}x{% else %}empty{% endfor %}",
                NULL, "empty");
     char *out;
@@ -156,6 +157,15 @@ int main(int argc, char **argv) {
     expect_err("jinja_err_division_by_zero", "{{ 1 // 0 }}", "division by zero");
     expect_err("jinja_err_set_non_namespace", "{% set x = 1 %}{% set x.a = 2 %}",
                "x is not a namespace");
+    expect_err("jinja_err_break_outside_loop",
+               "{% for x in [1] %}{% macro m() %}{% break %}{% endmacro %}{% endfor %}",
+               "{% break %} outside a for loop");
+    expect_out("jinja_strip_whole_code_points",
+               "[{{ '\xc3\xa9"
+               "a\xc3\xa8'.strip('\xc3\xa8') }}]",
+               NULL,
+               "[\xc3\xa9"
+               "a]");
     expect_err("jinja_err_call_block", "{% call m() %}x{% endcall %}",
                "{% call %} is not supported");
     expect_err("jinja_err_loop_over_none", "{% for x in none %}{% endfor %}", "for loop over none");
