@@ -19,6 +19,17 @@
 
 #define FT_IGNORE_INDEX (-100)
 
+/* Head rows replaced by trained values (PEFT trainable tokens, src/train/step.c): logit column
+ * ids[k] is x · rows[k] (f32) instead of x · w[ids[k]]. The gradient of scale * NLL-sum with
+ * respect to rows[k] is ADDED into drows[k] (may be NULL), dx gets rows[k]'s share, and w's own
+ * rows ids[k] get no gradient (they do not take part). ids are distinct, in [0,V). */
+typedef struct {
+    const int *ids;    /* (n) */
+    const float *rows; /* (n,C) */
+    float *drows;      /* (n,C) or NULL */
+    int n;
+} ft_head_rows;
+
 /* Forward only. Returns the NLL sum over target rows (double); *n_targets gets their count.
  * logits: scratch (chunk,V). */
 double crossentropy_forward(int64_t *n_targets, float *logits, const float *x, const float *w,
@@ -31,6 +42,12 @@ double crossentropy_forward_backward(float *dx, float *dw, int64_t *n_targets, f
                                      const float *x, const float *w, const int *labels, float scale,
                                      int M, int C, int V, int chunk);
 
+/* crossentropy_forward_backward with head rows replaced (hr may be NULL: no rows). */
+double crossentropy_rows_forward_backward(float *dx, float *dw, int64_t *n_targets, float *logits,
+                                          const float *x, const float *w, const ft_head_rows *hr,
+                                          const int *labels, float scale, int M, int C, int V,
+                                          int chunk);
+
 /* bf16 mixed-precision form (same contract otherwise): xb (M,C) the hidden states as bf16, w the
  * head weight (V,C) packed for bf16 (the caller refreshes it when it changes). Logits, softmax,
  * the NLL and dlogits stay f32; dlogits are rounded to bf16 into the scratch dlogb (chunk,V) for
@@ -40,6 +57,13 @@ double crossentropy_bf16_forward_backward(float *dx, float *dw, int64_t *n_targe
                                           uint16_t *dlogb, const uint16_t *xb, ft_bf16_weight *w,
                                           const int *labels, float scale, int M, int C, int V,
                                           int chunk);
+/* ... with head rows replaced: their logits and gradients are computed in f32 from x32 (M,C), the
+ * f32 hidden states xb was rounded from; their dlogits are taken out of the bf16 products. */
+double crossentropy_bf16_rows_forward_backward(float *dx, float *dw, int64_t *n_targets,
+                                               float *logits, uint16_t *dlogb, const uint16_t *xb,
+                                               const float *x32, ft_bf16_weight *w,
+                                               const ft_head_rows *hr, const int *labels,
+                                               float scale, int M, int C, int V, int chunk);
 
 /* Plain-loop twin of crossentropy_forward_backward (all M rows at once, double accumulation,
  * no oneDNN): the reference the kernel test compares with. dx/dw may be NULL. */

@@ -11,6 +11,11 @@
  *            copied into a buffer of their own (ft_train_sync_model writes them back).
  *   lora   : A (r,in) and B (out,r) for every targeted projection, in a buffer of their own;
  *            the base stays frozen. Names follow PEFT: base_model.model.<hf module>.lora_A.weight.
+ *            Optionally PEFT's trainable tokens (LoraConfig.trainable_token_indices): chosen rows
+ *            of the embedding (n,C), "base_model.model.model.embed_tokens.token_adapter.
+ *            trainable_tokens_delta", and of an untied lm_head, "base_model.model.lm_head.
+ *            token_adapter.trainable_tokens_delta"; each holds the rows' new values (not a
+ *            difference), initialised to the base rows. A tied head uses the embedding's.
  */
 #ifndef FTUNE_TRAIN_H
 #define FTUNE_TRAIN_H
@@ -57,6 +62,14 @@ typedef struct {
     int B, T;                    /* micro-batch shape: buffers are sized once for it */
     int grad_checkpointing;      /* keep only layer inputs, recompute in backward */
     uint64_t seed;               /* LoRA init and dropout */
+    /* LoRA only: PEFT trainable tokens. tok_embed (n_tok_embed distinct ids): embedding rows
+     * trained (with tied embeddings also the head's, which is the same tensor); tok_head: rows
+     * of an untied lm_head (a tied model accepts only tok_head == tok_embed, PEFT's tying).
+     * tok_as_dict: adapter_config.json writes the dict form {"embed_tokens": [...],
+     * "lm_head": [...]} instead of the list. Copied at init. */
+    const int *tok_embed, *tok_head;
+    int n_tok_embed, n_tok_head;
+    int tok_as_dict;
     int bf16;                    /* 1: bf16 mixed precision where the CPU has AVX512-BF16 (bf16
                                     matmul operands, f32 accumulation, f32 master weights, norms,
                                     softmax and loss); 0 (or no AVX512-BF16): the exact f32 path.

@@ -64,6 +64,13 @@ typedef struct {
     int sample_packing;          /* pack samples into rows, attention blocked between them */
     int truncation;              /* ft_truncation: error | drop | truncate */
     int shuffle_merged_datasets; /* shuffle the mixed records with seed (Axolotl default true) */
+    /* peft_trainable_token_indices (Axolotl; PEFT LoraConfig.trainable_token_indices): a list
+     * (embedding rows) or a dict {embed_tokens: [...], lm_head: [...]}; ids are checked against
+     * the vocabulary once the model is loaded (ft_train_config_check_model) */
+    int *tok_embed, *tok_head;
+    int n_tok_embed, n_tok_head;
+    int tok_as_dict;
+    char *tok_where;             /* "file:line" of the key, for those later errors */
     char **notes;                /* keys accepted but ignored, one line each, for the CLI */
     int n_notes;
 } ft_train_config;
@@ -83,6 +90,10 @@ ft_status ft_train_config_set(ft_train_config *c, const char *assignment);
 /* After everything is applied: required keys, cross-key checks, and the derived values
  * (unfrozen_parameters without an adapter → freeze; lora_target_linear → all 7 projections). */
 ft_status ft_train_config_finish(ft_train_config *c);
+
+/* Checks that need the model's config: trainable-token ids inside the vocabulary, lm_head ids on
+ * a tied model equal to embed_tokens'. Errors name the key and its line. */
+ft_status ft_train_config_check_model(const ft_train_config *c, const ft_config *mc);
 
 /* 1 if the run uses the instruction-data pipeline (any dataset type other than text/completion, or
  * sample_packing / a chat template asked for), 0 for plain-text continued pre-training. */
@@ -108,7 +119,8 @@ typedef struct {
 } ft_train_state;
 
 /* What a run's result depends on besides the state above: the settings that shape the trajectory
- * (learning rate, schedule and its length, batch shape, method, seed, precision, ...), the base
+ * (learning rate and schedule, batch shape, method, seed, precision, ...; not the run's length, so
+ * a run can be extended), the base
  * model and the training rows, as key -> printable value (model and data as 64-bit fingerprints).
  * Every checkpoint records it and a resume compares it, so a run is never continued by mistake with
  * another learning rate, dataset or base model (that would not give "the same result").

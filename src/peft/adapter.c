@@ -30,6 +30,10 @@ void ft_adapter_free(ft_adapter *a) {
         free(a->pairs[i].B);
     }
     free(a->pairs);
+    for (int e = 0; e < 2; e++) {
+        free(a->tok_ids[e]);
+        free(a->tok_rows[e]);
+    }
     memset(a, 0, sizeof *a);
 }
 
@@ -39,6 +43,60 @@ static int is_off(const cJSON *v, const char *ok) {
     if (cJSON_IsString(v)) return ok && !strcmp(v->valuestring, ok);
     if (cJSON_IsArray(v) || cJSON_IsObject(v)) return cJSON_GetArraySize(v) == 0;
     return 0;
+}
+
+static const char *const tok_keys[2] = {
+    "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta",
+    "base_model.model.lm_head.token_adapter.trainable_tokens_delta"};
+
+/* A JSON list of token ids (non-negative integers) into a malloc'ed array. */
+static ft_status parse_ids(const char *path, const char *what, const cJSON *v, int **ids, int *n) {
+    int cnt = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
+    if (cnt < 1)
+        return ft_errorf(FT_ERR_FORMAT, "%s: key 'trainable_token_indices'%s must be a non-empty "
+                         "list of token ids", path, what);
+    *ids = malloc(sizeof(int) * (size_t)cnt);
+    if (!*ids) return ft_errorf(FT_ERR_NOMEM, "out of memory");
+    *n = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, v) {
+        if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 2147483647.0 ||
+            x->valuedouble != floor(x->valuedouble))
+            return ft_errorf(FT_ERR_FORMAT, "%s: key 'trainable_token_indices'%s: item %d is "
+                             "not a token id", path, what, *n);
+        (*ids)[(*n)++] = (int)x->valuedouble;
+    }
+    return FT_OK;
+}
+
+/* trainable_token_indices: null/absent, a list (the input embedding), or a dict whose keys name
+ * the module by its last part as PEFT matches them (…embed_tokens, …lm_head). PEFT:
+ * src/peft/utils/other.py (_set_trainable with TrainableTokensWrapper) and
+ * src/peft/tuners/trainable_tokens/layer.py. */
+static ft_status parse_tokens(ft_adapter *a, const char *path, const cJSON *v) {
+    if (!v || cJSON_IsNull(v)) return FT_OK;
+    if (cJSON_IsArray(v)) return parse_ids(path, "", v, &a->tok_ids[0], &a->n_tok[0]);
+    if (!cJSON_IsObject(v))
+        return ft_errorf(FT_ERR_FORMAT, "%s: key 'trainable_token_indices' must be a list or a "
+                         "dict", path);
+    const cJSON *x;
+    cJSON_ArrayForEach(x, v) {
+        size_t l = strlen(x->string);
+        int e = -1;
+        if (l >= 12 && !strcmp(x->string + l - 12, "embed_tokens")) e = 0;
+        else if (l >= 7 && !strcmp(x->string + l - 7, "lm_head")) e = 1;
+        if (e < 0)
+            return ft_errorf(FT_ERR_UNSUPPORTED, "%s: key 'trainable_token_indices': module '%s' "
+                             "(supported: embed_tokens, lm_head)", path, x->string);
+        if (a->tok_ids[e])
+            return ft_errorf(FT_ERR_FORMAT, "%s: key 'trainable_token_indices': two entries for "
+                             "%s", path, e ? "lm_head" : "embed_tokens");
+        char what[160];
+        snprintf(what, sizeof what, "['%s']", x->string);
+        ft_status st = parse_ids(path, what, x, &a->tok_ids[e], &a->n_tok[e]);
+        if (st) return st;
+    }
+    return FT_OK;
 }
 
 static ft_status parse_config(ft_adapter *a, const char *path, const char *text) {
@@ -77,6 +135,8 @@ static ft_status parse_config(ft_adapter *a, const char *path, const char *text)
                            refused[i][0]);
             goto done;
         }
+    if ((st = parse_tokens(a, path, cJSON_GetObjectItemCaseSensitive(j, "trainable_token_indices"))))
+        goto done;
     a->r = r->valueint;
     a->alpha = (float)al->valuedouble;
     a->use_rslora = cJSON_IsTrue(rs);
@@ -90,6 +150,8 @@ done:
 
 /* 1 if `nm` is "base_model.model.<module without .weight>.lora_{A,B}.weight" of a loaded pair */
 static int is_known(const ft_adapter *a, const char *nm) {
+    for (int e = 0; e < 2; e++)
+        if (a->tok_rows[e] && !strcmp(nm, tok_keys[e])) return 1;
     if (strncmp(nm, "base_model.model.", 17)) return 0;
     for (int p = 0; p < a->n_pairs; p++) {
         size_t ml = strlen(a->pairs[p].module) - strlen(".weight");
@@ -163,14 +225,61 @@ ft_status ft_adapter_load(ft_adapter *a, const char *dir, const ft_model *m) {
             }
             used += 2;
         }
+    /* trainable tokens: ids in the vocabulary, distinct; a tied head shares the embedding's */
+    const ft_config *c = &m->cfg;
+    if (c->tie_embeddings && a->n_tok[1]) {
+        int same = a->n_tok[0] == a->n_tok[1];
+        for (int k = 0; same && k < a->n_tok[0]; k++)
+            same = a->tok_ids[0][k] == a->tok_ids[1][k];
+        if (!same) {
+            st = ft_errorf(FT_ERR_UNSUPPORTED, "%s: trainable_token_indices: lm_head ids differ "
+                           "from embed_tokens' but the model ties them", path);
+            goto fail;
+        }
+        free(a->tok_ids[1]);
+        a->tok_ids[1] = NULL;
+        a->n_tok[1] = 0;
+    }
+    for (int e = 0; e < 2; e++) {
+        if (!a->n_tok[e]) continue;
+        for (int k = 0; k < a->n_tok[e]; k++) {
+            int id = a->tok_ids[e][k];
+            int dup = 0;
+            for (int q = 0; q < k; q++)
+                dup |= a->tok_ids[e][q] == id;
+            if (id >= c->vocab_size || dup) {
+                st = ft_errorf(FT_ERR_FORMAT, "%s: trainable_token_indices: id %d %s", path, id,
+                               dup ? "appears twice" : "is outside the vocabulary");
+                goto fail;
+            }
+        }
+        const ft_st_tensor *t = ft_st_find(&set, tok_keys[e]);
+        if (!t) {
+            st = ft_errorf(FT_ERR_FORMAT, "%s: trainable_token_indices given but '%s' is missing",
+                           path, tok_keys[e]);
+            goto fail;
+        }
+        if ((st = check_shape(path, tok_keys[e], t, a->n_tok[e], c->dim))) goto fail;
+        size_t n = (size_t)a->n_tok[e] * (size_t)c->dim;
+        if (!(a->tok_rows[e] = malloc(sizeof(float) * n))) {
+            st = ft_errorf(FT_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        if ((st = ft_convert_to_f32(a->tok_rows[e], t->data, t->dtype, n))) {
+            st = ft_error_wrap(st, "%s: '%s'", path, tok_keys[e]);
+            goto fail;
+        }
+        used++;
+    }
     for (int i = 0; used != set.n_tensors && i < set.n_tensors; i++)
         if (!is_known(a, set.tensors[i].name)) {
             st = ft_errorf(FT_ERR_UNSUPPORTED,
-                           "%s: tensor '%s' is not a LoRA A/B of this model's projections", path,
+                           "%s: tensor '%s' is not a LoRA A/B of this model's projections nor a "
+                           "trainable-tokens tensor of its config", path,
                            set.tensors[i].name);
             goto fail;
         }
-    if (!a->n_pairs) {
+    if (!a->n_pairs && !a->n_tok[0] && !a->n_tok[1]) {
         st = ft_errorf(FT_ERR_FORMAT, "%s: no LoRA tensors", path);
         goto fail;
     }
@@ -197,6 +306,18 @@ ft_status ft_adapter_merge(ft_model *m, const ft_adapter *a) {
                     d += (double)lp->B[(size_t)o * r + k] * lp->A[(size_t)k * in + i];
                 W[(size_t)o * in + i] += (float)d * a->scale;
             }
+    }
+    /* trainable tokens: W.index_copy(0, ids, rows) (TrainableTokensLayer.merge) */
+    for (int e = 0; e < 2; e++) {
+        float *W = e ? m->w.lm_head : m->w.embed; /* (V, C) */
+        if (!a->n_tok[e]) continue;
+        if (!W) return ft_errorf(FT_ERR_ARG, "merge: the model has no untied lm_head");
+        size_t C = (size_t)m->cfg.dim;
+        for (int k = 0; k < a->n_tok[e]; k++) {
+            FT_ASSERT(a->tok_ids[e][k] >= 0 && a->tok_ids[e][k] < m->cfg.vocab_size);
+            memcpy(W + (size_t)a->tok_ids[e][k] * C, a->tok_rows[e] + (size_t)k * C,
+                   C * sizeof(float));
+        }
     }
     return FT_OK;
 }

@@ -2,7 +2,14 @@
  * LoRA pieces that are not the step itself: module geometry and PEFT names, the seeded RNG used
  * for A's initialisation and for dropout masks, and the adapter writer (adapter_config.json +
  * adapter_model.safetensors in PEFT's layout). The LoRA forward/backward lives in
- * src/train/step.c next to the linears it wraps. Not here: DoRA, loading an adapter, merging.
+ * src/train/step.c next to the linears it wraps. The adapter also carries PEFT's trainable tokens
+ * when the run trains some (keys ...embed_tokens.token_adapter.trainable_tokens_delta and, untied,
+ * ...lm_head.token_adapter.trainable_tokens_delta: the trained rows themselves, as PEFT stores
+ * them; config field trainable_token_indices; read in huggingface/peft at 5d602fd:
+ * tuners/trainable_tokens/layer.py (values initialised from the base rows, index_copy'd in),
+ * utils/other.py (TrainableTokensWrapper: key token_adapter.trainable_tokens_delta, a tied lm_head
+ * shares the embedding's adapter and saves nothing), utils/save_and_load.py (adapter name removed
+ * from the key)). Not here: DoRA, loading an adapter, merging.
  */
 #include "../train/train_internal.h"
 
@@ -87,6 +94,21 @@ static ft_status write_config(const ft_train_model *tm, const char *path, const 
     cJSON_AddItemToObject(o, "rank_pattern", cJSON_CreateObject());
     cJSON_AddNullToObject(o, "revision");
     cJSON_AddStringToObject(o, "task_type", "CAUSAL_LM");
+    /* PEFT >= 0.15 LoraConfig.trainable_token_indices: a list (the input embedding), or a dict
+     * module name -> ids; null without trainable tokens */
+    const int *ids_e = tm->tok_ids[0], *ids_h = tm->n_tok[1] ? tm->tok_ids[1] : tm->tok_ids[0];
+    int n_e = tm->n_tok[0], n_h = tm->n_tok[1] ? tm->n_tok[1] : tm->n_tok[0];
+    if (!tm->n_tok[0] && !tm->n_tok[1]) {
+        cJSON_AddNullToObject(o, "trainable_token_indices");
+    } else if (!tm->opt.tok_as_dict) {
+        cJSON_AddItemToObject(o, "trainable_token_indices", cJSON_CreateIntArray(ids_e, n_e));
+    } else {
+        cJSON *d = cJSON_AddObjectToObject(o, "trainable_token_indices");
+        if (n_e && tm->opt.n_tok_embed)
+            cJSON_AddItemToObject(d, "embed_tokens", cJSON_CreateIntArray(ids_e, n_e));
+        if (tm->opt.n_tok_head) /* tied: the embedding's ids (checked equal at init) */
+            cJSON_AddItemToObject(d, "lm_head", cJSON_CreateIntArray(ids_h, n_h));
+    }
     cJSON_AddBoolToObject(o, "use_dora", 0);
     cJSON_AddBoolToObject(o, "use_rslora", lc->use_rslora ? 1 : 0);
     char *text = cJSON_Print(o);

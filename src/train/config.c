@@ -15,6 +15,7 @@
  *   lora_target_modules          [q_proj, v_proj]   PEFT's default for Llama-family models
  *   lora_target_linear           false              Axolotl (true = all 7 projections)
  *   peft_use_rslora              false              Axolotl / PEFT use_rslora
+ *   peft_trainable_token_indices (none)             Axolotl / PEFT trainable_token_indices
  *   micro_batch_size             1                  Axolotl
  *   gradient_accumulation_steps  1                  Axolotl
  *   num_epochs                   1                  Axolotl
@@ -114,6 +115,9 @@ void ft_train_config_free(ft_train_config *c) {
     free(c->chat_template);
     free(c->resume_from_checkpoint);
     free_strs(c->notes, c->n_notes);
+    free(c->tok_embed);
+    free(c->tok_head);
+    free(c->tok_where);
     memset(c, 0, sizeof *c);
 }
 
@@ -383,6 +387,80 @@ static ft_status key_targets(const ctx_t *x, const char *key, const yaml_node_t 
     return FT_OK;
 }
 
+/* A list of distinct token ids (non-negative integers) into *ids (malloc'ed). */
+static ft_status get_id_list(const ctx_t *x, const char *key, const yaml_node_t *n, int **ids,
+                             int *n_ids) {
+    if (n->type != YAML_SEQUENCE_NODE)
+        return node_err(x, n, "key '%s': expected a list of token ids, got %s", key,
+                        type_name(n));
+    int cap = (int)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (cap == 0) return node_err(x, n, "key '%s': empty list", key);
+    int *v = malloc(sizeof(int) * (size_t)cap), k = 0;
+    if (!v) return ft_errorf(FT_ERR_NOMEM, "out of memory");
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+         it++) {
+        yaml_node_t *e = yaml_document_get_node(x->doc, *it);
+        double d;
+        char sub[128];
+        snprintf(sub, sizeof sub, "%s[%d]", key, k);
+        ft_status st = get_num(x, sub, e, 0, 2147483647.0, 1, &d);
+        for (int q = 0; !st && q < k; q++)
+            if (v[q] == (int)d)
+                st = node_err(x, e, "key '%s': token id %d appears twice", key, (int)d);
+        if (st) {
+            free(v);
+            return st;
+        }
+        v[k++] = (int)d;
+    }
+    free(*ids);
+    *ids = v;
+    *n_ids = k;
+    return FT_OK;
+}
+
+/* peft_trainable_token_indices: [ids] (the input embedding) or {embed_tokens: [ids],
+ * lm_head: [ids]}, PEFT's two forms (Axolotl passes it through to LoraConfig). */
+static ft_status key_tokens(const ctx_t *x, const char *key, const yaml_node_t *n) {
+    ft_train_config *c = x->c;
+    free(c->tok_embed), free(c->tok_head), free(c->tok_where);
+    c->tok_embed = c->tok_head = NULL;
+    c->tok_where = NULL;
+    c->n_tok_embed = c->n_tok_head = c->tok_as_dict = 0;
+    char where[400];
+    if (x->with_lines)
+        snprintf(where, sizeof where, "%s:%lu", x->label, (unsigned long)n->start_mark.line + 1);
+    else
+        snprintf(where, sizeof where, "%s", x->label);
+    if (!(c->tok_where = ft_strdup(where))) return FT_ERR_NOMEM;
+    if (n->type == YAML_SEQUENCE_NODE) return get_id_list(x, key, n, &c->tok_embed, &c->n_tok_embed);
+    if (n->type != YAML_MAPPING_NODE)
+        return node_err(x, n, "key '%s': expected a list of token ids or a mapping {embed_tokens: "
+                              "[...], lm_head: [...]}, got %s", key, type_name(n));
+    c->tok_as_dict = 1;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(x->doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(x->doc, p->value);
+        const char *ks = scalar(k);
+        char sub[128];
+        snprintf(sub, sizeof sub, "%s.%s", key, ks ? ks : "?");
+        ft_status st;
+        if (ks && !strcmp(ks, "embed_tokens")) {
+            if (c->tok_embed) return node_err(x, k, "key '%s' appears twice", sub);
+            st = get_id_list(x, sub, v, &c->tok_embed, &c->n_tok_embed);
+        } else if (ks && !strcmp(ks, "lm_head")) {
+            if (c->tok_head) return node_err(x, k, "key '%s' appears twice", sub);
+            st = get_id_list(x, sub, v, &c->tok_head, &c->n_tok_head);
+        } else {
+            return node_err(x, k, "key '%s': module '%s' is not supported (supported: "
+                                  "embed_tokens, lm_head)", key, ks ? ks : type_name(k));
+        }
+        if (st) return st;
+    }
+    if (!c->n_tok_embed && !c->n_tok_head) return node_err(x, n, "key '%s': empty mapping", key);
+    return FT_OK;
+}
+
 static ft_status key_scheduler(const ctx_t *x, const char *key, const yaml_node_t *n) {
     const char *s = scalar(n);
     if (!s || ft_schedule_parse(s, &x->c->lr_scheduler))
@@ -467,6 +545,7 @@ static const key_def keys[] = {
     {"lora_target_modules", K_FN, 0, 0, 0, key_targets},
     {"lora_target_linear", K_B, CF(lora_target_linear), 0, 0, NULL},
     {"peft_use_rslora", K_B, CF(lora.use_rslora), 0, 0, NULL},
+    {"peft_trainable_token_indices", K_FN, 0, 0, 0, key_tokens},
     {"unfrozen_parameters", K_FN, 0, 0, 0, NULL},
     {"micro_batch_size", K_I, CF(micro_batch_size), 1, 1 << 20, NULL},
     {"gradient_accumulation_steps", K_I, CF(gradient_accumulation_steps), 1, 1 << 20, NULL},
@@ -544,6 +623,12 @@ static ft_status reset_key(ft_train_config *c, const key_def *d) {
     else if (!strcmp(k, "seed")) c->seed = def.seed;
     else if (!strcmp(k, "bf16")) c->bf16 = def.bf16;
     else if (!strcmp(k, "datasets")) free_datasets(c);
+    else if (!strcmp(k, "peft_trainable_token_indices")) {
+        free(c->tok_embed), free(c->tok_head), free(c->tok_where);
+        c->tok_embed = c->tok_head = NULL;
+        c->tok_where = NULL;
+        c->n_tok_embed = c->n_tok_head = c->tok_as_dict = 0;
+    }
     else if (!strcmp(k, "unfrozen_parameters")) {
         free_strs(c->unfrozen, c->n_unfrozen);
         c->unfrozen = NULL;
@@ -725,10 +810,38 @@ ft_status ft_train_config_finish(ft_train_config *c) {
     if (c->method == FT_METHOD_LORA && c->n_unfrozen)
         return ft_errorf(FT_ERR_ARG, "config: 'unfrozen_parameters' cannot be combined with "
                                      "'adapter: lora' (the base is frozen under LoRA)");
+    if ((c->n_tok_embed || c->n_tok_head) && c->method != FT_METHOD_LORA)
+        return ft_errorf(FT_ERR_ARG, "%s: key 'peft_trainable_token_indices' needs 'adapter: lora' "
+                         "(PEFT trains the chosen token rows alongside LoRA; without an adapter "
+                         "the whole embedding is trained)", c->tok_where ? c->tok_where : "config");
     if (c->n_unfrozen && c->method == FT_METHOD_FULL) c->method = FT_METHOD_FREEZE;
     if (c->lora_target_linear) c->lora.targets = FT_LORA_ALL_LINEAR;
     if (c->max_steps == 0)
         return ft_errorf(FT_ERR_ARG, "config: 'max_steps: 0' trains nothing (use -1 or omit it)");
+    return FT_OK;
+}
+
+ft_status ft_train_config_check_model(const ft_train_config *c, const ft_config *mc) {
+    const char *key = "peft_trainable_token_indices";
+    const char *where = c->tok_where ? c->tok_where : "config";
+    const int *ids[2] = {c->tok_embed, c->tok_head};
+    int n[2] = {c->n_tok_embed, c->n_tok_head};
+    for (int e = 0; e < 2; e++)
+        for (int k = 0; k < n[e]; k++)
+            if (ids[e][k] >= mc->vocab_size)
+                return ft_errorf(FT_ERR_ARG, "%s: key '%s%s': token id %d is outside the model's "
+                                 "vocabulary [0, %d)", where, key,
+                                 !c->tok_as_dict ? "" : e ? ".lm_head" : ".embed_tokens",
+                                 ids[e][k], mc->vocab_size);
+    if (mc->tie_embeddings && n[1]) {
+        int same = n[0] == n[1];
+        for (int k = 0; same && k < n[0]; k++)
+            same = ids[0][k] == ids[1][k];
+        if (!same)
+            return ft_errorf(FT_ERR_ARG, "%s: key '%s.lm_head': the model ties lm_head to "
+                             "embed_tokens, so it takes embed_tokens' ids (give the same list, or "
+                             "embed_tokens only)", where, key);
+    }
     return FT_OK;
 }
 

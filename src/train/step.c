@@ -1,6 +1,8 @@
 /*
  * The gradient engine (contract: include/ftune/train.h): which tensors are trained (full,
- * freeze by regex, LoRA), the activation buffer, the training forward that saves what backward
+ * freeze by regex, LoRA with optional PEFT trainable tokens: chosen embedding/head rows replaced by
+ * trained ones in the lookup and in the head's logits, the base tables untouched and the bf16 head
+ * pack never repacked), the activation buffer, the training forward that saves what backward
  * needs, and the hand-written backward that calls the kernels' backward twins in exactly the
  * reverse order. Gradient checkpointing keeps only each layer's input (the residual stream) and
  * recomputes the layer just before its backward, with the same kernels, inputs and dropout
@@ -246,7 +248,7 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     }
     /* dL/dx is only needed above the lowest trained layer or for a trained embedding; dn1 only
      * for that or for a trained input_layernorm. NULL skips the work (LoRA dA/dB still run). */
-    int need_dx = l > tm->lo_layer || tm->dw.embed != NULL;
+    int need_dx = l > tm->lo_layer || tm->dw.embed != NULL || (l == 0 && tm->tok_tr[0]);
     float *dn1 = need_dx || dw->attn_norm ? dln : NULL;
     if (dn1) zero(dn1, (size_t)BT * C);
     linear_backward(tm, dn1, dw->wq, dw->bq, dqlin, a->ln1, a->ln1b, w->wq, a->lu[0], l, 0, BT, C,
@@ -271,12 +273,43 @@ static ft_layer_acts *slot_of(ft_train_model *tm, int l) {
     return &tm->slots[tm->n_slots == 1 ? 0 : l];
 }
 
+/* PEFT trainable tokens, embedding side: PEFT looks ids up in the base table with the trained
+ * rows index_copy'd in (TrainableTokensLayer.get_merged_weights), i.e.
+ *   resid0[i] = tokens[k] if inputs[i] == ids[k], else embed[inputs[i]]
+ * so the gradient of tokens[k] is the sum of dresid0 over the positions holding ids[k]. */
+static void tokens_embedding_forward(ft_train_model *tm, float *out, const int *inputs, int BT) {
+    const ft_trainable *t = tm->tok_tr[0];
+    if (!t) return;
+    size_t C = (size_t)t->cols;
+    for (int i = 0; i < BT; i++) {
+        int k = tm->tok_slot[0][inputs[i]];
+        if (k >= 0) memcpy(out + (size_t)i * C, t->param + (size_t)k * C, C * sizeof(float));
+    }
+}
+
+static void tokens_embedding_backward(ft_train_model *tm, const float *dout, const int *inputs,
+                                      int BT) {
+    const ft_trainable *t = tm->tok_tr[0];
+    if (!t) return;
+    size_t C = (size_t)t->cols;
+    for (int i = 0; i < BT; i++) {
+        int k = tm->tok_slot[0][inputs[i]];
+        if (k >= 0) add_inplace(t->grad + (size_t)k * C, dout + (size_t)i * C, C);
+    }
+}
+
+/* The head's replaced rows for the cross-entropy kernels (NULL when none). */
+static const ft_head_rows *head_rows(const ft_train_model *tm) {
+    return tm->head_rows.n > 0 ? &tm->head_rows : NULL;
+}
+
 /* embedding -> layers -> final norm; leaves the normed hidden states in tm->xf. */
 static void model_forward(ft_train_model *tm, const int *inputs, const int *pos, const int *seg,
                           int B, int T) {
     const ft_config *c = &tm->m->cfg;
     int BT = B * T;
     embedding_forward(resid_at(tm, 0), inputs, tm->w.embed, BT, c->dim);
+    tokens_embedding_forward(tm, resid_at(tm, 0), inputs, BT);
     for (int l = 0; l < c->n_layers; l++)
         layer_forward(tm, l, slot_of(tm, l), resid_at(tm, l), resid_at(tm, l + 1), pos, seg, B, T);
     if (tm->bf16)
@@ -344,14 +377,17 @@ ft_status ft_train_micro_step(ft_train_model *tm, const int *inputs, const int *
     float *dhead = tm->w.lm_head ? tm->dw.lm_head : tm->dw.embed;
     int need_dx = tm->lo_layer < L || tm->dw.final_norm;
     if (need_dx) zero(tm->dxf, (size_t)BT * C);
+    /* trainable tokens: the head's logits for those ids use the trained rows, whose gradient
+     * (head part) is added into their trainable's grad by the kernel */
+    const ft_head_rows *hr = head_rows(tm);
     if (tm->bf16)
-        *nll_sum = crossentropy_bf16_forward_backward(
-            need_dx ? tm->dxf : NULL, dhead, n_targets, tm->logits, tm->dlogb, tm->xfb, tm->phead,
-            labels, loss_scale, BT, C, c->vocab_size, tm->chunk);
+        *nll_sum = crossentropy_bf16_rows_forward_backward(
+            need_dx ? tm->dxf : NULL, dhead, n_targets, tm->logits, tm->dlogb, tm->xfb, tm->xf,
+            tm->phead, hr, labels, loss_scale, BT, C, c->vocab_size, tm->chunk);
     else
-        *nll_sum = crossentropy_forward_backward(need_dx ? tm->dxf : NULL, dhead, n_targets,
-                                                 tm->logits, tm->xf, head_weight(tm), labels,
-                                                 loss_scale, BT, C, c->vocab_size, tm->chunk);
+        *nll_sum = crossentropy_rows_forward_backward(
+            need_dx ? tm->dxf : NULL, dhead, n_targets, tm->logits, tm->xf, head_weight(tm), hr,
+            labels, loss_scale, BT, C, c->vocab_size, tm->chunk);
     if (need_dx) {
         /* xf = rmsnorm(resid[L]) */
         zero(tm->dres, (size_t)BT * C);
@@ -368,6 +404,8 @@ ft_status ft_train_micro_step(ft_train_model *tm, const int *inputs, const int *
         /* resid[0] = embed[inputs] : dembed[id] += dres (the tied head part was added above) */
         if (tm->dw.embed && tm->lo_layer == 0)
             embedding_backward(tm->dw.embed, tm->dres, inputs, BT, C);
+        /* trained token rows: their embedding part (their head part was added above) */
+        if (tm->lo_layer == 0) tokens_embedding_backward(tm, tm->dres, inputs, BT);
     }
     tm->dropout_on = 0;
     return FT_OK;
@@ -382,12 +420,13 @@ ft_status ft_train_eval(ft_train_model *tm, const int *inputs, const int *labels
     bf16_sync(tm);
     model_forward(tm, inputs, pos, seg, B, T);
     if (tm->bf16)
-        *nll_sum = crossentropy_bf16_forward_backward(NULL, NULL, n_targets, tm->logits, NULL,
-                                                      tm->xfb, tm->phead, labels, 0.f, B * T,
-                                                      c->dim, c->vocab_size, tm->chunk);
+        *nll_sum = crossentropy_bf16_rows_forward_backward(
+            NULL, NULL, n_targets, tm->logits, NULL, tm->xfb, tm->xf, tm->phead, head_rows(tm),
+            labels, 0.f, B * T, c->dim, c->vocab_size, tm->chunk);
     else
-        *nll_sum = crossentropy_forward(n_targets, tm->logits, tm->xf, head_weight(tm), labels,
-                                        B * T, c->dim, c->vocab_size, tm->chunk);
+        *nll_sum = crossentropy_rows_forward_backward(NULL, NULL, n_targets, tm->logits, tm->xf,
+                                                      head_weight(tm), head_rows(tm), labels, 0.f,
+                                                      B * T, c->dim, c->vocab_size, tm->chunk);
     return FT_OK;
 }
 
@@ -683,10 +722,58 @@ done:
     return st;
 }
 
+/* PEFT trainable tokens (LoRA only): check and copy the ids, build the id -> row maps.
+ * Tied embeddings: PEFT ties the lm_head adapter to embed_tokens' (other.py, _set_trainable with
+ * tied_adapter), so lm_head ids, if given, must equal the embedding's and add no tensor. */
+static ft_status setup_tokens(ft_train_model *tm, const ft_train_options *opt) {
+    const ft_config *c = &tm->m->cfg;
+    const ft_train_options *o = opt;
+    const int *ids[2] = {o->tok_embed, o->tok_head};
+    int n[2] = {o->n_tok_embed, o->n_tok_head};
+    static const char *const what[2] = {"embed_tokens", "lm_head"};
+    for (int e = 0; e < 2; e++) {
+        if (n[e] < 0 || (n[e] > 0 && !ids[e]))
+            return ft_errorf(FT_ERR_ARG, "trainable tokens of %s: bad list", what[e]);
+        for (int k = 0; k < n[e]; k++) {
+            if (ids[e][k] < 0 || ids[e][k] >= c->vocab_size)
+                return ft_errorf(FT_ERR_ARG,
+                                 "trainable tokens of %s: id %d is outside the vocabulary [0,%d)",
+                                 what[e], ids[e][k], c->vocab_size);
+            for (int q = 0; q < k; q++)
+                if (ids[e][q] == ids[e][k])
+                    return ft_errorf(FT_ERR_ARG, "trainable tokens of %s: id %d appears twice",
+                                     what[e], ids[e][k]);
+        }
+    }
+    if (c->tie_embeddings && n[1]) {
+        int same = n[0] == n[1];
+        for (int k = 0; same && k < n[0]; k++)
+            same = ids[0][k] == ids[1][k];
+        if (!same)
+            return ft_errorf(FT_ERR_UNSUPPORTED,
+                             "trainable tokens: the model ties lm_head to embed_tokens, so lm_head "
+                             "takes embed_tokens' ids (give the same list, or embed_tokens only)");
+        n[1] = 0;
+    }
+    for (int e = 0; e < 2; e++) {
+        if (!n[e]) continue;
+        tm->n_tok[e] = n[e];
+        tm->tok_ids[e] = malloc(sizeof(int) * (size_t)n[e]);
+        tm->tok_slot[e] = malloc(sizeof(int) * (size_t)c->vocab_size);
+        if (!tm->tok_ids[e] || !tm->tok_slot[e]) return ft_errorf(FT_ERR_NOMEM, "out of memory");
+        memcpy(tm->tok_ids[e], ids[e], sizeof(int) * (size_t)n[e]);
+        for (int v = 0; v < c->vocab_size; v++)
+            tm->tok_slot[e][v] = -1;
+        for (int k = 0; k < n[e]; k++)
+            tm->tok_slot[e][ids[e][k]] = k;
+    }
+    return FT_OK;
+}
+
 /* LoRA: A (r,in) and B (out,r) per targeted module in one buffer, in PEFT's parameter order
  * (layer, then q k v o gate up down, A before B). A ~ U(-1/sqrt(in), 1/sqrt(in)) which is
  * kaiming_uniform_(a=sqrt(5)): gain sqrt(2/(1+5)), bound gain*sqrt(3/in) = 1/sqrt(in); B = 0. */
-static ft_status setup_lora(ft_train_model *tm) {
+static ft_status setup_lora(ft_train_model *tm, const ft_train_options *opt) {
     const ft_config *c = &tm->m->cfg;
     const ft_lora_config *lc = &tm->opt.lora;
     if (lc->r < 1) return ft_errorf(FT_ERR_ARG, "lora_r must be >= 1 (got %d)", lc->r);
@@ -698,6 +785,8 @@ static ft_status setup_lora(ft_train_model *tm) {
     /* PEFT: scaling = lora_alpha / r (or / math.sqrt(r)) in Python floats, applied as f32 */
     tm->lora_scale = (float)(lc->use_rslora ? (double)lc->alpha / sqrt((double)lc->r)
                                             : (double)lc->alpha / (double)lc->r);
+    ft_status st = setup_tokens(tm, opt);
+    if (st != FT_OK) return st;
     int n = 0;
     size_t total = 0;
     for (int l = 0; l < c->n_layers; l++)
@@ -708,6 +797,8 @@ static ft_status setup_lora(ft_train_model *tm) {
                 n += 2;
                 total += (size_t)lc->r * ((size_t)in + (size_t)out);
             }
+    for (int e = 0; e < 2; e++)
+        if (tm->n_tok[e]) n++, total += (size_t)tm->n_tok[e] * (size_t)c->dim;
     tm->tr = calloc((size_t)n, sizeof *tm->tr);
     tm->params = ft_calloc(total, sizeof(float));
     tm->grads = ft_calloc(total, sizeof(float));
@@ -742,6 +833,34 @@ static ft_status setup_lora(ft_train_model *tm) {
             tm->lA[l][j] = ta->param, tm->dlA[l][j] = ta->grad;
             tm->lB[l][j] = tb->param, tm->dlB[l][j] = tb->grad;
         }
+    /* trainable tokens after the LoRA pairs; PEFT's init_weights=True: the base rows */
+    static const char *const tok_names[2] = {
+        "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta",
+        "base_model.model.lm_head.token_adapter.trainable_tokens_delta"};
+    for (int e = 0; e < 2; e++) {
+        if (!tm->n_tok[e]) continue;
+        ft_trainable *t = &tm->tr[tm->n_tr++];
+        snprintf(t->name, sizeof t->name, "%s", tok_names[e]);
+        t->rows = tm->n_tok[e];
+        t->cols = c->dim;
+        t->numel = (size_t)t->rows * (size_t)t->cols;
+        t->param = tm->params + off;
+        t->grad = tm->grads + off;
+        t->decay = decays(t->name);
+        off += t->numel;
+        const float *base = e ? tm->m->w.lm_head : tm->m->w.embed;
+        for (int k = 0; k < t->rows; k++)
+            memcpy(t->param + (size_t)k * c->dim, base + (size_t)tm->tok_ids[e][k] * c->dim,
+                   (size_t)c->dim * sizeof(float));
+        tm->tok_tr[e] = t;
+    }
+    /* the head's replaced rows: lm_head's own when untied and given, else the tied embedding's */
+    int he = c->tie_embeddings ? 0 : 1;
+    if (tm->tok_tr[he])
+        tm->head_rows = (ft_head_rows){.ids = tm->tok_ids[he],
+                                       .rows = tm->tok_tr[he]->param,
+                                       .drows = tm->tok_tr[he]->grad,
+                                       .n = tm->n_tok[he]};
     tm->lo_layer = 0;
     return FT_OK;
 }
@@ -785,13 +904,19 @@ ft_status ft_train_model_init(ft_train_model **out, ft_model *m, const ft_train_
     tm->opt = *opt;
     tm->opt.unfrozen = NULL;
     tm->opt.n_unfrozen = 0;
+    if (opt->method != FT_METHOD_LORA && (opt->n_tok_embed || opt->n_tok_head)) {
+        free(tm);
+        return ft_errorf(FT_ERR_ARG, "trainable tokens need LoRA (PEFT's trainable_token_indices)");
+    }
+    /* setup_tokens copies the ids; the counts stay (n_tok_head: the user gave lm_head ids) */
+    tm->opt.tok_embed = tm->opt.tok_head = NULL;
     tm->B0 = opt->B;
     tm->T0 = opt->T;
     tm->w = m->w; /* dw stays all-NULL (frozen) until a tensor is selected */
     tm->rng = ft_rng_mix(opt->seed ^ 0x44726f706f757421ull); /* "Dropout!" */
     ft_status st;
     if (opt->method == FT_METHOD_LORA)
-        st = setup_lora(tm);
+        st = setup_lora(tm, opt);
     else if (opt->method == FT_METHOD_FULL || opt->method == FT_METHOD_FREEZE) {
         tm->opt.lora.r = 0;
         st = setup_full_or_freeze(tm, opt);
@@ -840,6 +965,10 @@ void ft_train_model_free(ft_train_model *tm) {
     bf16_weight_free(tm->phead);
     free(tm->slots);
     ft_free(tm->pos_default);
+    for (int e = 0; e < 2; e++) {
+        free(tm->tok_ids[e]);
+        free(tm->tok_slot[e]);
+    }
     free(tm);
 }
 

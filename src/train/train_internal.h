@@ -5,6 +5,7 @@
 #ifndef FTUNE_TRAIN_INTERNAL_H
 #define FTUNE_TRAIN_INTERNAL_H
 
+#include "ftune/crossentropy.h"
 #include "ftune/kernels.h"
 #include "ftune/train.h"
 
@@ -51,6 +52,13 @@ struct ft_train_model {
     uint64_t rng;      /* dropout stream state (advanced once per micro-step) */
     uint64_t drop_key; /* this micro-step's dropout key; masks are a pure function of it */
     int dropout_on;    /* forward of the current pass applies dropout */
+
+    /* PEFT trainable tokens (LoRA): per table, 0 embed_tokens, 1 lm_head (untied only) */
+    int n_tok[2];
+    int *tok_ids[2];       /* (n_tok) the ids, in the user's order */
+    int *tok_slot[2];      /* (V) id -> row of the tensor, -1 = the base row */
+    ft_trainable *tok_tr[2]; /* the trainables (rows n_tok, cols C), NULL when none */
+    ft_head_rows head_rows;  /* the head's replaced rows: the embed ones when tied */
 
     /* activations: one buffer */
     float *act;

@@ -192,8 +192,10 @@ static uint64_t model_fingerprint(const ft_model *m) {
     return h;
 }
 
-/* Everything besides the checkpointed state that decides what the run computes (ft_run_id). */
-static void run_identity(run_t *r, int64_t total) {
+/* Everything besides the checkpointed state that decides what the run computes (ft_run_id).
+ * The run's length (max_steps / num_epochs) is not in it: a run may be extended (the schedule then
+ * follows the new length from the checkpoint on, as in HF's Trainer). */
+static void run_identity(run_t *r) {
     const ft_train_config *c = r->cfg;
     ft_run_id *id = &r->id;
     static const char *const methods[] = {"full", "freeze", "lora"};
@@ -204,6 +206,14 @@ static void run_identity(run_t *r, int64_t total) {
         ft_run_id_set(id, "lora_dropout", "%g", (double)c->lora.dropout);
         ft_run_id_set(id, "peft_use_rslora", "%s", c->lora.use_rslora ? "true" : "false");
         ft_run_id_set(id, "lora_target_modules", "0x%02x", c->lora.targets);
+        if (c->n_tok_embed || c->n_tok_head) { /* the rows trained: a resume must train the same */
+            uint64_t h = FT_FNV_SEED;
+            h = ft_fnv1a(h, c->tok_embed, sizeof(int) * (size_t)c->n_tok_embed);
+            h = ft_fnv1a(h, "|", 1);
+            h = ft_fnv1a(h, c->tok_head, sizeof(int) * (size_t)c->n_tok_head);
+            ft_run_id_set(id, "peft_trainable_token_indices", "%d + %d ids, %016" PRIx64,
+                          c->n_tok_embed, c->n_tok_head, h);
+        }
     }
     if (c->method == FT_METHOD_FREEZE) {
         uint64_t h = FT_FNV_SEED;
@@ -213,7 +223,6 @@ static void run_identity(run_t *r, int64_t total) {
     ft_run_id_set(id, "sequence_len", "%d", r->T);
     ft_run_id_set(id, "micro_batch_size", "%d", r->B);
     ft_run_id_set(id, "gradient_accumulation_steps", "%d", c->gradient_accumulation_steps);
-    ft_run_id_set(id, "total steps", "%" PRId64, total);
     ft_run_id_set(id, "learning_rate", "%.9g", c->learning_rate);
     ft_run_id_set(id, "lr_scheduler", "%s", ft_schedule_name(c->lr_scheduler));
     ft_run_id_set(id, "warmup_steps", "%" PRId64, c->warmup_steps);
@@ -318,7 +327,7 @@ static ft_status train_loop(run_t *r) {
     const int64_t eval_every = ft_train_config_steps(c->eval_steps, total);
 
     if ((st = ft_adamw_init(&r->opt, n_params, &c->adam))) return st;
-    run_identity(r, total);
+    run_identity(r);
     ft_train_state s = {0};
     s.model_rng = ft_train_rng_state(r->tm);
     char metrics_path[4096];
@@ -418,6 +427,106 @@ static ft_status train_loop(run_t *r) {
     return FT_OK;
 }
 
+/* out = "a, b, ..." : ids[0..n), then the ids flagged in bad (V) that are not among them */
+static void ids_union(char *out, size_t cap, const int *ids, int n, const unsigned char *bad,
+                      int V) {
+    size_t k = 0;
+    int first = 1;
+    out[0] = 0;
+    for (int i = 0; i < n && k + 16 < cap; i++, first = 0)
+        k += (size_t)snprintf(out + k, cap - k, "%s%d", first ? "" : ", ", ids[i]);
+    for (int v = 0; v < V && k + 16 < cap; v++) {
+        int dup = 0;
+        for (int i = 0; i < n; i++)
+            dup |= ids[i] == v;
+        if (bad[v] == 2 && !dup) {
+            k += (size_t)snprintf(out + k, cap - k, "%s%d", first ? "" : ", ", v);
+            first = 0;
+        }
+    }
+}
+
+/* LoRA cannot move an embedding or head row. A trained target token whose head row (the tied
+ * embedding's) is a near-copy of many other rows, typically a token the base model never saw in
+ * pretraining (stories15M's EOS shares its direction with ~18000 unused rows), can then never win
+ * the softmax. Warn once, naming such ids and the key that trains them (as Unsloth warns about
+ * untrained tokens). A row counts as degenerate when it points along the mean row (cos > 0.99,
+ * which a vocabulary of trained rows never does) and, of up to 4096 rows sampled at a fixed stride,
+ * at least 4 (~100 in the whole vocabulary of 32000) lie within cos > 0.9999 of it. Cost: one pass
+ * over the head for the mean, then per distinct trained id one dot product, and the sampled count
+ * only for the few ids that pass the first test. */
+static void warn_untrainable_tokens(const ft_train_config *c, const ft_model *m,
+                                    const ft_sft_dataset *ds) {
+    const ft_config *mc = &m->cfg;
+    const int V = mc->vocab_size, C = mc->dim, tied = !m->w.lm_head;
+    const float *W = tied ? m->w.embed : m->w.lm_head; /* (V, C) */
+    unsigned char *seen = calloc((size_t)V, 1);
+    double *mu = calloc((size_t)C, sizeof(double));
+    if (!seen || !mu) goto done;
+    for (int64_t i = 0; i < ds->n_train; i++) {
+        const ft_sft_sample *smp = &ds->samples[ds->train[i]];
+        for (int t = 0; t < smp->n; t++)
+            if (smp->labels[t] >= 0 && smp->labels[t] < V) seen[smp->labels[t]] = 1;
+    }
+    const int *have = tied ? c->tok_embed : c->tok_head;
+    int n_have = tied ? c->n_tok_embed : c->n_tok_head;
+    for (int k = 0; k < n_have; k++)
+        if (have[k] < V) seen[have[k]] = 0; /* already trained as tokens */
+    for (int v = 0; v < V; v++)
+        for (int j = 0; j < C; j++)
+            mu[j] += W[(size_t)v * C + j];
+    double mn = 0;
+    for (int j = 0; j < C; j++)
+        mn += mu[j] * mu[j];
+    mn = sqrt(mn);
+    int stride = V > 4096 ? (V + 4095) / 4096 : 1;
+    char list[512];
+    size_t len = 0;
+    int n_bad = 0;
+    list[0] = 0;
+    for (int v = 0; v < V && mn > 0; v++) {
+        if (!seen[v]) continue;
+        const float *r = W + (size_t)v * C;
+        double d = 0, rn = 0;
+        for (int j = 0; j < C; j++)
+            d += r[j] * mu[j], rn += (double)r[j] * r[j];
+        if (!(rn > 0) || d / (sqrt(rn) * mn) <= 0.99) continue;
+        int near = 0;
+        for (int u = 0; u < V && near < 4; u += stride) {
+            const float *q = W + (size_t)u * C;
+            double e = 0, qn = 0;
+            for (int j = 0; j < C; j++)
+                e += (double)r[j] * q[j], qn += (double)q[j] * q[j];
+            near += u != v && qn > 0 && e / sqrt(rn * qn) > 0.9999;
+        }
+        if (near < 4) continue;
+        if (len + 16 < sizeof list)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%d", n_bad ? ", " : "", v);
+        seen[v] = 2; /* flagged */
+        n_bad++;
+    }
+    if (n_bad) {
+        /* the suggested value: the ids the config already trains, then the new ones */
+        char sug_e[640], sug_h[640];
+        ids_union(sug_e, sizeof sug_e, c->tok_embed, c->n_tok_embed, seen, V);
+        ids_union(sug_h, sizeof sug_h, c->tok_head, c->n_tok_head, seen, V);
+        if (tied)
+            fprintf(stderr,
+                    "ftune: warning: trained token id(s) %s: the tied embedding row is a near-copy "
+                    "of many others (untrained in the base model?), which LoRA cannot change; "
+                    "set peft_trainable_token_indices: [%s]\n", list, sug_e);
+        else
+            fprintf(stderr,
+                    "ftune: warning: trained token id(s) %s: the lm_head row is a near-copy of "
+                    "many others (untrained in the base model?), which LoRA cannot change; set "
+                    "peft_trainable_token_indices: {embed_tokens: [%s], lm_head: [%s]}\n", list,
+                    sug_e, sug_h);
+    }
+done:
+    free(seen);
+    free(mu);
+}
+
 ft_status ft_train_run(const ft_train_config *c) {
     run_t r;
     memset(&r, 0, sizeof r);
@@ -435,6 +544,7 @@ ft_status ft_train_run(const ft_train_config *c) {
             goto done;
     if ((st = ft_model_load(&r.model, c->base_model))) goto done;
     if ((st = ft_tokenizer_load(&r.tok, c->base_model))) goto done;
+    if ((st = ft_train_config_check_model(c, &r.model.cfg))) goto done;
     int eos = ft_tokenizer_eos_id(r.tok);
     if (eos < 0) eos = r.model.cfg.eos_id;
     if (eos < 0) {
@@ -474,6 +584,7 @@ ft_status ft_train_run(const ft_train_config *c) {
             goto done;
         r.n_train = r.sft_train.n;
         r.n_val = r.sft_val.n;
+        if (c->method == FT_METHOD_LORA) warn_untrainable_tokens(c, &r.model, &r.sds);
         fprintf(stderr,
                 "ftune: %lld samples (%lld train, %lld validation) -> %lld + %lld rows of %d "
                 "tokens%s; template %s; %lld trained target tokens\n",
@@ -497,6 +608,11 @@ ft_status ft_train_run(const ft_train_config *c) {
                           .T = r.T,
                           .grad_checkpointing = c->gradient_checkpointing,
                           .bf16 = c->bf16,
+                          .tok_embed = c->tok_embed,
+                          .n_tok_embed = c->n_tok_embed,
+                          .tok_head = c->tok_head,
+                          .n_tok_head = c->n_tok_head,
+                          .tok_as_dict = c->tok_as_dict,
                           .seed = c->seed};
     if ((st = ft_train_model_init(&r.tm, &r.model, &o))) goto done;
     const size_t step_tokens = (size_t)r.B * (size_t)c->gradient_accumulation_steps * (size_t)r.T;

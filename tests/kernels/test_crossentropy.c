@@ -1,7 +1,8 @@
 /*
  * The fused head + masked cross-entropy kernel against its plain-loop twin (double accumulation):
  * NLL sum, target count, d(hidden) and d(head), for several chunk sizes (1 row, a size that does
- * not divide M, all rows), with -100 labels including a chunk that is entirely ignored.
+ * not divide M, all rows), with -100 labels including a chunk that is entirely ignored; and the
+ * _rows form (a few head rows replaced by trained values) against the twin on the edited head.
  *
  * Tolerances: the kernel computes logits in f32 (oneDNN) and the softmax in double; the twin
  * does everything in double. The loss differs by f32 rounding of the logits: rtol 1e-5.
@@ -66,6 +67,54 @@ int main(void) {
         check_close(name, dx, dx_ref, M * C, 1e-6, 1e-4);
         snprintf(name, sizeof name, "ce_dw_chunk%d", ch);
         check_close(name, dw, dw_ref, V * C, 1e-6, 1e-4);
+    }
+
+    /* head rows replaced (PEFT trainable tokens): the kernel with the base w and rows for ids
+     * {labels[1], 30, 2} must equal the twin run on w with those rows written in; the replaced
+     * rows' gradient goes to drows, w's own rows at those ids get none (their dw stays as it
+     * was), the other rows of dw and dx as the twin's */
+    {
+        int ids[3] = {labels[1], 30, 2};
+        static float rows[3 * C], w2[V * C], dx2[M * C], dw2[V * C];
+        memcpy(w2, w, sizeof w2);
+        for (int k = 0; k < 3; k++)
+            for (int c = 0; c < C; c++)
+                w2[ids[k] * C + c] = rows[k * C + c] = frand();
+        memset(dx2, 0, sizeof dx2);
+        memset(dw2, 0, sizeof dw2);
+        int64_t n2;
+        double nll2 =
+            crossentropy_forward_backward_naive(dx2, dw2, &n2, x, w2, labels, scale, M, C, V);
+        static float drows_ref[3 * C];
+        for (int k = 0; k < 3; k++) {
+            memcpy(drows_ref + k * C, dw2 + ids[k] * C, C * sizeof(float));
+            memset(dw2 + ids[k] * C, 0, C * sizeof(float)); /* base rows: no gradient */
+        }
+        const int rch[] = {1, 4, M};
+        for (size_t ci = 0; ci < 3; ci++) {
+            static float dx[M * C], dw[V * C], drows[3 * C], logits[M * V];
+            memset(dx, 0, sizeof dx);
+            memset(dw, 0, sizeof dw);
+            memset(drows, 0, sizeof drows);
+            ft_head_rows hr = {.ids = ids, .rows = rows, .drows = drows, .n = 3};
+            int64_t n = -1, nf = -1;
+            double nll = crossentropy_rows_forward_backward(dx, dw, &n, logits, x, w, &hr, labels,
+                                                            scale, M, C, V, rch[ci]);
+            hr.drows = NULL;
+            double nllf = crossentropy_rows_forward_backward(NULL, NULL, &nf, logits, x, w, &hr,
+                                                             labels, 0.f, M, C, V, rch[ci]);
+            char name[64];
+            snprintf(name, sizeof name, "ce_rows_loss_chunk%d", rch[ci]);
+            CHECK(name, fabs(nll - nll2) <= 1e-5 * fabs(nll2) && n == n2 && nllf == nll && nf == n,
+                  "nll %.9g ref %.9g (forward only %.9g), n %lld ref %lld", nll, nll2, nllf,
+                  (long long)n, (long long)n2);
+            snprintf(name, sizeof name, "ce_rows_dx_chunk%d", rch[ci]);
+            check_close(name, dx, dx2, M * C, 1e-6, 1e-4);
+            snprintf(name, sizeof name, "ce_rows_dw_chunk%d", rch[ci]);
+            check_close(name, dw, dw2, V * C, 1e-6, 1e-4);
+            snprintf(name, sizeof name, "ce_rows_drows_chunk%d", rch[ci]);
+            check_close(name, drows, drows_ref, 3 * C, 1e-6, 1e-4);
+        }
     }
 
     /* NULL gradient pointers skip that work and leave the other result unchanged */

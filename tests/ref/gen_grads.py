@@ -11,6 +11,12 @@ F32) that ft_model_load reads, and for a fixed batch (labels with -100 positions
                                                         -> <model>/ref_lora_<name>.safetensors
   freeze : only the tensors matching Axolotl-style unfrozen_parameters patterns
                                                         -> <model>/ref_freeze.safetensors
+  tokens : LoRA (all-linear) plus PEFT trainable tokens (LoraConfig.trainable_token_indices):
+           chosen embedding rows (tied model: also the head's, PEFT ties the adapters) and, in
+           the dict form on an untied model, chosen lm_head rows; each trained tensor holds the
+           rows' new values, which replace the base rows by index_copy (PEFT's
+           TrainableTokensLayer.get_merged_weights). Rows start away from the base rows so the
+           forward shows whether they are used.     -> <model>/ref_tokens.safetensors
 
 The forward mirrors transformers' modeling_llama / modeling_qwen2 / modeling_qwen3 (eager
 attention): RMSNorm computed in f32, rotate_half RoPE with cos/sin of cat(freqs, freqs), llama3
@@ -141,8 +147,9 @@ LORA_MODULES = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "sel
                 "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
 
 
-def forward_loss(c, p, inputs, labels, lora=None):
-    """Mean CE over labels != -100. lora: dict(scale, ab={module path: (A, B)})."""
+def forward_loss(c, p, inputs, labels, lora=None, tok=None):
+    """Mean CE over labels != -100. lora: dict(scale, ab={module path: (A, B)}).
+    tok: PEFT trainable tokens, {"embed": (ids, rows), "head": (ids, rows)} (either optional)."""
     B, T = inputs.shape
     H, KV, D = c.num_attention_heads, c.num_key_value_heads, c.head_dim
     eps = c.rms_norm_eps
@@ -162,7 +169,10 @@ def forward_loss(c, p, inputs, labels, lora=None):
     cos, sin = emb.cos().unsqueeze(1), emb.sin().unsqueeze(1)  # (B,1,T,D)
     causal = torch.full((T, T), float("-inf")).triu(1)
 
-    h = F.embedding(inputs, p["model.embed_tokens.weight"])
+    E = p["model.embed_tokens.weight"]
+    if tok and "embed" in tok:
+        E = E.index_copy(0, tok["embed"][0], tok["embed"][1])
+    h = F.embedding(inputs, E)
     for l in range(c.num_hidden_layers):
         pre = f"model.layers.{l}."
         x = rmsnorm(h, p[pre + "input_layernorm.weight"], eps)
@@ -186,7 +196,9 @@ def forward_loss(c, p, inputs, labels, lora=None):
         g = F.silu(linear(x, l, "mlp.gate_proj")) * linear(x, l, "mlp.up_proj")
         h = h + linear(g, l, "mlp.down_proj")
     h = rmsnorm(h, p["model.norm.weight"], eps)
-    head = p["model.embed_tokens.weight"] if c.tie_word_embeddings else p["lm_head.weight"]
+    head = E if c.tie_word_embeddings else p["lm_head.weight"]  # tied: the tokens' rows too
+    if tok and "head" in tok and not c.tie_word_embeddings:
+        head = head.index_copy(0, tok["head"][0], tok["head"][1])
     logits = F.linear(h, head).float()
     return F.cross_entropy(logits.view(-1, c.vocab_size), labels.view(-1), ignore_index=-100)
 
@@ -270,6 +282,13 @@ LORAS = [
 FREEZE = ["lm_head", "model.layers.1.mlp.*", "model.norm.weight"]
 
 
+# trainable tokens per model: "list" = LoraConfig(trainable_token_indices=[...]) (embedding; a
+# tied head follows), "dict" = {"embed_tokens": [...], "lm_head": [...]} on an untied model
+TOKENS = {"llama_mha": "list", "llama_gqa": "dict", "qwen3": "list"}
+TOK_EMBED_KEY = "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"
+TOK_HEAD_KEY = "base_model.model.lm_head.token_adapter.trainable_tokens_delta"
+
+
 def axolotl_match(pattern, name):
     return re.match(pattern.replace(".", "\\."), name) is not None
 
@@ -289,6 +308,51 @@ def grads_of(loss, named):
     names = list(named)
     gs = torch.autograd.grad(loss, [named[n] for n in names])
     return {"grad." + n: g for n, g in zip(names, gs)}
+
+
+def write_tokens_ref(c, d, frozen, inputs, labels, common, gen, form):
+    """LoRA r 4 alpha 8 on all projections plus trainable tokens; ids taken from the batch so
+    rows are looked up (some twice), predicted as targets, or only competing in the softmax."""
+    ab, named = {}, {}
+    for l in range(c.num_hidden_layers):
+        for j in range(7):
+            pre = f"model.layers.{l}.{LORA_MODULES[j]}"
+            W = frozen[pre + ".weight"]
+            bound = 1.0 / math.sqrt(W.shape[1])
+            A = torch.empty(4, W.shape[1], dtype=DT).uniform_(-bound, bound, generator=gen)
+            Bm = torch.randn(W.shape[0], 4, generator=gen, dtype=DT) * 0.2
+            ab[pre] = (A.requires_grad_(True), Bm.requires_grad_(True))
+            named[f"base_model.model.{pre}.lora_A.weight"] = ab[pre][0]
+            named[f"base_model.model.{pre}.lora_B.weight"] = ab[pre][1]
+    seen = set(inputs.flatten().tolist())
+    absent = next(v for v in range(c.vocab_size - 1, -1, -1) if v not in seen)
+    ids_e = list(dict.fromkeys([int(inputs[1, 3]), absent, int(inputs[0, 1]), int(labels[1, 1])]))
+    ids_h = list(dict.fromkeys([int(labels[0, 2]), int(inputs[0, 1]), int(labels[1, 4])]))
+    tok, ids = {}, {"embed": ids_e}
+    if form == "dict":
+        ids["head"] = ids_h
+    for part, key in (("embed", TOK_EMBED_KEY), ("head", TOK_HEAD_KEY)):
+        if part not in ids:
+            continue
+        base = frozen["model.embed_tokens.weight" if part == "embed" else "lm_head.weight"]
+        ix = torch.tensor(ids[part])
+        rows = (base[ix] + torch.randn(len(ix), base.shape[1], generator=gen, dtype=DT) * 0.5)
+        rows.requires_grad_(True)
+        tok[part] = (ix, rows)
+        named[key] = rows
+    loss = forward_loss(c, frozen, inputs, labels, lora={"scale": 2.0, "ab": ab}, tok=tok)
+    rec = dict(common, loss=loss.detach().reshape(1))
+    rec.update({n: t.detach() for n, t in named.items()})
+    rec.update(grads_of(loss, named))
+    rec["lora.r"] = torch.tensor([4], dtype=torch.int32)
+    rec["lora.alpha"] = torch.tensor([8.0], dtype=DT)
+    rec["lora.rslora"] = torch.tensor([0], dtype=torch.int32)
+    rec["lora.targets"] = torch.tensor([127], dtype=torch.int32)
+    rec["tok.embed"] = torch.tensor(ids_e, dtype=torch.int32)
+    if form == "dict":
+        rec["tok.head"] = torch.tensor(ids_h, dtype=torch.int32)
+    rec["tok.dict"] = torch.tensor([int(form == "dict")], dtype=torch.int32)
+    st_write(os.path.join(d, "ref_tokens.safetensors"), rec)
 
 
 def main():
@@ -348,6 +412,8 @@ def main():
             rec["lora.rslora"] = torch.tensor([int(rs)], dtype=torch.int32)
             rec["lora.targets"] = torch.tensor([sum(1 << j for j in mods)], dtype=torch.int32)
             st_write(os.path.join(d, f"ref_lora_{name}.safetensors"), rec)
+        if c.name in TOKENS:
+            write_tokens_ref(c, d, frozen, inputs, labels, common, gen, TOKENS[c.name])
         print(f"PASS gen_grads_{c.name}")
     with open(os.path.join(out, "freeze_patterns.txt"), "w") as f:
         f.write("\n".join(FREEZE) + "\n")

@@ -1,7 +1,11 @@
 #!/usr/bin/python3
 """Mean NLL of ids[1:] under a Hugging Face Llama folder, optionally with a PEFT LoRA adapter
 applied the way PEFT does (unmerged: y = W x + B(A x) * scaling, scaling = lora_alpha / r, or
-lora_alpha / sqrt(r) with use_rslora; keys base_model.model.<module>.lora_{A,B}.weight).
+lora_alpha / sqrt(r) with use_rslora; keys base_model.model.<module>.lora_{A,B}.weight), and
+PEFT's trainable tokens when adapter_config.json has trainable_token_indices (a list: embedding
+rows; a dict: per module, embed_tokens / lm_head): the saved rows (...token_adapter.
+trainable_tokens_delta, the rows' new values) replace the base rows by index_copy, a tied head
+using the embedding's (PEFT: tuners/trainable_tokens/layer.py, utils/other.py).
 The model is tests/ref/gen_grads.py's plain-torch Llama; tensors are read with tests/ref/st_io.py.
 
 usage: lora_ref.py MODEL_DIR ADAPTER_DIR|- ID,ID,...    prints "loss <float>"
@@ -29,7 +33,7 @@ c = G.Cfg(hidden_size=j["hidden_size"], intermediate_size=j["intermediate_size"]
           rope_scaling=j.get("rope_scaling"), tie_word_embeddings=j.get("tie_word_embeddings", False),
           qkv_bias=False, qk_norm=False)
 p = {n: t.float() for n, t in st_io.load(os.path.join(model_dir, "model.safetensors")).items()}
-lora = None
+lora = tok = None
 if adapter_dir != "-":
     a = json.load(open(os.path.join(adapter_dir, "adapter_config.json")))
     assert a["peft_type"] == "LORA" and not a.get("fan_in_fan_out") and a.get("bias", "none") == "none"
@@ -41,10 +45,24 @@ if adapter_dir != "-":
         if n.endswith(".lora_A.weight"):
             pre = n[len("base_model.model."):-len(".lora_A.weight")]
             ab[pre] = (w[n], w[n.replace(".lora_A.", ".lora_B.")])
-    assert ab, "no LoRA tensors"
     lora = {"scale": scale, "ab": ab}
+    tti = a.get("trainable_token_indices")
+    parts = {}
+    if isinstance(tti, list):
+        parts["embed"] = tti
+    elif isinstance(tti, dict):
+        for k, v in tti.items():
+            assert k.endswith("embed_tokens") or k.endswith("lm_head"), k
+            parts["embed" if k.endswith("embed_tokens") else "head"] = v
+    if c.tie_word_embeddings and "head" in parts:
+        assert parts["head"] == parts.get("embed"), "tied model: lm_head ids must be embed_tokens'"
+        del parts["head"]
+    keys = {"embed": "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta",
+            "head": "base_model.model.lm_head.token_adapter.trainable_tokens_delta"}
+    tok = {k: (torch.tensor(v), w[keys[k]].float()) for k, v in parts.items()}
+    assert ab or tok, "no LoRA or trainable-token tensors"
 ids = torch.tensor([[int(x) for x in ids_s.split(",")]])
 labels = torch.cat([ids[:, 1:], torch.full((1, 1), -100)], dim=1)
 with torch.no_grad():
-    loss = G.forward_loss(c, p, ids, labels, lora=lora)
+    loss = G.forward_loss(c, p, ids, labels, lora=lora, tok=tok)
 print("loss %.8f" % loss.item())

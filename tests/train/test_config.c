@@ -189,6 +189,60 @@ int main(void) {
                  "base_model: m\ndatasets: [{path: a.txt, type: text}]\nadapter: lora\n"
                  "unfrozen_parameters: [lm_head]\n",
                  "'unfrozen_parameters' cannot be combined with 'adapter: lora'");
+    /* peft_trainable_token_indices (Axolotl; PEFT trainable_token_indices): both forms, errors */
+    static const char *base_lora = "base_model: m\ndatasets: [{path: a.txt, type: text}]\n"
+                                   "adapter: lora\n";
+    char y[512];
+    snprintf(y, sizeof y, "%speft_trainable_token_indices: [2, 32000]\n", base_lora);
+    st = parse(&c, y);
+    if (st == FT_OK) st = ft_train_config_finish(&c);
+    CHECK("config_tokens_list", st == FT_OK && c.n_tok_embed == 2 && c.tok_embed[1] == 32000 &&
+          !c.n_tok_head && !c.tok_as_dict && c.tok_where && strstr(c.tok_where, "config.yaml:4"),
+          "%s", ft_error_message());
+    ft_config mc = {.vocab_size = 32000, .tie_embeddings = 1};
+    st = st ? st : ft_train_config_check_model(&c, &mc);
+    CHECK("config_tokens_outside_vocab",
+          st != FT_OK && strstr(ft_error_message(), "config.yaml:4: key 'peft_trainable_token_"
+                                "indices': token id 32000 is outside the model's vocabulary"),
+          "%s", ft_error_message());
+    ft_train_config_free(&c);
+    snprintf(y, sizeof y, "%speft_trainable_token_indices:\n  embed_tokens: [5, 2]\n"
+             "  lm_head: [2]\n", base_lora);
+    st = parse(&c, y);
+    if (st == FT_OK) st = ft_train_config_finish(&c);
+    CHECK("config_tokens_dict", st == FT_OK && c.tok_as_dict && c.n_tok_embed == 2 &&
+          c.tok_embed[0] == 5 && c.n_tok_head == 1 && c.tok_head[0] == 2, "%s", ft_error_message());
+    mc.vocab_size = 100;
+    st = st ? st : ft_train_config_check_model(&c, &mc);
+    CHECK("config_tokens_tied_head_differs",
+          st != FT_OK && strstr(ft_error_message(), "config.yaml:5: key 'peft_trainable_token_"
+                                "indices.lm_head': the model ties lm_head"),
+          "%s", ft_error_message());
+    mc.tie_embeddings = 0;
+    CHECK("config_tokens_untied_head_ok", ft_train_config_check_model(&c, &mc) == FT_OK, "%s",
+          ft_error_message());
+    ft_train_config_free(&c);
+    expect_error("err_tokens_negative", "peft_trainable_token_indices: [2, -1]\n",
+                 "config.yaml:1: key 'peft_trainable_token_indices[1]': -1 is out of range");
+    expect_error("err_tokens_duplicate", "\npeft_trainable_token_indices: [2, 7, 2]\n",
+                 "config.yaml:2: key 'peft_trainable_token_indices': token id 2 appears twice");
+    expect_error("err_tokens_not_int", "peft_trainable_token_indices: [eos]\n",
+                 "key 'peft_trainable_token_indices[0]': expected an integer");
+    expect_error("err_tokens_scalar", "peft_trainable_token_indices: 2\n",
+                 "config.yaml:1: key 'peft_trainable_token_indices': expected a list of token ids");
+    expect_error("err_tokens_module", "peft_trainable_token_indices: {wte: [2]}\n",
+                 "config.yaml:1: key 'peft_trainable_token_indices': module 'wte' is not supported");
+    expect_error("err_tokens_empty", "peft_trainable_token_indices: []\n",
+                 "key 'peft_trainable_token_indices': empty list");
+    snprintf(y, sizeof y, "base_model: m\ndatasets: [{path: a.txt, type: text}]\n"
+             "peft_trainable_token_indices: [2]\n");
+    st = parse(&c, y);
+    if (st == FT_OK) st = ft_train_config_finish(&c);
+    CHECK("err_tokens_without_lora",
+          st != FT_OK && strstr(ft_error_message(), "config.yaml:3: key 'peft_trainable_token_"
+                                "indices' needs 'adapter: lora'"),
+          "%s", ft_error_message());
+    ft_train_config_free(&c);
     /* instruction data keys (src/data): the config and its SFT view */
     st = parse(&c, "base_model: m\ndatasets:\n  - path: q.jsonl\n    type: alpaca\n"
                    "    field_instruction: q\n    field_output: a\n    skip_invalid: true\n"

@@ -3,7 +3,9 @@
  * family (llama MHA tied, llama GQA untied with llama3 rope scaling and explicit head_dim,
  * qwen2 with q/k/v biases, qwen3 with q/k norm, llama with attention and MLP biases), the loss and the gradient of every trainable
  * tensor for full fine-tuning, LoRA (plain and rsLoRA, all-linear and subsets) and a freeze
- * pattern. Plus engine properties that need no reference: gradient checkpointing gives
+ * pattern, and LoRA with PEFT trainable tokens (tied list form, untied dict form with lm_head rows,
+ * untied list form; also their adapter round trip: ft_lora_save -> ft_adapter_apply gives the
+ * same loss, rows in place, trainable_token_indices in PEFT's form). Plus engine properties that need no reference: gradient checkpointing gives
  * bit-identical gradients (also with LoRA dropout), micro-steps ADD into the gradients, eval's
  * loss equals the training loss, a packed batch of two samples equals the two run separately,
  * a freeze pattern matching nothing is an error naming it, LoRA init, decay flags, and
@@ -24,7 +26,9 @@
  */
 #include "../test.h"
 #include "ftune/core.h"
+#include "ftune/kernels.h"
 #include "ftune/model.h"
+#include "ftune/peft.h"
 #include "ftune/safetensors.h"
 #include "ftune/train.h"
 
@@ -528,6 +532,206 @@ static void test_dropout_fd(const char *model, ft_model *m) {
     ft_st_close(&ref);
 }
 
+/* Read an I32 vector "name" of the reference (NULL, *n = 0 when absent). */
+static const int32_t *ref_ids(const ft_st_set *s, const char *name, int *n) {
+    const ft_st_tensor *t = ft_st_find(s, name);
+    *n = t && t->dtype == FT_DTYPE_I32 && t->ndim == 1 ? (int)t->shape[0] : 0;
+    return *n ? (const int32_t *)t->data : NULL;
+}
+
+/* LoRA + PEFT trainable tokens (ref_tokens.safetensors): init to the base rows, loss and every
+ * gradient (incl. the token rows: embedding lookup + head parts) vs PyTorch, checkpointing
+ * bit-identical, eval == train loss, and the bf16 path close to the f32 one. */
+static void test_tokens(const char *model, ft_model *m) {
+    ft_st_set ref;
+    if (!open_ref(&ref, model, "ref_tokens.safetensors")) return;
+    int ne, nh, nd;
+    const int32_t *ide = ref_ids(&ref, "tok.embed", &ne), *idh = ref_ids(&ref, "tok.head", &nh),
+                  *isdict = ref_ids(&ref, "tok.dict", &nd);
+    batch b;
+    char label[128], name[192];
+    snprintf(label, sizeof label, "%s_lora_tokens", model);
+    if (!ide || !isdict || !read_batch(&ref, &b)) {
+        CHECK(label, 0, "reference lacks tok.embed / tok.dict or the batch");
+        ft_st_close(&ref);
+        return;
+    }
+    int ids_e[64], ids_h[64];
+    for (int k = 0; k < ne && k < 64; k++) ids_e[k] = ide[k];
+    for (int k = 0; k < nh && k < 64; k++) ids_h[k] = idh[k];
+    ft_train_options o = base_opts(FT_METHOD_LORA, &b);
+    o.lora = (ft_lora_config){.r = 4, .alpha = 8, .targets = FT_LORA_ALL_LINEAR};
+    o.tok_embed = ids_e, o.n_tok_embed = ne;
+    o.tok_head = nh ? ids_h : NULL, o.n_tok_head = nh;
+    o.tok_as_dict = isdict[0];
+    ft_train_model *tm;
+    if (ft_train_model_init(&tm, m, &o) != FT_OK) {
+        CHECK(label, 0, "%s", ft_error_message());
+        free_batch(&b);
+        ft_st_close(&ref);
+        return;
+    }
+    /* PEFT's init_weights=True: the token tensors start as copies of the base rows */
+    int n, init_ok = 1, n_tok = 0;
+    const ft_trainable *t = ft_train_tensors(tm, &n);
+    const int C = m->cfg.dim;
+    for (int i = 0; i < n; i++) {
+        int head = strstr(t[i].name, "lm_head.token_adapter") != NULL;
+        if (!head && !strstr(t[i].name, "embed_tokens.token_adapter")) continue;
+        n_tok++;
+        const float *base = head ? m->w.lm_head : m->w.embed;
+        const int *ids = head ? ids_h : ids_e;
+        init_ok &= t[i].rows == (head ? nh : ne) && t[i].cols == C && t[i].decay;
+        for (int k = 0; init_ok && k < t[i].rows; k++)
+            init_ok = !memcmp(t[i].param + (size_t)k * C, base + (size_t)ids[k] * C, C * 4);
+    }
+    snprintf(name, sizeof name, "%s_init_is_base_rows", label);
+    CHECK(name, init_ok && n_tok == 1 + (nh > 0), "%d token tensors; rows, shape or decay wrong",
+          n_tok);
+    int loaded = 1;
+    for (int i = 0; i < n; i++) {
+        const ft_st_tensor *v = need(&ref, t[i].name, FT_DTYPE_F32, t[i].numel);
+        if (!v)
+            loaded = 0;
+        else
+            memcpy(t[i].param, v->data, t[i].numel * sizeof(float));
+    }
+    double loss;
+    if (loaded && step(tm, &b, &loss)) {
+        check_loss(label, loss, b.loss);
+        compare_grads(label, tm, &ref);
+        size_t np;
+        float *g0 = dup_buf(tm, 0, &np), *p0 = dup_buf(tm, 1, &np);
+        check_ckpt_identical(label, m, o, &b, g0, np, p0, 0);
+        double enll;
+        int64_t en;
+        ft_status st = ft_train_eval(tm, b.inputs, b.labels, NULL, NULL, b.B, b.T, &enll, &en);
+        snprintf(name, sizeof name, "%s_eval_equals_train_loss", label);
+        CHECK(name, st == FT_OK && fabs(enll / (double)en - loss) <= 1e-12 * loss,
+              "eval %.17g vs train %.17g", enll / (double)en, loss);
+        /* bf16 mixed precision: the same rows must take part (their logits and gradients are
+         * f32 inside the bf16 head). Tolerance rel l2 0.1 per tensor and 1% on the loss: bf16
+         * operands round at 2^-8 through two layers of these random models, whose loss is ~16
+         * (observed worst tensor 0.04, loss 0.1%); a row used in one path only is off by O(1) */
+        if (ft_cpu_has_bf16()) {
+            ft_train_model *tb;
+            o.bf16 = 1;
+            if (ft_train_model_init(&tb, m, &o) == FT_OK) {
+                memcpy(ft_train_params(tb, &np), p0, np * sizeof(float));
+                double lb;
+                if (step(tb, &b, &lb)) {
+                    int nb;
+                    const ft_trainable *tt = ft_train_tensors(tb, &nb);
+                    double worst = 0;
+                    for (int i = 0; i < nb; i++) {
+                        double e = rel_l2(tt[i].grad, g0 + (tt[i].grad - ft_train_grads(tb, &np)),
+                                          tt[i].numel);
+                        if (strstr(tt[i].name, "token_adapter"))
+                            printf("  bf16 %s: rel l2 %.3g\n", tt[i].name, e);
+                        if (!(e <= worst)) worst = e;
+                    }
+                    snprintf(name, sizeof name, "%s_bf16_close_to_f32", label);
+                    CHECK(name, worst <= 0.1 && fabs(lb - loss) <= 1e-2 * loss,
+                          "worst tensor rel l2 %.3g, loss %.7g vs %.7g", worst, lb, loss);
+                }
+                ft_train_model_free(tb);
+            } else {
+                CHECK(label, 0, "bf16 init: %s", ft_error_message());
+            }
+        }
+        /* the adapter round trip: ft_lora_save, then ft_adapter_apply (what --adapter and
+         * `ftune merge` do) on a fresh copy of the model gives the same loss without any adapter
+         * in the step, and the token rows land in the embedding / head */
+        char dir[700], mdir[1024];
+        snprintf(dir, sizeof dir, "%s/tok_adapter_%s", tmp_dir, model);
+        snprintf(mdir, sizeof mdir, "%s/grads/%s", ref_dir, model);
+        ft_model m2;
+        ft_status st2 = ft_lora_save(tm, dir, mdir);
+        if (st2 == FT_OK) st2 = ft_model_load(&m2, mdir);
+        if (st2 == FT_OK) {
+            st2 = ft_adapter_apply(&m2, dir);
+            int rows_ok = st2 == FT_OK;
+            for (int i = 0; rows_ok && i < n; i++) {
+                int head = strstr(t[i].name, "lm_head.token_adapter") != NULL;
+                if (!head && !strstr(t[i].name, "embed_tokens.token_adapter")) continue;
+                const float *W = head ? m2.w.lm_head : m2.w.embed;
+                for (int k = 0; rows_ok && k < t[i].rows; k++)
+                    rows_ok = !memcmp(W + (size_t)(head ? ids_h : ids_e)[k] * C,
+                                      t[i].param + (size_t)k * C, C * 4);
+            }
+            ft_train_options of = base_opts(FT_METHOD_FULL, &b);
+            ft_train_model *tf = NULL;
+            double mnll = 0;
+            int64_t mn = 0;
+            if (rows_ok && ft_train_model_init(&tf, &m2, &of) == FT_OK)
+                ft_train_eval(tf, b.inputs, b.labels, NULL, NULL, b.B, b.T, &mnll, &mn);
+            ft_train_model_free(tf);
+            snprintf(name, sizeof name, "%s_adapter_merge_round_trip", label);
+            CHECK(name, rows_ok && mn == b.n_targets && fabs(mnll / mn - loss) <= 1e-5 * loss,
+                  "%s; rows %s; merged loss %.9g vs %.9g", st2 ? ft_error_message() : "loaded",
+                  rows_ok ? "in place" : "wrong", mn ? mnll / mn : 0.0, loss);
+            ft_model_free(&m2);
+        } else {
+            CHECK(label, 0, "adapter round trip: %s", ft_error_message());
+        }
+        /* adapter_config.json: PEFT's list or dict form, as given */
+        char path[800], *text = NULL;
+        snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+        if (ft_read_file(path, &text, NULL) == FT_OK) {
+            cJSON *j = cJSON_Parse(text);
+            const cJSON *tti = cJSON_GetObjectItem(j, "trainable_token_indices");
+            const cJSON *le = isdict[0] ? cJSON_GetObjectItem(tti, "embed_tokens") : tti;
+            const cJSON *lh = cJSON_GetObjectItem(tti, "lm_head");
+            int ok = cJSON_IsArray(le) && cJSON_GetArraySize(le) == ne &&
+                     cJSON_GetArrayItem(le, 0)->valueint == ids_e[0] &&
+                     (isdict[0] ? cJSON_IsObject(tti) && cJSON_GetArraySize(lh) == nh
+                                : cJSON_IsArray(tti));
+            snprintf(name, sizeof name, "%s_adapter_config_tokens", label);
+            CHECK(name, ok, "trainable_token_indices in %s", text);
+            cJSON_Delete(j);
+        }
+        free(text);
+        free(g0);
+        free(p0);
+    }
+    ft_train_model_free(tm);
+    free_batch(&b);
+    ft_st_close(&ref);
+}
+
+/* Trainable-token options the engine refuses, each with a message naming the problem. */
+static void test_tokens_errors(ft_model *m, int tied) {
+    ft_train_options o;
+    memset(&o, 0, sizeof o);
+    o.method = FT_METHOD_LORA;
+    o.B = 1, o.T = 4;
+    o.lora = (ft_lora_config){.r = 2, .alpha = 4, .targets = FT_LORA_Q};
+    int out[1] = {m->cfg.vocab_size}, dup[2] = {3, 3}, a[2] = {1, 2}, b2[2] = {2, 1};
+    struct {
+        const char *name;
+        const int *e, *h;
+        int ne, nh;
+        ft_method method;
+        const char *want;
+    } cases[] = {
+        {"tokens_id_outside_vocab", out, NULL, 1, 0, FT_METHOD_LORA, "outside the vocabulary"},
+        {"tokens_duplicate_id", dup, NULL, 2, 0, FT_METHOD_LORA, "appears twice"},
+        {"tokens_need_lora", a, NULL, 2, 0, FT_METHOD_FULL, "need LoRA"},
+        {"tokens_tied_head_ids_differ", a, b2, 2, 2, FT_METHOD_LORA, "ties lm_head"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        if (!tied && strstr(cases[i].name, "tied")) continue;
+        o.method = cases[i].method;
+        o.tok_embed = cases[i].e, o.n_tok_embed = cases[i].ne;
+        o.tok_head = cases[i].h, o.n_tok_head = cases[i].nh;
+        ft_train_model *tm = NULL;
+        ft_status st = ft_train_model_init(&tm, m, &o);
+        CHECK(cases[i].name, st != FT_OK && !tm && strstr(ft_error_message(), cases[i].want),
+              "status %d, message \"%s\"", (int)st, st ? ft_error_message() : "");
+        ft_train_model_free(tm);
+    }
+}
+
 static void test_errors(ft_model *m) {
     const char *pats[] = {"nomatch.*", "model.layers.99"};
     ft_train_options o;
@@ -676,6 +880,8 @@ int main(void) {
         test_freeze(models[i], &m);
         for (size_t k = 0; k < sizeof loras / sizeof *loras; k++)
             test_lora(models[i], &m, loras[k]);
+        if (i == 0 || i == 1 || i == 3) test_tokens(models[i], &m);
+        if (i == 0) test_tokens_errors(&m, 1);
         if (i == 1) {
             test_packed(models[i], &m);
             test_dropout_fd(models[i], &m);

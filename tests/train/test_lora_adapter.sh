@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# A LoRA adapter written by `ftune train` (rsLoRA, all linear projections) is read by the PyTorch
-# reference with PEFT's key names and scaling: its loss on a token sequence equals
-# `ftune logprobs --adapter`, and `ftune merge`'s folder gives the same loss without the adapter.
+# A LoRA adapter written by `ftune train` (rsLoRA, all linear projections, plus PEFT trainable
+# tokens for EOS and "▁the": peft_trainable_token_indices [2, 278], tied head) is read by the
+# PyTorch reference with PEFT's key names, scaling and token rows: its loss on a token sequence
+# holding those ids equals `ftune logprobs --adapter`, and `ftune merge`'s folder gives the same
+# loss without the adapter.
 # Tolerance: rel 2e-5 — two float32 forwards with different summation orders (~1e-6), logprobs
 # printed with 6 decimals, and the merge rounds W + s*B@A to float32 once.
 set -uo pipefail
@@ -21,6 +23,7 @@ lora_r: 4
 lora_alpha: 16
 peft_use_rslora: true
 lora_target_linear: true
+peft_trainable_token_indices: [2, 278]
 micro_batch_size: 2
 max_steps: 4
 learning_rate: 1e-2
@@ -34,10 +37,23 @@ import json, sys
 a = json.load(open(sys.argv[1]))
 ok = (a["peft_type"] == "LORA" and a["r"] == 4 and a["lora_alpha"] == 16 and a["use_rslora"] is True
       and a["task_type"] == "CAUSAL_LM"
-      and sorted(a["target_modules"]) == sorted(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+      and sorted(a["target_modules"]) == sorted(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+      and a["trainable_token_indices"] == [2, 278])
 sys.exit(0 if ok else 1)
 PY
-IDS=$("$PY" -c "import random; r = random.Random(5); print(','.join(str(r.randrange(3, 32000)) for _ in range(40)))")
+# the token rows: PEFT's key, shape (2, C), trained away from the base rows (they start equal)
+"$PY" - "$D/adapter/adapter_model.safetensors" "$MODEL/model.safetensors" <<'PY' && echo "PASS adapter_trainable_tokens_tensor" || echo "FAIL adapter_trainable_tokens_tensor"
+import sys
+sys.path.insert(0, "tests/ref")
+import st_io
+a, m = st_io.load(sys.argv[1]), st_io.load(sys.argv[2])
+t = a["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"]
+E = m["model.embed_tokens.weight"].float()
+moved = [(t[k].float() - E[i]).norm().item() for k, i in enumerate([2, 278])]
+print("# token rows moved by", moved, "from base rows of norm", [E[i].norm().item() for i in (2, 278)])
+sys.exit(0 if t.shape == (2, E.shape[1]) and min(moved) > 1e-3 and "lm_head" not in str(list(a)) else 1)
+PY
+IDS=$("$PY" -c "import random; r = random.Random(5); print(','.join(str(r.randrange(3, 32000)) for _ in range(40)))"),278,2,1,278,2,278
 close() { "$PY" -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if abs(a - b) <= 2e-5 * abs(b) else 1)" "$1" "$2"; }
 ref=$("$PY" tests/train/lora_ref.py "$MODEL" "$D/adapter" "$IDS" | awk '/^loss/{print $2}')
 base=$("$PY" tests/train/lora_ref.py "$MODEL" - "$IDS" | awk '/^loss/{print $2}')
@@ -63,3 +79,26 @@ mkdir -p "$D/dora" && cp "$D/adapter/adapter_model.safetensors" "$D/dora/"
     "$D/adapter/adapter_config.json" "$D/dora/adapter_config.json"
 msg=$("$FTUNE" merge --model "$MODEL" --adapter "$D/dora" --out "$D/m2" 2>&1)
 [[ $msg == *"use_dora"* ]] && echo "PASS merge_refuses_dora" || echo "FAIL merge_refuses_dora: $msg"
+# trainable tokens the reader cannot apply: an id outside the vocabulary, a module other than
+# embed_tokens / lm_head, the rows tensor missing; each error names the key
+mkdir -p "$D/tok_bad"
+for c in "ids|[2, 32000]|outside the vocabulary" "dict|{\"wte\": [2]}|module 'wte'" "missing|[2, 278]|trainable_tokens_delta' is missing"; do
+    case_=${c%%|*}; rest=${c#*|}; val=${rest%%|*}; want=${rest#*|}
+    rm -rf "$D/tok_bad/$case_" && mkdir -p "$D/tok_bad/$case_"
+    "$PY" - "$D/adapter" "$D/tok_bad/$case_" "$val" "$case_" <<'PY'
+import json, sys
+sys.path.insert(0, "tests/ref")
+import st_io
+src, dst, val, case = sys.argv[1:5]
+a = json.load(open(src + "/adapter_config.json"))
+a["trainable_token_indices"] = json.loads(val)
+json.dump(a, open(dst + "/adapter_config.json", "w"))
+t = st_io.load(src + "/adapter_model.safetensors")
+if case == "missing":
+    t = {k: v for k, v in t.items() if "token_adapter" not in k}
+st_io.save(dst + "/adapter_model.safetensors", t, {"format": "pt"})
+PY
+    msg=$("$FTUNE" logprobs --model "$MODEL" --adapter "$D/tok_bad/$case_" --ids 1,2 2>&1)
+    [[ $msg == *"$want"* && $msg == *trainable* ]] && echo "PASS adapter_tokens_refused_$case_" ||
+        echo "FAIL adapter_tokens_refused_$case_: $msg"
+done

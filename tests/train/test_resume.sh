@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Exact resume: a LoRA run (dropout on, so the RNG state matters; 2 micro-batches per step) killed
+# Exact resume: a LoRA run (dropout on, so the RNG state matters; 2 micro-batches per step; PEFT
+# trainable tokens for EOS and "▁the", whose rows live in the same flat buffers) killed
 # with SIGKILL at a random moment after its second checkpoint, then resumed with
 # resume_from_checkpoint: auto, must end with an adapter bit-identical to an uninterrupted run's,
 # and log the same losses. Every checkpoint-N visible after the kill must be complete, and any
@@ -24,6 +25,7 @@ lora_r: 4
 lora_alpha: 8
 lora_dropout: 0.1
 lora_target_modules: [q_proj, v_proj, down_proj]
+peft_trainable_token_indices: [2, 278]
 micro_batch_size: 1
 gradient_accumulation_steps: 2
 max_steps: 10
@@ -108,6 +110,15 @@ if [ $rc -ne 0 ] && grep -q "trained with learning_rate 0.003, this run has 0.00
     echo "PASS resume_refuses_other_learning_rate"
 else
     echo "FAIL resume_refuses_other_learning_rate: rc $rc: $(tail -1 "$D/c.log")"
+fi
+# other trainable tokens, same count (same tensor shapes): refused too, naming the key
+"$FTUNE_REL" train "$D/cfg.yaml" --set output_dir="$D/a" --set resume_from_checkpoint=auto \
+    --set "peft_trainable_token_indices=[2, 279]" > "$D/t.log" 2>&1
+rc=$?
+if [ $rc -ne 0 ] && grep -q "peft_trainable_token_indices" "$D/t.log"; then
+    echo "PASS resume_refuses_other_trainable_tokens"
+else
+    echo "FAIL resume_refuses_other_trainable_tokens: rc $rc: $(tail -1 "$D/t.log")"
 fi
 for i in 1 2 4; do cat "$MOBY/chapter_$i.json"; echo; done > "$D/moby_other.jsonl"
 sed "s#$D/moby.jsonl#$D/moby_other.jsonl#" "$D/cfg.yaml" > "$D/cfg_other.yaml"

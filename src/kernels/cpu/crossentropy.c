@@ -3,7 +3,9 @@
  * include/ftune/crossentropy.h). The head matmuls go through matmul_forward/matmul_backward
  * (oneDNN); the softmax is plain C (expf once per logit, the sum in double).
  * crossentropy_bf16_forward_backward is the same loop with bf16 operands for the head products
- * (matmul_bf16.c). Not implemented here: label smoothing, z-loss, logit soft-capping (no supported family uses them).
+ * (matmul_bf16.c). The _rows forms replace a few head rows by trained values (PEFT trainable
+ * tokens) without touching w or its bf16 pack. Not implemented here: label smoothing, z-loss,
+ * logit soft-capping (no supported family uses them).
  *
  * Derivation (per target row m with label y, logits z = w · x_m, p = softmax(z)):
  *   nll_m = logsumexp(z) - z_y = max(z) + log(sum_j exp(z_j - max(z))) - z_y
@@ -99,27 +101,77 @@ static int all_ignored(const int *labels, int n) {
     return 1;
 }
 
+/* Replaced head rows, forward: z (n,V) column ids[k] = x_i · rows[k] for the n rows x (n,C). */
+static void rows_logits(float *z, const float *x, const ft_head_rows *hr, int n, int C, int V) {
+#pragma omp parallel for schedule(static) if ((size_t)n * (size_t)hr->n * (size_t)C >= 65536)
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < hr->n; k++) {
+            const float *xi = x + (size_t)i * C, *r = hr->rows + (size_t)k * C;
+            float s = 0;
+            for (int c = 0; c < C; c++)
+                s += xi[c] * r[c];
+            z[(size_t)i * V + hr->ids[k]] = s;
+        }
+}
+
+/* Replaced head rows, backward, with z holding dlogits: z_i,id = x_i · rows[k] gives
+ *   drows[k] += sum_i dz_i,id x_i      dx_i += dz_i,id rows[k]
+ * then the columns are zeroed so the head products that follow skip them (the base rows ids[k]
+ * take no part in the output, so they get no gradient either). Serial over k, i: a fixed order. */
+static void rows_backward(float *dx, float *z, const float *x, const ft_head_rows *hr, int n,
+                          int C, int V) {
+    for (int k = 0; k < hr->n; k++) {
+        const float *r = hr->rows + (size_t)k * C;
+        float *dr = hr->drows ? hr->drows + (size_t)k * C : NULL;
+        for (int i = 0; i < n; i++) {
+            float *zi = z + (size_t)i * V + hr->ids[k];
+            float d = *zi;
+            *zi = 0;
+            if (d == 0) continue;
+            const float *xi = x + (size_t)i * C;
+            if (dr)
+                for (int c = 0; c < C; c++)
+                    dr[c] += d * xi[c];
+            if (dx)
+                for (int c = 0; c < C; c++)
+                    dx[(size_t)i * C + c] += d * r[c];
+        }
+    }
+}
+
 double crossentropy_forward(int64_t *n_targets, float *logits, const float *x, const float *w,
                             const int *labels, int M, int C, int V, int chunk) {
-    return crossentropy_forward_backward(NULL, NULL, n_targets, logits, x, w, labels, 0.f, M, C, V,
-                                         chunk);
+    return crossentropy_rows_forward_backward(NULL, NULL, n_targets, logits, x, w, NULL, labels,
+                                              0.f, M, C, V, chunk);
 }
 
 double crossentropy_forward_backward(float *dx, float *dw, int64_t *n_targets, float *logits,
                                      const float *x, const float *w, const int *labels, float scale,
                                      int M, int C, int V, int chunk) {
+    return crossentropy_rows_forward_backward(dx, dw, n_targets, logits, x, w, NULL, labels, scale,
+                                              M, C, V, chunk);
+}
+
+double crossentropy_rows_forward_backward(float *dx, float *dw, int64_t *n_targets, float *logits,
+                                          const float *x, const float *w, const ft_head_rows *hr,
+                                          const int *labels, float scale, int M, int C, int V,
+                                          int chunk) {
     FT_ASSERT(chunk >= 1);
-    int grad = dx || dw;
+    int grad = dx || dw || (hr && hr->drows);
+    if (hr && hr->n == 0) hr = NULL;
     double nll = 0;
     *n_targets = 0;
     for (int r0 = 0; r0 < M; r0 += chunk) {
         int n = M - r0 < chunk ? M - r0 : chunk;
         if (all_ignored(labels + r0, n)) continue;
         const float *xc = x + (size_t)r0 * C;         /* (n,C) */
+        float *dxc = dx ? dx + (size_t)r0 * C : NULL; /* (n,C) */
         matmul_forward(logits, xc, w, NULL, n, C, V); /* (n,V) */
+        if (hr) rows_logits(logits, xc, hr, n, C, V);
         nll += softmax_xent_rows(logits, labels + r0, n, V, scale, grad, n_targets);
-        if (grad)
-            matmul_backward(dx ? dx + (size_t)r0 * C : NULL, dw, NULL, logits, xc, w, n, C, V);
+        if (!grad) continue;
+        if (hr) rows_backward(dxc, logits, xc, hr, n, C, V);
+        if (dx || dw) matmul_backward(dxc, dw, NULL, logits, xc, w, n, C, V);
     }
     return nll;
 }
@@ -128,19 +180,34 @@ double crossentropy_bf16_forward_backward(float *dx, float *dw, int64_t *n_targe
                                           uint16_t *dlogb, const uint16_t *xb, ft_bf16_weight *w,
                                           const int *labels, float scale, int M, int C, int V,
                                           int chunk) {
+    return crossentropy_bf16_rows_forward_backward(dx, dw, n_targets, logits, dlogb, xb, NULL, w,
+                                                   NULL, labels, scale, M, C, V, chunk);
+}
+
+double crossentropy_bf16_rows_forward_backward(float *dx, float *dw, int64_t *n_targets,
+                                               float *logits, uint16_t *dlogb, const uint16_t *xb,
+                                               const float *x32, ft_bf16_weight *w,
+                                               const ft_head_rows *hr, const int *labels,
+                                               float scale, int M, int C, int V, int chunk) {
     FT_ASSERT(chunk >= 1);
-    int grad = dx || dw;
+    int grad = dx || dw || (hr && hr->drows);
+    if (hr && hr->n == 0) hr = NULL;
+    FT_ASSERT(!hr || x32);
     double nll = 0;
     *n_targets = 0;
     for (int r0 = 0; r0 < M; r0 += chunk) {
         int n = M - r0 < chunk ? M - r0 : chunk;
         if (all_ignored(labels + r0, n)) continue;
         const uint16_t *xc = xb + (size_t)r0 * C;  /* (n,C) */
+        float *dxc = dx ? dx + (size_t)r0 * C : NULL;
         matmul_bf16w_forward(logits, xc, w, NULL, n, 0); /* (n,V) */
+        if (hr) rows_logits(logits, x32 + (size_t)r0 * C, hr, n, C, V);
         nll += softmax_xent_rows(logits, labels + r0, n, V, scale, grad, n_targets);
         if (!grad) continue;
+        if (hr) rows_backward(dxc, logits, x32 + (size_t)r0 * C, hr, n, C, V);
+        if (!dx && !dw) continue;
         bf16_from_f32(dlogb, logits, (size_t)n * V);
-        if (dx) matmul_bf16w_backward_input(dx + (size_t)r0 * C, dlogb, w, n);
+        if (dx) matmul_bf16w_backward_input(dxc, dlogb, w, n);
         if (dw) matmul_bf16_backward(NULL, dw, dlogb, xc, NULL, n, C, V);
     }
     return nll;
