@@ -404,20 +404,11 @@ static val from_json(J *j, const cJSON *c, int depth) {
 
 /* ---------------------------------------------------------------- lexer ---- */
 
+/* clang-format off */
 enum {
-    K_EOF,
-    K_TEXT,
-    K_OEXPR,
-    K_CEXPR,
-    K_OSTMT,
-    K_CSTMT,
-    K_NAME,
-    K_STR,
-    K_INT,
-    K_FLOAT,
-    K_OP,
-    K_COMMENT
+    K_EOF, K_TEXT, K_OEXPR, K_CEXPR, K_OSTMT, K_CSTMT, K_NAME, K_STR, K_INT, K_FLOAT, K_OP, K_COMMENT
 };
+/* clang-format on */
 
 typedef struct {
     int k, line;
@@ -680,33 +671,13 @@ static void tokenize(lex *L, const char *src, size_t n) {
 
 /* ---------------------------------------------------------------- AST ---- */
 
+/* clang-format off */
 enum {
-    N_BLOCK,
-    N_TEXT,
-    N_OUT,
-    N_IF,
-    N_FOR,
-    N_SET,
-    N_MACRO,
-    N_BREAK,
-    N_CONTINUE, /* statements */
-    N_LIT,
-    N_NAME,
-    N_ATTR,
-    N_INDEX,
-    N_SLICE,
-    N_CALL,
-    N_FILTER,
-    N_TEST,
-    N_NOT,
-    N_NEG,
-    N_BIN,
-    N_AND,
-    N_OR,
-    N_COND,
-    N_LIST,
-    N_DICT
+    N_BLOCK, N_TEXT, N_OUT, N_IF, N_FOR, N_SET, N_MACRO, N_BREAK, N_CONTINUE, /* statements */
+    N_LIT, N_NAME, N_ATTR, N_INDEX, N_SLICE, N_CALL, N_FILTER, N_TEST, N_NOT, N_NEG, N_BIN, N_AND,
+    N_OR, N_COND, N_LIST, N_DICT /* expressions */
 };
+/* clang-format on */
 
 typedef struct node node;
 struct node {
