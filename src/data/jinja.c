@@ -406,7 +406,8 @@ static val from_json(J *j, const cJSON *c, int depth) {
 
 /* clang-format off */
 enum {
-    K_EOF, K_TEXT, K_OEXPR, K_CEXPR, K_OSTMT, K_CSTMT, K_NAME, K_STR, K_INT, K_FLOAT, K_OP, K_COMMENT
+    K_EOF, K_TEXT, K_OEXPR, K_CEXPR, K_OSTMT, K_CSTMT, K_NAME, K_STR, K_INT, K_FLOAT, K_OP,
+    K_COMMENT
 };
 /* clang-format on */
 
