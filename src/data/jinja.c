@@ -1,11 +1,12 @@
 /*
  * A small, strict Jinja2 interpreter for chat templates (include/ftune/jinja.h).
  *
- * Pipeline: preprocess (drop one trailing newline, lstrip_blocks, trim_blocks, as
- * @huggingface/jinja does it, with a map back to source lines) -> tokens -> recursive-descent
- * parser -> a small AST -> a tree-walking evaluator over a tagged value type. All nodes and values
- * live in arenas; errors unwind by longjmp to the entry point, which frees the arena, so no path
- * leaks. Work (steps), nesting and memory are bounded: the input is an untrusted file.
+ * Pipeline: preprocess (\r\n and \r read as \n, drop one trailing newline, lstrip_blocks and
+ * trim_blocks as @huggingface/jinja applies them, with a map back to source lines) -> tokens ->
+ * recursive-descent parser -> a small AST -> a tree-walking evaluator over a tagged value type. All
+ * nodes and values live in arenas; errors unwind by longjmp to the entry point, which frees the
+ * arena, so no path leaks. Work (steps), nesting and memory are bounded: the input is an untrusted
+ * file.
  *
  * Supported: {{ }}, {% %}, {# #}, whitespace control, if/elif/else, for/else (with loop.index,
  * index0, revindex, revindex0, first, last, length, previtem, nextitem; unpacking of pairs; break,

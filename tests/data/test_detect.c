@@ -10,7 +10,8 @@
  *   - Qwen2.5: ChatML, with the default system prompt "You are Qwen, created by Alibaba Cloud.
  *     You are a helpful assistant." when the conversation has none;
  *   - Gemma without the BOS token the published template starts with (BOS handling);
- *   - Llama-3 without `| trim` on the content.
+ *   - Llama-3 without `| trim` on the content;
+ *   - Llama-3 appending a user header where the quirk tolerates only the assistant one.
  * Run from the repository root (tests/run.sh does).
  */
 #include "../test.h"
@@ -115,9 +116,30 @@ int main(void) {
     expect_unknown("detect_llama3_without_trim_not_llama3", l3raw, "<|begin_of_text|>",
                    "<|end_of_text|>", "llama3");
 
-    /* a template the interpreter cannot read: the error says so and lists the names */
     const ft_chat_template *t = NULL;
-    ft_status st = ft_chat_template_detect("{% for m in messages %}{{ m.content }", "", "", &t);
+    /* the tolerated quirk is narrow: a template that appends the assistant header also without
+     * add_generation_prompt is llama3; one that appends anything else there is not */
+    const char *l3body =
+        "{% for message in messages %}{% set content = '<|start_header_id|>' + message['role'] + "
+        "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 "
+        "== 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if "
+        "add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% "
+        "else %}";
+    char quirk[2048];
+    snprintf(quirk, sizeof quirk,
+             "%s{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%% endif %%}", l3body);
+    t = NULL;
+    ft_status st = ft_chat_template_detect(quirk, "<|begin_of_text|>", "<|end_of_text|>", &t);
+    CHECK("detect_llama3_always_generation_prompt_is_llama3",
+          !st && !strcmp(ft_chat_template_name(t), "llama3"), "%s",
+          st ? ft_error_message() : ft_chat_template_name(t));
+    snprintf(quirk, sizeof quirk,
+             "%s{{ '<|start_header_id|>user<|end_header_id|>\\n\\n' }}{%% endif %%}", l3body);
+    expect_unknown("detect_llama3_appending_user_header_not_llama3", quirk, "<|begin_of_text|>",
+                   "<|end_of_text|>", "llama3");
+
+    /* a template the interpreter cannot read: the error says so and lists the names */
+    st = ft_chat_template_detect("{% for m in messages %}{{ m.content }", "", "", &t);
     CHECK("detect_unreadable_template",
           st == FT_ERR_UNSUPPORTED &&
               strstr(ft_error_message(), "cannot be read (template line 1:") &&
