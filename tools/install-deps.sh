@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(build-essential clang libclang-rt-14-dev pkg-config
       libdnnl-dev libcjson-dev libyaml-dev libpcre2-dev libutf8proc-dev
-      python3 python3-torch python3-numpy nodejs npm ca-certificates
+      python3 python3-torch python3-numpy python3-jinja2 nodejs npm ca-certificates
       bsdgames fortunes-min)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -118,12 +118,18 @@ ft_status ft_chat_template_get(const char *name, const ft_chat_template **out);
 const char *ft_chat_template_name(const ft_chat_template *t);
 /* All template names, NULL-terminated. */
 const char *const *ft_chat_template_names(void);
-/* Recognise a tokenizer_config.json chat_template (Jinja source) as one of ours: each template
- * lists the literal markers its rendering is made of (e.g. "<|start_header_id|>", "<|eot_id|>")
- * and the ones it must not contain; the unique template whose markers all occur in `jinja` wins.
- * Unrecognised (or ambiguous) → FT_ERR_UNSUPPORTED naming what was found and asking for
- * `chat_template: <name>`. */
-ft_status ft_chat_template_detect(const char *jinja, const ft_chat_template **out);
+/* Recognise a tokenizer_config.json chat_template (Jinja source) as one of ours by rendering: a
+ * few probe conversations (with and without a system message, multi-turn, with
+ * add_generation_prompt) go through the Jinja template (src/data/jinja.c, with bos/eos, "" when the
+ * tokenizer has none) and through every built-in template; the built-in whose text is identical
+ * on every probe (or that raises where the Jinja template raises) is the match. One tolerated
+ * quirk: a template that appends the generation prompt even without add_generation_prompt (the
+ * first Llama-3 release) matches the built-in that appends it only when asked; training samples
+ * do not end with an empty assistant header. No match, several matches, or a template the
+ * interpreter cannot run -> FT_ERR_UNSUPPORTED with one line: the closest built-in, the first
+ * probe where it differs (both texts, briefly) and the names to pass as `chat_template:`. */
+ft_status ft_chat_template_detect(const char *jinja, const char *bos, const char *eos,
+                                  const ft_chat_template **out);
 
 /* Render msgs[0..n) with `t` into `out` (reset first; free with ft_rendered_free). bos/eos are the
  * tokenizer's special token strings ("" when the tokenizer has none). add_generation_prompt: the

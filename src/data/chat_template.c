@@ -18,11 +18,21 @@
  *
  * `trim` strips ASCII whitespace only (Jinja's also strips other Unicode spaces). Tool calls,
  * reasoning_content and Qwen3's </think> splitting are not supported: content holding "</think>"
- * is an error for qwen3. Detection of a model's own template (ft_chat_template_detect) matches the
- * literal markers of each template in the Jinja source; there is no Jinja engine here, so the
- * exact agreement is what tests/data checks with @huggingface/jinja.
+ * is an error for qwen3.
+ *
+ * tokenizer_default (ft_chat_template_detect) recognises a model's own Jinja template by what it
+ * renders, not by what its source contains: a few probe conversations go through the template
+ * (src/data/jinja.c) and through every built-in, and only a built-in that gives the same text on
+ * every probe is taken. Templates that share a built-in's markers but add a date header
+ * (Llama-3.1), a default system prompt (Qwen2.5) or handle BOS or whitespace differently are
+ * refused with the closest built-in and the first differing probe, so training never silently
+ * departs from the model's template. The exact agreement of each built-in with its published
+ * Jinja over real data is checked in tests/data/test_templates.sh with @huggingface/jinja.
  */
 #include "ftune/instruct.h"
+#include "ftune/jinja.h"
+
+#include <cjson/cJSON.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,9 +45,7 @@ typedef ft_status (*render_fn)(const ft_chat_template *t, const ft_msg *m, int n
 struct ft_chat_template {
     const char *name;
     render_fn render;
-    const char *eot;          /* NULL: eos closes a turn */
-    const char *markers[4];   /* all must occur in the Jinja source */
-    const char *forbidden[2]; /* none may occur */
+    const char *eot; /* NULL: eos closes a turn */
 };
 
 void ft_rendered_free(ft_rendered *r) {
@@ -346,16 +354,11 @@ static ft_status r_phi3(const ft_chat_template *t, const ft_msg *m, int n, int g
 }
 
 static const ft_chat_template templates[] = {
-    {"llama3", r_llama3, "<|eot_id|>", {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}, {0}},
-    {"llama2", r_llama2, NULL, {"[INST]", "[/INST]", "<<SYS>>"}, {0}},
-    {"mistral", r_mistral, NULL, {"[INST]", "[/INST]"}, {"<<SYS>>"}},
-    {"chatml", r_chatml, "<|im_end|>", {"<|im_start|>", "<|im_end|>"}, {"<think>"}},
-    {"qwen3", r_qwen3, "<|im_end|>", {"<|im_start|>", "<|im_end|>", "<think>"}, {0}},
-    {"alpaca", r_alpaca, NULL, {"### Instruction:", "### Response:"}, {0}},
-    {"vicuna", r_vicuna, NULL, {"USER: ", "ASSISTANT:"}, {0}},
-    {"zephyr", r_zephyr, NULL, {"<|user|>", "<|assistant|>"}, {"<|end|>"}},
-    {"gemma", r_gemma, "<end_of_turn>", {"<start_of_turn>", "<end_of_turn>"}, {0}},
-    {"phi3", r_phi3, "<|end|>", {"<|user|>", "<|assistant|>", "<|end|>"}, {0}},
+    {"llama3", r_llama3, "<|eot_id|>"},  {"llama2", r_llama2, NULL},
+    {"mistral", r_mistral, NULL},        {"chatml", r_chatml, "<|im_end|>"},
+    {"qwen3", r_qwen3, "<|im_end|>"},    {"alpaca", r_alpaca, NULL},
+    {"vicuna", r_vicuna, NULL},          {"zephyr", r_zephyr, NULL},
+    {"gemma", r_gemma, "<end_of_turn>"}, {"phi3", r_phi3, "<|end|>"},
 };
 #define N_TEMPLATES ((int)(sizeof templates / sizeof templates[0]))
 
@@ -390,35 +393,212 @@ const char *ft_chat_template_eot(const ft_chat_template *t, const char *eos) {
     return t->eot ? t->eot : eos;
 }
 
-ft_status ft_chat_template_detect(const char *jinja, const ft_chat_template **out) {
-    const ft_chat_template *found = NULL;
-    char hits[256] = "";
-    size_t k = 0;
-    for (int i = 0; i < N_TEMPLATES; i++) {
-        const ft_chat_template *t = &templates[i];
-        int ok = 1;
-        for (int j = 0; j < 4 && t->markers[j]; j++)
-            if (!strstr(jinja, t->markers[j])) ok = 0;
-        for (int j = 0; j < 2 && t->forbidden[j]; j++)
-            if (strstr(jinja, t->forbidden[j])) ok = 0;
-        if (!ok) continue;
-        if (k < sizeof hits)
-            k += (size_t)snprintf(hits + k, sizeof hits - k, "%s%s", found ? ", " : "", t->name);
-        if (found) {
-            return ft_errorf(FT_ERR_UNSUPPORTED,
-                             "the tokenizer's chat_template matches several templates (%s): set "
-                             "chat_template: to one of them", hits);
-        }
-        found = t;
+/* ---- recognition by rendering ---- */
+
+typedef struct {
+    const char *what;
+    int n, gen;
+    ft_role role[6];
+    const char *content[6];
+} probe;
+
+/* Contents with outer spaces and newlines tell trimming templates from the others. */
+/* clang-format off */
+static const probe probes[] = {
+    {"user + assistant", 2, 0, {FT_ROLE_USER, FT_ROLE_ASSISTANT},
+     {"Hi there!", "Hello. How can I help?"}},
+    {"system + user + assistant", 3, 0, {FT_ROLE_SYSTEM, FT_ROLE_USER, FT_ROLE_ASSISTANT},
+     {"You are terse.", " What is 2+2? ", "4\n"}},
+    {"two turns", 4, 0, {FT_ROLE_USER, FT_ROLE_ASSISTANT, FT_ROLE_USER, FT_ROLE_ASSISTANT},
+     {"Name a colour.", " Blue", "Another?\n", "Red."}},
+    {"two turns, generation prompt", 3, 1, {FT_ROLE_USER, FT_ROLE_ASSISTANT, FT_ROLE_USER},
+     {"Q1", "A1", "Q2"}},
+    {"system + user, generation prompt", 2, 1, {FT_ROLE_SYSTEM, FT_ROLE_USER},
+     {"Be kind.", "Hello?"}},
+};
+/* clang-format on */
+#define N_PROBES ((int)(sizeof probes / sizeof probes[0]))
+#define PROBE_NOW 1721952000 /* strftime_now's date for the probes: 26 Jul 2024 */
+
+/* a probe's rendering: text, or the error it raised (ok = 0) */
+typedef struct {
+    int ok;
+    char *text;
+} outcome;
+
+static outcome render_jinja(const ft_jinja *j, const probe *p, const char *bos, const char *eos) {
+    outcome o = {0, NULL};
+    cJSON *ctx = cJSON_CreateObject(), *msgs = cJSON_AddArrayToObject(ctx, "messages");
+    for (int i = 0; i < p->n; i++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "role", ft_role_name(p->role[i]));
+        cJSON_AddStringToObject(m, "content", p->content[i]);
+        cJSON_AddItemToArray(msgs, m);
     }
-    if (!found) {
-        char names[256];
-        list_names(names, sizeof names);
+    cJSON_AddStringToObject(ctx, "bos_token", bos);
+    cJSON_AddStringToObject(ctx, "eos_token", eos);
+    cJSON_AddBoolToObject(ctx, "add_generation_prompt", p->gen);
+    if (ft_jinja_render(j, ctx, PROBE_NOW, &o.text, NULL))
+        o.text = strdup(ft_error_message());
+    else
+        o.ok = 1;
+    cJSON_Delete(ctx);
+    return o;
+}
+
+static outcome render_builtin(const ft_chat_template *t, const probe *p, const char *bos,
+                              const char *eos) {
+    ft_msg m[6];
+    for (int i = 0; i < p->n; i++)
+        m[i] = (ft_msg){p->role[i], (char *)p->content[i]};
+    ft_rendered r = {0};
+    outcome o = {0, NULL};
+    if (ft_chat_render(t, m, p->n, p->gen, bos, eos, &r)) {
+        o.text = strdup(ft_error_message());
+    } else {
+        o.ok = 1;
+        o.text = strdup(r.text ? r.text : "");
+    }
+    ft_rendered_free(&r);
+    return o;
+}
+
+/* What the built-in appends for add_generation_prompt (after a user turn); "" if nothing. */
+static char *gen_suffix(const ft_chat_template *t, const char *bos, const char *eos) {
+    probe p = {"", 1, 0, {FT_ROLE_USER}, {"x"}};
+    outcome a = render_builtin(t, &p, bos, eos);
+    p.gen = 1;
+    outcome b = render_builtin(t, &p, bos, eos);
+    char *s = NULL;
+    if (a.ok && b.ok && !strncmp(a.text, b.text, strlen(a.text)))
+        s = strdup(b.text + strlen(a.text));
+    free(a.text), free(b.text);
+    return s ? s : strdup("");
+}
+
+/* `s` around byte `at`, escaped, at most ~60 chars */
+static void brief(char *dst, size_t cap, const char *s, size_t at) {
+    size_t n = strlen(s), a = at > 25 ? at - 25 : 0, k = 0;
+    if (a) k += (size_t)snprintf(dst + k, cap - k, "...");
+    for (size_t i = a; i < n && i < a + 60 && k + 8 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n')
+            k += (size_t)snprintf(dst + k, cap - k, "\\n");
+        else if (c == '\t')
+            k += (size_t)snprintf(dst + k, cap - k, "\\t");
+        else
+            dst[k++] = (char)c, dst[k] = 0;
+    }
+    if (a + 60 < n && k + 4 < cap) k += (size_t)snprintf(dst + k, cap - k, "...");
+    if (!n) snprintf(dst, cap, "(empty)");
+}
+
+ft_status ft_chat_template_detect(const char *jinja, const char *bos, const char *eos,
+                                  const ft_chat_template **out) {
+    char names[256];
+    list_names(names, sizeof names);
+    bos = bos ? bos : "", eos = eos ? eos : "";
+    ft_jinja *j = NULL;
+    ft_status st = ft_jinja_parse(jinja, strlen(jinja), &j);
+    if (st) {
+        char msg[320];
+        snprintf(msg, sizeof msg, "%s", ft_error_message());
         return ft_errorf(FT_ERR_UNSUPPORTED,
-                         "the tokenizer's chat_template is not one ftune knows (no template's "
-                         "markers all occur in it): set chat_template: to one of %s",
-                         names);
+                         "the tokenizer's chat_template cannot be read (%s): set chat_template: to "
+                         "one of %s",
+                         msg, names);
     }
+    outcome got[N_PROBES];
+    int jinja_ok = 0;
+    for (int p = 0; p < N_PROBES; p++)
+        got[p] = render_jinja(j, &probes[p], bos, eos), jinja_ok += got[p].ok;
+    ft_jinja_free(j);
+    char why[640] = "";
+    if (!jinja_ok) {
+        snprintf(why, sizeof why, "it fails on every probe conversation (%s)", got[0].text);
+    }
+    const ft_chat_template *found = NULL;
+    int n_found = 0;
+    long best_score = -1;
+    char hits[256] = "";
+    size_t hk = 0;
+    for (int i = 0; i < N_TEMPLATES && jinja_ok; i++) {
+        const ft_chat_template *t = &templates[i];
+        char *suffix = gen_suffix(t, bos, eos);
+        int agree = 0, first_diff = -1;
+        long close = 0;
+        for (int quirk = 0; quirk < 2 && agree < N_PROBES; quirk++) {
+            if (quirk && !*suffix) break;
+            int q_agree = 0, q_first = -1;
+            for (int p = 0; p < N_PROBES; p++) {
+                outcome b = render_builtin(t, &probes[p], bos, eos);
+                int same = !got[p].ok && !b.ok;
+                if (got[p].ok && b.ok) {
+                    size_t lb = strlen(b.text);
+                    if (quirk && !probes[p].gen)
+                        same =
+                            !strncmp(got[p].text, b.text, lb) && !strcmp(got[p].text + lb, suffix);
+                    else
+                        same = !strcmp(got[p].text, b.text);
+                }
+                if (got[p].ok && b.ok && !quirk) { /* closeness: shared prefix + suffix */
+                    size_t lx = strlen(got[p].text), ly = strlen(b.text), a = 0, z = 0;
+                    while (a < lx && a < ly && got[p].text[a] == b.text[a])
+                        a++;
+                    while (z < lx - a && z < ly - a &&
+                           got[p].text[lx - 1 - z] == b.text[ly - 1 - z])
+                        z++;
+                    close += (long)(a + z);
+                }
+                if (same)
+                    q_agree++;
+                else if (q_first < 0)
+                    q_first = p;
+                free(b.text);
+            }
+            if (!quirk || q_agree == N_PROBES) agree = q_agree, first_diff = q_first;
+        }
+        free(suffix);
+        if (agree == N_PROBES) {
+            n_found++, found = t;
+            if (hk < sizeof hits)
+                hk += (size_t)snprintf(hits + hk, sizeof hits - hk, "%s%s", n_found > 1 ? ", " : "",
+                                       t->name);
+        } else if ((long)agree * 1000000 + close > best_score) {
+            best_score = (long)agree * 1000000 + close;
+            /* the closest template so far: describe its first differing probe */
+            const probe *p = &probes[first_diff];
+            outcome b = render_builtin(t, p, bos, eos);
+            const char *x = got[first_diff].text, *y = b.text;
+            size_t k = 0;
+            if (got[first_diff].ok && b.ok)
+                while (x[k] && x[k] == y[k])
+                    k++;
+            char bx[160], by[160];
+            brief(bx, sizeof bx, x, got[first_diff].ok && b.ok ? k : 0);
+            brief(by, sizeof by, y, got[first_diff].ok && b.ok ? k : 0);
+            snprintf(
+                why, sizeof why,
+                "closest is %s (%d of %d probes agree); on the probe '%s' the model's template "
+                "%s \"%s\" where %s %s \"%s\"",
+                t->name, agree, N_PROBES, p->what, got[first_diff].ok ? "gives" : "raises", bx,
+                t->name, b.ok ? "gives" : "raises", by);
+            free(b.text);
+        }
+    }
+    for (int p = 0; p < N_PROBES; p++)
+        free(got[p].text);
+    if (n_found > 1)
+        return ft_errorf(FT_ERR_UNSUPPORTED,
+                         "the tokenizer's chat_template renders like several templates (%s): set "
+                         "chat_template: to one of them",
+                         hits);
+    if (!found)
+        return ft_errorf(FT_ERR_UNSUPPORTED,
+                         "the tokenizer's chat_template is not one ftune knows (rendered, it "
+                         "differs from every built-in template; %s): set chat_template: to one of "
+                         "%s, knowing that training then differs from the model's own template",
+                         why, names);
     *out = found;
     return FT_OK;
 }

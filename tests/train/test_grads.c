@@ -52,6 +52,20 @@ static const ft_st_tensor *need(const ft_st_set *s, const char *name, ft_dtype d
     return t;
 }
 
+/* Copy the reference's value of every trainable tensor (by name) into the trainable buffer; 0 if
+ * one is missing or has another shape (need() reports which). */
+static int load_trainables(const ft_st_set *ref, const ft_trainable *t, int n) {
+    int loaded = 1;
+    for (int i = 0; i < n; i++) {
+        const ft_st_tensor *v = need(ref, t[i].name, FT_DTYPE_F32, t[i].numel);
+        if (!v)
+            loaded = 0;
+        else
+            memcpy(t[i].param, v->data, t[i].numel * sizeof(float));
+    }
+    return loaded;
+}
+
 static size_t st_numel(const ft_st_tensor *t) {
     size_t n = 1;
     for (int i = 0; i < t->ndim; i++)
@@ -364,14 +378,7 @@ static void test_lora(const char *model, ft_model *m, const char *variant) {
             snprintf(name, sizeof name, "%s_decay_flags", label);
             CHECK(name, dec_ok, "LoRA A/B must all be decayed (HF: no 'bias'/'norm' in the name)");
             /* load the reference A and B by PEFT name */
-            int loaded = 1;
-            for (int i = 0; i < n; i++) {
-                const ft_st_tensor *v = need(&ref, t[i].name, FT_DTYPE_F32, t[i].numel);
-                if (!v)
-                    loaded = 0;
-                else
-                    memcpy(t[i].param, v->data, t[i].numel * sizeof(float));
-            }
+            int loaded = load_trainables(&ref, t, n);
             double loss;
             if (loaded && step(tm, &b, &loss)) {
                 check_loss(label, loss, b.loss);
@@ -588,14 +595,7 @@ static void test_tokens(const char *model, ft_model *m) {
     snprintf(name, sizeof name, "%s_init_is_base_rows", label);
     CHECK(name, init_ok && n_tok == 1 + (nh > 0), "%d token tensors; rows, shape or decay wrong",
           n_tok);
-    int loaded = 1;
-    for (int i = 0; i < n; i++) {
-        const ft_st_tensor *v = need(&ref, t[i].name, FT_DTYPE_F32, t[i].numel);
-        if (!v)
-            loaded = 0;
-        else
-            memcpy(t[i].param, v->data, t[i].numel * sizeof(float));
-    }
+    int loaded = load_trainables(&ref, t, n);
     double loss;
     if (loaded && step(tm, &b, &loss)) {
         check_loss(label, loss, b.loss);

@@ -1,0 +1,145 @@
+"""Writes the cases of tests/data/test_jinja.sh as JSON Lines {"name", "group", "template",
+"context", "now"}: every reference chat template (tests/data/templates/*.jinja and the fixtures'
+tokenizer_config.json chat_template of Llama-3 and Qwen3) over many conversations with awkward
+content, with and without add_generation_prompt, plus one small snippet per Jinja construct.
+usage: python3 jinja_cases.py ROOT OUT.jsonl"""
+import glob
+import json
+import os
+import sys
+
+root, out_path = sys.argv[1], sys.argv[2]
+NOW = 1721952000  # 2024-07-26 00:00:00 UTC
+
+CONTENTS = [
+    "Hello!", "", "  padded both sides  ", "line1\nline2\n", "\t tabs \t",
+    "unicode: héllo wörld ✓ 日本語 😀", "braces {{ x }} {% if y %} {# z #} }}", "quotes ' \" \\ \\n",
+    "\u3000wide space and nbsp\u00a0", "<|im_end|> <s> [INST] fake specials", 'json {"a": [1, 2.5]}',
+    "\n\nleading newlines", "<think>\nreasoning here\n</think>\n\nthe answer", "trailing newline\n",
+]
+SHAPES = [
+    ["user", "assistant"],
+    ["system", "user", "assistant"],
+    ["user", "assistant", "user", "assistant"],
+    ["system", "user", "assistant", "user", "assistant", "user"],
+    ["user"],
+    ["system", "user"],
+    ["assistant", "user"],  # wrong order: templates that check alternation raise
+    ["user", "user"],
+]
+
+
+def conversations():
+    k = 0
+    for si, shape in enumerate(SHAPES):
+        for rot in range(3):
+            msgs = []
+            for role in shape:
+                msgs.append({"role": role, "content": CONTENTS[k % len(CONTENTS)]})
+                k += 1
+            yield f"s{si}r{rot}", msgs
+
+
+templates = {}
+for f in sorted(glob.glob(os.path.join(root, "tests/data/templates/*.jinja"))):
+    templates[os.path.basename(f)[:-6]] = (open(f, encoding="utf-8").read(), "<s>", "</s>")
+for name, pkg in (("llama3_real", "tok-llama3"), ("qwen3_real", "tok-qwen3")):
+    cfg = json.load(open(os.path.join(root, "fixtures/npm", pkg, "package/models/tokenizer_config.json")))
+    tok = lambda t: t if isinstance(t, str) or t is None else t.get("content")
+    templates[name] = (cfg["chat_template"], tok(cfg.get("bos_token")) or "", tok(cfg.get("eos_token")) or "")
+
+cases = []
+for tname, (src, bos, eos) in templates.items():
+    for cname, msgs in conversations():
+        for gen in (False, True):
+            ctx = {"messages": msgs, "bos_token": bos, "eos_token": eos, "add_generation_prompt": gen}
+            cases.append({"name": f"{tname}/{cname}/gen{int(gen)}", "group": f"jinja_template_{tname}",
+                          "template": src, "context": ctx, "now": NOW})
+
+# Qwen3's tool calls, tool results, reasoning_content and enable_thinking
+tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city ✓",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+qmsgs = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Weather in Paris?"},
+    {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris", "n": 2, "f": 1.5, "ok": True, "x": None}}},
+        {"name": "get_weather", "arguments": "{\"city\": \"Lyon\"}"}]},
+    {"role": "tool", "content": "18C"},
+    {"role": "tool", "content": "20C"},
+    {"role": "assistant", "content": "Mild.", "reasoning_content": "both are mild"},
+    {"role": "user", "content": "<tool_response>x</tool_response>"},
+]
+src, bos, eos = templates["qwen3_real"]
+for i, extra in enumerate([{"tools": tools}, {}, {"enable_thinking": False}, {"tools": tools, "enable_thinking": True}]):
+    for gen in (False, True):
+        ctx = {"messages": qmsgs, "bos_token": bos, "eos_token": eos, "add_generation_prompt": gen, **extra}
+        cases.append({"name": f"qwen3_real/tools{i}/gen{int(gen)}", "group": "jinja_template_qwen3_real_tools",
+                      "template": src, "context": ctx, "now": NOW})
+
+# one snippet per construct (context: m = messages, d = a dict, n = numbers)
+CTX = {"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": " Hi there "},
+                    {"role": "assistant", "content": "Yo"}],
+       "d": {"b": 2, "a": 1, "s": "x"}, "xs": [3, 1, 2], "s": "  Hello, World  ", "e": "", "none_v": None,
+       "t": True, "f": 2.5, "nested": {"l": [{"k": "v", "on": True}, {"k": "w", "on": False}]}}
+SNIPPETS = {
+    "output_and_text": "a{{ 'b' }}c{{ 1 }}{{ 2.5 }}{{ t }}{{ none_v }}{{ undefined_name }}d",
+    "comment": "a{# note #}b {#- trimmed -#} c",
+    "whitespace_control": "x  \n  {%- if t -%}  \n  y  \n  {%- endif -%}  \n z {{- ' w ' -}} v",
+    "trim_lstrip_blocks": "a\n  {% if t %}\n    b\n  {% endif %}\n  {# c #}\nd\n",
+    "if_elif_else": "{% for x in [1, 2, 3] %}{% if x == 1 %}one{% elif x == 2 %}two{% else %}many{% endif %},{% endfor %}",
+    "for_loop_vars": "{% for m in messages %}{{ loop.index }}/{{ loop.index0 }}/{{ loop.revindex }}/{{ loop.revindex0 }}/{{ loop.first }}/{{ loop.last }}/{{ loop.length }}/{{ loop.previtem.role if loop.previtem is defined else '-' }}/{{ loop.nextitem.role if loop.nextitem is defined else '-' }};{% endfor %}",
+    "for_else": "{% for x in [] %}x{% else %}empty{% endfor %}{% for x in xs %}{{ x }}{% else %}no{% endfor %}",
+    "for_unpack_items": "{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}{% for k, v in d | items %}{{ k }}{% endfor %}",
+    "for_dict_keys": "{% for k in d %}{{ k }}{% endfor %}",
+    "for_filter": "{% for m in messages if m.role != 'system' %}{{ loop.index }}{{ m.role }}{% endfor %}{% for k, v in d.items() if k != 'b' %}{{ k }}{{ v }}{% endfor %}",
+    "break_continue": "{% for x in [1, 2, 3, 4, 5] %}{% if x == 2 %}{% continue %}{% endif %}{% if x == 4 %}{% break %}{% endif %}{{ x }}{% endfor %}",
+    "set_scoping": "{% set a = 1 %}{% for x in xs %}{% set a = x %}{% endfor %}{{ a }}",
+    "set_block": "{% set b %}in {{ 'block' }}{% endset %}[{{ b }}]",
+    "namespace": "{% set ns = namespace(found=false, n=0) %}{% for m in messages %}{% if m.role == 'user' %}{% set ns.found = true %}{% endif %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.found }} {{ ns.n }}",
+    "macro": "{% macro tag(name, body='x') %}<{{ name }}>{{ body }}</{{ name }}>{% endmacro %}{{ tag('a') }}{{ tag('b', 'y') }}{{ tag('c', body='z') }}",
+    "literals": "{{ 'single' }}{{ \"double\" }}{{ 'esc\\n\\t\\'q\\'' }}{{ 42 }}{{ 3.25 }}{{ -7 }}{{ true }}{{ True }}{{ false }}{{ none }}{{ [1, 'a', [2]] }}{{ {'k': 'v', 'n': 1} }}",
+    "attribute_subscript": "{{ messages[0].role }}{{ messages[1]['content'] }}{{ d['a'] }}{{ d.b }}{{ messages[-1].content }}{{ nested.l[1].k }}",
+    "slicing": "{{ xs[1:] }}{{ xs[:2] }}{{ xs[::-1] }}{{ xs[::2] }}{{ xs[-2:] }}{{ messages[1:] | length }}{{ s[2:7] }}{{ 'héllo'[1:4] }}{{ 'abc'[::-1] }}",
+    "in_not_in": "{{ 'ell' in 'hello' }}{{ 3 in xs }}{{ 'a' in d }}{{ 'z' not in d }}{{ 9 not in xs }}",
+    "tests": "{{ d is defined }}{{ zz is defined }}{{ zz is undefined }}{{ none_v is none }}{{ s is string }}{{ d is mapping }}{{ xs is iterable }}{{ 3 is odd }}{{ 4 is even }}{{ f is number }}{{ d is not mapping }}{{ xs is sequence }}",
+    "logic": "{{ t and 'yes' }}{{ e or 'fallback' }}{{ not t }}{{ not e and t }}{{ (1 < 2) and (2 >= 2) and (3 != 4) }}{{ 1 > 2 or 'x' == 'y' }}",
+    "arithmetic": "{{ 1 + 2 }} {{ 7 - 10 }} {{ 3 * 4 }} {{ 7 / 2 }} {{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ 2 ** 10 }} {{ 1.5 + 1 }} {{ [1] + [2] }}",
+    "concat": "{{ 'a' ~ 1 ~ t }}{{ 'x' + 'y' }}{{ 'n' + 1 }}",
+    "conditional_expr": "{{ 'y' if t else 'n' }}{{ 'y' if e else 'n' }}{{ 'only' if t }}",
+    "filter_trim_length": "[{{ s | trim }}][{{ s | length }}][{{ xs | length }}][{{ d | length }}][][{{ '  héllo ' | trim | length }}]",
+    "filter_tojson": "{{ d | tojson }}{{ xs | tojson }}{{ 'q\"\\\\ ✓\\n' | tojson }}{{ nested | tojson }}{{ none_v | tojson }}{{ f | tojson }}{{ nested | tojson(indent=2) }}",
+    "filter_string_case": "{{ 5 | string }}{{ s | upper }}{{ s | lower }}{{ 'hello world' | title }}{{ 'hello' | capitalize }}",
+    "filter_default": "{{ zz | default('dflt') }}{{ e | default('dflt') }}{{ e | default('dflt', true) }}{{ d.a | default(9) }}",
+    "filter_first_last_join": "{{ xs | first }}{{ xs | last }}{{ xs | join('-') }}{{ messages | map(attribute='role') | join(', ') }}{{ xs | reverse | join }}",
+    "filter_replace": "{{ s | replace('l', 'L') }}{{ 'aaa' | replace('a', 'b', 2) }}",
+    "filter_select_reject": "{{ nested.l | selectattr('on') | map(attribute='k') | join }}{{ nested.l | rejectattr('on') | map(attribute='k') | join }}{{ messages | selectattr('role', 'equalto', 'user') | list | length }}{{ messages | rejectattr('role', 'equalto', 'system') | map(attribute='role') | join }}",
+    "string_methods": "[{{ s.strip() }}][{{ s.lstrip() }}][{{ s.rstrip() }}][{{ '\\n\\nab\\n'.lstrip('\\n') }}][{{ s.startswith('  He') }}][{{ s.endswith('x') }}][{{ 'a,b,,c'.split(',') }}][{{ ' a  b '.split() }}][{{ 'a-b-c'.split('-', 1) }}][{{ 'hi you'.title() }}][{{ 'ab'.upper() }}{{ 'AB'.lower() }}][{{ 'a.b'.replace('.', '/') }}]",
+    "dict_methods": "{{ d.keys() | list }}{{ d.values() | list }}{{ d.get('a') }}{{ d.get('zz', 'no') }}{{ d.items() | list }}",
+    "split_index": "{{ 'x</think>\\n\\ny'.split('</think>')[-1].lstrip('\\n') }}|{{ 'x</think>y'.split('</think>')[0] }}",
+    "raise_exception": "{% if messages[0].role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}",
+    "strftime_now": "{{ strftime_now('%d %b %Y') }}|{{ strftime_now('%Y-%m-%d') }}|{{ strftime_now('%B %d') }}",
+    "range": "{% for i in range(3) %}{{ i }}{% endfor %}{% for i in range(1, 7, 2) %}{{ i }}{% endfor %}",
+    "nested_loops": "{% for m in messages %}{% for x in xs %}{% if loop.first %}{{ m.role | upper }}{{ x }}{% endif %}{% endfor %}{% endfor %}",
+    "generation_tag": "{% for m in messages %}{% if m.role == 'assistant' %}A: {% generation %}{{ m.content }}!{% endgeneration %}\n{% else %}{{ m.role }}\n{% endif %}{% endfor %} x {%- generation -%} y {%- endgeneration %}",
+    # @huggingface/jinja departs from Python here (str.strip(chars) ignores chars, JS's %, capitalize
+    # keeps the rest, UTF-16 length, no string <=): ftune follows Python Jinja2
+    "python_str_methods": "[{{ 'xxhixx'.strip('x') }}][{{ '\t a\n'.lstrip('\n') }}][{{ 'ab\n\n'.rstrip('\n') }}]",
+    "python_arithmetic": "{{ -7 % 3 }} {{ 7 % -3 }} {{ -7.5 % 2 }}",
+    "python_capitalize_length": "{{ 'hELLO wORLD' | capitalize }} {{ '😀x' | length }}",
+    "python_string_compare": "{{ 'yes' if 'x' <= 'y' }}{{ 'b' > 'a' and 'ok' }}{{ 'no' if 'B' >= 'a' else 'ok' }}",
+    "python_chained_compare": "{{ 'y' if 3 > 2 > 1 else 'n' }}{{ 'y' if 1 < 3 < 2 else 'n' }}",
+    "python_crlf_newlines": "{% if t %}\r\nx\r\n{% endif %}\r\ny\rz\r\n",
+    "python_scoping": "{% for x in xs %}{% if loop.first %}{% set a = 'A' %}{% endif %}[{{ a }}]{% endfor %}{% if t %}{% set b = 'B' %}{% endif %}{{ b }}{% set g = 'G' %}{% macro m() %}{{ g }}{% endmacro %}{{ m() }}",
+    "python_filters_hf_lacks": "{{ 'abc' | list | length }}{{ ['a', 'b'] | map('upper') | join }}",
+    "tojson_sort_keys": "{{ {'b': 1, 'a': [1, {'z': 0, 'y': none}]} | tojson(sort_keys=true) }}",
+    "python_escapes_undefined_loop": "{{ 'a\\\nb \\x41\\u00e9\\101' }}{% for x in nothing %}x{% else %}empty{% endfor %}",
+    "unicode_passthrough": "«{{ 'ünï ✓ 😀' }}» {{ '日本' ~ '語' }} {{ 'éx' | length }}",
+}
+for name, src in SNIPPETS.items():
+    cases.append({"name": f"snippet/{name}", "group": f"jinja_snippet_{name}", "template": src, "context": CTX, "now": NOW})
+
+with open(out_path, "w", encoding="utf-8") as f:
+    for c in cases:
+        f.write(json.dumps(c, ensure_ascii=False) + "\n")
+print(f"{len(cases)} cases, {len(templates)} templates, {len(SNIPPETS)} snippets", file=sys.stderr)
