@@ -1,9 +1,9 @@
 /* oneDNN helpers shared by matmul.c (f32) and matmul_bf16.c (bf16): see dnnl_util.h. */
 #include "dnnl_util.h"
 
-dnnl_primitive_t ft_dnnl_matmul_create(dnnl_engine_t engine, const dnnl_memory_desc_t *a_md,
-                                       dnnl_memory_desc_t *b_md, const dnnl_memory_desc_t *bias_md,
-                                       const dnnl_memory_desc_t *c_md, int accumulate) {
+static dnnl_primitive_t matmul_create(dnnl_engine_t engine, const dnnl_memory_desc_t *a_md,
+                                      dnnl_memory_desc_t *b_md, const dnnl_memory_desc_t *bias_md,
+                                      const dnnl_memory_desc_t *c_md, int accumulate) {
     int b_any = b_md->format_kind == dnnl_format_kind_any;
     dnnl_matmul_desc_t desc;
     DNNL_CHECK(dnnl_matmul_desc_init(&desc, a_md, b_md, bias_md, c_md));
@@ -24,4 +24,44 @@ dnnl_primitive_t ft_dnnl_matmul_create(dnnl_engine_t engine, const dnnl_memory_d
     if (ops) dnnl_post_ops_destroy(ops);
     if (attr) dnnl_primitive_attr_destroy(attr);
     return prim;
+}
+
+void ft_dnnl_mm_init(ft_dnnl_mm *p, dnnl_engine_t engine, dnnl_data_type_t ab, int64_t m, int64_t k,
+                     int64_t n, int64_t a_rs, int64_t a_cs, int64_t b_rs, int64_t b_cs, int b_any,
+                     int has_bias, int accumulate) {
+    dnnl_dims_t ad = {m, k}, as = {a_rs, a_cs}, bd = {k, n}, bs = {b_rs, b_cs};
+    dnnl_dims_t cd = {m, n}, cs = {n, 1}, biasd = {1, n}, biass = {n, 1};
+    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&p->a_md, 2, ad, ab, as));
+    if (b_any)
+        DNNL_CHECK(dnnl_memory_desc_init_by_tag(&p->b_md, 2, bd, ab, dnnl_format_tag_any));
+    else
+        DNNL_CHECK(dnnl_memory_desc_init_by_strides(&p->b_md, 2, bd, ab, bs));
+    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&p->c_md, 2, cd, dnnl_f32, cs));
+    if (has_bias)
+        DNNL_CHECK(dnnl_memory_desc_init_by_strides(&p->bias_md, 2, biasd, dnnl_f32, biass));
+    p->has_bias = has_bias;
+    p->prim = matmul_create(engine, &p->a_md, &p->b_md, has_bias ? &p->bias_md : NULL, &p->c_md,
+                            accumulate);
+}
+
+void ft_dnnl_mm_exec(const ft_dnnl_mm *p, dnnl_engine_t engine, dnnl_stream_t stream, float *c,
+                     const void *a, const void *b, const float *bias) {
+    dnnl_memory_t ma, mb, mc, mbias = NULL;
+    DNNL_CHECK(dnnl_memory_create(&ma, &p->a_md, engine, (void *)a));
+    DNNL_CHECK(dnnl_memory_create(&mb, &p->b_md, engine, (void *)b));
+    DNNL_CHECK(dnnl_memory_create(&mc, &p->c_md, engine, c));
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}, {DNNL_ARG_BIAS, NULL}};
+    int nargs = 3;
+    if (p->has_bias) {
+        DNNL_CHECK(dnnl_memory_create(&mbias, &p->bias_md, engine, (void *)bias));
+        args[3].memory = mbias;
+        nargs = 4;
+    }
+    DNNL_CHECK(dnnl_primitive_execute(p->prim, stream, nargs, args));
+    DNNL_CHECK(dnnl_stream_wait(stream));
+    dnnl_memory_destroy(ma);
+    dnnl_memory_destroy(mb);
+    dnnl_memory_destroy(mc);
+    if (mbias) dnnl_memory_destroy(mbias);
 }

@@ -16,11 +16,21 @@
         if (st_ != dnnl_success) ft_assert_fail(#call, __FILE__, __LINE__);                        \
     } while (0)
 
-/* Create the matmul primitive C [+]= A·B (+ bias) on `engine`. bias_md may be NULL; accumulate
- * adds a `sum` post-op (C += instead of C =). When *b_md has format `any`, it is replaced by the
- * layout oneDNN chose, so the caller can reorder weights into it once. */
-dnnl_primitive_t ft_dnnl_matmul_create(dnnl_engine_t engine, const dnnl_memory_desc_t *a_md,
-                                       dnnl_memory_desc_t *b_md, const dnnl_memory_desc_t *bias_md,
-                                       const dnnl_memory_desc_t *c_md, int accumulate);
+/* One matmul C (m,n) [+]= A (m,k) · B (k,n) [+ bias (1,n)]: A and B of type `ab` (f32 or bf16)
+ * with the given row/column strides, or B in the layout oneDNN prefers (b_any: b_md then holds
+ * that layout, so the caller can reorder weights into it once); C and bias f32 row-major.
+ * accumulate adds a `sum` post-op (C += instead of C =). */
+typedef struct {
+    dnnl_primitive_t prim;
+    dnnl_memory_desc_t a_md, b_md, c_md, bias_md;
+    int has_bias;
+} ft_dnnl_mm;
+
+void ft_dnnl_mm_init(ft_dnnl_mm *p, dnnl_engine_t engine, dnnl_data_type_t ab, int64_t m, int64_t k,
+                     int64_t n, int64_t a_rs, int64_t a_cs, int64_t b_rs, int64_t b_cs, int b_any,
+                     int has_bias, int accumulate);
+/* Run it on `stream` and wait; the caller serialises uses of the stream. */
+void ft_dnnl_mm_exec(const ft_dnnl_mm *p, dnnl_engine_t engine, dnnl_stream_t stream, float *c,
+                     const void *a, const void *b, const float *bias);
 
 #endif

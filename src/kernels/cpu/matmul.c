@@ -42,8 +42,7 @@ typedef struct {
 
 typedef struct {
     mm_key key;
-    dnnl_primitive_t prim;
-    dnnl_memory_desc_t a_md, b_md, c_md, bias_md;
+    ft_dnnl_mm mm;
 } mm_entry;
 
 static pthread_mutex_t mm_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -70,17 +69,8 @@ static mm_entry *mm_get_locked(const mm_key *key) {
     mm_entry *e = &mm_cache[mm_count];
     memset(e, 0, sizeof *e);
     e->key = *key;
-    dnnl_dims_t ad = {key->m, key->k}, as = {key->a_rs, key->a_cs};
-    dnnl_dims_t bd = {key->k, key->n}, bs = {key->b_rs, key->b_cs};
-    dnnl_dims_t cd = {key->m, key->n}, cs = {key->n, 1};
-    dnnl_dims_t biasd = {1, key->n}, biass = {key->n, 1};
-    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->a_md, 2, ad, dnnl_f32, as));
-    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->b_md, 2, bd, dnnl_f32, bs));
-    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->c_md, 2, cd, dnnl_f32, cs));
-    if (key->has_bias)
-        DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->bias_md, 2, biasd, dnnl_f32, biass));
-    e->prim = ft_dnnl_matmul_create(mm_engine, &e->a_md, &e->b_md, key->has_bias ? &e->bias_md : NULL,
-                                    &e->c_md, key->accumulate);
+    ft_dnnl_mm_init(&e->mm, mm_engine, dnnl_f32, key->m, key->k, key->n, key->a_rs, key->a_cs,
+                    key->b_rs, key->b_cs, 0, key->has_bias, key->accumulate);
     mm_count++;
     return e;
 }
@@ -91,24 +81,7 @@ static void mm_run(const mm_key *key, float *c, const float *a, const float *b,
                    const float *bias) {
     pthread_mutex_lock(&mm_lock);
     mm_entry *e = mm_get_locked(key);
-    dnnl_memory_t ma, mb, mc, mbias = NULL;
-    DNNL_CHECK(dnnl_memory_create(&ma, &e->a_md, mm_engine, (void *)a));
-    DNNL_CHECK(dnnl_memory_create(&mb, &e->b_md, mm_engine, (void *)b));
-    DNNL_CHECK(dnnl_memory_create(&mc, &e->c_md, mm_engine, c));
-    dnnl_exec_arg_t args[4] = {
-        {DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}, {DNNL_ARG_BIAS, NULL}};
-    int nargs = 3;
-    if (key->has_bias) {
-        DNNL_CHECK(dnnl_memory_create(&mbias, &e->bias_md, mm_engine, (void *)bias));
-        args[3].memory = mbias;
-        nargs = 4;
-    }
-    DNNL_CHECK(dnnl_primitive_execute(e->prim, mm_stream, nargs, args));
-    DNNL_CHECK(dnnl_stream_wait(mm_stream));
-    dnnl_memory_destroy(ma);
-    dnnl_memory_destroy(mb);
-    dnnl_memory_destroy(mc);
-    if (mbias) dnnl_memory_destroy(mbias);
+    ft_dnnl_mm_exec(&e->mm, mm_engine, mm_stream, c, a, b, bias);
     pthread_mutex_unlock(&mm_lock);
 }
 

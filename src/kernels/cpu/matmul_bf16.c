@@ -76,8 +76,7 @@ typedef struct {
 
 typedef struct {
     mmb_key key;
-    dnnl_primitive_t prim;
-    dnnl_memory_desc_t a_md, b_md, c_md, bias_md; /* b_md: the packed layout when b_any */
+    ft_dnnl_mm mm; /* mm.b_md: the packed layout when b_any */
 } mmb_entry;
 
 static pthread_mutex_t mmb_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -107,50 +106,17 @@ static mmb_entry *mmb_get_locked(const mmb_key *key) {
     mmb_entry *e = &mmb_cache[mmb_count];
     memset(e, 0, sizeof *e);
     e->key = *key;
-    dnnl_dims_t ad = {key->m, key->k}, as = {key->a_rs, key->a_cs};
-    dnnl_dims_t bd = {key->k, key->n}, bs = {key->b_rs, key->b_cs};
-    dnnl_dims_t cd = {key->m, key->n}, cs = {key->n, 1};
-    dnnl_dims_t biasd = {1, key->n}, biass = {key->n, 1};
-    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->a_md, 2, ad, dnnl_bf16, as));
-    if (key->b_any)
-        DNNL_CHECK(dnnl_memory_desc_init_by_tag(&e->b_md, 2, bd, dnnl_bf16, dnnl_format_tag_any));
-    else
-        DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->b_md, 2, bd, dnnl_bf16, bs));
-    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->c_md, 2, cd, dnnl_f32, cs));
-    if (key->has_bias)
-        DNNL_CHECK(dnnl_memory_desc_init_by_strides(&e->bias_md, 2, biasd, dnnl_f32, biass));
-    e->prim = ft_dnnl_matmul_create(mmb_engine, &e->a_md, &e->b_md, key->has_bias ? &e->bias_md : NULL,
-                                    &e->c_md, key->accumulate);
+    ft_dnnl_mm_init(&e->mm, mmb_engine, dnnl_bf16, key->m, key->k, key->n, key->a_rs, key->a_cs,
+                    key->b_rs, key->b_cs, key->b_any, key->has_bias, key->accumulate);
     mmb_count++;
     return e;
-}
-
-static void mmb_exec_locked(const mmb_entry *e, float *c, const void *a, const void *b,
-                            const float *bias) {
-    dnnl_memory_t ma, mb, mc, mbias = NULL;
-    DNNL_CHECK(dnnl_memory_create(&ma, &e->a_md, mmb_engine, (void *)a));
-    DNNL_CHECK(dnnl_memory_create(&mb, &e->b_md, mmb_engine, (void *)b));
-    DNNL_CHECK(dnnl_memory_create(&mc, &e->c_md, mmb_engine, c));
-    dnnl_exec_arg_t args[4] = {
-        {DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}, {DNNL_ARG_BIAS, NULL}};
-    int nargs = 3;
-    if (e->key.has_bias) {
-        DNNL_CHECK(dnnl_memory_create(&mbias, &e->bias_md, mmb_engine, (void *)bias));
-        args[3].memory = mbias;
-        nargs = 4;
-    }
-    DNNL_CHECK(dnnl_primitive_execute(e->prim, mmb_stream, nargs, args));
-    DNNL_CHECK(dnnl_stream_wait(mmb_stream));
-    dnnl_memory_destroy(ma);
-    dnnl_memory_destroy(mb);
-    dnnl_memory_destroy(mc);
-    if (mbias) dnnl_memory_destroy(mbias);
 }
 
 static void mmb_run(const mmb_key *key, float *c, const void *a, const void *b,
                     const float *bias) {
     pthread_mutex_lock(&mmb_lock);
-    mmb_exec_locked(mmb_get_locked(key), c, a, b, bias);
+    const mmb_entry *e = mmb_get_locked(key); /* first: it creates the engine on first use */
+    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, c, a, b, bias);
     pthread_mutex_unlock(&mmb_lock);
 }
 
@@ -262,15 +228,15 @@ static pack_slot *slot_for_locked(ft_bf16_weight *w, const mmb_entry *e, int64_t
         free_i = 0;
     }
     pack_slot *s = &slots[free_i];
-    s->md = e->b_md;
+    s->md = e->mm.b_md;
     s->M = M;
     for (int i = 0; i < PACK_SLOTS; i++)
-        if (slots[i].buf && slots[i].owns && dnnl_memory_desc_equal(&slots[i].md, &e->b_md)) {
+        if (slots[i].buf && slots[i].owns && dnnl_memory_desc_equal(&slots[i].md, &e->mm.b_md)) {
             s->buf = slots[i].buf;
             s->owns = 0;
             return s;
         }
-    s->buf = ft_calloc(dnnl_memory_desc_get_size(&e->b_md), 1);
+    s->buf = ft_calloc(dnnl_memory_desc_get_size(&e->mm.b_md), 1);
     FT_ASSERT(s->buf != NULL);
     s->owns = 1;
     pack_locked(w, s, fwd);
@@ -298,7 +264,7 @@ void matmul_bf16w_forward(float *out, const uint16_t *inp, ft_bf16_weight *w, co
     pthread_mutex_lock(&mmb_lock);
     mmb_entry *e = mmb_get_locked(&key);
     pack_slot *s = slot_for_locked(w, e, M, 1);
-    mmb_exec_locked(e, out, inp, s->buf, bias);
+    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, out, inp, s->buf, bias);
     pthread_mutex_unlock(&mmb_lock);
 }
 
@@ -309,6 +275,6 @@ void matmul_bf16w_backward_input(float *dinp, const uint16_t *dout, ft_bf16_weig
     pthread_mutex_lock(&mmb_lock);
     mmb_entry *e = mmb_get_locked(&key);
     pack_slot *s = slot_for_locked(w, e, M, 0);
-    mmb_exec_locked(e, dinp, dout, s->buf, NULL);
+    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, dinp, dout, s->buf, NULL);
     pthread_mutex_unlock(&mmb_lock);
 }
