@@ -68,6 +68,17 @@ void swiglu_forward_bf16(float *out, uint16_t *outb, const float *gate, const fl
                          size_t N);
 void swiglu_backward_fast(float *dgate, float *dup, const float *dout, const float *gate,
                           const float *up, size_t N);
+/* The bf16 step's SwiGLU with bf16 gate/up as the saved activations (fused_bf16.c):
+ * _round writes gateb/upb = bf16(gate/up) and outb = bf16(y), out = y (out may be NULL) with
+ * y = silu(gateb) * upb computed in f32 from the ROUNDED values; _bf16in recomputes out/outb from
+ * gateb/upb with bit-identical results (the backward recomputes hact instead of storing it);
+ * swiglu_backward_bf16 = swiglu_backward_fast on the widened gateb/upb (dgate, dup WRITTEN). */
+void swiglu_forward_bf16_round(uint16_t *gateb, uint16_t *upb, uint16_t *outb, float *out,
+                               const float *gate, const float *up, size_t N);
+void swiglu_forward_bf16in(float *out, uint16_t *outb, const uint16_t *gateb, const uint16_t *upb,
+                           size_t N);
+void swiglu_backward_bf16(float *dgate, float *dup, const float *dout, const uint16_t *gateb,
+                          const uint16_t *upb, size_t N);
 
 /* out (M,C) = inp / sqrt(mean(inp^2) + eps) * weight ; rstd (M) saved (may be NULL). */
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int M, int C,

@@ -272,7 +272,9 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     linear_forward(tm, a->qlin, a->lu[0], a->ln1, a->ln1b, w->wq, w->bq, l, 0, BT, C, HD);
     linear_forward(tm, a->klin, a->lu[1], a->ln1, a->ln1b, w->wk, w->bk, l, 1, BT, C, KVD);
     linear_forward(tm, a->v, a->lu[2], a->ln1, a->ln1b, w->wv, w->bv, l, 2, BT, C, KVD);
-    float *const outs[FT_LORA_NMOD] = {a->qlin, a->klin, a->v, a->xmid, a->gate, a->up, y};
+    /* bf16 mode: gate/up land in f32 scratch (LoRA adds there), then are rounded into the slot */
+    float *gate = a->gateb ? tm->gate32 : a->gate, *up = a->upb ? tm->up32 : a->up;
+    float *const outs[FT_LORA_NMOD] = {a->qlin, a->klin, a->v, a->xmid, gate, up, y};
     if (tm->lora_bf16) lora_group_forward(tm, l, 0, outs, a->lug[0], a->ln1b, BT, C);
     if (c->qk_norm) { /* qwen3: per-head RMSNorm over D, before RoPE */
         rmsnorm_forward(a->q, a->qrstd, a->qlin, w->q_norm, BT * H, D, eps);
@@ -289,15 +291,16 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         rmsnorm_forward_bf16(a->ln2, a->ln2b, a->rstd2, a->xmid, w->mlp_norm, BT, C, eps);
     else
         rmsnorm_forward(a->ln2, a->rstd2, a->xmid, w->mlp_norm, BT, C, eps);
-    linear_forward(tm, a->gate, a->lu[4], a->ln2, a->ln2b, w->w_gate, w->b_gate, l, 4, BT, C, F);
-    linear_forward(tm, a->up, a->lu[5], a->ln2, a->ln2b, w->w_up, w->b_up, l, 5, BT, C, F);
+    linear_forward(tm, gate, a->lu[4], a->ln2, a->ln2b, w->w_gate, w->b_gate, l, 4, BT, C, F);
+    linear_forward(tm, up, a->lu[5], a->ln2, a->ln2b, w->w_up, w->b_up, l, 5, BT, C, F);
     if (tm->lora_bf16) lora_group_forward(tm, l, 2, outs, a->lug[2], a->ln2b, BT, C);
-    if (a->hactb)
-        swiglu_forward_bf16(a->hact, a->hactb, a->gate, a->up, (size_t)BT * F);
+    /* bf16 mode: hact from the rounded gate/up, as the backward recomputes it (tm->hactb) */
+    if (a->gateb)
+        swiglu_forward_bf16_round(a->gateb, a->upb, tm->hactb, a->hact, gate, up, (size_t)BT * F);
     else
         swiglu_forward(a->hact, a->gate, a->up, (size_t)BT * F);
-    linear_forward(tm, y, a->lu[6], a->hact, a->hactb, w->w_down, w->b_down, l, 6, BT, F, C);
-    if (tm->lora_bf16) lora_group_forward(tm, l, 3, outs, a->lug[3], a->hactb, BT, F);
+    linear_forward(tm, y, a->lu[6], a->hact, tm->hactb, w->w_down, w->b_down, l, 6, BT, F, C);
+    if (tm->lora_bf16) lora_group_forward(tm, l, 3, outs, a->lug[3], tm->hactb, BT, F);
     add_inplace(y, a->xmid, (size_t)BT * C);
 }
 
@@ -325,16 +328,18 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     int HD = H * D, KVD = KV * D, F = c->hidden_dim;
     float *dres = tm->dres, *dln = tm->dln;
 
-    /* MLP */
+    /* MLP; bf16 mode: hact (bf16) recomputed from the saved bf16 gate/up, the same bits as the
+     * forward's (an elementwise pass instead of (BT,F) bf16 kept per layer) */
+    if (a->gateb) swiglu_forward_bf16in(NULL, tm->hactb, a->gateb, a->upb, (size_t)BT * F);
     zero(tm->dhact, (size_t)BT * F);
-    linear_backward(tm, tm->dhact, dw->w_down, dw->b_down, dres, a->hact, a->hactb, w->w_down,
+    linear_backward(tm, tm->dhact, dw->w_down, dw->b_down, dres, a->hact, tm->hactb, w->w_down,
                     a->lu[6], l, 6, BT, F, C);
     if (tm->lora_bf16) {
         const float *const douts[FT_LORA_NMOD] = {NULL, NULL, NULL, NULL, NULL, NULL, dres};
-        lora_group_backward(tm, l, 3, douts, tm->dhact, a->hactb, a->lug[3], BT, F);
+        lora_group_backward(tm, l, 3, douts, tm->dhact, tm->hactb, a->lug[3], BT, F);
     }
-    if (tm->bf16) /* vectorized exp, like swiglu_forward_bf16 in the forward */
-        swiglu_backward_fast(tm->dgate, tm->dup, tm->dhact, a->gate, a->up, (size_t)BT * F);
+    if (a->gateb) /* bf16 gate/up, vectorized exp, like the forward */
+        swiglu_backward_bf16(tm->dgate, tm->dup, tm->dhact, a->gateb, a->upb, (size_t)BT * F);
     else
         swiglu_backward(tm->dgate, tm->dup, tm->dhact, a->gate, a->up, (size_t)BT * F);
     zero(dln, (size_t)BT * C);
@@ -621,13 +626,14 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
         a->xmid = take(b, BT * C);
         a->ln2 = keep32 ? take(b, BT * C) : NULL;
         a->rstd2 = take(b, BT);
-        a->gate = take(b, BT * F);
-        a->up = take(b, BT * F);
+        a->gate = tm->bf16 ? NULL : take(b, BT * F);
+        a->up = tm->bf16 ? NULL : take(b, BT * F);
+        a->gateb = tm->bf16 ? take_bf16(b, BT * F) : NULL;
+        a->upb = tm->bf16 ? take_bf16(b, BT * F) : NULL;
         a->hact = keep32 ? take(b, BT * F) : NULL;
         a->ln1b = tm->bf16 ? take_bf16(b, BT * C) : NULL;
         a->attnb = tm->bf16 ? take_bf16(b, BT * HD) : NULL;
         a->ln2b = tm->bf16 ? take_bf16(b, BT * C) : NULL;
-        a->hactb = tm->bf16 ? take_bf16(b, BT * F) : NULL;
         for (int j = 0; j < FT_LORA_NMOD; j++)
             a->lu[j] = lora && !tm->lora_bf16 && (tm->opt.lora.targets & (1u << j))
                            ? take(b, BT * r)
@@ -658,6 +664,9 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     tm->dgate = take(b, BT * F);
     tm->dup = take(b, BT * F);
     tm->dhact = take(b, BT * F);
+    tm->gate32 = tm->bf16 ? tm->dgate : NULL; /* forward scratch (see train_internal.h) */
+    tm->up32 = tm->bf16 ? tm->dup : NULL;
+    tm->hactb = tm->bf16 ? take_bf16(b, BT * F) : NULL;
     tm->lxd = tm->ldx = tm->lv = tm->ldo = tm->ldu = NULL;
     tm->lus = tm->ldut = tm->ldug = tm->ldAg = NULL;
     tm->ldugb = NULL;

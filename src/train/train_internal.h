@@ -23,13 +23,16 @@ typedef struct {
     float *attn;             /* (BT,H*D) attention output (o_proj input) */
     float *xmid;             /* (BT,C) residual after attention */
     float *ln2, *rstd2;      /* (BT,C), (BT) post_attention_layernorm */
-    float *gate, *up, *hact; /* (BT,F) gate_proj, up_proj outputs, silu(gate)*up */
+    float *gate, *up, *hact; /* (BT,F) gate_proj, up_proj outputs, silu(gate)*up (f32 mode;
+                                bf16 mode: gate/up NULL, hact only for the f32 LoRA branch) */
+    uint16_t *gateb, *upb;   /* bf16 mode: (BT,F) gate/up rounded to bf16 (hact is recomputed
+                                from them in backward; NULL in f32 mode) */
     float *lu[FT_LORA_NMOD]; /* (BT,r) LoRA A-projection outputs u = A·drop(x), or NULL */
     float *lug[FT_LORA_NGROUP]; /* bf16 LoRA branch: (BT, n_g r) u of a group's targeted
                                    modules side by side (row m: u_j at columns slot_j r), or NULL */
-    /* bf16 mode: bf16 copies of the four matmul inputs (NULL in f32 mode). Their f32 twins
-     * ln1, ln2, hact are then NULL too unless LoRA reads them. */
-    uint16_t *ln1b, *attnb, *ln2b, *hactb;
+    /* bf16 mode: bf16 copies of three matmul inputs (NULL in f32 mode; the fourth, hact, is
+     * recomputed: tm->hactb). Their f32 twins ln1, ln2, hact are NULL unless LoRA reads them. */
+    uint16_t *ln1b, *attnb, *ln2b;
 } ft_layer_acts;
 
 struct ft_train_model {
@@ -77,6 +80,10 @@ struct ft_train_model {
     float *dres, *dxf, *dln;                     /* (BT,C) */
     float *dq, *dqlin, *dk, *dklin, *dv, *dattn; /* (BT,H*D) / (BT,KV*D) */
     float *dgate, *dup, *dhact;                  /* (BT,F) */
+    /* bf16 mode forward scratch: f32 gate/up matmul outputs before rounding (alias dgate/dup,
+     * which are free during a layer's forward), hact as bf16 (the down_proj input) */
+    float *gate32, *up32;
+    uint16_t *hactb; /* (BT,F) */
     float *lxd, *ldx;                            /* (BT,maxK) LoRA dropped input, its gradient */
     float *lv, *ldo;                             /* (BT,maxN) LoRA B output, scaled dout */
     float *ldu;                                  /* (BT,r) */
