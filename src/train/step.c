@@ -269,22 +269,35 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         rmsnorm_forward_bf16(a->ln1, a->ln1b, a->rstd1, x, w->attn_norm, BT, C, eps);
     else
         rmsnorm_forward(a->ln1, a->rstd1, x, w->attn_norm, BT, C, eps);
-    linear_forward(tm, a->qlin, a->lu[0], a->ln1, a->ln1b, w->wq, w->bq, l, 0, BT, C, HD);
-    linear_forward(tm, a->klin, a->lu[1], a->ln1, a->ln1b, w->wk, w->bk, l, 1, BT, C, KVD);
-    linear_forward(tm, a->v, a->lu[2], a->ln1, a->ln1b, w->wv, w->bv, l, 2, BT, C, KVD);
-    /* bf16 mode: gate/up land in f32 scratch (LoRA adds there), then are rounded into the slot */
-    float *gate = a->gateb ? tm->gate32 : a->gate, *up = a->upb ? tm->up32 : a->up;
-    float *const outs[FT_LORA_NMOD] = {a->qlin, a->klin, a->v, a->xmid, gate, up, y};
+    /* bf16 mode: q, k, v and gate, up land in f32 scratch (LoRA adds there) and are rounded
+     * into the slot as bf16 (q, k after RoPE); qlin/klin stay f32 in the slot for qwen3's q/k
+     * norm backward. The attention output is bf16 only, as under autocast. */
+    const int bf = tm->bf16;
+    float *qlin = a->qlin ? a->qlin : tm->q32, *klin = a->klin ? a->klin : tm->k32;
+    float *q = bf ? tm->q32 : a->q, *k = bf ? tm->k32 : a->k, *v = bf ? tm->v32 : a->v;
+    float *gate = bf ? tm->gate32 : a->gate, *up = bf ? tm->up32 : a->up;
+    linear_forward(tm, qlin, a->lu[0], a->ln1, a->ln1b, w->wq, w->bq, l, 0, BT, C, HD);
+    linear_forward(tm, klin, a->lu[1], a->ln1, a->ln1b, w->wk, w->bk, l, 1, BT, C, KVD);
+    linear_forward(tm, v, a->lu[2], a->ln1, a->ln1b, w->wv, w->bv, l, 2, BT, C, KVD);
+    float *const outs[FT_LORA_NMOD] = {qlin, klin, v, a->xmid, gate, up, y};
     if (tm->lora_bf16) lora_group_forward(tm, l, 0, outs, a->lug[0], a->ln1b, BT, C);
     if (c->qk_norm) { /* qwen3: per-head RMSNorm over D, before RoPE */
-        rmsnorm_forward(a->q, a->qrstd, a->qlin, w->q_norm, BT * H, D, eps);
-        rmsnorm_forward(a->k, a->krstd, a->klin, w->k_norm, BT * KV, D, eps);
+        rmsnorm_forward(q, a->qrstd, qlin, w->q_norm, BT * H, D, eps);
+        rmsnorm_forward(k, a->krstd, klin, w->k_norm, BT * KV, D, eps);
     }
-    rope_forward(a->q, pos, inv_freq, BT, H, D);
-    rope_forward(a->k, pos, inv_freq, BT, KV, D);
-    attention_flash_forward(a->attn, a->lse, a->q, a->k, a->v, seg, B, T, H, KV, D);
-    if (a->attnb) bf16_from_f32(a->attnb, a->attn, (size_t)BT * HD);
-    linear_forward(tm, a->xmid, a->lu[3], a->attn, a->attnb, w->wo, w->bo, l, 3, BT, HD, C);
+    rope_forward(q, pos, inv_freq, BT, H, D);
+    rope_forward(k, pos, inv_freq, BT, KV, D);
+    if (bf) {
+        bf16_from_f32(a->qb, q, (size_t)BT * HD);
+        bf16_from_f32(a->kb, k, (size_t)BT * KVD);
+        bf16_from_f32(a->vb, v, (size_t)BT * KVD);
+        attention_flash_forward_bf16(a->attnb, a->lse, a->qb, a->kb, a->vb, seg, B, T, H, KV, D);
+        if (tm->attn32) bf16_to_f32(tm->attn32, a->attnb, (size_t)BT * HD); /* f32 LoRA input */
+    } else {
+        attention_flash_forward(a->attn, a->lse, a->q, a->k, a->v, seg, B, T, H, KV, D);
+    }
+    const float *attn = bf ? tm->attn32 : a->attn;
+    linear_forward(tm, a->xmid, a->lu[3], attn, a->attnb, w->wo, w->bo, l, 3, BT, HD, C);
     if (tm->lora_bf16) lora_group_forward(tm, l, 1, outs, a->lug[1], a->attnb, BT, HD);
     add_inplace(a->xmid, x, (size_t)BT * C);
     if (a->ln2b)
@@ -353,16 +366,22 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     }
     rmsnorm_backward(dres, dw->mlp_norm, dln, a->xmid, w->mlp_norm, a->rstd2, BT, C);
 
-    /* attention */
+    /* attention; bf16 mode: o_proj's f32 LoRA branch reads the widened bf16 output */
     zero(tm->dattn, (size_t)BT * HD);
-    linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, a->attn, a->attnb, w->wo, a->lu[3], l, 3,
-                    BT, HD, C);
+    if (tm->attn32) bf16_to_f32(tm->attn32, a->attnb, (size_t)BT * HD);
+    const float *attn = tm->bf16 ? tm->attn32 : a->attn;
+    linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, attn, a->attnb, w->wo, a->lu[3], l, 3, BT,
+                    HD, C);
     if (tm->lora_bf16) {
         const float *const douts[FT_LORA_NMOD] = {NULL, NULL, NULL, dres, NULL, NULL, NULL};
         lora_group_backward(tm, l, 1, douts, tm->dattn, a->attnb, a->lug[1], BT, HD);
     }
-    attention_flash_backward(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->q, a->k, a->v, a->lse,
-                             seg, B, T, H, KV, D);
+    if (tm->bf16)
+        attention_flash_backward_bf16(tm->dq, tm->dk, tm->dv, tm->dattn, a->attnb, a->qb, a->kb,
+                                      a->vb, a->lse, seg, B, T, H, KV, D);
+    else
+        attention_flash_backward(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->q, a->k, a->v,
+                                 a->lse, seg, B, T, H, KV, D);
     rope_backward(tm->dq, pos, inv_freq, BT, H, D);
     rope_backward(tm->dk, pos, inv_freq, BT, KV, D);
     const float *dqlin = tm->dq, *dklin = tm->dk;
@@ -601,28 +620,32 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     int lora = tm->opt.method == FT_METHOD_LORA;
     /* bf16 mode keeps the f32 matmul inputs ln1, ln2, hact only for LoRA's f32 branch (the
      * one with dropout) */
-    int keep32 = !tm->bf16 || (lora && !tm->lora_bf16);
+    int keep32 = !tm->bf16 || (lora && !tm->lora_bf16), bf = tm->bf16;
 
     tm->resid = take(b, (L + 1) * BT * C);
     for (int s = 0; s < tm->n_slots; s++) {
         ft_layer_acts *a = &tm->slots[s];
         a->ln1 = keep32 ? take(b, BT * C) : NULL;
         a->rstd1 = take(b, BT);
-        a->qlin = take(b, BT * HD);
-        a->klin = take(b, BT * KVD);
+        /* bf16 mode: q, k, v, attn only as bf16 (qlin/klin f32 for the q/k norm backward) */
+        a->qlin = !bf || c->qk_norm ? take(b, BT * HD) : NULL;
+        a->klin = !bf || c->qk_norm ? take(b, BT * KVD) : NULL;
         if (c->qk_norm) {
             a->qrstd = take(b, BT * H);
-            a->q = take(b, BT * HD);
+            a->q = bf ? NULL : take(b, BT * HD);
             a->krstd = take(b, BT * KV);
-            a->k = take(b, BT * KVD);
+            a->k = bf ? NULL : take(b, BT * KVD);
         } else {
             a->qrstd = a->krstd = NULL;
             a->q = a->qlin;
             a->k = a->klin;
         }
-        a->v = take(b, BT * KVD);
+        a->v = bf ? NULL : take(b, BT * KVD);
+        a->qb = bf ? take_bf16(b, BT * HD) : NULL;
+        a->kb = bf ? take_bf16(b, BT * KVD) : NULL;
+        a->vb = bf ? take_bf16(b, BT * KVD) : NULL;
         a->lse = take(b, B * H * T);
-        a->attn = take(b, BT * HD);
+        a->attn = bf ? NULL : take(b, BT * HD);
         a->xmid = take(b, BT * C);
         a->ln2 = keep32 ? take(b, BT * C) : NULL;
         a->rstd2 = take(b, BT);
@@ -667,6 +690,10 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     tm->gate32 = tm->bf16 ? tm->dgate : NULL; /* forward scratch (see train_internal.h) */
     tm->up32 = tm->bf16 ? tm->dup : NULL;
     tm->hactb = tm->bf16 ? take_bf16(b, BT * F) : NULL;
+    tm->q32 = bf ? tm->dq : NULL; /* forward scratch (see train_internal.h) */
+    tm->k32 = bf ? tm->dk : NULL;
+    tm->v32 = bf ? tm->dv : NULL;
+    tm->attn32 = bf && keep32 ? take(b, BT * HD) : NULL;
     tm->lxd = tm->ldx = tm->lv = tm->ldo = tm->ldu = NULL;
     tm->lus = tm->ldut = tm->ldug = tm->ldAg = NULL;
     tm->ldugb = NULL;

@@ -21,6 +21,9 @@ typedef struct {
     float *v;                /* (BT,KV*D) */
     float *lse;              /* (B,H,T) attention row logsumexp (flash attention) */
     float *attn;             /* (BT,H*D) attention output (o_proj input) */
+    /* bf16 mode keeps q, k (after RoPE), v and attn as bf16 only (qb, kb, vb, attnb below): q, k,
+     * v, attn are NULL, and qlin/klin are NULL unless q/k norm (qwen3) needs them. */
+    uint16_t *qb, *kb, *vb;  /* (BT,H*D), (BT,KV*D), (BT,KV*D) */
     float *xmid;             /* (BT,C) residual after attention */
     float *ln2, *rstd2;      /* (BT,C), (BT) post_attention_layernorm */
     float *gate, *up, *hact; /* (BT,F) gate_proj, up_proj outputs, silu(gate)*up (f32 mode;
@@ -80,10 +83,12 @@ struct ft_train_model {
     float *dres, *dxf, *dln;                     /* (BT,C) */
     float *dq, *dqlin, *dk, *dklin, *dv, *dattn; /* (BT,H*D) / (BT,KV*D) */
     float *dgate, *dup, *dhact;                  /* (BT,F) */
-    /* bf16 mode forward scratch: f32 gate/up matmul outputs before rounding (alias dgate/dup,
-     * which are free during a layer's forward), hact as bf16 (the down_proj input) */
+    /* bf16 mode forward scratch: f32 matmul outputs before rounding (alias backward scratch of
+     * the same shape, which is free during a layer's forward), hact as bf16 (down_proj input) */
     float *gate32, *up32;
     uint16_t *hactb; /* (BT,F) */
+    float *q32, *k32, *v32; /* q, k, v before rounding (alias dq, dk, dv) */
+    float *attn32; /* (BT,H*D) widened attnb for o_proj's f32 LoRA branch (dropout), or NULL */
     float *lxd, *ldx;                            /* (BT,maxK) LoRA dropped input, its gradient */
     float *lv, *ldo;                             /* (BT,maxN) LoRA B output, scaled dout */
     float *ldu;                                  /* (BT,r) */

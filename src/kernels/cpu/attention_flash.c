@@ -20,8 +20,14 @@
  * (scores, P·V, the dk/dv/dq updates) keep their outputs in 16-lane registers (ft_v16f) for head
  * dims 32, 48, 64, 96, 128; other D take the plain loops (same arithmetic, same order).
  *
- * Not here: bf16 operands (softmax and its gradients stay f32 in the mixed-precision mode), the
- * KV-cache inference form (attention_forward_cached).
+ * bf16 forms (the mixed-precision step keeps q, k, v and the output as bf16, as autocast does):
+ * attention_flash_forward_bf16 / _backward_bf16 read q, k, v (and, backward, the output for
+ * delta) as bf16 and widen each element to f32 as it is loaded; everything else — scores,
+ * softmax, the running sums, every gradient — is the f32 arithmetic above, in the same order, so
+ * they equal the f32 kernels run on the widened inputs bit for bit (the forward's output then
+ * rounded to bf16). One body serves both: the loaders take a compile-time `bf` flag.
+ *
+ * Not here: the KV-cache inference form (attention_forward_cached).
  */
 #include "ftune/kernels.h"
 
@@ -37,6 +43,23 @@
 #define FA_ROWS 16  /* query rows per block */
 #define FA_MAXD 256 /* largest head dim the tiles hold */
 
+/* element i of x as f32, x being f32 (bf = 0) or bf16 bits (bf = 1; widening is exact) */
+static inline __attribute__((always_inline)) float ld1(const void *x, int64_t i, const int bf) {
+    if (!bf) return ((const float *)x)[i];
+    uint32_t u = (uint32_t)((const uint16_t *)x)[i] << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* dst (n, D) = the n rows of x (stride ld) as f32, for a bf16 tile read many times */
+static inline __attribute__((always_inline)) void widen_rows(float *dst, const void *x, int64_t ld,
+                                                             int n, int D) {
+    for (int r = 0; r < n; r++)
+#pragma omp simd
+        for (int d = 0; d < D; d++) dst[r * D + d] = ld1(x, r * ld + d, 1);
+}
+
 static inline int seen(const int *seg, int64_t b, int64_t T, int64_t s, int64_t t) {
     return !seg || seg[b * T + s] == seg[b * T + t];
 }
@@ -49,9 +72,11 @@ static inline float dotf(const float *a, const float *b, int D) {
 }
 
 /* kt (D, n) = transpose of the n rows x_s (D each, row stride ld) */
-static inline void transpose_block(float *kt, const float *x, int64_t ld, int n, int D) {
+static inline __attribute__((always_inline)) void transpose_block(float *kt, const void *x,
+                                                                  int64_t ld, int n, int D,
+                                                                  const int bf) {
     for (int s = 0; s < n; s++)
-        for (int d = 0; d < D; d++) kt[d * FA_BLOCK + s] = x[s * ld + d];
+        for (int d = 0; d < D; d++) kt[d * FA_BLOCK + s] = ld1(x, s * ld + d, bf);
 }
 
 /* S (nr, FA_BLOCK) = A (nr rows of D, stride lda) · kt (D, FA_BLOCK). Four rows at a time share
@@ -119,11 +144,11 @@ static inline __attribute__((always_inline)) void pv_row(float *o, float corr, c
 }
 
 /* gv (D) += sum_r P[r] go_r ; gk (D) += sum_r dS[r] q_r over rows with P[r] != 0 (P, dS with
- * stride FA_BLOCK; go_r, q_r with stride ld) */
+ * stride FA_BLOCK; go_r with stride ldo, q_r with stride ld) */
 static inline __attribute__((always_inline)) void dkv_row(float *gv, float *gk, const float *P,
                                                           const float *dS, const float *go,
-                                                          const float *q, int64_t ld, int nr,
-                                                          const int nd) {
+                                                          int64_t ldo, const float *q, int64_t ld,
+                                                          int nr, const int nd) {
     ft_v16f av[FA_VMAX], ak[FA_VMAX], t;
 #pragma GCC unroll 8
     for (int c = 0; c < nd; c++) {
@@ -133,7 +158,7 @@ static inline __attribute__((always_inline)) void dkv_row(float *gv, float *gk, 
     for (int r = 0; r < nr; r++) {
         const float p = P[r * FA_BLOCK], g = dS[r * FA_BLOCK];
         if (p == 0.0f) continue;
-        const float *gr = go + r * ld, *qr = q + r * ld;
+        const float *gr = go + r * ldo, *qr = q + r * ld;
 #pragma GCC unroll 8
         for (int c = 0; c < nd; c++) {
             memcpy(&t, gr + 16 * c, sizeof t);
@@ -175,30 +200,45 @@ static inline __attribute__((always_inline)) void dq_row(float *gq, const float 
     ((D) == 48 ? (call(3), 1) : (D) == 64 ? (call(4), 1) : (D) == 128 ? (call(8), 1)               \
                : (D) == 32 ? (call(2), 1) : (D) == 96 ? (call(6), 1) : 0)
 
-void attention_flash_forward(float *out, float *lse, const float *q, const float *k,
-                             const float *v, const int *seg, int B, int T, int H, int KV, int D) {
+/* The forward, q/k/v and out f32 (bf = 0) or bf16 (bf = 1); element pointers are offset with
+ * the element size es. */
+static inline __attribute__((always_inline)) void
+flash_forward(void *out, float *lse, const void *q, const void *k, const void *v, const int *seg,
+              int B, int T, int H, int KV, int D, const int bf) {
     FT_ASSERT(H % KV == 0 && D <= FA_MAXD);
     const int G = H / KV;
     const float scale = 1.0f / sqrtf((float)D);
     const int64_t nqb = (T + FA_ROWS - 1) / FA_ROWS;
-    const int64_t ldq = (int64_t)H * D, ldk = (int64_t)KV * D;
+    const int64_t ldq = (int64_t)H * D, ldk = (int64_t)KV * D, es = bf ? 2 : 4;
+    const char *qc = q, *kc = k, *vc = v;
 #pragma omp parallel for collapse(3) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++)
             for (int64_t qb = 0; qb < nqb; qb++) {
                 const int64_t kh = h / G, t0 = (nqb - 1 - qb) * FA_ROWS; /* long rows first */
                 const int nr = (int)(T - t0 < FA_ROWS ? T - t0 : FA_ROWS);
-                const float *qt = q + ((b * T + t0) * H + h) * D; // (nr, D) stride ldq
+                const float *qt = (const float *)(qc + ((b * T + t0) * H + h) * D * es);
+                int64_t lq = ldq; // qt: (nr, D) stride lq
                 float kt[FA_MAXD * FA_BLOCK], S[FA_ROWS * FA_BLOCK], o[FA_ROWS * FA_MAXD];
-                float m[FA_ROWS], l[FA_ROWS];
+                float m[FA_ROWS], l[FA_ROWS], qf[FA_ROWS * FA_MAXD],
+                    vf[FA_BLOCK * FA_MAXD];
+                if (bf) { /* bf16: the tiles read many times are widened once */
+                    widen_rows(qf, qt, ldq, nr, D);
+                    qt = qf, lq = D;
+                }
                 for (int r = 0; r < nr; r++) m[r] = -INFINITY, l[r] = 0.0f;
                 memset(o, 0, sizeof(float) * (size_t)nr * D);
                 for (int64_t s0 = 0; s0 < t0 + nr; s0 += FA_BLOCK) {
                     int ns = (int)(t0 + nr - s0 < FA_BLOCK ? t0 + nr - s0 : FA_BLOCK);
-                    const float *ks = k + ((b * T + s0) * KV + kh) * D;
-                    const float *vs = v + ((b * T + s0) * KV + kh) * D;
-                    transpose_block(kt, ks, ldk, ns, D);
-                    tile_scores(S, qt, ldq, kt, nr, D);
+                    const void *ks = kc + ((b * T + s0) * KV + kh) * D * es;
+                    const float *vs = (const float *)(vc + ((b * T + s0) * KV + kh) * D * es);
+                    int64_t lv = ldk;
+                    if (bf) {
+                        widen_rows(vf, vs, ldk, ns, D);
+                        vs = vf, lv = D;
+                    }
+                    transpose_block(kt, ks, ldk, ns, D, bf);
+                    tile_scores(S, qt, lq, kt, nr, D);
                     for (int r = 0; r < nr; r++) {
                         const int64_t t = t0 + r;
                         float *x = S + r * FA_BLOCK, bm = -INFINITY;
@@ -218,7 +258,7 @@ void attention_flash_forward(float *out, float *lse, const float *q, const float
                         }
                         l[r] = l[r] * corr + sum;
                         m[r] = mn;
-#define FA_PV(nd) pv_row(orow, corr, x, vs, ldk, ns, nd)
+#define FA_PV(nd) pv_row(orow, corr, x, vs, lv, ns, nd)
                         if (FA_DISPATCH(D, FA_PV)) continue;
 #undef FA_PV
 #pragma omp simd
@@ -226,29 +266,50 @@ void attention_flash_forward(float *out, float *lse, const float *q, const float
                         for (int i = 0; i < ns; i++) {
                             float p = x[i];
                             if (p == 0.0f) continue;
-                            const float *vr = vs + i * ldk;
+                            const float *vr = vs + i * lv;
 #pragma omp simd
                             for (int d = 0; d < D; d++) orow[d] += p * vr[d];
                         }
                     }
                 }
                 for (int r = 0; r < nr; r++) {
-                    float inv = 1.0f / l[r], *dst = out + ((b * T + t0 + r) * H + h) * D;
+                    const int64_t row = ((b * T + t0 + r) * H + h) * D;
+                    float inv = 1.0f / l[r];
+                    if (bf) {
+                        uint16_t *dst = (uint16_t *)out + row;
 #pragma omp simd
-                    for (int d = 0; d < D; d++) dst[d] = o[r * D + d] * inv;
+                        for (int d = 0; d < D; d++) dst[d] = ft_bf16_round(o[r * D + d] * inv);
+                    } else {
+                        float *dst = (float *)out + row;
+#pragma omp simd
+                        for (int d = 0; d < D; d++) dst[d] = o[r * D + d] * inv;
+                    }
                     if (lse) lse[(b * H + h) * T + t0 + r] = m[r] + logf(l[r]);
                 }
             }
 }
 
-void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout,
-                              const float *out, const float *q, const float *k, const float *v,
-                              const float *lse, const int *seg, int B, int T, int H, int KV,
-                              int D) {
+void attention_flash_forward(float *out, float *lse, const float *q, const float *k,
+                             const float *v, const int *seg, int B, int T, int H, int KV, int D) {
+    flash_forward(out, lse, q, k, v, seg, B, T, H, KV, D, 0);
+}
+
+void attention_flash_forward_bf16(uint16_t *out, float *lse, const uint16_t *q, const uint16_t *k,
+                                  const uint16_t *v, const int *seg, int B, int T, int H, int KV,
+                                  int D) {
+    flash_forward(out, lse, q, k, v, seg, B, T, H, KV, D, 1);
+}
+
+/* The backward, q/k/v/out f32 (bf = 0) or bf16 (bf = 1); dout and the gradients are f32. */
+static inline __attribute__((always_inline)) void
+flash_backward(float *dq, float *dk, float *dv, const float *dout, const void *out, const void *q,
+               const void *k, const void *v, const float *lse, const int *seg, int B, int T, int H,
+               int KV, int D, const int bf) {
     FT_ASSERT(H % KV == 0 && D <= FA_MAXD);
     const int G = H / KV;
     const float scale = 1.0f / sqrtf((float)D);
-    const int64_t ldq = (int64_t)H * D, ldk = (int64_t)KV * D;
+    const int64_t ldq = (int64_t)H * D, ldk = (int64_t)KV * D, es = bf ? 2 : 4;
+    const char *qc = q, *kc = k, *vc = v, *oc = out;
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; b++)
         for (int64_t kh = 0; kh < KV; kh++) {
@@ -258,26 +319,41 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
                         memset(dq + ((b * T + t) * H + h) * D, 0, (size_t)D * sizeof(float));
             for (int64_t s0 = 0; s0 < T; s0 += FA_BLOCK) {
                 const int ns = (int)(T - s0 < FA_BLOCK ? T - s0 : FA_BLOCK);
-                const float *ks = k + ((b * T + s0) * KV + kh) * D; // (ns, D) stride ldk
-                const float *vs = v + ((b * T + s0) * KV + kh) * D;
+                const void *ks0 = kc + ((b * T + s0) * KV + kh) * D * es; // (ns, D) stride ldk
+                const void *vs = vc + ((b * T + s0) * KV + kh) * D * es;
                 float kt[FA_MAXD * FA_BLOCK], vt[FA_MAXD * FA_BLOCK];
                 float gk[FA_BLOCK * FA_MAXD], gv[FA_BLOCK * FA_MAXD];
-                float P[FA_ROWS * FA_BLOCK], dS[FA_ROWS * FA_BLOCK];
-                transpose_block(kt, ks, ldk, ns, D);
-                transpose_block(vt, vs, ldk, ns, D);
+                float P[FA_ROWS * FA_BLOCK], dS[FA_ROWS * FA_BLOCK], orow[FA_MAXD];
+                float kf[FA_BLOCK * FA_MAXD], qf[FA_ROWS * FA_MAXD];
+                transpose_block(kt, ks0, ldk, ns, D, bf);
+                transpose_block(vt, vs, ldk, ns, D, bf);
+                const float *ks = ks0; // (ns, D) stride lk
+                int64_t lk = ldk;
+                if (bf) { /* bf16: the tiles read many times are widened once */
+                    widen_rows(kf, ks0, ldk, ns, D);
+                    ks = kf, lk = D;
+                }
                 memset(gk, 0, sizeof(float) * (size_t)ns * D);
                 memset(gv, 0, sizeof(float) * (size_t)ns * D);
                 for (int64_t h = kh * G; h < (kh + 1) * G; h++)
                     for (int64_t t0 = s0 / FA_ROWS * FA_ROWS; t0 < T; t0 += FA_ROWS) {
                         const int nr = (int)(T - t0 < FA_ROWS ? T - t0 : FA_ROWS);
-                        const float *qt = q + ((b * T + t0) * H + h) * D;    // (nr, D)
-                        const float *go = dout + ((b * T + t0) * H + h) * D; // (nr, D)
-                        tile_scores(P, qt, ldq, kt, nr, D);
+                        const float *qt = (const float *)(qc + ((b * T + t0) * H + h) * D * es);
+                        const float *go = dout + ((b * T + t0) * H + h) * D; // (nr, D) stride ldq
+                        int64_t lq = ldq;                                     // qt: (nr, D)
+                        if (bf) {
+                            widen_rows(qf, qt, ldq, nr, D);
+                            qt = qf, lq = D;
+                        }
+                        tile_scores(P, qt, lq, kt, nr, D);
                         tile_scores(dS, go, ldq, vt, nr, D); /* dP */
                         for (int r = 0; r < nr; r++) {
                             const int64_t t = t0 + r;
                             const float L = lse[(b * H + h) * T + t];
-                            const float delta = dotf(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
+                            const void *ot = oc + ((b * T + t) * H + h) * D * es;
+                            if (bf) /* widened, then the same dot product as the f32 form */
+                                for (int d = 0; d < D; d++) orow[d] = ld1(ot, d, bf);
+                            const float delta = dotf(go + r * ldq, bf ? orow : ot, D);
                             float *pr = P + r * FA_BLOCK, *dr = dS + r * FA_BLOCK;
                             int lim = (int)(t - s0 + 1 < ns ? t - s0 + 1 : ns); /* causal */
 #pragma omp simd
@@ -293,35 +369,35 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
                         /* dv_s += sum_r P_rs dout_r ; dk_s += sum_r dS_rs q_r */
                         int blocked = 1;
                         for (int i = 0; i < ns && blocked; i++) {
-#define FA_DKV(nd) dkv_row(gv + i * D, gk + i * D, P + i, dS + i, go, qt, ldq, nr, nd)
+#define FA_DKV(nd) dkv_row(gv + i * D, gk + i * D, P + i, dS + i, go, ldq, qt, lq, nr, nd)
                             blocked = FA_DISPATCH(D, FA_DKV);
 #undef FA_DKV
                         }
                         if (!blocked)
-                        for (int r = 0; r < nr; r++) {
-                            const float *gor = go + r * ldq, *qr = qt + r * ldq;
-                            for (int i = 0; i < ns; i++) {
-                                float p = P[r * FA_BLOCK + i], c = dS[r * FA_BLOCK + i];
-                                if (p == 0.0f) continue;
-                                float *gvs = gv + i * D, *gks = gk + i * D;
+                            for (int r = 0; r < nr; r++) {
+                                const float *gor = go + r * ldq, *qr = qt + r * lq;
+                                for (int i = 0; i < ns; i++) {
+                                    float p = P[r * FA_BLOCK + i], c = dS[r * FA_BLOCK + i];
+                                    if (p == 0.0f) continue;
+                                    float *gvs = gv + i * D, *gks = gk + i * D;
 #pragma omp simd
-                                for (int d = 0; d < D; d++) {
-                                    gvs[d] += p * gor[d];
-                                    gks[d] += c * qr[d];
+                                    for (int d = 0; d < D; d++) {
+                                        gvs[d] += p * gor[d];
+                                        gks[d] += c * qr[d];
+                                    }
                                 }
                             }
-                        }
                         /* dq_r += sum_s dS_rs k_s */
                         if (dq)
                             for (int r = 0; r < nr; r++) {
                                 float *gq = dq + ((b * T + t0 + r) * H + h) * D;
-#define FA_DQ(nd) dq_row(gq, P + r * FA_BLOCK, dS + r * FA_BLOCK, ks, ldk, ns, nd)
+#define FA_DQ(nd) dq_row(gq, P + r * FA_BLOCK, dS + r * FA_BLOCK, ks, lk, ns, nd)
                                 if (FA_DISPATCH(D, FA_DQ)) continue;
 #undef FA_DQ
                                 for (int i = 0; i < ns; i++) {
                                     float c = dS[r * FA_BLOCK + i];
                                     if (P[r * FA_BLOCK + i] == 0.0f) continue;
-                                    const float *kr = ks + i * ldk;
+                                    const float *kr = ks + i * lk;
 #pragma omp simd
                                     for (int d = 0; d < D; d++) gq[d] += c * kr[d];
                                 }
@@ -333,4 +409,18 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
                 }
             }
         }
+}
+
+void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout,
+                              const float *out, const float *q, const float *k, const float *v,
+                              const float *lse, const int *seg, int B, int T, int H, int KV,
+                              int D) {
+    flash_backward(dq, dk, dv, dout, out, q, k, v, lse, seg, B, T, H, KV, D, 0);
+}
+
+void attention_flash_backward_bf16(float *dq, float *dk, float *dv, const float *dout,
+                                   const uint16_t *out, const uint16_t *q, const uint16_t *k,
+                                   const uint16_t *v, const float *lse, const int *seg, int B,
+                                   int T, int H, int KV, int D) {
+    flash_backward(dq, dk, dv, dout, out, q, k, v, lse, seg, B, T, H, KV, D, 1);
 }
