@@ -119,14 +119,14 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
                               const float *out, const float *q, const float *k, const float *v,
                               const float *lse, const int *seg, int B, int T, int H, int KV,
                               int D);
-/* bf16 forms for the mixed-precision step: q, k, v, out as bf16 (out WRITTEN rounded to bf16 in
- * the forward, read for delta in the backward); equal, bit for bit, to the f32 forms run on the
- * widened inputs (then out rounded). lse, dout and the gradients are f32. */
-void attention_flash_forward_bf16(uint16_t *out, float *lse, const uint16_t *q, const uint16_t *k,
+/* bf16 forms for the mixed-precision step: q, k, v as bf16; equal, bit for bit, to the f32 forms
+ * run on the widened inputs. out, lse, dout and the gradients are f32 (delta = dout·out must be
+ * consistent with the probabilities: see attention_flash.c). */
+void attention_flash_forward_bf16(float *out, float *lse, const uint16_t *q, const uint16_t *k,
                                   const uint16_t *v, const int *seg, int B, int T, int H, int KV,
                                   int D);
 void attention_flash_backward_bf16(float *dq, float *dk, float *dv, const float *dout,
-                                   const uint16_t *out, const uint16_t *q, const uint16_t *k,
+                                   const float *out, const uint16_t *q, const uint16_t *k,
                                    const uint16_t *v, const float *lse, const int *seg, int B,
                                    int T, int H, int KV, int D);
 /* Plain-loop references of attention_forward/_backward (double accumulation, whole score rows). */

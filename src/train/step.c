@@ -271,7 +271,8 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         rmsnorm_forward(a->ln1, a->rstd1, x, w->attn_norm, BT, C, eps);
     /* bf16 mode: q, k, v and gate, up land in f32 scratch (LoRA adds there) and are rounded
      * into the slot as bf16 (q, k after RoPE); qlin/klin stay f32 in the slot for qwen3's q/k
-     * norm backward. The attention output is bf16 only, as under autocast. */
+     * norm backward. The attention output stays f32 (attention's backward needs it exact) and
+     * its bf16 copy for o_proj is made again in backward (tm->attnb). */
     const int bf = tm->bf16;
     float *qlin = a->qlin ? a->qlin : tm->q32, *klin = a->klin ? a->klin : tm->k32;
     float *q = bf ? tm->q32 : a->q, *k = bf ? tm->k32 : a->k, *v = bf ? tm->v32 : a->v;
@@ -291,14 +292,13 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         bf16_from_f32(a->qb, q, (size_t)BT * HD);
         bf16_from_f32(a->kb, k, (size_t)BT * KVD);
         bf16_from_f32(a->vb, v, (size_t)BT * KVD);
-        attention_flash_forward_bf16(a->attnb, a->lse, a->qb, a->kb, a->vb, seg, B, T, H, KV, D);
-        if (tm->attn32) bf16_to_f32(tm->attn32, a->attnb, (size_t)BT * HD); /* f32 LoRA input */
+        attention_flash_forward_bf16(a->attn, a->lse, a->qb, a->kb, a->vb, seg, B, T, H, KV, D);
+        bf16_from_f32(tm->attnb, a->attn, (size_t)BT * HD);
     } else {
         attention_flash_forward(a->attn, a->lse, a->q, a->k, a->v, seg, B, T, H, KV, D);
     }
-    const float *attn = bf ? tm->attn32 : a->attn;
-    linear_forward(tm, a->xmid, a->lu[3], attn, a->attnb, w->wo, w->bo, l, 3, BT, HD, C);
-    if (tm->lora_bf16) lora_group_forward(tm, l, 1, outs, a->lug[1], a->attnb, BT, HD);
+    linear_forward(tm, a->xmid, a->lu[3], a->attn, tm->attnb, w->wo, w->bo, l, 3, BT, HD, C);
+    if (tm->lora_bf16) lora_group_forward(tm, l, 1, outs, a->lug[1], tm->attnb, BT, HD);
     add_inplace(a->xmid, x, (size_t)BT * C);
     if (a->ln2b)
         rmsnorm_forward_bf16(a->ln2, a->ln2b, a->rstd2, a->xmid, w->mlp_norm, BT, C, eps);
@@ -366,18 +366,17 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     }
     rmsnorm_backward(dres, dw->mlp_norm, dln, a->xmid, w->mlp_norm, a->rstd2, BT, C);
 
-    /* attention; bf16 mode: o_proj's f32 LoRA branch reads the widened bf16 output */
+    /* attention; bf16 mode: o_proj's bf16 input made again from the f32 output */
     zero(tm->dattn, (size_t)BT * HD);
-    if (tm->attn32) bf16_to_f32(tm->attn32, a->attnb, (size_t)BT * HD);
-    const float *attn = tm->bf16 ? tm->attn32 : a->attn;
-    linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, attn, a->attnb, w->wo, a->lu[3], l, 3, BT,
-                    HD, C);
+    if (tm->attnb) bf16_from_f32(tm->attnb, a->attn, (size_t)BT * HD);
+    linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, a->attn, tm->attnb, w->wo, a->lu[3], l, 3,
+                    BT, HD, C);
     if (tm->lora_bf16) {
         const float *const douts[FT_LORA_NMOD] = {NULL, NULL, NULL, dres, NULL, NULL, NULL};
-        lora_group_backward(tm, l, 1, douts, tm->dattn, a->attnb, a->lug[1], BT, HD);
+        lora_group_backward(tm, l, 1, douts, tm->dattn, tm->attnb, a->lug[1], BT, HD);
     }
     if (tm->bf16)
-        attention_flash_backward_bf16(tm->dq, tm->dk, tm->dv, tm->dattn, a->attnb, a->qb, a->kb,
+        attention_flash_backward_bf16(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->qb, a->kb,
                                       a->vb, a->lse, seg, B, T, H, KV, D);
     else
         attention_flash_backward(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->q, a->k, a->v,
@@ -627,7 +626,7 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
         ft_layer_acts *a = &tm->slots[s];
         a->ln1 = keep32 ? take(b, BT * C) : NULL;
         a->rstd1 = take(b, BT);
-        /* bf16 mode: q, k, v, attn only as bf16 (qlin/klin f32 for the q/k norm backward) */
+        /* bf16 mode: q, k, v only as bf16 (qlin/klin f32 for the q/k norm backward) */
         a->qlin = !bf || c->qk_norm ? take(b, BT * HD) : NULL;
         a->klin = !bf || c->qk_norm ? take(b, BT * KVD) : NULL;
         if (c->qk_norm) {
@@ -645,7 +644,7 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
         a->kb = bf ? take_bf16(b, BT * KVD) : NULL;
         a->vb = bf ? take_bf16(b, BT * KVD) : NULL;
         a->lse = take(b, B * H * T);
-        a->attn = bf ? NULL : take(b, BT * HD);
+        a->attn = take(b, BT * HD);
         a->xmid = take(b, BT * C);
         a->ln2 = keep32 ? take(b, BT * C) : NULL;
         a->rstd2 = take(b, BT);
@@ -655,7 +654,6 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
         a->upb = tm->bf16 ? take_bf16(b, BT * F) : NULL;
         a->hact = keep32 ? take(b, BT * F) : NULL;
         a->ln1b = tm->bf16 ? take_bf16(b, BT * C) : NULL;
-        a->attnb = tm->bf16 ? take_bf16(b, BT * HD) : NULL;
         a->ln2b = tm->bf16 ? take_bf16(b, BT * C) : NULL;
         for (int j = 0; j < FT_LORA_NMOD; j++)
             a->lu[j] = lora && !tm->lora_bf16 && (tm->opt.lora.targets & (1u << j))
@@ -693,7 +691,7 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     tm->q32 = bf ? tm->dq : NULL; /* forward scratch (see train_internal.h) */
     tm->k32 = bf ? tm->dk : NULL;
     tm->v32 = bf ? tm->dv : NULL;
-    tm->attn32 = bf && keep32 ? take(b, BT * HD) : NULL;
+    tm->attnb = bf ? take_bf16(b, BT * HD) : NULL;
     tm->lxd = tm->ldx = tm->lv = tm->ldo = tm->ldu = NULL;
     tm->lus = tm->ldut = tm->ldug = tm->ldAg = NULL;
     tm->ldugb = NULL;

@@ -21,8 +21,8 @@ typedef struct {
     float *v;                /* (BT,KV*D) */
     float *lse;              /* (B,H,T) attention row logsumexp (flash attention) */
     float *attn;             /* (BT,H*D) attention output (o_proj input) */
-    /* bf16 mode keeps q, k (after RoPE), v and attn as bf16 only (qb, kb, vb, attnb below): q, k,
-     * v, attn are NULL, and qlin/klin are NULL unless q/k norm (qwen3) needs them. */
+    /* bf16 mode keeps q, k (after RoPE), v as bf16 only: q, k, v are NULL, and qlin/klin are
+     * NULL unless q/k norm (qwen3) needs them. attn stays f32 (attention's backward needs it). */
     uint16_t *qb, *kb, *vb;  /* (BT,H*D), (BT,KV*D), (BT,KV*D) */
     float *xmid;             /* (BT,C) residual after attention */
     float *ln2, *rstd2;      /* (BT,C), (BT) post_attention_layernorm */
@@ -33,9 +33,10 @@ typedef struct {
     float *lu[FT_LORA_NMOD]; /* (BT,r) LoRA A-projection outputs u = A·drop(x), or NULL */
     float *lug[FT_LORA_NGROUP]; /* bf16 LoRA branch: (BT, n_g r) u of a group's targeted
                                    modules side by side (row m: u_j at columns slot_j r), or NULL */
-    /* bf16 mode: bf16 copies of three matmul inputs (NULL in f32 mode; the fourth, hact, is
-     * recomputed: tm->hactb). Their f32 twins ln1, ln2, hact are NULL unless LoRA reads them. */
-    uint16_t *ln1b, *attnb, *ln2b;
+    /* bf16 mode: bf16 copies of two matmul inputs (NULL in f32 mode; the other two, attn and
+     * hact, are converted again in backward: tm->attnb, tm->hactb). Their f32 twins ln1, ln2,
+     * hact are NULL unless LoRA's f32 branch reads them. */
+    uint16_t *ln1b, *ln2b;
 } ft_layer_acts;
 
 struct ft_train_model {
@@ -86,9 +87,9 @@ struct ft_train_model {
     /* bf16 mode forward scratch: f32 matmul outputs before rounding (alias backward scratch of
      * the same shape, which is free during a layer's forward), hact as bf16 (down_proj input) */
     float *gate32, *up32;
-    uint16_t *hactb; /* (BT,F) */
+    uint16_t *hactb;        /* (BT,F) */
+    uint16_t *attnb;        /* (BT,H*D) the attention output as bf16 (o_proj input) */
     float *q32, *k32, *v32; /* q, k, v before rounding (alias dq, dk, dv) */
-    float *attn32; /* (BT,H*D) widened attnb for o_proj's f32 LoRA branch (dropout), or NULL */
     float *lxd, *ldx;                            /* (BT,maxK) LoRA dropped input, its gradient */
     float *lv, *ldo;                             /* (BT,maxN) LoRA B output, scaled dout */
     float *ldu;                                  /* (BT,r) */

@@ -20,12 +20,15 @@
  * (scores, P·V, the dk/dv/dq updates) keep their outputs in 16-lane registers (ft_v16f) for head
  * dims 32, 48, 64, 96, 128; other D take the plain loops (same arithmetic, same order).
  *
- * bf16 forms (the mixed-precision step keeps q, k, v and the output as bf16, as autocast does):
- * attention_flash_forward_bf16 / _backward_bf16 read q, k, v (and, backward, the output for
- * delta) as bf16 and widen each element to f32 as it is loaded; everything else — scores,
- * softmax, the running sums, every gradient — is the f32 arithmetic above, in the same order, so
- * they equal the f32 kernels run on the widened inputs bit for bit (the forward's output then
- * rounded to bf16). One body serves both: the loaders take a compile-time `bf` flag.
+ * bf16 forms (the mixed-precision step keeps q, k, v as bf16, as autocast does):
+ * attention_flash_forward_bf16 / _backward_bf16 read q, k, v as bf16 and widen each element to
+ * f32 as it is loaded (tiles read many times are widened once into a local tile); everything
+ * else — scores, softmax, the running sums, the output, every gradient — is the f32 arithmetic
+ * above, in the same order, so they equal the f32 kernels run on the widened inputs bit for bit.
+ * The output stays f32: delta_t = dout_t · out_t then equals sum_s P_ts dP_ts (to f32 rounding),
+ * so each row of dS sums to zero as softmax's gradient does (as in eager PyTorch, whose softmax
+ * backward uses the f32 probabilities); from a bf16-rounded output it would be off by ~2^-9
+ * |dout||out| per row, a bias common to the row. One body serves both: a compile-time `bf` flag.
  *
  * Not here: the KV-cache inference form (attention_forward_cached).
  */
@@ -200,10 +203,10 @@ static inline __attribute__((always_inline)) void dq_row(float *gq, const float 
     ((D) == 48 ? (call(3), 1) : (D) == 64 ? (call(4), 1) : (D) == 128 ? (call(8), 1)               \
                : (D) == 32 ? (call(2), 1) : (D) == 96 ? (call(6), 1) : 0)
 
-/* The forward, q/k/v and out f32 (bf = 0) or bf16 (bf = 1); element pointers are offset with
- * the element size es. */
+/* The forward, q/k/v f32 (bf = 0) or bf16 (bf = 1; element pointers offset with the element
+ * size es); out and lse f32. */
 static inline __attribute__((always_inline)) void
-flash_forward(void *out, float *lse, const void *q, const void *k, const void *v, const int *seg,
+flash_forward(float *out, float *lse, const void *q, const void *k, const void *v, const int *seg,
               int B, int T, int H, int KV, int D, const int bf) {
     FT_ASSERT(H % KV == 0 && D <= FA_MAXD);
     const int G = H / KV;
@@ -273,17 +276,9 @@ flash_forward(void *out, float *lse, const void *q, const void *k, const void *v
                     }
                 }
                 for (int r = 0; r < nr; r++) {
-                    const int64_t row = ((b * T + t0 + r) * H + h) * D;
-                    float inv = 1.0f / l[r];
-                    if (bf) {
-                        uint16_t *dst = (uint16_t *)out + row;
+                    float inv = 1.0f / l[r], *dst = out + ((b * T + t0 + r) * H + h) * D;
 #pragma omp simd
-                        for (int d = 0; d < D; d++) dst[d] = ft_bf16_round(o[r * D + d] * inv);
-                    } else {
-                        float *dst = (float *)out + row;
-#pragma omp simd
-                        for (int d = 0; d < D; d++) dst[d] = o[r * D + d] * inv;
-                    }
+                    for (int d = 0; d < D; d++) dst[d] = o[r * D + d] * inv;
                     if (lse) lse[(b * H + h) * T + t0 + r] = m[r] + logf(l[r]);
                 }
             }
@@ -294,22 +289,22 @@ void attention_flash_forward(float *out, float *lse, const float *q, const float
     flash_forward(out, lse, q, k, v, seg, B, T, H, KV, D, 0);
 }
 
-void attention_flash_forward_bf16(uint16_t *out, float *lse, const uint16_t *q, const uint16_t *k,
+void attention_flash_forward_bf16(float *out, float *lse, const uint16_t *q, const uint16_t *k,
                                   const uint16_t *v, const int *seg, int B, int T, int H, int KV,
                                   int D) {
     flash_forward(out, lse, q, k, v, seg, B, T, H, KV, D, 1);
 }
 
-/* The backward, q/k/v/out f32 (bf = 0) or bf16 (bf = 1); dout and the gradients are f32. */
+/* The backward, q/k/v f32 (bf = 0) or bf16 (bf = 1); dout, out and the gradients f32. */
 static inline __attribute__((always_inline)) void
-flash_backward(float *dq, float *dk, float *dv, const float *dout, const void *out, const void *q,
+flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const void *q,
                const void *k, const void *v, const float *lse, const int *seg, int B, int T, int H,
                int KV, int D, const int bf) {
     FT_ASSERT(H % KV == 0 && D <= FA_MAXD);
     const int G = H / KV;
     const float scale = 1.0f / sqrtf((float)D);
     const int64_t ldq = (int64_t)H * D, ldk = (int64_t)KV * D, es = bf ? 2 : 4;
-    const char *qc = q, *kc = k, *vc = v, *oc = out;
+    const char *qc = q, *kc = k, *vc = v;
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; b++)
         for (int64_t kh = 0; kh < KV; kh++) {
@@ -323,7 +318,7 @@ flash_backward(float *dq, float *dk, float *dv, const float *dout, const void *o
                 const void *vs = vc + ((b * T + s0) * KV + kh) * D * es;
                 float kt[FA_MAXD * FA_BLOCK], vt[FA_MAXD * FA_BLOCK];
                 float gk[FA_BLOCK * FA_MAXD], gv[FA_BLOCK * FA_MAXD];
-                float P[FA_ROWS * FA_BLOCK], dS[FA_ROWS * FA_BLOCK], orow[FA_MAXD];
+                float P[FA_ROWS * FA_BLOCK], dS[FA_ROWS * FA_BLOCK];
                 float kf[FA_BLOCK * FA_MAXD], qf[FA_ROWS * FA_MAXD];
                 transpose_block(kt, ks0, ldk, ns, D, bf);
                 transpose_block(vt, vs, ldk, ns, D, bf);
@@ -350,10 +345,7 @@ flash_backward(float *dq, float *dk, float *dv, const float *dout, const void *o
                         for (int r = 0; r < nr; r++) {
                             const int64_t t = t0 + r;
                             const float L = lse[(b * H + h) * T + t];
-                            const void *ot = oc + ((b * T + t) * H + h) * D * es;
-                            if (bf) /* widened, then the same dot product as the f32 form */
-                                for (int d = 0; d < D; d++) orow[d] = ld1(ot, d, bf);
-                            const float delta = dotf(go + r * ldq, bf ? orow : ot, D);
+                            const float delta = dotf(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
                             float *pr = P + r * FA_BLOCK, *dr = dS + r * FA_BLOCK;
                             int lim = (int)(t - s0 + 1 < ns ? t - s0 + 1 : ns); /* causal */
 #pragma omp simd
@@ -419,7 +411,7 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
 }
 
 void attention_flash_backward_bf16(float *dq, float *dk, float *dv, const float *dout,
-                                   const uint16_t *out, const uint16_t *q, const uint16_t *k,
+                                   const float *out, const uint16_t *q, const uint16_t *k,
                                    const uint16_t *v, const float *lse, const int *seg, int B,
                                    int T, int H, int KV, int D) {
     flash_backward(dq, dk, dv, dout, out, q, k, v, lse, seg, B, T, H, KV, D, 1);
