@@ -66,6 +66,10 @@ void rmsnorm_forward_bf16(float *out, uint16_t *outb, float *rstd, const float *
                           const float *weight, int M, int C, float eps);
 void swiglu_forward_bf16(float *out, uint16_t *outb, const float *gate, const float *up,
                          size_t N);
+/* outb (M,C) = rmsnorm_forward_bf16's outb for the same inp, weight and its saved rstd (M), bit
+ * for bit: the bf16 step recomputes a norm's bf16 output in backward instead of keeping it. */
+void rmsnorm_apply_bf16(uint16_t *outb, const float *inp, const float *rstd, const float *weight,
+                        int M, int C);
 void swiglu_backward_fast(float *dgate, float *dup, const float *dout, const float *gate,
                           const float *up, size_t N);
 /* The bf16 step's SwiGLU with bf16 gate/up as the saved activations (fused_bf16.c):

@@ -265,8 +265,11 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     int HD = H * D, KVD = KV * D, F = c->hidden_dim;
     float eps = c->rms_eps;
 
-    if (a->ln1b)
-        rmsnorm_forward_bf16(a->ln1, a->ln1b, a->rstd1, x, w->attn_norm, BT, C, eps);
+    /* bf16 mode: the norms' bf16 outputs (the matmul inputs) go to the scratch tm->lnb; the
+     * backward recomputes them from the saved input and rstd */
+    uint16_t *lnb = tm->lnb;
+    if (lnb)
+        rmsnorm_forward_bf16(a->ln1, lnb, a->rstd1, x, w->attn_norm, BT, C, eps);
     else
         rmsnorm_forward(a->ln1, a->rstd1, x, w->attn_norm, BT, C, eps);
     /* bf16 mode: q, k, v and gate, up land in f32 scratch (LoRA adds there) and are rounded
@@ -277,11 +280,11 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     float *qlin = a->qlin ? a->qlin : tm->q32, *klin = a->klin ? a->klin : tm->k32;
     float *q = bf ? tm->q32 : a->q, *k = bf ? tm->k32 : a->k, *v = bf ? tm->v32 : a->v;
     float *gate = bf ? tm->gate32 : a->gate, *up = bf ? tm->up32 : a->up;
-    linear_forward(tm, qlin, a->lu[0], a->ln1, a->ln1b, w->wq, w->bq, l, 0, BT, C, HD);
-    linear_forward(tm, klin, a->lu[1], a->ln1, a->ln1b, w->wk, w->bk, l, 1, BT, C, KVD);
-    linear_forward(tm, v, a->lu[2], a->ln1, a->ln1b, w->wv, w->bv, l, 2, BT, C, KVD);
+    linear_forward(tm, qlin, a->lu[0], a->ln1, lnb, w->wq, w->bq, l, 0, BT, C, HD);
+    linear_forward(tm, klin, a->lu[1], a->ln1, lnb, w->wk, w->bk, l, 1, BT, C, KVD);
+    linear_forward(tm, v, a->lu[2], a->ln1, lnb, w->wv, w->bv, l, 2, BT, C, KVD);
     float *const outs[FT_LORA_NMOD] = {qlin, klin, v, a->xmid, gate, up, y};
-    if (tm->lora_bf16) lora_group_forward(tm, l, 0, outs, a->lug[0], a->ln1b, BT, C);
+    if (tm->lora_bf16) lora_group_forward(tm, l, 0, outs, a->lug[0], lnb, BT, C);
     if (c->qk_norm) { /* qwen3: per-head RMSNorm over D, before RoPE */
         rmsnorm_forward(q, a->qrstd, qlin, w->q_norm, BT * H, D, eps);
         rmsnorm_forward(k, a->krstd, klin, w->k_norm, BT * KV, D, eps);
@@ -300,13 +303,13 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     linear_forward(tm, a->xmid, a->lu[3], a->attn, tm->attnb, w->wo, w->bo, l, 3, BT, HD, C);
     if (tm->lora_bf16) lora_group_forward(tm, l, 1, outs, a->lug[1], tm->attnb, BT, HD);
     add_inplace(a->xmid, x, (size_t)BT * C);
-    if (a->ln2b)
-        rmsnorm_forward_bf16(a->ln2, a->ln2b, a->rstd2, a->xmid, w->mlp_norm, BT, C, eps);
+    if (lnb)
+        rmsnorm_forward_bf16(a->ln2, lnb, a->rstd2, a->xmid, w->mlp_norm, BT, C, eps);
     else
         rmsnorm_forward(a->ln2, a->rstd2, a->xmid, w->mlp_norm, BT, C, eps);
-    linear_forward(tm, gate, a->lu[4], a->ln2, a->ln2b, w->w_gate, w->b_gate, l, 4, BT, C, F);
-    linear_forward(tm, up, a->lu[5], a->ln2, a->ln2b, w->w_up, w->b_up, l, 5, BT, C, F);
-    if (tm->lora_bf16) lora_group_forward(tm, l, 2, outs, a->lug[2], a->ln2b, BT, C);
+    linear_forward(tm, gate, a->lu[4], a->ln2, lnb, w->w_gate, w->b_gate, l, 4, BT, C, F);
+    linear_forward(tm, up, a->lu[5], a->ln2, lnb, w->w_up, w->b_up, l, 5, BT, C, F);
+    if (tm->lora_bf16) lora_group_forward(tm, l, 2, outs, a->lug[2], lnb, BT, C);
     /* bf16 mode: hact from the rounded gate/up, as the backward recomputes it (tm->hactb) */
     if (a->gateb)
         swiglu_forward_bf16_round(a->gateb, a->upb, tm->hactb, a->hact, gate, up, (size_t)BT * F);
@@ -356,13 +359,15 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     else
         swiglu_backward(tm->dgate, tm->dup, tm->dhact, a->gate, a->up, (size_t)BT * F);
     zero(dln, (size_t)BT * C);
-    linear_backward(tm, dln, dw->w_gate, dw->b_gate, tm->dgate, a->ln2, a->ln2b, w->w_gate,
+    uint16_t *lnb = tm->lnb; /* bf16 mode: n2, then n1, as bf16 again (the forward's bits) */
+    if (lnb) rmsnorm_apply_bf16(lnb, a->xmid, a->rstd2, w->mlp_norm, BT, C);
+    linear_backward(tm, dln, dw->w_gate, dw->b_gate, tm->dgate, a->ln2, lnb, w->w_gate,
                     a->lu[4], l, 4, BT, C, F);
-    linear_backward(tm, dln, dw->w_up, dw->b_up, tm->dup, a->ln2, a->ln2b, w->w_up, a->lu[5], l, 5,
+    linear_backward(tm, dln, dw->w_up, dw->b_up, tm->dup, a->ln2, lnb, w->w_up, a->lu[5], l, 5,
                     BT, C, F);
     if (tm->lora_bf16) {
         const float *const douts[FT_LORA_NMOD] = {NULL, NULL, NULL, NULL, tm->dgate, tm->dup, NULL};
-        lora_group_backward(tm, l, 2, douts, dln, a->ln2b, a->lug[2], BT, C);
+        lora_group_backward(tm, l, 2, douts, dln, lnb, a->lug[2], BT, C);
     }
     rmsnorm_backward(dres, dw->mlp_norm, dln, a->xmid, w->mlp_norm, a->rstd2, BT, C);
 
@@ -397,15 +402,16 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     int need_dx = l > tm->lo_layer || tm->dw.embed != NULL || (l == 0 && tm->tok_tr[0]);
     float *dn1 = need_dx || dw->attn_norm ? dln : NULL;
     if (dn1) zero(dn1, (size_t)BT * C);
-    linear_backward(tm, dn1, dw->wq, dw->bq, dqlin, a->ln1, a->ln1b, w->wq, a->lu[0], l, 0, BT, C,
+    if (lnb) rmsnorm_apply_bf16(lnb, x, a->rstd1, w->attn_norm, BT, C);
+    linear_backward(tm, dn1, dw->wq, dw->bq, dqlin, a->ln1, lnb, w->wq, a->lu[0], l, 0, BT, C,
                     HD);
-    linear_backward(tm, dn1, dw->wk, dw->bk, dklin, a->ln1, a->ln1b, w->wk, a->lu[1], l, 1, BT, C,
+    linear_backward(tm, dn1, dw->wk, dw->bk, dklin, a->ln1, lnb, w->wk, a->lu[1], l, 1, BT, C,
                     KVD);
-    linear_backward(tm, dn1, dw->wv, dw->bv, tm->dv, a->ln1, a->ln1b, w->wv, a->lu[2], l, 2, BT, C,
+    linear_backward(tm, dn1, dw->wv, dw->bv, tm->dv, a->ln1, lnb, w->wv, a->lu[2], l, 2, BT, C,
                     KVD);
     if (tm->lora_bf16) {
         const float *const douts[FT_LORA_NMOD] = {dqlin, dklin, tm->dv, NULL, NULL, NULL, NULL};
-        lora_group_backward(tm, l, 0, douts, dn1, a->ln1b, a->lug[0], BT, C);
+        lora_group_backward(tm, l, 0, douts, dn1, lnb, a->lug[0], BT, C);
     }
     if (dn1)
         rmsnorm_backward(need_dx ? dres : NULL, dw->attn_norm, dn1, x, w->attn_norm, a->rstd1, BT,
@@ -618,7 +624,9 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     size_t HD = H * D, KVD = KV * D, r = (size_t)tm->opt.lora.r;
     int lora = tm->opt.method == FT_METHOD_LORA;
     /* bf16 mode keeps the f32 matmul inputs ln1, ln2, hact only for LoRA's f32 branch (the
-     * one with dropout) */
+     * one with dropout). Per layer it saves, besides the residual stream: rstd1/rstd2 and lse,
+     * q, k (after RoPE), v, gate, up as bf16, attn and xmid as f32; the bf16 matmul inputs
+     * (norm outputs, attn, hact) are made again in backward, in scratch shared by all layers. */
     int keep32 = !tm->bf16 || (lora && !tm->lora_bf16), bf = tm->bf16;
 
     tm->resid = take(b, (L + 1) * BT * C);
@@ -648,13 +656,11 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
         a->xmid = take(b, BT * C);
         a->ln2 = keep32 ? take(b, BT * C) : NULL;
         a->rstd2 = take(b, BT);
-        a->gate = tm->bf16 ? NULL : take(b, BT * F);
-        a->up = tm->bf16 ? NULL : take(b, BT * F);
-        a->gateb = tm->bf16 ? take_bf16(b, BT * F) : NULL;
-        a->upb = tm->bf16 ? take_bf16(b, BT * F) : NULL;
+        a->gate = bf ? NULL : take(b, BT * F);
+        a->up = bf ? NULL : take(b, BT * F);
+        a->gateb = bf ? take_bf16(b, BT * F) : NULL;
+        a->upb = bf ? take_bf16(b, BT * F) : NULL;
         a->hact = keep32 ? take(b, BT * F) : NULL;
-        a->ln1b = tm->bf16 ? take_bf16(b, BT * C) : NULL;
-        a->ln2b = tm->bf16 ? take_bf16(b, BT * C) : NULL;
         for (int j = 0; j < FT_LORA_NMOD; j++)
             a->lu[j] = lora && !tm->lora_bf16 && (tm->opt.lora.targets & (1u << j))
                            ? take(b, BT * r)
@@ -692,6 +698,7 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     tm->k32 = bf ? tm->dk : NULL;
     tm->v32 = bf ? tm->dv : NULL;
     tm->attnb = bf ? take_bf16(b, BT * HD) : NULL;
+    tm->lnb = bf ? take_bf16(b, BT * C) : NULL;
     tm->lxd = tm->ldx = tm->lv = tm->ldo = tm->ldu = NULL;
     tm->lus = tm->ldut = tm->ldug = tm->ldAg = NULL;
     tm->ldugb = NULL;

@@ -33,10 +33,9 @@ typedef struct {
     float *lu[FT_LORA_NMOD]; /* (BT,r) LoRA A-projection outputs u = A·drop(x), or NULL */
     float *lug[FT_LORA_NGROUP]; /* bf16 LoRA branch: (BT, n_g r) u of a group's targeted
                                    modules side by side (row m: u_j at columns slot_j r), or NULL */
-    /* bf16 mode: bf16 copies of two matmul inputs (NULL in f32 mode; the other two, attn and
-     * hact, are converted again in backward: tm->attnb, tm->hactb). Their f32 twins ln1, ln2,
-     * hact are NULL unless LoRA's f32 branch reads them. */
-    uint16_t *ln1b, *ln2b;
+    /* bf16 mode: the four matmul inputs are not kept as bf16 but made again in backward from
+     * what is kept (tm->lnb from the norm input and rstd, tm->attnb from attn, tm->hactb from
+     * gate/up); their f32 twins ln1, ln2, hact are NULL unless LoRA's f32 branch reads them. */
 } ft_layer_acts;
 
 struct ft_train_model {
@@ -89,6 +88,7 @@ struct ft_train_model {
     float *gate32, *up32;
     uint16_t *hactb;        /* (BT,F) */
     uint16_t *attnb;        /* (BT,H*D) the attention output as bf16 (o_proj input) */
+    uint16_t *lnb;          /* (BT,C) a norm's output as bf16 (q/k/v, then gate/up input) */
     float *q32, *k32, *v32; /* q, k, v before rounding (alias dq, dk, dv) */
     float *lxd, *ldx;                            /* (BT,maxK) LoRA dropped input, its gradient */
     float *lv, *ldo;                             /* (BT,maxN) LoRA B output, scaled dout */

@@ -13,7 +13,8 @@
  *       (8 significant bits, unit roundoff u = 2^-8) moves each product by <= (2u + u^2)|a||b|,
  *       so |err| <= (2^-7 + 2^-16) S + (1). Tolerance 1.01 * 2^-7 S + (K+2) 2^-23 S.
  * A wrong layout or a dropped term is off by O(S) and fails both.
- *   fused rmsnorm/swiglu with bf16 output: bit-identical to the f32 kernel + bf16_from_f32.
+ *   fused rmsnorm/swiglu with bf16 output: bit-identical to the f32 kernel + bf16_from_f32, and
+ *   the norm's bf16 output recomputed from the saved rstd bit-identical to it.
  *   SwiGLU with bf16 gate/up (the bf16 step's saved activations): see swiglu_bf16_acts.
  *   bf16 head + cross-entropy vs the naive f32 twin: each logit moves by <= 2^-7 S_row (above),
  *     so each row's NLL by <= 2 max_j |dz_j|; the NLL sum is checked against that bound. The
@@ -216,6 +217,10 @@ static void fused(void) {
           !memcmp(y, y2, M * C * 4) && !memcmp(r1, r2, M * 4) && !memcmp(yb, yb2, M * C * 2) &&
               !memcmp(yb, yb3, M * C * 2),
           "outputs differ");
+    memset(yb3, 0, M * C * 2);
+    rmsnorm_apply_bf16(yb3, x, r2, w, M, C); /* the backward's recompute from the saved rstd */
+    CHECK("rmsnorm_apply_bf16 (from the saved rstd) == rmsnorm_forward_bf16's bf16 output",
+          !memcmp(yb2, yb3, M * C * 2), "outputs differ");
     size_t N = (size_t)M * C;
     float *g = rand_buf(N), *u = rand_buf(N);
     for (size_t i = 0; i < N; i++) g[i] *= 6; /* exercise silu's tails */

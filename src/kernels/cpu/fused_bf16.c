@@ -6,6 +6,8 @@
  *   rmsnorm_forward_bf16   out (M,C) f32 (may be NULL) and outb (M,C) bf16 of rmsnorm; rstd (M).
  *                          Bit-identical to rmsnorm_forward + bf16_from_f32 (the same arithmetic
  *                          per element, then the same round-to-nearest-even).
+ *   rmsnorm_apply_bf16     outb of rmsnorm_forward_bf16 again from the saved rstd, bit for bit (the
+ *                          same (x * r) * w, rounded): the backward recomputes it
  *   swiglu_forward_bf16    out (N) f32 (may be NULL) and outb (N) bf16 of silu(gate) * up
  *   swiglu_backward_fast   swiglu_backward's dgate, dup
  *   swiglu_forward_bf16_round  the bf16 step's MLP gate: gate and up (f32 matmul outputs)
@@ -60,6 +62,18 @@ void rmsnorm_forward_bf16(float *out, uint16_t *outb, float *rstd, const float *
             for (int c = 0; c < C; c++) yb[c] = ft_bf16_round((x[c] * r) * weight[c]);
         }
         if (rstd) rstd[m] = r;
+    }
+}
+
+void rmsnorm_apply_bf16(uint16_t *outb, const float *inp, const float *rstd, const float *weight,
+                        int M, int C) {
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++) {
+        const float *x = inp + m * C; // (C)
+        const float r = rstd[m];
+        uint16_t *yb = outb + m * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) yb[c] = ft_bf16_round((x[c] * r) * weight[c]);
     }
 }
 
