@@ -94,10 +94,6 @@ void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const floa
 /* Rotary embedding in HF "rotate half" layout, in place on x (M, nh, D) where row m sits at
  * position pos[m]: for i < D/2, (x_i, x_{i+D/2}) is rotated by angle pos*inv_freq[i]. */
 void rope_forward(float *x, const int *pos, const float *inv_freq, int M, int nh, int D);
-/* rope_forward's result rounded to bf16 into outb (M, nh, D), x unchanged: bit-identical to
- * rope_forward + bf16_from_f32 (the bf16 training step's q and k). */
-void rope_forward_bf16(uint16_t *outb, const float *x, const int *pos, const float *inv_freq, int M,
-                       int nh, int D);
 /* In place on dx: rotate by the negative angle (the transpose of the forward rotation). */
 void rope_backward(float *dx, const int *pos, const float *inv_freq, int M, int nh, int D);
 

@@ -289,15 +289,15 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         rmsnorm_forward(q, a->qrstd, qlin, w->q_norm, BT * H, D, eps);
         rmsnorm_forward(k, a->krstd, klin, w->k_norm, BT * KV, D, eps);
     }
-    if (bf) { /* RoPE writes q, k rounded to bf16 straight into the slot */
-        rope_forward_bf16(a->qb, q, pos, inv_freq, BT, H, D);
-        rope_forward_bf16(a->kb, k, pos, inv_freq, BT, KV, D);
+    rope_forward(q, pos, inv_freq, BT, H, D);
+    rope_forward(k, pos, inv_freq, BT, KV, D);
+    if (bf) {
+        bf16_from_f32(a->qb, q, (size_t)BT * HD);
+        bf16_from_f32(a->kb, k, (size_t)BT * KVD);
         bf16_from_f32(a->vb, v, (size_t)BT * KVD);
         attention_flash_forward_bf16(a->attn, a->lse, a->qb, a->kb, a->vb, seg, B, T, H, KV, D);
         bf16_from_f32(tm->attnb, a->attn, (size_t)BT * HD);
     } else {
-        rope_forward(q, pos, inv_freq, BT, H, D);
-        rope_forward(k, pos, inv_freq, BT, KV, D);
         attention_flash_forward(a->attn, a->lse, a->q, a->k, a->v, seg, B, T, H, KV, D);
     }
     linear_forward(tm, a->xmid, a->lu[3], a->attn, tm->attnb, w->wo, w->bo, l, 3, BT, HD, C);

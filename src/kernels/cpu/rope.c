@@ -10,13 +10,11 @@
 #include "ftune/kernels.h"
 
 #include "grain.h"
-#include "vec.h"
 
 #include <math.h>
 
-/* x rotated in place, or (outb non-NULL) the rotated values written only to outb as bf16 */
-static void rope_rotate(float *x, uint16_t *outb, const int *pos, const float *inv_freq, int M,
-                        int nh, int D, float sign) {
+static void rope_rotate(float *x, const int *pos, const float *inv_freq, int M, int nh, int D,
+                        float sign) {
     int half = D / 2;
 #pragma omp parallel for schedule(static) if ((int64_t)M * nh * D >= FT_OMP_GRAIN)
     for (int64_t m = 0; m < M; m++) {
@@ -24,31 +22,17 @@ static void rope_rotate(float *x, uint16_t *outb, const int *pos, const float *i
             float a = (float)pos[m] * inv_freq[i];
             float c = (float)cos((double)a), s = sign * (float)sin((double)a);
             for (int h = 0; h < nh; h++) {
-                int64_t o = (m * nh + h) * (int64_t)D;
-                float *v = x + o; // (D)
+                float *v = x + (m * nh + h) * (int64_t)D; // (D)
                 float x0 = v[i], x1 = v[i + half];
-                float y0 = x0 * c - x1 * s, y1 = x1 * c + x0 * s;
-                if (outb) {
-                    outb[o + i] = ft_bf16_round(y0);
-                    outb[o + i + half] = ft_bf16_round(y1);
-                } else {
-                    v[i] = y0;
-                    v[i + half] = y1;
-                }
+                v[i] = x0 * c - x1 * s;
+                v[i + half] = x1 * c + x0 * s;
             }
         }
     }
 }
 
 void rope_forward(float *x, const int *pos, const float *inv_freq, int M, int nh, int D) {
-    rope_rotate(x, NULL, pos, inv_freq, M, nh, D, 1.0f);
-}
-
-/* The bf16 step's form: rope_forward's result rounded to bf16 into outb, x left as it was (the
- * same arithmetic, so bit-identical to rope_forward + bf16_from_f32; one pass instead of two). */
-void rope_forward_bf16(uint16_t *outb, const float *x, const int *pos, const float *inv_freq, int M,
-                       int nh, int D) {
-    rope_rotate((float *)x, outb, pos, inv_freq, M, nh, D, 1.0f);
+    rope_rotate(x, pos, inv_freq, M, nh, D, 1.0f);
 }
 
 /*
@@ -59,5 +43,5 @@ void rope_forward_bf16(uint16_t *outb, const float *x, const int *pos, const flo
  * i.e. the forward rotation with s negated, applied in place.
  */
 void rope_backward(float *dx, const int *pos, const float *inv_freq, int M, int nh, int D) {
-    rope_rotate(dx, NULL, pos, inv_freq, M, nh, D, -1.0f);
+    rope_rotate(dx, pos, inv_freq, M, nh, D, -1.0f);
 }
