@@ -96,6 +96,12 @@ void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const floa
 void rope_forward(float *x, const int *pos, const float *inv_freq, int M, int nh, int D);
 /* In place on dx: rotate by the negative angle (the transpose of the forward rotation). */
 void rope_backward(float *dx, const int *pos, const float *inv_freq, int M, int nh, int D);
+/* The same rotations from a table of the angles' cosines and sines, cs (M, D): row m holds
+ * cos(pos[m] inv_freq[i]) at i and the sine at D/2 + i (i < D/2), built once by rope_cos_sin for
+ * every layer of a step. Bit-identical to rope_forward / rope_backward. */
+void rope_cos_sin(float *cs, const int *pos, const float *inv_freq, int M, int D);
+void rope_forward_cs(float *x, const float *cs, int M, int nh, int D);
+void rope_backward_cs(float *dx, const float *cs, int M, int nh, int D);
 
 /* out (N) = silu(gate) * up. */
 void swiglu_forward(float *out, const float *gate, const float *up, size_t N);

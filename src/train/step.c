@@ -257,10 +257,9 @@ static void lora_group_backward(ft_train_model *tm, int l, int g,
  * qwen3): h = x + o_proj(attn(rope(norm_qk(q_proj(n1))), rope(norm_qk(k_proj(n1))), v_proj(n1)))
  * with n1 = rmsnorm(x); y = h + down(silu(gate(n2)) * up(n2)) with n2 = rmsnorm(h). */
 static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const float *x, float *y,
-                          const int *pos, const int *seg, int B, int T) {
+                          const int *seg, int B, int T) {
     const ft_config *c = &tm->m->cfg;
     const ft_layer *w = &tm->w.layers[l];
-    const float *inv_freq = tm->m->rope_inv_freq;
     int BT = B * T, C = c->dim, H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim;
     int HD = H * D, KVD = KV * D, F = c->hidden_dim;
     float eps = c->rms_eps;
@@ -289,8 +288,8 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         rmsnorm_forward(q, a->qrstd, qlin, w->q_norm, BT * H, D, eps);
         rmsnorm_forward(k, a->krstd, klin, w->k_norm, BT * KV, D, eps);
     }
-    rope_forward(q, pos, inv_freq, BT, H, D);
-    rope_forward(k, pos, inv_freq, BT, KV, D);
+    rope_forward_cs(q, tm->rope_cs, BT, H, D);
+    rope_forward_cs(k, tm->rope_cs, BT, KV, D);
     if (bf) {
         bf16_from_f32(a->qb, q, (size_t)BT * HD);
         bf16_from_f32(a->kb, k, (size_t)BT * KVD);
@@ -335,11 +334,10 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
  * Parameter gradients go to tm->dw.layers[l] (NULL = frozen: skipped by the kernels).
  */
 static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, const float *x,
-                           const int *pos, const int *seg, int B, int T) {
+                           const int *seg, int B, int T) {
     const ft_config *c = &tm->m->cfg;
     const ft_layer *w = &tm->w.layers[l];
     const ft_layer *dw = &tm->dw.layers[l];
-    const float *inv_freq = tm->m->rope_inv_freq;
     int BT = B * T, C = c->dim, H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim;
     int HD = H * D, KVD = KV * D, F = c->hidden_dim;
     float *dres = tm->dres, *dln = tm->dln;
@@ -386,8 +384,8 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     else
         attention_flash_backward(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->q, a->k, a->v,
                                  a->lse, seg, B, T, H, KV, D);
-    rope_backward(tm->dq, pos, inv_freq, BT, H, D);
-    rope_backward(tm->dk, pos, inv_freq, BT, KV, D);
+    rope_backward_cs(tm->dq, tm->rope_cs, BT, H, D);
+    rope_backward_cs(tm->dk, tm->rope_cs, BT, KV, D);
     const float *dqlin = tm->dq, *dklin = tm->dk;
     if (c->qk_norm) {
         zero(tm->dqlin, (size_t)BT * HD);
@@ -464,10 +462,12 @@ static void model_forward(ft_train_model *tm, const int *inputs, const int *pos,
                           int B, int T) {
     const ft_config *c = &tm->m->cfg;
     int BT = B * T;
+    /* RoPE's angles, once for every layer (and the backward) of this micro-step */
+    rope_cos_sin(tm->rope_cs, pos, tm->m->rope_inv_freq, BT, c->head_dim);
     embedding_forward(resid_at(tm, 0), inputs, tm->w.embed, BT, c->dim);
     tokens_embedding_forward(tm, resid_at(tm, 0), inputs, BT);
     for (int l = 0; l < c->n_layers; l++)
-        layer_forward(tm, l, slot_of(tm, l), resid_at(tm, l), resid_at(tm, l + 1), pos, seg, B, T);
+        layer_forward(tm, l, slot_of(tm, l), resid_at(tm, l), resid_at(tm, l + 1), seg, B, T);
     if (tm->bf16)
         rmsnorm_forward_bf16(tm->xf, tm->xfb, tm->rstdf, resid_at(tm, c->n_layers),
                              tm->w.final_norm, BT, c->dim, c->rms_eps);
@@ -566,8 +566,8 @@ ft_status ft_train_micro_step(ft_train_model *tm, const int *inputs, const int *
             /* checkpointing: recompute this layer's activations from its saved input (the slot
              * still holds the last layer's from the forward) */
             if (tm->n_slots == 1 && l != L - 1)
-                layer_forward(tm, l, a, resid_at(tm, l), resid_at(tm, l + 1), pos, seg, B, T);
-            layer_backward(tm, l, a, resid_at(tm, l), pos, seg, B, T);
+                layer_forward(tm, l, a, resid_at(tm, l), resid_at(tm, l + 1), seg, B, T);
+            layer_backward(tm, l, a, resid_at(tm, l), seg, B, T);
         }
         /* resid[0] = embed[inputs] : dembed[id] += dres (the tied head part was added above) */
         if (tm->dw.embed && tm->lo_layer == 0)
@@ -670,6 +670,7 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     }
     tm->xf = take(b, BT * C);
     tm->rstdf = take(b, BT);
+    tm->rope_cs = take(b, BT * D);
     tm->logits = take(b, (size_t)tm->chunk * (size_t)c->vocab_size);
     tm->doutb = tm->xfb = tm->dlogb = NULL;
     if (tm->bf16) {

@@ -79,6 +79,7 @@ struct ft_train_model {
     float *logits;     /* (chunk,V) */
     int chunk;
     int *pos_default; /* (BT) */
+    float *rope_cs;   /* (BT,D) RoPE's cos, sin per row (rope_cos_sin), built by the forward */
     /* backward scratch (same buffer) */
     float *dres, *dxf, *dln;                     /* (BT,C) */
     float *dq, *dqlin, *dk, *dklin, *dv, *dattn; /* (BT,H*D) / (BT,KV*D) */

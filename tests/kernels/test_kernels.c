@@ -321,6 +321,26 @@ static void parallel_vs_serial(void) {
     rope_backward(ya, pos, inv, M, nh, D);
     for (int m = 0; m < M; m++) rope_backward(yb + (size_t)m * nh * D, pos + m, inv, 1, nh, D);
     check_close("parallel rope backward == serial", ya, yb, nr, 0, 0);
+    /* the table forms (the training step's) give the same bits as the direct ones; odd D/2 (a
+     * vector tail) as well as this D */
+    for (int dd = 0; dd < 2; dd++) {
+        int Dt = dd ? 18 : D;
+        size_t nt = (size_t)M * nh * Dt;
+        float *cs = malloc((size_t)M * Dt * sizeof(float)), *za = rand_buf(nt),
+              *zb = copy_buf(za, nt);
+        rope_cos_sin(cs, pos, inv, M, Dt);
+        rope_forward(za, pos, inv, M, nh, Dt);
+        rope_forward_cs(zb, cs, M, nh, Dt);
+        check_close(dd ? "rope_forward_cs == rope_forward (D 18)"
+                       : "rope_forward_cs == rope_forward",
+                    zb, za, nt, 0, 0);
+        rope_backward(za, pos, inv, M, nh, Dt);
+        rope_backward_cs(zb, cs, M, nh, Dt);
+        check_close(dd ? "rope_backward_cs == rope_backward (D 18)"
+                       : "rope_backward_cs == rope_backward",
+                    zb, za, nt, 0, 0);
+        free(cs), free(za), free(zb);
+    }
 
     /* swiglu over n elements vs chunks of C */
     float *g = rand_buf(n), *u = rand_buf(n), *sa = zeros(n), *sb = zeros(n);
