@@ -74,10 +74,18 @@ typedef struct {
                                     matmul operands, f32 accumulation, f32 master weights, norms,
                                     softmax and loss); 0 (or no AVX512-BF16): the exact f32 path.
                                     Callers that compare with a reference (logprobs) pass 0. */
+    int bf16_keep_f32;           /* bf16 mode: keep the model's f32 copy of frozen linear
+                                    weights. 0 (default): each one whose values are all bf16
+                                    values (a bf16 checkpoint) is packed at init and its f32
+                                    memory given back to the OS, the f32 values written back
+                                    (exactly) by ft_train_sync_model and ft_train_model_free;
+                                    until then the model's f32 copy of them reads as zero. */
 } ft_train_options;
 
 /* Build the trainable view of `m` (which must outlive it), allocate every buffer the step needs
- * (no allocation happens inside a step) and initialise LoRA (A kaiming-uniform a=sqrt(5), B=0). */
+ * (no allocation happens inside a step) and initialise LoRA (A kaiming-uniform a=sqrt(5), B=0).
+ * In bf16 mode, frozen linear weights may be released from m's f32 buffer until sync or free
+ * (see bf16_keep_f32): nothing may read m->params in between. */
 ft_status ft_train_model_init(ft_train_model **out, ft_model *m, const ft_train_options *opt);
 void ft_train_model_free(ft_train_model *tm);
 

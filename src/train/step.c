@@ -1019,9 +1019,41 @@ static ft_status setup_lora(ft_train_model *tm, const ft_train_options *opt) {
     return FT_OK;
 }
 
+/* A frozen weight w (N,K) of the model, packed as pw for products of M rows: when bf16 holds
+ * every value exactly (a bf16 checkpoint), pack it now and give its f32 pages back to the OS
+ * (they read as zero until restore_released). Returns 1 when released. */
+static int release_frozen(ft_train_model *tm, ft_bf16_weight *pw, const float *w, int K, int N,
+                          int M) {
+    size_t n = (size_t)K * N;
+    if (tm->opt.bf16_keep_f32 || !n || !bf16_exact(w, n) || !bf16_weight_detach(pw, M)) return 0;
+    tm->released_bytes += ft_drop_pages((void *)(uintptr_t)w, n * sizeof(float));
+    return 1;
+}
+
+/* Write the released frozen weights back into the model's f32 buffer (exact: they were bf16
+ * values), so m->params is whole again. */
+static void restore_released(ft_train_model *tm) {
+    const ft_config *c = &tm->m->cfg;
+    for (int l = 0; l < c->n_layers; l++) {
+        const ft_layer *w = &tm->w.layers[l];
+        const float *ws[FT_LORA_NMOD] = {w->wq, w->wk, w->wv, w->wo, w->w_gate, w->w_up, w->w_down};
+        for (int j = 0; j < FT_LORA_NMOD; j++)
+            if (tm->pw_released[l][j]) {
+                bf16_weight_unpack(tm->pw[l][j], (float *)(uintptr_t)ws[j]);
+                tm->pw_released[l][j] = 0;
+            }
+    }
+    if (tm->phead_released) {
+        bf16_weight_unpack(tm->phead, (float *)(uintptr_t)head_weight(tm));
+        tm->phead_released = 0;
+    }
+    tm->released_bytes = 0;
+}
+
 /* bf16 mode (asked for, and the CPU has AVX512-BF16): a packed bf16 handle for every linear
- * weight and the head; trained ones are repacked when stale (bf16_sync). Packing itself
- * happens on first use, inside the first step. LoRA without dropout also gets the bf16 branch
+ * weight and the head; trained ones are repacked when stale (bf16_sync). Frozen ones held
+ * exactly by bf16 are packed here and released from the model (release_frozen); the others are
+ * packed on first use, inside the first step. LoRA without dropout also gets the bf16 branch
  * (lora_group_forward): the group stacks of A. */
 static ft_status setup_bf16(ft_train_model *tm) {
     const ft_config *c = &tm->m->cfg;
@@ -1039,11 +1071,18 @@ static ft_status setup_bf16(ft_train_model *tm) {
             tm->pw[l][j] = bf16_weight_create(ws[j], in, out);
             if (!tm->pw[l][j]) return ft_errorf(FT_ERR_NOMEM, "out of memory");
             tm->pw_trained[l][j] = ds[j] != NULL;
+            if (!tm->pw_trained[l][j])
+                tm->pw_released[l][j] =
+                    (unsigned char)release_frozen(tm, tm->pw[l][j], ws[j], in, out, tm->B0 * tm->T0);
         }
     }
     tm->phead = bf16_weight_create(head_weight(tm), c->dim, c->vocab_size);
     if (!tm->phead) return ft_errorf(FT_ERR_NOMEM, "out of memory");
     tm->phead_trained = (tm->w.lm_head ? tm->dw.lm_head : tm->dw.embed) != NULL;
+    /* an untied frozen head (the tied one is also the embedding table, read in f32) */
+    if (tm->w.lm_head && !tm->phead_trained)
+        tm->phead_released = (unsigned char)release_frozen(tm, tm->phead, tm->w.lm_head, c->dim,
+                                                           c->vocab_size, tm->chunk);
     for (int j = 0; j < FT_LORA_NMOD; j++)
         tm->lslot[j] = -1;
     if (tm->opt.method != FT_METHOD_LORA || tm->opt.lora.dropout > 0) return FT_OK;
@@ -1140,6 +1179,7 @@ fail:
 
 void ft_train_model_free(ft_train_model *tm) {
     if (!tm) return;
+    restore_released(tm);
     free(tm->tr);
     free(tm->model_src);
     if (tm->params_owned) ft_free(tm->params);
@@ -1192,6 +1232,7 @@ void ft_train_set_rng_state(ft_train_model *tm, uint64_t s) {
 }
 
 void ft_train_sync_model(ft_train_model *tm) {
+    restore_released(tm);
     if (tm->opt.method != FT_METHOD_FREEZE) return; /* full aliases the model; LoRA is separate */
     for (int i = 0; i < tm->n_tr; i++)
         memcpy(tm->model_src[i], tm->tr[i].param, tm->tr[i].numel * sizeof(float));

@@ -86,6 +86,10 @@ struct ft_train_model {
     ft_bf16_weight *pw[FT_MAX_LAYERS][FT_LORA_NMOD]; /* packed q k v o gate up down */
     ft_bf16_weight *phead;                           /* packed lm_head / tied embedding */
     unsigned char pw_trained[FT_MAX_LAYERS][FT_LORA_NMOD], phead_trained; /* repacked when stale */
+    /* frozen weights whose f32 copy in the model was given back after packing (detached);
+     * restore_released writes them back */
+    unsigned char pw_released[FT_MAX_LAYERS][FT_LORA_NMOD], phead_released;
+    size_t released_bytes;
     int bf16_stale; /* trained weights written since the last packing (zero_grad, params_changed) */
     uint16_t *doutb; /* (BT, max(C,HD,F)) a linear's output gradient as bf16 */
     uint16_t *xfb;   /* (BT,C) final-norm output as bf16 */

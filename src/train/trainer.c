@@ -137,6 +137,8 @@ typedef struct {
     FILE *metrics;
     int tty;
     ft_run_id id;          /* recorded in checkpoints, checked on resume */
+    uint64_t model_fp;     /* model_fingerprint, taken before the train model may release
+                              frozen weights from the f32 buffer (bf16_keep_f32) */
 } run_t;
 
 /* Global row g of the endless epoch sequence → dataset row index. */
@@ -235,7 +237,7 @@ static void run_identity(run_t *r) {
     ft_run_id_set(id, "seed", "%" PRIu64, c->seed);
     ft_run_id_set(id, "bf16", "%s", c->bf16 ? "true" : "false");
     ft_run_id_set(id, "base model", "%016" PRIx64 " (shape and sampled weights)",
-                  model_fingerprint(&r->model));
+                  r->model_fp);
     ft_run_id_set(id, "data", "%016" PRIx64 " (%" PRId64 " train + %" PRId64 " validation rows)",
                   data_fingerprint(r), r->n_train, r->n_val);
 }
@@ -616,6 +618,7 @@ ft_status ft_train_run(const ft_train_config *c) {
                           .n_tok_head = c->n_tok_head,
                           .tok_as_dict = c->tok_as_dict,
                           .seed = c->seed};
+    r.model_fp = model_fingerprint(&r.model);
     if ((st = ft_train_model_init(&r.tm, &r.model, &o))) goto done;
     const size_t step_tokens = (size_t)r.B * (size_t)c->gradient_accumulation_steps * (size_t)r.T;
     r.inputs = malloc(sizeof(int) * step_tokens);
