@@ -118,7 +118,8 @@ ft_status ft_train_eval(ft_train_model *tm, const int *inputs, const int *labels
                         const int *seg, int B, int T, double *nll_sum, int64_t *n_targets);
 
 /* freeze: copy the trained tensors (which live in the trainable buffer) back into
- * model->params, e.g. before ft_model_save. full: no-op (params alias the model); LoRA: no-op. */
+ * model->params, e.g. before ft_model_save. full: no-op (params alias the model); LoRA: no-op.
+ * Any method: frozen weights released in bf16 mode (bf16_keep_f32) are written back first. */
 void ft_train_sync_model(ft_train_model *tm);
 
 /* LoRA dropout RNG state, saved in checkpoints for bit-identical resume. It advances once per
