@@ -50,6 +50,9 @@ void matmul_bf16_backward(float *dinp, float *dw, const uint16_t *dout, const ui
  * bf16_weight_refresh. create returns NULL when out of memory; free(NULL) is a no-op. */
 typedef struct ft_bf16_weight ft_bf16_weight;
 ft_bf16_weight *bf16_weight_create(const float *w, int K, int N);
+/* The same, transient: packed into a shared scratch at each product, never kept (no memory per
+ * weight, one reorder per product; refresh is a no-op). For trained weights. */
+ft_bf16_weight *bf16_weight_create_transient(const float *w, int K, int N);
 void bf16_weight_free(ft_bf16_weight *w);
 void bf16_weight_refresh(ft_bf16_weight *w);
 /* Stop reading w's f32 source: pack it now for row count M into one canonical bf16 copy (and the

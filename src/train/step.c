@@ -1051,7 +1051,10 @@ static void restore_released(ft_train_model *tm) {
 }
 
 /* bf16 mode (asked for, and the CPU has AVX512-BF16): a packed bf16 handle for every linear
- * weight and the head; trained ones are repacked when stale (bf16_sync). Frozen ones held
+ * weight and the head. Trained linear weights are transient (packed into a shared scratch right
+ * before each product: full fine-tuning keeps no bf16 copies of its weights, at the cost of
+ * repacking per micro-step rather than per optimizer step); the trained head is repacked when
+ * stale (bf16_sync) since each cross-entropy chunk uses both its layouts. Frozen ones held
  * exactly by bf16 are packed here and released from the model (release_frozen); the others are
  * packed on first use, inside the first step. LoRA without dropout also gets the bf16 branch
  * (lora_group_forward): the group stacks of A. */
@@ -1068,7 +1071,9 @@ static ft_status setup_bf16(ft_train_model *tm) {
         for (int j = 0; j < FT_LORA_NMOD; j++) {
             int in, out;
             ft_lora_module_shape(c, j, &in, &out);
-            tm->pw[l][j] = bf16_weight_create(ws[j], in, out);
+            /* trained: packed at each use (no kept copies: -2 bytes x 2 per parameter) */
+            tm->pw[l][j] = ds[j] ? bf16_weight_create_transient(ws[j], in, out)
+                                 : bf16_weight_create(ws[j], in, out);
             if (!tm->pw[l][j]) return ft_errorf(FT_ERR_NOMEM, "out of memory");
             tm->pw_trained[l][j] = ds[j] != NULL;
             if (!tm->pw_trained[l][j])

@@ -17,6 +17,10 @@
  * was chosen for (oneDNN's preferred layout can depend on M): a new M gets its own copy, or an
  * alias when the layout is the same (on first use; a training step of fixed shape allocates
  * nothing after its first call). Past PACK_SLOTS row counts the copies are dropped and rebuilt.
+ * A weight that changes at every optimizer step may be transient instead
+ * (bf16_weight_create_transient): packed into one shared scratch right before each product and
+ * never kept — the same number of reorders as repacking after each update when an optimizer step
+ * is one micro-step, and no packed memory per weight.
  * A frozen weight may be detached from its f32 source (bf16_weight_detach): one canonical bf16
  * copy (the forward layout) is kept and every later copy is reordered from it, so the caller may
  * drop the f32 memory; bf16_weight_unpack writes the values back as f32 (exact when the source
@@ -185,7 +189,22 @@ struct ft_bf16_weight {
      * forward layout of B = w^T (K,N); slots may alias canon_buf (owns = 0) */
     dnnl_memory_desc_t canon_md;
     void *canon_buf;
+    int transient; /* packed into the shared scratch right before each product, never kept */
 };
+
+/* The scratch transient weights are packed into (grown under the lock, kept for the process). */
+static void *tr_buf;
+static size_t tr_cap;
+
+static void *transient_scratch_locked(size_t bytes) {
+    if (bytes > tr_cap) {
+        ft_free(tr_buf);
+        tr_buf = ft_calloc(bytes, 1);
+        FT_ASSERT(tr_buf != NULL);
+        tr_cap = bytes;
+    }
+    return tr_buf;
+}
 
 ft_bf16_weight *bf16_weight_create(const float *w, int K, int N) {
     ft_bf16_weight *p = calloc(1, sizeof *p);
@@ -193,6 +212,12 @@ ft_bf16_weight *bf16_weight_create(const float *w, int K, int N) {
     p->src = w;
     p->K = K;
     p->N = N;
+    return p;
+}
+
+ft_bf16_weight *bf16_weight_create_transient(const float *w, int K, int N) {
+    ft_bf16_weight *p = bf16_weight_create(w, K, N);
+    if (p) p->transient = 1;
     return p;
 }
 
@@ -291,8 +316,22 @@ static pack_slot *slot_for_locked(ft_bf16_weight *w, const mmb_entry *e, int64_t
     return s;
 }
 
+/* The packed copy a product of M rows reads: the kept slot, or for a transient weight the shared
+ * scratch, packed now (the returned slot lives until the lock is released). */
+static pack_slot *use_slot_locked(ft_bf16_weight *w, const mmb_entry *e, int64_t M, int fwd) {
+    if (!w->transient) return slot_for_locked(w, e, M, fwd);
+    static pack_slot tmp;
+    tmp.M = M;
+    tmp.md = e->mm.b_md;
+    tmp.buf = transient_scratch_locked(dnnl_memory_desc_get_size(&e->mm.b_md));
+    tmp.owns = 0;
+    pack_locked(w, &tmp, fwd);
+    return &tmp;
+}
+
 void bf16_weight_refresh(ft_bf16_weight *w) {
     FT_ASSERT(w->src != NULL); /* a detached weight is frozen */
+    if (w->transient) return;  /* packed at each use */
     pthread_mutex_lock(&mmb_lock);
     for (int i = 0; i < PACK_SLOTS; i++) {
         if (w->fwd[i].owns) pack_locked(w, &w->fwd[i], 1);
@@ -304,7 +343,7 @@ void bf16_weight_refresh(ft_bf16_weight *w) {
 int bf16_weight_detach(ft_bf16_weight *w, int M) {
     int K = w->K, N = w->N;
     if (!w->src) return 1;
-    if (M <= 0 || N <= 0 || K <= 0) return 0; /* no product to pack for */
+    if (M <= 0 || N <= 0 || K <= 0 || w->transient) return 0; /* nothing to pack for */
     pthread_mutex_lock(&mmb_lock);
     for (int i = 0; i < PACK_SLOTS; i++) { /* rebuilt below, from the canonical copy */
         if (w->fwd[i].owns) ft_free(w->fwd[i].buf);
@@ -349,7 +388,7 @@ void matmul_bf16w_forward(float *out, const uint16_t *inp, ft_bf16_weight *w, co
     mmb_key key = {M, K, N, K, 1, 0, 0, 1, bias != NULL, accumulate != 0};
     pthread_mutex_lock(&mmb_lock);
     mmb_entry *e = mmb_get_locked(&key);
-    pack_slot *s = slot_for_locked(w, e, M, 1);
+    pack_slot *s = use_slot_locked(w, e, M, 1);
     ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, out, inp, s->buf, bias);
     pthread_mutex_unlock(&mmb_lock);
 }
@@ -360,7 +399,7 @@ void matmul_bf16w_backward_input(float *dinp, const uint16_t *dout, ft_bf16_weig
     mmb_key key = {M, N, K, N, 1, 0, 0, 1, 0, 1};
     pthread_mutex_lock(&mmb_lock);
     mmb_entry *e = mmb_get_locked(&key);
-    pack_slot *s = slot_for_locked(w, e, M, 0);
+    pack_slot *s = use_slot_locked(w, e, M, 0);
     ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, dinp, dout, s->buf, NULL);
     pthread_mutex_unlock(&mmb_lock);
 }
