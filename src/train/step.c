@@ -496,6 +496,12 @@ static ft_status check_batch(ft_train_model *tm, const int *inputs, const int *l
     return FT_OK;
 }
 
+/* grad_ready for every trained tensor of layer l (-1: the non-layer ones) */
+static void grads_ready(ft_train_model *tm, int l) {
+    for (int k = 0; k < tm->n_tr; k++)
+        if (tm->tr_layer[k] == l) tm->opt.grad_ready(tm->opt.grad_ctx, k);
+}
+
 ft_status ft_train_micro_step(ft_train_model *tm, const int *inputs, const int *labels,
                               const int *pos, const int *seg, int B, int T, float loss_scale,
                               double *nll_sum, int64_t *n_targets) {
@@ -538,13 +544,19 @@ ft_status ft_train_micro_step(ft_train_model *tm, const int *inputs, const int *
              * still holds the last layer's from the forward) */
             if (tm->n_slots == 1 && l != L - 1)
                 layer_forward(tm, l, a, resid_at(tm, l), resid_at(tm, l + 1), pos, seg, B, T);
+            if (tm->layer_grads) zero(tm->layer_grads, tm->layer_grads_n);
             layer_backward(tm, l, a, resid_at(tm, l), pos, seg, B, T);
+            if (tm->layer_grads) grads_ready(tm, l);
         }
         /* resid[0] = embed[inputs] : dembed[id] += dres (the tied head part was added above) */
         if (tm->dw.embed && tm->lo_layer == 0)
             embedding_backward(tm->dw.embed, tm->dres, inputs, BT, C);
         /* trained token rows: their embedding part (their head part was added above) */
         if (tm->lo_layer == 0) tokens_embedding_backward(tm, tm->dres, inputs, BT);
+    }
+    if (tm->layer_grads) {
+        grads_ready(tm, -1); /* embedding, final norm, head: complete only now */
+        tm->bf16_stale = 1;  /* the trained weights were updated */
     }
     tm->dropout_on = 0;
     return FT_OK;
@@ -840,16 +852,37 @@ static ft_status setup_full_or_freeze(ft_train_model *tm, const ft_train_options
         tm->n_params = total;
         tm->params_owned = 1;
     }
-    tm->grads = ft_calloc(tm->n_params, sizeof(float));
-    if (!tm->params || !tm->grads) {
+    /* gradients: one buffer laid out as the params, or with grad_ready the non-layer tensors
+     * followed by one layer's worth that every layer's tensors share (same offsets in it) */
+    size_t n_grads = tm->n_params, g_global = 0, g_layer = 0;
+    if (opt->grad_ready) {
+        size_t per[FT_MAX_LAYERS] = {0};
+        for (int i = 0; i < n; i++) {
+            if (!sel[i]) continue;
+            size_t numel = (size_t)mt[i].rows * (size_t)(mt[i].cols ? mt[i].cols : 1);
+            if (mt[i].layer < 0)
+                g_global += numel;
+            else if ((per[mt[i].layer] += numel) > g_layer)
+                g_layer = per[mt[i].layer];
+        }
+        n_grads = g_global + g_layer;
+    }
+    tm->grads = ft_calloc(n_grads, sizeof(float));
+    tm->n_grads = n_grads;
+    tm->tr_layer = calloc((size_t)n_sel, sizeof *tm->tr_layer);
+    if (!tm->params || !tm->grads || !tm->tr_layer) {
         st = ft_errorf(FT_ERR_NOMEM, "out of memory for %zu trainable floats", tm->n_params);
         goto done;
     }
-    size_t off = 0;
+    tm->layer_grads = opt->grad_ready ? tm->grads + g_global : NULL;
+    tm->layer_grads_n = g_layer;
+    size_t off = 0, goff = 0, loff = 0;
+    int cur_layer = -1;
     tm->lo_layer = c->n_layers;
     for (int i = 0; i < n; i++) {
         if (!sel[i]) continue;
         tm->model_src[tm->n_tr] = mt[i].src;
+        tm->tr_layer[tm->n_tr] = mt[i].layer;
         ft_trainable *t = &tm->tr[tm->n_tr++];
         size_t numel = (size_t)mt[i].rows * (size_t)(mt[i].cols ? mt[i].cols : 1);
         snprintf(t->name, sizeof t->name, "%s", mt[i].name);
@@ -865,6 +898,16 @@ static ft_status setup_full_or_freeze(ft_train_model *tm, const ft_train_options
             memcpy(t->param, mt[i].src, numel * sizeof(float));
             *mt[i].wslot = t->param;
             off += numel;
+        }
+        if (opt->grad_ready) { /* list_model_tensors gives globals first, then layer by layer */
+            if (mt[i].layer < 0) {
+                t->grad = tm->grads + goff;
+                goff += numel;
+            } else {
+                if (mt[i].layer != cur_layer) cur_layer = mt[i].layer, loff = 0;
+                t->grad = tm->layer_grads + loff;
+                loff += numel;
+            }
         }
         *mt[i].dslot = t->grad;
         if (mt[i].layer >= 0 && mt[i].layer < tm->lo_layer) tm->lo_layer = mt[i].layer;
@@ -958,7 +1001,7 @@ static ft_status setup_lora(ft_train_model *tm, const ft_train_options *opt) {
     tm->grads = ft_calloc(total, sizeof(float));
     if (!tm->tr || !tm->params || !tm->grads)
         return ft_errorf(FT_ERR_NOMEM, "out of memory for %zu LoRA floats", total);
-    tm->n_params = total;
+    tm->n_params = tm->n_grads = total;
     tm->params_owned = 1;
     uint64_t init_rng = tm->opt.seed ^ 0x4c6f5241496e6974ull; /* "LoRAInit" */
     size_t off = 0;
@@ -1139,7 +1182,9 @@ ft_status ft_train_model_init(ft_train_model **out, ft_model *m, const ft_train_
     tm->w = m->w; /* dw stays all-NULL (frozen) until a tensor is selected */
     tm->rng = ft_rng_mix(opt->seed ^ 0x44726f706f757421ull); /* "Dropout!" */
     ft_status st;
-    if (opt->method == FT_METHOD_LORA)
+    if (opt->grad_ready && opt->method != FT_METHOD_FULL && opt->method != FT_METHOD_FREEZE)
+        st = ft_errorf(FT_ERR_ARG, "the fused optimizer (grad_ready) needs full or freeze");
+    else if (opt->method == FT_METHOD_LORA)
         st = setup_lora(tm, opt);
     else if (opt->method == FT_METHOD_FULL || opt->method == FT_METHOD_FREEZE) {
         tm->opt.lora.r = 0;
@@ -1186,6 +1231,7 @@ void ft_train_model_free(ft_train_model *tm) {
     if (!tm) return;
     restore_released(tm);
     free(tm->tr);
+    free(tm->tr_layer);
     free(tm->model_src);
     if (tm->params_owned) ft_free(tm->params);
     ft_free(tm->grads);
@@ -1215,12 +1261,17 @@ float *ft_train_params(ft_train_model *tm, size_t *n) {
 }
 
 float *ft_train_grads(ft_train_model *tm, size_t *n) {
-    if (n) *n = tm->n_params;
+    if (n) *n = tm->n_grads;
     return tm->grads;
 }
 
+void ft_train_grad_hook(const ft_train_model *tm, void (**fn)(void *, int), void **ctx) {
+    *fn = tm->opt.grad_ready;
+    *ctx = tm->opt.grad_ctx;
+}
+
 void ft_train_zero_grad(ft_train_model *tm) {
-    zero(tm->grads, tm->n_params);
+    zero(tm->grads, tm->n_grads);
     tm->bf16_stale = 1;
 }
 

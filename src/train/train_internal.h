@@ -40,13 +40,16 @@ struct ft_train_model {
     ft_trainable *tr;
     int n_tr;
     float *params, *grads; /* the two flat buffers (params aliases m->params for full) */
-    size_t n_params;
+    size_t n_params, n_grads; /* n_grads < n_params with grad_ready (one shared layer) */
     int params_owned;
     float **model_src; /* full/freeze: (n_tr) each trainable's tensor in m->params */
 
     ft_weights w;  /* weights the step reads (trainable ones point into params) */
     ft_weights dw; /* gradient pointers; NULL = frozen */
     int lo_layer;  /* lowest layer whose backward is needed (n_layers: none) */
+    int *tr_layer; /* (n_tr) layer of each trainable, -1 for embed / final norm / lm_head */
+    float *layer_grads;  /* grad_ready: the one layer's gradient buffer every layer shares */
+    size_t layer_grads_n;
 
     /* LoRA (method lora): per layer and module, A (r,in) and B (out,r), NULL if untargeted */
     float *lA[FT_MAX_LAYERS][FT_LORA_NMOD], *lB[FT_MAX_LAYERS][FT_LORA_NMOD];
