@@ -253,6 +253,22 @@ static void lora_group_backward(ft_train_model *tm, int l, int g,
 /* ------------------------------------------------------------------------------------------ */
 /* one decoder layer                                                                           */
 
+/* xmid (BT,C) = x + o_proj(attn) (+ its LoRA branch): the residual after attention. In bf16 mode
+ * tm->attnb holds attn as bf16. The forward and, in bf16 mode, the backward (which does not keep
+ * xmid) call it: the same bits both times. */
+static void attn_residual(ft_train_model *tm, int l, const ft_layer_acts *a, const float *x,
+                          float *xmid, int BT) {
+    const ft_config *c = &tm->m->cfg;
+    const ft_layer *w = &tm->w.layers[l];
+    int C = c->dim, HD = c->n_heads * c->head_dim;
+    linear_forward(tm, xmid, a->lu[3], a->attn, tm->attnb, w->wo, w->bo, l, 3, BT, HD, C);
+    if (tm->lora_bf16) {
+        float *const outs[FT_LORA_NMOD] = {NULL, NULL, NULL, xmid, NULL, NULL, NULL};
+        lora_group_forward(tm, l, 1, outs, a->lug[1], tm->attnb, BT, HD);
+    }
+    add_inplace(xmid, x, (size_t)BT * C);
+}
+
 /* y (BT,C) = layer_l(x (BT,C)), saving activations into `a`. HF order (modeling_llama/qwen2/
  * qwen3): h = x + o_proj(attn(rope(norm_qk(q_proj(n1))), rope(norm_qk(k_proj(n1))), v_proj(n1)))
  * with n1 = rmsnorm(x); y = h + down(silu(gate(n2)) * up(n2)) with n2 = rmsnorm(h). */
@@ -279,10 +295,11 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     float *qlin = a->qlin ? a->qlin : tm->q32, *klin = a->klin ? a->klin : tm->k32;
     float *q = bf ? tm->q32 : a->q, *k = bf ? tm->k32 : a->k, *v = bf ? tm->v32 : a->v;
     float *gate = bf ? tm->gate32 : a->gate, *up = bf ? tm->up32 : a->up;
+    float *xmid = a->xmid ? a->xmid : tm->xmid32;
     linear_forward(tm, qlin, a->lu[0], a->ln1, lnb, w->wq, w->bq, l, 0, BT, C, HD);
     linear_forward(tm, klin, a->lu[1], a->ln1, lnb, w->wk, w->bk, l, 1, BT, C, KVD);
     linear_forward(tm, v, a->lu[2], a->ln1, lnb, w->wv, w->bv, l, 2, BT, C, KVD);
-    float *const outs[FT_LORA_NMOD] = {qlin, klin, v, a->xmid, gate, up, y};
+    float *const outs[FT_LORA_NMOD] = {qlin, klin, v, xmid, gate, up, y};
     if (tm->lora_bf16) lora_group_forward(tm, l, 0, outs, a->lug[0], lnb, BT, C);
     if (c->qk_norm) { /* qwen3: per-head RMSNorm over D, before RoPE */
         rmsnorm_forward(q, a->qrstd, qlin, w->q_norm, BT * H, D, eps);
@@ -299,13 +316,11 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     } else {
         attention_flash_forward(a->attn, a->lse, a->q, a->k, a->v, seg, B, T, H, KV, D);
     }
-    linear_forward(tm, a->xmid, a->lu[3], a->attn, tm->attnb, w->wo, w->bo, l, 3, BT, HD, C);
-    if (tm->lora_bf16) lora_group_forward(tm, l, 1, outs, a->lug[1], tm->attnb, BT, HD);
-    add_inplace(a->xmid, x, (size_t)BT * C);
+    attn_residual(tm, l, a, x, xmid, BT);
     if (lnb)
-        rmsnorm_forward_bf16(a->ln2, lnb, a->rstd2, a->xmid, w->mlp_norm, BT, C, eps);
+        rmsnorm_forward_bf16(a->ln2, lnb, a->rstd2, xmid, w->mlp_norm, BT, C, eps);
     else
-        rmsnorm_forward(a->ln2, a->rstd2, a->xmid, w->mlp_norm, BT, C, eps);
+        rmsnorm_forward(a->ln2, a->rstd2, xmid, w->mlp_norm, BT, C, eps);
     linear_forward(tm, gate, a->lu[4], a->ln2, lnb, w->w_gate, w->b_gate, l, 4, BT, C, F);
     linear_forward(tm, up, a->lu[5], a->ln2, lnb, w->w_up, w->b_up, l, 5, BT, C, F);
     if (tm->lora_bf16) lora_group_forward(tm, l, 2, outs, a->lug[2], lnb, BT, C);
@@ -316,7 +331,7 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         swiglu_forward(a->hact, a->gate, a->up, (size_t)BT * F);
     linear_forward(tm, y, a->lu[6], a->hact, tm->hactb, w->w_down, w->b_down, l, 6, BT, F, C);
     if (tm->lora_bf16) lora_group_forward(tm, l, 3, outs, a->lug[3], tm->hactb, BT, F);
-    add_inplace(y, a->xmid, (size_t)BT * C);
+    add_inplace(y, xmid, (size_t)BT * C);
 }
 
 /*
@@ -341,6 +356,14 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     int BT = B * T, C = c->dim, H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim;
     int HD = H * D, KVD = KV * D, F = c->hidden_dim;
     float *dres = tm->dres, *dln = tm->dln;
+    /* bf16 mode: the residual after attention again, as the forward made it (same kernels,
+     * inputs and order: the same bits), one o_proj product instead of (BT,C) f32 per layer */
+    float *xmid = a->xmid;
+    if (!xmid) {
+        xmid = tm->xmid32;
+        bf16_from_f32(tm->attnb, a->attn, (size_t)BT * HD);
+        attn_residual(tm, l, a, x, xmid, BT);
+    }
 
     /* MLP; bf16 mode: hact (bf16) recomputed from the saved bf16 gate/up, the same bits as the
      * forward's (an elementwise pass instead of (BT,F) bf16 kept per layer) */
@@ -358,7 +381,7 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
         swiglu_backward(tm->dgate, tm->dup, tm->dhact, a->gate, a->up, (size_t)BT * F);
     zero(dln, (size_t)BT * C);
     uint16_t *lnb = tm->lnb; /* bf16 mode: n2, then n1, as bf16 again (the forward's bits) */
-    if (lnb) rmsnorm_apply_bf16(lnb, a->xmid, a->rstd2, w->mlp_norm, BT, C);
+    if (lnb) rmsnorm_apply_bf16(lnb, xmid, a->rstd2, w->mlp_norm, BT, C);
     linear_backward(tm, dln, dw->w_gate, dw->b_gate, tm->dgate, a->ln2, lnb, w->w_gate,
                     a->lu[4], l, 4, BT, C, F);
     linear_backward(tm, dln, dw->w_up, dw->b_up, tm->dup, a->ln2, lnb, w->w_up, a->lu[5], l, 5,
@@ -367,11 +390,11 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
         const float *const douts[FT_LORA_NMOD] = {NULL, NULL, NULL, NULL, tm->dgate, tm->dup, NULL};
         lora_group_backward(tm, l, 2, douts, dln, lnb, a->lug[2], BT, C);
     }
-    rmsnorm_backward(dres, dw->mlp_norm, dln, a->xmid, w->mlp_norm, a->rstd2, BT, C);
+    rmsnorm_backward(dres, dw->mlp_norm, dln, xmid, w->mlp_norm, a->rstd2, BT, C);
 
     /* attention; bf16 mode: o_proj's bf16 input made again from the f32 output */
     zero(tm->dattn, (size_t)BT * HD);
-    if (tm->attnb) bf16_from_f32(tm->attnb, a->attn, (size_t)BT * HD);
+    if (tm->attnb && a->xmid) bf16_from_f32(tm->attnb, a->attn, (size_t)BT * HD);
     linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, a->attn, tm->attnb, w->wo, a->lu[3], l, 3,
                     BT, HD, C);
     if (tm->lora_bf16) {
@@ -637,7 +660,8 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     int lora = tm->opt.method == FT_METHOD_LORA;
     /* bf16 mode keeps the f32 matmul inputs ln1, ln2, hact only for LoRA's f32 branch (the
      * one with dropout). Per layer it saves, besides the residual stream: rstd1/rstd2 and lse,
-     * q, k (after RoPE), v, gate, up as bf16, attn and xmid as f32; the bf16 matmul inputs
+     * q, k (after RoPE), v, gate, up as bf16, attn as f32 (xmid is made again in backward from
+     * x and attn: attn_residual); the bf16 matmul inputs
      * (norm outputs, attn, hact) are made again in backward, in scratch shared by all layers. */
     int keep32 = !tm->bf16 || (lora && !tm->lora_bf16), bf = tm->bf16;
 
@@ -665,7 +689,7 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
         a->vb = bf ? take_bf16(b, BT * KVD) : NULL;
         a->lse = take(b, B * H * T);
         a->attn = take(b, BT * HD);
-        a->xmid = take(b, BT * C);
+        a->xmid = bf ? NULL : take(b, BT * C);
         a->ln2 = keep32 ? take(b, BT * C) : NULL;
         a->rstd2 = take(b, BT);
         a->gate = bf ? NULL : take(b, BT * F);
@@ -712,6 +736,7 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     tm->v32 = bf ? tm->dv : NULL;
     tm->attnb = bf ? take_bf16(b, BT * HD) : NULL;
     tm->lnb = bf ? take_bf16(b, BT * C) : NULL;
+    tm->xmid32 = bf ? take(b, BT * C) : NULL;
     tm->lxd = tm->ldx = tm->lv = tm->ldo = tm->ldu = NULL;
     tm->lus = tm->ldut = tm->ldug = tm->ldAg = NULL;
     tm->ldugb = NULL;
@@ -1245,9 +1270,10 @@ ft_status ft_train_model_init(ft_train_model **out, ft_model *m, const ft_train_
     tm->chunk = crossentropy_chunk_rows(opt->B * opt->T, c->vocab_size);
     if ((st = setup_bf16(tm)) != FT_OK) goto fail;
     if (tm->bf16 && tm->phead_trained) {
-        /* the head's weight gradient dW (V,C) f32 is read and written once per chunk: 4x the
-         * rows (16 Mi logits, 64 MiB f32 + 32 MiB bf16) cut that traffic 4x */
-        int64_t ch = 4 * (int64_t)tm->chunk, bt = (int64_t)opt->B * opt->T;
+        /* the head's weight gradient dW (V,C) f32 is read and written once per chunk: 2x the
+         * rows (8 Mi logits, 32 MiB f32 + 16 MiB bf16) halve that traffic; 4x measured no
+         * faster on the SmolLM shape (250 vs 244 tokens per CPU-second) for 48 MB more */
+        int64_t ch = 2 * (int64_t)tm->chunk, bt = (int64_t)opt->B * opt->T;
         tm->chunk = (int)(ch < bt ? ch : bt);
     }
     bump b = {NULL, 0};

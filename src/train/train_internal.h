@@ -24,7 +24,7 @@ typedef struct {
     /* bf16 mode keeps q, k (after RoPE), v as bf16 only: q, k, v are NULL, and qlin/klin are
      * NULL unless q/k norm (qwen3) needs them. attn stays f32 (attention's backward needs it). */
     uint16_t *qb, *kb, *vb;  /* (BT,H*D), (BT,KV*D), (BT,KV*D) */
-    float *xmid;             /* (BT,C) residual after attention */
+    float *xmid;             /* (BT,C) residual after attention (NULL in bf16 mode: xmid32) */
     float *ln2, *rstd2;      /* (BT,C), (BT) post_attention_layernorm */
     float *gate, *up, *hact; /* (BT,F) gate_proj, up_proj outputs, silu(gate)*up (f32 mode;
                                 bf16 mode: gate/up NULL, hact only for the f32 LoRA branch) */
@@ -93,6 +93,8 @@ struct ft_train_model {
     uint16_t *hactb;        /* (BT,F) */
     uint16_t *attnb;        /* (BT,H*D) the attention output as bf16 (o_proj input) */
     uint16_t *lnb;          /* (BT,C) a norm's output as bf16 (q/k/v, then gate/up input) */
+    float *xmid32;          /* (BT,C) bf16 mode: the residual after attention, which the slots do
+                               not keep: the backward makes it again (x + o_proj(attn)) */
     float *q32, *k32, *v32; /* q, k, v before rounding (alias dq, dk, dv) */
     float *lxd, *ldx;                            /* (BT,maxK) LoRA dropped input, its gradient */
     float *lv, *ldo;                             /* (BT,maxN) LoRA B output, scaled dout */
