@@ -36,11 +36,13 @@ void rmsnorm_forward_bf16(float *out, uint16_t *outb, float *rstd, const float *
             uint16_t *yb = outb + m * C;
             if (out) {
                 float *y = out + m * C;
+#pragma omp simd
                 for (int c = 0; c < C; c++) {
                     y[c] = (x[c] * r) * weight[c];
                     yb[c] = ft_bf16_round(y[c]);
                 }
             } else {
+#pragma omp simd
                 for (int c = 0; c < C; c++) yb[c] = ft_bf16_round((x[c] * r) * weight[c]);
             }
             if (rstd) rstd[m] = r;

@@ -26,6 +26,7 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *wei
             float *y = out + m * C;       // (C)
             float ms = (float)(ss[j] / C);
             float r = 1.0f / sqrtf(ms + eps);
+#pragma omp simd
             for (int c = 0; c < C; c++) y[c] = (x[c] * r) * weight[c];
             if (rstd) rstd[m] = r;
         }
@@ -58,6 +59,7 @@ void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const floa
                 float *dx = dinp + m * C;
                 float r = rstd[m];
                 float k = (float)(dots[j] / C) * r * r;
+#pragma omp simd
                 for (int c = 0; c < C; c++) dx[c] += r * (dy[c] * weight[c] - x[c] * k);
             }
         }
