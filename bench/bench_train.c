@@ -3,7 +3,11 @@
  * bench/ref_train.py): optimizer steps of ft_train_micro_step (forward, loss, backward) plus an
  * AdamW update of the trainable buffer, on random token batches (ids uniform in [3,V), labels
  * the next token), the same recipe as the PyTorch reference.
- *   bench_train MODEL_DIR full|lora bf16|f32 B T STEPS [R=8 ALPHA=16]
+ *   bench_train MODEL_DIR full|full-fused|lora bf16|f32 B T STEPS [R=8 ALPHA=16]
+ * full-fused: the same AdamW applied to each tensor inside the backward as soon as its gradient
+ * is complete (ft_train_options.grad_ready, what the trainer does for full fine-tuning when an
+ * optimizer step is one micro-step without gradient clipping): the same numbers, no model-size
+ * gradient buffer.
  * One warm-up step (primitive creation, weight packing), then STEPS timed steps (mean).
  * Prints one line: "ftune tok_s X step_s Y peak_rss_mb Z loss_first A loss_last B gflop_s G
  * flop_per_tok F tok_per_cpu_s P" (P: tokens per second of process CPU time, all threads — a
@@ -43,13 +47,27 @@ static void adamw(float *p, const float *g, float *m, float *v, size_t n, int64_
     }
 }
 
+typedef struct {
+    float *p, *m, *v;
+    const ft_trainable *t;
+    int64_t step;
+    float lr;
+} fused_ctx;
+
+static void fused_update(void *ctx, int k) {
+    fused_ctx *f = ctx;
+    size_t off = (size_t)(f->t[k].param - f->p);
+    adamw(f->t[k].param, f->t[k].grad, f->m + off, f->v + off, f->t[k].numel, f->step, f->lr);
+}
+
 int main(int argc, char **argv) {
     if (argc < 7) {
         fprintf(stderr, "usage: bench_train MODEL_DIR full|lora bf16|f32 B T STEPS [R ALPHA]\n");
         return 2;
     }
     const char *dir = argv[1];
-    int lora = !strcmp(argv[2], "lora"), bf16 = !strcmp(argv[3], "bf16");
+    int lora = !strcmp(argv[2], "lora"), fused = !strcmp(argv[2], "full-fused");
+    int bf16 = !strcmp(argv[3], "bf16");
     int B = atoi(argv[4]), T = atoi(argv[5]), steps = atoi(argv[6]);
     int R = argc > 7 ? atoi(argv[7]) : 8;
     float alpha = argc > 8 ? (float)atof(argv[8]) : 16.0f;
@@ -68,14 +86,18 @@ int main(int argc, char **argv) {
     o.T = T;
     o.seed = 1;
     o.bf16 = bf16;
+    fused_ctx fc = {0};
+    if (fused) o.grad_ready = fused_update, o.grad_ctx = &fc;
     ft_train_model *tm;
     if (ft_train_model_init(&tm, &m, &o)) {
         fprintf(stderr, "bench_train: %s\n", ft_error_message());
         return 1;
     }
     size_t n;
+    int n_t;
     float *p = ft_train_params(tm, &n), *g = ft_train_grads(tm, NULL);
     float *mom = ft_calloc(n, sizeof(float)), *vel = ft_calloc(n, sizeof(float));
+    fc = (fused_ctx){p, mom, vel, ft_train_tensors(tm, &n_t), 0, lora ? 1e-3f : 1e-4f};
     int *ids = malloc((size_t)B * T * sizeof(int)), *lab = malloc((size_t)B * T * sizeof(int));
     const ft_config *c = &m.cfg;
     double first = 0, last = 0, t0 = 0;
@@ -94,11 +116,12 @@ int main(int argc, char **argv) {
         double nll;
         int64_t nt;
         ft_train_zero_grad(tm);
+        fc.step = s + 1;
         if (ft_train_micro_step(tm, ids, lab, NULL, NULL, B, T, 1.0f / (B * T), &nll, &nt)) {
             fprintf(stderr, "bench_train: %s\n", ft_error_message());
             return 1;
         }
-        adamw(p, g, mom, vel, n, s + 1, lora ? 1e-3f : 1e-4f);
+        if (!fused) adamw(p, g, mom, vel, n, s + 1, lora ? 1e-3f : 1e-4f);
         last = nll / (double)nt;
         if (s == 0) first = last;
     }

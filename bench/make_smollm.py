@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Write a SmolLM-135M-shaped Llama with random weights as a Hugging Face folder (config.json +
-model.safetensors, F32, ~540 MB) for the training benchmark: hidden 576, intermediate 1536,
+model.safetensors, BF16 as the released SmolLM checkpoints are, ~270 MB) for the training benchmark: hidden 576, intermediate 1536,
 30 layers, 9 heads, 3 KV heads (head_dim 64), vocab 49152, tied embeddings. Weights ~ N(0, 0.02)
 (HF's initializer_range), norms 1. Deterministic (seed 0). Not a test fixture; keep it out of git.
   make_smollm.py OUT_DIR
@@ -24,7 +24,7 @@ cfg = {
     "num_attention_heads": H, "num_key_value_heads": KV, "vocab_size": V,
     "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
     "rope_scaling": None, "tie_word_embeddings": True, "attention_bias": False,
-    "mlp_bias": False, "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32",
+    "mlp_bias": False, "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "bfloat16",
 }
 g = torch.Generator().manual_seed(0)
 tensors = [("model.embed_tokens.weight", (V, C))]
@@ -42,10 +42,10 @@ for l in range(L):
 tensors.append(("model.norm.weight", (C,)))
 header, off = {"__metadata__": {"format": "pt"}}, 0
 for name, shape in tensors:
-    n = 4
+    n = 2
     for s in shape:
         n *= s
-    header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [off, off + n]}
+    header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [off, off + n]}
     off += n
 hb = json.dumps(header).encode()
 hb += b" " * (-len(hb) % 8)
@@ -55,7 +55,7 @@ with open(tmp, "wb") as f:
     f.write(hb)
     for name, shape in tensors:
         t = torch.ones(shape) if len(shape) == 1 else torch.randn(shape, generator=g) * 0.02
-        f.write(t.contiguous().numpy().tobytes())
+        f.write(t.to(torch.bfloat16).contiguous().view(torch.int16).numpy().tobytes())
 os.replace(tmp, os.path.join(out, "model.safetensors"))
 with open(os.path.join(out, "config.json"), "w") as f:
     json.dump(cfg, f, indent=2)

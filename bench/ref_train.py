@@ -39,9 +39,11 @@ def load_safetensors(path):
     for k, v in hdr.items():
         if k == "__metadata__":
             continue
-        assert v["dtype"] == "F32", v["dtype"]
+        assert v["dtype"] in ("F32", "BF16"), v["dtype"]
         a, b = v["data_offsets"]
-        out[k] = torch.frombuffer(bytearray(data[a:b]), dtype=torch.float32).reshape(v["shape"])
+        dt = torch.float32 if v["dtype"] == "F32" else torch.bfloat16
+        # master weights in f32, as ftune keeps them (a BF16 checkpoint widens exactly)
+        out[k] = torch.frombuffer(bytearray(data[a:b]), dtype=dt).reshape(v["shape"]).float()
     return out
 
 

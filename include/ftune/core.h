@@ -43,6 +43,10 @@ void ft_assert_fail(const char *expr, const char *file, int line) __attribute__(
  * ft_free(NULL) is a no-op. */
 void *ft_calloc(size_t n, size_t size);
 void ft_free(void *p);
+/* Give the whole pages inside [p, p+n) of private anonymous memory (an ft_calloc block) back to
+ * the OS: they read as zero afterwards and count no longer in RSS until written. Returns the
+ * bytes given back (0 when the range holds no whole page or madvise fails). */
+size_t ft_drop_pages(void *p, size_t n);
 /* Duplicate a string (NULL on failure). */
 char *ft_strdup(const char *s);
 

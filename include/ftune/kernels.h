@@ -50,8 +50,19 @@ void matmul_bf16_backward(float *dinp, float *dw, const uint16_t *dout, const ui
  * bf16_weight_refresh. create returns NULL when out of memory; free(NULL) is a no-op. */
 typedef struct ft_bf16_weight ft_bf16_weight;
 ft_bf16_weight *bf16_weight_create(const float *w, int K, int N);
+/* The same, transient: packed into a shared scratch at each product, never kept (no memory per
+ * weight, one reorder per product; refresh is a no-op). For trained weights. */
+ft_bf16_weight *bf16_weight_create_transient(const float *w, int K, int N);
 void bf16_weight_free(ft_bf16_weight *w);
 void bf16_weight_refresh(ft_bf16_weight *w);
+/* Stop reading w's f32 source: pack it now for row count M into one canonical bf16 copy (and the
+ * slots of M) from which every later layout is reordered, bf16 to bf16. The caller may then free
+ * or drop the source; refresh is no longer allowed. Returns 0 (nothing done) for an empty shape.
+ * unpack writes the packed values to dst (N,K) f32 — the source itself when bf16_exact(source). */
+int bf16_weight_detach(ft_bf16_weight *w, int M);
+void bf16_weight_unpack(const ft_bf16_weight *w, float *dst);
+/* 1 when every x[i] is a bf16 value (its low 16 bits are zero): bf16 loses nothing of it. */
+int bf16_exact(const float *x, size_t n);
 /* out (M,N) [=|+=] inp (M,K) · w^T + bias ; dinp (M,K) += dout (M,N) · w. */
 void matmul_bf16w_forward(float *out, const uint16_t *inp, ft_bf16_weight *w, const float *bias,
                           int M, int accumulate);

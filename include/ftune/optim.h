@@ -33,6 +33,10 @@ void ft_adamw_free(ft_adamw *o);
 void ft_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
                      const ft_adamw_hparams *h, int64_t step, double lr, int decay);
 
+/* The update of one tensor for the current step (o->step already counted): its moments at the
+ * offset of t->param in `params`, its gradient at t->grad. The fused optimizer's per-tensor call. */
+void ft_adamw_tensor(ft_adamw *o, float *params, const ft_trainable *t, double lr);
+
 /* One optimizer step over every trainable tensor: o->step += 1, then ft_adamw_update on each
  * tensor with its own decay flag. `params` is the base of the flat buffer the tensors point into
  * (the same offset is used for grads, m and v). */

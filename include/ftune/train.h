@@ -74,10 +74,29 @@ typedef struct {
                                     matmul operands, f32 accumulation, f32 master weights, norms,
                                     softmax and loss); 0 (or no AVX512-BF16): the exact f32 path.
                                     Callers that compare with a reference (logprobs) pass 0. */
+    int bf16_keep_f32;           /* bf16 mode: keep the model's f32 copy of frozen linear
+                                    weights. 0 (default): each one whose values are all bf16
+                                    values (a bf16 checkpoint) is packed at init and its f32
+                                    memory given back to the OS, the f32 values written back
+                                    (exactly) by ft_train_sync_model and ft_train_model_free;
+                                    until then the model's f32 copy of them reads as zero. */
+    /* Fused optimizer (full and freeze; NULL: off). ft_train_micro_step calls
+     * grad_ready(grad_ctx, k) for every trained tensor k (ft_train_tensors order) as soon as its
+     * gradient is complete in the backward, for an optimizer update in place (PyTorch's optimizer
+     * in backward); a layer's weights are read for the last time in its own backward, so the
+     * update changes nothing the step still computes. The gradients of all layers then share one
+     * layer's buffer (tensor k's grad is valid only inside its call): no model-size gradient
+     * buffer exists. Only for optimizer steps of one micro-step without global gradient clipping
+     * (the caller's business); ft_train_grads is then not a whole gradient. The train model
+     * marks its bf16 copies stale itself after the calls. */
+    void (*grad_ready)(void *grad_ctx, int tensor);
+    void *grad_ctx;
 } ft_train_options;
 
 /* Build the trainable view of `m` (which must outlive it), allocate every buffer the step needs
- * (no allocation happens inside a step) and initialise LoRA (A kaiming-uniform a=sqrt(5), B=0). */
+ * (no allocation happens inside a step) and initialise LoRA (A kaiming-uniform a=sqrt(5), B=0).
+ * In bf16 mode, frozen linear weights may be released from m's f32 buffer until sync or free
+ * (see bf16_keep_f32): nothing may read m->params in between. */
 ft_status ft_train_model_init(ft_train_model **out, ft_model *m, const ft_train_options *opt);
 void ft_train_model_free(ft_train_model *tm);
 
@@ -85,6 +104,9 @@ void ft_train_model_free(ft_train_model *tm);
 const ft_trainable *ft_train_tensors(const ft_train_model *tm, int *n);
 float *ft_train_params(ft_train_model *tm, size_t *n);
 float *ft_train_grads(ft_train_model *tm, size_t *n);
+/* The grad_ready hook and context the model was built with (NULL, NULL: none). */
+void ft_train_grad_hook(const ft_train_model *tm, void (**fn)(void *, int), void **ctx);
+
 /* Zero the gradients: the start of an optimizer step. In bf16 mode it also marks the bf16 copies
  * of the trained weights stale, so the next micro-step (or eval) repacks them once — the
  * micro-steps of one accumulation cycle then share one packing. */
@@ -110,7 +132,8 @@ ft_status ft_train_eval(ft_train_model *tm, const int *inputs, const int *labels
                         const int *seg, int B, int T, double *nll_sum, int64_t *n_targets);
 
 /* freeze: copy the trained tensors (which live in the trainable buffer) back into
- * model->params, e.g. before ft_model_save. full: no-op (params alias the model); LoRA: no-op. */
+ * model->params, e.g. before ft_model_save. full: no-op (params alias the model); LoRA: no-op.
+ * Any method: frozen weights released in bf16 mode (bf16_keep_f32) are written back first. */
 void ft_train_sync_model(ft_train_model *tm);
 
 /* LoRA dropout RNG state, saved in checkpoints for bit-identical resume. It advances once per

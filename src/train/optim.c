@@ -63,6 +63,13 @@ void ft_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
     }
 }
 
+void ft_adamw_tensor(ft_adamw *o, float *params, const ft_trainable *t, double lr) {
+    size_t off = (size_t)(t->param - params);
+    FT_ASSERT(t->param >= params && off + t->numel <= o->n);
+    ft_adamw_update(t->param, t->grad, o->m + off, o->v + off, t->numel, &o->h, o->step, lr,
+                    t->decay);
+}
+
 void ft_adamw_step(ft_adamw *o, float *params, const float *grads, const ft_trainable *t, int n_t,
                    double lr) {
     o->step++;

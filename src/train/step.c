@@ -496,6 +496,12 @@ static ft_status check_batch(ft_train_model *tm, const int *inputs, const int *l
     return FT_OK;
 }
 
+/* grad_ready for every trained tensor of layer l (-1: the non-layer ones) */
+static void grads_ready(ft_train_model *tm, int l) {
+    for (int k = 0; k < tm->n_tr; k++)
+        if (tm->tr_layer[k] == l) tm->opt.grad_ready(tm->opt.grad_ctx, k);
+}
+
 ft_status ft_train_micro_step(ft_train_model *tm, const int *inputs, const int *labels,
                               const int *pos, const int *seg, int B, int T, float loss_scale,
                               double *nll_sum, int64_t *n_targets) {
@@ -538,13 +544,19 @@ ft_status ft_train_micro_step(ft_train_model *tm, const int *inputs, const int *
              * still holds the last layer's from the forward) */
             if (tm->n_slots == 1 && l != L - 1)
                 layer_forward(tm, l, a, resid_at(tm, l), resid_at(tm, l + 1), pos, seg, B, T);
+            if (tm->layer_grads) zero(tm->layer_grads, tm->layer_grads_n);
             layer_backward(tm, l, a, resid_at(tm, l), pos, seg, B, T);
+            if (tm->layer_grads) grads_ready(tm, l);
         }
         /* resid[0] = embed[inputs] : dembed[id] += dres (the tied head part was added above) */
         if (tm->dw.embed && tm->lo_layer == 0)
             embedding_backward(tm->dw.embed, tm->dres, inputs, BT, C);
         /* trained token rows: their embedding part (their head part was added above) */
         if (tm->lo_layer == 0) tokens_embedding_backward(tm, tm->dres, inputs, BT);
+    }
+    if (tm->layer_grads) {
+        grads_ready(tm, -1); /* embedding, final norm, head: complete only now */
+        tm->bf16_stale = 1;  /* the trained weights were updated */
     }
     tm->dropout_on = 0;
     return FT_OK;
@@ -840,16 +852,37 @@ static ft_status setup_full_or_freeze(ft_train_model *tm, const ft_train_options
         tm->n_params = total;
         tm->params_owned = 1;
     }
-    tm->grads = ft_calloc(tm->n_params, sizeof(float));
-    if (!tm->params || !tm->grads) {
+    /* gradients: one buffer laid out as the params, or with grad_ready the non-layer tensors
+     * followed by one layer's worth that every layer's tensors share (same offsets in it) */
+    size_t n_grads = tm->n_params, g_global = 0, g_layer = 0;
+    if (opt->grad_ready) {
+        size_t per[FT_MAX_LAYERS] = {0};
+        for (int i = 0; i < n; i++) {
+            if (!sel[i]) continue;
+            size_t numel = (size_t)mt[i].rows * (size_t)(mt[i].cols ? mt[i].cols : 1);
+            if (mt[i].layer < 0)
+                g_global += numel;
+            else if ((per[mt[i].layer] += numel) > g_layer)
+                g_layer = per[mt[i].layer];
+        }
+        n_grads = g_global + g_layer;
+    }
+    tm->grads = ft_calloc(n_grads, sizeof(float));
+    tm->n_grads = n_grads;
+    tm->tr_layer = calloc((size_t)n_sel, sizeof *tm->tr_layer);
+    if (!tm->params || !tm->grads || !tm->tr_layer) {
         st = ft_errorf(FT_ERR_NOMEM, "out of memory for %zu trainable floats", tm->n_params);
         goto done;
     }
-    size_t off = 0;
+    tm->layer_grads = opt->grad_ready ? tm->grads + g_global : NULL;
+    tm->layer_grads_n = g_layer;
+    size_t off = 0, goff = 0, loff = 0;
+    int cur_layer = -1;
     tm->lo_layer = c->n_layers;
     for (int i = 0; i < n; i++) {
         if (!sel[i]) continue;
         tm->model_src[tm->n_tr] = mt[i].src;
+        tm->tr_layer[tm->n_tr] = mt[i].layer;
         ft_trainable *t = &tm->tr[tm->n_tr++];
         size_t numel = (size_t)mt[i].rows * (size_t)(mt[i].cols ? mt[i].cols : 1);
         snprintf(t->name, sizeof t->name, "%s", mt[i].name);
@@ -865,6 +898,16 @@ static ft_status setup_full_or_freeze(ft_train_model *tm, const ft_train_options
             memcpy(t->param, mt[i].src, numel * sizeof(float));
             *mt[i].wslot = t->param;
             off += numel;
+        }
+        if (opt->grad_ready) { /* list_model_tensors gives globals first, then layer by layer */
+            if (mt[i].layer < 0) {
+                t->grad = tm->grads + goff;
+                goff += numel;
+            } else {
+                if (mt[i].layer != cur_layer) cur_layer = mt[i].layer, loff = 0;
+                t->grad = tm->layer_grads + loff;
+                loff += numel;
+            }
         }
         *mt[i].dslot = t->grad;
         if (mt[i].layer >= 0 && mt[i].layer < tm->lo_layer) tm->lo_layer = mt[i].layer;
@@ -958,7 +1001,7 @@ static ft_status setup_lora(ft_train_model *tm, const ft_train_options *opt) {
     tm->grads = ft_calloc(total, sizeof(float));
     if (!tm->tr || !tm->params || !tm->grads)
         return ft_errorf(FT_ERR_NOMEM, "out of memory for %zu LoRA floats", total);
-    tm->n_params = total;
+    tm->n_params = tm->n_grads = total;
     tm->params_owned = 1;
     uint64_t init_rng = tm->opt.seed ^ 0x4c6f5241496e6974ull; /* "LoRAInit" */
     size_t off = 0;
@@ -1019,9 +1062,44 @@ static ft_status setup_lora(ft_train_model *tm, const ft_train_options *opt) {
     return FT_OK;
 }
 
+/* A frozen weight w (N,K) of the model, packed as pw for products of M rows: when bf16 holds
+ * every value exactly (a bf16 checkpoint), pack it now and give its f32 pages back to the OS
+ * (they read as zero until restore_released). Returns 1 when released. */
+static int release_frozen(ft_train_model *tm, ft_bf16_weight *pw, const float *w, int K, int N,
+                          int M) {
+    size_t n = (size_t)K * N;
+    if (tm->opt.bf16_keep_f32 || !n || !bf16_exact(w, n) || !bf16_weight_detach(pw, M)) return 0;
+    tm->released_bytes += ft_drop_pages((void *)(uintptr_t)w, n * sizeof(float));
+    return 1;
+}
+
+/* Write the released frozen weights back into the model's f32 buffer (exact: they were bf16
+ * values), so m->params is whole again. */
+static void restore_released(ft_train_model *tm) {
+    const ft_config *c = &tm->m->cfg;
+    for (int l = 0; l < c->n_layers; l++) {
+        const ft_layer *w = &tm->w.layers[l];
+        const float *ws[FT_LORA_NMOD] = {w->wq, w->wk, w->wv, w->wo, w->w_gate, w->w_up, w->w_down};
+        for (int j = 0; j < FT_LORA_NMOD; j++)
+            if (tm->pw_released[l][j]) {
+                bf16_weight_unpack(tm->pw[l][j], (float *)(uintptr_t)ws[j]);
+                tm->pw_released[l][j] = 0;
+            }
+    }
+    if (tm->phead_released) {
+        bf16_weight_unpack(tm->phead, (float *)(uintptr_t)head_weight(tm));
+        tm->phead_released = 0;
+    }
+    tm->released_bytes = 0;
+}
+
 /* bf16 mode (asked for, and the CPU has AVX512-BF16): a packed bf16 handle for every linear
- * weight and the head; trained ones are repacked when stale (bf16_sync). Packing itself
- * happens on first use, inside the first step. LoRA without dropout also gets the bf16 branch
+ * weight and the head. Trained linear weights are transient (packed into a shared scratch right
+ * before each product: full fine-tuning keeps no bf16 copies of its weights, at the cost of
+ * repacking per micro-step rather than per optimizer step); the trained head is repacked when
+ * stale (bf16_sync) since each cross-entropy chunk uses both its layouts. Frozen ones held
+ * exactly by bf16 are packed here and released from the model (release_frozen); the others are
+ * packed on first use, inside the first step. LoRA without dropout also gets the bf16 branch
  * (lora_group_forward): the group stacks of A. */
 static ft_status setup_bf16(ft_train_model *tm) {
     const ft_config *c = &tm->m->cfg;
@@ -1036,14 +1114,23 @@ static ft_status setup_bf16(ft_train_model *tm) {
         for (int j = 0; j < FT_LORA_NMOD; j++) {
             int in, out;
             ft_lora_module_shape(c, j, &in, &out);
-            tm->pw[l][j] = bf16_weight_create(ws[j], in, out);
+            /* trained: packed at each use (no kept copies: -2 bytes x 2 per parameter) */
+            tm->pw[l][j] = ds[j] ? bf16_weight_create_transient(ws[j], in, out)
+                                 : bf16_weight_create(ws[j], in, out);
             if (!tm->pw[l][j]) return ft_errorf(FT_ERR_NOMEM, "out of memory");
             tm->pw_trained[l][j] = ds[j] != NULL;
+            if (!tm->pw_trained[l][j])
+                tm->pw_released[l][j] =
+                    (unsigned char)release_frozen(tm, tm->pw[l][j], ws[j], in, out, tm->B0 * tm->T0);
         }
     }
     tm->phead = bf16_weight_create(head_weight(tm), c->dim, c->vocab_size);
     if (!tm->phead) return ft_errorf(FT_ERR_NOMEM, "out of memory");
     tm->phead_trained = (tm->w.lm_head ? tm->dw.lm_head : tm->dw.embed) != NULL;
+    /* an untied frozen head (the tied one is also the embedding table, read in f32) */
+    if (tm->w.lm_head && !tm->phead_trained)
+        tm->phead_released = (unsigned char)release_frozen(tm, tm->phead, tm->w.lm_head, c->dim,
+                                                           c->vocab_size, tm->chunk);
     for (int j = 0; j < FT_LORA_NMOD; j++)
         tm->lslot[j] = -1;
     if (tm->opt.method != FT_METHOD_LORA || tm->opt.lora.dropout > 0) return FT_OK;
@@ -1095,7 +1182,9 @@ ft_status ft_train_model_init(ft_train_model **out, ft_model *m, const ft_train_
     tm->w = m->w; /* dw stays all-NULL (frozen) until a tensor is selected */
     tm->rng = ft_rng_mix(opt->seed ^ 0x44726f706f757421ull); /* "Dropout!" */
     ft_status st;
-    if (opt->method == FT_METHOD_LORA)
+    if (opt->grad_ready && opt->method != FT_METHOD_FULL && opt->method != FT_METHOD_FREEZE)
+        st = ft_errorf(FT_ERR_ARG, "the fused optimizer (grad_ready) needs full or freeze");
+    else if (opt->method == FT_METHOD_LORA)
         st = setup_lora(tm, opt);
     else if (opt->method == FT_METHOD_FULL || opt->method == FT_METHOD_FREEZE) {
         tm->opt.lora.r = 0;
@@ -1140,7 +1229,9 @@ fail:
 
 void ft_train_model_free(ft_train_model *tm) {
     if (!tm) return;
+    restore_released(tm);
     free(tm->tr);
+    free(tm->tr_layer);
     free(tm->model_src);
     if (tm->params_owned) ft_free(tm->params);
     ft_free(tm->grads);
@@ -1170,12 +1261,17 @@ float *ft_train_params(ft_train_model *tm, size_t *n) {
 }
 
 float *ft_train_grads(ft_train_model *tm, size_t *n) {
-    if (n) *n = tm->n_params;
+    if (n) *n = tm->n_grads;
     return tm->grads;
 }
 
+void ft_train_grad_hook(const ft_train_model *tm, void (**fn)(void *, int), void **ctx) {
+    *fn = tm->opt.grad_ready;
+    *ctx = tm->opt.grad_ctx;
+}
+
 void ft_train_zero_grad(ft_train_model *tm) {
-    zero(tm->grads, tm->n_params);
+    zero(tm->grads, tm->n_grads);
     tm->bf16_stale = 1;
 }
 
@@ -1192,6 +1288,7 @@ void ft_train_set_rng_state(ft_train_model *tm, uint64_t s) {
 }
 
 void ft_train_sync_model(ft_train_model *tm) {
+    restore_released(tm);
     if (tm->opt.method != FT_METHOD_FREEZE) return; /* full aliases the model; LoRA is separate */
     for (int i = 0; i < tm->n_tr; i++)
         memcpy(tm->model_src[i], tm->tr[i].param, tm->tr[i].numel * sizeof(float));

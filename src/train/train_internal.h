@@ -40,13 +40,16 @@ struct ft_train_model {
     ft_trainable *tr;
     int n_tr;
     float *params, *grads; /* the two flat buffers (params aliases m->params for full) */
-    size_t n_params;
+    size_t n_params, n_grads; /* n_grads < n_params with grad_ready (one shared layer) */
     int params_owned;
     float **model_src; /* full/freeze: (n_tr) each trainable's tensor in m->params */
 
     ft_weights w;  /* weights the step reads (trainable ones point into params) */
     ft_weights dw; /* gradient pointers; NULL = frozen */
     int lo_layer;  /* lowest layer whose backward is needed (n_layers: none) */
+    int *tr_layer; /* (n_tr) layer of each trainable, -1 for embed / final norm / lm_head */
+    float *layer_grads;  /* grad_ready: the one layer's gradient buffer every layer shares */
+    size_t layer_grads_n;
 
     /* LoRA (method lora): per layer and module, A (r,in) and B (out,r), NULL if untargeted */
     float *lA[FT_MAX_LAYERS][FT_LORA_NMOD], *lB[FT_MAX_LAYERS][FT_LORA_NMOD];
@@ -86,6 +89,10 @@ struct ft_train_model {
     ft_bf16_weight *pw[FT_MAX_LAYERS][FT_LORA_NMOD]; /* packed q k v o gate up down */
     ft_bf16_weight *phead;                           /* packed lm_head / tied embedding */
     unsigned char pw_trained[FT_MAX_LAYERS][FT_LORA_NMOD], phead_trained; /* repacked when stale */
+    /* frozen weights whose f32 copy in the model was given back after packing (detached);
+     * restore_released writes them back */
+    unsigned char pw_released[FT_MAX_LAYERS][FT_LORA_NMOD], phead_released;
+    size_t released_bytes;
     int bf16_stale; /* trained weights written since the last packing (zero_grad, params_changed) */
     uint16_t *doutb; /* (BT, max(C,HD,F)) a linear's output gradient as bf16 */
     uint16_t *xfb;   /* (BT,C) final-norm output as bf16 */

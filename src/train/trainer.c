@@ -137,6 +137,9 @@ typedef struct {
     FILE *metrics;
     int tty;
     ft_run_id id;          /* recorded in checkpoints, checked on resume */
+    ft_fused_adamw fused;  /* the fused AdamW's context (full/freeze, GA 1, no clipping) */
+    uint64_t model_fp;     /* model_fingerprint, taken before the train model may release
+                              frozen weights from the f32 buffer (bf16_keep_f32) */
 } run_t;
 
 /* Global row g of the endless epoch sequence → dataset row index. */
@@ -235,7 +238,7 @@ static void run_identity(run_t *r) {
     ft_run_id_set(id, "seed", "%" PRIu64, c->seed);
     ft_run_id_set(id, "bf16", "%s", c->bf16 ? "true" : "false");
     ft_run_id_set(id, "base model", "%016" PRIx64 " (shape and sampled weights)",
-                  model_fingerprint(&r->model));
+                  r->model_fp);
     ft_run_id_set(id, "data", "%016" PRIx64 " (%" PRId64 " train + %" PRId64 " validation rows)",
                   data_fingerprint(r), r->n_train, r->n_val);
 }
@@ -275,6 +278,14 @@ ft_status ft_train_step(ft_train_model *tm, ft_adamw *opt, const int *inputs, co
                                 loss, grad_norm);
 }
 
+void ft_fused_adamw_ready(void *ctx, int k) {
+    ft_fused_adamw *f = ctx;
+    const ft_trainable *t = &f->t[k];
+    double s = ft_grad_norm(t->grad, t->numel);
+    f->sumsq += s * s;
+    ft_adamw_tensor(f->opt, f->params, t, f->lr);
+}
+
 ft_status ft_train_step_packed(ft_train_model *tm, ft_adamw *opt, const int *inputs,
                                const int *labels, const int *pos, const int *seg, int B, int GA,
                                int T, double lr, double max_grad_norm, double *loss,
@@ -290,6 +301,20 @@ ft_status ft_train_step_packed(ft_train_model *tm, ft_adamw *opt, const int *inp
     for (size_t i = 0; i < rows * (size_t)T; i++) targets += labels[i] != FT_IGNORE_INDEX;
     if (!targets) return ft_errorf(FT_ERR_ARG, "the step has no target tokens");
     const float scale = (float)(1.0 / (double)targets);
+    void (*hook)(void *, int);
+    void *hctx;
+    ft_train_grad_hook(tm, &hook, &hctx);
+    ft_fused_adamw *fused = hook == ft_fused_adamw_ready ? hctx : NULL;
+    if (hook && !fused)
+        return ft_errorf(FT_ERR_ARG, "the model was built with another grad_ready hook");
+    if (fused && (GA != 1 || max_grad_norm > 0))
+        return ft_errorf(FT_ERR_ARG,
+                         "the fused AdamW needs gradient_accumulation_steps 1 and no clipping "
+                         "(got %d, max_grad_norm %g)", GA, max_grad_norm);
+    if (fused) {
+        *fused = (ft_fused_adamw){opt, params, tens, lr, 0.0};
+        opt->step++; /* as ft_adamw_step does first */
+    }
     ft_train_zero_grad(tm);
     double nll = 0;
     for (int m = 0; m < GA; m++) {
@@ -304,6 +329,10 @@ ft_status ft_train_step_packed(ft_train_model *tm, ft_adamw *opt, const int *inp
     *loss = nll / (double)targets;
     if (!isfinite(*loss))
         return ft_errorf(FT_ERR_ARG, "loss is %g (diverged; lower learning_rate?)", *loss);
+    if (fused) { /* updated in the backward */
+        *grad_norm = sqrt(fused->sumsq);
+        return FT_OK;
+    }
     *grad_norm = ft_clip_grad_norm(grads, n_grads, max_grad_norm);
     ft_adamw_step(opt, params, grads, tens, n_t, lr);
     ft_train_params_changed(tm);
@@ -616,6 +645,16 @@ ft_status ft_train_run(const ft_train_config *c) {
                           .n_tok_head = c->n_tok_head,
                           .tok_as_dict = c->tok_as_dict,
                           .seed = c->seed};
+    /* no global clipping and one micro-batch per step: AdamW can run inside the backward, tensor
+     * by tensor, and full fine-tuning then needs no model-size gradient buffer (same numbers) */
+    if (c->method != FT_METHOD_LORA && c->gradient_accumulation_steps == 1 &&
+        c->max_grad_norm <= 0) {
+        o.grad_ready = ft_fused_adamw_ready;
+        o.grad_ctx = &r.fused;
+        fprintf(stderr, "ftune: AdamW runs inside the backward (max_grad_norm 0, "
+                        "gradient_accumulation_steps 1): no gradient buffer\n");
+    }
+    r.model_fp = model_fingerprint(&r.model);
     if ((st = ft_train_model_init(&r.tm, &r.model, &o))) goto done;
     const size_t step_tokens = (size_t)r.B * (size_t)c->gradient_accumulation_steps * (size_t)r.T;
     r.inputs = malloc(sizeof(int) * step_tokens);

@@ -307,6 +307,91 @@ static void many_row_counts(void) {
     free(w), free(x), free(wr), free(xr), free(out), free(xb);
 }
 
+/* A detached weight (bf16_weight_detach: f32 source dropped, one canonical copy, later layouts
+ * reordered from it, the input-gradient one through swapped axes) must give the bytes a weight
+ * packed from the source gives, for the detach row count and for more row counts than the slots
+ * hold (a rebuild from the canonical copy), forward and input gradient alike; unpack must write
+ * back the bf16 values exactly. The source is scribbled over after detaching, so any read of it
+ * shows. Also bf16_exact on both kinds of buffers. */
+static void detached(int K, int N, int M0) {
+    char tag[96];
+    const int MX = 11;
+    size_t nk = (size_t)N * K;
+    float *w = rand_buf(nk), *wr = rounded(w, nk), *wcopy = malloc(nk * 4), *back = malloc(nk * 4);
+    float *x = rand_buf((size_t)MX * K), *dy = rand_buf((size_t)MX * N);
+    uint16_t *xb = to_bf16(x, (size_t)MX * K), *dyb = to_bf16(dy, (size_t)MX * N);
+    float *o1 = malloc((size_t)MX * N * 4), *o2 = malloc((size_t)MX * N * 4);
+    float *d1 = calloc((size_t)MX * K, 4), *d2 = calloc((size_t)MX * K, 4);
+    memcpy(wcopy, wr, nk * 4);
+    ft_bf16_weight *ref = bf16_weight_create(wcopy, K, N), *det = bf16_weight_create(wr, K, N);
+    snprintf(tag, sizeof tag, "bf16_exact: rounded yes, random no (%dx%d)", N, K);
+    CHECK(tag, bf16_exact(wr, nk) && (nk < 4 || !bf16_exact(w, nk)), "wrong answer");
+    int ok = bf16_weight_detach(det, M0) == 1;
+    for (size_t i = 0; i < nk; i++) wr[i] = 1e30f; /* the source is gone for the handle */
+    int bad_m = 0;
+    for (int M = 1; M <= MX && ok; M++) {
+        int Ms = (M * 5) % MX + 1; /* M0 first is not guaranteed: any order must work */
+        matmul_bf16w_forward(o1, xb, ref, NULL, Ms, 0);
+        matmul_bf16w_forward(o2, xb, det, NULL, Ms, 0);
+        memset(d1, 0, (size_t)MX * K * 4);
+        memset(d2, 0, (size_t)MX * K * 4);
+        matmul_bf16w_backward_input(d1, dyb, ref, Ms);
+        matmul_bf16w_backward_input(d2, dyb, det, Ms);
+        if (memcmp(o1, o2, (size_t)Ms * N * 4) || memcmp(d1, d2, (size_t)Ms * K * 4)) {
+            ok = 0;
+            bad_m = Ms;
+        }
+    }
+    snprintf(tag, sizeof tag, "detached weight %dx%d (detach at M %d): forward, dinp bit-identical",
+             N, K, M0);
+    CHECK(tag, ok, "differs at row count %d", bad_m);
+    bf16_weight_unpack(det, back);
+    snprintf(tag, sizeof tag, "detached weight %dx%d: unpack writes the bf16 values back", N, K);
+    CHECK(tag, !memcmp(back, wcopy, nk * 4), "values differ");
+    bf16_weight_free(ref), bf16_weight_free(det);
+    free(w), free(wr), free(wcopy), free(back), free(x), free(dy), free(xb), free(dyb);
+    free(o1), free(o2), free(d1), free(d2);
+}
+
+/* A transient weight (packed into the shared scratch at each product) gives the bytes a kept
+ * pack gives, forward and input gradient, at several row counts, interleaved with another
+ * transient weight of another shape (the scratch is shared), and sees a change of its f32
+ * source at the next product without any refresh. */
+static void transient(void) {
+    const int K = 70, N = 45, K2 = 33, N2 = 130, MX = 9;
+    float *w = rand_buf((size_t)N * K), *w2 = rand_buf((size_t)N2 * K2);
+    float *x = rand_buf((size_t)MX * K2 + (size_t)MX * K), *dy = rand_buf((size_t)MX * N2);
+    uint16_t *xb = to_bf16(x, (size_t)MX * K2 + (size_t)MX * K), *dyb = to_bf16(dy, (size_t)MX * N2);
+    float *o1 = malloc((size_t)MX * N2 * 4), *o2 = malloc((size_t)MX * N2 * 4);
+    float *d1 = malloc((size_t)MX * K * 4), *d2 = malloc((size_t)MX * K * 4);
+    ft_bf16_weight *kept = bf16_weight_create(w, K, N), *tr = bf16_weight_create_transient(w, K, N);
+    ft_bf16_weight *kept2 = bf16_weight_create(w2, K2, N2),
+                   *tr2 = bf16_weight_create_transient(w2, K2, N2);
+    int ok = 1, round;
+    for (round = 0; round < 2 && ok; round++) {
+        for (int M = 1; M <= MX && ok; M += 3) {
+            matmul_bf16w_forward(o1, xb, kept, NULL, M, 0);
+            matmul_bf16w_forward(o2, xb, tr, NULL, M, 0);
+            ok &= !memcmp(o1, o2, (size_t)M * N * 4);
+            matmul_bf16w_forward(o1, xb, kept2, NULL, M, 0);
+            matmul_bf16w_forward(o2, xb, tr2, NULL, M, 0);
+            ok &= !memcmp(o1, o2, (size_t)M * N2 * 4);
+            memset(d1, 0, (size_t)M * K * 4);
+            memset(d2, 0, (size_t)M * K * 4);
+            matmul_bf16w_backward_input(d1, dyb, kept, M);
+            matmul_bf16w_backward_input(d2, dyb, tr, M);
+            ok &= !memcmp(d1, d2, (size_t)M * K * 4);
+        }
+        for (size_t i = 0; i < (size_t)N * K; i++) w[i] = 0.75f * w[i] - 0.125f; /* an update */
+        bf16_weight_refresh(kept); /* the kept pack needs it; the transient one must not */
+    }
+    CHECK("transient weight: forward, dinp bit-identical to a kept pack, source changes seen", ok,
+          "differs in round %d", round - 1);
+    bf16_weight_free(kept), bf16_weight_free(tr), bf16_weight_free(kept2), bf16_weight_free(tr2);
+    free(w), free(w2), free(x), free(dy), free(xb), free(dyb), free(o1), free(o2), free(d1);
+    free(d2);
+}
+
 int main(void) {
     conversion();
     const char *off = getenv("FTUNE_NO_BF16");
@@ -326,6 +411,10 @@ int main(void) {
     shape(17, 33, 9, 1); /* cached primitive, same shape again */
     fused();
     many_row_counts();
+    detached(40, 24, 7);
+    transient();
+    detached(576, 192, 9);
+    detached(33, 130, 1);
     xent_bf16(7, 13, 50, 3);
     xent_bf16(33, 64, 301, 8);
     xent_bf16(20, 96, 1000, 20);

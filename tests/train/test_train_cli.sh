@@ -48,3 +48,19 @@ if [ $rc -eq 1 ] && [[ $out == *"exceeds the model's 16 positions (its sliding w
 else
     echo "FAIL cli_sliding_window_caps_generate: exit $rc: $out"
 fi
+
+# full fine-tuning without clipping and with one micro-batch per step runs AdamW inside the
+# backward (no gradient buffer; the numbers are those of the plain path: test_fused_adamw):
+# the trainer says so, trains, and logs a finite gradient norm; with clipping it does not
+printf 'base_model: models/stories15M\ndatasets: [{path: %s/d.jsonl, type: text}]\nmethod: full\nsequence_len: 16\nmicro_batch_size: 1\nmax_steps: 2\nlogging_steps: 1\nval_set_size: 0\noutput_dir: %s/fused_out\n' "$D" "$D" > "$D/fused.yaml"
+out=$("$FTUNE" train "$D/fused.yaml" --set max_grad_norm=0 2>&1); rc=$?
+norm=$(grep -o '"grad_norm": [0-9.e+-]*' "$D/fused_out/metrics.jsonl" 2>/dev/null | tail -1 | awk '{print $2}')
+if [ $rc -eq 0 ] && [[ $out == *"AdamW runs inside the backward"* ]] && [ -n "$norm" ] &&
+    awk -v g="$norm" 'BEGIN { exit !(g > 0 && g < 1e6) }'; then
+    echo "PASS cli_fused_adamw_without_clipping"
+else
+    echo "FAIL cli_fused_adamw_without_clipping: exit $rc, grad_norm '$norm': $(echo "$out" | tail -2)"
+fi
+out=$("$FTUNE" train "$D/fused.yaml" --set max_grad_norm=1 --set output_dir="$D/fused_out2" 2>&1); rc=$?
+if [ $rc -eq 0 ] && [[ $out != *"inside the backward"* ]]; then echo "PASS cli_no_fused_adamw_with_clipping"
+else echo "FAIL cli_no_fused_adamw_with_clipping: exit $rc: $(echo "$out" | tail -2)"; fi

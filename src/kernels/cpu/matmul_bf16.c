@@ -17,6 +17,14 @@
  * was chosen for (oneDNN's preferred layout can depend on M): a new M gets its own copy, or an
  * alias when the layout is the same (on first use; a training step of fixed shape allocates
  * nothing after its first call). Past PACK_SLOTS row counts the copies are dropped and rebuilt.
+ * A weight that changes at every optimizer step may be transient instead
+ * (bf16_weight_create_transient): packed into one shared scratch right before each product and
+ * never kept — the same number of reorders as repacking after each update when an optimizer step
+ * is one micro-step, and no packed memory per weight.
+ * A frozen weight may be detached from its f32 source (bf16_weight_detach): one canonical bf16
+ * copy (the forward layout) is kept and every later copy is reordered from it, so the caller may
+ * drop the f32 memory; bf16_weight_unpack writes the values back as f32 (exact when the source
+ * held bf16 values, which bf16_exact tells).
  *
  * ft_cpu_has_bf16() says whether the CPU has AVX512-BF16 (run-time check; FTUNE_NO_BF16=1 in the
  * environment forces "no", to exercise the f32 fallback); callers use f32 kernels when it is 0.
@@ -55,6 +63,17 @@ void bf16_from_f32(uint16_t *dst, const float *src, size_t n) {
         uint32_t nan = (u >> 16) | 0x40;
         dst[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : r);
     }
+}
+
+int bf16_exact(const float *x, size_t n) {
+    uint32_t any = 0;
+#pragma omp parallel for schedule(static) reduction(| : any) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        any |= u & 0xffffu;
+    }
+    return any == 0;
 }
 
 void bf16_to_f32(float *dst, const uint16_t *src, size_t n) {
@@ -163,10 +182,29 @@ typedef struct {
 } pack_slot;
 
 struct ft_bf16_weight {
-    const float *src; /* (N,K) f32, owned by the caller, must outlive this */
+    const float *src; /* (N,K) f32, owned by the caller; NULL once detached */
     int K, N;
     pack_slot fwd[PACK_SLOTS], bwd[PACK_SLOTS]; /* forward B = w^T (K,N); dinp B = w (N,K) */
+    /* detached (bf16_weight_detach): the canonical copy every later slot is reordered from — the
+     * forward layout of B = w^T (K,N); slots may alias canon_buf (owns = 0) */
+    dnnl_memory_desc_t canon_md;
+    void *canon_buf;
+    int transient; /* packed into the shared scratch right before each product, never kept */
 };
+
+/* The scratch transient weights are packed into (grown under the lock, kept for the process). */
+static void *tr_buf;
+static size_t tr_cap;
+
+static void *transient_scratch_locked(size_t bytes) {
+    if (bytes > tr_cap) {
+        ft_free(tr_buf);
+        tr_buf = ft_calloc(bytes, 1);
+        FT_ASSERT(tr_buf != NULL);
+        tr_cap = bytes;
+    }
+    return tr_buf;
+}
 
 ft_bf16_weight *bf16_weight_create(const float *w, int K, int N) {
     ft_bf16_weight *p = calloc(1, sizeof *p);
@@ -177,38 +215,68 @@ ft_bf16_weight *bf16_weight_create(const float *w, int K, int N) {
     return p;
 }
 
+ft_bf16_weight *bf16_weight_create_transient(const float *w, int K, int N) {
+    ft_bf16_weight *p = bf16_weight_create(w, K, N);
+    if (p) p->transient = 1;
+    return p;
+}
+
 void bf16_weight_free(ft_bf16_weight *w) {
     if (!w) return;
     for (int i = 0; i < PACK_SLOTS; i++) {
         if (w->fwd[i].owns) ft_free(w->fwd[i].buf);
         if (w->bwd[i].owns) ft_free(w->bwd[i].buf);
     }
+    ft_free(w->canon_buf);
     free(w);
 }
 
-/* Reorder the f32 source into slot s (desc already set, buffer allocated). Lock held. */
-static void pack_locked(const ft_bf16_weight *w, pack_slot *s, int fwd) {
-    dnnl_memory_desc_t src_md;
-    /* forward: B = w^T (K,N), element (k,n) at src[n*K + k]; dinp: B = w (N,K) row-major */
-    dnnl_dims_t d_f = {w->K, w->N}, s_f = {1, w->K};
-    dnnl_dims_t d_b = {w->N, w->K}, s_b = {w->K, 1};
-    DNNL_CHECK(dnnl_memory_desc_init_by_strides(&src_md, 2, fwd ? d_f : d_b, dnnl_f32,
-                                                fwd ? s_f : s_b));
+/* One oneDNN reorder from (src_md, src) to (dst_md, dst). Lock held. */
+static void reorder_locked(const dnnl_memory_desc_t *src_md, const void *src,
+                           const dnnl_memory_desc_t *dst_md, void *dst) {
     dnnl_primitive_desc_t pd;
-    DNNL_CHECK(dnnl_reorder_primitive_desc_create(&pd, &src_md, mmb_engine, &s->md, mmb_engine,
+    DNNL_CHECK(dnnl_reorder_primitive_desc_create(&pd, src_md, mmb_engine, dst_md, mmb_engine,
                                                   NULL));
     dnnl_primitive_t r;
     DNNL_CHECK(dnnl_primitive_create(&r, pd));
     dnnl_primitive_desc_destroy(pd);
     dnnl_memory_t ms, md;
-    DNNL_CHECK(dnnl_memory_create(&ms, &src_md, mmb_engine, (void *)w->src));
-    DNNL_CHECK(dnnl_memory_create(&md, &s->md, mmb_engine, s->buf));
+    DNNL_CHECK(dnnl_memory_create(&ms, src_md, mmb_engine, (void *)src));
+    DNNL_CHECK(dnnl_memory_create(&md, dst_md, mmb_engine, dst));
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, ms}, {DNNL_ARG_TO, md}};
     DNNL_CHECK(dnnl_primitive_execute(r, mmb_stream, 2, args));
     DNNL_CHECK(dnnl_stream_wait(mmb_stream));
     dnnl_memory_destroy(ms);
     dnnl_memory_destroy(md);
     dnnl_primitive_destroy(r);
+}
+
+/* The f32 source (N,K) row-major seen as B = w^T (K,N) (forward) or B = w (N,K) (dinp). */
+static void src_md_of(const ft_bf16_weight *w, int fwd, dnnl_memory_desc_t *md) {
+    dnnl_dims_t d_f = {w->K, w->N}, s_f = {1, w->K};
+    dnnl_dims_t d_b = {w->N, w->K}, s_b = {w->K, 1};
+    DNNL_CHECK(dnnl_memory_desc_init_by_strides(md, 2, fwd ? d_f : d_b, dnnl_f32,
+                                                fwd ? s_f : s_b));
+}
+
+/* Fill slot s (desc set, buffer allocated) from the f32 source, or, once detached, from the
+ * canonical bf16 copy: bf16 to bf16, so the bytes are those a pack from the source gave. The
+ * canonical copy holds B = w^T (K,N); the input-gradient layout wants w (N,K), reached by
+ * swapping its two axes (a view, no copy). Lock held. */
+static void pack_locked(const ft_bf16_weight *w, pack_slot *s, int fwd) {
+    dnnl_memory_desc_t src_md;
+    if (w->src) {
+        src_md_of(w, fwd, &src_md);
+        reorder_locked(&src_md, w->src, &s->md, s->buf);
+        return;
+    }
+    if (fwd) {
+        src_md = w->canon_md;
+    } else {
+        int perm[2] = {1, 0};
+        DNNL_CHECK(dnnl_memory_desc_permute_axes(&src_md, &w->canon_md, perm));
+    }
+    reorder_locked(&src_md, w->canon_buf, &s->md, s->buf);
 }
 
 /* The slot packed for the primitive `e` (row count M), created and filled on first use. A new M
@@ -236,6 +304,11 @@ static pack_slot *slot_for_locked(ft_bf16_weight *w, const mmb_entry *e, int64_t
             s->owns = 0;
             return s;
         }
+    if (fwd && w->canon_buf && dnnl_memory_desc_equal(&w->canon_md, &e->mm.b_md)) {
+        s->buf = w->canon_buf;
+        s->owns = 0;
+        return s;
+    }
     s->buf = ft_calloc(dnnl_memory_desc_get_size(&e->mm.b_md), 1);
     FT_ASSERT(s->buf != NULL);
     s->owns = 1;
@@ -243,12 +316,64 @@ static pack_slot *slot_for_locked(ft_bf16_weight *w, const mmb_entry *e, int64_t
     return s;
 }
 
+/* The packed copy a product of M rows reads: the kept slot, or for a transient weight the shared
+ * scratch, packed now (the returned slot lives until the lock is released). */
+static pack_slot *use_slot_locked(ft_bf16_weight *w, const mmb_entry *e, int64_t M, int fwd) {
+    if (!w->transient) return slot_for_locked(w, e, M, fwd);
+    static pack_slot tmp;
+    tmp.M = M;
+    tmp.md = e->mm.b_md;
+    tmp.buf = transient_scratch_locked(dnnl_memory_desc_get_size(&e->mm.b_md));
+    tmp.owns = 0;
+    pack_locked(w, &tmp, fwd);
+    return &tmp;
+}
+
 void bf16_weight_refresh(ft_bf16_weight *w) {
+    FT_ASSERT(w->src != NULL); /* a detached weight is frozen */
+    if (w->transient) return;  /* packed at each use */
     pthread_mutex_lock(&mmb_lock);
     for (int i = 0; i < PACK_SLOTS; i++) {
         if (w->fwd[i].owns) pack_locked(w, &w->fwd[i], 1);
         if (w->bwd[i].owns) pack_locked(w, &w->bwd[i], 0);
     }
+    pthread_mutex_unlock(&mmb_lock);
+}
+
+int bf16_weight_detach(ft_bf16_weight *w, int M) {
+    int K = w->K, N = w->N;
+    if (!w->src) return 1;
+    if (M <= 0 || N <= 0 || K <= 0 || w->transient) return 0; /* nothing to pack for */
+    pthread_mutex_lock(&mmb_lock);
+    for (int i = 0; i < PACK_SLOTS; i++) { /* rebuilt below, from the canonical copy */
+        if (w->fwd[i].owns) ft_free(w->fwd[i].buf);
+        if (w->bwd[i].owns) ft_free(w->bwd[i].buf);
+        memset(&w->fwd[i], 0, sizeof w->fwd[i]);
+        memset(&w->bwd[i], 0, sizeof w->bwd[i]);
+    }
+    mmb_key kf = {M, K, N, K, 1, 0, 0, 1, 0, 0}; /* the forward product, as matmul_bf16w_forward */
+    w->canon_md = mmb_get_locked(&kf)->mm.b_md;
+    w->canon_buf = ft_calloc(dnnl_memory_desc_get_size(&w->canon_md), 1);
+    FT_ASSERT(w->canon_buf != NULL);
+    dnnl_memory_desc_t md;
+    src_md_of(w, 1, &md);
+    reorder_locked(&md, w->src, &w->canon_md, w->canon_buf);
+    w->src = NULL;
+    /* the slots of row count M now, so the first step reorders nothing (mmb_get_locked may move
+     * the cache: one entry at a time) */
+    slot_for_locked(w, mmb_get_locked(&kf), M, 1);
+    mmb_key kb = {M, N, K, N, 1, 0, 0, 1, 0, 1}; /* as matmul_bf16w_backward_input */
+    slot_for_locked(w, mmb_get_locked(&kb), M, 0);
+    pthread_mutex_unlock(&mmb_lock);
+    return 1;
+}
+
+void bf16_weight_unpack(const ft_bf16_weight *w, float *dst) {
+    FT_ASSERT(w->src == NULL && w->canon_buf != NULL);
+    dnnl_memory_desc_t md;
+    src_md_of(w, 1, &md);
+    pthread_mutex_lock(&mmb_lock);
+    reorder_locked(&w->canon_md, w->canon_buf, &md, dst); /* bf16 -> f32: exact */
     pthread_mutex_unlock(&mmb_lock);
 }
 
@@ -263,7 +388,7 @@ void matmul_bf16w_forward(float *out, const uint16_t *inp, ft_bf16_weight *w, co
     mmb_key key = {M, K, N, K, 1, 0, 0, 1, bias != NULL, accumulate != 0};
     pthread_mutex_lock(&mmb_lock);
     mmb_entry *e = mmb_get_locked(&key);
-    pack_slot *s = slot_for_locked(w, e, M, 1);
+    pack_slot *s = use_slot_locked(w, e, M, 1);
     ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, out, inp, s->buf, bias);
     pthread_mutex_unlock(&mmb_lock);
 }
@@ -274,7 +399,7 @@ void matmul_bf16w_backward_input(float *dinp, const uint16_t *dout, ft_bf16_weig
     mmb_key key = {M, N, K, N, 1, 0, 0, 1, 0, 1};
     pthread_mutex_lock(&mmb_lock);
     mmb_entry *e = mmb_get_locked(&key);
-    pack_slot *s = slot_for_locked(w, e, M, 0);
+    pack_slot *s = use_slot_locked(w, e, M, 0);
     ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, dinp, dout, s->buf, NULL);
     pthread_mutex_unlock(&mmb_lock);
 }
