@@ -39,6 +39,7 @@
 #define FA_ROWS 16  /* query rows per block */
 #define FA_QROWS 64 /* query rows per forward task (FA_ROWS-row tiles sharing a key block) */
 #define FA_MAXD 256 /* largest head dim the tiles hold */
+#define FA_DELTA 8192 /* backward: rows x heads-per-KV-head whose delta is computed up front */
 
 static inline int seen(const int *seg, int64_t b, int64_t T, int64_t s, int64_t t) {
     return !seg || seg[b * T + s] == seg[b * T + t];
@@ -355,6 +356,14 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; b++)
         for (int64_t kh = 0; kh < KV; kh++) {
+            /* delta_t of the task's G heads, once per row instead of once per key block */
+            float dl[FA_DELTA];
+            const int pre = (int64_t)G * T <= FA_DELTA;
+            if (pre)
+                for (int64_t h = kh * G; h < (kh + 1) * G; h++)
+                    for (int64_t t = 0; t < T; t++)
+                        dl[(h - kh * G) * T + t] = dotf(dout + ((b * T + t) * H + h) * D,
+                                                        out + ((b * T + t) * H + h) * D, D);
             if (dq)
                 for (int64_t h = kh * G; h < (kh + 1) * G; h++)
                     for (int64_t t = 0; t < T; t++)
@@ -380,7 +389,9 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
                         for (int r = 0; r < nr; r++) {
                             const int64_t t = t0 + r;
                             const float L = lse[(b * H + h) * T + t];
-                            const float delta = dotf(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
+                            const float delta =
+                                pre ? dl[(h - kh * G) * T + t]
+                                    : dotf(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
                             float *pr = P + r * FA_BLOCK, *dr = dS + r * FA_BLOCK;
                             int lim = (int)(t - s0 + 1 < ns ? t - s0 + 1 : ns); /* causal */
 #pragma omp simd
