@@ -3,7 +3,9 @@
 # (bench/ref_train.py: fp32 and bf16 autocast) on the same model, batch, sequence length and
 # thread count, full fine-tuning and LoRA (r 8, alpha 16, all linear layers), each configuration
 # in its own process (so peak RSS is per configuration). Prints tokens/s, ftune/torch ratios,
-# achieved GFLOP/s against the measured bf16 peak, and peak RSS.
+# achieved GFLOP/s against the measured bf16 peak, and peak RSS. Full fine-tuning: ftune applies
+# AdamW inside the backward (what its trainer does for this recipe: no clipping, one micro-batch
+# per optimizer step; same numbers), and the plain order is measured beside it.
 #   bench/train.sh [MODEL_DIR...]   (default: models/stories15M and the SmolLM-135M shape)
 # Env: B (4), T (256), STEPS (timed steps per configuration, default 2), OMP_NUM_THREADS (2),
 # OMP_WAIT_POLICY (passive, for both sides: both use libgomp; on a shared machine spinning
@@ -28,8 +30,15 @@ for model in "$@"; do
     name=$(basename "$model")
     for method in $METHODS; do
         # raw lines go to stderr as each run ends (a long run can be cut short and still report)
-        ft=$(build/rel/bench/bench_train "$model" "$method" bf16 "$B" "$T" "$STEPS"); echo "  $name $method ftune-bf16: $ft" >&2
-        ft32=$(build/rel/bench/bench_train "$model" "$method" f32 "$B" "$T" "$STEPS"); echo "  $name $method ftune-f32: $ft32" >&2
+        # full: AdamW fused into the backward, as ftune's trainer runs this recipe (no clipping,
+        # one micro-batch per step); the plain order (whole gradient, then AdamW) is shown beside it
+        ftm=$method; [ "$method" = full ] && ftm=full-fused
+        ft=$(build/rel/bench/bench_train "$model" "$ftm" bf16 "$B" "$T" "$STEPS"); echo "  $name $method ftune-bf16: $ft" >&2
+        ftp=""
+        if [ "$method" = full ]; then
+            ftp=$(build/rel/bench/bench_train "$model" full bf16 "$B" "$T" "$STEPS"); echo "  $name $method ftune-bf16-unfused: $ftp" >&2
+        fi
+        ft32=$(build/rel/bench/bench_train "$model" "$ftm" f32 "$B" "$T" "$STEPS"); echo "  $name $method ftune-f32: $ft32" >&2
         if [ "$TORCH_FP32" = 1 ]; then
             t32=$("$PY" bench/ref_train.py "$model" "$method" fp32 "$B" "$T" "$STEPS")
         else # not run: its figures print as nan
@@ -37,7 +46,7 @@ for model in "$@"; do
         fi
         echo "  $name $method torch-fp32: $t32" >&2
         t16=$("$PY" bench/ref_train.py "$model" "$method" bf16 "$B" "$T" "$STEPS"); echo "  $name $method torch-bf16: $t16" >&2
-        "$PY" - "$name" "$method" "$bf16peak" "$ft" "$ft32" "$t32" "$t16" <<'PYEOF'
+        "$PY" - "$name" "$method" "$bf16peak" "$ft" "$ft32" "$t32" "$t16" "$ftp" <<'PYEOF'
 import sys
 name, method, peak = sys.argv[1], sys.argv[2], float(sys.argv[3] or "nan")
 def kv(line):
@@ -59,6 +68,11 @@ print(f"  per CPU-second (load-robust view): ftune-bf16 {ft['tok_per_cpu_s']:.0f
 print(f"  peak RSS MB: ftune-bf16 {ft['peak_rss_mb']:.0f}  ftune-f32 {ft32['peak_rss_mb']:.0f}  "
       f"torch-fp32 {t32['peak_rss_mb']:.0f}  torch-bf16 {t16['peak_rss_mb']:.0f}  "
       f"(ftune-bf16 / torch-bf16 = {ft['peak_rss_mb'] / t16['peak_rss_mb']:.2f})")
+if sys.argv[8]:
+    fp = kv(sys.argv[8])
+    print(f"  ftune-bf16 with AdamW after the backward (whole gradient buffer): tok/s "
+          f"{fp['tok_s']:.0f} ({fp['tok_s'] / t16['tok_s']:.2f}x torch-bf16), peak RSS "
+          f"{fp['peak_rss_mb']:.0f} MB ({fp['peak_rss_mb'] / t16['peak_rss_mb']:.2f})")
 print(f"  loss first->last: ftune-bf16 {ft['loss_first']:.2f}->{ft['loss_last']:.2f}  "
       f"torch-bf16 {t16['loss_first']:.2f}->{t16['loss_last']:.2f}")
 PYEOF

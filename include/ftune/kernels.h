@@ -77,8 +77,23 @@ void rmsnorm_forward_bf16(float *out, uint16_t *outb, float *rstd, const float *
                           const float *weight, int M, int C, float eps);
 void swiglu_forward_bf16(float *out, uint16_t *outb, const float *gate, const float *up,
                          size_t N);
+/* outb (M,C) = rmsnorm_forward_bf16's outb for the same inp, weight and its saved rstd (M), bit
+ * for bit: the bf16 step recomputes a norm's bf16 output in backward instead of keeping it. */
+void rmsnorm_apply_bf16(uint16_t *outb, const float *inp, const float *rstd, const float *weight,
+                        int M, int C);
 void swiglu_backward_fast(float *dgate, float *dup, const float *dout, const float *gate,
                           const float *up, size_t N);
+/* The bf16 step's SwiGLU with bf16 gate/up as the saved activations (fused_bf16.c):
+ * _round writes gateb/upb = bf16(gate/up) and outb = bf16(y), out = y (out may be NULL) with
+ * y = silu(gateb) * upb computed in f32 from the ROUNDED values; _bf16in recomputes out/outb from
+ * gateb/upb with bit-identical results (the backward recomputes hact instead of storing it);
+ * swiglu_backward_bf16 = swiglu_backward_fast on the widened gateb/upb (dgate, dup WRITTEN). */
+void swiglu_forward_bf16_round(uint16_t *gateb, uint16_t *upb, uint16_t *outb, float *out,
+                               const float *gate, const float *up, size_t N);
+void swiglu_forward_bf16in(float *out, uint16_t *outb, const uint16_t *gateb, const uint16_t *upb,
+                           size_t N);
+void swiglu_backward_bf16(float *dgate, float *dup, const float *dout, const uint16_t *gateb,
+                          const uint16_t *upb, size_t N);
 
 /* out (M,C) = inp / sqrt(mean(inp^2) + eps) * weight ; rstd (M) saved (may be NULL). */
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int M, int C,
@@ -92,6 +107,12 @@ void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const floa
 void rope_forward(float *x, const int *pos, const float *inv_freq, int M, int nh, int D);
 /* In place on dx: rotate by the negative angle (the transpose of the forward rotation). */
 void rope_backward(float *dx, const int *pos, const float *inv_freq, int M, int nh, int D);
+/* The same rotations from a table of the angles' cosines and sines, cs (M, D): row m holds
+ * cos(pos[m] inv_freq[i]) at i and the sine at D/2 + i (i < D/2), built once by rope_cos_sin for
+ * every layer of a step. Bit-identical to rope_forward / rope_backward. */
+void rope_cos_sin(float *cs, const int *pos, const float *inv_freq, int M, int D);
+void rope_forward_cs(float *x, const float *cs, int M, int nh, int D);
+void rope_backward_cs(float *dx, const float *cs, int M, int nh, int D);
 
 /* out (N) = silu(gate) * up. */
 void swiglu_forward(float *out, const float *gate, const float *up, size_t N);
@@ -119,6 +140,16 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
                               const float *out, const float *q, const float *k, const float *v,
                               const float *lse, const int *seg, int B, int T, int H, int KV,
                               int D);
+/* bf16 forms for the mixed-precision step: q, k, v as bf16; equal, bit for bit, to the f32 forms
+ * run on the widened inputs. out, lse, dout and the gradients are f32 (delta = dout·out must be
+ * consistent with the probabilities: see attention_flash.c). */
+void attention_flash_forward_bf16(float *out, float *lse, const uint16_t *q, const uint16_t *k,
+                                  const uint16_t *v, const int *seg, int B, int T, int H, int KV,
+                                  int D);
+void attention_flash_backward_bf16(float *dq, float *dk, float *dv, const float *dout,
+                                   const float *out, const uint16_t *q, const uint16_t *k,
+                                   const uint16_t *v, const float *lse, const int *seg, int B,
+                                   int T, int H, int KV, int D);
 /* Plain-loop references of attention_forward/_backward (double accumulation, whole score rows). */
 void attention_forward_naive(float *out, float *att, const float *q, const float *k,
                              const float *v, const int *seg, int B, int T, int H, int KV, int D);

@@ -257,47 +257,65 @@ static void lora_group_backward(ft_train_model *tm, int l, int g,
  * qwen3): h = x + o_proj(attn(rope(norm_qk(q_proj(n1))), rope(norm_qk(k_proj(n1))), v_proj(n1)))
  * with n1 = rmsnorm(x); y = h + down(silu(gate(n2)) * up(n2)) with n2 = rmsnorm(h). */
 static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const float *x, float *y,
-                          const int *pos, const int *seg, int B, int T) {
+                          const int *seg, int B, int T) {
     const ft_config *c = &tm->m->cfg;
     const ft_layer *w = &tm->w.layers[l];
-    const float *inv_freq = tm->m->rope_inv_freq;
     int BT = B * T, C = c->dim, H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim;
     int HD = H * D, KVD = KV * D, F = c->hidden_dim;
     float eps = c->rms_eps;
 
-    if (a->ln1b)
-        rmsnorm_forward_bf16(a->ln1, a->ln1b, a->rstd1, x, w->attn_norm, BT, C, eps);
+    /* bf16 mode: the norms' bf16 outputs (the matmul inputs) go to the scratch tm->lnb; the
+     * backward recomputes them from the saved input and rstd */
+    uint16_t *lnb = tm->lnb;
+    if (lnb)
+        rmsnorm_forward_bf16(a->ln1, lnb, a->rstd1, x, w->attn_norm, BT, C, eps);
     else
         rmsnorm_forward(a->ln1, a->rstd1, x, w->attn_norm, BT, C, eps);
-    linear_forward(tm, a->qlin, a->lu[0], a->ln1, a->ln1b, w->wq, w->bq, l, 0, BT, C, HD);
-    linear_forward(tm, a->klin, a->lu[1], a->ln1, a->ln1b, w->wk, w->bk, l, 1, BT, C, KVD);
-    linear_forward(tm, a->v, a->lu[2], a->ln1, a->ln1b, w->wv, w->bv, l, 2, BT, C, KVD);
-    float *const outs[FT_LORA_NMOD] = {a->qlin, a->klin, a->v, a->xmid, a->gate, a->up, y};
-    if (tm->lora_bf16) lora_group_forward(tm, l, 0, outs, a->lug[0], a->ln1b, BT, C);
+    /* bf16 mode: q, k, v and gate, up land in f32 scratch (LoRA adds there) and are rounded
+     * into the slot as bf16 (q, k after RoPE); qlin/klin stay f32 in the slot for qwen3's q/k
+     * norm backward. The attention output stays f32 (attention's backward needs it exact) and
+     * its bf16 copy for o_proj is made again in backward (tm->attnb). */
+    const int bf = tm->bf16;
+    float *qlin = a->qlin ? a->qlin : tm->q32, *klin = a->klin ? a->klin : tm->k32;
+    float *q = bf ? tm->q32 : a->q, *k = bf ? tm->k32 : a->k, *v = bf ? tm->v32 : a->v;
+    float *gate = bf ? tm->gate32 : a->gate, *up = bf ? tm->up32 : a->up;
+    linear_forward(tm, qlin, a->lu[0], a->ln1, lnb, w->wq, w->bq, l, 0, BT, C, HD);
+    linear_forward(tm, klin, a->lu[1], a->ln1, lnb, w->wk, w->bk, l, 1, BT, C, KVD);
+    linear_forward(tm, v, a->lu[2], a->ln1, lnb, w->wv, w->bv, l, 2, BT, C, KVD);
+    float *const outs[FT_LORA_NMOD] = {qlin, klin, v, a->xmid, gate, up, y};
+    if (tm->lora_bf16) lora_group_forward(tm, l, 0, outs, a->lug[0], lnb, BT, C);
     if (c->qk_norm) { /* qwen3: per-head RMSNorm over D, before RoPE */
-        rmsnorm_forward(a->q, a->qrstd, a->qlin, w->q_norm, BT * H, D, eps);
-        rmsnorm_forward(a->k, a->krstd, a->klin, w->k_norm, BT * KV, D, eps);
+        rmsnorm_forward(q, a->qrstd, qlin, w->q_norm, BT * H, D, eps);
+        rmsnorm_forward(k, a->krstd, klin, w->k_norm, BT * KV, D, eps);
     }
-    rope_forward(a->q, pos, inv_freq, BT, H, D);
-    rope_forward(a->k, pos, inv_freq, BT, KV, D);
-    attention_flash_forward(a->attn, a->lse, a->q, a->k, a->v, seg, B, T, H, KV, D);
-    if (a->attnb) bf16_from_f32(a->attnb, a->attn, (size_t)BT * HD);
-    linear_forward(tm, a->xmid, a->lu[3], a->attn, a->attnb, w->wo, w->bo, l, 3, BT, HD, C);
-    if (tm->lora_bf16) lora_group_forward(tm, l, 1, outs, a->lug[1], a->attnb, BT, HD);
+    rope_forward_cs(q, tm->rope_cs, BT, H, D);
+    rope_forward_cs(k, tm->rope_cs, BT, KV, D);
+    if (bf) {
+        bf16_from_f32(a->qb, q, (size_t)BT * HD);
+        bf16_from_f32(a->kb, k, (size_t)BT * KVD);
+        bf16_from_f32(a->vb, v, (size_t)BT * KVD);
+        attention_flash_forward_bf16(a->attn, a->lse, a->qb, a->kb, a->vb, seg, B, T, H, KV, D);
+        bf16_from_f32(tm->attnb, a->attn, (size_t)BT * HD);
+    } else {
+        attention_flash_forward(a->attn, a->lse, a->q, a->k, a->v, seg, B, T, H, KV, D);
+    }
+    linear_forward(tm, a->xmid, a->lu[3], a->attn, tm->attnb, w->wo, w->bo, l, 3, BT, HD, C);
+    if (tm->lora_bf16) lora_group_forward(tm, l, 1, outs, a->lug[1], tm->attnb, BT, HD);
     add_inplace(a->xmid, x, (size_t)BT * C);
-    if (a->ln2b)
-        rmsnorm_forward_bf16(a->ln2, a->ln2b, a->rstd2, a->xmid, w->mlp_norm, BT, C, eps);
+    if (lnb)
+        rmsnorm_forward_bf16(a->ln2, lnb, a->rstd2, a->xmid, w->mlp_norm, BT, C, eps);
     else
         rmsnorm_forward(a->ln2, a->rstd2, a->xmid, w->mlp_norm, BT, C, eps);
-    linear_forward(tm, a->gate, a->lu[4], a->ln2, a->ln2b, w->w_gate, w->b_gate, l, 4, BT, C, F);
-    linear_forward(tm, a->up, a->lu[5], a->ln2, a->ln2b, w->w_up, w->b_up, l, 5, BT, C, F);
-    if (tm->lora_bf16) lora_group_forward(tm, l, 2, outs, a->lug[2], a->ln2b, BT, C);
-    if (a->hactb)
-        swiglu_forward_bf16(a->hact, a->hactb, a->gate, a->up, (size_t)BT * F);
+    linear_forward(tm, gate, a->lu[4], a->ln2, lnb, w->w_gate, w->b_gate, l, 4, BT, C, F);
+    linear_forward(tm, up, a->lu[5], a->ln2, lnb, w->w_up, w->b_up, l, 5, BT, C, F);
+    if (tm->lora_bf16) lora_group_forward(tm, l, 2, outs, a->lug[2], lnb, BT, C);
+    /* bf16 mode: hact from the rounded gate/up, as the backward recomputes it (tm->hactb) */
+    if (a->gateb)
+        swiglu_forward_bf16_round(a->gateb, a->upb, tm->hactb, a->hact, gate, up, (size_t)BT * F);
     else
         swiglu_forward(a->hact, a->gate, a->up, (size_t)BT * F);
-    linear_forward(tm, y, a->lu[6], a->hact, a->hactb, w->w_down, w->b_down, l, 6, BT, F, C);
-    if (tm->lora_bf16) lora_group_forward(tm, l, 3, outs, a->lug[3], a->hactb, BT, F);
+    linear_forward(tm, y, a->lu[6], a->hact, tm->hactb, w->w_down, w->b_down, l, 6, BT, F, C);
+    if (tm->lora_bf16) lora_group_forward(tm, l, 3, outs, a->lug[3], tm->hactb, BT, F);
     add_inplace(y, a->xmid, (size_t)BT * C);
 }
 
@@ -316,50 +334,58 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
  * Parameter gradients go to tm->dw.layers[l] (NULL = frozen: skipped by the kernels).
  */
 static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, const float *x,
-                           const int *pos, const int *seg, int B, int T) {
+                           const int *seg, int B, int T) {
     const ft_config *c = &tm->m->cfg;
     const ft_layer *w = &tm->w.layers[l];
     const ft_layer *dw = &tm->dw.layers[l];
-    const float *inv_freq = tm->m->rope_inv_freq;
     int BT = B * T, C = c->dim, H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim;
     int HD = H * D, KVD = KV * D, F = c->hidden_dim;
     float *dres = tm->dres, *dln = tm->dln;
 
-    /* MLP */
+    /* MLP; bf16 mode: hact (bf16) recomputed from the saved bf16 gate/up, the same bits as the
+     * forward's (an elementwise pass instead of (BT,F) bf16 kept per layer) */
+    if (a->gateb) swiglu_forward_bf16in(NULL, tm->hactb, a->gateb, a->upb, (size_t)BT * F);
     zero(tm->dhact, (size_t)BT * F);
-    linear_backward(tm, tm->dhact, dw->w_down, dw->b_down, dres, a->hact, a->hactb, w->w_down,
+    linear_backward(tm, tm->dhact, dw->w_down, dw->b_down, dres, a->hact, tm->hactb, w->w_down,
                     a->lu[6], l, 6, BT, F, C);
     if (tm->lora_bf16) {
         const float *const douts[FT_LORA_NMOD] = {NULL, NULL, NULL, NULL, NULL, NULL, dres};
-        lora_group_backward(tm, l, 3, douts, tm->dhact, a->hactb, a->lug[3], BT, F);
+        lora_group_backward(tm, l, 3, douts, tm->dhact, tm->hactb, a->lug[3], BT, F);
     }
-    if (tm->bf16) /* vectorized exp, like swiglu_forward_bf16 in the forward */
-        swiglu_backward_fast(tm->dgate, tm->dup, tm->dhact, a->gate, a->up, (size_t)BT * F);
+    if (a->gateb) /* bf16 gate/up, vectorized exp, like the forward */
+        swiglu_backward_bf16(tm->dgate, tm->dup, tm->dhact, a->gateb, a->upb, (size_t)BT * F);
     else
         swiglu_backward(tm->dgate, tm->dup, tm->dhact, a->gate, a->up, (size_t)BT * F);
     zero(dln, (size_t)BT * C);
-    linear_backward(tm, dln, dw->w_gate, dw->b_gate, tm->dgate, a->ln2, a->ln2b, w->w_gate,
+    uint16_t *lnb = tm->lnb; /* bf16 mode: n2, then n1, as bf16 again (the forward's bits) */
+    if (lnb) rmsnorm_apply_bf16(lnb, a->xmid, a->rstd2, w->mlp_norm, BT, C);
+    linear_backward(tm, dln, dw->w_gate, dw->b_gate, tm->dgate, a->ln2, lnb, w->w_gate,
                     a->lu[4], l, 4, BT, C, F);
-    linear_backward(tm, dln, dw->w_up, dw->b_up, tm->dup, a->ln2, a->ln2b, w->w_up, a->lu[5], l, 5,
+    linear_backward(tm, dln, dw->w_up, dw->b_up, tm->dup, a->ln2, lnb, w->w_up, a->lu[5], l, 5,
                     BT, C, F);
     if (tm->lora_bf16) {
         const float *const douts[FT_LORA_NMOD] = {NULL, NULL, NULL, NULL, tm->dgate, tm->dup, NULL};
-        lora_group_backward(tm, l, 2, douts, dln, a->ln2b, a->lug[2], BT, C);
+        lora_group_backward(tm, l, 2, douts, dln, lnb, a->lug[2], BT, C);
     }
     rmsnorm_backward(dres, dw->mlp_norm, dln, a->xmid, w->mlp_norm, a->rstd2, BT, C);
 
-    /* attention */
+    /* attention; bf16 mode: o_proj's bf16 input made again from the f32 output */
     zero(tm->dattn, (size_t)BT * HD);
-    linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, a->attn, a->attnb, w->wo, a->lu[3], l, 3,
+    if (tm->attnb) bf16_from_f32(tm->attnb, a->attn, (size_t)BT * HD);
+    linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, a->attn, tm->attnb, w->wo, a->lu[3], l, 3,
                     BT, HD, C);
     if (tm->lora_bf16) {
         const float *const douts[FT_LORA_NMOD] = {NULL, NULL, NULL, dres, NULL, NULL, NULL};
-        lora_group_backward(tm, l, 1, douts, tm->dattn, a->attnb, a->lug[1], BT, HD);
+        lora_group_backward(tm, l, 1, douts, tm->dattn, tm->attnb, a->lug[1], BT, HD);
     }
-    attention_flash_backward(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->q, a->k, a->v, a->lse,
-                             seg, B, T, H, KV, D);
-    rope_backward(tm->dq, pos, inv_freq, BT, H, D);
-    rope_backward(tm->dk, pos, inv_freq, BT, KV, D);
+    if (tm->bf16)
+        attention_flash_backward_bf16(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->qb, a->kb,
+                                      a->vb, a->lse, seg, B, T, H, KV, D);
+    else
+        attention_flash_backward(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->q, a->k, a->v,
+                                 a->lse, seg, B, T, H, KV, D);
+    rope_backward_cs(tm->dq, tm->rope_cs, BT, H, D);
+    rope_backward_cs(tm->dk, tm->rope_cs, BT, KV, D);
     const float *dqlin = tm->dq, *dklin = tm->dk;
     if (c->qk_norm) {
         zero(tm->dqlin, (size_t)BT * HD);
@@ -374,15 +400,16 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     int need_dx = l > tm->lo_layer || tm->dw.embed != NULL || (l == 0 && tm->tok_tr[0]);
     float *dn1 = need_dx || dw->attn_norm ? dln : NULL;
     if (dn1) zero(dn1, (size_t)BT * C);
-    linear_backward(tm, dn1, dw->wq, dw->bq, dqlin, a->ln1, a->ln1b, w->wq, a->lu[0], l, 0, BT, C,
+    if (lnb) rmsnorm_apply_bf16(lnb, x, a->rstd1, w->attn_norm, BT, C);
+    linear_backward(tm, dn1, dw->wq, dw->bq, dqlin, a->ln1, lnb, w->wq, a->lu[0], l, 0, BT, C,
                     HD);
-    linear_backward(tm, dn1, dw->wk, dw->bk, dklin, a->ln1, a->ln1b, w->wk, a->lu[1], l, 1, BT, C,
+    linear_backward(tm, dn1, dw->wk, dw->bk, dklin, a->ln1, lnb, w->wk, a->lu[1], l, 1, BT, C,
                     KVD);
-    linear_backward(tm, dn1, dw->wv, dw->bv, tm->dv, a->ln1, a->ln1b, w->wv, a->lu[2], l, 2, BT, C,
+    linear_backward(tm, dn1, dw->wv, dw->bv, tm->dv, a->ln1, lnb, w->wv, a->lu[2], l, 2, BT, C,
                     KVD);
     if (tm->lora_bf16) {
         const float *const douts[FT_LORA_NMOD] = {dqlin, dklin, tm->dv, NULL, NULL, NULL, NULL};
-        lora_group_backward(tm, l, 0, douts, dn1, a->ln1b, a->lug[0], BT, C);
+        lora_group_backward(tm, l, 0, douts, dn1, lnb, a->lug[0], BT, C);
     }
     if (dn1)
         rmsnorm_backward(need_dx ? dres : NULL, dw->attn_norm, dn1, x, w->attn_norm, a->rstd1, BT,
@@ -435,10 +462,12 @@ static void model_forward(ft_train_model *tm, const int *inputs, const int *pos,
                           int B, int T) {
     const ft_config *c = &tm->m->cfg;
     int BT = B * T;
+    /* RoPE's angles, once for every layer (and the backward) of this micro-step */
+    rope_cos_sin(tm->rope_cs, pos, tm->m->rope_inv_freq, BT, c->head_dim);
     embedding_forward(resid_at(tm, 0), inputs, tm->w.embed, BT, c->dim);
     tokens_embedding_forward(tm, resid_at(tm, 0), inputs, BT);
     for (int l = 0; l < c->n_layers; l++)
-        layer_forward(tm, l, slot_of(tm, l), resid_at(tm, l), resid_at(tm, l + 1), pos, seg, B, T);
+        layer_forward(tm, l, slot_of(tm, l), resid_at(tm, l), resid_at(tm, l + 1), seg, B, T);
     if (tm->bf16)
         rmsnorm_forward_bf16(tm->xf, tm->xfb, tm->rstdf, resid_at(tm, c->n_layers),
                              tm->w.final_norm, BT, c->dim, c->rms_eps);
@@ -543,9 +572,9 @@ ft_status ft_train_micro_step(ft_train_model *tm, const int *inputs, const int *
             /* checkpointing: recompute this layer's activations from its saved input (the slot
              * still holds the last layer's from the forward) */
             if (tm->n_slots == 1 && l != L - 1)
-                layer_forward(tm, l, a, resid_at(tm, l), resid_at(tm, l + 1), pos, seg, B, T);
+                layer_forward(tm, l, a, resid_at(tm, l), resid_at(tm, l + 1), seg, B, T);
             if (tm->layer_grads) zero(tm->layer_grads, tm->layer_grads_n);
-            layer_backward(tm, l, a, resid_at(tm, l), pos, seg, B, T);
+            layer_backward(tm, l, a, resid_at(tm, l), seg, B, T);
             if (tm->layer_grads) grads_ready(tm, l);
         }
         /* resid[0] = embed[inputs] : dembed[id] += dres (the tied head part was added above) */
@@ -607,39 +636,43 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     size_t HD = H * D, KVD = KV * D, r = (size_t)tm->opt.lora.r;
     int lora = tm->opt.method == FT_METHOD_LORA;
     /* bf16 mode keeps the f32 matmul inputs ln1, ln2, hact only for LoRA's f32 branch (the
-     * one with dropout) */
-    int keep32 = !tm->bf16 || (lora && !tm->lora_bf16);
+     * one with dropout). Per layer it saves, besides the residual stream: rstd1/rstd2 and lse,
+     * q, k (after RoPE), v, gate, up as bf16, attn and xmid as f32; the bf16 matmul inputs
+     * (norm outputs, attn, hact) are made again in backward, in scratch shared by all layers. */
+    int keep32 = !tm->bf16 || (lora && !tm->lora_bf16), bf = tm->bf16;
 
     tm->resid = take(b, (L + 1) * BT * C);
     for (int s = 0; s < tm->n_slots; s++) {
         ft_layer_acts *a = &tm->slots[s];
         a->ln1 = keep32 ? take(b, BT * C) : NULL;
         a->rstd1 = take(b, BT);
-        a->qlin = take(b, BT * HD);
-        a->klin = take(b, BT * KVD);
+        /* bf16 mode: q, k, v only as bf16 (qlin/klin f32 for the q/k norm backward) */
+        a->qlin = !bf || c->qk_norm ? take(b, BT * HD) : NULL;
+        a->klin = !bf || c->qk_norm ? take(b, BT * KVD) : NULL;
         if (c->qk_norm) {
             a->qrstd = take(b, BT * H);
-            a->q = take(b, BT * HD);
+            a->q = bf ? NULL : take(b, BT * HD);
             a->krstd = take(b, BT * KV);
-            a->k = take(b, BT * KVD);
+            a->k = bf ? NULL : take(b, BT * KVD);
         } else {
             a->qrstd = a->krstd = NULL;
             a->q = a->qlin;
             a->k = a->klin;
         }
-        a->v = take(b, BT * KVD);
+        a->v = bf ? NULL : take(b, BT * KVD);
+        a->qb = bf ? take_bf16(b, BT * HD) : NULL;
+        a->kb = bf ? take_bf16(b, BT * KVD) : NULL;
+        a->vb = bf ? take_bf16(b, BT * KVD) : NULL;
         a->lse = take(b, B * H * T);
         a->attn = take(b, BT * HD);
         a->xmid = take(b, BT * C);
         a->ln2 = keep32 ? take(b, BT * C) : NULL;
         a->rstd2 = take(b, BT);
-        a->gate = take(b, BT * F);
-        a->up = take(b, BT * F);
+        a->gate = bf ? NULL : take(b, BT * F);
+        a->up = bf ? NULL : take(b, BT * F);
+        a->gateb = bf ? take_bf16(b, BT * F) : NULL;
+        a->upb = bf ? take_bf16(b, BT * F) : NULL;
         a->hact = keep32 ? take(b, BT * F) : NULL;
-        a->ln1b = tm->bf16 ? take_bf16(b, BT * C) : NULL;
-        a->attnb = tm->bf16 ? take_bf16(b, BT * HD) : NULL;
-        a->ln2b = tm->bf16 ? take_bf16(b, BT * C) : NULL;
-        a->hactb = tm->bf16 ? take_bf16(b, BT * F) : NULL;
         for (int j = 0; j < FT_LORA_NMOD; j++)
             a->lu[j] = lora && !tm->lora_bf16 && (tm->opt.lora.targets & (1u << j))
                            ? take(b, BT * r)
@@ -649,6 +682,7 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     }
     tm->xf = take(b, BT * C);
     tm->rstdf = take(b, BT);
+    tm->rope_cs = take(b, BT * D);
     tm->logits = take(b, (size_t)tm->chunk * (size_t)c->vocab_size);
     tm->doutb = tm->xfb = tm->dlogb = NULL;
     if (tm->bf16) {
@@ -670,6 +704,14 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     tm->dgate = take(b, BT * F);
     tm->dup = take(b, BT * F);
     tm->dhact = take(b, BT * F);
+    tm->gate32 = tm->bf16 ? tm->dgate : NULL; /* forward scratch (see train_internal.h) */
+    tm->up32 = tm->bf16 ? tm->dup : NULL;
+    tm->hactb = tm->bf16 ? take_bf16(b, BT * F) : NULL;
+    tm->q32 = bf ? tm->dq : NULL; /* forward scratch (see train_internal.h) */
+    tm->k32 = bf ? tm->dk : NULL;
+    tm->v32 = bf ? tm->dv : NULL;
+    tm->attnb = bf ? take_bf16(b, BT * HD) : NULL;
+    tm->lnb = bf ? take_bf16(b, BT * C) : NULL;
     tm->lxd = tm->ldx = tm->lv = tm->ldo = tm->ldu = NULL;
     tm->lus = tm->ldut = tm->ldug = tm->ldAg = NULL;
     tm->ldugb = NULL;

@@ -21,15 +21,21 @@ typedef struct {
     float *v;                /* (BT,KV*D) */
     float *lse;              /* (B,H,T) attention row logsumexp (flash attention) */
     float *attn;             /* (BT,H*D) attention output (o_proj input) */
+    /* bf16 mode keeps q, k (after RoPE), v as bf16 only: q, k, v are NULL, and qlin/klin are
+     * NULL unless q/k norm (qwen3) needs them. attn stays f32 (attention's backward needs it). */
+    uint16_t *qb, *kb, *vb;  /* (BT,H*D), (BT,KV*D), (BT,KV*D) */
     float *xmid;             /* (BT,C) residual after attention */
     float *ln2, *rstd2;      /* (BT,C), (BT) post_attention_layernorm */
-    float *gate, *up, *hact; /* (BT,F) gate_proj, up_proj outputs, silu(gate)*up */
+    float *gate, *up, *hact; /* (BT,F) gate_proj, up_proj outputs, silu(gate)*up (f32 mode;
+                                bf16 mode: gate/up NULL, hact only for the f32 LoRA branch) */
+    uint16_t *gateb, *upb;   /* bf16 mode: (BT,F) gate/up rounded to bf16 (hact is recomputed
+                                from them in backward; NULL in f32 mode) */
     float *lu[FT_LORA_NMOD]; /* (BT,r) LoRA A-projection outputs u = A·drop(x), or NULL */
     float *lug[FT_LORA_NGROUP]; /* bf16 LoRA branch: (BT, n_g r) u of a group's targeted
                                    modules side by side (row m: u_j at columns slot_j r), or NULL */
-    /* bf16 mode: bf16 copies of the four matmul inputs (NULL in f32 mode). Their f32 twins
-     * ln1, ln2, hact are then NULL too unless LoRA reads them. */
-    uint16_t *ln1b, *attnb, *ln2b, *hactb;
+    /* bf16 mode: the four matmul inputs are not kept as bf16 but made again in backward from
+     * what is kept (tm->lnb from the norm input and rstd, tm->attnb from attn, tm->hactb from
+     * gate/up); their f32 twins ln1, ln2, hact are NULL unless LoRA's f32 branch reads them. */
 } ft_layer_acts;
 
 struct ft_train_model {
@@ -76,10 +82,18 @@ struct ft_train_model {
     float *logits;     /* (chunk,V) */
     int chunk;
     int *pos_default; /* (BT) */
+    float *rope_cs;   /* (BT,D) RoPE's cos, sin per row (rope_cos_sin), built by the forward */
     /* backward scratch (same buffer) */
     float *dres, *dxf, *dln;                     /* (BT,C) */
     float *dq, *dqlin, *dk, *dklin, *dv, *dattn; /* (BT,H*D) / (BT,KV*D) */
     float *dgate, *dup, *dhact;                  /* (BT,F) */
+    /* bf16 mode forward scratch: f32 matmul outputs before rounding (alias backward scratch of
+     * the same shape, which is free during a layer's forward), hact as bf16 (down_proj input) */
+    float *gate32, *up32;
+    uint16_t *hactb;        /* (BT,F) */
+    uint16_t *attnb;        /* (BT,H*D) the attention output as bf16 (o_proj input) */
+    uint16_t *lnb;          /* (BT,C) a norm's output as bf16 (q/k/v, then gate/up input) */
+    float *q32, *k32, *v32; /* q, k, v before rounding (alias dq, dk, dv) */
     float *lxd, *ldx;                            /* (BT,maxK) LoRA dropped input, its gradient */
     float *lv, *ldo;                             /* (BT,maxN) LoRA B output, scaled dout */
     float *ldu;                                  /* (BT,r) */

@@ -5,6 +5,9 @@
  * GQA ratios H/KV = 1, 2, 3, head dims 1, 7, 16, 32, 48, 64, 80, 96, 128 (every register-blocked
  * width and plain ones), packed-sample segment masks; and the
  * saved logsumexp against a double-precision one. Gradient buffers start as garbage (WRITTEN).
+ * The bf16 forms (q, k, v as bf16) on the same shapes: bit-identical to the f32 kernels run
+ * on the widened inputs (bf16_forms), so the tolerances below cover them too, plus the bf16
+ * rounding of their inputs (relative 2^-9 per element), which is the mixed-precision recipe's.
  *
  * Tolerances (|got - ref| <= atol + rtol |ref|):
  *   out, lse: f32 dot products over D <= 80 terms and softmax sums over T <= 200 terms, in a
@@ -38,6 +41,37 @@ static float *rand_buf(size_t n, float s) {
     float *p = malloc(n * sizeof(float) + 4);
     for (size_t i = 0; i < n; i++) p[i] = frand() * s;
     return p;
+}
+
+/* The bf16 forms equal the f32 kernels on the widened bf16 q, k, v, bit for bit: they widen each
+ * element on load and otherwise run the same arithmetic in the same order. Outputs and gradient
+ * buffers start as garbage (WRITTEN). */
+static void bf16_forms(int B, int T, int H, int KV, int D, const int *seg, const float *q,
+                       const float *k, const float *v, const float *dout, const char *tag) {
+    char name[200];
+    size_t nq = (size_t)B * T * H * D, nk = (size_t)B * T * KV * D, nl = (size_t)B * H * T;
+    uint16_t *qb = malloc(nq * 2 + 2), *kb = malloc(nk * 2 + 2), *vb = malloc(nk * 2 + 2);
+    float *qw = malloc(nq * 4 + 4), *kw = malloc(nk * 4 + 4), *vw = malloc(nk * 4 + 4),
+          *ow = rand_buf(nq, 1), *ob = rand_buf(nq, 1);
+    float *lw = malloc(nl * 4 + 4), *lb = rand_buf(nl, 1);
+    bf16_from_f32(qb, q, nq), bf16_from_f32(kb, k, nk), bf16_from_f32(vb, v, nk);
+    bf16_to_f32(qw, qb, nq), bf16_to_f32(kw, kb, nk), bf16_to_f32(vw, vb, nk);
+    attention_flash_forward(ow, lw, qw, kw, vw, seg, B, T, H, KV, D);
+    attention_flash_forward_bf16(ob, lb, qb, kb, vb, seg, B, T, H, KV, D);
+    snprintf(name, sizeof name, "flash bf16 forward == f32 on widened inputs %s", tag);
+    CHECK(name, !memcmp(ob, ow, nq * 4) && !memcmp(lb, lw, nl * 4), "out or lse differ");
+    float *g1[3] = {rand_buf(nq, 9), rand_buf(nk, 9), rand_buf(nk, 9)};
+    float *g2[3] = {rand_buf(nq, 9), rand_buf(nk, 9), rand_buf(nk, 9)};
+    attention_flash_backward(g1[0], g1[1], g1[2], dout, ow, qw, kw, vw, lw, seg, B, T, H, KV, D);
+    attention_flash_backward_bf16(g2[0], g2[1], g2[2], dout, ob, qb, kb, vb, lb, seg, B, T, H, KV,
+                                  D);
+    snprintf(name, sizeof name, "flash bf16 backward == f32 on widened inputs %s", tag);
+    CHECK(name, !memcmp(g1[0], g2[0], nq * 4) && !memcmp(g1[1], g2[1], nk * 4) &&
+                    !memcmp(g1[2], g2[2], nk * 4),
+          "dq, dk or dv differ");
+    for (int i = 0; i < 3; i++) free(g1[i]), free(g2[i]);
+    free(qb), free(kb), free(vb), free(ob), free(qw), free(kw), free(vw), free(ow), free(lw);
+    free(lb);
 }
 
 static void one(int B, int T, int H, int KV, int D, int with_seg) {
@@ -106,6 +140,7 @@ static void one(int B, int T, int H, int KV, int D, int with_seg) {
     attention_flash_backward(NULL, NULL, gv3, dout, o1, q, k, v, lse, seg, B, T, H, KV, D);
     snprintf(name, sizeof name, "flash dv alone %s", tag);
     check_close(name, gv3, gv1, nk, 0, 0);
+    bf16_forms(B, T, H, KV, D, seg, q, k, v, dout, tag);
     free(q), free(k), free(v), free(dout), free(seg), free(o1), free(o2), free(o3), free(att);
     free(lse), free(lse_ref), free(gq1), free(gk1), free(gv1), free(gq2), free(gk2), free(gv2);
     free(gv3);

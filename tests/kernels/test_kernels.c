@@ -336,31 +336,25 @@ static void parallel_vs_serial(void) {
     rope_backward(ya, pos, inv, M, nh, D);
     for (int m = 0; m < M; m++) rope_backward(yb + (size_t)m * nh * D, pos + m, inv, 1, nh, D);
     check_close("parallel rope backward == serial", ya, yb, nr, 0, 0);
-    /* rope's two forms (angles tabled per distinct position when positions x D/2 fit its stack
-     * table, else per row) against the formula written out, bit for bit: positions < 200 (the
-     * table: B rows sharing positions) and < 1000 (per row) */
-    for (int big = 0; big < 2; big++) {
-        for (int m = 0; m < M; m++) pos[m] = big ? (m * 37) % 1000 : (m * 37) % 200;
-        float *yr = rand_buf(nr), *yn = copy_buf(yr, nr);
-        for (int dir = 0; dir < 2; dir++) {
-            if (dir) rope_backward(yr, pos, inv, M, nh, D);
-            else rope_forward(yr, pos, inv, M, nh, D);
-            for (int m = 0; m < M; m++)
-                for (int i = 0; i < D / 2; i++) {
-                    float ang = (float)pos[m] * inv[i], c = (float)cos((double)ang);
-                    float sn = (dir ? -1.0f : 1.0f) * (float)sin((double)ang);
-                    for (int h = 0; h < nh; h++) {
-                        float *v = yn + ((size_t)m * nh + h) * D, x0 = v[i], x1 = v[i + D / 2];
-                        v[i] = x0 * c - x1 * sn;
-                        v[i + D / 2] = x1 * c + x0 * sn;
-                    }
-                }
-            char name[64];
-            snprintf(name, sizeof name, "rope %s (%s) == formula", dir ? "backward" : "forward",
-                     big ? "per-row angles" : "angle table");
-            check_close(name, yr, yn, nr, 0, 0);
-        }
-        free(yr), free(yn);
+    /* the table forms (the training step's) give the same bits as the direct ones; odd D/2 (a
+     * vector tail) as well as this D */
+    for (int dd = 0; dd < 2; dd++) {
+        int Dt = dd ? 18 : D;
+        size_t nt = (size_t)M * nh * Dt;
+        float *cs = malloc((size_t)M * Dt * sizeof(float)), *za = rand_buf(nt),
+              *zb = copy_buf(za, nt);
+        rope_cos_sin(cs, pos, inv, M, Dt);
+        rope_forward(za, pos, inv, M, nh, Dt);
+        rope_forward_cs(zb, cs, M, nh, Dt);
+        check_close(dd ? "rope_forward_cs == rope_forward (D 18)"
+                       : "rope_forward_cs == rope_forward",
+                    zb, za, nt, 0, 0);
+        rope_backward(za, pos, inv, M, nh, Dt);
+        rope_backward_cs(zb, cs, M, nh, Dt);
+        check_close(dd ? "rope_backward_cs == rope_backward (D 18)"
+                       : "rope_backward_cs == rope_backward",
+                    zb, za, nt, 0, 0);
+        free(cs), free(za), free(zb);
     }
 
     /* swiglu over n elements vs chunks of C */

@@ -13,7 +13,9 @@
  *       (8 significant bits, unit roundoff u = 2^-8) moves each product by <= (2u + u^2)|a||b|,
  *       so |err| <= (2^-7 + 2^-16) S + (1). Tolerance 1.01 * 2^-7 S + (K+2) 2^-23 S.
  * A wrong layout or a dropped term is off by O(S) and fails both.
- *   fused rmsnorm/swiglu with bf16 output: bit-identical to the f32 kernel + bf16_from_f32.
+ *   fused rmsnorm/swiglu with bf16 output: bit-identical to the f32 kernel + bf16_from_f32, and
+ *   the norm's bf16 output recomputed from the saved rstd bit-identical to it.
+ *   SwiGLU with bf16 gate/up (the bf16 step's saved activations): see swiglu_bf16_acts.
  *   bf16 head + cross-entropy vs the naive f32 twin: each logit moves by <= 2^-7 S_row (above),
  *     so each row's NLL by <= 2 max_j |dz_j|; the NLL sum is checked against that bound. The
  *     gradients (dlogits also rounded to bf16) are checked norm-wise, ||got-ref|| / ||ref|| <= 2^-6:
@@ -215,6 +217,10 @@ static void fused(void) {
           !memcmp(y, y2, M * C * 4) && !memcmp(r1, r2, M * 4) && !memcmp(yb, yb2, M * C * 2) &&
               !memcmp(yb, yb3, M * C * 2),
           "outputs differ");
+    memset(yb3, 0, M * C * 2);
+    rmsnorm_apply_bf16(yb3, x, r2, w, M, C); /* the backward's recompute from the saved rstd */
+    CHECK("rmsnorm_apply_bf16 (from the saved rstd) == rmsnorm_forward_bf16's bf16 output",
+          !memcmp(yb2, yb3, M * C * 2), "outputs differ");
     size_t N = (size_t)M * C;
     float *g = rand_buf(N), *u = rand_buf(N);
     for (size_t i = 0; i < N; i++) g[i] *= 6; /* exercise silu's tails */
@@ -250,6 +256,69 @@ static void fused(void) {
     free(dy), free(dg1), free(du1), free(dg2), free(du2);
     free(x), free(w), free(y), free(r1), free(y2), free(r2), free(yb), free(yb2), free(yb3);
     free(g), free(u);
+}
+
+/* The bf16-activation SwiGLU of the bf16 step (gate/up stored as bf16, hact recomputed in
+ * backward) over awkward lengths (1, vector tails, several threads' chunks):
+ *   _round: gateb/upb are exactly ft_f32_to_bf16(gate/up); out is the naive swiglu_forward on the
+ *           widened bf16 values within 1e-6 relative (vectorized exp, a few ulp from expf; +1e-30
+ *           for exact zeros); outb is exactly the rounding of out; out = NULL gives the same outb.
+ *   _bf16in: the recompute from gateb/upb gives the SAME bits as _round (forward and backward
+ *           must see one hact).
+ *   swiglu_backward_bf16: the naive swiglu_backward on the widened values within 1e-6 of each
+ *           term's scale (|dy u| (1+|g|) for dgate, |dy g| for dup), and bit-identical to
+ *           swiglu_backward_fast on them (the same formula). */
+static void swiglu_bf16_acts(size_t N) {
+    char name[160];
+    float *g = rand_buf(N), *u = rand_buf(N), *dy = rand_buf(N);
+    for (size_t i = 0; i < N; i++) g[i] *= 6; /* silu's tails */
+    uint16_t *gb = malloc(N * 2 + 2), *ub = malloc(N * 2 + 2), *hb = malloc(N * 2 + 2),
+             *hb2 = malloc(N * 2 + 2), *hb3 = malloc(N * 2 + 2), *hb4 = malloc(N * 2 + 2);
+    float *h = malloc(N * 4 + 4), *h3 = malloc(N * 4 + 4), *gw = malloc(N * 4 + 4),
+          *uw = malloc(N * 4 + 4), *ref = malloc(N * 4 + 4);
+    swiglu_forward_bf16_round(gb, ub, hb, h, g, u, N);
+    swiglu_forward_bf16_round(gb, ub, hb2, NULL, g, u, N);
+    swiglu_forward_bf16in(h3, hb3, gb, ub, N);
+    swiglu_forward_bf16in(NULL, hb4, gb, ub, N);
+    size_t bad = N;
+    for (size_t i = 0; i < N && bad == N; i++)
+        if (gb[i] != ft_f32_to_bf16(g[i]) || ub[i] != ft_f32_to_bf16(u[i])) bad = i;
+    for (size_t i = 0; i < N; i++) gw[i] = ft_bf16_to_f32(gb[i]), uw[i] = ft_bf16_to_f32(ub[i]);
+    swiglu_forward(ref, gw, uw, N);
+    double worst = 0;
+    size_t wi = 0, badb = N;
+    for (size_t i = 0; i < N; i++) {
+        double d = fabs((double)h[i] - ref[i]) / (fabs((double)ref[i]) + 1e-30);
+        if (d > worst) worst = d, wi = i;
+        if (badb == N && hb[i] != ft_f32_to_bf16(h[i])) badb = i;
+    }
+    snprintf(name, sizeof name, "swiglu_forward_bf16_round N=%zu: gate/up = bf16 round, out vs "
+             "swiglu_forward on them 1e-6 rel, outb = round(out)", N);
+    CHECK(name, bad == N && worst <= 1e-6 && badb == N && !memcmp(hb, hb2, N * 2),
+          "gate/up bad at %zu, worst rel %.3g at %zu, outb bad at %zu", bad, worst, wi, badb);
+    snprintf(name, sizeof name, "swiglu_forward_bf16in N=%zu == _round bit for bit", N);
+    CHECK(name, !memcmp(h, h3, N * 4) && !memcmp(hb, hb3, N * 2) && !memcmp(hb, hb4, N * 2),
+          "recompute differs from the forward");
+    float *dg1 = malloc(N * 4 + 4), *du1 = malloc(N * 4 + 4), *dg2 = malloc(N * 4 + 4),
+          *du2 = malloc(N * 4 + 4), *dg3 = malloc(N * 4 + 4), *du3 = malloc(N * 4 + 4);
+    swiglu_backward(dg1, du1, dy, gw, uw, N);
+    swiglu_backward_bf16(dg2, du2, dy, gb, ub, N);
+    swiglu_backward_fast(dg3, du3, dy, gw, uw, N);
+    double wg = 0, wu = 0;
+    for (size_t i = 0; i < N; i++) {
+        double eg = fabs((double)dg2[i] - dg1[i]), eu = fabs((double)du2[i] - du1[i]);
+        double sg = 1e-6 * (fabs((double)dy[i] * uw[i]) * (1 + fabs((double)gw[i]))) + 1e-30;
+        double su = 1e-6 * fabs((double)dy[i] * gw[i]) + 1e-30;
+        if (eg / sg > wg) wg = eg / sg;
+        if (eu / su > wu) wu = eu / su;
+    }
+    snprintf(name, sizeof name, "swiglu_backward_bf16 N=%zu vs swiglu_backward (1e-6 of the term "
+             "scale), == swiglu_backward_fast on the widened inputs", N);
+    CHECK(name, wg <= 1 && wu <= 1 && !memcmp(dg2, dg3, N * 4) && !memcmp(du2, du3, N * 4),
+          "dgate %.3g, dup %.3g of the bound", wg, wu);
+    free(g), free(u), free(dy), free(gb), free(ub), free(hb), free(hb2), free(hb3), free(hb4);
+    free(h), free(h3), free(gw), free(uw), free(ref);
+    free(dg1), free(du1), free(dg2), free(du2), free(dg3), free(du3);
 }
 
 static void xent_bf16(int M, int C, int V, int chunk) {
@@ -394,6 +463,9 @@ static void transient(void) {
 
 int main(void) {
     conversion();
+    /* plain C kernels: they run with or without AVX512-BF16 */
+    static const size_t sw[] = {1, 15, 17, 31, 1000, 3 * 65536 + 5};
+    for (size_t i = 0; i < sizeof sw / sizeof sw[0]; i++) swiglu_bf16_acts(sw[i]);
     const char *off = getenv("FTUNE_NO_BF16");
     if (!ft_cpu_has_bf16()) {
         __builtin_cpu_init();

@@ -610,9 +610,14 @@ static void test_tokens(const char *model, ft_model *m) {
         CHECK(name, st == FT_OK && fabs(enll / (double)en - loss) <= 1e-12 * loss,
               "eval %.17g vs train %.17g", enll / (double)en, loss);
         /* bf16 mixed precision: the same rows must take part (their logits and gradients are
-         * f32 inside the bf16 head). Tolerance rel l2 0.1 per tensor and 1% on the loss: bf16
-         * operands round at 2^-8 through two layers of these random models, whose loss is ~16
-         * (observed worst tensor 0.04, loss 0.1%); a row used in one path only is off by O(1) */
+         * f32 inside the bf16 head). Tolerance rel l2 0.15 per tensor and 1% on the loss: bf16
+         * operands round at 2^-8 through two layers of these random models, whose loss is ~16;
+         * a row used in one path only is off by O(1). Observed worst tensor 0.04 when only the
+         * matmul operands were bf16; since q, k, v and gate, up are stored as bf16 (autocast's
+         * recipe) 0.114, on llama_mha's layer-0 k_proj lora_B (each of the q, k, v roundings
+         * alone takes it from 0.072 to 0.09-0.10: k's gradient is the small remainder of
+         * softmax's shift invariance, so it amplifies rounding). For scale: torch.autocast
+         * (bf16, CPU) on the same model and batch is up to 0.068 per tensor from fp32. */
         if (ft_cpu_has_bf16()) {
             ft_train_model *tb;
             o.bf16 = 1;
@@ -623,16 +628,18 @@ static void test_tokens(const char *model, ft_model *m) {
                     int nb;
                     const ft_trainable *tt = ft_train_tensors(tb, &nb);
                     double worst = 0;
+                    const char *wn = "";
                     for (int i = 0; i < nb; i++) {
                         double e = rel_l2(tt[i].grad, g0 + (tt[i].grad - ft_train_grads(tb, &np)),
                                           tt[i].numel);
                         if (strstr(tt[i].name, "token_adapter"))
                             printf("  bf16 %s: rel l2 %.3g\n", tt[i].name, e);
-                        if (!(e <= worst)) worst = e;
+                        if (!(e <= worst)) worst = e, wn = tt[i].name;
                     }
+                    printf("  %s bf16: worst tensor rel l2 %.3g (%s)\n", label, worst, wn);
                     snprintf(name, sizeof name, "%s_bf16_close_to_f32", label);
-                    CHECK(name, worst <= 0.1 && fabs(lb - loss) <= 1e-2 * loss,
-                          "worst tensor rel l2 %.3g, loss %.7g vs %.7g", worst, lb, loss);
+                    CHECK(name, worst <= 0.15 && fabs(lb - loss) <= 1e-2 * loss,
+                          "worst tensor rel l2 %.3g (%s), loss %.7g vs %.7g", worst, wn, lb, loss);
                 }
                 ft_train_model_free(tb);
             } else {

@@ -52,7 +52,7 @@ fi
 # full fine-tuning without clipping and with one micro-batch per step runs AdamW inside the
 # backward (no gradient buffer; the numbers are those of the plain path: test_fused_adamw):
 # the trainer says so, trains, and logs a finite gradient norm; with clipping it does not
-printf 'base_model: models/stories15M\ndatasets: [{path: %s/d.jsonl, type: text}]\nmethod: full\nsequence_len: 16\nmicro_batch_size: 1\nmax_steps: 2\nlogging_steps: 1\nval_set_size: 0\noutput_dir: %s/fused_out\n' "$D" "$D" > "$D/fused.yaml"
+printf 'base_model: models/stories15M\ndatasets: [{path: %s/d.jsonl, type: text}]\nsequence_len: 16\nmicro_batch_size: 1\nmax_steps: 2\nlogging_steps: 1\nval_set_size: 0\noutput_dir: %s/fused_out\n' "$D" "$D" > "$D/fused.yaml"
 out=$("$FTUNE" train "$D/fused.yaml" --set max_grad_norm=0 2>&1); rc=$?
 norm=$(grep -o '"grad_norm": [0-9.e+-]*' "$D/fused_out/metrics.jsonl" 2>/dev/null | tail -1 | awk '{print $2}')
 if [ $rc -eq 0 ] && [[ $out == *"AdamW runs inside the backward"* ]] && [ -n "$norm" ] &&

@@ -22,8 +22,18 @@
  * multiply-adds (ft_fma16: ISO C mode does not contract a*b+c), each loaded vector feeding up to
  * four rows or keys, for head dims 32, 48, 64, 96, 128; other D take the plain loops.
  *
- * Not here: bf16 operands (softmax and its gradients stay f32 in the mixed-precision mode), the
- * KV-cache inference form (attention_forward_cached).
+ *
+ * bf16 forms (the mixed-precision step keeps q, k, v as bf16, as autocast does):
+ * attention_flash_forward_bf16 / _backward_bf16 read q, k, v as bf16 and widen each element to
+ * f32 as it is loaded (tiles read many times are widened once into a local tile); everything
+ * else — scores, softmax, the running sums, the output, every gradient — is the f32 arithmetic
+ * above, in the same order, so they equal the f32 kernels run on the widened inputs bit for bit.
+ * The output stays f32: delta_t = dout_t · out_t then equals sum_s P_ts dP_ts (to f32 rounding),
+ * so each row of dS sums to zero as softmax's gradient does (as in eager PyTorch, whose softmax
+ * backward uses the f32 probabilities); from a bf16-rounded output it would be off by ~2^-9
+ * |dout||out| per row, a bias common to the row. One body serves both: a compile-time `bf` flag.
+ *
+ * Not here: the KV-cache inference form (attention_forward_cached).
  */
 #include "ftune/kernels.h"
 
@@ -40,6 +50,23 @@
 #define FA_QROWS 64 /* query rows per forward task (FA_ROWS-row tiles sharing a key block) */
 #define FA_MAXD 256 /* largest head dim the tiles hold */
 #define FA_DELTA 8192 /* backward: rows x heads-per-KV-head whose delta is computed up front */
+
+/* element i of x as f32, x being f32 (bf = 0) or bf16 bits (bf = 1; widening is exact) */
+static inline __attribute__((always_inline)) float ld1(const void *x, int64_t i, const int bf) {
+    if (!bf) return ((const float *)x)[i];
+    uint32_t u = (uint32_t)((const uint16_t *)x)[i] << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* dst (n, D) = the n rows of x (stride ld) as f32, for a bf16 tile read many times */
+static inline __attribute__((always_inline)) void widen_rows(float *dst, const void *x, int64_t ld,
+                                                             int n, int D) {
+    for (int r = 0; r < n; r++)
+#pragma omp simd
+        for (int d = 0; d < D; d++) dst[r * D + d] = ld1(x, r * ld + d, 1);
+}
 
 static inline int seen(const int *seg, int64_t b, int64_t T, int64_t s, int64_t t) {
     return !seg || seg[b * T + s] == seg[b * T + t];
@@ -83,19 +110,26 @@ static inline void transpose16(float *dst, int64_t lddst, const float *src, int6
 }
 #endif
 
-/* kt (D, n) = transpose of the n rows x_s (D each, row stride ld): 16x16 tiles in registers
- * where the target has AVX-512, the ragged edges element by element */
-static inline void transpose_block(float *kt, const float *x, int64_t ld, int n, int D) {
-    int s0 = 0, d16 = 0;
+/* kt (D, n) = transpose of the n rows x_s (D each, row stride ld; f32, or bf16 widened when bf):
+ * f32 rows in 16x16 tiles in registers where the target has AVX-512, the ragged edges and bf16
+ * rows element by element */
+static inline __attribute__((always_inline)) void transpose_block(float *kt, const void *x,
+                                                                  int64_t ld, int n, int D,
+                                                                  const int bf) {
+    int s0 = 0;
 #if defined(__AVX512F__)
-    d16 = D / 16 * 16;
-    for (; s0 + 16 <= n; s0 += 16)
-        for (int d = 0; d < d16; d += 16) transpose16(kt + d * FA_BLOCK + s0, FA_BLOCK, x + s0 * ld + d, ld);
-    for (int s = 0; s < s0; s++) /* columns past the last full 16 */
-        for (int d = d16; d < D; d++) kt[d * FA_BLOCK + s] = x[s * ld + d];
+    if (!bf) {
+        const float *xf = x;
+        const int d16 = D / 16 * 16;
+        for (; s0 + 16 <= n; s0 += 16)
+            for (int d = 0; d < d16; d += 16)
+                transpose16(kt + d * FA_BLOCK + s0, FA_BLOCK, xf + s0 * ld + d, ld);
+        for (int s = 0; s < s0; s++) /* columns past the last full 16 */
+            for (int d = d16; d < D; d++) kt[d * FA_BLOCK + s] = xf[s * ld + d];
+    }
 #endif
     for (int s = s0; s < n; s++)
-        for (int d = 0; d < D; d++) kt[d * FA_BLOCK + s] = x[s * ld + d];
+        for (int d = 0; d < D; d++) kt[d * FA_BLOCK + s] = ld1(x, s * ld + d, bf);
 }
 
 /* S (nr, FA_BLOCK) = A (nr rows of D, stride lda) · kt (D, FA_BLOCK). Four rows at a time share
@@ -221,25 +255,25 @@ static inline __attribute__((always_inline)) void wx_keys(float *g, const float 
         for (int c = 0; c < nd; c++) memcpy(g + k * 16 * nd + 16 * c, &acc[k][c], sizeof t);
 }
 
-/* gv, gk (ns, D) += the (nr rows from t0) x (ns keys from s0) tile's P^T dout and dS^T q; key
- * groups start at the first row that may see their first key */
+/* gv, gk (ns, D) += the (nr rows from t0) x (ns keys from s0) tile's P^T dout and dS^T q (dout
+ * rows with stride ldo, q rows with stride ld); key groups start at the first row that may see their first key */
 static inline __attribute__((always_inline)) void dkv_tile(float *gv, float *gk, const float *P,
                                                            const float *dS, const float *go,
-                                                           const float *q, int64_t ld, int nr,
-                                                           int ns, int64_t t0, int64_t s0,
+                                                           int64_t ldo, const float *q, int64_t ld,
+                                                           int nr, int ns, int64_t t0, int64_t s0,
                                                            const int nd) {
     const int kb = FA_RB(nd), D = 16 * nd;
     int i = 0;
     for (; i + kb <= ns; i += kb) {
         int64_t r0 = s0 + i - t0; /* rows t < s0 + i see none of these keys */
         int r0i = (int)(r0 > 0 ? (r0 < nr ? r0 : nr) : 0);
-        wx_keys(gv + i * D, P + i, go, ld, r0i, nr, kb, nd);
+        wx_keys(gv + i * D, P + i, go, ldo, r0i, nr, kb, nd);
         wx_keys(gk + i * D, dS + i, q, ld, r0i, nr, kb, nd);
     }
     for (; i < ns; i++) {
         int64_t r0 = s0 + i - t0;
         int r0i = (int)(r0 > 0 ? (r0 < nr ? r0 : nr) : 0);
-        wx_keys(gv + i * D, P + i, go, ld, r0i, nr, 1, nd);
+        wx_keys(gv + i * D, P + i, go, ldo, r0i, nr, 1, nd);
         wx_keys(gk + i * D, dS + i, q, ld, r0i, nr, 1, nd);
     }
 }
@@ -292,13 +326,17 @@ static inline __attribute__((always_inline)) void dq_tile(float *dq, int64_t ldq
     ((D) == 48 ? (call(3), 1) : (D) == 64 ? (call(4), 1) : (D) == 128 ? (call(8), 1)               \
                : (D) == 32 ? (call(2), 1) : (D) == 96 ? (call(6), 1) : 0)
 
-void attention_flash_forward(float *out, float *lse, const float *q, const float *k,
-                             const float *v, const int *seg, int B, int T, int H, int KV, int D) {
+/* The forward, q/k/v f32 (bf = 0) or bf16 (bf = 1; element pointers offset with the element
+ * size es); out and lse f32. */
+static inline __attribute__((always_inline)) void
+flash_forward(float *out, float *lse, const void *q, const void *k, const void *v, const int *seg,
+              int B, int T, int H, int KV, int D, const int bf) {
     FT_ASSERT(H % KV == 0 && D <= FA_MAXD);
     const int G = H / KV;
     const float scale = 1.0f / sqrtf((float)D);
     const int64_t nqg = (T + FA_QROWS - 1) / FA_QROWS;
-    const int64_t ldq = (int64_t)H * D, ldk = (int64_t)KV * D;
+    const int64_t ldq = (int64_t)H * D, ldk = (int64_t)KV * D, es = bf ? 2 : 4;
+    const char *qc = q, *kc = k, *vc = v;
 #pragma omp parallel for collapse(3) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++)
@@ -309,22 +347,32 @@ void attention_flash_forward(float *out, float *lse, const float *q, const float
                 const int ng = (int)(T - tg < FA_QROWS ? T - tg : FA_QROWS);
                 float kt[FA_MAXD * FA_BLOCK], S[FA_ROWS * FA_BLOCK], o[FA_QROWS * FA_MAXD];
                 float m[FA_QROWS], l[FA_QROWS], corr[FA_ROWS];
+                float qf[FA_QROWS * FA_MAXD], vf[FA_BLOCK * FA_MAXD];
+                if (bf) /* bf16: the tiles read many times are widened once */
+                    widen_rows(qf, qc + ((b * T + tg) * H + h) * D * es, ldq, ng, D);
                 for (int r = 0; r < ng; r++) m[r] = -INFINITY, l[r] = 0.0f;
                 memset(o, 0, sizeof(float) * (size_t)ng * D);
                 for (int64_t s0 = 0; s0 < tg + ng; s0 += FA_BLOCK) {
                     int ns = (int)(tg + ng - s0 < FA_BLOCK ? tg + ng - s0 : FA_BLOCK);
-                    const float *ks = k + ((b * T + s0) * KV + kh) * D;
-                    const float *vs = v + ((b * T + s0) * KV + kh) * D;
-                    transpose_block(kt, ks, ldk, ns, D);
+                    const void *ks = kc + ((b * T + s0) * KV + kh) * D * es;
+                    const float *vs = (const float *)(vc + ((b * T + s0) * KV + kh) * D * es);
+                    int64_t lv = ldk; // vs: (ns, D) stride lv
+                    if (bf) {
+                        widen_rows(vf, vs, ldk, ns, D);
+                        vs = vf, lv = D;
+                    }
+                    transpose_block(kt, ks, ldk, ns, D, bf);
                     for (int r0 = 0; r0 < ng; r0 += FA_ROWS) {
                         const int64_t t0 = tg + r0;
                         const int nr = ng - r0 < FA_ROWS ? ng - r0 : FA_ROWS;
                         if (t0 + nr <= s0) continue; /* no row of this tile sees the block */
-                        const float *qt = q + ((b * T + t0) * H + h) * D; // (nr, D) stride ldq
+                        const float *qt = bf ? qf + (int64_t)r0 * D
+                                             : (const float *)(qc + ((b * T + t0) * H + h) * D * es);
+                        const int64_t lq = bf ? D : ldq; // qt: (nr, D) stride lq
                         float *ot = o + (int64_t)r0 * D, *mt = m + r0, *lt = l + r0;
                         /* keys [s0, s0 + nv) of the block, all visible to every row (t >= s) */
                         const int nv = (int)(t0 - s0 + 1 < ns ? t0 - s0 + 1 : ns);
-                        tile_scores(S, qt, ldq, kt, nr, D);
+                        tile_scores(S, qt, lq, kt, nr, D);
                         for (int r = 0; r < nr; r++) {
                             const int64_t t = t0 + r;
                             float *x = S + r * FA_BLOCK, bm = -INFINITY;
@@ -358,7 +406,7 @@ void attention_flash_forward(float *out, float *lse, const float *q, const float
                             lt[r] = lt[r] * corr[r] + sum;
                             mt[r] = mn;
                         }
-#define FA_PV(nd) pv_tile(ot, corr, S, vs, ldk, nr, ns, t0, s0, nd)
+#define FA_PV(nd) pv_tile(ot, corr, S, vs, lv, nr, ns, t0, s0, nd)
                         if (FA_DISPATCH(D, FA_PV)) continue;
 #undef FA_PV
                         for (int r = 0; r < nr; r++) {
@@ -369,7 +417,7 @@ void attention_flash_forward(float *out, float *lse, const float *q, const float
                             for (int i = 0; i < ns; i++) {
                                 float p = x[i];
                                 if (p == 0.0f) continue;
-                                const float *vr = vs + i * ldk;
+                                const float *vr = vs + i * lv;
 #pragma omp simd
                                 for (int d = 0; d < D; d++) orow[d] += p * vr[d];
                             }
@@ -385,14 +433,27 @@ void attention_flash_forward(float *out, float *lse, const float *q, const float
             }
 }
 
-void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout,
-                              const float *out, const float *q, const float *k, const float *v,
-                              const float *lse, const int *seg, int B, int T, int H, int KV,
-                              int D) {
+void attention_flash_forward(float *out, float *lse, const float *q, const float *k,
+                             const float *v, const int *seg, int B, int T, int H, int KV, int D) {
+    flash_forward(out, lse, q, k, v, seg, B, T, H, KV, D, 0);
+}
+
+void attention_flash_forward_bf16(float *out, float *lse, const uint16_t *q, const uint16_t *k,
+                                  const uint16_t *v, const int *seg, int B, int T, int H, int KV,
+                                  int D) {
+    flash_forward(out, lse, q, k, v, seg, B, T, H, KV, D, 1);
+}
+
+/* The backward, q/k/v f32 (bf = 0) or bf16 (bf = 1); dout, out and the gradients f32. */
+static inline __attribute__((always_inline)) void
+flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const void *q,
+               const void *k, const void *v, const float *lse, const int *seg, int B, int T, int H,
+               int KV, int D, const int bf) {
     FT_ASSERT(H % KV == 0 && D <= FA_MAXD);
     const int G = H / KV;
     const float scale = 1.0f / sqrtf((float)D);
-    const int64_t ldq = (int64_t)H * D, ldk = (int64_t)KV * D;
+    const int64_t ldq = (int64_t)H * D, ldk = (int64_t)KV * D, es = bf ? 2 : 4;
+    const char *qc = q, *kc = k, *vc = v;
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; b++)
         for (int64_t kh = 0; kh < KV; kh++) {
@@ -410,21 +471,33 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
                         memset(dq + ((b * T + t) * H + h) * D, 0, (size_t)D * sizeof(float));
             for (int64_t s0 = 0; s0 < T; s0 += FA_BLOCK) {
                 const int ns = (int)(T - s0 < FA_BLOCK ? T - s0 : FA_BLOCK);
-                const float *ks = k + ((b * T + s0) * KV + kh) * D; // (ns, D) stride ldk
-                const float *vs = v + ((b * T + s0) * KV + kh) * D;
+                const void *ks0 = kc + ((b * T + s0) * KV + kh) * D * es; // (ns, D) stride ldk
+                const void *vs = vc + ((b * T + s0) * KV + kh) * D * es;
                 float kt[FA_MAXD * FA_BLOCK], vt[FA_MAXD * FA_BLOCK];
                 float gk[FA_BLOCK * FA_MAXD], gv[FA_BLOCK * FA_MAXD];
                 float P[FA_ROWS * FA_BLOCK], dS[FA_ROWS * FA_BLOCK];
-                transpose_block(kt, ks, ldk, ns, D);
-                transpose_block(vt, vs, ldk, ns, D);
+                float kf[FA_BLOCK * FA_MAXD], qf[FA_ROWS * FA_MAXD];
+                transpose_block(kt, ks0, ldk, ns, D, bf);
+                transpose_block(vt, vs, ldk, ns, D, bf);
+                const float *ks = ks0; // (ns, D) stride lk
+                int64_t lk = ldk;
+                if (bf) { /* bf16: the tiles read many times are widened once */
+                    widen_rows(kf, ks0, ldk, ns, D);
+                    ks = kf, lk = D;
+                }
                 memset(gk, 0, sizeof(float) * (size_t)ns * D);
                 memset(gv, 0, sizeof(float) * (size_t)ns * D);
                 for (int64_t h = kh * G; h < (kh + 1) * G; h++)
                     for (int64_t t0 = s0 / FA_ROWS * FA_ROWS; t0 < T; t0 += FA_ROWS) {
                         const int nr = (int)(T - t0 < FA_ROWS ? T - t0 : FA_ROWS);
-                        const float *qt = q + ((b * T + t0) * H + h) * D;    // (nr, D)
-                        const float *go = dout + ((b * T + t0) * H + h) * D; // (nr, D)
-                        tile_scores(P, qt, ldq, kt, nr, D);
+                        const float *qt = (const float *)(qc + ((b * T + t0) * H + h) * D * es);
+                        const float *go = dout + ((b * T + t0) * H + h) * D; // (nr, D) stride ldq
+                        int64_t lq = ldq;                                     // qt: (nr, D)
+                        if (bf) {
+                            widen_rows(qf, qt, ldq, nr, D);
+                            qt = qf, lq = D;
+                        }
+                        tile_scores(P, qt, lq, kt, nr, D);
                         tile_scores(dS, go, ldq, vt, nr, D); /* dP */
                         for (int r = 0; r < nr; r++) {
                             const int64_t t = t0 + r;
@@ -445,11 +518,11 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
                                     if (!seen(seg, b, T, s0 + i, t)) pr[i] = dr[i] = 0.0f;
                         }
                         /* dv_s += sum_r P_rs dout_r ; dk_s += sum_r dS_rs q_r */
-#define FA_DKV(nd) dkv_tile(gv, gk, P, dS, go, qt, ldq, nr, ns, t0, s0, nd)
+#define FA_DKV(nd) dkv_tile(gv, gk, P, dS, go, ldq, qt, lq, nr, ns, t0, s0, nd)
                         if (!FA_DISPATCH(D, FA_DKV))
 #undef FA_DKV
                             for (int r = 0; r < nr; r++) {
-                                const float *gor = go + r * ldq, *qr = qt + r * ldq;
+                                const float *gor = go + r * ldq, *qr = qt + r * lq;
                                 for (int i = 0; i < ns; i++) {
                                     float p = P[r * FA_BLOCK + i], c = dS[r * FA_BLOCK + i];
                                     if (p == 0.0f) continue;
@@ -464,7 +537,7 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
                         /* dq_r += sum_s dS_rs k_s */
                         if (dq) {
                             float *gq0 = dq + ((b * T + t0) * H + h) * D; // (nr, D) stride ldq
-#define FA_DQ(nd) dq_tile(gq0, ldq, dS, ks, ldk, nr, ns, t0, s0, nd)
+#define FA_DQ(nd) dq_tile(gq0, ldq, dS, ks, lk, nr, ns, t0, s0, nd)
                             if (FA_DISPATCH(D, FA_DQ)) continue;
 #undef FA_DQ
                             for (int r = 0; r < nr; r++) {
@@ -472,7 +545,7 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
                                 for (int i = 0; i < ns; i++) {
                                     float c = dS[r * FA_BLOCK + i];
                                     if (P[r * FA_BLOCK + i] == 0.0f) continue;
-                                    const float *kr = ks + i * ldk;
+                                    const float *kr = ks + i * lk;
 #pragma omp simd
                                     for (int d = 0; d < D; d++) gq[d] += c * kr[d];
                                 }
@@ -485,4 +558,18 @@ void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout
                 }
             }
         }
+}
+
+void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout,
+                              const float *out, const float *q, const float *k, const float *v,
+                              const float *lse, const int *seg, int B, int T, int H, int KV,
+                              int D) {
+    flash_backward(dq, dk, dv, dout, out, q, k, v, lse, seg, B, T, H, KV, D, 0);
+}
+
+void attention_flash_backward_bf16(float *dq, float *dk, float *dv, const float *dout,
+                                   const float *out, const uint16_t *q, const uint16_t *k,
+                                   const uint16_t *v, const float *lse, const int *seg, int B,
+                                   int T, int H, int KV, int D) {
+    flash_backward(dq, dk, dv, dout, out, q, k, v, lse, seg, B, T, H, KV, D, 1);
 }

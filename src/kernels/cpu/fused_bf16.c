@@ -6,12 +6,21 @@
  *   rmsnorm_forward_bf16   out (M,C) f32 (may be NULL) and outb (M,C) bf16 of rmsnorm; rstd (M).
  *                          Bit-identical to rmsnorm_forward + bf16_from_f32 (the same arithmetic
  *                          per element, then the same round-to-nearest-even).
+ *   rmsnorm_apply_bf16     outb of rmsnorm_forward_bf16 again from the saved rstd, bit for bit (the
+ *                          same (x * r) * w, rounded): the backward recomputes it
  *   swiglu_forward_bf16    out (N) f32 (may be NULL) and outb (N) bf16 of silu(gate) * up
  *   swiglu_backward_fast   swiglu_backward's dgate, dup
- * The two swiglu kernels evaluate e^-g with ft_exp_simd (vec.h, within a few ulp of expf) so the
+ *   swiglu_forward_bf16_round  the bf16 step's MLP gate: gate and up (f32 matmul outputs)
+ *                          rounded to bf16 and stored (they are the saved activations), and hact
+ *                          computed from the ROUNDED values (as autocast, whose gate/up are bf16)
+ *   swiglu_forward_bf16in  hact recomputed from the stored bf16 gate/up (backward): the same bits
+ *                          as _round's, since both evaluate ft_swiglu1 on the same f32 values
+ *   swiglu_backward_bf16   swiglu_backward reading bf16 gate/up (f32 arithmetic)
+ * The swiglu kernels evaluate e^-g with ft_exp_simd (vec.h, within a few ulp of expf) so the
  * loops vectorize; libm's expf kept them scalar. Their naive twins are swiglu_forward /
- * swiglu_backward, which the tests compare with (relative 1e-6; bf16 outputs within one bf16
- * step). The f32 training path keeps the exact kernels.
+ * swiglu_backward (on the widened bf16 inputs for the bf16-input forms), which the tests compare
+ * with (relative 1e-6; bf16 outputs within one bf16 step). The f32 training path keeps the exact
+ * kernels.
  */
 #include "ftune/kernels.h"
 
@@ -19,6 +28,19 @@
 
 #include <math.h>
 #include <string.h>
+
+/* bf16 bits -> f32 (exact), inline so `omp simd` loops vectorize it */
+static inline float bf16_widen(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* silu(g) * u with the vectorized exp: the one formula every swiglu form here uses */
+static inline float ft_swiglu1(float g, float u) {
+    return g / (1.0f + ft_exp_simd(-g)) * u;
+}
 
 void rmsnorm_forward_bf16(float *out, uint16_t *outb, float *rstd, const float *inp,
                           const float *weight, int M, int C, float eps) {
@@ -50,13 +72,25 @@ void rmsnorm_forward_bf16(float *out, uint16_t *outb, float *rstd, const float *
     }
 }
 
+void rmsnorm_apply_bf16(uint16_t *outb, const float *inp, const float *rstd, const float *weight,
+                        int M, int C) {
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++) {
+        const float *x = inp + m * C; // (C)
+        const float r = rstd[m];
+        uint16_t *yb = outb + m * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) yb[c] = ft_bf16_round((x[c] * r) * weight[c]);
+    }
+}
+
 void swiglu_forward_bf16(float *out, uint16_t *outb, const float *gate, const float *up,
                          size_t N) {
     if (out) {
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < N; i++) {
             float g = gate[i];
-            float y = g / (1.0f + ft_exp_simd(-g)) * up[i];
+            float y = ft_swiglu1(g, up[i]);
             out[i] = y;
             outb[i] = ft_bf16_round(y);
         }
@@ -65,7 +99,7 @@ void swiglu_forward_bf16(float *out, uint16_t *outb, const float *gate, const fl
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < N; i++) {
         float g = gate[i];
-        outb[i] = ft_bf16_round(g / (1.0f + ft_exp_simd(-g)) * up[i]);
+        outb[i] = ft_bf16_round(ft_swiglu1(g, up[i]));
     }
 }
 
@@ -79,5 +113,56 @@ void swiglu_backward_fast(float *dgate, float *dup, const float *dout, const flo
         float s = 1.0f / (1.0f + ft_exp_simd(-g));
         dup[i] = dout[i] * (g * s);
         dgate[i] = dout[i] * up[i] * (s * (1.0f + g * (1.0f - s)));
+    }
+}
+
+void swiglu_forward_bf16_round(uint16_t *gateb, uint16_t *upb, uint16_t *outb, float *out,
+                               const float *gate, const float *up, size_t N) {
+    if (out) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < N; i++) {
+            uint16_t gb = ft_bf16_round(gate[i]), ub = ft_bf16_round(up[i]);
+            float y = ft_swiglu1(bf16_widen(gb), bf16_widen(ub));
+            gateb[i] = gb;
+            upb[i] = ub;
+            out[i] = y;
+            outb[i] = ft_bf16_round(y);
+        }
+        return;
+    }
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < N; i++) {
+        uint16_t gb = ft_bf16_round(gate[i]), ub = ft_bf16_round(up[i]);
+        gateb[i] = gb;
+        upb[i] = ub;
+        outb[i] = ft_bf16_round(ft_swiglu1(bf16_widen(gb), bf16_widen(ub)));
+    }
+}
+
+void swiglu_forward_bf16in(float *out, uint16_t *outb, const uint16_t *gateb, const uint16_t *upb,
+                           size_t N) {
+    if (out) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < N; i++) {
+            float y = ft_swiglu1(bf16_widen(gateb[i]), bf16_widen(upb[i]));
+            out[i] = y;
+            outb[i] = ft_bf16_round(y);
+        }
+        return;
+    }
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < N; i++)
+        outb[i] = ft_bf16_round(ft_swiglu1(bf16_widen(gateb[i]), bf16_widen(upb[i])));
+}
+
+/* swiglu_backward_fast on the widened bf16 gate/up (same derivation) */
+void swiglu_backward_bf16(float *dgate, float *dup, const float *dout, const uint16_t *gateb,
+                          const uint16_t *upb, size_t N) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < N; i++) {
+        float g = bf16_widen(gateb[i]), u = bf16_widen(upb[i]);
+        float s = 1.0f / (1.0f + ft_exp_simd(-g));
+        dup[i] = dout[i] * (g * s);
+        dgate[i] = dout[i] * u * (s * (1.0f + g * (1.0f - s)));
     }
 }

@@ -9,34 +9,22 @@
 
 typedef float ft_v16f __attribute__((vector_size(64)));
 
-#if defined(__AVX512F__) || defined(__FMA__)
+#if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
-/* c + a b per lane, rounded once (a fused multiply-add). GCC does not contract a * b + c into an
- * FMA in ISO C mode (-std=c11 implies -ffp-contract=off), so kernels that want FMAs ask for them
- * here; the result is the same on every target (fmaf where no FMA unit is compiled in). */
-static inline ft_v16f ft_fma16(ft_v16f a, ft_v16f b, ft_v16f c) {
+/* c + a b per lane, rounded once (a fused multiply-add) where the target has FMA. GCC does not
+ * contract a * b + c into an FMA in ISO C mode (-std=c11 implies -ffp-contract=off), so kernels
+ * that want FMAs ask for them here. Macros, not functions: a function taking 64-byte vectors
+ * changes the ABI on targets without AVX-512 (the fuzz build), where this is a * b + c. */
 #if defined(__AVX512F__)
-    return (ft_v16f)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
-#elif defined(__FMA__)
-    typedef float v8 __attribute__((vector_size(32)));
-    v8 a0, a1, b0, b1, c0, c1;
-    memcpy(&a0, &a, 32), memcpy(&a1, (char *)&a + 32, 32);
-    memcpy(&b0, &b, 32), memcpy(&b1, (char *)&b + 32, 32);
-    memcpy(&c0, &c, 32), memcpy(&c1, (char *)&c + 32, 32);
-    c0 = (v8)_mm256_fmadd_ps((__m256)a0, (__m256)b0, (__m256)c0);
-    c1 = (v8)_mm256_fmadd_ps((__m256)a1, (__m256)b1, (__m256)c1);
-    memcpy(&c, &c0, 32), memcpy((char *)&c + 32, &c1, 32);
-    return c;
+#define ft_fma16(a, b, c) ((ft_v16f)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)))
 #else
-    for (int j = 0; j < 16; j++) c[j] = fmaf(a[j], b[j], c[j]);
-    return c;
+#define ft_fma16(a, b, c) ((a) * (b) + (c))
 #endif
-}
 
 /* s in all 16 lanes */
-static inline ft_v16f ft_splat16(float s) { return (ft_v16f){0} + s; }
+#define ft_splat16(s) ((ft_v16f){0} + (s))
 
 /* sum_k a[k] b[k] in f32: two 16-lane partial sums over blocks of 32, one more block of 16, then a
  * scalar tail; a fixed association for a given K (deterministic, thread-count independent). */
