@@ -2,7 +2,8 @@
  * Flash-style attention (src/kernels/cpu/attention_flash.c) against the naive twin
  * (attention_forward_naive / attention_backward_naive: double accumulation, whole score rows)
  * over awkward shapes: T below, at, just above and far from a multiple of the 64-key block,
- * GQA ratios H/KV = 1, 2, 3, head dims 1, 7, 48, 64, 80, packed-sample segment masks; and the
+ * GQA ratios H/KV = 1, 2, 3, head dims 1, 7, 16, 32, 48, 64, 80, 96, 128 (every register-blocked
+ * width and plain ones), packed-sample segment masks; and the
  * saved logsumexp against a double-precision one. Gradient buffers start as garbage (WRITTEN).
  * The bf16 forms (q, k, v as bf16) on the same shapes: bit-identical to the f32 kernels run
  * on the widened inputs (bf16_forms), so the tolerances below cover them too, plus the bf16
@@ -149,7 +150,7 @@ int main(void) {
     static const int sh[][6] = {
         {1, 1, 1, 1, 1, 0},    {1, 5, 2, 2, 7, 0},    {2, 63, 4, 4, 48, 0},  {1, 64, 4, 2, 64, 1},
         {2, 65, 6, 2, 80, 0},  {1, 130, 6, 3, 48, 1}, {2, 200, 3, 1, 64, 1}, {1, 129, 9, 3, 64, 0},
-        {3, 17, 6, 2, 16, 1},
+        {3, 17, 6, 2, 16, 1},  {1, 77, 4, 2, 32, 0},  {1, 70, 2, 1, 96, 1},  {1, 100, 2, 2, 128, 0},
     };
     for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
         one(sh[i][0], sh[i][1], sh[i][2], sh[i][3], sh[i][4], sh[i][5]);

@@ -307,6 +307,21 @@ static void parallel_vs_serial(void) {
                          1, C);
     check_close("parallel rmsnorm dinp == serial", ga, gb, n, 0, 0);
     check_close("parallel rmsnorm dweight ~ serial", gwa, gwb, C, 1e-5, 1e-5);
+    /* 7 rows (a group of 4 rows' sums side by side, then a tail of 3) == row by row, bit for bit */
+    {
+        float *a7 = zeros(7 * C), *b7 = zeros(7 * C), *r7 = zeros(7), *s7 = zeros(7);
+        rmsnorm_forward(a7, r7, x, w, 7, C, 1e-5f);
+        for (int m = 0; m < 7; m++)
+            rmsnorm_forward(b7 + (size_t)m * C, s7 + m, x + (size_t)m * C, w, 1, C, 1e-5f);
+        check_close("rmsnorm forward 7 rows == row by row", a7, b7, 7 * C, 0, 0);
+        float *g7 = zeros(7 * C), *h7 = zeros(7 * C);
+        rmsnorm_backward(g7, NULL, dy, x, w, r7, 7, C);
+        for (int m = 0; m < 7; m++)
+            rmsnorm_backward(h7 + (size_t)m * C, NULL, dy + (size_t)m * C, x + (size_t)m * C, w,
+                             s7 + m, 1, C);
+        check_close("rmsnorm backward 7 rows == row by row", g7, h7, 7 * C, 0, 0);
+        free(a7), free(b7), free(r7), free(s7), free(g7), free(h7);
+    }
 
     /* rope: M*nh*D = 96*8*64 */
     size_t nr = (size_t)M * nh * D;

@@ -16,9 +16,12 @@
  *   P_ts = exp(c q_t·k_s - lse_t) ; dP_ts = dout_t · v_s ; dS_ts = P_ts (dP_ts - delta_t)
  *   dv_s += P_ts dout_t ; dq_t += c dS_ts k_s ; dk_s += c dS_ts q_t
  * Work is O(T^2 D) like the exact kernel; memory beyond inputs/outputs is O(B H T) (lse).
- * Parallelism: forward over (b, h, t); backward over (b, kv-head) — B*KV tasks. Inner products
- * (scores, P·V, the dk/dv/dq updates) keep their outputs in 16-lane registers (ft_v16f) for head
- * dims 32, 48, 64, 96, 128; other D take the plain loops (same arithmetic, same order).
+ * Parallelism: forward over (b, h, blocks of FA_QROWS query rows: their FA_ROWS-row tiles share
+ * each transposed key block); backward over (b, kv-head) — B*KV tasks. Inner products (scores,
+ * P·V, the dk/dv/dq updates) keep their outputs in 16-lane registers (ft_v16f) with fused
+ * multiply-adds (ft_fma16: ISO C mode does not contract a*b+c), each loaded vector feeding up to
+ * four rows or keys, for head dims 32, 48, 64, 96, 128; other D take the plain loops.
+ *
  *
  * bf16 forms (the mixed-precision step keeps q, k, v as bf16, as autocast does):
  * attention_flash_forward_bf16 / _backward_bf16 read q, k, v as bf16 and widen each element to
@@ -44,7 +47,9 @@
 
 #define FA_BLOCK 64 /* keys per block */
 #define FA_ROWS 16  /* query rows per block */
+#define FA_QROWS 64 /* query rows per forward task (FA_ROWS-row tiles sharing a key block) */
 #define FA_MAXD 256 /* largest head dim the tiles hold */
+#define FA_DELTA 8192 /* backward: rows x heads-per-KV-head whose delta is computed up front */
 
 /* element i of x as f32, x being f32 (bf = 0) or bf16 bits (bf = 1; widening is exact) */
 static inline __attribute__((always_inline)) float ld1(const void *x, int64_t i, const int bf) {
@@ -74,11 +79,56 @@ static inline float dotf(const float *a, const float *b, int D) {
     return s;
 }
 
-/* kt (D, n) = transpose of the n rows x_s (D each, row stride ld) */
+#if defined(__AVX512F__)
+/* dst rows j < 16 (stride lddst) = column j of the 16 rows src_i (stride ldsrc), in registers:
+ * pairs of rows interleaved by 32 then 64 bits give, in 128-bit lane k of r[4i+j], column 4k+j
+ * of rows 4i..4i+3; two rounds of 128-bit lane shuffles gather each column's four lanes. */
+static inline void transpose16(float *dst, int64_t lddst, const float *src, int64_t ldsrc) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * ldsrc);
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]),
+                c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int j = 0; j < 4; j++) {
+        __m512 u = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44), w = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);
+        __m512 u2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44),
+               w2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
+        _mm512_storeu_ps(dst + (0 + j) * lddst, _mm512_shuffle_f32x4(u, u2, 0x88));
+        _mm512_storeu_ps(dst + (4 + j) * lddst, _mm512_shuffle_f32x4(u, u2, 0xDD));
+        _mm512_storeu_ps(dst + (8 + j) * lddst, _mm512_shuffle_f32x4(w, w2, 0x88));
+        _mm512_storeu_ps(dst + (12 + j) * lddst, _mm512_shuffle_f32x4(w, w2, 0xDD));
+    }
+}
+#endif
+
+/* kt (D, n) = transpose of the n rows x_s (D each, row stride ld; f32, or bf16 widened when bf):
+ * f32 rows in 16x16 tiles in registers where the target has AVX-512, the ragged edges and bf16
+ * rows element by element */
 static inline __attribute__((always_inline)) void transpose_block(float *kt, const void *x,
                                                                   int64_t ld, int n, int D,
                                                                   const int bf) {
-    for (int s = 0; s < n; s++)
+    int s0 = 0;
+#if defined(__AVX512F__)
+    if (!bf) {
+        const float *xf = x;
+        const int d16 = D / 16 * 16;
+        for (; s0 + 16 <= n; s0 += 16)
+            for (int d = 0; d < d16; d += 16)
+                transpose16(kt + d * FA_BLOCK + s0, FA_BLOCK, xf + s0 * ld + d, ld);
+        for (int s = 0; s < s0; s++) /* columns past the last full 16 */
+            for (int d = d16; d < D; d++) kt[d * FA_BLOCK + s] = xf[s * ld + d];
+    }
+#endif
+    for (int s = s0; s < n; s++)
         for (int d = 0; d < D; d++) kt[d * FA_BLOCK + s] = ld1(x, s * ld + d, bf);
 }
 
@@ -101,7 +151,7 @@ static inline __attribute__((always_inline)) void scores_rows(float *S, const fl
         for (int q = 0; q < nrow; q++) {
             const float a = A[q * lda + d];
 #pragma GCC unroll 4
-            for (int c = 0; c < FA_NV; c++) acc[q][c] += a * kv[c];
+            for (int c = 0; c < FA_NV; c++) acc[q][c] = ft_fma16(ft_splat16(a), kv[c], acc[q][c]);
         }
     }
 #pragma GCC unroll 4
@@ -124,77 +174,150 @@ static inline void tile_scores(float *S, const float *A, int64_t lda, const floa
  * results are bit-identical; callers fall back to the plain loops for other D. */
 #define FA_VMAX 8
 
-/* o (D) = o * corr + sum_i p[i] v_i   (v_i = v + i ldv) */
-static inline __attribute__((always_inline)) void pv_row(float *o, float corr, const float *p,
-                                                         const float *v, int64_t ldv, int n,
-                                                         const int nd) {
-    ft_v16f acc[FA_VMAX], t;
-#pragma GCC unroll 8
-    for (int c = 0; c < nd; c++) {
-        memcpy(&acc[c], o + 16 * c, sizeof t);
-        acc[c] *= corr;
-    }
-    for (int i = 0; i < n; i++) {
-        const float pi = p[i], *vi = v + i * ldv;
+/* Register blocking across rows or keys (the forms above load one vector of V, dout, q or K per
+ * multiply-add): a vector loaded once feeds FA_RB(nd) rows' (or keys') accumulators, so a block
+ * holds FA_RB(nd) x nd <= 16 accumulators. Each output element still sums its terms in ascending
+ * order; the difference from the one-row forms is only that zero weights (masked or causal
+ * entries inside the block) are added as 0 * x instead of skipped. */
+#define FA_RB(nd) ((nd) <= 4 ? 4 : 2)
+
+/* rows r < nr of o (D each, contiguous): o_r = o_r * corr[r] + sum_{i<n} x[r][i] v_i  (x rows
+ * with stride FA_BLOCK, v_i = v + i ldv) */
+static inline __attribute__((always_inline)) void pv_rows(float *o, const float *corr,
+                                                          const float *x, const float *v,
+                                                          int64_t ldv, int n, const int nr,
+                                                          const int nd) {
+    ft_v16f acc[4][FA_VMAX], t;
+#pragma GCC unroll 4
+    for (int r = 0; r < nr; r++)
 #pragma GCC unroll 8
         for (int c = 0; c < nd; c++) {
-            memcpy(&t, vi + 16 * c, sizeof t);
-            acc[c] += pi * t;
+            memcpy(&acc[r][c], o + r * 16 * nd + 16 * c, sizeof t);
+            acc[r][c] *= corr[r];
+        }
+    for (int i = 0; i < n; i++) {
+#pragma GCC unroll 8
+        for (int c = 0; c < nd; c++) {
+            memcpy(&t, v + i * ldv + 16 * c, sizeof t);
+#pragma GCC unroll 4
+            for (int r = 0; r < nr; r++)
+                acc[r][c] = ft_fma16(ft_splat16(x[r * FA_BLOCK + i]), t, acc[r][c]);
         }
     }
+#pragma GCC unroll 4
+    for (int r = 0; r < nr; r++)
 #pragma GCC unroll 8
-    for (int c = 0; c < nd; c++) memcpy(o + 16 * c, &acc[c], sizeof t);
+        for (int c = 0; c < nd; c++) memcpy(o + r * 16 * nd + 16 * c, &acc[r][c], sizeof t);
 }
 
-/* gv (D) += sum_r P[r] go_r ; gk (D) += sum_r dS[r] q_r over rows with P[r] != 0 (P, dS with
- * stride FA_BLOCK; go_r with stride ldo, q_r with stride ld) */
-static inline __attribute__((always_inline)) void dkv_row(float *gv, float *gk, const float *P,
-                                                          const float *dS, const float *go,
-                                                          int64_t ldo, const float *q, int64_t ld,
-                                                          int nr, const int nd) {
-    ft_v16f av[FA_VMAX], ak[FA_VMAX], t;
-#pragma GCC unroll 8
-    for (int c = 0; c < nd; c++) {
-        memcpy(&av[c], gv + 16 * c, sizeof t);
-        memcpy(&ak[c], gk + 16 * c, sizeof t);
+/* the PV update of a (nr rows, ns keys) tile whose first row is t0 and first key s0: row groups
+ * stop at the last key their last row may see */
+static inline __attribute__((always_inline)) void pv_tile(float *o, const float *corr,
+                                                          const float *x, const float *v,
+                                                          int64_t ldv, int nr, int ns, int64_t t0,
+                                                          int64_t s0, const int nd) {
+    const int rb = FA_RB(nd);
+    int r = 0;
+    for (; r + rb <= nr; r += rb) {
+        int64_t n = t0 + r + rb - s0; /* keys s <= t of the group's last row */
+        pv_rows(o + r * 16 * nd, corr + r, x + r * FA_BLOCK, v, ldv,
+                (int)(n < ns ? (n > 0 ? n : 0) : ns), rb, nd);
     }
-    for (int r = 0; r < nr; r++) {
-        const float p = P[r * FA_BLOCK], g = dS[r * FA_BLOCK];
-        if (p == 0.0f) continue;
-        const float *gr = go + r * ldo, *qr = q + r * ld;
-#pragma GCC unroll 8
-        for (int c = 0; c < nd; c++) {
-            memcpy(&t, gr + 16 * c, sizeof t);
-            av[c] += p * t;
-            memcpy(&t, qr + 16 * c, sizeof t);
-            ak[c] += g * t;
-        }
-    }
-#pragma GCC unroll 8
-    for (int c = 0; c < nd; c++) {
-        memcpy(gv + 16 * c, &av[c], sizeof t);
-        memcpy(gk + 16 * c, &ak[c], sizeof t);
+    for (; r < nr; r++) {
+        int64_t n = t0 + r + 1 - s0;
+        pv_rows(o + r * 16 * nd, corr + r, x + r * FA_BLOCK, v, ldv,
+                (int)(n < ns ? (n > 0 ? n : 0) : ns), 1, nd);
     }
 }
 
-/* gq (D) += sum_i dS[i] k_i over keys with P[i] != 0 */
-static inline __attribute__((always_inline)) void dq_row(float *gq, const float *P, const float *dS,
-                                                         const float *k, int64_t ldk, int n,
-                                                         const int nd) {
-    ft_v16f acc[FA_VMAX], t;
+/* keys k < nk: g_k (D, rows of a (ns, D) tile) += sum_{r0 <= r < nr} w[r][k] x_r  (w rows with
+ * stride FA_BLOCK, x_r = x + r ld): dv's (w = P, x = dout) and dk's (w = dS, x = q) update */
+static inline __attribute__((always_inline)) void wx_keys(float *g, const float *w, const float *x,
+                                                          int64_t ld, int r0, int nr, const int nk,
+                                                          const int nd) {
+    ft_v16f acc[4][FA_VMAX], t;
+#pragma GCC unroll 4
+    for (int k = 0; k < nk; k++)
 #pragma GCC unroll 8
-    for (int c = 0; c < nd; c++) memcpy(&acc[c], gq + 16 * c, sizeof t);
-    for (int i = 0; i < n; i++) {
-        if (P[i] == 0.0f) continue;
-        const float g = dS[i], *ki = k + i * ldk;
+        for (int c = 0; c < nd; c++) memcpy(&acc[k][c], g + k * 16 * nd + 16 * c, sizeof t);
+    for (int r = r0; r < nr; r++) {
 #pragma GCC unroll 8
         for (int c = 0; c < nd; c++) {
-            memcpy(&t, ki + 16 * c, sizeof t);
-            acc[c] += g * t;
+            memcpy(&t, x + r * ld + 16 * c, sizeof t);
+#pragma GCC unroll 4
+            for (int k = 0; k < nk; k++)
+                acc[k][c] = ft_fma16(ft_splat16(w[r * FA_BLOCK + k]), t, acc[k][c]);
         }
     }
+#pragma GCC unroll 4
+    for (int k = 0; k < nk; k++)
 #pragma GCC unroll 8
-    for (int c = 0; c < nd; c++) memcpy(gq + 16 * c, &acc[c], sizeof t);
+        for (int c = 0; c < nd; c++) memcpy(g + k * 16 * nd + 16 * c, &acc[k][c], sizeof t);
+}
+
+/* gv, gk (ns, D) += the (nr rows from t0) x (ns keys from s0) tile's P^T dout and dS^T q (dout
+ * rows with stride ldo, q rows with stride ld); key groups start at the first row that may see their first key */
+static inline __attribute__((always_inline)) void dkv_tile(float *gv, float *gk, const float *P,
+                                                           const float *dS, const float *go,
+                                                           int64_t ldo, const float *q, int64_t ld,
+                                                           int nr, int ns, int64_t t0, int64_t s0,
+                                                           const int nd) {
+    const int kb = FA_RB(nd), D = 16 * nd;
+    int i = 0;
+    for (; i + kb <= ns; i += kb) {
+        int64_t r0 = s0 + i - t0; /* rows t < s0 + i see none of these keys */
+        int r0i = (int)(r0 > 0 ? (r0 < nr ? r0 : nr) : 0);
+        wx_keys(gv + i * D, P + i, go, ldo, r0i, nr, kb, nd);
+        wx_keys(gk + i * D, dS + i, q, ld, r0i, nr, kb, nd);
+    }
+    for (; i < ns; i++) {
+        int64_t r0 = s0 + i - t0;
+        int r0i = (int)(r0 > 0 ? (r0 < nr ? r0 : nr) : 0);
+        wx_keys(gv + i * D, P + i, go, ldo, r0i, nr, 1, nd);
+        wx_keys(gk + i * D, dS + i, q, ld, r0i, nr, 1, nd);
+    }
+}
+
+/* rows r < nr: dq_r (stride ldq) += sum_{i<n} dS[r][i] k_i  (k_i = k + i ldk) */
+static inline __attribute__((always_inline)) void dq_rows(float *dq, int64_t ldq, const float *dS,
+                                                          const float *k, int64_t ldk, int n,
+                                                          const int nr, const int nd) {
+    ft_v16f acc[4][FA_VMAX], t;
+#pragma GCC unroll 4
+    for (int r = 0; r < nr; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < nd; c++) memcpy(&acc[r][c], dq + r * ldq + 16 * c, sizeof t);
+    for (int i = 0; i < n; i++) {
+#pragma GCC unroll 8
+        for (int c = 0; c < nd; c++) {
+            memcpy(&t, k + i * ldk + 16 * c, sizeof t);
+#pragma GCC unroll 4
+            for (int r = 0; r < nr; r++)
+                acc[r][c] = ft_fma16(ft_splat16(dS[r * FA_BLOCK + i]), t, acc[r][c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < nr; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < nd; c++) memcpy(dq + r * ldq + 16 * c, &acc[r][c], sizeof t);
+}
+
+static inline __attribute__((always_inline)) void dq_tile(float *dq, int64_t ldq, const float *dS,
+                                                          const float *k, int64_t ldk, int nr,
+                                                          int ns, int64_t t0, int64_t s0,
+                                                          const int nd) {
+    const int rb = FA_RB(nd);
+    int r = 0;
+    for (; r + rb <= nr; r += rb) {
+        int64_t n = t0 + r + rb - s0;
+        dq_rows(dq + r * ldq, ldq, dS + r * FA_BLOCK, k, ldk, (int)(n < ns ? (n > 0 ? n : 0) : ns),
+                rb, nd);
+    }
+    for (; r < nr; r++) {
+        int64_t n = t0 + r + 1 - s0;
+        dq_rows(dq + r * ldq, ldq, dS + r * FA_BLOCK, k, ldk, (int)(n < ns ? (n > 0 ? n : 0) : ns),
+                1, nd);
+    }
 }
 
 /* dispatch on the head dim with nd a compile-time constant (so acc[] lives in registers);
@@ -211,75 +334,101 @@ flash_forward(float *out, float *lse, const void *q, const void *k, const void *
     FT_ASSERT(H % KV == 0 && D <= FA_MAXD);
     const int G = H / KV;
     const float scale = 1.0f / sqrtf((float)D);
-    const int64_t nqb = (T + FA_ROWS - 1) / FA_ROWS;
+    const int64_t nqg = (T + FA_QROWS - 1) / FA_QROWS;
     const int64_t ldq = (int64_t)H * D, ldk = (int64_t)KV * D, es = bf ? 2 : 4;
     const char *qc = q, *kc = k, *vc = v;
 #pragma omp parallel for collapse(3) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++)
-            for (int64_t qb = 0; qb < nqb; qb++) {
-                const int64_t kh = h / G, t0 = (nqb - 1 - qb) * FA_ROWS; /* long rows first */
-                const int nr = (int)(T - t0 < FA_ROWS ? T - t0 : FA_ROWS);
-                const float *qt = (const float *)(qc + ((b * T + t0) * H + h) * D * es);
-                int64_t lq = ldq; // qt: (nr, D) stride lq
-                float kt[FA_MAXD * FA_BLOCK], S[FA_ROWS * FA_BLOCK], o[FA_ROWS * FA_MAXD];
-                float m[FA_ROWS], l[FA_ROWS], qf[FA_ROWS * FA_MAXD],
-                    vf[FA_BLOCK * FA_MAXD];
-                if (bf) { /* bf16: the tiles read many times are widened once */
-                    widen_rows(qf, qt, ldq, nr, D);
-                    qt = qf, lq = D;
-                }
-                for (int r = 0; r < nr; r++) m[r] = -INFINITY, l[r] = 0.0f;
-                memset(o, 0, sizeof(float) * (size_t)nr * D);
-                for (int64_t s0 = 0; s0 < t0 + nr; s0 += FA_BLOCK) {
-                    int ns = (int)(t0 + nr - s0 < FA_BLOCK ? t0 + nr - s0 : FA_BLOCK);
+            for (int64_t qg = 0; qg < nqg; qg++) {
+                /* rows [tg, tg + ng): FA_QROWS / FA_ROWS tiles of FA_ROWS rows share each
+                 * transposed key block; long rows first */
+                const int64_t kh = h / G, tg = (nqg - 1 - qg) * FA_QROWS;
+                const int ng = (int)(T - tg < FA_QROWS ? T - tg : FA_QROWS);
+                float kt[FA_MAXD * FA_BLOCK], S[FA_ROWS * FA_BLOCK], o[FA_QROWS * FA_MAXD];
+                float m[FA_QROWS], l[FA_QROWS], corr[FA_ROWS];
+                float qf[FA_QROWS * FA_MAXD], vf[FA_BLOCK * FA_MAXD];
+                if (bf) /* bf16: the tiles read many times are widened once */
+                    widen_rows(qf, qc + ((b * T + tg) * H + h) * D * es, ldq, ng, D);
+                for (int r = 0; r < ng; r++) m[r] = -INFINITY, l[r] = 0.0f;
+                memset(o, 0, sizeof(float) * (size_t)ng * D);
+                for (int64_t s0 = 0; s0 < tg + ng; s0 += FA_BLOCK) {
+                    int ns = (int)(tg + ng - s0 < FA_BLOCK ? tg + ng - s0 : FA_BLOCK);
                     const void *ks = kc + ((b * T + s0) * KV + kh) * D * es;
                     const float *vs = (const float *)(vc + ((b * T + s0) * KV + kh) * D * es);
-                    int64_t lv = ldk;
+                    int64_t lv = ldk; // vs: (ns, D) stride lv
                     if (bf) {
                         widen_rows(vf, vs, ldk, ns, D);
                         vs = vf, lv = D;
                     }
                     transpose_block(kt, ks, ldk, ns, D, bf);
-                    tile_scores(S, qt, lq, kt, nr, D);
-                    for (int r = 0; r < nr; r++) {
-                        const int64_t t = t0 + r;
-                        float *x = S + r * FA_BLOCK, bm = -INFINITY;
-                        for (int i = 0; i < ns; i++) {
-                            int64_t s = s0 + i;
-                            x[i] = (s <= t && seen(seg, b, T, s, t)) ? x[i] * scale : -INFINITY;
-                            if (x[i] > bm) bm = x[i];
-                        }
-                        if (bm == -INFINITY) continue; /* row sees nothing in this block */
-                        float mn = bm > m[r] ? bm : m[r];
-                        float corr = expf(m[r] - mn); /* 0 on the row's first block */
-                        float *orow = o + r * D, sum = 0.0f;
+                    for (int r0 = 0; r0 < ng; r0 += FA_ROWS) {
+                        const int64_t t0 = tg + r0;
+                        const int nr = ng - r0 < FA_ROWS ? ng - r0 : FA_ROWS;
+                        if (t0 + nr <= s0) continue; /* no row of this tile sees the block */
+                        const float *qt = bf ? qf + (int64_t)r0 * D
+                                             : (const float *)(qc + ((b * T + t0) * H + h) * D * es);
+                        const int64_t lq = bf ? D : ldq; // qt: (nr, D) stride lq
+                        float *ot = o + (int64_t)r0 * D, *mt = m + r0, *lt = l + r0;
+                        /* keys [s0, s0 + nv) of the block, all visible to every row (t >= s) */
+                        const int nv = (int)(t0 - s0 + 1 < ns ? t0 - s0 + 1 : ns);
+                        tile_scores(S, qt, lq, kt, nr, D);
+                        for (int r = 0; r < nr; r++) {
+                            const int64_t t = t0 + r;
+                            float *x = S + r * FA_BLOCK, bm = -INFINITY;
+                            if (!seg && nv == ns) { /* the whole block is visible */
+#pragma omp simd reduction(max : bm)
+                                for (int i = 0; i < ns; i++) {
+                                    x[i] *= scale;
+                                    bm = x[i] > bm ? x[i] : bm;
+                                }
+                            } else {
+                                for (int i = 0; i < ns; i++) {
+                                    int64_t s = s0 + i;
+                                    x[i] = (s <= t && seen(seg, b, T, s, t)) ? x[i] * scale
+                                                                            : -INFINITY;
+                                    if (x[i] > bm) bm = x[i];
+                                }
+                            }
+                            if (bm == -INFINITY) { /* row sees nothing in this block */
+                                corr[r] = 1.0f;
+                                memset(x, 0, sizeof(float) * (size_t)ns);
+                                continue;
+                            }
+                            float mn = bm > mt[r] ? bm : mt[r];
+                            corr[r] = expf(mt[r] - mn); /* 0 on the row's first block */
+                            float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-                        for (int i = 0; i < ns; i++) {
-                            x[i] = x[i] == -INFINITY ? 0.0f : ft_exp_simd(x[i] - mn);
-                            sum += x[i];
+                            for (int i = 0; i < ns; i++) {
+                                x[i] = x[i] == -INFINITY ? 0.0f : ft_exp_simd(x[i] - mn);
+                                sum += x[i];
+                            }
+                            lt[r] = lt[r] * corr[r] + sum;
+                            mt[r] = mn;
                         }
-                        l[r] = l[r] * corr + sum;
-                        m[r] = mn;
-#define FA_PV(nd) pv_row(orow, corr, x, vs, lv, ns, nd)
+#define FA_PV(nd) pv_tile(ot, corr, S, vs, lv, nr, ns, t0, s0, nd)
                         if (FA_DISPATCH(D, FA_PV)) continue;
 #undef FA_PV
+                        for (int r = 0; r < nr; r++) {
+                            const float *x = S + r * FA_BLOCK;
+                            float *orow = ot + r * D;
 #pragma omp simd
-                        for (int d = 0; d < D; d++) orow[d] *= corr;
-                        for (int i = 0; i < ns; i++) {
-                            float p = x[i];
-                            if (p == 0.0f) continue;
-                            const float *vr = vs + i * lv;
+                            for (int d = 0; d < D; d++) orow[d] *= corr[r];
+                            for (int i = 0; i < ns; i++) {
+                                float p = x[i];
+                                if (p == 0.0f) continue;
+                                const float *vr = vs + i * lv;
 #pragma omp simd
-                            for (int d = 0; d < D; d++) orow[d] += p * vr[d];
+                                for (int d = 0; d < D; d++) orow[d] += p * vr[d];
+                            }
                         }
                     }
                 }
-                for (int r = 0; r < nr; r++) {
-                    float inv = 1.0f / l[r], *dst = out + ((b * T + t0 + r) * H + h) * D;
+                for (int r = 0; r < ng; r++) {
+                    float inv = 1.0f / l[r], *dst = out + ((b * T + tg + r) * H + h) * D;
 #pragma omp simd
                     for (int d = 0; d < D; d++) dst[d] = o[r * D + d] * inv;
-                    if (lse) lse[(b * H + h) * T + t0 + r] = m[r] + logf(l[r]);
+                    if (lse) lse[(b * H + h) * T + tg + r] = m[r] + logf(l[r]);
                 }
             }
 }
@@ -308,6 +457,14 @@ flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; b++)
         for (int64_t kh = 0; kh < KV; kh++) {
+            /* delta_t of the task's G heads, once per row instead of once per key block */
+            float dl[FA_DELTA];
+            const int pre = (int64_t)G * T <= FA_DELTA;
+            if (pre)
+                for (int64_t h = kh * G; h < (kh + 1) * G; h++)
+                    for (int64_t t = 0; t < T; t++)
+                        dl[(h - kh * G) * T + t] = dotf(dout + ((b * T + t) * H + h) * D,
+                                                        out + ((b * T + t) * H + h) * D, D);
             if (dq)
                 for (int64_t h = kh * G; h < (kh + 1) * G; h++)
                     for (int64_t t = 0; t < T; t++)
@@ -345,7 +502,9 @@ flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *
                         for (int r = 0; r < nr; r++) {
                             const int64_t t = t0 + r;
                             const float L = lse[(b * H + h) * T + t];
-                            const float delta = dotf(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
+                            const float delta =
+                                pre ? dl[(h - kh * G) * T + t]
+                                    : dotf(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
                             float *pr = P + r * FA_BLOCK, *dr = dS + r * FA_BLOCK;
                             int lim = (int)(t - s0 + 1 < ns ? t - s0 + 1 : ns); /* causal */
 #pragma omp simd
@@ -359,13 +518,9 @@ flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *
                                     if (!seen(seg, b, T, s0 + i, t)) pr[i] = dr[i] = 0.0f;
                         }
                         /* dv_s += sum_r P_rs dout_r ; dk_s += sum_r dS_rs q_r */
-                        int blocked = 1;
-                        for (int i = 0; i < ns && blocked; i++) {
-#define FA_DKV(nd) dkv_row(gv + i * D, gk + i * D, P + i, dS + i, go, ldq, qt, lq, nr, nd)
-                            blocked = FA_DISPATCH(D, FA_DKV);
+#define FA_DKV(nd) dkv_tile(gv, gk, P, dS, go, ldq, qt, lq, nr, ns, t0, s0, nd)
+                        if (!FA_DISPATCH(D, FA_DKV))
 #undef FA_DKV
-                        }
-                        if (!blocked)
                             for (int r = 0; r < nr; r++) {
                                 const float *gor = go + r * ldq, *qr = qt + r * lq;
                                 for (int i = 0; i < ns; i++) {
@@ -380,12 +535,13 @@ flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *
                                 }
                             }
                         /* dq_r += sum_s dS_rs k_s */
-                        if (dq)
-                            for (int r = 0; r < nr; r++) {
-                                float *gq = dq + ((b * T + t0 + r) * H + h) * D;
-#define FA_DQ(nd) dq_row(gq, P + r * FA_BLOCK, dS + r * FA_BLOCK, ks, lk, ns, nd)
-                                if (FA_DISPATCH(D, FA_DQ)) continue;
+                        if (dq) {
+                            float *gq0 = dq + ((b * T + t0) * H + h) * D; // (nr, D) stride ldq
+#define FA_DQ(nd) dq_tile(gq0, ldq, dS, ks, lk, nr, ns, t0, s0, nd)
+                            if (FA_DISPATCH(D, FA_DQ)) continue;
 #undef FA_DQ
+                            for (int r = 0; r < nr; r++) {
+                                float *gq = gq0 + r * ldq;
                                 for (int i = 0; i < ns; i++) {
                                     float c = dS[r * FA_BLOCK + i];
                                     if (P[r * FA_BLOCK + i] == 0.0f) continue;
@@ -394,6 +550,7 @@ flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *
                                     for (int d = 0; d < D; d++) gq[d] += c * kr[d];
                                 }
                             }
+                        }
                     }
                 for (int i = 0; i < ns; i++) {
                     if (dk) memcpy(dk + ((b * T + s0 + i) * KV + kh) * D, gk + i * D, (size_t)D * 4);

@@ -44,24 +44,31 @@ static inline float ft_swiglu1(float g, float u) {
 
 void rmsnorm_forward_bf16(float *out, uint16_t *outb, float *rstd, const float *inp,
                           const float *weight, int M, int C, float eps) {
+    const int64_t ng = ((int64_t)M + 3) / 4;
 #pragma omp parallel for schedule(static)
-    for (int64_t m = 0; m < M; m++) {
-        const float *x = inp + m * C; // (C)
-        double ss = 0.0;
-        for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
-        float ms = (float)(ss / C);
-        float r = 1.0f / sqrtf(ms + eps);
-        uint16_t *yb = outb + m * C;
-        if (out) {
-            float *y = out + m * C;
-            for (int c = 0; c < C; c++) {
-                y[c] = (x[c] * r) * weight[c];
-                yb[c] = ft_bf16_round(y[c]);
+    for (int64_t g = 0; g < ng; g++) {
+        const int nr = M - 4 * g < 4 ? (int)(M - 4 * g) : 4;
+        double ss[4];
+        ft_sumsq_rows(ss, inp + 4 * g * C, C, C, nr); /* as rmsnorm_forward */
+        for (int j = 0; j < nr; j++) {
+            const int64_t m = 4 * g + j;
+            const float *x = inp + m * C; // (C)
+            float ms = (float)(ss[j] / C);
+            float r = 1.0f / sqrtf(ms + eps);
+            uint16_t *yb = outb + m * C;
+            if (out) {
+                float *y = out + m * C;
+#pragma omp simd
+                for (int c = 0; c < C; c++) {
+                    y[c] = (x[c] * r) * weight[c];
+                    yb[c] = ft_bf16_round(y[c]);
+                }
+            } else {
+#pragma omp simd
+                for (int c = 0; c < C; c++) yb[c] = ft_bf16_round((x[c] * r) * weight[c]);
             }
-        } else {
-            for (int c = 0; c < C; c++) yb[c] = ft_bf16_round((x[c] * r) * weight[c]);
+            if (rstd) rstd[m] = r;
         }
-        if (rstd) rstd[m] = r;
     }
 }
 

@@ -9,6 +9,23 @@
 
 typedef float ft_v16f __attribute__((vector_size(64)));
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+/* c + a b per lane, rounded once (a fused multiply-add) where the target has FMA. GCC does not
+ * contract a * b + c into an FMA in ISO C mode (-std=c11 implies -ffp-contract=off), so kernels
+ * that want FMAs ask for them here. Macros, not functions: a function taking 64-byte vectors
+ * changes the ABI on targets without AVX-512 (the fuzz build), where this is a * b + c. */
+#if defined(__AVX512F__)
+#define ft_fma16(a, b, c) ((ft_v16f)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)))
+#else
+#define ft_fma16(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* s in all 16 lanes */
+#define ft_splat16(s) ((ft_v16f){0} + (s))
+
 /* sum_k a[k] b[k] in f32: two 16-lane partial sums over blocks of 32, one more block of 16, then a
  * scalar tail; a fixed association for a given K (deterministic, thread-count independent). */
 static inline float ft_dot_f32(const float *a, const float *b, int64_t K) {
@@ -33,6 +50,54 @@ static inline float ft_dot_f32(const float *a, const float *b, int64_t K) {
     for (int j = 0; j < 16; j++) s += s0[j];
     for (; k < K; k++) s += a[k] * b[k];
     return s;
+}
+
+/* Row reductions in double, NR rows at once (NR <= 4): for each row j < nr, x_j = x + j ld (and
+ * y_j, w when given),
+ *   ft_sumsq_rows: ss[j] = sum_c (double)x_j[c] * x_j[c]
+ *   ft_dotw_rows:  ss[j] = sum_c ((double)y_j[c] * w[c]) * x_j[c]
+ * each summed in ascending c exactly as a one-row loop does (the same bits); a double sum cannot
+ * be vectorized without reassociating it, so the rows' independent chains are what overlap. */
+static inline void ft_sumsq_rows(double *ss, const float *x, int64_t ld, int C, int nr) {
+    if (nr == 4) {
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        const float *x0 = x, *x1 = x + ld, *x2 = x + 2 * ld, *x3 = x + 3 * ld;
+        for (int c = 0; c < C; c++) {
+            s0 += (double)x0[c] * x0[c];
+            s1 += (double)x1[c] * x1[c];
+            s2 += (double)x2[c] * x2[c];
+            s3 += (double)x3[c] * x3[c];
+        }
+        ss[0] = s0, ss[1] = s1, ss[2] = s2, ss[3] = s3;
+        return;
+    }
+    for (int j = 0; j < nr; j++) {
+        double s = 0;
+        for (int c = 0; c < C; c++) s += (double)x[j * ld + c] * x[j * ld + c];
+        ss[j] = s;
+    }
+}
+
+static inline void ft_dotw_rows(double *ss, const float *y, const float *w, const float *x,
+                                int64_t ld, int C, int nr) {
+    if (nr == 4) {
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        const float *x0 = x, *x1 = x + ld, *x2 = x + 2 * ld, *x3 = x + 3 * ld;
+        const float *y0 = y, *y1 = y + ld, *y2 = y + 2 * ld, *y3 = y + 3 * ld;
+        for (int c = 0; c < C; c++) {
+            s0 += (double)y0[c] * w[c] * x0[c];
+            s1 += (double)y1[c] * w[c] * x1[c];
+            s2 += (double)y2[c] * w[c] * x2[c];
+            s3 += (double)y3[c] * w[c] * x3[c];
+        }
+        ss[0] = s0, ss[1] = s1, ss[2] = s2, ss[3] = s3;
+        return;
+    }
+    for (int j = 0; j < nr; j++) {
+        double s = 0;
+        for (int c = 0; c < C; c++) s += (double)y[j * ld + c] * w[c] * x[j * ld + c];
+        ss[j] = s;
+    }
 }
 
 /* exp(x) for x <= ~88, written so `omp simd` loops vectorize it (libm's expf does not here):
