@@ -55,7 +55,7 @@ int ft_cpu_has_bf16(void) {
 /* Round to nearest even, NaN kept quiet: the same bits as ft_f32_to_bf16, written so the loop
  * vectorizes. */
 void bf16_from_f32(uint16_t *dst, const float *src, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
         uint32_t u;
         memcpy(&u, &src[i], 4);
@@ -77,7 +77,7 @@ int bf16_exact(const float *x, size_t n) {
 }
 
 void bf16_to_f32(float *dst, const uint16_t *src, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
         uint32_t u = (uint32_t)src[i] << 16;
         memcpy(&dst[i], &u, 4);
