@@ -204,6 +204,21 @@ static void conversion(void) {
 }
 
 
+/* Worst errors of a SwiGLU backward (dg, du) against the reference (rg, ru), each as a fraction
+ * of 1e-6 of its term's scale: |dy u| (1 + |g|) for dgate, |dy g| for dup. */
+static void swiglu_bwd_excess(double *wg, double *wu, const float *dg, const float *du,
+                              const float *rg, const float *ru, const float *dy, const float *g,
+                              const float *u, size_t N) {
+    *wg = *wu = 0;
+    for (size_t i = 0; i < N; i++) {
+        double eg = fabs((double)dg[i] - rg[i]), eu = fabs((double)du[i] - ru[i]);
+        double sg = 1e-6 * (fabs((double)dy[i] * u[i]) * (1 + fabs((double)g[i]))) + 1e-30;
+        double su = 1e-6 * fabs((double)dy[i] * g[i]) + 1e-30;
+        if (eg / sg > *wg) *wg = eg / sg;
+        if (eu / su > *wu) *wu = eu / su;
+    }
+}
+
 static void fused(void) {
     const int M = 37, C = 75;
     float *x = rand_buf((size_t)M * C), *w = rand_buf(C), *y = malloc(M * C * 4), *r1 = malloc(M * 4),
@@ -243,14 +258,8 @@ static void fused(void) {
           *du2 = malloc(N * 4);
     swiglu_backward(dg1, du1, dy, g, u, N);
     swiglu_backward_fast(dg2, du2, dy, g, u, N);
-    double wg = 0, wu = 0;
-    for (size_t i = 0; i < N; i++) {
-        double eg = fabs((double)dg2[i] - dg1[i]), eu = fabs((double)du2[i] - du1[i]);
-        double sg = 1e-6 * (fabs((double)dy[i] * u[i]) * (1 + fabs((double)g[i]))) + 1e-30;
-        double su = 1e-6 * fabs((double)dy[i] * g[i]) + 1e-30;
-        if (eg / sg > wg) wg = eg / sg;
-        if (eu / su > wu) wu = eu / su;
-    }
+    double wg, wu;
+    swiglu_bwd_excess(&wg, &wu, dg2, du2, dg1, du1, dy, g, u, N);
     CHECK("swiglu_backward_fast vs swiglu_backward (1e-6 of the term scale)", wg <= 1 && wu <= 1,
           "dgate %.3g, dup %.3g of the bound", wg, wu);
     free(dy), free(dg1), free(du1), free(dg2), free(du2);
@@ -304,14 +313,8 @@ static void swiglu_bf16_acts(size_t N) {
     swiglu_backward(dg1, du1, dy, gw, uw, N);
     swiglu_backward_bf16(dg2, du2, dy, gb, ub, N);
     swiglu_backward_fast(dg3, du3, dy, gw, uw, N);
-    double wg = 0, wu = 0;
-    for (size_t i = 0; i < N; i++) {
-        double eg = fabs((double)dg2[i] - dg1[i]), eu = fabs((double)du2[i] - du1[i]);
-        double sg = 1e-6 * (fabs((double)dy[i] * uw[i]) * (1 + fabs((double)gw[i]))) + 1e-30;
-        double su = 1e-6 * fabs((double)dy[i] * gw[i]) + 1e-30;
-        if (eg / sg > wg) wg = eg / sg;
-        if (eu / su > wu) wu = eu / su;
-    }
+    double wg, wu;
+    swiglu_bwd_excess(&wg, &wu, dg2, du2, dg1, du1, dy, gw, uw, N);
     snprintf(name, sizeof name, "swiglu_backward_bf16 N=%zu vs swiglu_backward (1e-6 of the term "
              "scale), == swiglu_backward_fast on the widened inputs", N);
     CHECK(name, wg <= 1 && wu <= 1 && !memcmp(dg2, dg3, N * 4) && !memcmp(du2, du3, N * 4),
