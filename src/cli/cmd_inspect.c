@@ -4,7 +4,9 @@
  * Reads config.json and the safetensors headers (no weights are converted), runs the same checks
  * as loading (every tensor present, float dtype, shape from config.json, nothing unexpected), and
  * prints the family, dimensions, the tensor table (per-layer tensors once, as model.layers.*),
- * the parameter count and a memory estimate per training method. The assumptions behind the
+ * the parameter count and a memory estimate per training method, for the exact f32 path and for
+ * bf16 mode (the default: bf16 activations and weight layouts, released frozen weights of a BF16
+ * checkpoint, the fused AdamW without clipping). The assumptions behind the
  * estimate are printed with it.
  */
 #include "cli.h"
@@ -134,7 +136,9 @@ int cmd_inspect(int argc, char **argv) {
     printf("tokens       bos %d, eos %d\n", c.bos_id, c.eos_id);
 
     printf("\ntensors (per-layer tensors shown once, * = each of the %d layers)\n", c.n_layers);
-    size_t per_layer = 0, lora = 0;
+    size_t per_layer = 0, lora = 0, lin_layer = 0;
+    int bf16_ckpt = 1; /* every tensor stored as BF16: frozen weights can leave the f32 buffer */
+    for (int i = 0; i < n; i++) bf16_ckpt &= ft_st_find(&set, ts[i].name)->dtype == FT_DTYPE_BF16;
     for (int i = 0; i < n; i++) {
         const ft_tensor_info *t = &ts[i];
         if (t->layer > 0) continue;
@@ -144,6 +148,7 @@ int cmd_inspect(int argc, char **argv) {
             snprintf(nm, sizeof nm, "model.layers.*.%s", t->name + strlen("model.layers.0."));
             per_layer += t->numel;
             if (t->cols) lora += (size_t)LORA_R * ((size_t)t->rows + (size_t)t->cols);
+            if (t->cols) lin_layer += t->numel;
         } else {
             snprintf(nm, sizeof nm, "%s", t->name);
         }
@@ -199,6 +204,59 @@ int cmd_inspect(int argc, char **argv) {
            "the data\n"
            "  and temporary workspace.\n",
            act_layer);
+
+    /* bf16 mode (src/train/step.c): per token per layer the residual stream C and attention
+     * output HD in f32, q, k, v, gate, up as bf16 ((HD + 2 KV*D)/2 + F floats), H + 2 statistics
+     * (+ qwen3's f32 q/k before their norm); LoRA adds its 7r A-products. Every frozen linear
+     * weight and the head keep two bf16 layouts (4 B/param); trained linear weights none (packed
+     * at each use). A BF16 checkpoint's frozen linear weights (and untied head) leave the f32
+     * buffer. Gradients: the whole buffer with clipping (max_grad_norm > 0, the default); without
+     * it and with one micro-batch per step, one layer plus the non-layer tensors. */
+    const double L = c.n_layers, C = c.dim, HD = (double)c.n_heads * c.head_dim,
+                 KVD = (double)c.n_kv_heads * c.head_dim;
+    double act16 = C + HD + (HD + 2 * KVD) / 2 + c.hidden_dim + c.n_heads + 2 +
+                   (c.qk_norm ? HD + KVD + c.n_heads + c.n_kv_heads : 0);
+    double head = (double)c.vocab_size * c.dim, lin = (double)lin_layer * L;
+    double untied = c.tie_embeddings ? 0 : head;
+    double act16_all = 4.0 * tokens * (act16 * L + 2.0 * C);
+    double act16_lora = act16_all + 4.0 * tokens * 7.0 * LORA_R * L;
+    double act16_freeze = 4.0 * tokens * (act16 * (double)freeze_layers + 2.0 * C);
+    double lin_frozen = (double)lin_layer * (L - (double)freeze_layers);
+    double fused_g = 4.0 * ((double)P - (double)per_layer * L + (double)per_layer);
+    struct {
+        const char *name;
+        double weights, grads, optim, act;
+        const char *what;
+    } r16[] = {
+        {"full", 4.0 * P + 4.0 * head, 4.0 * P, 8.0 * P, act16_all,
+         "f32 master weights; bf16 layouts of the head only"},
+        {"full*", 4.0 * P + 4.0 * head, fused_g, 8.0 * P, act16_all,
+         "* max_grad_norm 0, one micro-batch per step: AdamW inside the backward"},
+        {"freeze", 4.0 * P - (bf16_ckpt ? 4.0 * (lin_frozen + untied) : 0) + 4.0 * lin_frozen +
+                       4.0 * head,
+         4.0 * freeze_train, 8.0 * freeze_train, act16_freeze,
+         bf16_ckpt ? "frozen layers as bf16 layouts only (BF16 checkpoint)"
+                   : "frozen layers in f32 + their bf16 layouts (not a BF16 checkpoint)"},
+        {"lora", 4.0 * P - (bf16_ckpt ? 4.0 * (lin + untied) : 0) + 4.0 * lin + 4.0 * head +
+                     4.0 * lora_total,
+         4.0 * lora_total, 8.0 * lora_total, act16_lora,
+         bf16_ckpt ? "base as bf16 layouts only (BF16 checkpoint)"
+                   : "base in f32 + its bf16 layouts (not a BF16 checkpoint)"},
+    };
+    printf("\nbf16 mode (bf16: true, the default where the CPU has AVX512-BF16), same batch:\n");
+    printf("  %-8s %12s %12s %12s %12s %12s\n", "method", "weights", "grads", "AdamW m,v",
+           "activations", "total");
+    for (size_t i = 0; i < sizeof r16 / sizeof r16[0]; i++) {
+        char w[32], g[32], o[32], ac[32], tt[32];
+        printf("  %-8s %12s %12s %12s %12s %12s   %s\n", r16[i].name, human(w, r16[i].weights),
+               human(g, r16[i].grads), human(o, r16[i].optim), human(ac, r16[i].act),
+               human(tt, r16[i].weights + r16[i].grads + r16[i].optim + r16[i].act), r16[i].what);
+    }
+    printf("assumptions: %.0f floats per token per layer (C + HD f32, q, k, v, gate, up bf16, "
+           "statistics);\n"
+           "  frozen weights and the head in two bf16 layouts (4 B/param); the same exclusions as "
+           "above.\n",
+           act16);
     free(ts);
     ft_st_close(&set);
     return 0;
