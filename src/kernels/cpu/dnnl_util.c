@@ -3,14 +3,16 @@
 
 static dnnl_primitive_t matmul_create(dnnl_engine_t engine, const dnnl_memory_desc_t *a_md,
                                       dnnl_memory_desc_t *b_md, const dnnl_memory_desc_t *bias_md,
-                                      const dnnl_memory_desc_t *c_md, int accumulate) {
+                                      const dnnl_memory_desc_t *c_md, int accumulate,
+                                      dnnl_memory_desc_t *scratch_md) {
     int b_any = b_md->format_kind == dnnl_format_kind_any;
     dnnl_matmul_desc_t desc;
     DNNL_CHECK(dnnl_matmul_desc_init(&desc, a_md, b_md, bias_md, c_md));
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t ops = NULL;
+    DNNL_CHECK(dnnl_primitive_attr_create(&attr));
+    DNNL_CHECK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
     if (accumulate) {
-        DNNL_CHECK(dnnl_primitive_attr_create(&attr));
         DNNL_CHECK(dnnl_post_ops_create(&ops));
         DNNL_CHECK(dnnl_post_ops_append_sum(ops, 1.0f));
         DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, ops));
@@ -18,6 +20,7 @@ static dnnl_primitive_t matmul_create(dnnl_engine_t engine, const dnnl_memory_de
     dnnl_primitive_desc_t pd;
     DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, engine, NULL));
     if (b_any) *b_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    *scratch_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     dnnl_primitive_t prim;
     DNNL_CHECK(dnnl_primitive_create(&prim, pd));
     dnnl_primitive_desc_destroy(pd);
@@ -41,22 +44,32 @@ void ft_dnnl_mm_init(ft_dnnl_mm *p, dnnl_engine_t engine, dnnl_data_type_t ab, i
         DNNL_CHECK(dnnl_memory_desc_init_by_strides(&p->bias_md, 2, biasd, dnnl_f32, biass));
     p->has_bias = has_bias;
     p->prim = matmul_create(engine, &p->a_md, &p->b_md, has_bias ? &p->bias_md : NULL, &p->c_md,
-                            accumulate);
+                            accumulate, &p->scratch_md);
+    p->scratch_bytes = dnnl_memory_desc_get_size(&p->scratch_md);
 }
 
-void ft_dnnl_mm_exec(const ft_dnnl_mm *p, dnnl_engine_t engine, dnnl_stream_t stream, float *c,
-                     const void *a, const void *b, const float *bias) {
-    dnnl_memory_t ma, mb, mc, mbias = NULL;
+void ft_dnnl_mm_exec(const ft_dnnl_mm *p, dnnl_engine_t engine, dnnl_stream_t stream,
+                     ft_dnnl_scratch *scratch, float *c, const void *a, const void *b,
+                     const float *bias) {
+    dnnl_memory_t ma, mb, mc, mbias = NULL, ms = NULL;
+    if (p->scratch_bytes > scratch->cap) {
+        ft_free(scratch->buf);
+        scratch->buf = ft_calloc(p->scratch_bytes, 1);
+        FT_ASSERT(scratch->buf != NULL);
+        scratch->cap = p->scratch_bytes;
+    }
     DNNL_CHECK(dnnl_memory_create(&ma, &p->a_md, engine, (void *)a));
     DNNL_CHECK(dnnl_memory_create(&mb, &p->b_md, engine, (void *)b));
     DNNL_CHECK(dnnl_memory_create(&mc, &p->c_md, engine, c));
-    dnnl_exec_arg_t args[4] = {
-        {DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}, {DNNL_ARG_BIAS, NULL}};
+    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
     int nargs = 3;
     if (p->has_bias) {
         DNNL_CHECK(dnnl_memory_create(&mbias, &p->bias_md, engine, (void *)bias));
-        args[3].memory = mbias;
-        nargs = 4;
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, mbias};
+    }
+    if (p->scratch_bytes) {
+        DNNL_CHECK(dnnl_memory_create(&ms, &p->scratch_md, engine, scratch->buf));
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, ms};
     }
     DNNL_CHECK(dnnl_primitive_execute(p->prim, stream, nargs, args));
     DNNL_CHECK(dnnl_stream_wait(stream));
@@ -64,4 +77,5 @@ void ft_dnnl_mm_exec(const ft_dnnl_mm *p, dnnl_engine_t engine, dnnl_stream_t st
     dnnl_memory_destroy(mb);
     dnnl_memory_destroy(mc);
     if (mbias) dnnl_memory_destroy(mbias);
+    if (ms) dnnl_memory_destroy(ms);
 }

@@ -48,6 +48,7 @@ typedef struct {
 static pthread_mutex_t mm_lock = PTHREAD_MUTEX_INITIALIZER;
 static dnnl_engine_t mm_engine;
 static dnnl_stream_t mm_stream;
+static ft_dnnl_scratch mm_scratch; /* every product's scratchpad (under the lock) */
 static mm_entry *mm_cache;
 static int mm_count, mm_cap;
 
@@ -81,7 +82,7 @@ static void mm_run(const mm_key *key, float *c, const float *a, const float *b,
                    const float *bias) {
     pthread_mutex_lock(&mm_lock);
     mm_entry *e = mm_get_locked(key);
-    ft_dnnl_mm_exec(&e->mm, mm_engine, mm_stream, c, a, b, bias);
+    ft_dnnl_mm_exec(&e->mm, mm_engine, mm_stream, &mm_scratch, c, a, b, bias);
     pthread_mutex_unlock(&mm_lock);
 }
 

@@ -101,6 +101,7 @@ typedef struct {
 static pthread_mutex_t mmb_lock = PTHREAD_MUTEX_INITIALIZER;
 static dnnl_engine_t mmb_engine;
 static dnnl_stream_t mmb_stream;
+static ft_dnnl_scratch mmb_scratch; /* every product's scratchpad (under the lock) */
 static mmb_entry *mmb_cache;
 static int mmb_count, mmb_cap;
 
@@ -135,7 +136,7 @@ static void mmb_run(const mmb_key *key, float *c, const void *a, const void *b,
                     const float *bias) {
     pthread_mutex_lock(&mmb_lock);
     const mmb_entry *e = mmb_get_locked(key); /* first: it creates the engine on first use */
-    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, c, a, b, bias);
+    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, &mmb_scratch, c, a, b, bias);
     pthread_mutex_unlock(&mmb_lock);
 }
 
@@ -389,7 +390,7 @@ void matmul_bf16w_forward(float *out, const uint16_t *inp, ft_bf16_weight *w, co
     pthread_mutex_lock(&mmb_lock);
     mmb_entry *e = mmb_get_locked(&key);
     pack_slot *s = use_slot_locked(w, e, M, 1);
-    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, out, inp, s->buf, bias);
+    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, &mmb_scratch, out, inp, s->buf, bias);
     pthread_mutex_unlock(&mmb_lock);
 }
 
@@ -400,6 +401,6 @@ void matmul_bf16w_backward_input(float *dinp, const uint16_t *dout, ft_bf16_weig
     pthread_mutex_lock(&mmb_lock);
     mmb_entry *e = mmb_get_locked(&key);
     pack_slot *s = use_slot_locked(w, e, M, 0);
-    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, dinp, dout, s->buf, NULL);
+    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, &mmb_scratch, dinp, dout, s->buf, NULL);
     pthread_mutex_unlock(&mmb_lock);
 }
