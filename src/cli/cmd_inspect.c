@@ -48,6 +48,25 @@ static const char *human(char out[32], double bytes) {
     return out;
 }
 
+/* One training method's memory estimate (bytes) and what it assumes. */
+typedef struct {
+    const char *name;
+    double weights, grads, optim, act;
+    const char *what;
+} mem_row;
+
+static void print_mem_rows(const mem_row *rows, size_t n) {
+    printf("  %-8s %12s %12s %12s %12s %12s\n", "method", "weights", "grads", "AdamW m,v",
+           "activations", "total");
+    for (size_t i = 0; i < n; i++) {
+        char w[32], g[32], o[32], ac[32], tt[32];
+        printf("  %-8s %12s %12s %12s %12s %12s   %s\n", rows[i].name, human(w, rows[i].weights),
+               human(g, rows[i].grads), human(o, rows[i].optim), human(ac, rows[i].act),
+               human(tt, rows[i].weights + rows[i].grads + rows[i].optim + rows[i].act),
+               rows[i].what);
+    }
+}
+
 static const char *family_name(ft_family f) {
     switch (f) {
     case FT_FAMILY_LLAMA: return "Llama";
@@ -171,11 +190,7 @@ int cmd_inspect(int argc, char **argv) {
     double tokens = (double)B * (double)T;
     double act_all = 4.0 * tokens * (act_layer * c.n_layers + 2.0 * c.dim);
     double act_freeze = 4.0 * tokens * (act_layer * (double)freeze_layers + 2.0 * c.dim);
-    struct {
-        const char *name;
-        double weights, grads, optim, act;
-        const char *what;
-    } rows[] = {
+    const mem_row rows[] = {
         {"full", 4.0 * P, 4.0 * P, 8.0 * P, act_all,
          "all weights trained: f32 weights + grads + AdamW m, v = 16 B/param"},
         {"freeze", 4.0 * P, 4.0 * freeze_train, 8.0 * freeze_train, act_freeze,
@@ -186,15 +201,7 @@ int cmd_inspect(int argc, char **argv) {
     printf("trainable    full %s, freeze (last %zu layers) %s, LoRA r=%d %s\n", commas(a, P),
            freeze_layers, commas(b, freeze_train), LORA_R, commas(d, lora_total));
     printf("\nmemory estimate for training, batch B=%lld x sequence T=%lld:\n", B, T);
-    printf("  %-8s %12s %12s %12s %12s %12s\n", "method", "weights", "grads", "AdamW m,v",
-           "activations", "total");
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        char w[32], g[32], o[32], ac[32], tt[32];
-        printf("  %-8s %12s %12s %12s %12s %12s   %s\n", rows[i].name, human(w, rows[i].weights),
-               human(g, rows[i].grads), human(o, rows[i].optim), human(ac, rows[i].act),
-               human(tt, rows[i].weights + rows[i].grads + rows[i].optim + rows[i].act),
-               rows[i].what);
-    }
+    print_mem_rows(rows, sizeof rows / sizeof rows[0]);
     printf("assumptions: f32 compute and optimizer state; activations saved for backward without\n"
            "  checkpointing: %.0f floats per token per layer (4C + 2HD + 2KV*D + H + 3F) plus 2C "
            "for the final\n"
@@ -223,11 +230,7 @@ int cmd_inspect(int argc, char **argv) {
     double act16_freeze = 4.0 * tokens * (act16 * (double)freeze_layers + 2.0 * C);
     double lin_frozen = (double)lin_layer * (L - (double)freeze_layers);
     double fused_g = 4.0 * ((double)P - (double)per_layer * L + (double)per_layer);
-    struct {
-        const char *name;
-        double weights, grads, optim, act;
-        const char *what;
-    } r16[] = {
+    const mem_row r16[] = {
         {"full", 4.0 * P + 4.0 * head, 4.0 * P, 8.0 * P, act16_all,
          "f32 master weights; bf16 layouts of the head only"},
         {"full*", 4.0 * P + 4.0 * head, fused_g, 8.0 * P, act16_all,
@@ -244,14 +247,7 @@ int cmd_inspect(int argc, char **argv) {
                    : "base in f32 + its bf16 layouts (not a BF16 checkpoint)"},
     };
     printf("\nbf16 mode (bf16: true, the default where the CPU has AVX512-BF16), same batch:\n");
-    printf("  %-8s %12s %12s %12s %12s %12s\n", "method", "weights", "grads", "AdamW m,v",
-           "activations", "total");
-    for (size_t i = 0; i < sizeof r16 / sizeof r16[0]; i++) {
-        char w[32], g[32], o[32], ac[32], tt[32];
-        printf("  %-8s %12s %12s %12s %12s %12s   %s\n", r16[i].name, human(w, r16[i].weights),
-               human(g, r16[i].grads), human(o, r16[i].optim), human(ac, r16[i].act),
-               human(tt, r16[i].weights + r16[i].grads + r16[i].optim + r16[i].act), r16[i].what);
-    }
+    print_mem_rows(r16, sizeof r16 / sizeof r16[0]);
     printf("assumptions: %.0f floats per token per layer (C + HD f32, q, k, v, gate, up bf16, "
            "statistics);\n"
            "  frozen weights and the head in two bf16 layouts (4 B/param); the same exclusions as "

@@ -1136,7 +1136,7 @@ static int release_frozen(ft_train_model *tm, ft_bf16_weight *pw, const float *w
                           int M) {
     size_t n = (size_t)K * N;
     if (tm->opt.bf16_keep_f32 || !n || !bf16_exact(w, n) || !bf16_weight_detach(pw, M)) return 0;
-    tm->released_bytes += ft_drop_pages((void *)(uintptr_t)w, n * sizeof(float));
+    ft_drop_pages((void *)(uintptr_t)w, n * sizeof(float));
     return 1;
 }
 
@@ -1157,7 +1157,6 @@ static void restore_released(ft_train_model *tm) {
         bf16_weight_unpack(tm->phead, (float *)(uintptr_t)head_weight(tm));
         tm->phead_released = 0;
     }
-    tm->released_bytes = 0;
 }
 
 /* bf16 mode (asked for, and the CPU has AVX512-BF16): a packed bf16 handle for every linear

@@ -108,7 +108,6 @@ struct ft_train_model {
     /* frozen weights whose f32 copy in the model was given back after packing (detached);
      * restore_released writes them back */
     unsigned char pw_released[FT_MAX_LAYERS][FT_LORA_NMOD], phead_released;
-    size_t released_bytes;
     int bf16_stale; /* trained weights written since the last packing (zero_grad, params_changed) */
     uint16_t *doutb; /* (BT, max(C,HD,F)) a linear's output gradient as bf16 */
     uint16_t *xfb;   /* (BT,C) final-norm output as bf16 */

@@ -48,16 +48,21 @@ void ft_dnnl_mm_init(ft_dnnl_mm *p, dnnl_engine_t engine, dnnl_data_type_t ab, i
     p->scratch_bytes = dnnl_memory_desc_get_size(&p->scratch_md);
 }
 
+void *ft_dnnl_scratch_reserve(ft_dnnl_scratch *scratch, size_t bytes) {
+    if (bytes > scratch->cap) {
+        ft_free(scratch->buf);
+        scratch->buf = ft_calloc(bytes, 1);
+        FT_ASSERT(scratch->buf != NULL);
+        scratch->cap = bytes;
+    }
+    return scratch->buf;
+}
+
 void ft_dnnl_mm_exec(const ft_dnnl_mm *p, dnnl_engine_t engine, dnnl_stream_t stream,
                      ft_dnnl_scratch *scratch, float *c, const void *a, const void *b,
                      const float *bias) {
     dnnl_memory_t ma, mb, mc, mbias = NULL, ms = NULL;
-    if (p->scratch_bytes > scratch->cap) {
-        ft_free(scratch->buf);
-        scratch->buf = ft_calloc(p->scratch_bytes, 1);
-        FT_ASSERT(scratch->buf != NULL);
-        scratch->cap = p->scratch_bytes;
-    }
+    ft_dnnl_scratch_reserve(scratch, p->scratch_bytes);
     DNNL_CHECK(dnnl_memory_create(&ma, &p->a_md, engine, (void *)a));
     DNNL_CHECK(dnnl_memory_create(&mb, &p->b_md, engine, (void *)b));
     DNNL_CHECK(dnnl_memory_create(&mc, &p->c_md, engine, c));

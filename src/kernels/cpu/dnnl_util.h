@@ -39,6 +39,9 @@ typedef struct {
 void ft_dnnl_mm_init(ft_dnnl_mm *p, dnnl_engine_t engine, dnnl_data_type_t ab, int64_t m, int64_t k,
                      int64_t n, int64_t a_rs, int64_t a_cs, int64_t b_rs, int64_t b_cs, int b_any,
                      int has_bias, int accumulate);
+/* scratch->buf grown to at least `bytes` (the old contents are not kept) */
+void *ft_dnnl_scratch_reserve(ft_dnnl_scratch *scratch, size_t bytes);
+
 /* Run it on `stream` with `scratch` as its scratchpad and wait; the caller serialises uses of
  * the stream and the scratch. */
 void ft_dnnl_mm_exec(const ft_dnnl_mm *p, dnnl_engine_t engine, dnnl_stream_t stream,

@@ -194,18 +194,7 @@ struct ft_bf16_weight {
 };
 
 /* The scratch transient weights are packed into (grown under the lock, kept for the process). */
-static void *tr_buf;
-static size_t tr_cap;
-
-static void *transient_scratch_locked(size_t bytes) {
-    if (bytes > tr_cap) {
-        ft_free(tr_buf);
-        tr_buf = ft_calloc(bytes, 1);
-        FT_ASSERT(tr_buf != NULL);
-        tr_cap = bytes;
-    }
-    return tr_buf;
-}
+static ft_dnnl_scratch tr_scratch;
 
 ft_bf16_weight *bf16_weight_create(const float *w, int K, int N) {
     ft_bf16_weight *p = calloc(1, sizeof *p);
@@ -324,7 +313,7 @@ static pack_slot *use_slot_locked(ft_bf16_weight *w, const mmb_entry *e, int64_t
     static pack_slot tmp;
     tmp.M = M;
     tmp.md = e->mm.b_md;
-    tmp.buf = transient_scratch_locked(dnnl_memory_desc_get_size(&e->mm.b_md));
+    tmp.buf = ft_dnnl_scratch_reserve(&tr_scratch, dnnl_memory_desc_get_size(&tmp.md));
     tmp.owns = 0;
     pack_locked(w, &tmp, fwd);
     return &tmp;
