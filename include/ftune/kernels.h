@@ -95,6 +95,24 @@ void swiglu_forward_bf16in(float *out, uint16_t *outb, const uint16_t *gateb, co
 void swiglu_backward_bf16(float *dgate, float *dup, const float *dout, const uint16_t *gateb,
                           const uint16_t *upb, size_t N);
 
+/* LoRA's B side in the bf16 step (lora_up.c), f32 arithmetic, B (N,r) f32, u (M,r) with row
+ * stride ldu (a column window of the group's u), s the LoRA scaling:
+ *   lora_up_forward   out (M,N; row stride ldo) += (s u)·B^T
+ *   lora_up_backward  in one pass over dout (M,N): doutb = bf16(dout) (may be NULL; the same
+ *                     bits as bf16_from_f32), dB (N,r) += dout^T·(s u), du (M,r; row stride lddu)
+ *                     = s dout·B (WRITTEN). dB does not depend on the thread count.
+ * ws: lora_up_ws_floats(M, N, r) floats. The _naive twins accumulate in double. */
+size_t lora_up_ws_floats(int M, int N, int r);
+void lora_up_forward(float *out, int ldo, const float *u, int ldu, float s, const float *B, int M,
+                     int N, int r, float *ws);
+void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout,
+                      const float *u, int ldu, float s, const float *B, int M, int N, int r,
+                      float *ws);
+void lora_up_forward_naive(float *out, int ldo, const float *u, int ldu, float s, const float *B,
+                           int M, int N, int r);
+void lora_up_backward_naive(float *dB, float *du, int lddu, const float *dout, const float *u,
+                            int ldu, float s, const float *B, int M, int N, int r);
+
 /* out (M,C) = inp / sqrt(mean(inp^2) + eps) * weight ; rstd (M) saved (may be NULL). */
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int M, int C,
                      float eps);

@@ -136,9 +136,19 @@ static void linear_forward(ft_train_model *tm, float *out, float *lu, const floa
  *          dinp += dxd ⊙ keep / (1-p)         (identity when dropout is off)
  * dA/dB are always live for a targeted module (LoRA trains every A and B it creates).
  */
+static void lora_up_backward_j(ft_train_model *tm, uint16_t *doutb, const float *dout,
+                               const float *ug, int l, int j, int M, int N);
+
 static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *dbias,
                             const float *dout, const float *inp, const uint16_t *inpb,
                             const float *w, const float *lu, int l, int j, int M, int K, int N) {
+    if (tm->lora_bf16 && tm->lA[l][j]) { /* LoRA's B side in the pass that rounds dout */
+        lora_up_backward_j(tm, dinp || dw ? tm->doutb : NULL, dout, lu, l, j, M, N);
+        if (dinp) matmul_bf16w_backward_input(dinp, tm->doutb, tm->pw[l][j], M);
+        if (dw) matmul_bf16_backward(NULL, dw, tm->doutb, inpb, NULL, M, K, N);
+        if (dbias) matmul_backward(NULL, NULL, dbias, dout, inp, w, M, K, N);
+        return;
+    }
     if (inpb && (dinp || dw)) { /* bf16 mode: dout rounded to bf16, f32 accumulation */
         bf16_from_f32(tm->doutb, dout, (size_t)M * N);
         if (dinp) matmul_bf16w_backward_input(dinp, tm->doutb, tm->pw[l][j], M);
@@ -170,37 +180,23 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* bf16 LoRA branch, one group at a time (bf16 mode, no dropout). A group is the modules that
- * read the same input x (M,K): {q,k,v} on n1, {o} on attn, {gate,up} on n2, {down} on hact. With
- * A_g (R,K) = the targeted modules' A stacked (R = n_g r, bf16, tm->lAg) and u_g = x·A_g^T
- * (M,R), the columns [slot_j r, slot_j r + r) of u_g are module j's u_j = x·A_j^T:
+/* bf16 LoRA branch (bf16 mode, no dropout). A group is the modules that read the same input x
+ * (M,K): {q,k,v} on n1, {o} on attn, {gate,up} on n2, {down} on hact. With A_g (R,K) = the
+ * targeted modules' A stacked (R = n_g r, bf16, tm->lAg) and u_g = x·A_g^T (M,R), the columns
+ * [slot_j r, slot_j r + r) of u_g are module j's u_j = x·A_j^T:
  *   forward   u_g = xb·A_g^T                   one bf16 product (f32 accumulation), saved
- *             out_j += (s u_j)·B_j^T            f32 (the r-dim stays f32), sum post-op
- *   backward  (out_j = ... + s B_j u_j, so with dout_j = dL/dout_j)
+ *             out_j += (s u_j)·B_j^T            f32, one pass over out_j (lora_up_forward)
+ *   backward  (out_j = ... + s B_j u_j, so with dout_j = dL/dout_j), per module in
+ *             linear_backward, in the pass that rounds dout_j to bf16 (lora_up_backward):
  *             dB_j += dout_j^T·(s u_j)          f32
  *             du_j  = s dout_j·B_j              f32, into the columns of du_g (M,R)
+ *             then per group (lora_group_backward):
  *             dA_g  = du_g^T·xb  -> dA_j += rows [slot_j r, +r) of dA_g      one bf16 product
  *             dx   += du_g·A_g                  one bf16 product
  * The same terms as linear_backward's f32 LoRA branch; du is rounded to bf16 for the two
  * products with x and A (as dout is for the base weights), everything else is f32. */
 
 static const unsigned char lora_group_of[FT_LORA_NMOD] = {0, 0, 0, 1, 2, 2, 3};
-
-/* dst (M,r) = s * columns [c0, c0+r) of src (M,R) */
-static void gather_cols(float *dst, const float *src, int R, int c0, int r, float s, int M) {
-#pragma omp parallel for schedule(static) if ((int64_t)M * r >= STEP_GRAIN)
-    for (int64_t m = 0; m < M; m++)
-        for (int i = 0; i < r; i++)
-            dst[m * r + i] = src[m * R + c0 + i] * s;
-}
-
-/* columns [c0, c0+r) of dst (M,R) = s * src (M,r) */
-static void scatter_cols(float *dst, const float *src, int R, int c0, int r, float s, int M) {
-#pragma omp parallel for schedule(static) if ((int64_t)M * r >= STEP_GRAIN)
-    for (int64_t m = 0; m < M; m++)
-        for (int i = 0; i < r; i++)
-            dst[m * R + c0 + i] = src[m * r + i] * s;
-}
 
 /* outs[j] (M,N_j) += LoRA_j(x) for the targeted modules j of group g; ug (M,R) saved. */
 static void lora_group_forward(ft_train_model *tm, int l, int g, float *const outs[FT_LORA_NMOD],
@@ -212,28 +208,27 @@ static void lora_group_forward(ft_train_model *tm, int l, int g, float *const ou
         if (lora_group_of[j] != g || tm->lslot[j] < 0) continue;
         int in, out;
         ft_lora_module_shape(&tm->m->cfg, j, &in, &out);
-        gather_cols(tm->lus, ug, R, tm->lslot[j] * r, r, tm->lora_scale, M);
-        matmul_forward_acc(outs[j], tm->lus, tm->lB[l][j], M, r, out);
+        lora_up_forward(outs[j], out, ug + (size_t)tm->lslot[j] * r, R, tm->lora_scale,
+                        tm->lB[l][j], M, out, r, tm->lws);
     }
 }
 
-/* Backward of lora_group_forward: dB_j, dA_j ADDED; dinp (M,K) ADDED when non-NULL. */
-static void lora_group_backward(ft_train_model *tm, int l, int g,
-                                const float *const douts[FT_LORA_NMOD], float *dinp,
-                                const uint16_t *xb, const float *ug, int M, int K) {
+/* Module j's B side: dB_j += dout^T·(s u_j), its du columns of tm->ldug = s dout·B_j, and
+ * doutb = bf16(dout) (NULL: not wanted), in one pass over dout (M,N). ug: the group's u (M,R). */
+static void lora_up_backward_j(ft_train_model *tm, uint16_t *doutb, const float *dout,
+                               const float *ug, int l, int j, int M, int N) {
+    int r = tm->opt.lora.r, R = tm->lgn[lora_group_of[j]] * r;
+    size_t c0 = (size_t)tm->lslot[j] * r;
+    lora_up_backward(doutb, tm->dlB[l][j], tm->ldug + c0, R, dout, ug + c0, R, tm->lora_scale,
+                     tm->lB[l][j], M, N, r, tm->lws);
+}
+
+/* The A side of group g, after linear_backward filled du_g (tm->ldug) for each of its modules:
+ * dA_j ADDED; dinp (M,K) ADDED when non-NULL. */
+static void lora_group_backward(ft_train_model *tm, int l, int g, float *dinp, const uint16_t *xb,
+                                int M, int K) {
     int r = tm->opt.lora.r, R = tm->lgn[g] * r;
     if (!R) return;
-    float s = tm->lora_scale;
-    for (int j = 0; j < FT_LORA_NMOD; j++) {
-        if (lora_group_of[j] != g || tm->lslot[j] < 0) continue;
-        int in, out;
-        ft_lora_module_shape(&tm->m->cfg, j, &in, &out);
-        gather_cols(tm->lus, ug, R, tm->lslot[j] * r, r, s, M);
-        matmul_backward(NULL, tm->dlB[l][j], NULL, douts[j], tm->lus, NULL, M, r, out);
-        zero(tm->ldut, (size_t)M * r);
-        matmul_backward(tm->ldut, NULL, NULL, douts[j], NULL, tm->lB[l][j], M, r, out);
-        scatter_cols(tm->ldug, tm->ldut, R, tm->lslot[j] * r, r, s, M);
-    }
     bf16_from_f32(tm->ldugb, tm->ldug, (size_t)M * R);
     if (tm->lgn[g] == 1) { /* one module: its dA directly */
         for (int j = 0; j < FT_LORA_NMOD; j++)
@@ -248,6 +243,12 @@ static void lora_group_backward(ft_train_model *tm, int l, int g,
                             (size_t)r * K);
     }
     if (dinp) matmul_bf16_backward(dinp, NULL, tm->ldugb, NULL, tm->lAg[l][g], M, K, R);
+}
+
+/* the saved u linear_backward wants for module j: u_j (M,r) on the f32 branch, the group's u_g
+ * (M,R) in bf16 LoRA mode */
+static const float *lora_u(const ft_train_model *tm, const ft_layer_acts *a, int j) {
+    return tm->lora_bf16 ? a->lug[lora_group_of[j]] : a->lu[j];
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -370,10 +371,9 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     if (a->gateb) swiglu_forward_bf16in(NULL, tm->hactb, a->gateb, a->upb, (size_t)BT * F);
     zero(tm->dhact, (size_t)BT * F);
     linear_backward(tm, tm->dhact, dw->w_down, dw->b_down, dres, a->hact, tm->hactb, w->w_down,
-                    a->lu[6], l, 6, BT, F, C);
+                    lora_u(tm, a, 6), l, 6, BT, F, C);
     if (tm->lora_bf16) {
-        const float *const douts[FT_LORA_NMOD] = {NULL, NULL, NULL, NULL, NULL, NULL, dres};
-        lora_group_backward(tm, l, 3, douts, tm->dhact, tm->hactb, a->lug[3], BT, F);
+        lora_group_backward(tm, l, 3, tm->dhact, tm->hactb, BT, F);
     }
     if (a->gateb) /* bf16 gate/up, vectorized exp, like the forward */
         swiglu_backward_bf16(tm->dgate, tm->dup, tm->dhact, a->gateb, a->upb, (size_t)BT * F);
@@ -383,23 +383,21 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     uint16_t *lnb = tm->lnb; /* bf16 mode: n2, then n1, as bf16 again (the forward's bits) */
     if (lnb) rmsnorm_apply_bf16(lnb, xmid, a->rstd2, w->mlp_norm, BT, C);
     linear_backward(tm, dln, dw->w_gate, dw->b_gate, tm->dgate, a->ln2, lnb, w->w_gate,
-                    a->lu[4], l, 4, BT, C, F);
-    linear_backward(tm, dln, dw->w_up, dw->b_up, tm->dup, a->ln2, lnb, w->w_up, a->lu[5], l, 5,
-                    BT, C, F);
+                    lora_u(tm, a, 4), l, 4, BT, C, F);
+    linear_backward(tm, dln, dw->w_up, dw->b_up, tm->dup, a->ln2, lnb, w->w_up, lora_u(tm, a, 5), l,
+                    5, BT, C, F);
     if (tm->lora_bf16) {
-        const float *const douts[FT_LORA_NMOD] = {NULL, NULL, NULL, NULL, tm->dgate, tm->dup, NULL};
-        lora_group_backward(tm, l, 2, douts, dln, lnb, a->lug[2], BT, C);
+        lora_group_backward(tm, l, 2, dln, lnb, BT, C);
     }
     rmsnorm_backward(dres, dw->mlp_norm, dln, xmid, w->mlp_norm, a->rstd2, BT, C);
 
     /* attention; bf16 mode: o_proj's bf16 input made again from the f32 output */
     zero(tm->dattn, (size_t)BT * HD);
     if (tm->attnb && a->xmid) bf16_from_f32(tm->attnb, a->attn, (size_t)BT * HD);
-    linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, a->attn, tm->attnb, w->wo, a->lu[3], l, 3,
-                    BT, HD, C);
+    linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, a->attn, tm->attnb, w->wo,
+                    lora_u(tm, a, 3), l, 3, BT, HD, C);
     if (tm->lora_bf16) {
-        const float *const douts[FT_LORA_NMOD] = {NULL, NULL, NULL, dres, NULL, NULL, NULL};
-        lora_group_backward(tm, l, 1, douts, tm->dattn, tm->attnb, a->lug[1], BT, HD);
+        lora_group_backward(tm, l, 1, tm->dattn, tm->attnb, BT, HD);
     }
     if (tm->bf16)
         attention_flash_backward_bf16(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->qb, a->kb,
@@ -424,15 +422,14 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     float *dn1 = need_dx || dw->attn_norm ? dln : NULL;
     if (dn1) zero(dn1, (size_t)BT * C);
     if (lnb) rmsnorm_apply_bf16(lnb, x, a->rstd1, w->attn_norm, BT, C);
-    linear_backward(tm, dn1, dw->wq, dw->bq, dqlin, a->ln1, lnb, w->wq, a->lu[0], l, 0, BT, C,
-                    HD);
-    linear_backward(tm, dn1, dw->wk, dw->bk, dklin, a->ln1, lnb, w->wk, a->lu[1], l, 1, BT, C,
-                    KVD);
-    linear_backward(tm, dn1, dw->wv, dw->bv, tm->dv, a->ln1, lnb, w->wv, a->lu[2], l, 2, BT, C,
-                    KVD);
+    linear_backward(tm, dn1, dw->wq, dw->bq, dqlin, a->ln1, lnb, w->wq, lora_u(tm, a, 0), l, 0, BT,
+                    C, HD);
+    linear_backward(tm, dn1, dw->wk, dw->bk, dklin, a->ln1, lnb, w->wk, lora_u(tm, a, 1), l, 1, BT,
+                    C, KVD);
+    linear_backward(tm, dn1, dw->wv, dw->bv, tm->dv, a->ln1, lnb, w->wv, lora_u(tm, a, 2), l, 2, BT,
+                    C, KVD);
     if (tm->lora_bf16) {
-        const float *const douts[FT_LORA_NMOD] = {dqlin, dklin, tm->dv, NULL, NULL, NULL, NULL};
-        lora_group_backward(tm, l, 0, douts, dn1, lnb, a->lug[0], BT, C);
+        lora_group_backward(tm, l, 0, dn1, lnb, BT, C);
     }
     if (dn1)
         rmsnorm_backward(need_dx ? dres : NULL, dw->attn_norm, dn1, x, w->attn_norm, a->rstd1, BT,
@@ -738,13 +735,14 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     tm->lnb = bf ? take_bf16(b, BT * C) : NULL;
     tm->xmid32 = bf ? take(b, BT * C) : NULL;
     tm->lxd = tm->ldx = tm->lv = tm->ldo = tm->ldu = NULL;
-    tm->lus = tm->ldut = tm->ldug = tm->ldAg = NULL;
+    tm->lws = tm->ldug = tm->ldAg = NULL;
     tm->ldugb = NULL;
     if (tm->lora_bf16) {
         size_t maxK = C > HD ? C : HD;
         if (F > maxK) maxK = F;
-        tm->lus = take(b, BT * r);
-        tm->ldut = take(b, BT * r);
+        size_t maxN = C > HD ? C : HD;
+        if (F > maxN) maxN = F;
+        tm->lws = take(b, lora_up_ws_floats((int)BT, (int)maxN, (int)r));
         tm->ldug = take(b, BT * 3 * r);
         tm->ldugb = take_bf16(b, BT * 3 * r);
         tm->ldAg = take(b, 3 * r * maxK);

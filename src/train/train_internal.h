@@ -120,7 +120,7 @@ struct ft_train_model {
     int lslot[FT_LORA_NMOD];     /* module j's block in its group (-1: not targeted) */
     uint16_t *lAg[FT_MAX_LAYERS][FT_LORA_NGROUP];
     uint16_t *lAg_buf;           /* owns every lAg */
-    float *lus, *ldut;           /* (BT,r) s*u_j, dout_j·B_j */
+    float *lws;                  /* lora_up_forward/_backward workspace */
     float *ldug;                 /* (BT, 3r) du of a group */
     uint16_t *ldugb;             /* (BT, 3r) the same as bf16 */
     float *ldAg;                 /* (3r, maxK) dA of a group */

@@ -1,0 +1,238 @@
+/*
+ * LoRA's up-projection B (N,r) in the bf16 step, as hand-written passes (f32 arithmetic).
+ *
+ * With u (M,r) = x·A^T already computed (one bf16 product per input group, src/train/step.c) the
+ * B side is three thin products, each a full pass over an (M,N) f32 array for r (8, 16) FMAs per
+ * element: out += (s u)·B^T in the forward, dB += dout^T·(s u) and du = s dout·B in the backward.
+ * oneDNN runs them as separate f32 matmuls with K or N = r, memory-bound and at a few percent of
+ * the FMA peak (15% of a SmolLM-shape LoRA step, measured). Here:
+ *
+ *   lora_up_forward   out (M,N) += (s u)·B^T, one read-modify-write pass of out. Each element
+ *                     adds the f32 sum_i (s u_i) B_i (summed in ascending i) to out, as PEFT's
+ *                     result + lora_B(lora_A(x)) * scaling adds one LoRA term.
+ *   lora_up_backward  ONE read of dout for all three of: doutb (M,N) = bf16(dout) (the base
+ *                     weight's input-gradient product needs it; bit-identical to bf16_from_f32),
+ *                     dB (N,r) += dout^T·(s u), du (M,r) = s (dout·B) WRITTEN.
+ *
+ * B^T is transposed into the workspace once per call (r rows of N, padded with zero rows to a
+ * multiple of 8 so the register blocks stay whole). dB's sum over rows runs in fixed blocks of
+ * LORA_ROWS rows, each into its own partial, and the partials are added in block order: the
+ * result does not depend on the thread count. u and du may be column windows of wider arrays
+ * (row strides ldu, lddu), as the step keeps one u (M,R) per input group.
+ * The naive twins (double accumulation) are what tests/kernels/test_lora_up.c compares against.
+ */
+#include "ftune/kernels.h"
+
+#include "grain.h"
+#include "vec.h"
+
+#include <string.h>
+
+#define LORA_ROWS 128 /* rows per dB partial */
+#define RB 8          /* register block over r */
+
+typedef uint32_t ft_v16u __attribute__((vector_size(64)));
+typedef uint16_t ft_v16h __attribute__((vector_size(32)));
+
+static inline int pad8(int r) {
+    return (r + RB - 1) / RB * RB;
+}
+
+size_t lora_up_ws_floats(int M, int N, int r) {
+    size_t rp = (size_t)pad8(r), nblk = ((size_t)M + LORA_ROWS - 1) / LORA_ROWS;
+    return rp * (size_t)N * (1 + nblk);
+}
+
+/* bt (rp,N) = B^T, rows r..rp-1 zero */
+static void transpose_b(float *bt, const float *B, int N, int r, int rp) {
+    for (int i = 0; i < rp; i++)
+        for (int n = 0; n < N; n++)
+            bt[(size_t)i * N + n] = i < r ? B[(size_t)n * r + i] : 0.0f;
+}
+
+/* Vectors pass by pointer or through a macro: a function taking or returning a 64-byte vector
+ * changes the ABI on targets without AVX-512 (see vec.h). */
+#define LOAD16(v, p) memcpy(&(v), (p), sizeof(v))
+
+static inline float hsum16(const ft_v16f *v) {
+    float s = 0.0f;
+    for (int j = 0; j < 16; j++)
+        s += (*v)[j];
+    return s;
+}
+
+/* 16 f32 -> bf16, round to nearest even, NaN kept quiet: ft_bf16_round per lane */
+static inline void store_bf16x16(uint16_t *dst, const ft_v16f *x) {
+    ft_v16u u = (ft_v16u)*x;
+    ft_v16u r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    ft_v16u nan = (u >> 16) | 0x40u;
+    ft_v16u isnan = (ft_v16u)((u & 0x7fffffffu) > 0x7f800000u);
+    ft_v16h h = __builtin_convertvector((nan & isnan) | (r & ~isnan), ft_v16h);
+    memcpy(dst, &h, sizeof h);
+}
+
+void lora_up_forward(float *out, int ldo, const float *u, int ldu, float s, const float *B, int M,
+                     int N, int r, float *ws) {
+    if (M <= 0 || N <= 0 || r <= 0) return;
+    const int rp = pad8(r);
+    float *bt = ws;
+    transpose_b(bt, B, N, r, rp);
+    const int64_t nb = ((int64_t)M + 3) / 4, N16 = N / 16 * 16;
+#pragma omp parallel for schedule(static) if ((int64_t)M * N * r >= FT_OMP_GRAIN)
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t m0 = 4 * b;
+        const int nr = M - m0 < 4 ? (int)(M - m0) : 4;
+        float su[4][RB * 8]; /* s u_i per row, zero padded; r > 64 runs in slices below */
+        for (int i0 = 0; i0 < rp; i0 += 64) {
+            const int ni = rp - i0 < 64 ? rp - i0 : 64;
+            for (int j = 0; j < 4; j++)
+                for (int i = 0; i < ni; i++)
+                    su[j][i] = j < nr && i0 + i < r ? s * u[(m0 + j) * ldu + i0 + i] : 0.0f;
+            /* rows beyond nr alias row 0 for the loads; their sums are never stored */
+            float *o[4];
+            for (int j = 0; j < 4; j++)
+                o[j] = out + (m0 + (j < nr ? j : 0)) * ldo;
+            for (int64_t n = 0; n < N16; n += 16) {
+                ft_v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+                for (int i = 0; i < ni; i++) {
+                    ft_v16f w;
+                    LOAD16(w, bt + (size_t)(i0 + i) * N + n);
+                    a0 = ft_fma16(ft_splat16(su[0][i]), w, a0);
+                    a1 = ft_fma16(ft_splat16(su[1][i]), w, a1);
+                    a2 = ft_fma16(ft_splat16(su[2][i]), w, a2);
+                    a3 = ft_fma16(ft_splat16(su[3][i]), w, a3);
+                }
+                ft_v16f acc[4] = {a0, a1, a2, a3};
+                for (int j = 0; j < nr; j++) {
+                    ft_v16f y;
+                    LOAD16(y, o[j] + n);
+                    y += acc[j];
+                    memcpy(o[j] + n, &y, sizeof y);
+                }
+            }
+            for (int64_t n = N16; n < N; n++)
+                for (int j = 0; j < nr; j++) {
+                    float a = 0.0f;
+                    for (int i = 0; i < ni; i++)
+                        a = fmaf(su[j][i], bt[(size_t)(i0 + i) * N + n], a);
+                    o[j][n] += a;
+                }
+        }
+    }
+}
+
+/* one row pair (or a single row: m1 == m0, its results discarded) of lora_up_backward's block
+ * pass, for the r slice [i0, i0 + RB): du sums returned in d0/d1, dB partial updated */
+static inline void up_backward_rows(float d0[RB], float d1[RB], float *part, const float *bt,
+                                    const float *y0p, const float *y1p, const float su0[RB],
+                                    const float su1[RB], uint16_t *b0, uint16_t *b1, int64_t N,
+                                    int64_t N16) {
+    ft_v16f a0[RB], a1[RB];
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+        a0[i] = (ft_v16f){0}, a1[i] = (ft_v16f){0};
+    for (int64_t n = 0; n < N16; n += 16) {
+        ft_v16f y0, y1;
+        LOAD16(y0, y0p + n);
+        LOAD16(y1, y1p + n);
+        if (b0) store_bf16x16(b0 + n, &y0);
+        if (b1) store_bf16x16(b1 + n, &y1);
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) {
+            ft_v16f w, p;
+            LOAD16(w, bt + i * N + n);
+            a0[i] = ft_fma16(y0, w, a0[i]);
+            a1[i] = ft_fma16(y1, w, a1[i]);
+            LOAD16(p, part + i * N + n);
+            p = ft_fma16(y0, ft_splat16(su0[i]), p);
+            p = ft_fma16(y1, ft_splat16(su1[i]), p);
+            memcpy(part + i * N + n, &p, sizeof p);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++)
+        d0[i] = hsum16(&a0[i]), d1[i] = hsum16(&a1[i]);
+    for (int64_t n = N16; n < N; n++) {
+        if (b0) b0[n] = ft_bf16_round(y0p[n]);
+        if (b1) b1[n] = ft_bf16_round(y1p[n]);
+        for (int i = 0; i < RB; i++) {
+            d0[i] = fmaf(y0p[n], bt[i * N + n], d0[i]);
+            d1[i] = fmaf(y1p[n], bt[i * N + n], d1[i]);
+            part[i * N + n] = fmaf(y1p[n], su1[i], fmaf(y0p[n], su0[i], part[i * N + n]));
+        }
+    }
+}
+
+void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout,
+                      const float *u, int ldu, float s, const float *B, int M, int N, int r,
+                      float *ws) {
+    if (M <= 0 || N <= 0 || r <= 0) return;
+    const int rp = pad8(r);
+    const int64_t nblk = ((int64_t)M + LORA_ROWS - 1) / LORA_ROWS, N16 = N / 16 * 16;
+    float *bt = ws, *parts = ws + (size_t)rp * N; /* parts: nblk partials (rp,N) of dB^T */
+    transpose_b(bt, B, N, r, rp);
+#pragma omp parallel for schedule(static) if ((int64_t)M * N * r >= FT_OMP_GRAIN)
+    for (int64_t blk = 0; blk < nblk; blk++) {
+        float *part = parts + (size_t)blk * rp * N;
+        memset(part, 0, (size_t)rp * N * sizeof(float));
+        const int64_t mend = (blk + 1) * LORA_ROWS < M ? (blk + 1) * LORA_ROWS : M;
+        for (int64_t m = blk * LORA_ROWS; m < mend; m += 2) {
+            const int pair = m + 1 < mend;
+            const int64_t m1 = pair ? m + 1 : m;
+            for (int i0 = 0; i0 < rp; i0 += RB) {
+                float su0[RB], su1[RB], d0[RB], d1[RB];
+                for (int i = 0; i < RB; i++) {
+                    su0[i] = i0 + i < r ? s * u[m * ldu + i0 + i] : 0.0f;
+                    su1[i] = pair && i0 + i < r ? s * u[m1 * ldu + i0 + i] : 0.0f;
+                }
+                /* the bf16 copy once, in the first slice; a lone row converts only itself */
+                uint16_t *b0 = doutb && i0 == 0 ? doutb + m * N : NULL;
+                uint16_t *b1 = doutb && i0 == 0 && pair ? doutb + m1 * N : NULL;
+                up_backward_rows(d0, d1, part + (size_t)i0 * N, bt + (size_t)i0 * N, dout + m * N,
+                                 dout + m1 * N, su0, su1, b0, b1, N, N16);
+                for (int i = 0; i < RB && i0 + i < r; i++) {
+                    du[m * lddu + i0 + i] = s * d0[i];
+                    if (pair) du[m1 * lddu + i0 + i] = s * d1[i];
+                }
+            }
+        }
+    }
+    /* dB[n][i] += sum over blocks, in block order */
+#pragma omp parallel for schedule(static) if ((int64_t)N * r * nblk >= FT_OMP_GRAIN)
+    for (int64_t n = 0; n < N; n++)
+        for (int i = 0; i < r; i++) {
+            float acc = 0.0f;
+            for (int64_t blk = 0; blk < nblk; blk++)
+                acc += parts[((size_t)blk * rp + i) * N + n];
+            dB[n * r + i] += acc;
+        }
+}
+
+void lora_up_forward_naive(float *out, int ldo, const float *u, int ldu, float s, const float *B,
+                           int M, int N, int r) {
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            double a = 0;
+            for (int i = 0; i < r; i++)
+                a += (double)(s * u[m * ldu + i]) * B[n * r + i];
+            out[m * ldo + n] += (float)a;
+        }
+}
+
+void lora_up_backward_naive(float *dB, float *du, int lddu, const float *dout, const float *u,
+                            int ldu, float s, const float *B, int M, int N, int r) {
+    for (int64_t n = 0; n < N; n++)
+        for (int i = 0; i < r; i++) {
+            double a = 0;
+            for (int64_t m = 0; m < M; m++)
+                a += (double)dout[m * N + n] * (s * u[m * ldu + i]);
+            dB[n * r + i] += (float)a;
+        }
+    for (int64_t m = 0; m < M; m++)
+        for (int i = 0; i < r; i++) {
+            double a = 0;
+            for (int64_t n = 0; n < N; n++)
+                a += (double)dout[m * N + n] * B[n * r + i];
+            du[m * lddu + i] = (float)(s * a);
+        }
+}

@@ -1,0 +1,170 @@
+/*
+ * LoRA's B-side passes (src/kernels/cpu/lora_up.c) against their naive twins (double
+ * accumulation) over awkward shapes: one row, odd row counts, N below / not a multiple of 16, r
+ * below, at and above the register block of 8 and above the forward's slice of 64, u and du as
+ * column windows of wider arrays (ldu, lddu > r).
+ *
+ * Tolerances, per element, with S = the sum of the terms' magnitudes (computed in double from the
+ * same data) and u = 2^-24: every f32 sum of n terms, in any order and with FMAs, is within
+ * n u S of the exact sum (plus u |result| for the final rounding / the add into out).
+ *   forward  out += sum_i (s u_i) B_i   n = r (+1 for the add)     -> 2 (r + 2) u S + 2u |out|
+ *   dB       sum over M rows             n = M (blocks of 128 + the block sums) -> 2 (M + 2) u S
+ *   du       s * sum over N columns      n = N (+1 for the scale)  -> 2 (N + 2) u S
+ * A skipped row, block, column tail or r slice is off by O(S / terms) and fails.
+ * doutb is bit-identical to bf16_from_f32 (also on inf, NaN, denormals, ties); dB is
+ * bit-identical with 1 and 2 threads (fixed row blocks).
+ */
+#include "../test.h"
+
+#include "ftune/kernels.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
+static float frand(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    uint64_t r = rng_state * 0x2545F4914F6CDD1Dull;
+    return (float)((r >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+static float *rand_buf(size_t n) {
+    float *p = malloc(n * sizeof(float) + 4);
+    for (size_t i = 0; i < n; i++)
+        p[i] = frand();
+    return p;
+}
+
+/* max over elements of |got - ref| / bound (<= 1 passes; NaN counts as a failure) */
+static double worst_ratio(const float *got, const double *ref, const double *bound, size_t n) {
+    double w = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - ref[i]) / bound[i];
+        if (!(e <= w)) w = e; /* NaN propagates */
+    }
+    return w;
+}
+
+static void check_shape(int M, int N, int r, int ldu, int lddu) {
+    const double u = ldexp(1.0, -24);
+    const float s = 1.75f;
+    float *U = rand_buf((size_t)M * ldu), *B = rand_buf((size_t)N * r);
+    float *out0 = rand_buf((size_t)M * N), *dout = rand_buf((size_t)M * N);
+    float *ws = malloc(lora_up_ws_floats(M, N, r) * sizeof(float));
+    char name[160];
+
+    /* forward */
+    float *out = malloc((size_t)M * N * 4), *ref = malloc((size_t)M * N * 4);
+    double *bound = malloc((size_t)M * N * sizeof(double)), *refd = malloc((size_t)M * N * 8);
+    memcpy(out, out0, (size_t)M * N * 4);
+    memcpy(ref, out0, (size_t)M * N * 4);
+    lora_up_forward(out, N, U, ldu, s, B, M, N, r, ws);
+    lora_up_forward_naive(ref, N, U, ldu, s, B, M, N, r);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            double S = 0;
+            for (int i = 0; i < r; i++)
+                S += fabs((double)(s * U[m * ldu + i]) * B[n * r + i]);
+            refd[m * N + n] = ref[m * N + n];
+            bound[m * N + n] = 2 * (r + 2) * u * S + 2 * u * fabs(refd[m * N + n]) + 1e-30;
+        }
+    double wf = worst_ratio(out, refd, bound, (size_t)M * N);
+    snprintf(name, sizeof name, "lora_up_forward M%d N%d r%d ldu%d vs naive", M, N, r, ldu);
+    CHECK(name, wf <= 1, "worst |err| / bound %.3g", wf);
+
+    /* backward */
+    float *dB0 = rand_buf((size_t)N * r), *dB = malloc((size_t)N * r * 4);
+    float *dBr = malloc((size_t)N * r * 4), *du = malloc((size_t)M * lddu * 4);
+    float *dur = malloc((size_t)M * lddu * 4);
+    uint16_t *db = malloc((size_t)M * N * 2 + 2), *dbr = malloc((size_t)M * N * 2 + 2);
+    memcpy(dB, dB0, (size_t)N * r * 4);
+    memcpy(dBr, dB0, (size_t)N * r * 4);
+    for (size_t i = 0; i < (size_t)M * lddu; i++)
+        du[i] = dur[i] = 42.0f; /* outside: kept */
+    lora_up_backward(db, dB, du, lddu, dout, U, ldu, s, B, M, N, r, ws);
+    lora_up_backward_naive(dBr, dur, lddu, dout, U, ldu, s, B, M, N, r);
+    bf16_from_f32(dbr, dout, (size_t)M * N);
+    double *bB = malloc((size_t)N * r * 8), *rB = malloc((size_t)N * r * 8);
+    for (int64_t n = 0; n < N; n++)
+        for (int i = 0; i < r; i++) {
+            double S = fabs(dB0[n * r + i]);
+            for (int64_t m = 0; m < M; m++)
+                S += fabs((double)dout[m * N + n] * (s * U[m * ldu + i]));
+            rB[n * r + i] = dBr[n * r + i];
+            bB[n * r + i] = 2 * (M + 2) * u * S + 1e-30;
+        }
+    double wB = worst_ratio(dB, rB, bB, (size_t)N * r);
+    double *bu = malloc((size_t)M * lddu * 8), *ru = malloc((size_t)M * lddu * 8);
+    for (int64_t m = 0; m < M; m++)
+        for (int i = 0; i < lddu; i++) {
+            double S = 0;
+            if (i < r)
+                for (int64_t n = 0; n < N; n++)
+                    S += fabs((double)dout[m * N + n] * B[n * r + i]);
+            ru[m * lddu + i] = dur[m * lddu + i];
+            bu[m * lddu + i] = i < r ? 2 * (N + 2) * u * fabs(s) * S + 1e-30 : 1e-30;
+        }
+    double wu = worst_ratio(du, ru, bu, (size_t)M * lddu);
+    snprintf(name, sizeof name, "lora_up_backward M%d N%d r%d ldu%d lddu%d: dB, du vs naive", M, N,
+             r, ldu, lddu);
+    CHECK(name, wB <= 1 && wu <= 1, "worst |err| / bound: dB %.3g du %.3g", wB, wu);
+    snprintf(name, sizeof name, "lora_up_backward M%d N%d r%d: doutb == bf16_from_f32", M, N, r);
+    CHECK(name, !memcmp(db, dbr, (size_t)M * N * 2), "bf16 copy differs");
+
+    /* thread-count independence of dB (and du, doutb) */
+    if (omp_get_max_threads() > 1) {
+        float *dB1 = malloc((size_t)N * r * 4), *du1 = malloc((size_t)M * lddu * 4);
+        memcpy(dB1, dB0, (size_t)N * r * 4);
+        memcpy(du1, du, (size_t)M * lddu * 4);
+        int nt = omp_get_max_threads();
+        omp_set_num_threads(1);
+        lora_up_backward(NULL, dB1, du1, lddu, dout, U, ldu, s, B, M, N, r, ws);
+        omp_set_num_threads(nt);
+        snprintf(name, sizeof name, "lora_up_backward M%d N%d r%d: 1 thread == %d threads", M, N, r,
+                 nt);
+        CHECK(name, !memcmp(dB1, dB, (size_t)N * r * 4) && !memcmp(du1, du, (size_t)M * lddu * 4),
+              "results differ");
+        free(dB1), free(du1);
+    }
+    free(U), free(B), free(out0), free(dout), free(ws), free(out), free(ref), free(bound);
+    free(refd), free(dB0), free(dB), free(dBr), free(du), free(dur), free(db), free(dbr), free(bB);
+    free(rB), free(bu), free(ru);
+}
+
+/* doutb on special values: inf, NaN, denormals, round-to-even ties, through both the vector body
+ * and the column tail */
+static void check_special(void) {
+    const int M = 3, N = 37, r = 8;
+    float *dout = rand_buf((size_t)M * N), *U = rand_buf((size_t)M * r),
+          *B = rand_buf((size_t)N * r);
+    uint32_t bits[] = {0x7f800000u, 0xff800000u, 0x7fc00001u, 0xffa00000u, 0x00000001u,
+                       0x807fffffu, 0x3f808000u, 0x3f818000u, 0x3f80ffffu, 0x7f7fffffu};
+    for (size_t i = 0; i < sizeof bits / sizeof bits[0]; i++) {
+        memcpy(&dout[i * 7 % (M * N)], &bits[i], 4);
+        memcpy(&dout[M * N - 1 - i], &bits[i], 4);
+    }
+    float *dB = calloc((size_t)N * r, 4), *du = malloc((size_t)M * r * 4);
+    float *ws = malloc(lora_up_ws_floats(M, N, r) * sizeof(float));
+    uint16_t *db = malloc((size_t)M * N * 2), *dbr = malloc((size_t)M * N * 2);
+    lora_up_backward(db, dB, du, r, dout, U, r, 1.0f, B, M, N, r, ws);
+    bf16_from_f32(dbr, dout, (size_t)M * N);
+    CHECK("lora_up_backward doutb == bf16_from_f32 on inf, NaN, denormals, ties",
+          !memcmp(db, dbr, (size_t)M * N * 2), "bf16 copy differs");
+    free(dout), free(U), free(B), free(dB), free(du), free(ws), free(db), free(dbr);
+}
+
+int main(void) {
+    static const int shapes[][5] = {
+        /* M, N, r, ldu, lddu */
+        {1, 1, 1, 1, 1},       {1, 16, 8, 8, 8},     {3, 37, 4, 7, 5},      {5, 16, 8, 24, 24},
+        {130, 53, 8, 24, 24},  {257, 192, 8, 8, 8},  {129, 70, 12, 20, 16}, {64, 33, 16, 48, 48},
+        {300, 576, 8, 24, 24}, {33, 17, 70, 72, 75}, {2, 200, 9, 9, 9},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        check_shape(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4]);
+    check_special();
+    return ft_test_failures ? 1 : 0;
+}
