@@ -37,10 +37,10 @@ int main(int argc, char **argv) {
     /* checks on the largest module */
     const int N = maxN;
     memcpy(ref, out, (size_t)M * N * 4);
-    lora_up_forward_naive(ref, N, u, R, s, B[4], M, N, R);
+    lora_up_forward_naive(ref, NULL, NULL, N, u, R, s, B[4], M, N, R);
     float *got = ft_calloc((size_t)M * N, 4);
     memcpy(got, out, (size_t)M * N * 4);
-    lora_up_forward(got, N, u, R, s, B[4], M, N, R, ws);
+    lora_up_forward(got, NULL, NULL, N, u, R, s, B[4], M, N, R, ws);
     lab_check("fused forward vs naive", got, ref, (size_t)M * N, 1e-4, 0);
     for (size_t i = 0; i < (size_t)M * R; i++)
         us[i] = s * u[i];
@@ -70,7 +70,7 @@ int main(int argc, char **argv) {
     double tf0 = t;
     LAB_TIME(t, reps,
              for (int j = 0; j < NMOD; j++)
-                 lora_up_forward(out, Ns[j], u, R, s, B[j], M, Ns[j], R, ws));
+                 lora_up_forward(out, NULL, NULL, Ns[j], u, R, s, B[j], M, Ns[j], R, ws));
     double tf1 = t;
     LAB_TIME(
         t, reps, for (int j = 0; j < NMOD; j++) {

@@ -97,19 +97,21 @@ void swiglu_backward_bf16(float *dgate, float *dup, const float *dout, const uin
 
 /* LoRA's B side in the bf16 step (lora_up.c), f32 arithmetic, B (N,r) f32, u (M,r) with row
  * stride ldu (a column window of the group's u), s the LoRA scaling:
- *   lora_up_forward   out (M,N; row stride ldo) += (s u)·B^T
+ *   lora_up_forward   y = out + (s u)·B^T, + res (M,N) when non-NULL; y is written to out, or,
+ *                     when outb is non-NULL, only to outb as bf16 (out is then left as it was).
+ *                     out, outb and res share the row stride ldo.
  *   lora_up_backward  in one pass over dout (M,N): doutb = bf16(dout) (may be NULL; the same
  *                     bits as bf16_from_f32), dB (N,r) += dout^T·(s u), du (M,r; row stride lddu)
  *                     = s dout·B (WRITTEN). dB does not depend on the thread count.
  * ws: lora_up_ws_floats(M, N, r) floats. The _naive twins accumulate in double. */
 size_t lora_up_ws_floats(int M, int N, int r);
-void lora_up_forward(float *out, int ldo, const float *u, int ldu, float s, const float *B, int M,
-                     int N, int r, float *ws);
+void lora_up_forward(float *out, uint16_t *outb, const float *res, int ldo, const float *u,
+                     int ldu, float s, const float *B, int M, int N, int r, float *ws);
 void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout,
                       const float *u, int ldu, float s, const float *B, int M, int N, int r,
                       float *ws);
-void lora_up_forward_naive(float *out, int ldo, const float *u, int ldu, float s, const float *B,
-                           int M, int N, int r);
+void lora_up_forward_naive(float *out, uint16_t *outb, const float *res, int ldo, const float *u,
+                           int ldu, float s, const float *B, int M, int N, int r);
 void lora_up_backward_naive(float *dB, float *du, int lddu, const float *dout, const float *u,
                             int ldu, float s, const float *B, int M, int N, int r);
 

@@ -185,7 +185,9 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
  * targeted modules' A stacked (R = n_g r, bf16, tm->lAg) and u_g = x·A_g^T (M,R), the columns
  * [slot_j r, slot_j r + r) of u_g are module j's u_j = x·A_j^T:
  *   forward   u_g = xb·A_g^T                   one bf16 product (f32 accumulation), saved
- *             out_j += (s u_j)·B_j^T            f32, one pass over out_j (lora_up_forward)
+ *             out_j += (s u_j)·B_j^T            f32, one pass over out_j (lora_up_forward),
+ *                                               which also adds the residual (o, down) or
+ *                                               writes the bf16 copy (gate, up)
  *   backward  (out_j = ... + s B_j u_j, so with dout_j = dL/dout_j), per module in
  *             linear_backward, in the pass that rounds dout_j to bf16 (lora_up_backward):
  *             dB_j += dout_j^T·(s u_j)          f32
@@ -198,9 +200,12 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
 
 static const unsigned char lora_group_of[FT_LORA_NMOD] = {0, 0, 0, 1, 2, 2, 3};
 
-/* outs[j] (M,N_j) += LoRA_j(x) for the targeted modules j of group g; ug (M,R) saved. */
+/* outs[j] (M,N_j) += LoRA_j(x) for the targeted modules j of group g; ug (M,R) saved. With
+ * res (M,N_j), the residual is added too (h = res + out + LoRA, the order of the add it
+ * replaces); with outbs[j], the result goes only to outbs[j] as bf16 (see lora_up_forward). */
 static void lora_group_forward(ft_train_model *tm, int l, int g, float *const outs[FT_LORA_NMOD],
-                               float *ug, const uint16_t *xb, int M, int K) {
+                               uint16_t *const outbs[FT_LORA_NMOD], const float *res, float *ug,
+                               const uint16_t *xb, int M, int K) {
     int r = tm->opt.lora.r, R = tm->lgn[g] * r;
     if (!R) return;
     matmul_bf16_forward(ug, xb, tm->lAg[l][g], NULL, M, K, R, 0);
@@ -208,8 +213,9 @@ static void lora_group_forward(ft_train_model *tm, int l, int g, float *const ou
         if (lora_group_of[j] != g || tm->lslot[j] < 0) continue;
         int in, out;
         ft_lora_module_shape(&tm->m->cfg, j, &in, &out);
-        lora_up_forward(outs[j], out, ug + (size_t)tm->lslot[j] * r, R, tm->lora_scale,
-                        tm->lB[l][j], M, out, r, tm->lws);
+        lora_up_forward(outs[j], outbs ? outbs[j] : NULL, res, out,
+                        ug + (size_t)tm->lslot[j] * r, R, tm->lora_scale, tm->lB[l][j], M, out, r,
+                        tm->lws);
     }
 }
 
@@ -263,11 +269,12 @@ static void attn_residual(ft_train_model *tm, int l, const ft_layer_acts *a, con
     const ft_layer *w = &tm->w.layers[l];
     int C = c->dim, HD = c->n_heads * c->head_dim;
     linear_forward(tm, xmid, a->lu[3], a->attn, tm->attnb, w->wo, w->bo, l, 3, BT, HD, C);
-    if (tm->lora_bf16) {
+    if (tm->lora_bf16 && tm->lslot[3] >= 0) { /* the LoRA pass adds the residual too */
         float *const outs[FT_LORA_NMOD] = {NULL, NULL, NULL, xmid, NULL, NULL, NULL};
-        lora_group_forward(tm, l, 1, outs, a->lug[1], tm->attnb, BT, HD);
+        lora_group_forward(tm, l, 1, outs, NULL, x, a->lug[1], tm->attnb, BT, HD);
+    } else {
+        add_inplace(xmid, x, (size_t)BT * C);
     }
-    add_inplace(xmid, x, (size_t)BT * C);
 }
 
 /* y (BT,C) = layer_l(x (BT,C)), saving activations into `a`. HF order (modeling_llama/qwen2/
@@ -301,7 +308,7 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     linear_forward(tm, klin, a->lu[1], a->ln1, lnb, w->wk, w->bk, l, 1, BT, C, KVD);
     linear_forward(tm, v, a->lu[2], a->ln1, lnb, w->wv, w->bv, l, 2, BT, C, KVD);
     float *const outs[FT_LORA_NMOD] = {qlin, klin, v, xmid, gate, up, y};
-    if (tm->lora_bf16) lora_group_forward(tm, l, 0, outs, a->lug[0], lnb, BT, C);
+    if (tm->lora_bf16) lora_group_forward(tm, l, 0, outs, NULL, NULL, a->lug[0], lnb, BT, C);
     if (c->qk_norm) { /* qwen3: per-head RMSNorm over D, before RoPE */
         rmsnorm_forward(q, a->qrstd, qlin, w->q_norm, BT * H, D, eps);
         rmsnorm_forward(k, a->krstd, klin, w->k_norm, BT * KV, D, eps);
@@ -324,15 +331,25 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         rmsnorm_forward(a->ln2, a->rstd2, xmid, w->mlp_norm, BT, C, eps);
     linear_forward(tm, gate, a->lu[4], a->ln2, lnb, w->w_gate, w->b_gate, l, 4, BT, C, F);
     linear_forward(tm, up, a->lu[5], a->ln2, lnb, w->w_up, w->b_up, l, 5, BT, C, F);
-    if (tm->lora_bf16) lora_group_forward(tm, l, 2, outs, a->lug[2], lnb, BT, C);
-    /* bf16 mode: hact from the rounded gate/up, as the backward recomputes it (tm->hactb) */
-    if (a->gateb)
+    /* bf16 mode: hact from the rounded gate/up, as the backward recomputes it (tm->hactb). With
+     * bf16 LoRA, a targeted gate/up goes from its LoRA pass straight to bf16 (the same bits as
+     * rounding after; swiglu_forward_bf16in then gives _round's hact bit for bit). */
+    if (tm->lora_bf16 && tm->lgn[2]) {
+        uint16_t *const outbs[FT_LORA_NMOD] = {NULL, NULL, NULL, NULL, a->gateb, a->upb, NULL};
+        lora_group_forward(tm, l, 2, outs, outbs, NULL, a->lug[2], lnb, BT, C);
+        if (tm->lslot[4] < 0) bf16_from_f32(a->gateb, gate, (size_t)BT * F);
+        if (tm->lslot[5] < 0) bf16_from_f32(a->upb, up, (size_t)BT * F);
+        swiglu_forward_bf16in(a->hact, tm->hactb, a->gateb, a->upb, (size_t)BT * F);
+    } else if (a->gateb) {
         swiglu_forward_bf16_round(a->gateb, a->upb, tm->hactb, a->hact, gate, up, (size_t)BT * F);
-    else
+    } else {
         swiglu_forward(a->hact, a->gate, a->up, (size_t)BT * F);
+    }
     linear_forward(tm, y, a->lu[6], a->hact, tm->hactb, w->w_down, w->b_down, l, 6, BT, F, C);
-    if (tm->lora_bf16) lora_group_forward(tm, l, 3, outs, a->lug[3], tm->hactb, BT, F);
-    add_inplace(y, xmid, (size_t)BT * C);
+    if (tm->lora_bf16 && tm->lslot[6] >= 0) /* the LoRA pass adds the residual too */
+        lora_group_forward(tm, l, 3, outs, NULL, xmid, a->lug[3], tm->hactb, BT, F);
+    else
+        add_inplace(y, xmid, (size_t)BT * C);
 }
 
 /*

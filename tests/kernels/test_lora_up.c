@@ -10,7 +10,9 @@
  *   forward  out += sum_i (s u_i) B_i   n = r (+1 for the add)     -> 2 (r + 2) u S + 2u |out|
  *   dB       sum over M rows             n = M (blocks of 128 + the block sums) -> 2 (M + 2) u S
  *   du       s * sum over N columns      n = N (+1 for the scale)  -> 2 (N + 2) u S
- * A skipped row, block, column tail or r slice is off by O(S / terms) and fails.
+ * A skipped row, block, column tail or r slice is off by O(S / terms) and fails. The forward's
+ * residual and bf16-output forms are also checked bit for bit against the plain form followed by
+ * the add / by bf16_from_f32 (what the step did before folding them in).
  * doutb is bit-identical to bf16_from_f32 (also on inf, NaN, denormals, ties); dB is
  * bit-identical with 1 and 2 threads (fixed row blocks).
  */
@@ -61,8 +63,8 @@ static void check_shape(int M, int N, int r, int ldu, int lddu) {
     double *bound = malloc((size_t)M * N * sizeof(double)), *refd = malloc((size_t)M * N * 8);
     memcpy(out, out0, (size_t)M * N * 4);
     memcpy(ref, out0, (size_t)M * N * 4);
-    lora_up_forward(out, N, U, ldu, s, B, M, N, r, ws);
-    lora_up_forward_naive(ref, N, U, ldu, s, B, M, N, r);
+    lora_up_forward(out, NULL, NULL, N, U, ldu, s, B, M, N, r, ws);
+    lora_up_forward_naive(ref, NULL, NULL, N, U, ldu, s, B, M, N, r);
     for (int64_t m = 0; m < M; m++)
         for (int64_t n = 0; n < N; n++) {
             double S = 0;
@@ -74,6 +76,49 @@ static void check_shape(int M, int N, int r, int ldu, int lddu) {
     double wf = worst_ratio(out, refd, bound, (size_t)M * N);
     snprintf(name, sizeof name, "lora_up_forward M%d N%d r%d ldu%d vs naive", M, N, r, ldu);
     CHECK(name, wf <= 1, "worst |err| / bound %.3g", wf);
+    /* with the residual: y = (out + lora) + res, the same bits as the plain form followed by the
+     * add; vs naive one more f32 rounding of each side (2u (|out| + |res| + |y|) on top) */
+    float *res = rand_buf((size_t)M * N), *outr = malloc((size_t)M * N * 4);
+    float *refr = malloc((size_t)M * N * 4), *plus = malloc((size_t)M * N * 4);
+    memcpy(outr, out0, (size_t)M * N * 4);
+    memcpy(refr, out0, (size_t)M * N * 4);
+    lora_up_forward(outr, NULL, res, N, U, ldu, s, B, M, N, r, ws);
+    lora_up_forward_naive(refr, NULL, res, N, U, ldu, s, B, M, N, r);
+    for (size_t i = 0; i < (size_t)M * N; i++) {
+        plus[i] = out[i] + res[i];
+        refd[i] = refr[i];
+        bound[i] += 2 * u * (fabs(out0[i]) + fabs(res[i]) + fabs(refd[i]));
+    }
+    double wr = worst_ratio(outr, refd, bound, (size_t)M * N);
+    snprintf(name, sizeof name, "lora_up_forward M%d N%d r%d + residual: vs naive, == add after",
+             M, N, r);
+    CHECK(name, wr <= 1 && !memcmp(outr, plus, (size_t)M * N * 4), "worst |err| / bound %.3g%s",
+          wr, memcmp(outr, plus, (size_t)M * N * 4) ? ", differs from the add after" : "");
+    /* bf16 output only: bf16 of the plain form's result bit for bit, out left untouched; vs naive
+     * within the f32 bound plus one bf16 step (<= 2^-7 |y|: the two f32 values may round to
+     * neighbouring bf16 values) */
+    uint16_t *ob = malloc((size_t)M * N * 2 + 2), *obr = malloc((size_t)M * N * 2 + 2);
+    uint16_t *ob2 = malloc((size_t)M * N * 2 + 2);
+    float *outc = malloc((size_t)M * N * 4), *obw = malloc((size_t)M * N * 4);
+    memcpy(outc, out0, (size_t)M * N * 4);
+    lora_up_forward(outc, ob, NULL, N, U, ldu, s, B, M, N, r, ws);
+    bf16_from_f32(ob2, out, (size_t)M * N);
+    memcpy(refr, out0, (size_t)M * N * 4);
+    lora_up_forward_naive(refr, obr, NULL, N, U, ldu, s, B, M, N, r);
+    bf16_to_f32(obw, ob, (size_t)M * N);
+    bf16_to_f32(refr, obr, (size_t)M * N);
+    for (size_t i = 0; i < (size_t)M * N; i++) {
+        refd[i] = refr[i];
+        bound[i] += ldexp(fabs(refd[i]), -7);
+    }
+    double wb = worst_ratio(obw, refd, bound, (size_t)M * N);
+    int same = !memcmp(ob, ob2, (size_t)M * N * 2), kept = !memcmp(outc, out0, (size_t)M * N * 4);
+    snprintf(name, sizeof name, "lora_up_forward M%d N%d r%d bf16 out: vs naive, == rounding after",
+             M, N, r);
+    CHECK(name, wb <= 1 && same && kept, "worst |err| / bound %.3g%s%s", wb,
+          same ? "" : ", differs from bf16_from_f32 of the f32 form", kept ? "" : ", out written");
+    free(res), free(outr), free(refr), free(plus), free(ob), free(obr), free(ob2), free(outc);
+    free(obw);
 
     /* backward */
     float *dB0 = rand_buf((size_t)N * r), *dB = malloc((size_t)N * r * 4);

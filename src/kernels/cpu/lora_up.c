@@ -7,14 +7,18 @@
  * oneDNN runs them as separate f32 matmuls with K or N = r, memory-bound and at a few percent of
  * the FMA peak (15% of a SmolLM-shape LoRA step, measured). Here:
  *
- *   lora_up_forward   out (M,N) += (s u)·B^T, one read-modify-write pass of out. Each element
- *                     adds the f32 sum_i (s u_i) B_i (summed in ascending i) to out, as PEFT's
- *                     result + lora_B(lora_A(x)) * scaling adds one LoRA term.
+ *   lora_up_forward   y = out + (s u)·B^T (+ res), one pass over out. Each element adds the f32
+ *                     sum_i (s u_i) B_i (summed in ascending i) to out, as PEFT's result +
+ *                     lora_B(lora_A(x)) * scaling adds one LoRA term; then the residual res when
+ *                     given (the o_proj and down_proj outputs' h = x + ...: the step's
+ *                     add_inplace folded in, same order, same bits). y goes back to out, or only
+ *                     to outb as bf16 (gate, up: the step keeps them as bf16 only, so their f32
+ *                     values are never written back and read again).
  *   lora_up_backward  ONE read of dout for all three of: doutb (M,N) = bf16(dout) (the base
  *                     weight's input-gradient product needs it; bit-identical to bf16_from_f32),
  *                     dB (N,r) += dout^T·(s u), du (M,r) = s (dout·B) WRITTEN.
  *
- * B^T is transposed into the workspace once per call (r rows of N, padded with zero rows to a
+ * B^T is transposed into the workspace once per call (with s u, zero padded, for the forward) (r rows of N, padded with zero rows to a
  * multiple of 8 so the register blocks stay whole). dB's sum over rows runs in fixed blocks of
  * LORA_ROWS rows, each into its own partial, and the partials are added in block order: the
  * result does not depend on the thread count. u and du may be column windows of wider arrays
@@ -40,7 +44,7 @@ static inline int pad8(int r) {
 
 size_t lora_up_ws_floats(int M, int N, int r) {
     size_t rp = (size_t)pad8(r), nblk = ((size_t)M + LORA_ROWS - 1) / LORA_ROWS;
-    return rp * (size_t)N * (1 + nblk);
+    return rp * (size_t)N * (1 + nblk) + rp * (size_t)M;
 }
 
 /* bt (rp,N) = B^T, rows r..rp-1 zero */
@@ -71,53 +75,63 @@ static inline void store_bf16x16(uint16_t *dst, const ft_v16f *x) {
     memcpy(dst, &h, sizeof h);
 }
 
-void lora_up_forward(float *out, int ldo, const float *u, int ldu, float s, const float *B, int M,
-                     int N, int r, float *ws) {
+void lora_up_forward(float *out, uint16_t *outb, const float *res, int ldo, const float *u,
+                     int ldu, float s, const float *B, int M, int N, int r, float *ws) {
     if (M <= 0 || N <= 0 || r <= 0) return;
     const int rp = pad8(r);
-    float *bt = ws;
+    float *bt = ws, *su = ws + (size_t)rp * N; /* su (M,rp) = s u, zero padded */
     transpose_b(bt, B, N, r, rp);
+    for (int64_t m = 0; m < M; m++)
+        for (int i = 0; i < rp; i++)
+            su[m * rp + i] = i < r ? s * u[m * ldu + i] : 0.0f;
     const int64_t nb = ((int64_t)M + 3) / 4, N16 = N / 16 * 16;
 #pragma omp parallel for schedule(static) if ((int64_t)M * N * r >= FT_OMP_GRAIN)
     for (int64_t b = 0; b < nb; b++) {
         const int64_t m0 = 4 * b;
         const int nr = M - m0 < 4 ? (int)(M - m0) : 4;
-        float su[4][RB * 8]; /* s u_i per row, zero padded; r > 64 runs in slices below */
-        for (int i0 = 0; i0 < rp; i0 += 64) {
-            const int ni = rp - i0 < 64 ? rp - i0 : 64;
-            for (int j = 0; j < 4; j++)
-                for (int i = 0; i < ni; i++)
-                    su[j][i] = j < nr && i0 + i < r ? s * u[(m0 + j) * ldu + i0 + i] : 0.0f;
-            /* rows beyond nr alias row 0 for the loads; their sums are never stored */
-            float *o[4];
-            for (int j = 0; j < 4; j++)
-                o[j] = out + (m0 + (j < nr ? j : 0)) * ldo;
-            for (int64_t n = 0; n < N16; n += 16) {
-                ft_v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-                for (int i = 0; i < ni; i++) {
-                    ft_v16f w;
-                    LOAD16(w, bt + (size_t)(i0 + i) * N + n);
-                    a0 = ft_fma16(ft_splat16(su[0][i]), w, a0);
-                    a1 = ft_fma16(ft_splat16(su[1][i]), w, a1);
-                    a2 = ft_fma16(ft_splat16(su[2][i]), w, a2);
-                    a3 = ft_fma16(ft_splat16(su[3][i]), w, a3);
-                }
-                ft_v16f acc[4] = {a0, a1, a2, a3};
-                for (int j = 0; j < nr; j++) {
-                    ft_v16f y;
-                    LOAD16(y, o[j] + n);
-                    y += acc[j];
-                    memcpy(o[j] + n, &y, sizeof y);
-                }
+        /* rows beyond nr alias row m0 for the loads; their sums are never stored */
+        const float *s4[4];
+        for (int j = 0; j < 4; j++)
+            s4[j] = su + (m0 + (j < nr ? j : 0)) * rp;
+        for (int64_t n = 0; n < N16; n += 16) {
+            ft_v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            for (int i = 0; i < rp; i++) {
+                ft_v16f w;
+                LOAD16(w, bt + (size_t)i * N + n);
+                a0 = ft_fma16(ft_splat16(s4[0][i]), w, a0);
+                a1 = ft_fma16(ft_splat16(s4[1][i]), w, a1);
+                a2 = ft_fma16(ft_splat16(s4[2][i]), w, a2);
+                a3 = ft_fma16(ft_splat16(s4[3][i]), w, a3);
             }
-            for (int64_t n = N16; n < N; n++)
-                for (int j = 0; j < nr; j++) {
-                    float a = 0.0f;
-                    for (int i = 0; i < ni; i++)
-                        a = fmaf(su[j][i], bt[(size_t)(i0 + i) * N + n], a);
-                    o[j][n] += a;
+            ft_v16f acc[4] = {a0, a1, a2, a3};
+            for (int j = 0; j < nr; j++) {
+                const int64_t o = (m0 + j) * ldo + n;
+                ft_v16f y, x;
+                LOAD16(y, out + o);
+                y += acc[j];
+                if (res) {
+                    LOAD16(x, res + o);
+                    y += x;
                 }
+                if (outb)
+                    store_bf16x16(outb + o, &y);
+                else
+                    memcpy(out + o, &y, sizeof y);
+            }
         }
+        for (int64_t n = N16; n < N; n++)
+            for (int j = 0; j < nr; j++) {
+                const int64_t o = (m0 + j) * ldo + n;
+                float a = 0.0f;
+                for (int i = 0; i < rp; i++)
+                    a = fmaf(s4[j][i], bt[(size_t)i * N + n], a);
+                float y = out[o] + a;
+                if (res) y += res[o];
+                if (outb)
+                    outb[o] = ft_bf16_round(y);
+                else
+                    out[o] = y;
+            }
     }
 }
 
@@ -208,14 +222,19 @@ void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const flo
         }
 }
 
-void lora_up_forward_naive(float *out, int ldo, const float *u, int ldu, float s, const float *B,
-                           int M, int N, int r) {
+void lora_up_forward_naive(float *out, uint16_t *outb, const float *res, int ldo, const float *u,
+                           int ldu, float s, const float *B, int M, int N, int r) {
     for (int64_t m = 0; m < M; m++)
         for (int64_t n = 0; n < N; n++) {
             double a = 0;
             for (int i = 0; i < r; i++)
                 a += (double)(s * u[m * ldu + i]) * B[n * r + i];
-            out[m * ldo + n] += (float)a;
+            float y = out[m * ldo + n] + (float)a;
+            if (res) y += res[m * ldo + n];
+            if (outb)
+                outb[m * ldo + n] = ft_bf16_round(y);
+            else
+                out[m * ldo + n] = y;
         }
 }
 
