@@ -214,11 +214,12 @@ int cmd_inspect(int argc, char **argv) {
 
     /* bf16 mode (src/train/step.c): per token per layer the residual stream C and attention
      * output HD in f32, q, k, v, gate, up as bf16 ((HD + 2 KV*D)/2 + F floats), H + 2 statistics
-     * (+ qwen3's f32 q/k before their norm); LoRA adds its 7r A-products. Every frozen linear
-     * weight and the head keep two bf16 layouts (4 B/param); trained linear weights none (packed
-     * at each use). A BF16 checkpoint's frozen linear weights (and untied head) leave the f32
-     * buffer. Gradients: the whole buffer with clipping (max_grad_norm > 0, the default); without
-     * it and with one micro-batch per step, one layer plus the non-layer tensors. */
+     * (+ qwen3's f32 q/k before their norm); LoRA adds its 7r A-products and keeps the residual
+     * after attention (C, f32: not made again in backward, one o_proj product less). Every frozen
+     * linear weight and the head keep two bf16 layouts (4 B/param); trained linear weights none
+     * (packed at each use). A BF16 checkpoint's frozen linear weights (and untied head) leave the
+     * f32 buffer. Gradients: the whole buffer with clipping (max_grad_norm > 0, the default);
+     * without it and with one micro-batch per step, one layer plus the non-layer tensors. */
     const double L = c.n_layers, C = c.dim, HD = (double)c.n_heads * c.head_dim,
                  KVD = (double)c.n_kv_heads * c.head_dim;
     double act16 = C + HD + (HD + 2 * KVD) / 2 + c.hidden_dim + c.n_heads + 2 +
@@ -226,7 +227,7 @@ int cmd_inspect(int argc, char **argv) {
     double head = (double)c.vocab_size * c.dim, lin = (double)lin_layer * L;
     double untied = c.tie_embeddings ? 0 : head;
     double act16_all = 4.0 * tokens * (act16 * L + 2.0 * C);
-    double act16_lora = act16_all + 4.0 * tokens * 7.0 * LORA_R * L;
+    double act16_lora = act16_all + 4.0 * tokens * (7.0 * LORA_R + C) * L;
     double act16_freeze = 4.0 * tokens * (act16 * (double)freeze_layers + 2.0 * C);
     double lin_frozen = (double)lin_layer * (L - (double)freeze_layers);
     double fused_g = 4.0 * ((double)P - (double)per_layer * L + (double)per_layer);

@@ -675,7 +675,7 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     /* bf16 mode keeps the f32 matmul inputs ln1, ln2, hact only for LoRA's f32 branch (the
      * one with dropout). Per layer it saves, besides the residual stream: rstd1/rstd2 and lse,
      * q, k (after RoPE), v, gate, up as bf16, attn as f32 (xmid is made again in backward from
-     * x and attn: attn_residual); the bf16 matmul inputs
+     * x and attn, attn_residual, except with LoRA); the bf16 matmul inputs
      * (norm outputs, attn, hact) are made again in backward, in scratch shared by all layers. */
     int keep32 = !tm->bf16 || (lora && !tm->lora_bf16), bf = tm->bf16;
 
@@ -703,7 +703,10 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
         a->vb = bf ? take_bf16(b, BT * KVD) : NULL;
         a->lse = take(b, B * H * T);
         a->attn = take(b, BT * HD);
-        a->xmid = bf ? NULL : take(b, BT * C);
+        /* bf16 mode makes xmid again in backward (one o_proj product) to save (BT,C) f32 per
+         * layer, except for LoRA, whose memory is far below the budget: there the product
+         * (~2% of a SmolLM-shape step) weighs more */
+        a->xmid = bf && !lora ? NULL : take(b, BT * C);
         a->ln2 = keep32 ? take(b, BT * C) : NULL;
         a->rstd2 = take(b, BT);
         a->gate = bf ? NULL : take(b, BT * F);
