@@ -18,11 +18,11 @@
  *                     weight's input-gradient product needs it; bit-identical to bf16_from_f32),
  *                     dB (N,r) += dout^T·(s u), du (M,r) = s (dout·B) WRITTEN.
  *
- * B^T is transposed into the workspace once per call (with s u, zero padded, for the forward) (r rows of N, padded with zero rows to a
- * multiple of 8 so the register blocks stay whole). dB's sum over rows runs in fixed blocks of
- * LORA_ROWS rows, each into its own partial, and the partials are added in block order: the
- * result does not depend on the thread count. u and du may be column windows of wider arrays
- * (row strides ldu, lddu), as the step keeps one u (M,R) per input group.
+ * B^T is transposed into the workspace once per call (with s u, zero padded, for the forward) (r
+ * rows of N, padded with zero rows to a multiple of 8 so the register blocks stay whole). dB's sum
+ * over rows runs in fixed blocks of LORA_ROWS rows, each into its own partial, and the partials are
+ * added in block order: the result does not depend on the thread count. u and du may be column
+ * windows of wider arrays (row strides ldu, lddu), as the step keeps one u (M,R) per input group.
  * The naive twins (double accumulation) are what tests/kernels/test_lora_up.c compares against.
  */
 #include "ftune/kernels.h"
@@ -42,28 +42,28 @@ static inline int pad8(int r) {
     return (r + RB - 1) / RB * RB;
 }
 
+/* Row stride of the workspace's (rp, N) arrays: N rounded up to 16, plus 16 floats. Rows of
+ * exactly N = 1536 floats (6 KiB) would put every other row at the same address modulo 4 KiB,
+ * and the loads of one row then wait on the stores to another (4K aliasing). */
+static inline int64_t ws_ld(int N) {
+    return ((int64_t)N + 15) / 16 * 16 + 16;
+}
+
 size_t lora_up_ws_floats(int M, int N, int r) {
     size_t rp = (size_t)pad8(r), nblk = ((size_t)M + LORA_ROWS - 1) / LORA_ROWS;
-    return rp * (size_t)N * (1 + nblk) + rp * (size_t)M;
+    return rp * (size_t)ws_ld(N) * (1 + nblk) + rp * (size_t)M;
 }
 
 /* bt (rp,N) = B^T, rows r..rp-1 zero */
-static void transpose_b(float *bt, const float *B, int N, int r, int rp) {
+static void transpose_b(float *bt, int64_t ld, const float *B, int N, int r, int rp) {
     for (int i = 0; i < rp; i++)
         for (int n = 0; n < N; n++)
-            bt[(size_t)i * N + n] = i < r ? B[(size_t)n * r + i] : 0.0f;
+            bt[i * ld + n] = i < r ? B[(size_t)n * r + i] : 0.0f;
 }
 
 /* Vectors pass by pointer or through a macro: a function taking or returning a 64-byte vector
  * changes the ABI on targets without AVX-512 (see vec.h). */
 #define LOAD16(v, p) memcpy(&(v), (p), sizeof(v))
-
-static inline float hsum16(const ft_v16f *v) {
-    float s = 0.0f;
-    for (int j = 0; j < 16; j++)
-        s += (*v)[j];
-    return s;
-}
 
 /* 16 f32 -> bf16, round to nearest even, NaN kept quiet: ft_bf16_round per lane */
 static inline void store_bf16x16(uint16_t *dst, const ft_v16f *x) {
@@ -75,12 +75,13 @@ static inline void store_bf16x16(uint16_t *dst, const ft_v16f *x) {
     memcpy(dst, &h, sizeof h);
 }
 
-void lora_up_forward(float *out, uint16_t *outb, const float *res, int ldo, const float *u,
-                     int ldu, float s, const float *B, int M, int N, int r, float *ws) {
+void lora_up_forward(float *out, uint16_t *outb, const float *res, int ldo, const float *u, int ldu,
+                     float s, const float *B, int M, int N, int r, float *ws) {
     if (M <= 0 || N <= 0 || r <= 0) return;
     const int rp = pad8(r);
-    float *bt = ws, *su = ws + (size_t)rp * N; /* su (M,rp) = s u, zero padded */
-    transpose_b(bt, B, N, r, rp);
+    const int64_t ld = ws_ld(N);
+    float *bt = ws, *su = ws + rp * ld; /* su (M,rp) = s u, zero padded */
+    transpose_b(bt, ld, B, N, r, rp);
     for (int64_t m = 0; m < M; m++)
         for (int i = 0; i < rp; i++)
             su[m * rp + i] = i < r ? s * u[m * ldu + i] : 0.0f;
@@ -97,7 +98,7 @@ void lora_up_forward(float *out, uint16_t *outb, const float *res, int ldo, cons
             ft_v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
             for (int i = 0; i < rp; i++) {
                 ft_v16f w;
-                LOAD16(w, bt + (size_t)i * N + n);
+                LOAD16(w, bt + i * ld + n);
                 a0 = ft_fma16(ft_splat16(s4[0][i]), w, a0);
                 a1 = ft_fma16(ft_splat16(s4[1][i]), w, a1);
                 a2 = ft_fma16(ft_splat16(s4[2][i]), w, a2);
@@ -124,7 +125,7 @@ void lora_up_forward(float *out, uint16_t *outb, const float *res, int ldo, cons
                 const int64_t o = (m0 + j) * ldo + n;
                 float a = 0.0f;
                 for (int i = 0; i < rp; i++)
-                    a = fmaf(s4[j][i], bt[(size_t)i * N + n], a);
+                    a = fmaf(s4[j][i], bt[i * ld + n], a);
                 float y = out[o] + a;
                 if (res) y += res[o];
                 if (outb)
@@ -135,17 +136,50 @@ void lora_up_forward(float *out, uint16_t *outb, const float *res, int ldo, cons
     }
 }
 
-/* one row pair (or a single row: m1 == m0, its results discarded) of lora_up_backward's block
- * pass, for the r slice [i0, i0 + RB): du sums returned in d0/d1, dB partial updated */
-static inline void up_backward_rows(float d0[RB], float d1[RB], float *part, const float *bt,
-                                    const float *y0p, const float *y1p, const float su0[RB],
-                                    const float su1[RB], uint16_t *b0, uint16_t *b1, int64_t N,
-                                    int64_t N16) {
-    ft_v16f a0[RB], a1[RB];
-#pragma GCC unroll 8
-    for (int i = 0; i < RB; i++)
-        a0[i] = (ft_v16f){0}, a1[i] = (ft_v16f){0};
-    for (int64_t n = 0; n < N16; n += 16) {
+/* The 16 horizontal sums of a[0..15] in one vector, by a tree of 15 adds (each level halves
+ * the partial sums per accumulator and doubles the accumulators per vector): lane 2p holds
+ * sum(a[TREE_ORDER[p]]), lane 2p + 1 sum(a[8 + TREE_ORDER[p]]). The order of the adds is fixed. */
+static const int TREE_ORDER[8] = {0, 4, 2, 6, 1, 5, 3, 7};
+typedef int32_t ft_v16i __attribute__((vector_size(64)));
+#if defined(__clang__)
+#define SHUF2(a, b, ...) __builtin_shufflevector((a), (b), __VA_ARGS__)
+#else
+#define SHUF2(a, b, ...) __builtin_shuffle((a), (b), (ft_v16i){__VA_ARGS__})
+#endif
+static inline void hsum16x16(ft_v16f *out, const ft_v16f a[16]) {
+    ft_v16f x[8], y[4], z[2];
+    for (int k = 0; k < 8; k++)
+        x[k] =
+            SHUF2(a[2 * k], a[2 * k + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+            SHUF2(a[2 * k], a[2 * k + 1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30,
+                  31);
+    for (int k = 0; k < 4; k++)
+        y[k] = SHUF2(x[2 * k], x[2 * k + 1], 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26,
+                     27) +
+               SHUF2(x[2 * k], x[2 * k + 1], 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30,
+                     31);
+    for (int k = 0; k < 2; k++)
+        z[k] = SHUF2(y[2 * k], y[2 * k + 1], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28,
+                     29) +
+               SHUF2(y[2 * k], y[2 * k + 1], 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30,
+                     31);
+    *out = SHUF2(z[0], z[1], 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30) +
+           SHUF2(z[0], z[1], 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+}
+
+/* One row pair (or a lone row: y1p == y0p, su1 zero, its sums discarded) of lora_up_backward
+ * over the columns [n0, n1) (a multiple of 16 wide), for an r slice of RB: the du partial sums
+ * returned in *sums (hsum16x16's lanes: a[i] row 0, a[8 + i] row 1), the dB^T partial (RB, N)
+ * updated, the bf16 copies written when b0/b1 are given. ld: the row stride of bt and part. */
+static inline void up_backward_tile(ft_v16f *sums, float *part, const float *bt, const float *y0p,
+                                    const float *y1p, const float su0[RB], const float su1[RB],
+                                    uint16_t *b0, uint16_t *b1, int64_t ld, int64_t n0,
+                                    int64_t n1) {
+    ft_v16f a[2 * RB];
+#pragma GCC unroll 16
+    for (int i = 0; i < 2 * RB; i++)
+        a[i] = (ft_v16f){0};
+    for (int64_t n = n0; n < n1; n += 16) {
         ft_v16f y0, y1;
         LOAD16(y0, y0p + n);
         LOAD16(y1, y1p + n);
@@ -154,28 +188,21 @@ static inline void up_backward_rows(float d0[RB], float d1[RB], float *part, con
 #pragma GCC unroll 8
         for (int i = 0; i < RB; i++) {
             ft_v16f w, p;
-            LOAD16(w, bt + i * N + n);
-            a0[i] = ft_fma16(y0, w, a0[i]);
-            a1[i] = ft_fma16(y1, w, a1[i]);
-            LOAD16(p, part + i * N + n);
+            LOAD16(w, bt + i * ld + n);
+            a[i] = ft_fma16(y0, w, a[i]);
+            a[RB + i] = ft_fma16(y1, w, a[RB + i]);
+            LOAD16(p, part + i * ld + n);
             p = ft_fma16(y0, ft_splat16(su0[i]), p);
             p = ft_fma16(y1, ft_splat16(su1[i]), p);
-            memcpy(part + i * N + n, &p, sizeof p);
+            memcpy(part + i * ld + n, &p, sizeof p);
         }
     }
-#pragma GCC unroll 8
-    for (int i = 0; i < RB; i++)
-        d0[i] = hsum16(&a0[i]), d1[i] = hsum16(&a1[i]);
-    for (int64_t n = N16; n < N; n++) {
-        if (b0) b0[n] = ft_bf16_round(y0p[n]);
-        if (b1) b1[n] = ft_bf16_round(y1p[n]);
-        for (int i = 0; i < RB; i++) {
-            d0[i] = fmaf(y0p[n], bt[i * N + n], d0[i]);
-            d1[i] = fmaf(y1p[n], bt[i * N + n], d1[i]);
-            part[i * N + n] = fmaf(y1p[n], su1[i], fmaf(y0p[n], su0[i], part[i * N + n]));
-        }
-    }
+    hsum16x16(sums, a);
 }
+
+/* columns per tile: the tile's B^T and dB^T partial rows (2 x RB x NT floats, 16 KiB) stay in L1
+ * while a block's rows stream through */
+#define NT 256
 
 void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout,
                       const float *u, int ldu, float s, const float *B, int M, int N, int r,
@@ -183,33 +210,60 @@ void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const flo
     if (M <= 0 || N <= 0 || r <= 0) return;
     const int rp = pad8(r);
     const int64_t nblk = ((int64_t)M + LORA_ROWS - 1) / LORA_ROWS, N16 = N / 16 * 16;
-    float *bt = ws, *parts = ws + (size_t)rp * N; /* parts: nblk partials (rp,N) of dB^T */
-    transpose_b(bt, B, N, r, rp);
+    const int64_t ld = ws_ld(N);
+    float *bt = ws, *parts = ws + rp * ld; /* parts: nblk partials (rp,N) of dB^T */
+    transpose_b(bt, ld, B, N, r, rp);
 #pragma omp parallel for schedule(static) if ((int64_t)M * N * r >= FT_OMP_GRAIN)
     for (int64_t blk = 0; blk < nblk; blk++) {
-        float *part = parts + (size_t)blk * rp * N;
-        memset(part, 0, (size_t)rp * N * sizeof(float));
-        const int64_t mend = (blk + 1) * LORA_ROWS < M ? (blk + 1) * LORA_ROWS : M;
-        for (int64_t m = blk * LORA_ROWS; m < mend; m += 2) {
-            const int pair = m + 1 < mend;
-            const int64_t m1 = pair ? m + 1 : m;
-            for (int i0 = 0; i0 < rp; i0 += RB) {
-                float su0[RB], su1[RB], d0[RB], d1[RB];
-                for (int i = 0; i < RB; i++) {
-                    su0[i] = i0 + i < r ? s * u[m * ldu + i0 + i] : 0.0f;
-                    su1[i] = pair && i0 + i < r ? s * u[m1 * ldu + i0 + i] : 0.0f;
+        float *part = parts + blk * rp * ld;
+        memset(part, 0, (size_t)(rp * ld) * sizeof(float));
+        const int64_t mbeg = blk * LORA_ROWS, mend = mbeg + LORA_ROWS < M ? mbeg + LORA_ROWS : M;
+        for (int64_t m = mbeg; m < mend; m++)
+            for (int i = 0; i < r; i++)
+                du[m * lddu + i] = 0.0f;
+        for (int i0 = 0; i0 < rp; i0 += RB) {
+            const int ni = r - i0 < RB ? r - i0 : RB; /* du columns of this slice */
+            /* column tiles, each over all the block's rows; the tail columns (N % 16) last */
+            for (int64_t n0 = 0; n0 < N16; n0 += NT) {
+                const int64_t n1 = n0 + NT < N16 ? n0 + NT : N16;
+                for (int64_t m = mbeg; m < mend; m += 2) {
+                    const int pair = m + 1 < mend;
+                    const int64_t m1 = pair ? m + 1 : m;
+                    float su0[RB], su1[RB];
+                    for (int i = 0; i < RB; i++) {
+                        su0[i] = i0 + i < r ? s * u[m * ldu + i0 + i] : 0.0f;
+                        su1[i] = pair && i0 + i < r ? s * u[m1 * ldu + i0 + i] : 0.0f;
+                    }
+                    /* the bf16 copy once, in the first slice; a lone row converts only itself */
+                    uint16_t *b0 = doutb && i0 == 0 ? doutb + m * N : NULL;
+                    uint16_t *b1 = doutb && i0 == 0 && pair ? doutb + m1 * N : NULL;
+                    ft_v16f sums;
+                    up_backward_tile(&sums, part + i0 * ld, bt + i0 * ld, dout + m * N,
+                                     dout + m1 * N, su0, su1, b0, b1, ld, n0, n1);
+                    for (int p = 0; p < RB; p++) {
+                        const int i = TREE_ORDER[p];
+                        if (i >= ni) continue;
+                        du[m * lddu + i0 + i] += sums[2 * p];
+                        if (pair) du[m1 * lddu + i0 + i] += sums[2 * p + 1];
+                    }
                 }
-                /* the bf16 copy once, in the first slice; a lone row converts only itself */
-                uint16_t *b0 = doutb && i0 == 0 ? doutb + m * N : NULL;
-                uint16_t *b1 = doutb && i0 == 0 && pair ? doutb + m1 * N : NULL;
-                up_backward_rows(d0, d1, part + (size_t)i0 * N, bt + (size_t)i0 * N, dout + m * N,
-                                 dout + m1 * N, su0, su1, b0, b1, N, N16);
-                for (int i = 0; i < RB && i0 + i < r; i++) {
-                    du[m * lddu + i0 + i] = s * d0[i];
-                    if (pair) du[m1 * lddu + i0 + i] = s * d1[i];
+            }
+            for (int64_t m = mbeg; m < mend; m++) {
+                const float *y = dout + m * N;
+                for (int64_t n = N16; n < N; n++) {
+                    if (doutb && i0 == 0) doutb[m * N + n] = ft_bf16_round(y[n]);
+                    for (int i = 0; i < ni; i++) {
+                        du[m * lddu + i0 + i] =
+                            fmaf(y[n], bt[(i0 + i) * ld + n], du[m * lddu + i0 + i]);
+                        float *pp = part + (i0 + i) * ld + n;
+                        *pp = fmaf(y[n], s * u[m * ldu + i0 + i], *pp);
+                    }
                 }
             }
         }
+        for (int64_t m = mbeg; m < mend; m++)
+            for (int i = 0; i < r; i++)
+                du[m * lddu + i] *= s;
     }
     /* dB[n][i] += sum over blocks, in block order */
 #pragma omp parallel for schedule(static) if ((int64_t)N * r * nblk >= FT_OMP_GRAIN)
@@ -217,7 +271,7 @@ void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const flo
         for (int i = 0; i < r; i++) {
             float acc = 0.0f;
             for (int64_t blk = 0; blk < nblk; blk++)
-                acc += parts[((size_t)blk * rp + i) * N + n];
+                acc += parts[(blk * rp + i) * ld + n];
             dB[n * r + i] += acc;
         }
 }
