@@ -75,6 +75,22 @@ static inline void store_bf16x16(uint16_t *dst, const ft_v16f *x) {
     memcpy(dst, &h, sizeof h);
 }
 
+/* 16 columns of lora_up_forward's result at out + o: y = out + acc (+ res), to out or to outb */
+static inline void up_forward_store(float *out, uint16_t *outb, const float *res, int64_t o,
+                                    const ft_v16f *acc) {
+    ft_v16f y, x;
+    LOAD16(y, out + o);
+    y += *acc;
+    if (res) {
+        LOAD16(x, res + o);
+        y += x;
+    }
+    if (outb)
+        store_bf16x16(outb + o, &y);
+    else
+        memcpy(out + o, &y, sizeof y);
+}
+
 void lora_up_forward(float *out, uint16_t *outb, const float *res, int ldo, const float *u, int ldu,
                      float s, const float *B, int M, int N, int r, float *ws) {
     if (M <= 0 || N <= 0 || r <= 0) return;
@@ -94,7 +110,32 @@ void lora_up_forward(float *out, uint16_t *outb, const float *res, int ldo, cons
         const float *s4[4];
         for (int j = 0; j < 4; j++)
             s4[j] = su + (m0 + (j < nr ? j : 0)) * rp;
-        for (int64_t n = 0; n < N16; n += 16) {
+        /* 4 rows x 64 columns: 16 accumulators, each B^T load feeding 4 FMAs and each s u
+         * broadcast 4; then 4 x 16 columns for the rest */
+        const int64_t N64 = N16 / 64 * 64;
+        for (int64_t n = 0; n < N64; n += 64) {
+            ft_v16f a[4][4];
+#pragma GCC unroll 16
+            for (int k = 0; k < 16; k++)
+                a[k / 4][k % 4] = (ft_v16f){0};
+            for (int i = 0; i < rp; i++) {
+                ft_v16f w[4];
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++)
+                    LOAD16(w[c], bt + i * ld + n + 16 * c);
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) {
+                    const ft_v16f sj = ft_splat16(s4[j][i]);
+#pragma GCC unroll 4
+                    for (int c = 0; c < 4; c++)
+                        a[j][c] = ft_fma16(sj, w[c], a[j][c]);
+                }
+            }
+            for (int j = 0; j < nr; j++)
+                for (int c = 0; c < 4; c++)
+                    up_forward_store(out, outb, res, (m0 + j) * ldo + n + 16 * c, &a[j][c]);
+        }
+        for (int64_t n = N64; n < N16; n += 16) {
             ft_v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
             for (int i = 0; i < rp; i++) {
                 ft_v16f w;
@@ -105,20 +146,8 @@ void lora_up_forward(float *out, uint16_t *outb, const float *res, int ldo, cons
                 a3 = ft_fma16(ft_splat16(s4[3][i]), w, a3);
             }
             ft_v16f acc[4] = {a0, a1, a2, a3};
-            for (int j = 0; j < nr; j++) {
-                const int64_t o = (m0 + j) * ldo + n;
-                ft_v16f y, x;
-                LOAD16(y, out + o);
-                y += acc[j];
-                if (res) {
-                    LOAD16(x, res + o);
-                    y += x;
-                }
-                if (outb)
-                    store_bf16x16(outb + o, &y);
-                else
-                    memcpy(out + o, &y, sizeof y);
-            }
+            for (int j = 0; j < nr; j++)
+                up_forward_store(out, outb, res, (m0 + j) * ldo + n, &acc[j]);
         }
         for (int64_t n = N16; n < N; n++)
             for (int j = 0; j < nr; j++) {
