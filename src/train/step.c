@@ -1286,10 +1286,13 @@ ft_status ft_train_model_init(ft_train_model **out, ft_model *m, const ft_train_
     }
     tm->chunk = crossentropy_chunk_rows(opt->B * opt->T, c->vocab_size);
     if ((st = setup_bf16(tm)) != FT_OK) goto fail;
-    if (tm->bf16 && tm->phead_trained) {
-        /* the head's weight gradient dW (V,C) f32 is read and written once per chunk: 2x the
-         * rows (8 Mi logits, 32 MiB f32 + 16 MiB bf16) halve that traffic; 4x measured no
-         * faster on the SmolLM shape (250 vs 244 tokens per CPU-second) for 48 MB more */
+    if (tm->bf16) {
+        /* bf16 mode: 2x the rows (8 Mi logits, 32 MiB f32 + 16 MiB bf16). A trained head's
+         * weight gradient dW (V,C) f32 is read and written once per chunk, so that traffic
+         * halves; 4x measured no faster on the SmolLM shape (250 vs 244 tokens per CPU-second)
+         * for 48 MB more. A frozen head's two products run faster on 170 rows than on 85: the
+         * head + cross-entropy of a SmolLM-shape LoRA step 0.207-0.221 -> 0.186-0.190 s (3x,
+         * 4x: no faster again) */
         int64_t ch = 2 * (int64_t)tm->chunk, bt = (int64_t)opt->B * opt->T;
         tm->chunk = (int)(ch < bt ? ch : bt);
     }
