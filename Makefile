@@ -8,7 +8,10 @@ FUZZCC  ?= clang
 PY      ?= /usr/bin/python3
 LIBS    := -ldnnl -lcjson -lyaml -lpcre2-8 -lutf8proc -lm
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-BASEFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -fopenmp -MMD -MP $(WARN)
+# -fno-math-errno: no math function here is read through errno; with it sqrtf compiles to one
+# instruction that vectorizes (AdamW's update loop was scalar: 13% of a full fine-tuning step).
+# It changes no result (IEEE sqrt is correctly rounded either way).
+BASEFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -fopenmp -fno-math-errno -MMD -MP $(WARN)
 
 REL_CFLAGS  := $(BASEFLAGS) -O2 -march=native -g
 TEST_CFLAGS := $(BASEFLAGS) -O1 -march=native -g -Werror -fno-omit-frame-pointer \

@@ -15,11 +15,13 @@
  * N = the parameters of every matmul weight (q k v o gate up down per layer and the head; a tied
  * embedding counted once, as the head), plus causal attention 3 x 2 x 2 HD (T+1)/2 per layer
  * (QK^T and PV over the causal half; backward twice the forward).
- * The AdamW here is the textbook update (torch.optim.AdamW's arithmetic, lr 1e-4 full / 1e-3
- * LoRA, no weight decay) on the flat buffer, so its cost is in the step as in torch.
+ * The AdamW here is ftune's own (ft_adamw_update, the trainer's: torch 1.13's _single_tensor_adamw
+ * operation by operation; lr 1e-4 full / 1e-3 LoRA, no weight decay, as bench/ref_train.py sets
+ * torch.optim.AdamW) on the flat buffer, so its cost is in the step as in torch.
  */
 #include "ftune/core.h"
 #include "ftune/model.h"
+#include "ftune/optim.h"
 #include "ftune/train.h"
 
 #include <math.h>
@@ -36,15 +38,11 @@ static int rand_id(int V) {
     return 3 + (int)((rng * 0x2545F4914F6CDD1Dull >> 33) % (uint64_t)(V - 3));
 }
 
+/* ftune's AdamW (src/train/optim.c, the trainer's), with torch.optim.AdamW's settings in
+ * bench/ref_train.py: betas (0.9, 0.999), eps 1e-8, weight_decay 0 */
 static void adamw(float *p, const float *g, float *m, float *v, size_t n, int64_t step, float lr) {
-    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
-    float c1 = 1.0f - powf(b1, (float)step), c2 = 1.0f - powf(b2, (float)step);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        m[i] = b1 * m[i] + (1 - b1) * g[i];
-        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
-        p[i] -= lr * (m[i] / c1) / (sqrtf(v[i] / c2) + eps);
-    }
+    static const ft_adamw_hparams h = {0.9, 0.999, 1e-8, 0.0};
+    ft_adamw_update(p, g, m, v, n, &h, step, lr, 0);
 }
 
 typedef struct {

@@ -49,7 +49,7 @@ void ft_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
     const float bc2_sqrt = (float)sqrt(bc2);
     const float eps = (float)h->eps;
     const int do_decay = decay && h->weight_decay != 0.0;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         float pi = p[i];
         if (do_decay) pi = pi * keep;
