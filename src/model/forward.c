@@ -60,7 +60,7 @@ void ft_kv_cache_free(ft_kv_cache *cache) {
 }
 
 static void add_inplace(float *x, const float *y, size_t n) {
-#pragma omp parallel for schedule(static) if (n >= 32768)
+#pragma omp parallel for simd schedule(static) if (n >= 32768)
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 

@@ -104,7 +104,7 @@ double ft_clip_grad_norm(float *g, size_t n, double max_norm) {
     /* torch: clip_coef = max_norm / (total_norm + 1e-6), all float32 tensors; clamp(max=1) */
     float coef = (float)max_norm / ((float)norm + 1e-6f);
     if (coef > 1.0f) coef = 1.0f;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) g[i] *= coef;
     return norm;
 }

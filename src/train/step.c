@@ -48,21 +48,21 @@ static void zero(float *p, size_t n) {
 }
 
 static void add_inplace(float *y, const float *x, size_t n) {
-#pragma omp parallel for schedule(static) if (n >= STEP_GRAIN)
+#pragma omp parallel for simd schedule(static) if (n >= STEP_GRAIN)
     for (size_t i = 0; i < n; i++)
         y[i] += x[i];
 }
 
 /* y (n) += x (n) * s */
 static void add_scaled(float *y, const float *x, float s, size_t n) {
-#pragma omp parallel for schedule(static) if (n >= STEP_GRAIN)
+#pragma omp parallel for simd schedule(static) if (n >= STEP_GRAIN)
     for (size_t i = 0; i < n; i++)
         y[i] += x[i] * s;
 }
 
 /* y (n) = x (n) * s */
 static void scale_to(float *y, const float *x, float s, size_t n) {
-#pragma omp parallel for schedule(static) if (n >= STEP_GRAIN)
+#pragma omp parallel for simd schedule(static) if (n >= STEP_GRAIN)
     for (size_t i = 0; i < n; i++)
         y[i] = x[i] * s;
 }
