@@ -3,6 +3,7 @@
  * B 4, T 256, H 9, KV 3, D 64; stories15M: H 6, KV 6, D 48), variants:
  *   exact   attention_forward/_backward (saves the (B,H,T,T) probabilities)
  *   flash   attention_flash_forward/_backward (online softmax, saves (B,H,T) logsumexp)
+ *   flash-bf16  attention_flash_forward/_backward_bf16 (bf16 q, k, v: the bf16 step's forms)
  * Both are checked against the naive double-accumulated twin first. Prints time, GFLOP/s
  * (forward 4 T^2/2 D H B flops: QK^T and PV over the causal half; backward 2.5x that: 5 products
  * with the recomputed QK^T) and the bytes each saves for backward.
@@ -47,6 +48,26 @@ static void run(const char *model, int B, int T, int H, int KV, int D, int reps,
     LAB_TIME(t, reps,
              attention_flash_backward(gq1, gk1, gv1, dy, o1, q, k, v, lse, NULL, B, T, H, KV, D));
     printf("  %-8s backward %8.2f ms %6.1f GFLOP/s\n", "flash", t * 1e3, 2.5 * fl / t / 1e9);
+    /* bf16 forms (the bf16 step's): q, k, v as bf16, f32 arithmetic on the widened values, so
+     * checked bit for bit against the f32 flash kernels on the rounded inputs */
+    uint16_t *qb = ft_calloc(nq, 2), *kb = ft_calloc(nk, 2), *vb = ft_calloc(nk, 2);
+    bf16_from_f32(qb, q, nq), bf16_from_f32(kb, k, nk), bf16_from_f32(vb, v, nk);
+    bf16_to_f32(q, qb, nq), bf16_to_f32(k, kb, nk), bf16_to_f32(v, vb, nk);
+    attention_flash_forward(o2, lse, q, k, v, NULL, B, T, H, KV, D);
+    attention_flash_backward(gq2, gk2, gv2, dy, o2, q, k, v, lse, NULL, B, T, H, KV, D);
+    attention_flash_forward_bf16(o1, lse, qb, kb, vb, NULL, B, T, H, KV, D);
+    lab_check("flash-bf16 forward == f32 on rounded", o1, o2, nq, 0, 0);
+    attention_flash_backward_bf16(gq1, gk1, gv1, dy, o1, qb, kb, vb, lse, NULL, B, T, H, KV, D);
+    lab_check("flash-bf16 dq == f32 on rounded", gq1, gq2, nq, 0, 0);
+    lab_check("flash-bf16 dk == f32 on rounded", gk1, gk2, nk, 0, 0);
+    lab_check("flash-bf16 dv == f32 on rounded", gv1, gv2, nk, 0, 0);
+    LAB_TIME(t, reps, attention_flash_forward_bf16(o1, lse, qb, kb, vb, NULL, B, T, H, KV, D));
+    printf("  %-8s forward  %8.2f ms %6.1f GFLOP/s\n", "flash-bf16", t * 1e3, fl / t / 1e9);
+    LAB_TIME(t, reps,
+             attention_flash_backward_bf16(gq1, gk1, gv1, dy, o1, qb, kb, vb, lse, NULL, B, T, H,
+                                           KV, D));
+    printf("  %-8s backward %8.2f ms %6.1f GFLOP/s\n", "flash-bf16", t * 1e3, 2.5 * fl / t / 1e9);
+    ft_free(qb), ft_free(kb), ft_free(vb);
     ft_free(q), ft_free(k), ft_free(v), ft_free(dy), ft_free(o1), ft_free(o2), ft_free(att);
     ft_free(lse), ft_free(gq1), ft_free(gk1), ft_free(gv1), ft_free(gq2), ft_free(gk2);
     ft_free(gv2);

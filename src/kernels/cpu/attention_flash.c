@@ -111,14 +111,24 @@ static inline void transpose16(float *dst, int64_t lddst, const float *src, int6
 #endif
 
 /* kt (D, n) = transpose of the n rows x_s (D each, row stride ld; f32, or bf16 widened when bf):
- * f32 rows in 16x16 tiles in registers where the target has AVX-512, the ragged edges and bf16
- * rows element by element */
+ * in 16x16 tiles in registers where the target has AVX-512 (bf16 rows widened 16 at a time into
+ * an f32 tile first: exact, so the same values), the ragged edges element by element */
 static inline __attribute__((always_inline)) void transpose_block(float *kt, const void *x,
                                                                   int64_t ld, int n, int D,
                                                                   const int bf) {
     int s0 = 0;
 #if defined(__AVX512F__)
-    if (!bf) {
+    if (bf) {
+        float tile[16 * FA_MAXD];
+        const int d16 = D / 16 * 16;
+        for (; s0 + 16 <= n; s0 += 16) {
+            widen_rows(tile, (const uint16_t *)x + s0 * ld, ld, 16, D);
+            for (int d = 0; d < d16; d += 16)
+                transpose16(kt + d * FA_BLOCK + s0, FA_BLOCK, tile + d, D);
+            for (int s = 0; s < 16; s++)
+                for (int d = d16; d < D; d++) kt[d * FA_BLOCK + s0 + s] = tile[s * D + d];
+        }
+    } else {
         const float *xf = x;
         const int d16 = D / 16 * 16;
         for (; s0 + 16 <= n; s0 += 16)
