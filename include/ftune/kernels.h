@@ -63,10 +63,12 @@ int bf16_weight_detach(ft_bf16_weight *w, int M);
 void bf16_weight_unpack(const ft_bf16_weight *w, float *dst);
 /* 1 when every x[i] is a bf16 value (its low 16 bits are zero): bf16 loses nothing of it. */
 int bf16_exact(const float *x, size_t n);
-/* out (M,N) [=|+=] inp (M,K) · w^T + bias ; dinp (M,K) += dout (M,N) · w. */
+/* out (M,N) [=|+=] inp (M,K) · w^T + bias ; dinp (M,K) [=|+=] dout (M,N) · w (+= when
+ * accumulate). */
 void matmul_bf16w_forward(float *out, const uint16_t *inp, ft_bf16_weight *w, const float *bias,
                           int M, int accumulate);
-void matmul_bf16w_backward_input(float *dinp, const uint16_t *dout, ft_bf16_weight *w, int M);
+void matmul_bf16w_backward_input(float *dinp, const uint16_t *dout, ft_bf16_weight *w, int M,
+                                 int accumulate);
 
 /* Fused forms for the bf16 step (fused_bf16.c): the f32 kernel's result also written as bf16 in
  * the same pass. rmsnorm_forward_bf16 is bit-identical to rmsnorm_forward followed by

@@ -125,7 +125,9 @@ static void linear_forward(ft_train_model *tm, float *out, float *lu, const floa
 }
 
 /*
- * Backward of linear_forward. dinp (M,K) ADDED; dw (N,K), dbias (N) ADDED when non-NULL.
+ * Backward of linear_forward. dinp (M,K) ADDED, or in bf16 mode WRITTEN when `write` (the first
+ * product into a buffer: no zeroing pass, no read of zeros); dw (N,K), dbias (N) ADDED when
+ * non-NULL.
  *   base:  out = inp·W^T + b   =>  dinp += dout·W ; dW += dout^T·inp ; db += sum_m dout
  *   LoRA:  out += s*v, v = B·u, u = A·xd, xd = drop(inp):
  *          dv  = s*dout                       (ldo, M×N)
@@ -141,17 +143,18 @@ static void lora_up_backward_j(ft_train_model *tm, uint16_t *doutb, const float 
 
 static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *dbias,
                             const float *dout, const float *inp, const uint16_t *inpb,
-                            const float *w, const float *lu, int l, int j, int M, int K, int N) {
+                            const float *w, const float *lu, int l, int j, int M, int K, int N,
+                            int write) {
     if (tm->lora_bf16 && tm->lA[l][j]) { /* LoRA's B side in the pass that rounds dout */
         lora_up_backward_j(tm, dinp || dw ? tm->doutb : NULL, dout, lu, l, j, M, N);
-        if (dinp) matmul_bf16w_backward_input(dinp, tm->doutb, tm->pw[l][j], M);
+        if (dinp) matmul_bf16w_backward_input(dinp, tm->doutb, tm->pw[l][j], M, !write);
         if (dw) matmul_bf16_backward(NULL, dw, tm->doutb, inpb, NULL, M, K, N);
         if (dbias) matmul_backward(NULL, NULL, dbias, dout, inp, w, M, K, N);
         return;
     }
     if (inpb && (dinp || dw)) { /* bf16 mode: dout rounded to bf16, f32 accumulation */
         bf16_from_f32(tm->doutb, dout, (size_t)M * N);
-        if (dinp) matmul_bf16w_backward_input(dinp, tm->doutb, tm->pw[l][j], M);
+        if (dinp) matmul_bf16w_backward_input(dinp, tm->doutb, tm->pw[l][j], M, !write);
         if (dw) matmul_bf16_backward(NULL, dw, tm->doutb, inpb, NULL, M, K, N);
         if (dbias) matmul_backward(NULL, NULL, dbias, dout, inp, w, M, K, N);
     } else if (dinp || dw || dbias) {
@@ -386,9 +389,9 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     /* MLP; bf16 mode: hact (bf16) recomputed from the saved bf16 gate/up, the same bits as the
      * forward's (an elementwise pass instead of (BT,F) bf16 kept per layer) */
     if (a->gateb) swiglu_forward_bf16in(NULL, tm->hactb, a->gateb, a->upb, (size_t)BT * F);
-    zero(tm->dhact, (size_t)BT * F);
+    if (!tm->bf16) zero(tm->dhact, (size_t)BT * F); /* bf16: the first product writes it */
     linear_backward(tm, tm->dhact, dw->w_down, dw->b_down, dres, a->hact, tm->hactb, w->w_down,
-                    lora_u(tm, a, 6), l, 6, BT, F, C);
+                    lora_u(tm, a, 6), l, 6, BT, F, C, 1);
     if (tm->lora_bf16) {
         lora_group_backward(tm, l, 3, tm->dhact, tm->hactb, BT, F);
     }
@@ -396,23 +399,23 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
         swiglu_backward_bf16(tm->dgate, tm->dup, tm->dhact, a->gateb, a->upb, (size_t)BT * F);
     else
         swiglu_backward(tm->dgate, tm->dup, tm->dhact, a->gate, a->up, (size_t)BT * F);
-    zero(dln, (size_t)BT * C);
+    if (!tm->bf16) zero(dln, (size_t)BT * C);
     uint16_t *lnb = tm->lnb; /* bf16 mode: n2, then n1, as bf16 again (the forward's bits) */
     if (lnb) rmsnorm_apply_bf16(lnb, xmid, a->rstd2, w->mlp_norm, BT, C);
     linear_backward(tm, dln, dw->w_gate, dw->b_gate, tm->dgate, a->ln2, lnb, w->w_gate,
-                    lora_u(tm, a, 4), l, 4, BT, C, F);
+                    lora_u(tm, a, 4), l, 4, BT, C, F, 1);
     linear_backward(tm, dln, dw->w_up, dw->b_up, tm->dup, a->ln2, lnb, w->w_up, lora_u(tm, a, 5), l,
-                    5, BT, C, F);
+                    5, BT, C, F, 0);
     if (tm->lora_bf16) {
         lora_group_backward(tm, l, 2, dln, lnb, BT, C);
     }
     rmsnorm_backward(dres, dw->mlp_norm, dln, xmid, w->mlp_norm, a->rstd2, BT, C);
 
     /* attention; bf16 mode: o_proj's bf16 input made again from the f32 output */
-    zero(tm->dattn, (size_t)BT * HD);
+    if (!tm->bf16) zero(tm->dattn, (size_t)BT * HD);
     if (tm->attnb && a->xmid) bf16_from_f32(tm->attnb, a->attn, (size_t)BT * HD);
     linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, a->attn, tm->attnb, w->wo,
-                    lora_u(tm, a, 3), l, 3, BT, HD, C);
+                    lora_u(tm, a, 3), l, 3, BT, HD, C, 1);
     if (tm->lora_bf16) {
         lora_group_backward(tm, l, 1, tm->dattn, tm->attnb, BT, HD);
     }
@@ -437,14 +440,14 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
      * for that or for a trained input_layernorm. NULL skips the work (LoRA dA/dB still run). */
     int need_dx = l > tm->lo_layer || tm->dw.embed != NULL || (l == 0 && tm->tok_tr[0]);
     float *dn1 = need_dx || dw->attn_norm ? dln : NULL;
-    if (dn1) zero(dn1, (size_t)BT * C);
+    if (dn1 && !tm->bf16) zero(dn1, (size_t)BT * C);
     if (lnb) rmsnorm_apply_bf16(lnb, x, a->rstd1, w->attn_norm, BT, C);
     linear_backward(tm, dn1, dw->wq, dw->bq, dqlin, a->ln1, lnb, w->wq, lora_u(tm, a, 0), l, 0, BT,
-                    C, HD);
+                    C, HD, 1);
     linear_backward(tm, dn1, dw->wk, dw->bk, dklin, a->ln1, lnb, w->wk, lora_u(tm, a, 1), l, 1, BT,
-                    C, KVD);
+                    C, KVD, 0);
     linear_backward(tm, dn1, dw->wv, dw->bv, tm->dv, a->ln1, lnb, w->wv, lora_u(tm, a, 2), l, 2, BT,
-                    C, KVD);
+                    C, KVD, 0);
     if (tm->lora_bf16) {
         lora_group_backward(tm, l, 0, dn1, lnb, BT, C);
     }

@@ -141,8 +141,13 @@ static void shape(int M, int K, int N, int with_bias) {
     /* weight gradient: A = dy^T (N,M) {1,N}; B = x (M,K) {K,1} */
     both(tag, "dw", dw, dw0, dy, dyr, 1, N, x, xr, K, 1, NULL, N, M, K);
     memcpy(di, di0, mk * 4);
-    matmul_bf16w_backward_input(di, dyb, pw, M);
+    matmul_bf16w_backward_input(di, dyb, pw, M, 1);
     both(tag, "packed dinp", di, di0, dy, dyr, N, 1, w, wr, K, 1, NULL, M, N, K);
+    /* writing instead of adding: whatever dinp held is overwritten (NaN included) */
+    for (size_t i = 0; i < mk; i++)
+        di[i] = NAN;
+    matmul_bf16w_backward_input(di, dyb, pw, M, 0);
+    both(tag, "packed dinp written", di, NULL, dy, dyr, N, 1, w, wr, K, 1, NULL, M, N, K);
     /* NULL skips: dw untouched when only dinp is asked for */
     memcpy(dw, dw0, nk * 4);
     matmul_bf16_backward(NULL, dw, dyb, xb, wb, M, K, N);
@@ -157,7 +162,7 @@ static void shape(int M, int K, int N, int with_bias) {
     matmul_bf16w_forward(out, xb, pw, bias, M, 0);
     both(tag, "packed forward after refresh", out, NULL, x, xr, K, 1, w, wr, 1, K, bias, M, K, N);
     memcpy(di, di0, mk * 4);
-    matmul_bf16w_backward_input(di, dyb, pw, M);
+    matmul_bf16w_backward_input(di, dyb, pw, M, 1);
     both(tag, "packed dinp after refresh", di, di0, dy, dyr, N, 1, w, wr, K, 1, NULL, M, N, K);
     /* a second row count on the same packed weight (a shorter micro-batch) */
     if (M > 1) {
@@ -407,8 +412,8 @@ static void detached(int K, int N, int M0) {
         matmul_bf16w_forward(o2, xb, det, NULL, Ms, 0);
         memset(d1, 0, (size_t)MX * K * 4);
         memset(d2, 0, (size_t)MX * K * 4);
-        matmul_bf16w_backward_input(d1, dyb, ref, Ms);
-        matmul_bf16w_backward_input(d2, dyb, det, Ms);
+        matmul_bf16w_backward_input(d1, dyb, ref, Ms, 1);
+        matmul_bf16w_backward_input(d2, dyb, det, Ms, 1);
         if (memcmp(o1, o2, (size_t)Ms * N * 4) || memcmp(d1, d2, (size_t)Ms * K * 4)) {
             ok = 0;
             bad_m = Ms;
@@ -450,8 +455,8 @@ static void transient(void) {
             ok &= !memcmp(o1, o2, (size_t)M * N2 * 4);
             memset(d1, 0, (size_t)M * K * 4);
             memset(d2, 0, (size_t)M * K * 4);
-            matmul_bf16w_backward_input(d1, dyb, kept, M);
-            matmul_bf16w_backward_input(d2, dyb, tr, M);
+            matmul_bf16w_backward_input(d1, dyb, kept, M, 1);
+            matmul_bf16w_backward_input(d2, dyb, tr, M, 1);
             ok &= !memcmp(d1, d2, (size_t)M * K * 4);
         }
         for (size_t i = 0; i < (size_t)N * K; i++) w[i] = 0.75f * w[i] - 0.125f; /* an update */

@@ -264,7 +264,7 @@ double crossentropy_bf16_rows_forward_backward(float *dx, float *dw, int64_t *n_
             if (!dx && !dw) continue;
             bf16_from_f32(dlogb, logits, (size_t)n * V);
         }
-        if (dx) matmul_bf16w_backward_input(dxc, dlogb, w, n);
+        if (dx) matmul_bf16w_backward_input(dxc, dlogb, w, n, 1);
         if (dw) matmul_bf16_backward(NULL, dw, dlogb, xc, NULL, n, C, V);
     }
     return nll;

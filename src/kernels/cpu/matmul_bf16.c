@@ -383,10 +383,15 @@ void matmul_bf16w_forward(float *out, const uint16_t *inp, ft_bf16_weight *w, co
     pthread_mutex_unlock(&mmb_lock);
 }
 
-void matmul_bf16w_backward_input(float *dinp, const uint16_t *dout, ft_bf16_weight *w, int M) {
+void matmul_bf16w_backward_input(float *dinp, const uint16_t *dout, ft_bf16_weight *w, int M,
+                                 int accumulate) {
     int K = w->K, N = w->N;
-    if (M <= 0 || N <= 0 || K <= 0) return;
-    mmb_key key = {M, N, K, N, 1, 0, 0, 1, 0, 1};
+    if (M <= 0 || K <= 0) return;
+    if (N <= 0) { /* an empty sum */
+        if (!accumulate) memset(dinp, 0, (size_t)M * K * sizeof(float));
+        return;
+    }
+    mmb_key key = {M, N, K, N, 1, 0, 0, 1, 0, accumulate != 0};
     pthread_mutex_lock(&mmb_lock);
     mmb_entry *e = mmb_get_locked(&key);
     pack_slot *s = use_slot_locked(w, e, M, 0);
