@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -32,6 +33,17 @@ static inline void ft_test_result(int ok, const char *name, const char *fmt, ...
 }
 
 #define CHECK(name, cond, ...) ft_test_result((cond), (name), __VA_ARGS__)
+
+/* Test data: xorshift64*, uniform in [-1, 1), one fixed-seed stream per test binary (each is one
+ * translation unit), so every run draws the same values. */
+static uint64_t ft_test_rng = 0x9E3779B97F4A7C15ull;
+static inline float ft_test_frand(void) {
+    ft_test_rng ^= ft_test_rng >> 12;
+    ft_test_rng ^= ft_test_rng << 25;
+    ft_test_rng ^= ft_test_rng >> 27;
+    uint64_t r = ft_test_rng * 0x2545F4914F6CDD1Dull;
+    return (float)((r >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
 
 /* Compare n floats; prints one PASS/FAIL line with the worst element. Returns 1 if close. */
 static inline int check_close(const char *name, const float *got, const float *ref, size_t n,

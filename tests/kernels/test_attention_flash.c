@@ -29,17 +29,9 @@
 #define GRAD_ATOL 5e-5
 #define GRAD_RTOL 2e-4
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static float frand(void) {
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    uint64_t r = rng_state * 0x2545F4914F6CDD1Dull;
-    return (float)((r >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-}
 static float *rand_buf(size_t n, float s) {
     float *p = malloc(n * sizeof(float) + 4);
-    for (size_t i = 0; i < n; i++) p[i] = frand() * s;
+    for (size_t i = 0; i < n; i++) p[i] = ft_test_frand() * s;
     return p;
 }
 

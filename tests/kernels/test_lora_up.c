@@ -25,18 +25,10 @@
 #include <stdint.h>
 #include <string.h>
 
-static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-static float frand(void) {
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    uint64_t r = rng_state * 0x2545F4914F6CDD1Dull;
-    return (float)((r >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-}
 static float *rand_buf(size_t n) {
     float *p = malloc(n * sizeof(float) + 4);
     for (size_t i = 0; i < n; i++)
-        p[i] = frand();
+        p[i] = ft_test_frand();
     return p;
 }
 

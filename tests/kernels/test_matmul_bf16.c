@@ -32,17 +32,9 @@
 #include <stdint.h>
 #include <string.h>
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static float frand(void) {
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    uint64_t r = rng_state * 0x2545F4914F6CDD1Dull;
-    return (float)((r >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-}
 static float *rand_buf(size_t n) {
     float *p = malloc(n * sizeof(float) + 4);
-    for (size_t i = 0; i < n; i++) p[i] = frand();
+    for (size_t i = 0; i < n; i++) p[i] = ft_test_frand();
     return p;
 }
 static uint16_t *to_bf16(const float *x, size_t n) {
