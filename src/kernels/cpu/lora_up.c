@@ -18,10 +18,10 @@
  *                     weight's input-gradient product needs it; bit-identical to bf16_from_f32),
  *                     dB (N,r) += dout^T·(s u), du (M,r) = s (dout·B) WRITTEN.
  *
- * B^T is transposed into the workspace once per call (with s u, zero padded, for the forward) (r
- * rows of N, padded with zero rows to a multiple of 8 so the register blocks stay whole). dB's sum
- * over rows runs in fixed blocks of LORA_ROWS rows, each into its own partial, and the partials are
- * added in block order: the result does not depend on the thread count. u and du may be column
+ * B^T is transposed into the workspace once per call: r rows of N, padded with zero rows to a
+ * multiple of 8 so the register blocks stay whole (the forward also keeps s u there, zero padded
+ * alike). dB's sum over rows runs in fixed blocks of LORA_ROWS rows, each into its own partial,
+ * and the partials are added in block order: the result does not depend on the thread count. u and du may be column
  * windows of wider arrays (row strides ldu, lddu), as the step keeps one u (M,R) per input group.
  * The naive twins (double accumulation) are what tests/kernels/test_lora_up.c compares against.
  */
