@@ -83,7 +83,8 @@ deps:
 fixtures: deps build/ftune
 	@tools/fetch-fixtures.sh
 
-check: build/ftune $(TST)/ftune $(TEST_BINS) $(FUZZ_BINS)
+# the bench programs are built too, so an interface change cannot leave them broken
+check: build/ftune $(TST)/ftune $(TEST_BINS) $(FUZZ_BINS) $(BENCH_BINS)
 
 test: deps
 	@$(MAKE) --no-print-directory fixtures

@@ -3,7 +3,8 @@
  * B 4, T 256, H 9, KV 3, D 64; stories15M: H 6, KV 6, D 48), variants:
  *   exact   attention_forward/_backward (saves the (B,H,T,T) probabilities)
  *   flash   attention_flash_forward/_backward (online softmax, saves (B,H,T) logsumexp)
- *   flash-bf16  attention_flash_forward/_backward_bf16 (bf16 q, k, v: the bf16 step's forms)
+ *   flash-bf16  attention_flash_forward/_backward_bf16 (bf16 q, k, v, f32 arithmetic)
+ *   flash-dp    attention_flash_forward/_backward_dp (AVX512-BF16 dot products: the bf16 step's)
  * Both are checked against the naive double-accumulated twin first. Prints time, GFLOP/s
  * (forward 4 T^2/2 D H B flops: QK^T and PV over the causal half; backward 2.5x that: 5 products
  * with the recomputed QK^T) and the bytes each saves for backward.
@@ -67,6 +68,23 @@ static void run(const char *model, int B, int T, int H, int KV, int D, int reps,
              attention_flash_backward_bf16(gq1, gk1, gv1, dy, o1, qb, kb, vb, lse, NULL, B, T, H,
                                            KV, D));
     printf("  %-8s backward %8.2f ms %6.1f GFLOP/s\n", "flash-bf16", t * 1e3, 2.5 * fl / t / 1e9);
+    /* dp forms (AVX512-BF16 dot products; P, dS, dout rounded to bf16): not bit-identical,
+     * checked against the f32 kernels on the rounded inputs at bf16 level (2^-7 relative, an
+     * absolute floor for the cancelling sums; the tests bound them element by element) */
+    if (attention_flash_dp_ok(D)) {
+        attention_flash_forward_dp(o1, lse, qb, kb, vb, NULL, B, T, H, KV, D);
+        lab_check("flash-dp forward ~ f32 on rounded", o1, o2, nq, 2e-3, 1e-2);
+        attention_flash_backward_dp(gq1, gk1, gv1, dy, o1, qb, kb, vb, lse, NULL, B, T, H, KV, D);
+        lab_check("flash-dp dq ~ f32 on rounded", gq1, gq2, nq, 1e-2, 2e-2);
+        lab_check("flash-dp dk ~ f32 on rounded", gk1, gk2, nk, 1e-2, 2e-2);
+        lab_check("flash-dp dv ~ f32 on rounded", gv1, gv2, nk, 1e-2, 2e-2);
+        LAB_TIME(t, reps, attention_flash_forward_dp(o1, lse, qb, kb, vb, NULL, B, T, H, KV, D));
+        printf("  %-8s forward  %8.2f ms %6.1f GFLOP/s\n", "flash-dp", t * 1e3, fl / t / 1e9);
+        LAB_TIME(t, reps,
+                 attention_flash_backward_dp(gq1, gk1, gv1, dy, o1, qb, kb, vb, lse, NULL, B, T, H,
+                                             KV, D));
+        printf("  %-8s backward %8.2f ms %6.1f GFLOP/s\n", "flash-dp", t * 1e3, 2.5 * fl / t / 1e9);
+    }
     ft_free(qb), ft_free(kb), ft_free(vb);
     ft_free(q), ft_free(k), ft_free(v), ft_free(dy), ft_free(o1), ft_free(o2), ft_free(att);
     ft_free(lse), ft_free(gq1), ft_free(gk1), ft_free(gv1), ft_free(gq2), ft_free(gk2);

@@ -61,7 +61,7 @@ static void shape(int M, int K, int N, int reps) {
         check_bf16("dw bf16 vs f32", dw16, dw32, (size_t)N * K, M, M);
         memset(di16, 0, (size_t)M * K * 4);
         memset(di32, 0, (size_t)M * K * 4);
-        matmul_bf16w_backward_input(di16, dyb, pw, M);
+        matmul_bf16w_backward_input(di16, dyb, pw, M, 0);
         matmul_backward(di32, NULL, NULL, dy, x, w, M, K, N);
         check_bf16("dinp bf16-pack vs f32", di16, di32, (size_t)M * K, N, N);
     }
@@ -78,7 +78,7 @@ static void shape(int M, int K, int N, int reps) {
     if (peak16 > 0) {
         LAB_TIME(t, reps, matmul_bf16_backward(di16, NULL, dyb, xb, wb, M, K, N));
         report(name, "dinp", "bf16", fl, t, peak16);
-        LAB_TIME(t, reps, matmul_bf16w_backward_input(di16, dyb, pw, M));
+        LAB_TIME(t, reps, matmul_bf16w_backward_input(di16, dyb, pw, M, 0));
         report(name, "dinp", "bf16-pack", fl, t, peak16);
     }
     LAB_TIME(t, reps, matmul_backward(NULL, dw32, NULL, dy, x, w, M, K, N));

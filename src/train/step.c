@@ -322,7 +322,10 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         bf16_from_f32(a->qb, q, (size_t)BT * HD);
         bf16_from_f32(a->kb, k, (size_t)BT * KVD);
         bf16_from_f32(a->vb, v, (size_t)BT * KVD);
-        attention_flash_forward_bf16(a->attn, a->lse, a->qb, a->kb, a->vb, seg, B, T, H, KV, D);
+        if (attention_flash_dp_ok(D)) /* bf16 dot products: P rounded as autocast does */
+            attention_flash_forward_dp(a->attn, a->lse, a->qb, a->kb, a->vb, seg, B, T, H, KV, D);
+        else
+            attention_flash_forward_bf16(a->attn, a->lse, a->qb, a->kb, a->vb, seg, B, T, H, KV, D);
         bf16_from_f32(tm->attnb, a->attn, (size_t)BT * HD);
     } else {
         attention_flash_forward(a->attn, a->lse, a->q, a->k, a->v, seg, B, T, H, KV, D);
@@ -419,7 +422,10 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     if (tm->lora_bf16) {
         lora_group_backward(tm, l, 1, tm->dattn, tm->attnb, BT, HD);
     }
-    if (tm->bf16)
+    if (tm->bf16 && attention_flash_dp_ok(D))
+        attention_flash_backward_dp(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->qb, a->kb, a->vb,
+                                    a->lse, seg, B, T, H, KV, D);
+    else if (tm->bf16)
         attention_flash_backward_bf16(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->qb, a->kb,
                                       a->vb, a->lse, seg, B, T, H, KV, D);
     else

@@ -8,6 +8,8 @@
  * The bf16 forms (q, k, v as bf16) on the same shapes: bit-identical to the f32 kernels run
  * on the widened inputs (bf16_forms), so the tolerances below cover them too, plus the bf16
  * rounding of their inputs (relative 2^-9 per element), which is the mixed-precision recipe's.
+ * The dp forms (AVX512-BF16 dot products, head dims a multiple of 16) round more (P, dS, dout):
+ * they get a per-element bound derived from the absolute terms (dp_forms below).
  *
  * Tolerances (|got - ref| <= atol + rtol |ref|):
  *   out, lse: f32 dot products over D <= 80 terms and softmax sums over T <= 200 terms, in a
@@ -31,7 +33,8 @@
 
 static float *rand_buf(size_t n, float s) {
     float *p = malloc(n * sizeof(float) + 4);
-    for (size_t i = 0; i < n; i++) p[i] = ft_test_frand() * s;
+    for (size_t i = 0; i < n; i++)
+        p[i] = ft_test_frand() * s;
     return p;
 }
 
@@ -58,12 +61,122 @@ static void bf16_forms(int B, int T, int H, int KV, int D, const int *seg, const
     attention_flash_backward_bf16(g2[0], g2[1], g2[2], dout, ob, qb, kb, vb, lb, seg, B, T, H, KV,
                                   D);
     snprintf(name, sizeof name, "flash bf16 backward == f32 on widened inputs %s", tag);
-    CHECK(name, !memcmp(g1[0], g2[0], nq * 4) && !memcmp(g1[1], g2[1], nk * 4) &&
-                    !memcmp(g1[2], g2[2], nk * 4),
+    CHECK(name,
+          !memcmp(g1[0], g2[0], nq * 4) && !memcmp(g1[1], g2[1], nk * 4) &&
+              !memcmp(g1[2], g2[2], nk * 4),
           "dq, dk or dv differ");
-    for (int i = 0; i < 3; i++) free(g1[i]), free(g2[i]);
+    for (int i = 0; i < 3; i++)
+        free(g1[i]), free(g2[i]);
     free(qb), free(kb), free(vb), free(ob), free(qw), free(kw), free(vw), free(ow), free(lw);
     free(lb);
+}
+
+/* |got - ref| <= atol + rtol |ref| + 2^-7 budget, element by element; reports the worst */
+static void check_budget(const char *name, const float *got, const double *ref,
+                         const double *budget, size_t n, double atol, double rtol) {
+    size_t worst = 0;
+    double excess = -INFINITY;
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - ref[i]),
+               lim = atol + rtol * fabs(ref[i]) + budget[i] / 128;
+        if (!(d <= lim)) bad = 1; /* NaN fails */
+        if (d - lim > excess || d != d) excess = d - lim, worst = i;
+    }
+    CHECK(name, !bad, "element %zu: got %.9g ref %.9g, |diff| %.3g > bound %.3g (budget %.3g)",
+          worst, got[worst], ref[worst], fabs(got[worst] - ref[worst]),
+          atol + rtol * fabs(ref[worst]) + budget[worst] / 128, budget[worst]);
+}
+
+/* The dp forms (AVX512-BF16 dot products) round P, dS and dout to bf16 as operands, so they are
+ * checked against a double reference on the same bf16 q, k, v with a bound derived per element:
+ * the f32 tolerances above plus 2^-7 times the sum of the absolute product terms behind the
+ * element (the "budget"). Each term carries at most two bf16 roundings (relative 2^-9 each) of
+ * its operands or of what they were computed from, so 2^-8 of the budget bounds the error; 2^-7
+ * leaves a factor 2. Budgets, per (b, h, t), P the probabilities, c = 1/sqrt(D):
+ *   out_td: sum_s P_ts |v_sd|                     dv_sd: sum_t P_ts |dout_td|
+ *   dS_ts:  c P_ts (sum_d |dout_td v_sd| + sum_d |dout_td| bout_td) + |dS_ts|
+ *           (dP's dout rounding; delta = dout·out from the dp forward's out; dS's own rounding)
+ *   dq_td:  sum_s bdS_ts |k_sd|                  dk_sd: sum_t bdS_ts |q_td|
+ * Outputs start as garbage (WRITTEN); a NULL dq leaves dv bit for bit as it was. */
+static void dp_forms(int B, int T, int H, int KV, int D, const int *seg, const float *q,
+                     const float *k, const float *v, const float *dout, const char *tag) {
+    char name[200];
+    const int G = H / KV;
+    const double c = 1.0 / sqrt((double)D);
+    size_t nq = (size_t)B * T * H * D, nk = (size_t)B * T * KV * D, nl = (size_t)B * H * T;
+    uint16_t *qb = malloc(nq * 2 + 2), *kb = malloc(nk * 2 + 2), *vb = malloc(nk * 2 + 2);
+    float *qw = malloc(nq * 4 + 4), *kw = malloc(nk * 4 + 4), *vw = malloc(nk * 4 + 4);
+    bf16_from_f32(qb, q, nq), bf16_from_f32(kb, k, nk), bf16_from_f32(vb, v, nk);
+    bf16_to_f32(qw, qb, nq), bf16_to_f32(kw, kb, nk), bf16_to_f32(vw, vb, nk);
+    double *ro = calloc(nq, 8), *bo = calloc(nq, 8), *rq = calloc(nq, 8), *bq = calloc(nq, 8);
+    double *rk = calloc(nk, 8), *bk = calloc(nk, 8), *rv = calloc(nk, 8), *bv = calloc(nk, 8);
+    double *P = malloc((size_t)T * 8), *dS = malloc((size_t)T * 8), *bS = malloc((size_t)T * 8);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t t = 0; t < T; t++) {
+                const float *qt = qw + ((b * T + t) * H + h) * D,
+                            *go = dout + ((b * T + t) * H + h) * D;
+                double mx = -INFINITY, sum = 0, delta = 0, bdelta = 0;
+                for (int64_t s = 0; s <= t; s++) {
+                    P[s] = -INFINITY;
+                    if (seg && seg[b * T + s] != seg[b * T + t]) continue;
+                    double a = 0;
+                    for (int d = 0; d < D; d++)
+                        a += (double)qt[d] * kw[((b * T + s) * KV + h / G) * D + d];
+                    P[s] = a * c;
+                    if (P[s] > mx) mx = P[s];
+                }
+                for (int64_t s = 0; s <= t; s++)
+                    sum += P[s] == -INFINITY ? 0 : exp(P[s] - mx);
+                for (int64_t s = 0; s <= t; s++)
+                    P[s] = P[s] == -INFINITY ? 0 : exp(P[s] - mx) / sum;
+                double *o = ro + ((b * T + t) * H + h) * D, *ob = bo + ((b * T + t) * H + h) * D;
+                for (int64_t s = 0; s <= t; s++)
+                    for (int d = 0; d < D; d++) {
+                        const double x = vw[((b * T + s) * KV + h / G) * D + d];
+                        o[d] += P[s] * x, ob[d] += P[s] * fabs(x);
+                    }
+                for (int d = 0; d < D; d++)
+                    delta += go[d] * o[d], bdelta += fabs(go[d]) * ob[d];
+                for (int64_t s = 0; s <= t; s++) {
+                    const float *vs = vw + ((b * T + s) * KV + h / G) * D;
+                    double dp = 0, bdp = 0;
+                    for (int d = 0; d < D; d++)
+                        dp += (double)go[d] * vs[d], bdp += fabs((double)go[d] * vs[d]);
+                    dS[s] = c * P[s] * (dp - delta);
+                    bS[s] = c * P[s] * (bdp + bdelta) + fabs(dS[s]);
+                }
+                for (int64_t s = 0; s <= t; s++) {
+                    const size_t kr = ((b * T + s) * KV + h / G) * D,
+                                 qr = ((b * T + t) * H + h) * D;
+                    for (int d = 0; d < D; d++) {
+                        rq[qr + d] += dS[s] * kw[kr + d], bq[qr + d] += bS[s] * fabs(kw[kr + d]);
+                        rk[kr + d] += dS[s] * qw[qr + d], bk[kr + d] += bS[s] * fabs(qw[qr + d]);
+                        rv[kr + d] += P[s] * go[d], bv[kr + d] += P[s] * fabs(go[d]);
+                    }
+                }
+            }
+    float *o1 = rand_buf(nq, 1), *l1 = rand_buf(nl, 1);
+    float *g[3] = {rand_buf(nq, 9), rand_buf(nk, 9), rand_buf(nk, 9)}, *gv = rand_buf(nk, 9);
+    attention_flash_forward_dp(o1, l1, qb, kb, vb, seg, B, T, H, KV, D);
+    snprintf(name, sizeof name, "flash dp forward within bf16 bound %s", tag);
+    check_budget(name, o1, ro, bo, nq, OUT_ATOL, OUT_RTOL);
+    attention_flash_backward_dp(g[0], g[1], g[2], dout, o1, qb, kb, vb, l1, seg, B, T, H, KV, D);
+    snprintf(name, sizeof name, "flash dp dq within bf16 bound %s", tag);
+    check_budget(name, g[0], rq, bq, nq, GRAD_ATOL, GRAD_RTOL);
+    snprintf(name, sizeof name, "flash dp dk within bf16 bound %s", tag);
+    check_budget(name, g[1], rk, bk, nk, GRAD_ATOL, GRAD_RTOL);
+    snprintf(name, sizeof name, "flash dp dv within bf16 bound %s", tag);
+    check_budget(name, g[2], rv, bv, nk, GRAD_ATOL, GRAD_RTOL);
+    attention_flash_backward_dp(NULL, NULL, gv, dout, o1, qb, kb, vb, l1, seg, B, T, H, KV, D);
+    snprintf(name, sizeof name, "flash dp dv alone %s", tag);
+    CHECK(name, !memcmp(gv, g[2], nk * 4), "dv differs without dq, dk");
+    for (int i = 0; i < 3; i++)
+        free(g[i]);
+    free(gv), free(o1), free(l1), free(P), free(dS), free(bS), free(ro), free(bo), free(rq);
+    free(bq), free(rk), free(bk), free(rv), free(bv), free(qb), free(kb), free(vb), free(qw);
+    free(kw), free(vw);
 }
 
 static void one(int B, int T, int H, int KV, int D, int with_seg) {
@@ -133,6 +246,7 @@ static void one(int B, int T, int H, int KV, int D, int with_seg) {
     snprintf(name, sizeof name, "flash dv alone %s", tag);
     check_close(name, gv3, gv1, nk, 0, 0);
     bf16_forms(B, T, H, KV, D, seg, q, k, v, dout, tag);
+    if (attention_flash_dp_ok(D)) dp_forms(B, T, H, KV, D, seg, q, k, v, dout, tag);
     free(q), free(k), free(v), free(dout), free(seg), free(o1), free(o2), free(o3), free(att);
     free(lse), free(lse_ref), free(gq1), free(gk1), free(gv1), free(gq2), free(gk2), free(gv2);
     free(gv3);
@@ -140,9 +254,9 @@ static void one(int B, int T, int H, int KV, int D, int with_seg) {
 
 int main(void) {
     static const int sh[][6] = {
-        {1, 1, 1, 1, 1, 0},    {1, 5, 2, 2, 7, 0},    {2, 63, 4, 4, 48, 0},  {1, 64, 4, 2, 64, 1},
-        {2, 65, 6, 2, 80, 0},  {1, 130, 6, 3, 48, 1}, {2, 200, 3, 1, 64, 1}, {1, 129, 9, 3, 64, 0},
-        {3, 17, 6, 2, 16, 1},  {1, 77, 4, 2, 32, 0},  {1, 70, 2, 1, 96, 1},  {1, 100, 2, 2, 128, 0},
+        {1, 1, 1, 1, 1, 0},   {1, 5, 2, 2, 7, 0},    {2, 63, 4, 4, 48, 0},  {1, 64, 4, 2, 64, 1},
+        {2, 65, 6, 2, 80, 0}, {1, 130, 6, 3, 48, 1}, {2, 200, 3, 1, 64, 1}, {1, 129, 9, 3, 64, 0},
+        {3, 17, 6, 2, 16, 1}, {1, 77, 4, 2, 32, 0},  {1, 70, 2, 1, 96, 1},  {1, 100, 2, 2, 128, 0},
     };
     for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
         one(sh[i][0], sh[i][1], sh[i][2], sh[i][3], sh[i][4], sh[i][5]);

@@ -79,37 +79,6 @@ static inline float dotf(const float *a, const float *b, int D) {
     return s;
 }
 
-#if defined(__AVX512F__)
-/* dst rows j < 16 (stride lddst) = column j of the 16 rows src_i (stride ldsrc), in registers:
- * pairs of rows interleaved by 32 then 64 bits give, in 128-bit lane k of r[4i+j], column 4k+j
- * of rows 4i..4i+3; two rounds of 128-bit lane shuffles gather each column's four lanes. */
-static inline void transpose16(float *dst, int64_t lddst, const float *src, int64_t ldsrc) {
-    __m512 r[16], t[16];
-    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * ldsrc);
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]),
-                c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
-        r[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-    }
-    for (int j = 0; j < 4; j++) {
-        __m512 u = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44), w = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);
-        __m512 u2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44),
-               w2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
-        _mm512_storeu_ps(dst + (0 + j) * lddst, _mm512_shuffle_f32x4(u, u2, 0x88));
-        _mm512_storeu_ps(dst + (4 + j) * lddst, _mm512_shuffle_f32x4(u, u2, 0xDD));
-        _mm512_storeu_ps(dst + (8 + j) * lddst, _mm512_shuffle_f32x4(w, w2, 0x88));
-        _mm512_storeu_ps(dst + (12 + j) * lddst, _mm512_shuffle_f32x4(w, w2, 0xDD));
-    }
-}
-#endif
-
 /* kt (D, n) = transpose of the n rows x_s (D each, row stride ld; f32, or bf16 widened when bf):
  * in 16x16 tiles in registers where the target has AVX-512 (bf16 rows widened 16 at a time into
  * an f32 tile first: exact, so the same values), the ragged edges element by element */
@@ -124,7 +93,7 @@ static inline __attribute__((always_inline)) void transpose_block(float *kt, con
         for (; s0 + 16 <= n; s0 += 16) {
             widen_rows(tile, (const uint16_t *)x + s0 * ld, ld, 16, D);
             for (int d = 0; d < d16; d += 16)
-                transpose16(kt + d * FA_BLOCK + s0, FA_BLOCK, tile + d, D);
+                ft_transpose16(kt + d * FA_BLOCK + s0, FA_BLOCK, tile + d, D);
             for (int s = 0; s < 16; s++)
                 for (int d = d16; d < D; d++) kt[d * FA_BLOCK + s0 + s] = tile[s * D + d];
         }
@@ -133,7 +102,7 @@ static inline __attribute__((always_inline)) void transpose_block(float *kt, con
         const int d16 = D / 16 * 16;
         for (; s0 + 16 <= n; s0 += 16)
             for (int d = 0; d < d16; d += 16)
-                transpose16(kt + d * FA_BLOCK + s0, FA_BLOCK, xf + s0 * ld + d, ld);
+                ft_transpose16(kt + d * FA_BLOCK + s0, FA_BLOCK, xf + s0 * ld + d, ld);
         for (int s = 0; s < s0; s++) /* columns past the last full 16 */
             for (int d = d16; d < D; d++) kt[d * FA_BLOCK + s] = xf[s * ld + d];
     }

@@ -133,4 +133,38 @@ static inline uint16_t ft_bf16_round(float f) {
     return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40 : r);
 }
 
+#if defined(__AVX512F__)
+/* dst rows j < 16 (stride lddst) = column j of the 16 rows src_i (stride ldsrc), in registers
+ * (pure data movement: any 32-bit elements, bf16 pairs included, keep their bits):
+ * pairs of rows interleaved by 32 then 64 bits give, in 128-bit lane k of r[4i+j], column 4k+j
+ * of rows 4i..4i+3; two rounds of 128-bit lane shuffles gather each column's four lanes. */
+static inline void ft_transpose16(float *dst, int64_t lddst, const float *src, int64_t ldsrc) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = _mm512_loadu_ps(src + i * ldsrc);
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]),
+                c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int j = 0; j < 4; j++) {
+        __m512 u = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44),
+               w = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);
+        __m512 u2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44),
+               w2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
+        _mm512_storeu_ps(dst + (0 + j) * lddst, _mm512_shuffle_f32x4(u, u2, 0x88));
+        _mm512_storeu_ps(dst + (4 + j) * lddst, _mm512_shuffle_f32x4(u, u2, 0xDD));
+        _mm512_storeu_ps(dst + (8 + j) * lddst, _mm512_shuffle_f32x4(w, w2, 0x88));
+        _mm512_storeu_ps(dst + (12 + j) * lddst, _mm512_shuffle_f32x4(w, w2, 0xDD));
+    }
+}
+#endif
+
 #endif

@@ -1,0 +1,487 @@
+/*
+ * Flash attention on AVX512-BF16 dot products (VDPBF16PS): the bf16 training step's forms.
+ * Same function, algorithm and task split as attention_flash.c (read its header first): online
+ * softmax forward saving only lse, FlashAttention-2 backward per (b, kv-head) task, GQA without
+ * repeating K/V, seg masks. What differs is the five inner products, each a product of bf16
+ * operands summed in f32, two terms per lane per instruction (twice the f32 FMA's work):
+ *   S  = q k^T               q, k as given (bf16)
+ *   o += P v                 P rounded to bf16 (the unnormalised probabilities, <= 1)
+ *   dP = dout v^T            dout rounded to bf16
+ *   dv += P^T dout, dk += dS^T q     P, dS, dout rounded to bf16
+ *   dq += dS k               dS rounded to bf16
+ * These are the rounding points of FlashAttention-2 on GPUs and of PyTorch's bf16 autocast (its
+ * matmuls take bf16 operands, the probabilities and incoming gradients included). Everything
+ * else stays f32 as in attention_flash.c: the softmax (max, exp, running sum over the f32
+ * probabilities), lse, delta_t = dout_t · out_t (f32 dout and out), dS = P (dP - delta) before its
+ * rounding, every accumulator and every output. So each result differs from the exact f32 kernel
+ * on the same bf16 q, k, v by the rounding of P, dS and dout: relative 2^-9 per product term,
+ * bounded in tests/kernels/test_attention_flash.c by the sum of the absolute terms.
+ *
+ * VDPBF16PS, lane i: acc += a[2i+1] b[2i+1] + a[2i] b[2i] — both products exact in f32, the odd
+ * term added first, denormal inputs and results flushed to zero. One operand is a 32-bit
+ * "pair word" (two bf16, the lower-indexed one in the low half) broadcast to all lanes; the other
+ * holds 16 lanes of pair words, so each product needs its lane dimension in one layout:
+ *   S, dP  lanes over 16 keys, pairs over d: K (V) block as pair words transposed, kt2[d/2][s]
+ *          (a 32-bit transpose of the bf16 rows); q (dout) pair words broadcast from their rows.
+ *   o, dq  lanes over 16 d, pairs over keys: V (K) rows interleaved two by two, vi[s/2][d];
+ *          P (dS) rows as bf16, their pair words broadcast.
+ *   dv, dk lanes over 16 d, pairs over query rows: dout (q) rows interleaved two by two,
+ *          oi[t/2][d]; the pair (P_ts, P_t+1,s) (dS) broadcast from P2[t/2][s].
+ * Odd counts are padded with zero rows (a zero bf16 times a finite value adds nothing); entries
+ * past the causal edge are already exact zeros in P and dS, as in attention_flash.c.
+ *
+ * Head dims D = 16 nd, nd <= 8 (attention_flash_dp_ok); targets without AVX512-BF16 have no dp
+ * forms (attention_flash_dp_ok is 0 and the step uses attention_flash_*_bf16).
+ */
+#include "ftune/kernels.h"
+
+#include "ftune/core.h"
+
+#include "vec.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__AVX512BF16__)
+
+#define DP_BLOCK 64   /* keys per block */
+#define DP_ROWS 16    /* query rows per tile */
+#define DP_QROWS 64   /* query rows per forward task */
+#define DP_MAXD 128   /* largest head dim (8 lanes of 16) */
+#define DP_DELTA 8192 /* backward: rows x heads-per-KV-head whose delta is computed up front */
+#define DP_NV (DP_BLOCK / 16)
+#define DP_RB(nd) ((nd) <= 4 ? 4 : 2) /* rows (keys) per register block: RB x nd <= 16 accs */
+#define AI static inline __attribute__((always_inline))
+
+int attention_flash_dp_ok(int D) {
+    return D % 16 == 0 && D >= 16 && D <= DP_MAXD;
+}
+
+static inline uint32_t ld32(const void *p) {
+    uint32_t u;
+    memcpy(&u, p, 4);
+    return u;
+}
+#define BCAST(w) ((__m512bh)_mm512_set1_epi32((int)(w)))
+#define LDPW(p) ((__m512bh)_mm512_loadu_si512(p))
+
+/* word j of 32 bf16 (two rows a, b of 16 side by side) -> pair word j/2 = (a[j/2], b[j/2]) */
+static const uint16_t ilv_ab[32] = {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
+                                    8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+static const uint16_t ilv_lo_hi[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
+                                       21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
+                                       11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+static const uint16_t zero_row[DP_MAXD];
+
+/* dst[i] (16 pair words) = (a[i], b[i]): two bf16 rows interleaved */
+AI void pair_bf(uint32_t *dst, const uint16_t *a, const uint16_t *b) {
+    __m512i x = _mm512_castsi256_si512(_mm256_loadu_si256((const void *)a));
+    __m512i y = _mm512_castsi256_si512(_mm256_loadu_si256((const void *)b));
+    _mm512_storeu_si512(dst, _mm512_permutex2var_epi16(x, _mm512_loadu_si512(ilv_ab), y));
+}
+
+/* dst[i] (16 pair words) = (bf16(a[i]), bf16(b[i])), round to nearest even */
+AI void pair_f32(uint32_t *dst, const float *a, const float *b) {
+    __m512i x = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(b), _mm512_loadu_ps(a));
+    _mm512_storeu_si512(dst, _mm512_permutexvar_epi16(_mm512_loadu_si512(ilv_lo_hi), x));
+}
+
+/* dst (DP_BLOCK bf16) = bf16 of the DP_BLOCK floats x */
+AI void round_row(uint16_t *dst, const float *x) {
+    for (int c = 0; c < DP_NV; c++)
+        _mm256_storeu_si256((void *)(dst + 16 * c),
+                            (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + 16 * c)));
+}
+
+/* dst[j DP_BLOCK + s] = pair word j (elements 2j, 2j+1) of row s of x (n rows of D bf16, stride
+ * ld), rows s in [n, DP_BLOCK) zero: the kt2 layout */
+static void pairs_transposed(uint32_t *dst, const uint16_t *x, int64_t ld, int n, int D) {
+    const int D2 = D / 2, j16 = D2 / 16 * 16;
+    int s0 = 0;
+    for (; s0 + 16 <= n; s0 += 16)
+        for (int j = 0; j < j16; j += 16)
+            ft_transpose16((float *)(dst + j * DP_BLOCK + s0), DP_BLOCK,
+                           (const float *)(x + s0 * ld + 2 * j), ld / 2);
+    for (int s = 0; s < s0; s++)
+        for (int j = j16; j < D2; j++)
+            dst[j * DP_BLOCK + s] = ld32(x + s * ld + 2 * j);
+    for (int s = s0; s < n; s++)
+        for (int j = 0; j < D2; j++)
+            dst[j * DP_BLOCK + s] = ld32(x + s * ld + 2 * j);
+    for (int j = 0; j < D2; j++)
+        for (int s = n; s < DP_BLOCK; s++)
+            dst[j * DP_BLOCK + s] = 0;
+}
+
+/* dst[p D + d] = (x_2p[d], x_2p+1[d]) for p < (n + 1) / 2, x_s = x + s ld (bf16 rows), a zero row
+ * past n: the vi / ki / qi layout */
+static void pairs_rows_bf(uint32_t *dst, const uint16_t *x, int64_t ld, int n, int D) {
+    for (int p = 0; 2 * p < n; p++) {
+        const uint16_t *a = x + 2 * p * ld, *b = 2 * p + 1 < n ? a + ld : zero_row;
+        for (int d = 0; d < D; d += 16)
+            pair_bf(dst + p * D + d, a + d, b + d);
+    }
+}
+
+/* S (nrow, DP_BLOCK) = A (nrow bf16 rows of D, stride lda) · the block kt2: nrow <= 4 rows
+ * share each loaded kt2 row (16 accumulators) */
+AI void scores_rows(float *S, const uint16_t *A, int64_t lda, const uint32_t *kt2, int D2,
+                    const int nrow) {
+    __m512 acc[4][DP_NV];
+#pragma GCC unroll 4
+    for (int q = 0; q < nrow; q++)
+#pragma GCC unroll 4
+        for (int c = 0; c < DP_NV; c++)
+            acc[q][c] = _mm512_setzero_ps();
+    for (int j = 0; j < D2; j++) {
+        __m512bh kv[DP_NV];
+#pragma GCC unroll 4
+        for (int c = 0; c < DP_NV; c++)
+            kv[c] = LDPW(kt2 + j * DP_BLOCK + 16 * c);
+#pragma GCC unroll 4
+        for (int q = 0; q < nrow; q++) {
+            const __m512bh a = BCAST(ld32(A + q * lda + 2 * j));
+#pragma GCC unroll 4
+            for (int c = 0; c < DP_NV; c++)
+                acc[q][c] = _mm512_dpbf16_ps(acc[q][c], a, kv[c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < nrow; q++)
+#pragma GCC unroll 4
+        for (int c = 0; c < DP_NV; c++)
+            _mm512_storeu_ps(S + q * DP_BLOCK + 16 * c, acc[q][c]);
+}
+
+static inline void tile_scores(float *S, const uint16_t *A, int64_t lda, const uint32_t *kt2,
+                               int nr, int D) {
+    int r = 0;
+    for (; r + 4 <= nr; r += 4)
+        scores_rows(S + r * DP_BLOCK, A + r * lda, lda, kt2, D / 2, 4);
+    for (; r < nr; r++)
+        scores_rows(S + r * DP_BLOCK, A + r * lda, lda, kt2, D / 2, 1);
+}
+
+/* rows r < nr of y (D = 16 nd f32 each, row stride ldy): y_r = y_r * corr[r] (corr NULL: 1) +
+ * sum_{p < np} (w_r[2p] x_2p + w_r[2p+1] x_2p+1), w_r = w + r wstride a bf16 row read as pair
+ * words, x the interleaved pair rows (D words each): the forward's o += P v and dq += dS k */
+AI void wrows(float *y, int64_t ldy, const float *corr, const uint32_t *w, int wstride,
+              const uint32_t *x, int np, const int nr, const int nd) {
+    __m512 acc[4][8];
+    const int D = 16 * nd;
+#pragma GCC unroll 4
+    for (int r = 0; r < nr; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < nd; c++) {
+            acc[r][c] = _mm512_loadu_ps(y + r * ldy + 16 * c);
+            if (corr) acc[r][c] = _mm512_mul_ps(acc[r][c], _mm512_set1_ps(corr[r]));
+        }
+    for (int p = 0; p < np; p++) {
+#pragma GCC unroll 8
+        for (int c = 0; c < nd; c++) {
+            const __m512bh t = LDPW(x + p * D + 16 * c);
+#pragma GCC unroll 4
+            for (int r = 0; r < nr; r++)
+                acc[r][c] = _mm512_dpbf16_ps(acc[r][c], BCAST(w[r * wstride + p]), t);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < nr; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < nd; c++)
+            _mm512_storeu_ps(y + r * ldy + 16 * c, acc[r][c]);
+}
+
+/* the rows of an (nr rows from t0) x (ns keys from s0) tile: row groups stop at the last key pair
+ * their last row may see */
+AI void wrows_tile(float *y, int64_t ldy, const float *corr, const uint32_t *w, int wstride,
+                   const uint32_t *x, int nr, int ns, int64_t t0, int64_t s0, const int nd) {
+    const int rb = DP_RB(nd);
+    int r = 0;
+    for (; r + rb <= nr; r += rb) {
+        int64_t n = t0 + r + rb - s0;
+        n = n < ns ? (n > 0 ? n : 0) : ns;
+        wrows(y + r * ldy, ldy, corr ? corr + r : NULL, w + r * wstride, wstride, x,
+              (int)(n + 1) / 2, rb, nd);
+    }
+    for (; r < nr; r++) {
+        int64_t n = t0 + r + 1 - s0;
+        n = n < ns ? (n > 0 ? n : 0) : ns;
+        wrows(y + r * ldy, ldy, corr ? corr + r : NULL, w + r * wstride, wstride, x,
+              (int)(n + 1) / 2, 1, nd);
+    }
+}
+
+/* keys k < nk: g_k (D f32) += sum_{p0 <= p < np} (w2[p][k] pair) · (x row pair p): dv's (w2 = P2,
+ * x = dout pairs) and dk's (w2 = dS2, x = q pairs) update */
+AI void wkeys(float *g, const uint32_t *w2, const uint32_t *x, int p0, int np, const int nk,
+              const int nd) {
+    __m512 acc[4][8];
+    const int D = 16 * nd;
+#pragma GCC unroll 4
+    for (int k = 0; k < nk; k++)
+#pragma GCC unroll 8
+        for (int c = 0; c < nd; c++)
+            acc[k][c] = _mm512_loadu_ps(g + k * D + 16 * c);
+    for (int p = p0; p < np; p++) {
+#pragma GCC unroll 8
+        for (int c = 0; c < nd; c++) {
+            const __m512bh t = LDPW(x + p * D + 16 * c);
+#pragma GCC unroll 4
+            for (int k = 0; k < nk; k++)
+                acc[k][c] = _mm512_dpbf16_ps(acc[k][c], BCAST(w2[p * DP_BLOCK + k]), t);
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < nk; k++)
+#pragma GCC unroll 8
+        for (int c = 0; c < nd; c++)
+            _mm512_storeu_ps(g + k * D + 16 * c, acc[k][c]);
+}
+
+/* gv, gk (ns, D) += the tile's P^T dout and dS^T q; key groups start at the row pair holding
+ * the first row that may see their first key */
+AI void dkv_tile(float *gv, float *gk, const uint32_t *P2, const uint32_t *dS2, const uint32_t *oi,
+                 const uint32_t *qi, int nr, int ns, int64_t t0, int64_t s0, const int nd) {
+    const int kb = DP_RB(nd), D = 16 * nd, np = (nr + 1) / 2;
+    int i = 0;
+    for (; i < ns; i += kb) {
+        int64_t r0 = s0 + i - t0;
+        const int p0 = (int)(r0 > 0 ? (r0 < nr ? r0 : nr) : 0) / 2;
+        if (i + kb <= ns) {
+            wkeys(gv + i * D, P2 + i, oi, p0, np, kb, nd);
+            wkeys(gk + i * D, dS2 + i, qi, p0, np, kb, nd);
+        } else
+            for (int k = i; k < ns; k++) {
+                wkeys(gv + k * D, P2 + k, oi, p0, np, 1, nd);
+                wkeys(gk + k * D, dS2 + k, qi, p0, np, 1, nd);
+            }
+    }
+}
+
+#define DP_DISPATCH(D, call)                                                                       \
+    switch ((D) / 16) {                                                                            \
+    case 1: call(1); break;                                                                        \
+    case 2: call(2); break;                                                                        \
+    case 3: call(3); break;                                                                        \
+    case 4: call(4); break;                                                                        \
+    case 5: call(5); break;                                                                        \
+    case 6: call(6); break;                                                                        \
+    case 7: call(7); break;                                                                        \
+    default: call(8); break;                                                                       \
+    }
+
+static inline int seen(const int *seg, int64_t b, int64_t T, int64_t s, int64_t t) {
+    return !seg || seg[b * T + s] == seg[b * T + t];
+}
+
+void attention_flash_forward_dp(float *out, float *lse, const uint16_t *q, const uint16_t *k,
+                                const uint16_t *v, const int *seg, int B, int T, int H, int KV,
+                                int D) {
+    FT_ASSERT(H % KV == 0 && attention_flash_dp_ok(D));
+    const int G = H / KV;
+    const float scale = 1.0f / sqrtf((float)D);
+    const int64_t nqg = (T + DP_QROWS - 1) / DP_QROWS;
+    const int64_t ldq = (int64_t)H * D, ldk = (int64_t)KV * D;
+#pragma omp parallel for collapse(3) schedule(dynamic, 1)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t qg = 0; qg < nqg; qg++) {
+                const int64_t kh = h / G, tg = (nqg - 1 - qg) * DP_QROWS; /* long rows first */
+                const int ng = (int)(T - tg < DP_QROWS ? T - tg : DP_QROWS);
+                uint32_t kt2[DP_MAXD / 2 * DP_BLOCK], vi[DP_BLOCK / 2 * DP_MAXD];
+                uint16_t Pb[DP_ROWS * DP_BLOCK];
+                float S[DP_ROWS * DP_BLOCK], o[DP_QROWS * DP_MAXD];
+                float m[DP_QROWS], l[DP_QROWS], corr[DP_ROWS];
+                for (int r = 0; r < ng; r++)
+                    m[r] = -INFINITY, l[r] = 0.0f;
+                memset(o, 0, sizeof(float) * (size_t)ng * D);
+                for (int64_t s0 = 0; s0 < tg + ng; s0 += DP_BLOCK) {
+                    const int ns = (int)(tg + ng - s0 < DP_BLOCK ? tg + ng - s0 : DP_BLOCK);
+                    pairs_transposed(kt2, k + ((b * T + s0) * KV + kh) * D, ldk, ns, D);
+                    pairs_rows_bf(vi, v + ((b * T + s0) * KV + kh) * D, ldk, ns, D);
+                    for (int r0 = 0; r0 < ng; r0 += DP_ROWS) {
+                        const int64_t t0 = tg + r0;
+                        const int nr = ng - r0 < DP_ROWS ? ng - r0 : DP_ROWS;
+                        if (t0 + nr <= s0) continue; /* no row of this tile sees the block */
+                        const int nv = (int)(t0 - s0 + 1 < ns ? t0 - s0 + 1 : ns);
+                        float *mt = m + r0, *lt = l + r0;
+                        tile_scores(S, q + ((b * T + t0) * H + h) * D, ldq, kt2, nr, D);
+                        for (int r = 0; r < nr; r++) {
+                            const int64_t t = t0 + r;
+                            float *x = S + r * DP_BLOCK, bm = -INFINITY;
+                            if (!seg && nv == ns) {
+#pragma omp simd reduction(max : bm)
+                                for (int i = 0; i < ns; i++) {
+                                    x[i] *= scale;
+                                    bm = x[i] > bm ? x[i] : bm;
+                                }
+                            } else {
+                                for (int i = 0; i < ns; i++) {
+                                    int64_t s = s0 + i;
+                                    x[i] = (s <= t && seen(seg, b, T, s, t)) ? x[i] * scale
+                                                                             : -INFINITY;
+                                    if (x[i] > bm) bm = x[i];
+                                }
+                            }
+                            for (int i = ns; i < DP_BLOCK; i++)
+                                x[i] = 0.0f;
+                            if (bm == -INFINITY) { /* row sees nothing in this block */
+                                corr[r] = 1.0f;
+                                memset(x, 0, sizeof(float) * (size_t)ns);
+                            } else {
+                                float mn = bm > mt[r] ? bm : mt[r], sum = 0.0f;
+                                corr[r] = expf(mt[r] - mn); /* 0 on the row's first block */
+#pragma omp simd reduction(+ : sum)
+                                for (int i = 0; i < ns; i++) {
+                                    x[i] = x[i] == -INFINITY ? 0.0f : ft_exp_simd(x[i] - mn);
+                                    sum += x[i];
+                                }
+                                lt[r] = lt[r] * corr[r] + sum;
+                                mt[r] = mn;
+                            }
+                            round_row(Pb + r * DP_BLOCK, x);
+                        }
+#define DP_PV(nd)                                                                                  \
+    wrows_tile(o + (int64_t)r0 * D, D, corr, (const uint32_t *)Pb, DP_BLOCK / 2, vi, nr, ns, t0,   \
+               s0, nd)
+                        DP_DISPATCH(D, DP_PV)
+#undef DP_PV
+                    }
+                }
+                for (int r = 0; r < ng; r++) {
+                    float inv = 1.0f / l[r], *dst = out + ((b * T + tg + r) * H + h) * D;
+#pragma omp simd
+                    for (int d = 0; d < D; d++)
+                        dst[d] = o[r * D + d] * inv;
+                    if (lse) lse[(b * H + h) * T + tg + r] = m[r] + logf(l[r]);
+                }
+            }
+}
+
+void attention_flash_backward_dp(float *dq, float *dk, float *dv, const float *dout,
+                                 const float *out, const uint16_t *q, const uint16_t *k,
+                                 const uint16_t *v, const float *lse, const int *seg, int B, int T,
+                                 int H, int KV, int D) {
+    FT_ASSERT(H % KV == 0 && attention_flash_dp_ok(D));
+    const int G = H / KV;
+    const float scale = 1.0f / sqrtf((float)D);
+    const int64_t ldq = (int64_t)H * D, ldk = (int64_t)KV * D;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t kh = 0; kh < KV; kh++) {
+            float dl[DP_DELTA]; /* delta_t of the task's G heads, once per row */
+            const int pre = (int64_t)G * T <= DP_DELTA;
+            if (pre)
+                for (int64_t h = kh * G; h < (kh + 1) * G; h++)
+                    for (int64_t t = 0; t < T; t++)
+                        dl[(h - kh * G) * T + t] = ft_dot_f32(dout + ((b * T + t) * H + h) * D,
+                                                              out + ((b * T + t) * H + h) * D, D);
+            if (dq)
+                for (int64_t h = kh * G; h < (kh + 1) * G; h++)
+                    for (int64_t t = 0; t < T; t++)
+                        memset(dq + ((b * T + t) * H + h) * D, 0, (size_t)D * sizeof(float));
+            for (int64_t s0 = 0; s0 < T; s0 += DP_BLOCK) {
+                const int ns = (int)(T - s0 < DP_BLOCK ? T - s0 : DP_BLOCK);
+                const uint16_t *ks = k + ((b * T + s0) * KV + kh) * D; // (ns, D) stride ldk
+                const uint16_t *vs = v + ((b * T + s0) * KV + kh) * D;
+                uint32_t kt2[DP_MAXD / 2 * DP_BLOCK], vt2[DP_MAXD / 2 * DP_BLOCK];
+                uint32_t ki[DP_BLOCK / 2 * DP_MAXD];
+                uint32_t qi[DP_ROWS / 2 * DP_MAXD], oi[DP_ROWS / 2 * DP_MAXD];
+                uint32_t P2[DP_ROWS / 2 * DP_BLOCK], dS2[DP_ROWS / 2 * DP_BLOCK];
+                uint16_t ob[DP_ROWS * DP_MAXD], dSb[DP_ROWS * DP_BLOCK];
+                float gk[DP_BLOCK * DP_MAXD], gv[DP_BLOCK * DP_MAXD];
+                float P[DP_ROWS * DP_BLOCK], dS[DP_ROWS * DP_BLOCK];
+                pairs_transposed(kt2, ks, ldk, ns, D);
+                pairs_transposed(vt2, vs, ldk, ns, D);
+                if (dq) pairs_rows_bf(ki, ks, ldk, ns, D);
+                memset(gk, 0, sizeof(float) * (size_t)ns * D);
+                memset(gv, 0, sizeof(float) * (size_t)ns * D);
+                for (int64_t h = kh * G; h < (kh + 1) * G; h++)
+                    for (int64_t t0 = s0 / DP_ROWS * DP_ROWS; t0 < T; t0 += DP_ROWS) {
+                        const int nr = (int)(T - t0 < DP_ROWS ? T - t0 : DP_ROWS);
+                        const uint16_t *qt = q + ((b * T + t0) * H + h) * D; // (nr, D) stride ldq
+                        const float *go = dout + ((b * T + t0) * H + h) * D; // (nr, D) stride ldq
+                        for (int r = 0; r < nr; r++)
+                            for (int d = 0; d < D; d += 16)
+                                _mm256_storeu_si256(
+                                    (void *)(ob + r * D + d),
+                                    (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(go + r * ldq + d)));
+                        pairs_rows_bf(qi, qt, ldq, nr, D);
+                        pairs_rows_bf(oi, ob, D, nr, D);
+                        tile_scores(P, qt, ldq, kt2, nr, D);
+                        tile_scores(dS, ob, D, vt2, nr, D); /* dP */
+                        for (int r = 0; r < nr; r++) {
+                            const int64_t t = t0 + r;
+                            const float L = lse[(b * H + h) * T + t];
+                            const float delta =
+                                pre ? dl[(h - kh * G) * T + t]
+                                    : ft_dot_f32(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
+                            float *pr = P + r * DP_BLOCK, *dr = dS + r * DP_BLOCK;
+                            int lim = (int)(t - s0 + 1 < ns ? t - s0 + 1 : ns); /* causal */
+#pragma omp simd
+                            for (int i = 0; i < DP_BLOCK; i++) {
+                                float p = i < lim ? ft_exp_simd(pr[i] * scale - L) : 0.0f;
+                                pr[i] = p;
+                                dr[i] = i < lim ? p * (dr[i] - delta) * scale : 0.0f;
+                            }
+                            if (seg)
+                                for (int i = 0; i < lim; i++)
+                                    if (!seen(seg, b, T, s0 + i, t)) pr[i] = dr[i] = 0.0f;
+                            if (dq) round_row(dSb + r * DP_BLOCK, dr);
+                        }
+                        if (nr % 2) /* the odd row's partner */
+                            memset(P + nr * DP_BLOCK, 0, sizeof(float) * DP_BLOCK),
+                                memset(dS + nr * DP_BLOCK, 0, sizeof(float) * DP_BLOCK);
+                        for (int p = 0; 2 * p < nr; p++)
+                            for (int i = 0; i < DP_BLOCK; i += 16) {
+                                pair_f32(P2 + p * DP_BLOCK + i, P + 2 * p * DP_BLOCK + i,
+                                         P + (2 * p + 1) * DP_BLOCK + i);
+                                pair_f32(dS2 + p * DP_BLOCK + i, dS + 2 * p * DP_BLOCK + i,
+                                         dS + (2 * p + 1) * DP_BLOCK + i);
+                            }
+                            /* dv_s += sum_t P_ts dout_t ; dk_s += sum_t dS_ts q_t ;
+                             * dq_t += sum_s dS_ts k_s */
+#define DP_DKV(nd) dkv_tile(gv, gk, P2, dS2, oi, qi, nr, ns, t0, s0, nd)
+                        DP_DISPATCH(D, DP_DKV)
+#undef DP_DKV
+                        if (dq) {
+#define DP_DQ(nd)                                                                                  \
+    wrows_tile(dq + ((b * T + t0) * H + h) * D, ldq, NULL, (const uint32_t *)dSb, DP_BLOCK / 2,    \
+               ki, nr, ns, t0, s0, nd)
+                            DP_DISPATCH(D, DP_DQ)
+#undef DP_DQ
+                        }
+                    }
+                for (int i = 0; i < ns; i++) {
+                    if (dk)
+                        memcpy(dk + ((b * T + s0 + i) * KV + kh) * D, gk + i * D, (size_t)D * 4);
+                    if (dv)
+                        memcpy(dv + ((b * T + s0 + i) * KV + kh) * D, gv + i * D, (size_t)D * 4);
+                }
+            }
+        }
+}
+
+#else /* no AVX512-BF16: no dp forms */
+
+int attention_flash_dp_ok(int D) {
+    (void)D;
+    return 0;
+}
+
+void attention_flash_forward_dp(float *out, float *lse, const uint16_t *q, const uint16_t *k,
+                                const uint16_t *v, const int *seg, int B, int T, int H, int KV,
+                                int D) {
+    attention_flash_forward_bf16(out, lse, q, k, v, seg, B, T, H, KV, D);
+}
+
+void attention_flash_backward_dp(float *dq, float *dk, float *dv, const float *dout,
+                                 const float *out, const uint16_t *q, const uint16_t *k,
+                                 const uint16_t *v, const float *lse, const int *seg, int B, int T,
+                                 int H, int KV, int D) {
+    attention_flash_backward_bf16(dq, dk, dv, dout, out, q, k, v, lse, seg, B, T, H, KV, D);
+}
+
+#endif
