@@ -48,6 +48,7 @@
 #define DP_BLOCK 64   /* keys per block */
 #define DP_ROWS 16    /* query rows per tile */
 #define DP_QROWS 64   /* query rows per forward task */
+#define DP_HEADS 4    /* query heads per forward task (sharing one KV head's blocks) */
 #define DP_MAXD 128   /* largest head dim (8 lanes of 16) */
 #define DP_DELTA 8192 /* backward: rows x heads-per-KV-head whose delta is computed up front */
 #define DP_NV (DP_BLOCK / 16)
@@ -124,43 +125,60 @@ static void pairs_rows_bf(uint32_t *dst, const uint16_t *x, int64_t ld, int n, i
     }
 }
 
-/* S (nrow, DP_BLOCK) = A (nrow bf16 rows of D, stride lda) · the block kt2: nrow <= 4 rows
- * share each loaded kt2 row (16 accumulators) */
+/* S (nrow, 16 nc of DP_BLOCK columns) = A (nrow bf16 rows of D, stride lda) · the first 16 nc
+ * keys of the block kt2: nrow <= 4 rows share each loaded kt2 row (up to 16 accumulators) */
 AI void scores_rows(float *S, const uint16_t *A, int64_t lda, const uint32_t *kt2, int D2,
-                    const int nrow) {
+                    const int nrow, const int nc) {
     __m512 acc[4][DP_NV];
 #pragma GCC unroll 4
     for (int q = 0; q < nrow; q++)
 #pragma GCC unroll 4
-        for (int c = 0; c < DP_NV; c++)
+        for (int c = 0; c < nc; c++)
             acc[q][c] = _mm512_setzero_ps();
     for (int j = 0; j < D2; j++) {
         __m512bh kv[DP_NV];
 #pragma GCC unroll 4
-        for (int c = 0; c < DP_NV; c++)
+        for (int c = 0; c < nc; c++)
             kv[c] = LDPW(kt2 + j * DP_BLOCK + 16 * c);
 #pragma GCC unroll 4
         for (int q = 0; q < nrow; q++) {
             const __m512bh a = BCAST(ld32(A + q * lda + 2 * j));
 #pragma GCC unroll 4
-            for (int c = 0; c < DP_NV; c++)
+            for (int c = 0; c < nc; c++)
                 acc[q][c] = _mm512_dpbf16_ps(acc[q][c], a, kv[c]);
         }
     }
 #pragma GCC unroll 4
     for (int q = 0; q < nrow; q++)
 #pragma GCC unroll 4
-        for (int c = 0; c < DP_NV; c++)
+        for (int c = 0; c < nc; c++)
             _mm512_storeu_ps(S + q * DP_BLOCK + 16 * c, acc[q][c]);
 }
 
-static inline void tile_scores(float *S, const uint16_t *A, int64_t lda, const uint32_t *kt2,
-                               int nr, int D) {
+AI void tile_scores_nc(float *S, const uint16_t *A, int64_t lda, const uint32_t *kt2, int nr, int D,
+                       const int nc) {
     int r = 0;
     for (; r + 4 <= nr; r += 4)
-        scores_rows(S + r * DP_BLOCK, A + r * lda, lda, kt2, D / 2, 4);
+        scores_rows(S + r * DP_BLOCK, A + r * lda, lda, kt2, D / 2, 4, nc);
     for (; r < nr; r++)
-        scores_rows(S + r * DP_BLOCK, A + r * lda, lda, kt2, D / 2, 1);
+        scores_rows(S + r * DP_BLOCK, A + r * lda, lda, kt2, D / 2, 1, nc);
+}
+
+/* S (nr, DP_BLOCK) = scores of the tile's rows (first t0) against keys [s0, s0 + nk) of the
+ * block, nk = what the tile's last row may see rounded up to 16; columns past nk are set to 0 */
+static void tile_scores(float *S, const uint16_t *A, int64_t lda, const uint32_t *kt2, int nr,
+                        int D, int ns, int64_t t0, int64_t s0) {
+    int64_t see = t0 + nr - s0;
+    const int nc = (int)(((see < ns ? see : ns) + 15) / 16);
+    switch (nc) {
+    case 1: tile_scores_nc(S, A, lda, kt2, nr, D, 1); break;
+    case 2: tile_scores_nc(S, A, lda, kt2, nr, D, 2); break;
+    case 3: tile_scores_nc(S, A, lda, kt2, nr, D, 3); break;
+    default: tile_scores_nc(S, A, lda, kt2, nr, D, 4); break;
+    }
+    if (nc < DP_NV)
+        for (int r = 0; r < nr; r++)
+            memset(S + r * DP_BLOCK + 16 * nc, 0, sizeof(float) * (size_t)(DP_BLOCK - 16 * nc));
 }
 
 /* rows r < nr of y (D = 16 nd f32 each, row stride ldy): y_r = y_r * corr[r] (corr NULL: 1) +
@@ -280,83 +298,99 @@ void attention_flash_forward_dp(float *out, float *lse, const uint16_t *q, const
                                 const uint16_t *v, const int *seg, int B, int T, int H, int KV,
                                 int D) {
     FT_ASSERT(H % KV == 0 && attention_flash_dp_ok(D));
-    const int G = H / KV;
+    const int G = H / KV, ngh = (G + DP_HEADS - 1) / DP_HEADS; /* head chunks per KV head */
     const float scale = 1.0f / sqrtf((float)D);
     const int64_t nqg = (T + DP_QROWS - 1) / DP_QROWS;
     const int64_t ldq = (int64_t)H * D, ldk = (int64_t)KV * D;
+    /* a task: rows [tg, tg + ng) of up to DP_HEADS query heads reading one KV head, so each K/V
+     * block is laid out once for all of them; long rows first */
 #pragma omp parallel for collapse(3) schedule(dynamic, 1)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++)
-            for (int64_t qg = 0; qg < nqg; qg++) {
-                const int64_t kh = h / G, tg = (nqg - 1 - qg) * DP_QROWS; /* long rows first */
+    for (int64_t qg = 0; qg < nqg; qg++)
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t hg = 0; hg < (int64_t)KV * ngh; hg++) {
+                const int64_t kh = hg / ngh, h0 = kh * G + hg % ngh * DP_HEADS;
+                const int nh = (int)(kh * G + G - h0 < DP_HEADS ? kh * G + G - h0 : DP_HEADS);
+                const int64_t tg = (nqg - 1 - qg) * DP_QROWS;
                 const int ng = (int)(T - tg < DP_QROWS ? T - tg : DP_QROWS);
                 uint32_t kt2[DP_MAXD / 2 * DP_BLOCK], vi[DP_BLOCK / 2 * DP_MAXD];
                 uint16_t Pb[DP_ROWS * DP_BLOCK];
-                float S[DP_ROWS * DP_BLOCK], o[DP_QROWS * DP_MAXD];
-                float m[DP_QROWS], l[DP_QROWS], corr[DP_ROWS];
-                for (int r = 0; r < ng; r++)
-                    m[r] = -INFINITY, l[r] = 0.0f;
-                memset(o, 0, sizeof(float) * (size_t)ng * D);
+                float S[DP_ROWS * DP_BLOCK], o[DP_HEADS][DP_QROWS * DP_MAXD];
+                float m[DP_HEADS][DP_QROWS], l[DP_HEADS][DP_QROWS], corr[DP_ROWS];
+                for (int j = 0; j < nh; j++) {
+                    for (int r = 0; r < ng; r++)
+                        m[j][r] = -INFINITY, l[j][r] = 0.0f;
+                    memset(o[j], 0, sizeof(float) * (size_t)ng * D);
+                }
                 for (int64_t s0 = 0; s0 < tg + ng; s0 += DP_BLOCK) {
                     const int ns = (int)(tg + ng - s0 < DP_BLOCK ? tg + ng - s0 : DP_BLOCK);
                     pairs_transposed(kt2, k + ((b * T + s0) * KV + kh) * D, ldk, ns, D);
                     pairs_rows_bf(vi, v + ((b * T + s0) * KV + kh) * D, ldk, ns, D);
-                    for (int r0 = 0; r0 < ng; r0 += DP_ROWS) {
-                        const int64_t t0 = tg + r0;
-                        const int nr = ng - r0 < DP_ROWS ? ng - r0 : DP_ROWS;
-                        if (t0 + nr <= s0) continue; /* no row of this tile sees the block */
-                        const int nv = (int)(t0 - s0 + 1 < ns ? t0 - s0 + 1 : ns);
-                        float *mt = m + r0, *lt = l + r0;
-                        tile_scores(S, q + ((b * T + t0) * H + h) * D, ldq, kt2, nr, D);
-                        for (int r = 0; r < nr; r++) {
-                            const int64_t t = t0 + r;
-                            float *x = S + r * DP_BLOCK, bm = -INFINITY;
-                            if (!seg && nv == ns) {
+                    for (int j = 0; j < nh; j++)
+                        for (int r0 = 0; r0 < ng; r0 += DP_ROWS) {
+                            const int64_t t0 = tg + r0, h = h0 + j;
+                            const int nr = ng - r0 < DP_ROWS ? ng - r0 : DP_ROWS;
+                            if (t0 + nr <= s0) continue; /* no row of this tile sees the block */
+                            const int nv = (int)(t0 - s0 + 1 < ns ? t0 - s0 + 1 : ns);
+                            float *mt = m[j] + r0, *lt = l[j] + r0, *ot = o[j] + (int64_t)r0 * D;
+                            tile_scores(S, q + ((b * T + t0) * H + h) * D, ldq, kt2, nr, D, ns, t0,
+                                        s0);
+                            for (int r = 0; r < nr; r++) {
+                                const int64_t t = t0 + r;
+                                float *x = S + r * DP_BLOCK, bm = -INFINITY;
+                                if (!seg && nv == ns) {
 #pragma omp simd reduction(max : bm)
-                                for (int i = 0; i < ns; i++) {
-                                    x[i] *= scale;
-                                    bm = x[i] > bm ? x[i] : bm;
+                                    for (int i = 0; i < ns; i++) {
+                                        x[i] *= scale;
+                                        bm = x[i] > bm ? x[i] : bm;
+                                    }
+                                } else if (!seg) { /* keys i < lim visible */
+                                    const int lim = (int)(t - s0 + 1 < ns ? t - s0 + 1 : ns);
+#pragma omp simd reduction(max : bm)
+                                    for (int i = 0; i < ns; i++) {
+                                        x[i] = i < lim ? x[i] * scale : -INFINITY;
+                                        bm = x[i] > bm ? x[i] : bm;
+                                    }
+                                } else {
+                                    for (int i = 0; i < ns; i++) {
+                                        int64_t s = s0 + i;
+                                        x[i] = (s <= t && seen(seg, b, T, s, t)) ? x[i] * scale
+                                                                                 : -INFINITY;
+                                        if (x[i] > bm) bm = x[i];
+                                    }
                                 }
-                            } else {
-                                for (int i = 0; i < ns; i++) {
-                                    int64_t s = s0 + i;
-                                    x[i] = (s <= t && seen(seg, b, T, s, t)) ? x[i] * scale
-                                                                             : -INFINITY;
-                                    if (x[i] > bm) bm = x[i];
-                                }
-                            }
-                            for (int i = ns; i < DP_BLOCK; i++)
-                                x[i] = 0.0f;
-                            if (bm == -INFINITY) { /* row sees nothing in this block */
-                                corr[r] = 1.0f;
-                                memset(x, 0, sizeof(float) * (size_t)ns);
-                            } else {
-                                float mn = bm > mt[r] ? bm : mt[r], sum = 0.0f;
-                                corr[r] = expf(mt[r] - mn); /* 0 on the row's first block */
+                                for (int i = ns; i < DP_BLOCK; i++)
+                                    x[i] = 0.0f;
+                                if (bm == -INFINITY) { /* row sees nothing in this block */
+                                    corr[r] = 1.0f;
+                                    memset(x, 0, sizeof(float) * (size_t)ns);
+                                } else {
+                                    float mn = bm > mt[r] ? bm : mt[r], sum = 0.0f;
+                                    corr[r] = expf(mt[r] - mn); /* 0 on the row's first block */
 #pragma omp simd reduction(+ : sum)
-                                for (int i = 0; i < ns; i++) {
-                                    x[i] = x[i] == -INFINITY ? 0.0f : ft_exp_simd(x[i] - mn);
-                                    sum += x[i];
+                                    for (int i = 0; i < ns; i++) {
+                                        x[i] = x[i] == -INFINITY ? 0.0f : ft_exp_simd(x[i] - mn);
+                                        sum += x[i];
+                                    }
+                                    lt[r] = lt[r] * corr[r] + sum;
+                                    mt[r] = mn;
                                 }
-                                lt[r] = lt[r] * corr[r] + sum;
-                                mt[r] = mn;
+                                round_row(Pb + r * DP_BLOCK, x);
                             }
-                            round_row(Pb + r * DP_BLOCK, x);
-                        }
 #define DP_PV(nd)                                                                                  \
-    wrows_tile(o + (int64_t)r0 * D, D, corr, (const uint32_t *)Pb, DP_BLOCK / 2, vi, nr, ns, t0,   \
-               s0, nd)
-                        DP_DISPATCH(D, DP_PV)
+    wrows_tile(ot, D, corr, (const uint32_t *)Pb, DP_BLOCK / 2, vi, nr, ns, t0, s0, nd)
+                            DP_DISPATCH(D, DP_PV)
 #undef DP_PV
-                    }
+                        }
                 }
-                for (int r = 0; r < ng; r++) {
-                    float inv = 1.0f / l[r], *dst = out + ((b * T + tg + r) * H + h) * D;
+                for (int j = 0; j < nh; j++)
+                    for (int r = 0; r < ng; r++) {
+                        const int64_t h = h0 + j;
+                        float inv = 1.0f / l[j][r], *dst = out + ((b * T + tg + r) * H + h) * D;
 #pragma omp simd
-                    for (int d = 0; d < D; d++)
-                        dst[d] = o[r * D + d] * inv;
-                    if (lse) lse[(b * H + h) * T + tg + r] = m[r] + logf(l[r]);
-                }
+                        for (int d = 0; d < D; d++)
+                            dst[d] = o[j][r * D + d] * inv;
+                        if (lse) lse[(b * H + h) * T + tg + r] = m[j][r] + logf(l[j][r]);
+                    }
             }
 }
 
@@ -410,8 +444,8 @@ void attention_flash_backward_dp(float *dq, float *dk, float *dv, const float *d
                                     (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(go + r * ldq + d)));
                         pairs_rows_bf(qi, qt, ldq, nr, D);
                         pairs_rows_bf(oi, ob, D, nr, D);
-                        tile_scores(P, qt, ldq, kt2, nr, D);
-                        tile_scores(dS, ob, D, vt2, nr, D); /* dP */
+                        tile_scores(P, qt, ldq, kt2, nr, D, ns, t0, s0);
+                        tile_scores(dS, ob, D, vt2, nr, D, ns, t0, s0); /* dP */
                         for (int r = 0; r < nr; r++) {
                             const int64_t t = t0 + r;
                             const float L = lse[(b * H + h) * T + t];
