@@ -182,10 +182,12 @@ static void tile_scores(float *S, const uint16_t *A, int64_t lda, const uint32_t
 }
 
 /* rows r < nr of y (D = 16 nd f32 each, row stride ldy): y_r = y_r * corr[r] (corr NULL: 1) +
- * sum_{p < np} (w_r[2p] x_2p + w_r[2p+1] x_2p+1), w_r = w + r wstride a bf16 row read as pair
- * words, x the interleaved pair rows (D words each): the forward's o += P v and dq += dS k */
-AI void wrows(float *y, int64_t ldy, const float *corr, const uint32_t *w, int wstride,
-              const uint32_t *x, int np, const int nr, const int nd) {
+ * sum_{p0 <= p < np} (w(r,p) pair) · (x pair row p), w(r,p) = w[r wr + p wp] a pair word, x the
+ * interleaved pair rows (D words each). The forward's o += P v and dq += dS k (rows of y are
+ * query rows, w = the bf16 P or dS rows: wr = DP_BLOCK / 2, wp = 1) and dv += P^T dout,
+ * dk += dS^T q (rows of y are keys, w = P2 or dS2: wr = 1, wp = DP_BLOCK) */
+AI void wrows(float *y, int64_t ldy, const float *corr, const uint32_t *w, int wr, int wp,
+              const uint32_t *x, int p0, int np, const int nr, const int nd) {
     __m512 acc[4][8];
     const int D = 16 * nd;
 #pragma GCC unroll 4
@@ -195,13 +197,13 @@ AI void wrows(float *y, int64_t ldy, const float *corr, const uint32_t *w, int w
             acc[r][c] = _mm512_loadu_ps(y + r * ldy + 16 * c);
             if (corr) acc[r][c] = _mm512_mul_ps(acc[r][c], _mm512_set1_ps(corr[r]));
         }
-    for (int p = 0; p < np; p++) {
+    for (int p = p0; p < np; p++) {
 #pragma GCC unroll 8
         for (int c = 0; c < nd; c++) {
             const __m512bh t = LDPW(x + p * D + 16 * c);
 #pragma GCC unroll 4
             for (int r = 0; r < nr; r++)
-                acc[r][c] = _mm512_dpbf16_ps(acc[r][c], BCAST(w[r * wstride + p]), t);
+                acc[r][c] = _mm512_dpbf16_ps(acc[r][c], BCAST(w[r * wr + p * wp]), t);
         }
     }
 #pragma GCC unroll 4
@@ -220,42 +222,15 @@ AI void wrows_tile(float *y, int64_t ldy, const float *corr, const uint32_t *w, 
     for (; r + rb <= nr; r += rb) {
         int64_t n = t0 + r + rb - s0;
         n = n < ns ? (n > 0 ? n : 0) : ns;
-        wrows(y + r * ldy, ldy, corr ? corr + r : NULL, w + r * wstride, wstride, x,
+        wrows(y + r * ldy, ldy, corr ? corr + r : NULL, w + r * wstride, wstride, 1, x, 0,
               (int)(n + 1) / 2, rb, nd);
     }
     for (; r < nr; r++) {
         int64_t n = t0 + r + 1 - s0;
         n = n < ns ? (n > 0 ? n : 0) : ns;
-        wrows(y + r * ldy, ldy, corr ? corr + r : NULL, w + r * wstride, wstride, x,
+        wrows(y + r * ldy, ldy, corr ? corr + r : NULL, w + r * wstride, wstride, 1, x, 0,
               (int)(n + 1) / 2, 1, nd);
     }
-}
-
-/* keys k < nk: g_k (D f32) += sum_{p0 <= p < np} (w2[p][k] pair) · (x row pair p): dv's (w2 = P2,
- * x = dout pairs) and dk's (w2 = dS2, x = q pairs) update */
-AI void wkeys(float *g, const uint32_t *w2, const uint32_t *x, int p0, int np, const int nk,
-              const int nd) {
-    __m512 acc[4][8];
-    const int D = 16 * nd;
-#pragma GCC unroll 4
-    for (int k = 0; k < nk; k++)
-#pragma GCC unroll 8
-        for (int c = 0; c < nd; c++)
-            acc[k][c] = _mm512_loadu_ps(g + k * D + 16 * c);
-    for (int p = p0; p < np; p++) {
-#pragma GCC unroll 8
-        for (int c = 0; c < nd; c++) {
-            const __m512bh t = LDPW(x + p * D + 16 * c);
-#pragma GCC unroll 4
-            for (int k = 0; k < nk; k++)
-                acc[k][c] = _mm512_dpbf16_ps(acc[k][c], BCAST(w2[p * DP_BLOCK + k]), t);
-        }
-    }
-#pragma GCC unroll 4
-    for (int k = 0; k < nk; k++)
-#pragma GCC unroll 8
-        for (int c = 0; c < nd; c++)
-            _mm512_storeu_ps(g + k * D + 16 * c, acc[k][c]);
 }
 
 /* gv, gk (ns, D) += the tile's P^T dout and dS^T q; key groups start at the row pair holding
@@ -268,12 +243,12 @@ AI void dkv_tile(float *gv, float *gk, const uint32_t *P2, const uint32_t *dS2, 
         int64_t r0 = s0 + i - t0;
         const int p0 = (int)(r0 > 0 ? (r0 < nr ? r0 : nr) : 0) / 2;
         if (i + kb <= ns) {
-            wkeys(gv + i * D, P2 + i, oi, p0, np, kb, nd);
-            wkeys(gk + i * D, dS2 + i, qi, p0, np, kb, nd);
+            wrows(gv + i * D, D, NULL, P2 + i, 1, DP_BLOCK, oi, p0, np, kb, nd);
+            wrows(gk + i * D, D, NULL, dS2 + i, 1, DP_BLOCK, qi, p0, np, kb, nd);
         } else
             for (int k = i; k < ns; k++) {
-                wkeys(gv + k * D, P2 + k, oi, p0, np, 1, nd);
-                wkeys(gk + k * D, dS2 + k, qi, p0, np, 1, nd);
+                wrows(gv + k * D, D, NULL, P2 + k, 1, DP_BLOCK, oi, p0, np, 1, nd);
+                wrows(gk + k * D, D, NULL, dS2 + k, 1, DP_BLOCK, qi, p0, np, 1, nd);
             }
     }
 }
