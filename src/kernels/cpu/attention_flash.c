@@ -39,6 +39,7 @@
 
 #include "ftune/core.h"
 
+#include "attention_flash.h"
 #include "vec.h"
 
 #include <math.h>
@@ -66,17 +67,6 @@ static inline __attribute__((always_inline)) void widen_rows(float *dst, const v
     for (int r = 0; r < n; r++)
 #pragma omp simd
         for (int d = 0; d < D; d++) dst[r * D + d] = ld1(x, r * ld + d, 1);
-}
-
-static inline int seen(const int *seg, int64_t b, int64_t T, int64_t s, int64_t t) {
-    return !seg || seg[b * T + s] == seg[b * T + t];
-}
-
-static inline float dotf(const float *a, const float *b, int D) {
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int d = 0; d < D; d++) s += a[d] * b[d];
-    return s;
 }
 
 /* kt (D, n) = transpose of the n rows x_s (D each, row stride ld; f32, or bf16 widened when bf):
@@ -349,42 +339,10 @@ flash_forward(float *out, float *lse, const void *q, const void *k, const void *
                                              : (const float *)(qc + ((b * T + t0) * H + h) * D * es);
                         const int64_t lq = bf ? D : ldq; // qt: (nr, D) stride lq
                         float *ot = o + (int64_t)r0 * D, *mt = m + r0, *lt = l + r0;
-                        /* keys [s0, s0 + nv) of the block, all visible to every row (t >= s) */
-                        const int nv = (int)(t0 - s0 + 1 < ns ? t0 - s0 + 1 : ns);
                         tile_scores(S, qt, lq, kt, nr, D);
-                        for (int r = 0; r < nr; r++) {
-                            const int64_t t = t0 + r;
-                            float *x = S + r * FA_BLOCK, bm = -INFINITY;
-                            if (!seg && nv == ns) { /* the whole block is visible */
-#pragma omp simd reduction(max : bm)
-                                for (int i = 0; i < ns; i++) {
-                                    x[i] *= scale;
-                                    bm = x[i] > bm ? x[i] : bm;
-                                }
-                            } else {
-                                for (int i = 0; i < ns; i++) {
-                                    int64_t s = s0 + i;
-                                    x[i] = (s <= t && seen(seg, b, T, s, t)) ? x[i] * scale
-                                                                            : -INFINITY;
-                                    if (x[i] > bm) bm = x[i];
-                                }
-                            }
-                            if (bm == -INFINITY) { /* row sees nothing in this block */
-                                corr[r] = 1.0f;
-                                memset(x, 0, sizeof(float) * (size_t)ns);
-                                continue;
-                            }
-                            float mn = bm > mt[r] ? bm : mt[r];
-                            corr[r] = expf(mt[r] - mn); /* 0 on the row's first block */
-                            float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-                            for (int i = 0; i < ns; i++) {
-                                x[i] = x[i] == -INFINITY ? 0.0f : ft_exp_simd(x[i] - mn);
-                                sum += x[i];
-                            }
-                            lt[r] = lt[r] * corr[r] + sum;
-                            mt[r] = mn;
-                        }
+                        for (int r = 0; r < nr; r++)
+                            corr[r] = fa_softmax_row(S + r * FA_BLOCK, ns, t0 + r, s0, seg, b, T,
+                                                     scale, mt + r, lt + r);
 #define FA_PV(nd) pv_tile(ot, corr, S, vs, lv, nr, ns, t0, s0, nd)
                         if (FA_DISPATCH(D, FA_PV)) continue;
 #undef FA_PV
@@ -436,18 +394,8 @@ flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; b++)
         for (int64_t kh = 0; kh < KV; kh++) {
-            /* delta_t of the task's G heads, once per row instead of once per key block */
-            float dl[FA_DELTA];
-            const int pre = (int64_t)G * T <= FA_DELTA;
-            if (pre)
-                for (int64_t h = kh * G; h < (kh + 1) * G; h++)
-                    for (int64_t t = 0; t < T; t++)
-                        dl[(h - kh * G) * T + t] = dotf(dout + ((b * T + t) * H + h) * D,
-                                                        out + ((b * T + t) * H + h) * D, D);
-            if (dq)
-                for (int64_t h = kh * G; h < (kh + 1) * G; h++)
-                    for (int64_t t = 0; t < T; t++)
-                        memset(dq + ((b * T + t) * H + h) * D, 0, (size_t)D * sizeof(float));
+            float dl[FA_DELTA]; /* delta_t of the task's G heads */
+            const int pre = fa_backward_prologue(dl, FA_DELTA, dq, dout, out, b, kh, G, T, H, D);
             for (int64_t s0 = 0; s0 < T; s0 += FA_BLOCK) {
                 const int ns = (int)(T - s0 < FA_BLOCK ? T - s0 : FA_BLOCK);
                 const void *ks0 = kc + ((b * T + s0) * KV + kh) * D * es; // (ns, D) stride ldk
@@ -483,7 +431,7 @@ flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *
                             const float L = lse[(b * H + h) * T + t];
                             const float delta =
                                 pre ? dl[(h - kh * G) * T + t]
-                                    : dotf(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
+                                    : fa_dotf(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
                             float *pr = P + r * FA_BLOCK, *dr = dS + r * FA_BLOCK;
                             int lim = (int)(t - s0 + 1 < ns ? t - s0 + 1 : ns); /* causal */
 #pragma omp simd
@@ -494,7 +442,7 @@ flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *
                             }
                             if (seg)
                                 for (int i = 0; i < lim; i++)
-                                    if (!seen(seg, b, T, s0 + i, t)) pr[i] = dr[i] = 0.0f;
+                                    if (!fa_seen(seg, b, T, s0 + i, t)) pr[i] = dr[i] = 0.0f;
                         }
                         /* dv_s += sum_r P_rs dout_r ; dk_s += sum_r dS_rs q_r */
 #define FA_DKV(nd) dkv_tile(gv, gk, P, dS, go, ldq, qt, lq, nr, ns, t0, s0, nd)

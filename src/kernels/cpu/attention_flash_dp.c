@@ -37,6 +37,7 @@
 
 #include "ftune/core.h"
 
+#include "attention_flash.h"
 #include "vec.h"
 
 #include <math.h>
@@ -265,10 +266,6 @@ AI void dkv_tile(float *gv, float *gk, const uint32_t *P2, const uint32_t *dS2, 
     default: call(8); break;                                                                       \
     }
 
-static inline int seen(const int *seg, int64_t b, int64_t T, int64_t s, int64_t t) {
-    return !seg || seg[b * T + s] == seg[b * T + t];
-}
-
 void attention_flash_forward_dp(float *out, float *lse, const uint16_t *q, const uint16_t *k,
                                 const uint16_t *v, const int *seg, int B, int T, int H, int KV,
                                 int D) {
@@ -305,50 +302,15 @@ void attention_flash_forward_dp(float *out, float *lse, const uint16_t *q, const
                             const int64_t t0 = tg + r0, h = h0 + j;
                             const int nr = ng - r0 < DP_ROWS ? ng - r0 : DP_ROWS;
                             if (t0 + nr <= s0) continue; /* no row of this tile sees the block */
-                            const int nv = (int)(t0 - s0 + 1 < ns ? t0 - s0 + 1 : ns);
                             float *mt = m[j] + r0, *lt = l[j] + r0, *ot = o[j] + (int64_t)r0 * D;
                             tile_scores(S, q + ((b * T + t0) * H + h) * D, ldq, kt2, nr, D, ns, t0,
                                         s0);
                             for (int r = 0; r < nr; r++) {
-                                const int64_t t = t0 + r;
-                                float *x = S + r * DP_BLOCK, bm = -INFINITY;
-                                if (!seg && nv == ns) {
-#pragma omp simd reduction(max : bm)
-                                    for (int i = 0; i < ns; i++) {
-                                        x[i] *= scale;
-                                        bm = x[i] > bm ? x[i] : bm;
-                                    }
-                                } else if (!seg) { /* keys i < lim visible */
-                                    const int lim = (int)(t - s0 + 1 < ns ? t - s0 + 1 : ns);
-#pragma omp simd reduction(max : bm)
-                                    for (int i = 0; i < ns; i++) {
-                                        x[i] = i < lim ? x[i] * scale : -INFINITY;
-                                        bm = x[i] > bm ? x[i] : bm;
-                                    }
-                                } else {
-                                    for (int i = 0; i < ns; i++) {
-                                        int64_t s = s0 + i;
-                                        x[i] = (s <= t && seen(seg, b, T, s, t)) ? x[i] * scale
-                                                                                 : -INFINITY;
-                                        if (x[i] > bm) bm = x[i];
-                                    }
-                                }
+                                float *x = S + r * DP_BLOCK;
+                                corr[r] = fa_softmax_row(x, ns, t0 + r, s0, seg, b, T, scale,
+                                                         mt + r, lt + r);
                                 for (int i = ns; i < DP_BLOCK; i++)
                                     x[i] = 0.0f;
-                                if (bm == -INFINITY) { /* row sees nothing in this block */
-                                    corr[r] = 1.0f;
-                                    memset(x, 0, sizeof(float) * (size_t)ns);
-                                } else {
-                                    float mn = bm > mt[r] ? bm : mt[r], sum = 0.0f;
-                                    corr[r] = expf(mt[r] - mn); /* 0 on the row's first block */
-#pragma omp simd reduction(+ : sum)
-                                    for (int i = 0; i < ns; i++) {
-                                        x[i] = x[i] == -INFINITY ? 0.0f : ft_exp_simd(x[i] - mn);
-                                        sum += x[i];
-                                    }
-                                    lt[r] = lt[r] * corr[r] + sum;
-                                    mt[r] = mn;
-                                }
                                 round_row(Pb + r * DP_BLOCK, x);
                             }
 #define DP_PV(nd)                                                                                  \
@@ -380,17 +342,8 @@ void attention_flash_backward_dp(float *dq, float *dk, float *dv, const float *d
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; b++)
         for (int64_t kh = 0; kh < KV; kh++) {
-            float dl[DP_DELTA]; /* delta_t of the task's G heads, once per row */
-            const int pre = (int64_t)G * T <= DP_DELTA;
-            if (pre)
-                for (int64_t h = kh * G; h < (kh + 1) * G; h++)
-                    for (int64_t t = 0; t < T; t++)
-                        dl[(h - kh * G) * T + t] = ft_dot_f32(dout + ((b * T + t) * H + h) * D,
-                                                              out + ((b * T + t) * H + h) * D, D);
-            if (dq)
-                for (int64_t h = kh * G; h < (kh + 1) * G; h++)
-                    for (int64_t t = 0; t < T; t++)
-                        memset(dq + ((b * T + t) * H + h) * D, 0, (size_t)D * sizeof(float));
+            float dl[DP_DELTA]; /* delta_t of the task's G heads */
+            const int pre = fa_backward_prologue(dl, DP_DELTA, dq, dout, out, b, kh, G, T, H, D);
             for (int64_t s0 = 0; s0 < T; s0 += DP_BLOCK) {
                 const int ns = (int)(T - s0 < DP_BLOCK ? T - s0 : DP_BLOCK);
                 const uint16_t *ks = k + ((b * T + s0) * KV + kh) * D; // (ns, D) stride ldk
@@ -426,7 +379,7 @@ void attention_flash_backward_dp(float *dq, float *dk, float *dv, const float *d
                             const float L = lse[(b * H + h) * T + t];
                             const float delta =
                                 pre ? dl[(h - kh * G) * T + t]
-                                    : ft_dot_f32(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
+                                    : fa_dotf(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
                             float *pr = P + r * DP_BLOCK, *dr = dS + r * DP_BLOCK;
                             int lim = (int)(t - s0 + 1 < ns ? t - s0 + 1 : ns); /* causal */
 #pragma omp simd
@@ -437,7 +390,7 @@ void attention_flash_backward_dp(float *dq, float *dk, float *dv, const float *d
                             }
                             if (seg)
                                 for (int i = 0; i < lim; i++)
-                                    if (!seen(seg, b, T, s0 + i, t)) pr[i] = dr[i] = 0.0f;
+                                    if (!fa_seen(seg, b, T, s0 + i, t)) pr[i] = dr[i] = 0.0f;
                             if (dq) round_row(dSb + r * DP_BLOCK, dr);
                         }
                         if (nr % 2) /* the odd row's partner */

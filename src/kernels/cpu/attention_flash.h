@@ -1,0 +1,80 @@
+/* Pieces shared by the two flash-attention files (internal): attention_flash.c (f32 arithmetic,
+ * f32 or widened bf16 inputs) and attention_flash_dp.c (AVX512-BF16 dot products). Same algorithm,
+ * so the same per-row online-softmax update and the same backward prologue. */
+#ifndef FTUNE_KERNELS_CPU_ATTENTION_FLASH_H
+#define FTUNE_KERNELS_CPU_ATTENTION_FLASH_H
+
+#include "vec.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* may query t see key s of batch row b? (seg NULL: one sample per row) */
+static inline int fa_seen(const int *seg, int64_t b, int64_t T, int64_t s, int64_t t) {
+    return !seg || seg[b * T + s] == seg[b * T + t];
+}
+
+static inline float fa_dotf(const float *a, const float *b, int D) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int d = 0; d < D; d++)
+        s += a[d] * b[d];
+    return s;
+}
+
+/* The forward's online-softmax step for query row t over keys [s0, s0 + ns): x (ns) holds the raw
+ * scores q_t·k_s on entry and e^(c x_s - m') on return (0 for keys t may not see: later ones, or
+ * another sample's under seg); the row's running max *m and sum *l are updated. Returns the
+ * factor e^(m - m') by which the row's output accumulated so far must be rescaled (0 on the row's
+ * first block, 1 when the row sees no key of this block; x is then all 0 and m, l unchanged). */
+static inline float fa_softmax_row(float *x, int ns, int64_t t, int64_t s0, const int *seg,
+                                   int64_t b, int64_t T, float scale, float *m, float *l) {
+    float bm = -INFINITY;
+    if (!seg) { /* keys i < lim visible */
+        const int lim = (int)(t - s0 + 1 < ns ? t - s0 + 1 : ns);
+#pragma omp simd reduction(max : bm)
+        for (int i = 0; i < ns; i++) {
+            x[i] = i < lim ? x[i] * scale : -INFINITY;
+            bm = x[i] > bm ? x[i] : bm;
+        }
+    } else {
+        for (int i = 0; i < ns; i++) {
+            int64_t s = s0 + i;
+            x[i] = (s <= t && fa_seen(seg, b, T, s, t)) ? x[i] * scale : -INFINITY;
+            if (x[i] > bm) bm = x[i];
+        }
+    }
+    if (bm == -INFINITY) { /* the row sees nothing in this block */
+        memset(x, 0, sizeof(float) * (size_t)ns);
+        return 1.0f;
+    }
+    const float mn = bm > *m ? bm : *m, corr = expf(*m - mn);
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < ns; i++) {
+        x[i] = x[i] == -INFINITY ? 0.0f : ft_exp_simd(x[i] - mn);
+        sum += x[i];
+    }
+    *l = *l * corr + sum;
+    *m = mn;
+    return corr;
+}
+
+/* The backward task (b, kv-head kh)'s prologue: dq rows of its G query heads zeroed (dq non-NULL),
+ * and when G T <= cap, dl[(h - kh G) T + t] = delta_t = dout_t · out_t for those heads, once per
+ * row instead of once per key block. Returns whether dl was filled. */
+static inline int fa_backward_prologue(float *dl, int cap, float *dq, const float *dout,
+                                       const float *out, int64_t b, int64_t kh, int G, int64_t T,
+                                       int64_t H, int D) {
+    const int pre = (int64_t)G * T <= cap;
+    for (int64_t h = kh * G; h < (kh + 1) * G; h++)
+        for (int64_t t = 0; t < T; t++) {
+            const int64_t o = ((b * T + t) * H + h) * D;
+            if (pre) dl[(h - kh * G) * T + t] = fa_dotf(dout + o, out + o, D);
+            if (dq) memset(dq + o, 0, (size_t)D * sizeof(float));
+        }
+    return pre;
+}
+
+#endif
