@@ -433,16 +433,7 @@ flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *
                                 pre ? dl[(h - kh * G) * T + t]
                                     : fa_dotf(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
                             float *pr = P + r * FA_BLOCK, *dr = dS + r * FA_BLOCK;
-                            int lim = (int)(t - s0 + 1 < ns ? t - s0 + 1 : ns); /* causal */
-#pragma omp simd
-                            for (int i = 0; i < ns; i++) {
-                                float p = i < lim ? ft_exp_simd(pr[i] * scale - L) : 0.0f;
-                                pr[i] = p;
-                                dr[i] = p * (dr[i] - delta) * scale;
-                            }
-                            if (seg)
-                                for (int i = 0; i < lim; i++)
-                                    if (!fa_seen(seg, b, T, s0 + i, t)) pr[i] = dr[i] = 0.0f;
+                            fa_grad_row(pr, dr, ns, ns, t, s0, seg, b, T, L, delta, scale);
                         }
                         /* dv_s += sum_r P_rs dout_r ; dk_s += sum_r dS_rs q_r */
 #define FA_DKV(nd) dkv_tile(gv, gk, P, dS, go, ldq, qt, lq, nr, ns, t0, s0, nd)

@@ -77,4 +77,23 @@ static inline int fa_backward_prologue(float *dl, int cap, float *dq, const floa
     return pre;
 }
 
+/* The backward's row t over keys [s0, s0 + n) (n >= the keys in the block, ns): pr holds the raw
+ * scores q_t·k_s and dr the raw dP_ts = dout_t·v_s on entry; on return pr = P_ts =
+ * e^(c q_t·k_s - lse_t) and dr = dS_ts = c P_ts (dP_ts - delta_t), both exactly 0 for keys t may
+ * not see (later ones, another sample's under seg, or past ns). */
+static inline void fa_grad_row(float *pr, float *dr, int n, int ns, int64_t t, int64_t s0,
+                               const int *seg, int64_t b, int64_t T, float L, float delta,
+                               float scale) {
+    const int lim = (int)(t - s0 + 1 < ns ? t - s0 + 1 : ns); /* causal */
+#pragma omp simd
+    for (int i = 0; i < n; i++) {
+        float p = i < lim ? ft_exp_simd(pr[i] * scale - L) : 0.0f;
+        pr[i] = p;
+        dr[i] = i < lim ? p * (dr[i] - delta) * scale : 0.0f;
+    }
+    if (seg)
+        for (int i = 0; i < lim; i++)
+            if (!fa_seen(seg, b, T, s0 + i, t)) pr[i] = dr[i] = 0.0f;
+}
+
 #endif

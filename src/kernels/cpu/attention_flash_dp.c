@@ -381,16 +381,7 @@ void attention_flash_backward_dp(float *dq, float *dk, float *dv, const float *d
                                 pre ? dl[(h - kh * G) * T + t]
                                     : fa_dotf(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
                             float *pr = P + r * DP_BLOCK, *dr = dS + r * DP_BLOCK;
-                            int lim = (int)(t - s0 + 1 < ns ? t - s0 + 1 : ns); /* causal */
-#pragma omp simd
-                            for (int i = 0; i < DP_BLOCK; i++) {
-                                float p = i < lim ? ft_exp_simd(pr[i] * scale - L) : 0.0f;
-                                pr[i] = p;
-                                dr[i] = i < lim ? p * (dr[i] - delta) * scale : 0.0f;
-                            }
-                            if (seg)
-                                for (int i = 0; i < lim; i++)
-                                    if (!fa_seen(seg, b, T, s0 + i, t)) pr[i] = dr[i] = 0.0f;
+                            fa_grad_row(pr, dr, DP_BLOCK, ns, t, s0, seg, b, T, L, delta, scale);
                             if (dq) round_row(dSb + r * DP_BLOCK, dr);
                         }
                         if (nr % 2) /* the odd row's partner */
