@@ -7,8 +7,9 @@ so this is the closest a PyTorch user gets on this machine.
   ref_train.py MODEL_DIR full|lora fp32|bf16 B T STEPS [R=8 ALPHA=16]
 fp32: plain f32 (OpenBLAS matmuls). bf16: torch.autocast('cpu', dtype=torch.bfloat16) around the
 forward and loss (oneDNN bf16 matmuls underneath), master weights and AdamW in f32.
-Prints one line: "torch tok_s X step_s Y peak_rss_mb Z loss_first A loss_last B tok_per_cpu_s P"
-(P: tokens per second of process CPU time, all threads).
+Prints one line: "torch tok_s X step_s Y peak_rss_mb Z loss_first A loss_last B tok_per_cpu_s P
+step_min_s S" (P: tokens per second of process CPU time, all threads; S: the fastest timed step,
+the one least disturbed by other load on the host).
 Timing: one warm-up step, then the mean of STEPS timed steps (forward, backward,
 optimizer step, zero_grad).
 """
@@ -175,10 +176,14 @@ def step():
 first = step()  # warm-up (allocations, oneDNN primitive creation)
 t0, c0 = time.time(), time.process_time()
 last = first
+best = float("inf")
 for _ in range(STEPS):
+    ts = time.time()
     last = step()
+    best = min(best, time.time() - ts)
 dt = (time.time() - t0) / STEPS
 cpu = (time.process_time() - c0) / STEPS
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(f"torch tok_s {B * T / dt:.1f} step_s {dt:.3f} peak_rss_mb {rss:.0f} "
-      f"loss_first {first:.4f} loss_last {last:.4f} tok_per_cpu_s {B * T / cpu:.1f}")
+      f"loss_first {first:.4f} loss_last {last:.4f} tok_per_cpu_s {B * T / cpu:.1f} "
+      f"step_min_s {best:.3f}")
