@@ -6,7 +6,8 @@
  *   bf16-pack  oneDNN bf16 with the weight converted + reordered once (matmul_bf16w_*)
  * Each variant is first checked: on a small awkward shape against the naive double-accumulated
  * loop, and at the timed shape against the f32 result with the bf16 bound (see test_matmul_bf16).
- * Prints GFLOP/s and the fraction of the measured FMA / BF16 peaks.
+ * Prints GFLOP/s and the fraction of the measured FMA / BF16 peaks, and the time to repack a
+ * trained weight into both layouts (matmul_bf16.c's own pass against oneDNN's reorder).
  *   bench_matmul [REPS=5]
  */
 #include "lab.h"
@@ -86,6 +87,16 @@ static void shape(int M, int K, int N, int reps) {
     if (peak16 > 0) {
         LAB_TIME(t, reps, matmul_bf16_backward(NULL, dw16, dyb, xb, wb, M, K, N));
         report(name, "dw", "bf16", fl, t, peak16);
+    }
+    if (peak16 > 0) { /* the per-step repack of a trained weight, both layouts */
+        LAB_TIME(t, reps, bf16_weight_refresh(pw));
+        double t_own = t;
+        setenv("FTUNE_NO_FAST_PACK", "1", 1);
+        LAB_TIME(t, reps, bf16_weight_refresh(pw));
+        unsetenv("FTUNE_NO_FAST_PACK");
+        printf("  %-16s %-6s own pack %7.3f ms, oneDNN reorder %7.3f ms  %.2fx  (%.1f GB/s own)\n",
+               name, "pack", t_own * 1e3, t * 1e3, t / t_own,
+               (double)N * K * (2 * 4 + 2 * 2) / t_own / 1e9);
     }
     bf16_weight_free(pw);
     ft_free(x), ft_free(w), ft_free(dy), ft_free(o32), ft_free(o16), ft_free(di32);

@@ -422,6 +422,36 @@ static void detached(int K, int N, int M0) {
     free(o1), free(o2), free(d1), free(d2);
 }
 
+/* The step's weights are packed from f32 by matmul_bf16.c's own pass (fast_pack); a detached
+ * weight's canonical copy by oneDNN's reorder. On unrounded random values (rounding to nearest
+ * even exercised: a truncating or misplaced conversion changes some product bits) the two must
+ * give bit-identical forward and input-gradient products, over shapes with tails in both
+ * dimensions (K not a multiple of 32, N not of 64). */
+static void pack_rounding(int K, int N) {
+    const int M = 5;
+    size_t nk = (size_t)N * K;
+    float *w = rand_buf(nk), *w2 = malloc(nk * 4), *x = rand_buf((size_t)M * K),
+          *dy = rand_buf((size_t)M * N);
+    memcpy(w2, w, nk * 4);
+    uint16_t *xb = to_bf16(x, (size_t)M * K), *dyb = to_bf16(dy, (size_t)M * N);
+    float *o1 = malloc((size_t)M * N * 4), *o2 = malloc((size_t)M * N * 4);
+    float *d1 = malloc((size_t)M * K * 4), *d2 = malloc((size_t)M * K * 4);
+    ft_bf16_weight *own = bf16_weight_create(w, K, N), *dnnl = bf16_weight_create(w2, K, N);
+    int ok = bf16_weight_detach(dnnl, M) == 1;
+    matmul_bf16w_forward(o1, xb, own, NULL, M, 0);
+    matmul_bf16w_forward(o2, xb, dnnl, NULL, M, 0);
+    matmul_bf16w_backward_input(d1, dyb, own, M, 0);
+    matmul_bf16w_backward_input(d2, dyb, dnnl, M, 0);
+    ok = ok && !memcmp(o1, o2, (size_t)M * N * 4) && !memcmp(d1, d2, (size_t)M * K * 4);
+    char tag[96];
+    snprintf(tag, sizeof tag, "packing %dx%d from f32: own pass == oneDNN reorder (products)", N,
+             K);
+    CHECK(tag, ok, "products differ");
+    bf16_weight_free(own), bf16_weight_free(dnnl);
+    free(w), free(w2), free(x), free(dy), free(xb), free(dyb), free(o1), free(o2), free(d1);
+    free(d2);
+}
+
 /* A transient weight (packed into the shared scratch at each product) gives the bytes a kept
  * pack gives, forward and input gradient, at several row counts, interleaved with another
  * transient weight of another shape (the scratch is shared), and sees a change of its f32
@@ -487,6 +517,9 @@ int main(void) {
     transient();
     detached(576, 192, 9);
     detached(33, 130, 1);
+    static const int pr[][2] = {{1, 1}, {130, 97}, {288, 33}, {33, 288}, {576, 1536}, {1536, 576}};
+    for (size_t i = 0; i < sizeof pr / sizeof pr[0]; i++)
+        pack_rounding(pr[i][0], pr[i][1]);
     xent_bf16(7, 13, 50, 3);
     xent_bf16(33, 64, 301, 8);
     xent_bf16(20, 96, 1000, 20);

@@ -11,7 +11,8 @@
  *
  * Weights (ft_bf16_weight): a weight (N,K) given in f32 is converted to bf16 and reordered into
  * the blocked layout oneDNN's primitive asks for (weights format `any`) — once for the forward
- * product and once for the input-gradient product — by one oneDNN reorder each (f32 plain ->
+ * product and once for the input-gradient product — by our own pass for the one layout oneDNN
+ * picks here (fast_pack below, 2x its reorder) or else one oneDNN reorder each (f32 plain ->
  * bf16 blocked). Frozen weights are packed once; trainable ones are repacked by
  * bf16_weight_refresh after each optimizer update. A packed copy is tied to the row count M it
  * was chosen for (oneDNN's preferred layout can depend on M): a new M gets its own copy, or an
@@ -33,8 +34,9 @@
  */
 #include "ftune/kernels.h"
 
-#include "ftune/core.h"
 #include "dnnl_util.h"
+#include "ftune/core.h"
+#include "grain.h"
 
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
@@ -249,6 +251,100 @@ static void src_md_of(const ft_bf16_weight *w, int fwd, dnnl_memory_desc_t *md) 
                                                 fwd ? s_f : s_b));
 }
 
+/*
+ * The f32 -> packed bf16 conversion of trained weights, by hand: oneDNN picks the layout
+ * BA16a64b2a for every bf16 weight these products use (B (a, b) with a the summed dimension: 64
+ * columns by 32 rows per block, blocks of a at stride s0 inside each 64-column stripe at stride
+ * s1, rows interleaved in pairs as 32-bit words, dims padded to 32 / 64 with zeros). Its reorder
+ * ran at ~13 GB/s in the training step (0.4 ms for a 576x1536 weight, ~95 ms of a full
+ * fine-tuning step, twice per weight per step); this pass reads the f32 rows once with 64-byte
+ * stores. Other layouts (none seen so far) keep the oneDNN reorder, as does FTUNE_NO_FAST_PACK=1
+ * in the environment (for A/B measurements: bench_matmul). Rounding: VCVTNE2PS2BF16,
+ * round to nearest even as ft_f32_to_bf16 (denormal inputs flushed to zero, as oneDNN's bf16
+ * conversion on this ISA). Bit-identical to the reorder: tests/kernels/test_matmul_bf16.c
+ * compares products from both packings bit for bit (detached weights keep the reorder).
+ */
+#if defined(__AVX512BF16__)
+#include "vec.h"
+#include <immintrin.h>
+
+static int fast_pack_ok(const dnnl_memory_desc_t *md) {
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    const char *off = getenv("FTUNE_NO_FAST_PACK"); /* benchmarks: the oneDNN reorder instead */
+    return !(off && *off && *off != '0') && md->ndims == 2 && md->data_type == dnnl_bf16 &&
+           md->format_kind == dnnl_blocked && md->offset0 == 0 && md->extra.flags == 0 &&
+           b->inner_nblks == 3 && b->inner_blks[0] == 16 && b->inner_idxs[0] == 0 &&
+           b->inner_blks[1] == 64 && b->inner_idxs[1] == 1 && b->inner_blks[2] == 2 &&
+           b->inner_idxs[2] == 0 && md->padded_dims[0] % 32 == 0 && md->padded_dims[1] % 64 == 0;
+}
+
+static const uint16_t ilv_lo_hi[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
+                                       21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
+                                       11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+
+static inline __mmask16 lanes(int64_t n) {
+    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+}
+
+/* B (a, b) packed into dst (layout md, fast_pack_ok) from the f32 weight w (rows of K) row-major:
+ * fwd: B = w^T (K,N), B(i,j) = w[j K + i]; dinp: B = w (N,K), B(i,j) = w[i K + j]. */
+static void fast_pack(void *dst, const dnnl_memory_desc_t *md, const float *w, int64_t K, int fwd) {
+    const int64_t A = md->dims[0], Bd = md->dims[1];
+    const int64_t na = md->padded_dims[0] / 32, nb = md->padded_dims[1] / 64;
+    const int64_t s0 = md->format_desc.blocking.strides[0],
+                  s1 = md->format_desc.blocking.strides[1];
+    uint32_t *out = dst; /* pair words: element offsets / 2 */
+    /* block order: along w's rows, so each thread streams through contiguous rows of w (fwd: a
+     * 64-row stripe of w per jb; dinp: 32 rows per ib) */
+#pragma omp parallel for schedule(static) if (A * Bd >= 4 * FT_OMP_GRAIN)
+    for (int64_t bx = 0; bx < na * nb; bx++) {
+        const int64_t ib = fwd ? bx % na : bx / nb, jb = fwd ? bx / na : bx % nb;
+        const int64_t i0 = ib * 32, j0 = jb * 64;
+        uint32_t *blk = out + (ib * s0 + jb * s1) / 2; /* word (p, j) at p 64 + j */
+        if (fwd) { /* B(i, j) = w[j][i]: each row j of w gives 16 pair words over p */
+            const __mmask16 m0 = lanes(A - i0), m1 = lanes(A - i0 - 16);
+            for (int jc = 0; jc < 4; jc++) {
+                uint32_t t[16][16]; /* t[jj][p] */
+                for (int jj = 0; jj < 16; jj++) {
+                    const int64_t j = j0 + 16 * jc + jj;
+                    __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+                    if (j < Bd) {
+                        const float *src = w + j * K + i0;
+                        lo = _mm512_maskz_loadu_ps(m0, src);
+                        hi = _mm512_maskz_loadu_ps(m1, src + 16);
+                    }
+                    _mm512_storeu_si512(t[jj], (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+                }
+                ft_transpose16((float *)(blk + 16 * jc), 64, (const float *)t, 16);
+            }
+        } else { /* B(i, j) = w[i][j]: rows i0 + 2p, i0 + 2p + 1 interleaved */
+            const __m512i perm = _mm512_loadu_si512(ilv_lo_hi);
+            for (int p = 0; p < 16; p++) {
+                const int64_t ia = i0 + 2 * p, ibb = ia + 1;
+                for (int jc = 0; jc < 4; jc++) {
+                    const int64_t j = j0 + 16 * jc;
+                    const __mmask16 m = lanes(Bd - j);
+                    __m512 a =
+                        ia < A ? _mm512_maskz_loadu_ps(m, w + ia * K + j) : _mm512_setzero_ps();
+                    __m512 b =
+                        ibb < A ? _mm512_maskz_loadu_ps(m, w + ibb * K + j) : _mm512_setzero_ps();
+                    __m512i x = (__m512i)_mm512_cvtne2ps_pbh(b, a);
+                    _mm512_storeu_si512(blk + p * 64 + 16 * jc, _mm512_permutexvar_epi16(perm, x));
+                }
+            }
+        }
+    }
+}
+#else
+static int fast_pack_ok(const dnnl_memory_desc_t *md) {
+    (void)md;
+    return 0;
+}
+static void fast_pack(void *dst, const dnnl_memory_desc_t *md, const float *w, int64_t K, int fwd) {
+    (void)dst, (void)md, (void)w, (void)K, (void)fwd;
+}
+#endif
+
 /* Fill slot s (desc set, buffer allocated) from the f32 source, or, once detached, from the
  * canonical bf16 copy: bf16 to bf16, so the bytes are those a pack from the source gave. The
  * canonical copy holds B = w^T (K,N); the input-gradient layout wants w (N,K), reached by
@@ -256,6 +352,10 @@ static void src_md_of(const ft_bf16_weight *w, int fwd, dnnl_memory_desc_t *md) 
 static void pack_locked(const ft_bf16_weight *w, pack_slot *s, int fwd) {
     dnnl_memory_desc_t src_md;
     if (w->src) {
+        if (fast_pack_ok(&s->md)) {
+            fast_pack(s->buf, &s->md, w->src, w->K, fwd);
+            return;
+        }
         src_md_of(w, fwd, &src_md);
         reorder_locked(&src_md, w->src, &s->md, s->buf);
         return;
