@@ -127,7 +127,9 @@ static void linear_forward(ft_train_model *tm, float *out, float *lu, const floa
 /*
  * Backward of linear_forward. dinp (M,K) ADDED, or in bf16 mode WRITTEN when `write` (the first
  * product into a buffer: no zeroing pass, no read of zeros); dw (N,K), dbias (N) ADDED when
- * non-NULL.
+ * non-NULL. `write` also marks the first module of an input group (down; gate of gate/up; o; q of
+ * q/k/v), whose inpb is new: the bf16 weight gradient packs it then (tm->xpk) and the group's
+ * other modules reuse that pack.
  *   base:  out = inp·W^T + b   =>  dinp += dout·W ; dW += dout^T·inp ; db += sum_m dout
  *   LoRA:  out += s*v, v = B·u, u = A·xd, xd = drop(inp):
  *          dv  = s*dout                       (ldo, M×N)
@@ -155,7 +157,8 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
     if (inpb && (dinp || dw)) { /* bf16 mode: dout rounded to bf16, f32 accumulation */
         bf16_from_f32(tm->doutb, dout, (size_t)M * N);
         if (dinp) matmul_bf16w_backward_input(dinp, tm->doutb, tm->pw[l][j], M, !write);
-        if (dw) matmul_bf16_backward(NULL, dw, tm->doutb, inpb, NULL, M, K, N);
+        /* dW with the input packed once per input group (tm->xpk) */
+        if (dw) matmul_bf16_backward_weight(dw, tm->doutb, inpb, tm->xpk, write, M, K, N);
         if (dbias) matmul_backward(NULL, NULL, dbias, dout, inp, w, M, K, N);
     } else if (dinp || dw || dbias) {
         matmul_backward(dinp, dw, dbias, dout, inp, w, M, K, N);
@@ -1218,7 +1221,8 @@ static ft_status setup_bf16(ft_train_model *tm) {
         }
     }
     tm->phead = bf16_weight_create(head_weight(tm), c->dim, c->vocab_size);
-    if (!tm->phead) return ft_errorf(FT_ERR_NOMEM, "out of memory");
+    tm->xpk = bf16_pack_create();
+    if (!tm->phead || !tm->xpk) return ft_errorf(FT_ERR_NOMEM, "out of memory");
     tm->phead_trained = (tm->w.lm_head ? tm->dw.lm_head : tm->dw.embed) != NULL;
     /* an untied frozen head (the tied one is also the embedding table, read in f32) */
     if (tm->w.lm_head && !tm->phead_trained)
@@ -1337,6 +1341,7 @@ void ft_train_model_free(ft_train_model *tm) {
         for (int j = 0; j < FT_LORA_NMOD; j++)
             bf16_weight_free(tm->pw[l][j]);
     bf16_weight_free(tm->phead);
+    bf16_pack_free(tm->xpk);
     ft_free(tm->lAg_buf);
     free(tm->slots);
     ft_free(tm->pos_default);

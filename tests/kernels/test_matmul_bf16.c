@@ -146,6 +146,37 @@ static void shape(int M, int K, int N, int with_bias) {
     matmul_bf16_backward(di, NULL, dyb, xb, wb, M, K, N);
     both(tag, "dw alone", dw, dw0, dy, dyr, 1, N, x, xr, K, 1, NULL, N, M, K);
 
+    /* the weight gradient with x packed; a second product reuses the pack (fresh 0), and after
+     * x changes fresh 1 must repack */
+    const uint16_t *dyt = dyb;
+    ft_bf16_pack *pk = bf16_pack_create();
+    memcpy(dw, dw0, nk * 4);
+    matmul_bf16_backward_weight(dw, dyt, xb, pk, 1, M, K, N);
+    both(tag, "dw packed", dw, dw0, dy, dyr, 1, N, x, xr, K, 1, NULL, N, M, K);
+    float *dw2 = malloc(nk * 4 + 4);
+    memcpy(dw2, dw, nk * 4);
+    matmul_bf16_backward_weight(dw2, dyt, xb, pk, 0, M, K, N);
+    both(tag, "dw packed, pack reused", dw2, dw, dy, dyr, 1, N, x, xr, K, 1, NULL, N, M, K);
+    float *x2 = rand_buf(mk), *x2r = rounded(x2, mk);
+    bf16_from_f32(xb, x2, mk); /* same buffer, new contents */
+    memcpy(dw2, dw0, nk * 4);
+    matmul_bf16_backward_weight(dw2, dyt, xb, pk, 1, M, K, N);
+    both(tag, "dw packed after the input changed", dw2, dw0, dy, dyr, 1, N, x2, x2r, K, 1, NULL, N,
+         M, K);
+    /* the input packed by our pass and by oneDNN's reorder: the same bits */
+    float *dw3 = malloc(nk * 4 + 4);
+    char name[160];
+    memcpy(dw3, dw0, nk * 4);
+    setenv("FTUNE_NO_FAST_PACK", "1", 1);
+    matmul_bf16_backward_weight(dw3, dyt, xb, pk, 1, M, K, N);
+    unsetenv("FTUNE_NO_FAST_PACK");
+    snprintf(name, sizeof name, "bf16 dw packed %s: own pack == oneDNN reorder, bit for bit", tag);
+    CHECK(name, !memcmp(dw3, dw2, nk * 4), "results differ");
+    free(dw3);
+    bf16_from_f32(xb, x, mk);
+    bf16_pack_free(pk);
+    free(dw2), free(x2), free(x2r);
+
     /* the packed weight after the weight changes: refresh must repack */
     for (size_t i = 0; i < nk; i++) w[i] = -0.5f * w[i] + 0.25f;
     free(wr);
@@ -199,7 +230,6 @@ static void conversion(void) {
     CHECK("bf16_to_f32 bit-identical to ft_bf16_to_f32", bad == n, "element %zu", bad);
     free(x), free(b), free(y);
 }
-
 
 /* Worst errors of a SwiGLU backward (dg, du) against the reference (rg, ru), each as a fraction
  * of 1e-6 of its term's scale: |dy u| (1 + |g|) for dgate, |dy g| for dup. */

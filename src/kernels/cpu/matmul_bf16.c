@@ -173,6 +173,65 @@ void matmul_bf16_backward(float *dinp, float *dw, const uint16_t *dout, const ui
     }
 }
 
+/* ---- weight gradient with a packed activation ---- */
+
+struct ft_bf16_pack {
+    void *buf;
+    size_t cap;
+    dnnl_memory_desc_t md; /* the layout buf holds */
+    const uint16_t *src;   /* what it was packed from; NULL: nothing yet */
+    int64_t M, K;
+};
+
+ft_bf16_pack *bf16_pack_create(void) {
+    return calloc(1, sizeof(ft_bf16_pack));
+}
+
+void bf16_pack_free(ft_bf16_pack *pk) {
+    if (!pk) return;
+    ft_free(pk->buf);
+    free(pk);
+}
+
+static void reorder_locked(const dnnl_memory_desc_t *src_md, const void *src,
+                           const dnnl_memory_desc_t *dst_md, void *dst);
+static int fast_pack_ok(const dnnl_memory_desc_t *md);
+static void fast_pack_rows_bf16(void *dst, const dnnl_memory_desc_t *md, const uint16_t *x,
+                                int64_t ld);
+
+void matmul_bf16_backward_weight(float *dw, const uint16_t *dout, const uint16_t *inp,
+                                 ft_bf16_pack *pk, int fresh, int M, int K, int N) {
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    /* A = dout^T (N,M) strides {1,N}, B = inp (M,K) packed, C = dw (N,K) accumulated */
+    mmb_key key = {N, M, K, 1, N, 0, 0, 1, 0, 1};
+    pthread_mutex_lock(&mmb_lock);
+    mmb_entry *e = mmb_get_locked(&key);
+    if (fresh || pk->src != inp || pk->M != M || pk->K != K ||
+        !dnnl_memory_desc_equal(&pk->md, &e->mm.b_md)) {
+        size_t bytes = dnnl_memory_desc_get_size(&e->mm.b_md);
+        if (bytes > pk->cap) {
+            ft_free(pk->buf);
+            pk->buf = ft_calloc(bytes, 1);
+            FT_ASSERT(pk->buf != NULL);
+            pk->cap = bytes;
+        }
+        if (fast_pack_ok(&e->mm.b_md)) {
+            fast_pack_rows_bf16(pk->buf, &e->mm.b_md, inp, K);
+        } else {
+            dnnl_memory_desc_t src_md;
+            dnnl_dims_t d = {M, K}, st = {K, 1};
+            DNNL_CHECK(dnnl_memory_desc_init_by_strides(&src_md, 2, d, dnnl_bf16, st));
+            reorder_locked(&src_md, inp, &e->mm.b_md, pk->buf);
+        }
+        pk->md = e->mm.b_md;
+        pk->src = inp;
+        pk->M = M;
+        pk->K = K;
+    }
+    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, &mmb_scratch, dw, dout, pk->buf, NULL);
+    pthread_mutex_unlock(&mmb_lock);
+}
+
 /* ---- packed weights ---- */
 
 #define PACK_SLOTS 4
@@ -335,10 +394,48 @@ static void fast_pack(void *dst, const dnnl_memory_desc_t *md, const float *w, i
         }
     }
 }
+
+/* B (a, b) = x (a rows of ld bf16) packed into dst (layout md, fast_pack_ok): rows i0 + 2p and
+ * i0 + 2p + 1 interleaved into pair words, no conversion (the weight gradient's packed input) */
+static const uint16_t ilv_ab[32] = {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
+                                    8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+
+static void fast_pack_rows_bf16(void *dst, const dnnl_memory_desc_t *md, const uint16_t *x,
+                                int64_t ld) {
+    const int64_t A = md->dims[0], Bd = md->dims[1];
+    const int64_t na = md->padded_dims[0] / 32, nb = md->padded_dims[1] / 64;
+    const int64_t s0 = md->format_desc.blocking.strides[0],
+                  s1 = md->format_desc.blocking.strides[1];
+    uint32_t *out = dst;
+#pragma omp parallel for schedule(static) if (A * Bd >= 4 * FT_OMP_GRAIN)
+    for (int64_t bx = 0; bx < na * nb; bx++) {
+        const int64_t ib = bx / nb, jb = bx % nb, i0 = ib * 32, j0 = jb * 64;
+        uint32_t *blk = out + (ib * s0 + jb * s1) / 2;
+        const __m512i perm = _mm512_loadu_si512(ilv_ab);
+        for (int p = 0; p < 16; p++) {
+            const int64_t ia = i0 + 2 * p, ibb = ia + 1;
+            for (int jc = 0; jc < 4; jc++) {
+                const int64_t j = j0 + 16 * jc;
+                const __mmask16 m = lanes(Bd - j);
+                __m256i a =
+                    ia < A ? _mm256_maskz_loadu_epi16(m, x + ia * ld + j) : _mm256_setzero_si256();
+                __m256i b = ibb < A ? _mm256_maskz_loadu_epi16(m, x + ibb * ld + j)
+                                    : _mm256_setzero_si256();
+                _mm512_storeu_si512(blk + p * 64 + 16 * jc,
+                                    _mm512_permutex2var_epi16(_mm512_castsi256_si512(a), perm,
+                                                              _mm512_castsi256_si512(b)));
+            }
+        }
+    }
+}
 #else
 static int fast_pack_ok(const dnnl_memory_desc_t *md) {
     (void)md;
     return 0;
+}
+static void fast_pack_rows_bf16(void *dst, const dnnl_memory_desc_t *md, const uint16_t *x,
+                                int64_t ld) {
+    (void)dst, (void)md, (void)x, (void)ld;
 }
 static void fast_pack(void *dst, const dnnl_memory_desc_t *md, const float *w, int64_t K, int fwd) {
     (void)dst, (void)md, (void)w, (void)K, (void)fwd;
