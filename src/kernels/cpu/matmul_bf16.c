@@ -345,63 +345,58 @@ static inline __mmask16 lanes(int64_t n) {
     return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
 }
 
-/* B (a, b) packed into dst (layout md, fast_pack_ok) from the f32 weight w (rows of K) row-major:
- * fwd: B = w^T (K,N), B(i,j) = w[j K + i]; dinp: B = w (N,K), B(i,j) = w[i K + j]. */
-static void fast_pack(void *dst, const dnnl_memory_desc_t *md, const float *w, int64_t K, int fwd) {
-    const int64_t A = md->dims[0], Bd = md->dims[1];
+static const uint16_t ilv_ab[32] = {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
+                                    8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+
+/* 16 pair words (a[i], b[i]) of two rows at column j (a row NULL: zeros), lanes past m zero: f32
+ * rows rounded to bf16 (VCVTNE2PS2BF16), or bf16 rows as they are */
+static inline __m512i pair16(const void *ra, const void *rb, int64_t j, __mmask16 m, int f32) {
+    if (f32) {
+        const float *a = ra, *b = rb;
+        __m512 va = a ? _mm512_maskz_loadu_ps(m, a + j) : _mm512_setzero_ps();
+        __m512 vb = b ? _mm512_maskz_loadu_ps(m, b + j) : _mm512_setzero_ps();
+        return _mm512_permutexvar_epi16(_mm512_loadu_si512(ilv_lo_hi),
+                                        (__m512i)_mm512_cvtne2ps_pbh(vb, va));
+    }
+    const uint16_t *a = ra, *b = rb;
+    __m256i va = a ? _mm256_maskz_loadu_epi16(m, a + j) : _mm256_setzero_si256();
+    __m256i vb = b ? _mm256_maskz_loadu_epi16(m, b + j) : _mm256_setzero_si256();
+    return _mm512_permutex2var_epi16(_mm512_castsi256_si512(va), _mm512_loadu_si512(ilv_ab),
+                                     _mm512_castsi256_si512(vb));
+}
+
+/* B (a, b) = the rows of src (a rows of ld elements, f32 or bf16) packed into dst (layout md,
+ * fast_pack_ok): rows i0 + 2p and i0 + 2p + 1 of each block interleaved into pair words. Blocks
+ * in row order, so each thread streams through contiguous rows. The input-gradient layout of a
+ * weight (B = w (N,K)) and the weight gradient's packed input (B = x (M,K)). */
+static void pack_row_pairs(void *dst, const dnnl_memory_desc_t *md, const void *src, int64_t ld,
+                           int f32) {
+    const int64_t A = md->dims[0], Bd = md->dims[1], es = f32 ? 4 : 2;
     const int64_t na = md->padded_dims[0] / 32, nb = md->padded_dims[1] / 64;
     const int64_t s0 = md->format_desc.blocking.strides[0],
                   s1 = md->format_desc.blocking.strides[1];
+    const char *rows = src;
     uint32_t *out = dst; /* pair words: element offsets / 2 */
-    /* block order: along w's rows, so each thread streams through contiguous rows of w (fwd: a
-     * 64-row stripe of w per jb; dinp: 32 rows per ib) */
 #pragma omp parallel for schedule(static) if (A * Bd >= 4 * FT_OMP_GRAIN)
     for (int64_t bx = 0; bx < na * nb; bx++) {
-        const int64_t ib = fwd ? bx % na : bx / nb, jb = fwd ? bx / na : bx % nb;
-        const int64_t i0 = ib * 32, j0 = jb * 64;
+        const int64_t ib = bx / nb, jb = bx % nb, i0 = ib * 32, j0 = jb * 64;
         uint32_t *blk = out + (ib * s0 + jb * s1) / 2; /* word (p, j) at p 64 + j */
-        if (fwd) { /* B(i, j) = w[j][i]: each row j of w gives 16 pair words over p */
-            const __mmask16 m0 = lanes(A - i0), m1 = lanes(A - i0 - 16);
+        for (int p = 0; p < 16; p++) {
+            const int64_t ia = i0 + 2 * p, ibb = ia + 1;
+            const void *ra = ia < A ? rows + ia * ld * es : NULL;
+            const void *rb = ibb < A ? rows + ibb * ld * es : NULL;
             for (int jc = 0; jc < 4; jc++) {
-                uint32_t t[16][16]; /* t[jj][p] */
-                for (int jj = 0; jj < 16; jj++) {
-                    const int64_t j = j0 + 16 * jc + jj;
-                    __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
-                    if (j < Bd) {
-                        const float *src = w + j * K + i0;
-                        lo = _mm512_maskz_loadu_ps(m0, src);
-                        hi = _mm512_maskz_loadu_ps(m1, src + 16);
-                    }
-                    _mm512_storeu_si512(t[jj], (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-                }
-                ft_transpose16((float *)(blk + 16 * jc), 64, (const float *)t, 16);
-            }
-        } else { /* B(i, j) = w[i][j]: rows i0 + 2p, i0 + 2p + 1 interleaved */
-            const __m512i perm = _mm512_loadu_si512(ilv_lo_hi);
-            for (int p = 0; p < 16; p++) {
-                const int64_t ia = i0 + 2 * p, ibb = ia + 1;
-                for (int jc = 0; jc < 4; jc++) {
-                    const int64_t j = j0 + 16 * jc;
-                    const __mmask16 m = lanes(Bd - j);
-                    __m512 a =
-                        ia < A ? _mm512_maskz_loadu_ps(m, w + ia * K + j) : _mm512_setzero_ps();
-                    __m512 b =
-                        ibb < A ? _mm512_maskz_loadu_ps(m, w + ibb * K + j) : _mm512_setzero_ps();
-                    __m512i x = (__m512i)_mm512_cvtne2ps_pbh(b, a);
-                    _mm512_storeu_si512(blk + p * 64 + 16 * jc, _mm512_permutexvar_epi16(perm, x));
-                }
+                const int64_t j = j0 + 16 * jc;
+                _mm512_storeu_si512(blk + p * 64 + 16 * jc, pair16(ra, rb, j, lanes(Bd - j), f32));
             }
         }
     }
 }
 
-/* B (a, b) = x (a rows of ld bf16) packed into dst (layout md, fast_pack_ok): rows i0 + 2p and
- * i0 + 2p + 1 interleaved into pair words, no conversion (the weight gradient's packed input) */
-static const uint16_t ilv_ab[32] = {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
-                                    8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
-
-static void fast_pack_rows_bf16(void *dst, const dnnl_memory_desc_t *md, const uint16_t *x,
-                                int64_t ld) {
+/* B (a, b) = w^T (K,N) packed into dst (layout md, fast_pack_ok) from the f32 weight w (N rows
+ * of K): B(i, j) = w[j][i], so each row j of w gives 16 pair words over p, transposed into place
+ * 16 rows at a time. Blocks along w's rows (a 64-row stripe of w per jb). */
+static void pack_transposed(void *dst, const dnnl_memory_desc_t *md, const float *w, int64_t K) {
     const int64_t A = md->dims[0], Bd = md->dims[1];
     const int64_t na = md->padded_dims[0] / 32, nb = md->padded_dims[1] / 64;
     const int64_t s0 = md->format_desc.blocking.strides[0],
@@ -409,24 +404,36 @@ static void fast_pack_rows_bf16(void *dst, const dnnl_memory_desc_t *md, const u
     uint32_t *out = dst;
 #pragma omp parallel for schedule(static) if (A * Bd >= 4 * FT_OMP_GRAIN)
     for (int64_t bx = 0; bx < na * nb; bx++) {
-        const int64_t ib = bx / nb, jb = bx % nb, i0 = ib * 32, j0 = jb * 64;
+        const int64_t ib = bx % na, jb = bx / na, i0 = ib * 32, j0 = jb * 64;
         uint32_t *blk = out + (ib * s0 + jb * s1) / 2;
-        const __m512i perm = _mm512_loadu_si512(ilv_ab);
-        for (int p = 0; p < 16; p++) {
-            const int64_t ia = i0 + 2 * p, ibb = ia + 1;
-            for (int jc = 0; jc < 4; jc++) {
-                const int64_t j = j0 + 16 * jc;
-                const __mmask16 m = lanes(Bd - j);
-                __m256i a =
-                    ia < A ? _mm256_maskz_loadu_epi16(m, x + ia * ld + j) : _mm256_setzero_si256();
-                __m256i b = ibb < A ? _mm256_maskz_loadu_epi16(m, x + ibb * ld + j)
-                                    : _mm256_setzero_si256();
-                _mm512_storeu_si512(blk + p * 64 + 16 * jc,
-                                    _mm512_permutex2var_epi16(_mm512_castsi256_si512(a), perm,
-                                                              _mm512_castsi256_si512(b)));
+        const __mmask16 m0 = lanes(A - i0), m1 = lanes(A - i0 - 16);
+        for (int jc = 0; jc < 4; jc++) {
+            uint32_t t[16][16]; /* t[jj][p] */
+            for (int jj = 0; jj < 16; jj++) {
+                const int64_t j = j0 + 16 * jc + jj;
+                __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+                if (j < Bd) {
+                    lo = _mm512_maskz_loadu_ps(m0, w + j * K + i0);
+                    hi = _mm512_maskz_loadu_ps(m1, w + j * K + i0 + 16);
+                }
+                _mm512_storeu_si512(t[jj], (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
             }
+            ft_transpose16((float *)(blk + 16 * jc), 64, (const float *)t, 16);
         }
     }
+}
+
+/* the f32 weight w (N,K) into slot layout md: fwd B = w^T (K,N), else B = w (N,K) */
+static void fast_pack(void *dst, const dnnl_memory_desc_t *md, const float *w, int64_t K, int fwd) {
+    if (fwd)
+        pack_transposed(dst, md, w, K);
+    else
+        pack_row_pairs(dst, md, w, K, 1);
+}
+
+static void fast_pack_rows_bf16(void *dst, const dnnl_memory_desc_t *md, const uint16_t *x,
+                                int64_t ld) {
+    pack_row_pairs(dst, md, x, ld, 0);
 }
 #else
 static int fast_pack_ok(const dnnl_memory_desc_t *md) {
