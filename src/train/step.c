@@ -128,8 +128,8 @@ static void linear_forward(ft_train_model *tm, float *out, float *lu, const floa
  * Backward of linear_forward. dinp (M,K) ADDED, or in bf16 mode WRITTEN when `write` (the first
  * product into a buffer: no zeroing pass, no read of zeros); dw (N,K), dbias (N) ADDED when
  * non-NULL. `write` also marks the first module of an input group (down; gate of gate/up; o; q of
- * q/k/v), whose inpb is new: the bf16 weight gradient packs it then (tm->xpk) and the group's
- * other modules reuse that pack.
+ * q/k/v), whose inpb is new: the group's first bf16 weight gradient packs it (tm->xpk) and its
+ * later ones reuse that pack.
  *   base:  out = inp·W^T + b   =>  dinp += dout·W ; dW += dout^T·inp ; db += sum_m dout
  *   LoRA:  out += s*v, v = B·u, u = A·xd, xd = drop(inp):
  *          dv  = s*dout                       (ldo, M×N)
@@ -147,6 +147,7 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
                             const float *dout, const float *inp, const uint16_t *inpb,
                             const float *w, const float *lu, int l, int j, int M, int K, int N,
                             int write) {
+    if (write) tm->xpk_stale = 1;        /* a new input group: its first dW product packs inpb */
     if (tm->lora_bf16 && tm->lA[l][j]) { /* LoRA's B side in the pass that rounds dout */
         lora_up_backward_j(tm, dinp || dw ? tm->doutb : NULL, dout, lu, l, j, M, N);
         if (dinp) matmul_bf16w_backward_input(dinp, tm->doutb, tm->pw[l][j], M, !write);
@@ -157,8 +158,12 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
     if (inpb && (dinp || dw)) { /* bf16 mode: dout rounded to bf16, f32 accumulation */
         bf16_from_f32(tm->doutb, dout, (size_t)M * N);
         if (dinp) matmul_bf16w_backward_input(dinp, tm->doutb, tm->pw[l][j], M, !write);
-        /* dW with the input packed once per input group (tm->xpk) */
-        if (dw) matmul_bf16_backward_weight(dw, tm->doutb, inpb, tm->xpk, write, M, K, N);
+        /* dW with the input packed once per input group (tm->xpk), by the group's first dW
+         * product (not necessarily its first module's: that one may be frozen) */
+        if (dw) {
+            matmul_bf16_backward_weight(dw, tm->doutb, inpb, tm->xpk, tm->xpk_stale, M, K, N);
+            tm->xpk_stale = 0;
+        }
         if (dbias) matmul_backward(NULL, NULL, dbias, dout, inp, w, M, K, N);
     } else if (dinp || dw || dbias) {
         matmul_backward(dinp, dw, dbias, dout, inp, w, M, K, N);

@@ -111,6 +111,7 @@ struct ft_train_model {
     int bf16_stale; /* trained weights written since the last packing (zero_grad, params_changed) */
     uint16_t *doutb; /* (BT, max(C,HD,F)) a linear's output gradient as bf16 */
     ft_bf16_pack *xpk; /* a linear's bf16 input packed for the weight-gradient products */
+    int xpk_stale;     /* xpk does not hold the current input group's input */
     uint16_t *xfb;   /* (BT,C) final-norm output as bf16 */
     uint16_t *dlogb; /* (chunk,V) dlogits as bf16 */
     /* bf16 LoRA branch (bf16 mode, LoRA without dropout): per group g, the bf16 concatenation

@@ -333,6 +333,58 @@ static void test_freeze(const char *model, ft_model *m) {
     ft_st_close(&ref);
 }
 
+/* bf16 full/freeze fine-tuning packs each layer input once for the weight gradients of the
+ * modules that read it (q/k/v, gate/up) and reuses the pack within the group. With the group's
+ * first module frozen (q, gate) and a later one trained (k, up), the pack must still be made
+ * from this group's input, not left over from the last group. Gradients against the f32 run on
+ * the same model and batch, rel l2 <= 0.15 per tensor (the bf16 tolerance of test_tokens, same
+ * random models; observed 0.017-0.051); a gradient from the wrong input is off by O(1) (1.0-1.3
+ * when the pack was left from the other group). */
+static void test_freeze_bf16(const char *model, ft_model *m) {
+    if (!ft_cpu_has_bf16()) return;
+    ft_st_set ref;
+    if (!open_ref(&ref, model, "ref_freeze.safetensors")) return;
+    batch b;
+    if (read_batch(&ref, &b)) {
+        const char *pats[] = {"model.layers.[0-9]+.self_attn.k_proj.weight",
+                              "model.layers.[0-9]+.mlp.up_proj.weight"};
+        ft_train_options o = base_opts(FT_METHOD_FREEZE, &b);
+        o.unfrozen = pats;
+        o.n_unfrozen = 2;
+        ft_train_model *t32, *t16;
+        char label[128];
+        snprintf(label, sizeof label, "%s_freeze_k_up_bf16_close_to_f32", model);
+        if (ft_train_model_init(&t32, m, &o) != FT_OK) {
+            CHECK(label, 0, "%s", ft_error_message());
+        } else {
+            o.bf16 = 1;
+            if (ft_train_model_init(&t16, m, &o) != FT_OK) {
+                CHECK(label, 0, "%s", ft_error_message());
+            } else {
+                double l32, l16;
+                if (step(t32, &b, &l32) && step(t16, &b, &l16)) {
+                    int n32, n16;
+                    const ft_trainable *a = ft_train_tensors(t32, &n32),
+                                       *c = ft_train_tensors(t16, &n16);
+                    double worst = n32 == n16 && n32 > 0 ? 0 : INFINITY;
+                    const char *wn = "";
+                    for (int i = 0; i < n32 && n32 == n16; i++) {
+                        double e = rel_l2(c[i].grad, a[i].grad, a[i].numel);
+                        if (!(e <= worst)) worst = e, wn = a[i].name;
+                    }
+                    printf("  %s: worst tensor rel l2 %.3g (%s)\n", label, worst, wn);
+                    CHECK(label, worst <= 0.15, "worst tensor rel l2 %.3g (%s) of %d tensors",
+                          worst, wn, n32);
+                }
+                ft_train_model_free(t16);
+            }
+            ft_train_model_free(t32);
+        }
+        free_batch(&b);
+    }
+    ft_st_close(&ref);
+}
+
 static void test_lora(const char *model, ft_model *m, const char *variant) {
     ft_st_set ref;
     char file[128];
@@ -885,6 +937,7 @@ int main(void) {
         }
         test_full(models[i], &m);
         test_freeze(models[i], &m);
+        test_freeze_bf16(models[i], &m);
         for (size_t k = 0; k < sizeof loras / sizeof *loras; k++)
             test_lora(models[i], &m, loras[k]);
         if (i == 0 || i == 1 || i == 3) test_tokens(models[i], &m);
