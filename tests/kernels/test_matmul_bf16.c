@@ -2,7 +2,10 @@
  * bf16 mixed-precision matmul (src/kernels/cpu/matmul_bf16.c) against the naive f32 twin over
  * awkward shapes (1s, odd sizes, tails), in the three training layouts, plain and packed weights,
  * with and without bias, writing and accumulating; the packed weight reused across row counts
- * and refreshed after the weight changes; the f32->bf16 conversion bit for bit.
+ * and refreshed after the weight changes; the f32->bf16 conversion bit for bit. The weight
+ * gradient with a packed input (matmul_bf16_backward_weight): the pack reused, made again after
+ * the input changes, and our packing pass equal bit for bit to oneDNN's reorder; weights packed
+ * from f32 by our pass give products bit-identical to oneDNN's reorder (pack_rounding).
  *
  * Tolerances, per element, with S = sum_k |a_k||b_k| (+ |old out| when accumulating), computed
  * by the reference loop from the same data:
@@ -18,8 +21,8 @@
  *   SwiGLU with bf16 gate/up (the bf16 step's saved activations): see swiglu_bf16_acts.
  *   bf16 head + cross-entropy vs the naive f32 twin: each logit moves by <= 2^-7 S_row (above),
  *     so each row's NLL by <= 2 max_j |dz_j|; the NLL sum is checked against that bound. The
- *     gradients (dlogits also rounded to bf16) are checked norm-wise, ||got-ref|| / ||ref|| <= 2^-6:
- *     every operand carries relative error <= 2^-8, two roundings per product, and random-sign
+ *     gradients (dlogits also rounded to bf16) are checked norm-wise, ||got-ref|| / ||ref|| <=
+ * 2^-6: every operand carries relative error <= 2^-8, two roundings per product, and random-sign
  *     errors do not add up coherently; a wrong term is off by O(1).
  */
 #include "../test.h"
@@ -148,19 +151,18 @@ static void shape(int M, int K, int N, int with_bias) {
 
     /* the weight gradient with x packed; a second product reuses the pack (fresh 0), and after
      * x changes fresh 1 must repack */
-    const uint16_t *dyt = dyb;
     ft_bf16_pack *pk = bf16_pack_create();
     memcpy(dw, dw0, nk * 4);
-    matmul_bf16_backward_weight(dw, dyt, xb, pk, 1, M, K, N);
+    matmul_bf16_backward_weight(dw, dyb, xb, pk, 1, M, K, N);
     both(tag, "dw packed", dw, dw0, dy, dyr, 1, N, x, xr, K, 1, NULL, N, M, K);
     float *dw2 = malloc(nk * 4 + 4);
     memcpy(dw2, dw, nk * 4);
-    matmul_bf16_backward_weight(dw2, dyt, xb, pk, 0, M, K, N);
+    matmul_bf16_backward_weight(dw2, dyb, xb, pk, 0, M, K, N);
     both(tag, "dw packed, pack reused", dw2, dw, dy, dyr, 1, N, x, xr, K, 1, NULL, N, M, K);
     float *x2 = rand_buf(mk), *x2r = rounded(x2, mk);
     bf16_from_f32(xb, x2, mk); /* same buffer, new contents */
     memcpy(dw2, dw0, nk * 4);
-    matmul_bf16_backward_weight(dw2, dyt, xb, pk, 1, M, K, N);
+    matmul_bf16_backward_weight(dw2, dyb, xb, pk, 1, M, K, N);
     both(tag, "dw packed after the input changed", dw2, dw0, dy, dyr, 1, N, x2, x2r, K, 1, NULL, N,
          M, K);
     /* the input packed by our pass and by oneDNN's reorder: the same bits */
@@ -168,7 +170,7 @@ static void shape(int M, int K, int N, int with_bias) {
     char name[160];
     memcpy(dw3, dw0, nk * 4);
     setenv("FTUNE_NO_FAST_PACK", "1", 1);
-    matmul_bf16_backward_weight(dw3, dyt, xb, pk, 1, M, K, N);
+    matmul_bf16_backward_weight(dw3, dyb, xb, pk, 1, M, K, N);
     unsetenv("FTUNE_NO_FAST_PACK");
     snprintf(name, sizeof name, "bf16 dw packed %s: own pack == oneDNN reorder, bit for bit", tag);
     CHECK(name, !memcmp(dw3, dw2, nk * 4), "results differ");
