@@ -46,10 +46,10 @@ void matmul_bf16_backward(float *dinp, float *dw, const uint16_t *dout, const ui
                           const uint16_t *w, int M, int K, int N);
 /* The weight gradient with inp in the blocked layout oneDNN asks for (10-25% faster than
  * matmul_bf16_backward's dw on SmolLM shapes): dw (N,K) += dout (M,N)^T · inp (M,K), inp packed
- * by a reorder into *pk and kept there for the next product on the same inp (the modules that
- * read one input share it). The caller passes fresh = 1 whenever inp's contents changed since
- * pk last saw them (a changed pointer, shape or layout repacks anyway). A pack is created empty;
- * free(NULL) is a no-op. */
+ * into *pk (matmul_bf16.c's row-pair pass, or oneDNN's reorder for another layout) and kept there
+ * for the next product on the same inp (the modules that read one input share it). The caller
+ * passes fresh = 1 whenever inp's contents changed since pk last saw them (a changed pointer, shape
+ * or layout repacks anyway). A pack is created empty; free(NULL) is a no-op. */
 typedef struct ft_bf16_pack ft_bf16_pack;
 ft_bf16_pack *bf16_pack_create(void);
 void bf16_pack_free(ft_bf16_pack *pk);

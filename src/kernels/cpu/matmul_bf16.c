@@ -176,11 +176,9 @@ void matmul_bf16_backward(float *dinp, float *dw, const uint16_t *dout, const ui
 /* ---- weight gradient with a packed activation ---- */
 
 struct ft_bf16_pack {
-    void *buf;
-    size_t cap;
-    dnnl_memory_desc_t md; /* the layout buf holds */
+    ft_dnnl_scratch mem;   /* grown to the largest pack */
+    dnnl_memory_desc_t md; /* the layout (and shape) mem holds */
     const uint16_t *src;   /* what it was packed from; NULL: nothing yet */
-    int64_t M, K;
 };
 
 ft_bf16_pack *bf16_pack_create(void) {
@@ -189,7 +187,7 @@ ft_bf16_pack *bf16_pack_create(void) {
 
 void bf16_pack_free(ft_bf16_pack *pk) {
     if (!pk) return;
-    ft_free(pk->buf);
+    ft_free(pk->mem.buf);
     free(pk);
 }
 
@@ -206,29 +204,20 @@ void matmul_bf16_backward_weight(float *dw, const uint16_t *dout, const uint16_t
     mmb_key key = {N, M, K, 1, N, 0, 0, 1, 0, 1};
     pthread_mutex_lock(&mmb_lock);
     mmb_entry *e = mmb_get_locked(&key);
-    if (fresh || pk->src != inp || pk->M != M || pk->K != K ||
-        !dnnl_memory_desc_equal(&pk->md, &e->mm.b_md)) {
-        size_t bytes = dnnl_memory_desc_get_size(&e->mm.b_md);
-        if (bytes > pk->cap) {
-            ft_free(pk->buf);
-            pk->buf = ft_calloc(bytes, 1);
-            FT_ASSERT(pk->buf != NULL);
-            pk->cap = bytes;
-        }
+    if (fresh || pk->src != inp || !dnnl_memory_desc_equal(&pk->md, &e->mm.b_md)) {
+        void *buf = ft_dnnl_scratch_reserve(&pk->mem, dnnl_memory_desc_get_size(&e->mm.b_md));
         if (fast_pack_ok(&e->mm.b_md)) {
-            fast_pack_rows_bf16(pk->buf, &e->mm.b_md, inp, K);
+            fast_pack_rows_bf16(buf, &e->mm.b_md, inp, K);
         } else {
             dnnl_memory_desc_t src_md;
             dnnl_dims_t d = {M, K}, st = {K, 1};
             DNNL_CHECK(dnnl_memory_desc_init_by_strides(&src_md, 2, d, dnnl_bf16, st));
-            reorder_locked(&src_md, inp, &e->mm.b_md, pk->buf);
+            reorder_locked(&src_md, inp, &e->mm.b_md, buf);
         }
         pk->md = e->mm.b_md;
         pk->src = inp;
-        pk->M = M;
-        pk->K = K;
     }
-    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, &mmb_scratch, dw, dout, pk->buf, NULL);
+    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, &mmb_scratch, dw, dout, pk->mem.buf, NULL);
     pthread_mutex_unlock(&mmb_lock);
 }
 
