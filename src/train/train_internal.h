@@ -35,7 +35,12 @@ typedef struct {
                                    modules side by side (row m: u_j at columns slot_j r), or NULL */
     /* bf16 mode: the four matmul inputs are not kept as bf16 but made again in backward from
      * what is kept (tm->lnb from the norm input and rstd, tm->attnb from attn, tm->hactb from
-     * gate/up); their f32 twins ln1, ln2, hact are NULL unless LoRA's f32 branch reads them. */
+     * gate/up); their f32 twins ln1, ln2, hact are NULL unless LoRA's f32 branch reads them.
+     * The bf16 LoRA branch keeps them instead (its memory is far below the budget, and its
+     * backward reads all four for dA): the forward writes them here, the backward reads them. */
+    uint16_t *ln1b, *ln2b; /* (BT,C), or NULL */
+    uint16_t *attnb;       /* (BT,H*D), or NULL */
+    uint16_t *hactb;       /* (BT,F), or NULL */
 } ft_layer_acts;
 
 struct ft_train_model {
