@@ -9,12 +9,15 @@
 #   bench/train.sh [MODEL_DIR...]   (default: models/stories15M and the SmolLM-135M shape)
 # Env: B (4), T (256), STEPS (timed steps per configuration, default 2), OMP_NUM_THREADS (2),
 # OMP_WAIT_POLICY (passive, for both sides: both use libgomp; on a shared machine spinning
-# threads waiting for a descheduled sibling cost more than they save), METHODS ("full lora"),
+# threads waiting for a descheduled sibling cost more than they save; "default" unsets it, so
+# each side runs with libgomp's default, a spin of ~300k iterations before sleeping, which is
+# what a user gets out of the box), METHODS ("full lora"),
 # TORCH_FP32 (1; 0 skips the fp32 PyTorch run, which takes minutes per step on the SmolLM shape).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+[ "$OMP_WAIT_POLICY" = default ] && unset OMP_WAIT_POLICY
 PY=${PY:-/usr/bin/python3}
 B=${B:-4} T=${T:-256} TORCH_FP32=${TORCH_FP32:-1} STEPS=${STEPS:-2} METHODS=${METHODS:-full lora}
 SMOL=models/smollm-135m-random
@@ -24,7 +27,7 @@ if [ $# -eq 0 ]; then
 fi
 peak=$(build/rel/bench/bench_peak)
 echo "train: $(date -u '+%Y-%m-%d %H:%M UTC'), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cpus," \
-     "$OMP_NUM_THREADS threads, B $B T $T, $STEPS timed steps; $peak"
+     "$OMP_NUM_THREADS threads (OMP_WAIT_POLICY ${OMP_WAIT_POLICY:-default}), B $B T $T, $STEPS timed steps; $peak"
 bf16peak=$(echo "$peak" | sed -n 's/.*bf16 \([0-9.]*\).*/\1/p')
 for model in "$@"; do
     name=$(basename "$model")
