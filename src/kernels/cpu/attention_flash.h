@@ -19,9 +19,10 @@ static inline float fa_dotf(const float *a, const float *b, int D) {
     return ft_dot_f32(a, b, D);
 }
 
-/* The 16 lanes of v folded pairwise, lane j with j + w for w = 8, 4, 2, 1: a fixed order, the
+/* The 16 lanes of *p folded pairwise, lane j with j + w for w = 8, 4, 2, 1: a fixed order, the
  * same with AVX-512 shuffles as in the portable loop (which GCC keeps in memory, lane by lane). */
-static inline float fa_fold_sum(ft_v16f v) {
+static inline float fa_fold_sum(const ft_v16f *p) {
+    ft_v16f v = *p;
 #if defined(__AVX512F__)
     const __m512 x = (__m512)v;
     const __m256 h =
@@ -38,7 +39,8 @@ static inline float fa_fold_sum(ft_v16f v) {
 #endif
 }
 
-static inline float fa_fold_max(ft_v16f v) {
+static inline float fa_fold_max(const ft_v16f *p) {
+    ft_v16f v = *p;
 #if defined(__AVX512F__)
     const __m512 x = (__m512)v;
     const __m256 h =
@@ -67,7 +69,7 @@ static inline float fa_row_sum(const float *x, int n) {
     }
     for (int j = 0; i + j < n; j++)
         a[j] += x[i + j];
-    return fa_fold_sum(a);
+    return fa_fold_sum(&a);
 }
 
 static inline float fa_row_max(const float *x, int n) {
@@ -84,7 +86,7 @@ static inline float fa_row_max(const float *x, int n) {
     }
     for (int j = 0; i + j < n; j++)
         a[j] = x[i + j] > a[j] ? x[i + j] : a[j];
-    return fa_fold_max(a);
+    return fa_fold_max(&a);
 }
 
 /* The forward's online-softmax step for query row t over keys [s0, s0 + ns): x (ns) holds the raw
