@@ -100,13 +100,17 @@ void swiglu_backward_fast(float *dgate, float *dup, const float *dout, const flo
  * _round writes gateb/upb = bf16(gate/up) and outb = bf16(y), out = y (out may be NULL) with
  * y = silu(gateb) * upb computed in f32 from the ROUNDED values; _bf16in recomputes out/outb from
  * gateb/upb with bit-identical results (the backward recomputes hact instead of storing it);
- * swiglu_backward_bf16 = swiglu_backward_fast on the widened gateb/upb (dgate, dup WRITTEN). */
+ * swiglu_backward_bf16 = swiglu_backward_fast on the widened gateb/upb (dgate, dup WRITTEN);
+ * _bf16out writes the same values rounded to bf16 (the same bits as swiglu_backward_bf16 then
+ * bf16_from_f32), for a step whose consumers of dgate/dup all read bf16. */
 void swiglu_forward_bf16_round(uint16_t *gateb, uint16_t *upb, uint16_t *outb, float *out,
                                const float *gate, const float *up, size_t N);
 void swiglu_forward_bf16in(float *out, uint16_t *outb, const uint16_t *gateb, const uint16_t *upb,
                            size_t N);
 void swiglu_backward_bf16(float *dgate, float *dup, const float *dout, const uint16_t *gateb,
                           const uint16_t *upb, size_t N);
+void swiglu_backward_bf16out(uint16_t *dgateb, uint16_t *dupb, const float *dout,
+                             const uint16_t *gateb, const uint16_t *upb, size_t N);
 
 /* LoRA's B side in the bf16 step (lora_up.c), f32 arithmetic, B (N,r) f32, u (M,r) with row
  * stride ldu (a column window of the group's u), s the LoRA scaling:
@@ -116,6 +120,8 @@ void swiglu_backward_bf16(float *dgate, float *dup, const float *dout, const uin
  *   lora_up_backward  in one pass over dout (M,N): doutb = bf16(dout) (may be NULL; the same
  *                     bits as bf16_from_f32), dB (N,r) += dout^T·(s u), du (M,r; row stride lddu)
  *                     = s dout·B (WRITTEN). dB does not depend on the thread count.
+ *   lora_up_backward_bf16in  the same dB and du from dout given as bf16 (M,N) (read, widened
+ *                     exactly; nothing written back), when dout was made as bf16 already.
  * ws: lora_up_ws_floats(M, N, r) floats. The _naive twins accumulate in double. */
 size_t lora_up_ws_floats(int M, int N, int r);
 void lora_up_forward(float *out, uint16_t *outb, const float *res, int ldo, const float *u,
@@ -123,6 +129,8 @@ void lora_up_forward(float *out, uint16_t *outb, const float *res, int ldo, cons
 void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout,
                       const float *u, int ldu, float s, const float *B, int M, int N, int r,
                       float *ws);
+void lora_up_backward_bf16in(float *dB, float *du, int lddu, const uint16_t *doutb, const float *u,
+                             int ldu, float s, const float *B, int M, int N, int r, float *ws);
 void lora_up_forward_naive(float *out, uint16_t *outb, const float *res, int ldo, const float *u,
                            int ldu, float s, const float *B, int M, int N, int r);
 void lora_up_backward_naive(float *dB, float *du, int lddu, const float *dout, const float *u,

@@ -151,6 +151,26 @@ static void check_shape(int M, int N, int r, int ldu, int lddu) {
     snprintf(name, sizeof name, "lora_up_backward M%d N%d r%d: doutb == bf16_from_f32", M, N, r);
     CHECK(name, !memcmp(db, dbr, (size_t)M * N * 2), "bf16 copy differs");
 
+    /* dout given as bf16 (db): the same bits as the f32 form on db's widened values (which the
+     * naive comparison above covers) */
+    {
+        float *dw = malloc((size_t)M * N * 4), *dB2 = malloc((size_t)N * r * 4);
+        float *dB3 = malloc((size_t)N * r * 4), *du2 = malloc((size_t)M * lddu * 4);
+        float *du3 = malloc((size_t)M * lddu * 4);
+        bf16_to_f32(dw, db, (size_t)M * N);
+        memcpy(dB2, dB0, (size_t)N * r * 4);
+        memcpy(dB3, dB0, (size_t)N * r * 4);
+        for (size_t i = 0; i < (size_t)M * lddu; i++)
+            du2[i] = du3[i] = 42.0f;
+        lora_up_backward(NULL, dB2, du2, lddu, dw, U, ldu, s, B, M, N, r, ws);
+        lora_up_backward_bf16in(dB3, du3, lddu, db, U, ldu, s, B, M, N, r, ws);
+        snprintf(name, sizeof name, "lora_up_backward_bf16in M%d N%d r%d == f32 form on widened", M,
+                 N, r);
+        CHECK(name, !memcmp(dB2, dB3, (size_t)N * r * 4) && !memcmp(du2, du3, (size_t)M * lddu * 4),
+              "results differ");
+        free(dw), free(dB2), free(dB3), free(du2), free(du3);
+    }
+
     /* thread-count independence of dB (and du, doutb) */
     if (omp_get_max_threads() > 1) {
         float *dB1 = malloc((size_t)N * r * 4), *du1 = malloc((size_t)M * lddu * 4);

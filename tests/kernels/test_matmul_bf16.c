@@ -305,7 +305,8 @@ static void fused(void) {
  *           must see one hact).
  *   swiglu_backward_bf16: the naive swiglu_backward on the widened values within 1e-6 of each
  *           term's scale (|dy u| (1+|g|) for dgate, |dy g| for dup), and bit-identical to
- *           swiglu_backward_fast on them (the same formula). */
+ *           swiglu_backward_fast on them (the same formula); _bf16out = bf16_from_f32 of
+ *           its results, bit for bit. */
 static void swiglu_bf16_acts(size_t N) {
     char name[160];
     float *g = rand_buf(N), *u = rand_buf(N), *dy = rand_buf(N);
@@ -348,6 +349,14 @@ static void swiglu_bf16_acts(size_t N) {
              "scale), == swiglu_backward_fast on the widened inputs", N);
     CHECK(name, wg <= 1 && wu <= 1 && !memcmp(dg2, dg3, N * 4) && !memcmp(du2, du3, N * 4),
           "dgate %.3g, dup %.3g of the bound", wg, wu);
+    uint16_t *dgb = malloc(N * 2 + 2), *dub = malloc(N * 2 + 2), *dgr = malloc(N * 2 + 2),
+             *dur = malloc(N * 2 + 2);
+    swiglu_backward_bf16out(dgb, dub, dy, gb, ub, N);
+    bf16_from_f32(dgr, dg2, N);
+    bf16_from_f32(dur, du2, N);
+    snprintf(name, sizeof name, "swiglu_backward_bf16out N=%zu == bf16_from_f32 of _bf16's", N);
+    CHECK(name, !memcmp(dgb, dgr, N * 2) && !memcmp(dub, dur, N * 2), "bf16 results differ");
+    free(dgb), free(dub), free(dgr), free(dur);
     free(g), free(u), free(dy), free(gb), free(ub), free(hb), free(hb2), free(hb3), free(hb4);
     free(h), free(h3), free(gw), free(uw), free(ref);
     free(dg1), free(du1), free(dg2), free(du2), free(dg3), free(du3);

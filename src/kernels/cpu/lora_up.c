@@ -196,24 +196,45 @@ static inline void hsum16x16(ft_v16f *out, const ft_v16f a[16]) {
            SHUF2(z[0], z[1], 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
 }
 
+/* 16 bf16 at p widened to f32 (exact) */
+static inline void load_bf16x16(ft_v16f *v, const uint16_t *p) {
+    ft_v16h h;
+    memcpy(&h, p, sizeof h);
+    ft_v16u u = __builtin_convertvector(h, ft_v16u) << 16;
+    memcpy(v, &u, sizeof *v);
+}
+
+static inline float widen1(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 /* One row pair (or a lone row: y1p == y0p, su1 zero, its sums discarded) of lora_up_backward
  * over the columns [n0, n1) (a multiple of 16 wide), for an r slice of RB: the du partial sums
  * returned in *sums (hsum16x16's lanes: a[i] row 0, a[8 + i] row 1), the dB^T partial (RB, N)
- * updated, the bf16 copies written when b0/b1 are given. ld: the row stride of bt and part. */
-static inline void up_backward_tile(ft_v16f *sums, float *part, const float *bt, const float *y0p,
-                                    const float *y1p, const float su0[RB], const float su1[RB],
-                                    uint16_t *b0, uint16_t *b1, int64_t ld, int64_t n0,
-                                    int64_t n1) {
+ * updated, the bf16 copies written when b0/b1 are given. ld: the row stride of bt and part.
+ * bfin: the rows are bf16 (h0p, h1p) instead of f32 (y0p, y1p). */
+static inline __attribute__((always_inline)) void
+up_backward_tile(ft_v16f *sums, float *part, const float *bt, const float *y0p, const float *y1p,
+                 const uint16_t *h0p, const uint16_t *h1p, const float su0[RB], const float su1[RB],
+                 uint16_t *b0, uint16_t *b1, int64_t ld, int64_t n0, int64_t n1, const int bfin) {
     ft_v16f a[2 * RB];
 #pragma GCC unroll 16
     for (int i = 0; i < 2 * RB; i++)
         a[i] = (ft_v16f){0};
     for (int64_t n = n0; n < n1; n += 16) {
         ft_v16f y0, y1;
-        LOAD16(y0, y0p + n);
-        LOAD16(y1, y1p + n);
-        if (b0) store_bf16x16(b0 + n, &y0);
-        if (b1) store_bf16x16(b1 + n, &y1);
+        if (bfin) {
+            load_bf16x16(&y0, h0p + n);
+            load_bf16x16(&y1, h1p + n);
+        } else {
+            LOAD16(y0, y0p + n);
+            LOAD16(y1, y1p + n);
+            if (b0) store_bf16x16(b0 + n, &y0);
+            if (b1) store_bf16x16(b1 + n, &y1);
+        }
 #pragma GCC unroll 8
         for (int i = 0; i < RB; i++) {
             ft_v16f w, p;
@@ -233,9 +254,12 @@ static inline void up_backward_tile(ft_v16f *sums, float *part, const float *bt,
  * while a block's rows stream through */
 #define NT 256
 
-void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout,
-                      const float *u, int ldu, float s, const float *B, int M, int N, int r,
-                      float *ws) {
+/* lora_up_backward (bfin 0: dout f32, doutb written when non-NULL) and lora_up_backward_bf16in
+ * (bfin 1: dout read as bf16 from din) */
+static inline __attribute__((always_inline)) void
+up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout, const uint16_t *din,
+            const float *u, int ldu, float s, const float *B, int M, int N, int r, float *ws,
+            const int bfin) {
     if (M <= 0 || N <= 0 || r <= 0) return;
     const int rp = pad8(r);
     const int64_t nblk = ((int64_t)M + LORA_ROWS - 1) / LORA_ROWS, N16 = N / 16 * 16;
@@ -264,11 +288,17 @@ void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const flo
                         su1[i] = pair && i0 + i < r ? s * u[m1 * ldu + i0 + i] : 0.0f;
                     }
                     /* the bf16 copy once, in the first slice; a lone row converts only itself */
-                    uint16_t *b0 = doutb && i0 == 0 ? doutb + m * N : NULL;
-                    uint16_t *b1 = doutb && i0 == 0 && pair ? doutb + m1 * N : NULL;
+                    uint16_t *b0 = !bfin && doutb && i0 == 0 ? doutb + m * N : NULL;
+                    uint16_t *b1 = !bfin && doutb && i0 == 0 && pair ? doutb + m1 * N : NULL;
                     ft_v16f sums;
-                    up_backward_tile(&sums, part + i0 * ld, bt + i0 * ld, dout + m * N,
-                                     dout + m1 * N, su0, su1, b0, b1, ld, n0, n1);
+                    if (bfin)
+                        up_backward_tile(&sums, part + i0 * ld, bt + i0 * ld, NULL, NULL,
+                                         din + m * N, din + m1 * N, su0, su1, NULL, NULL, ld, n0,
+                                         n1, 1);
+                    else
+                        up_backward_tile(&sums, part + i0 * ld, bt + i0 * ld, dout + m * N,
+                                         dout + m1 * N, NULL, NULL, su0, su1, b0, b1, ld, n0, n1,
+                                         0);
                     for (int p = 0; p < RB; p++) {
                         const int i = TREE_ORDER[p];
                         if (i >= ni) continue;
@@ -278,14 +308,14 @@ void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const flo
                 }
             }
             for (int64_t m = mbeg; m < mend; m++) {
-                const float *y = dout + m * N;
                 for (int64_t n = N16; n < N; n++) {
-                    if (doutb && i0 == 0) doutb[m * N + n] = ft_bf16_round(y[n]);
+                    const float y = bfin ? widen1(din[m * N + n]) : dout[m * N + n];
+                    if (!bfin && doutb && i0 == 0) doutb[m * N + n] = ft_bf16_round(y);
                     for (int i = 0; i < ni; i++) {
                         du[m * lddu + i0 + i] =
-                            fmaf(y[n], bt[(i0 + i) * ld + n], du[m * lddu + i0 + i]);
+                            fmaf(y, bt[(i0 + i) * ld + n], du[m * lddu + i0 + i]);
                         float *pp = part + (i0 + i) * ld + n;
-                        *pp = fmaf(y[n], s * u[m * ldu + i0 + i], *pp);
+                        *pp = fmaf(y, s * u[m * ldu + i0 + i], *pp);
                     }
                 }
             }
@@ -303,6 +333,17 @@ void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const flo
                 acc += parts[(blk * rp + i) * ld + n];
             dB[n * r + i] += acc;
         }
+}
+
+void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout,
+                      const float *u, int ldu, float s, const float *B, int M, int N, int r,
+                      float *ws) {
+    up_backward(doutb, dB, du, lddu, dout, NULL, u, ldu, s, B, M, N, r, ws, 0);
+}
+
+void lora_up_backward_bf16in(float *dB, float *du, int lddu, const uint16_t *doutb, const float *u,
+                             int ldu, float s, const float *B, int M, int N, int r, float *ws) {
+    up_backward(NULL, dB, du, lddu, NULL, doutb, u, ldu, s, B, M, N, r, ws, 1);
 }
 
 void lora_up_forward_naive(float *out, uint16_t *outb, const float *res, int ldo, const float *u,
