@@ -141,7 +141,30 @@ static void linear_forward(ft_train_model *tm, float *out, float *lu, const floa
  * dA/dB are always live for a targeted module (LoRA trains every A and B it creates).
  */
 static void lora_up_backward_j(ft_train_model *tm, uint16_t *doutb, const float *dout,
-                               const float *ug, int l, int j, int M, int N);
+                               const uint16_t *doutb_in, const float *ug, int l, int j, int M,
+                               int N);
+
+/* The bf16 products of linear_backward from dout as bf16 (doutb): dinp += doutb·W (packed),
+ * dW += doutb^T·inpb (inpb packed once per input group: tm->xpk, by the group's first dW
+ * product, not necessarily its first module's, which may be frozen). */
+static void bf16_dout_products(ft_train_model *tm, float *dinp, float *dw, const uint16_t *doutb,
+                               const uint16_t *inpb, int l, int j, int M, int K, int N, int write) {
+    if (dinp) matmul_bf16w_backward_input(dinp, doutb, tm->pw[l][j], M, !write);
+    if (dw) {
+        matmul_bf16_backward_weight(dw, doutb, inpb, tm->xpk, tm->xpk_stale, M, K, N);
+        tm->xpk_stale = 0;
+    }
+}
+
+/* linear_backward for a dout that exists only as bf16 (doutb, M×N), in bf16 mode with no bias
+ * gradient and not on the f32 LoRA branch: LoRA's B side (bf16 branch) reads doutb itself. */
+static void linear_backward_bf16(ft_train_model *tm, float *dinp, float *dw, const uint16_t *doutb,
+                                 const uint16_t *inpb, const float *lu, int l, int j, int M, int K,
+                                 int N, int write) {
+    if (write) tm->xpk_stale = 1;
+    if (tm->lora_bf16 && tm->lA[l][j]) lora_up_backward_j(tm, NULL, NULL, doutb, lu, l, j, M, N);
+    bf16_dout_products(tm, dinp, dw, doutb, inpb, l, j, M, K, N, write);
+}
 
 static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *dbias,
                             const float *dout, const float *inp, const uint16_t *inpb,
@@ -149,21 +172,14 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
                             int write) {
     if (write) tm->xpk_stale = 1;        /* a new input group: its first dW product packs inpb */
     if (tm->lora_bf16 && tm->lA[l][j]) { /* LoRA's B side in the pass that rounds dout */
-        lora_up_backward_j(tm, dinp || dw ? tm->doutb : NULL, dout, lu, l, j, M, N);
-        if (dinp) matmul_bf16w_backward_input(dinp, tm->doutb, tm->pw[l][j], M, !write);
-        if (dw) matmul_bf16_backward(NULL, dw, tm->doutb, inpb, NULL, M, K, N);
+        lora_up_backward_j(tm, dinp || dw ? tm->doutb : NULL, dout, NULL, lu, l, j, M, N);
+        bf16_dout_products(tm, dinp, dw, tm->doutb, inpb, l, j, M, K, N, write);
         if (dbias) matmul_backward(NULL, NULL, dbias, dout, inp, w, M, K, N);
         return;
     }
     if (inpb && (dinp || dw)) { /* bf16 mode: dout rounded to bf16, f32 accumulation */
         bf16_from_f32(tm->doutb, dout, (size_t)M * N);
-        if (dinp) matmul_bf16w_backward_input(dinp, tm->doutb, tm->pw[l][j], M, !write);
-        /* dW with the input packed once per input group (tm->xpk), by the group's first dW
-         * product (not necessarily its first module's: that one may be frozen) */
-        if (dw) {
-            matmul_bf16_backward_weight(dw, tm->doutb, inpb, tm->xpk, tm->xpk_stale, M, K, N);
-            tm->xpk_stale = 0;
-        }
+        bf16_dout_products(tm, dinp, dw, tm->doutb, inpb, l, j, M, K, N, write);
         if (dbias) matmul_backward(NULL, NULL, dbias, dout, inp, w, M, K, N);
     } else if (dinp || dw || dbias) {
         matmul_backward(dinp, dw, dbias, dout, inp, w, M, K, N);
@@ -231,13 +247,19 @@ static void lora_group_forward(ft_train_model *tm, int l, int g, float *const ou
 }
 
 /* Module j's B side: dB_j += dout^T·(s u_j), its du columns of tm->ldug = s dout·B_j, and
- * doutb = bf16(dout) (NULL: not wanted), in one pass over dout (M,N). ug: the group's u (M,R). */
+ * doutb = bf16(dout) (NULL: not wanted), in one pass over dout (M,N); or, with dout NULL, the
+ * same from doutb_in, dout as bf16. ug: the group's u (M,R). */
 static void lora_up_backward_j(ft_train_model *tm, uint16_t *doutb, const float *dout,
-                               const float *ug, int l, int j, int M, int N) {
+                               const uint16_t *doutb_in, const float *ug, int l, int j, int M,
+                               int N) {
     int r = tm->opt.lora.r, R = tm->lgn[lora_group_of[j]] * r;
     size_t c0 = (size_t)tm->lslot[j] * r;
-    lora_up_backward(doutb, tm->dlB[l][j], tm->ldug + c0, R, dout, ug + c0, R, tm->lora_scale,
-                     tm->lB[l][j], M, N, r, tm->lws);
+    if (dout)
+        lora_up_backward(doutb, tm->dlB[l][j], tm->ldug + c0, R, dout, ug + c0, R, tm->lora_scale,
+                         tm->lB[l][j], M, N, r, tm->lws);
+    else
+        lora_up_backward_bf16in(tm->dlB[l][j], tm->ldug + c0, R, doutb_in, ug + c0, R,
+                                tm->lora_scale, tm->lB[l][j], M, N, r, tm->lws);
 }
 
 /* The A side of group g, after linear_backward filled du_g (tm->ldug) for each of its modules:
@@ -412,7 +434,14 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     if (tm->lora_bf16) {
         lora_group_backward(tm, l, 3, tm->dhact, hactb, BT, F);
     }
-    if (a->gateb) /* bf16 gate/up, vectorized exp, like the forward */
+    /* bf16 mode: dgate, dup straight to bf16 when every reader takes bf16 (no bias gradient,
+     * not the f32 LoRA branch), into the f32 scratch's memory; else f32 (rounded per product) */
+    const int dgb =
+        a->gateb && !dw->b_gate && !dw->b_up && (tm->lora_bf16 || tm->opt.method != FT_METHOD_LORA);
+    uint16_t *dgateb = (uint16_t *)tm->dgate, *dupb = (uint16_t *)tm->dup;
+    if (dgb)
+        swiglu_backward_bf16out(dgateb, dupb, tm->dhact, a->gateb, a->upb, (size_t)BT * F);
+    else if (a->gateb) /* bf16 gate/up, vectorized exp, like the forward */
         swiglu_backward_bf16(tm->dgate, tm->dup, tm->dhact, a->gateb, a->upb, (size_t)BT * F);
     else
         swiglu_backward(tm->dgate, tm->dup, tm->dhact, a->gate, a->up, (size_t)BT * F);
@@ -420,10 +449,15 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     /* bf16 mode: n2, then n1, as bf16 again (the forward's bits), unless kept */
     const uint16_t *lnb = a->ln2b ? a->ln2b : tm->lnb;
     if (lnb && !a->ln2b) rmsnorm_apply_bf16(tm->lnb, xmid, a->rstd2, w->mlp_norm, BT, C);
-    linear_backward(tm, dln, dw->w_gate, dw->b_gate, tm->dgate, a->ln2, lnb, w->w_gate,
-                    lora_u(tm, a, 4), l, 4, BT, C, F, 1);
-    linear_backward(tm, dln, dw->w_up, dw->b_up, tm->dup, a->ln2, lnb, w->w_up, lora_u(tm, a, 5), l,
-                    5, BT, C, F, 0);
+    if (dgb) {
+        linear_backward_bf16(tm, dln, dw->w_gate, dgateb, lnb, lora_u(tm, a, 4), l, 4, BT, C, F, 1);
+        linear_backward_bf16(tm, dln, dw->w_up, dupb, lnb, lora_u(tm, a, 5), l, 5, BT, C, F, 0);
+    } else {
+        linear_backward(tm, dln, dw->w_gate, dw->b_gate, tm->dgate, a->ln2, lnb, w->w_gate,
+                        lora_u(tm, a, 4), l, 4, BT, C, F, 1);
+        linear_backward(tm, dln, dw->w_up, dw->b_up, tm->dup, a->ln2, lnb, w->w_up,
+                        lora_u(tm, a, 5), l, 5, BT, C, F, 0);
+    }
     if (tm->lora_bf16) {
         lora_group_backward(tm, l, 2, dln, lnb, BT, C);
     }

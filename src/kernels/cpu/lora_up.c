@@ -17,6 +17,9 @@
  *   lora_up_backward  ONE read of dout for all three of: doutb (M,N) = bf16(dout) (the base
  *                     weight's input-gradient product needs it; bit-identical to bf16_from_f32),
  *                     dB (N,r) += dout^T·(s u), du (M,r) = s (dout·B) WRITTEN.
+ *   lora_up_backward_bf16in  dB and du alike from a dout that the step made as bf16 already
+ *                     (gate, up: swiglu_backward_bf16out), widened exactly: the same arithmetic
+ *                     as lora_up_backward on the widened values, bit for bit.
  *
  * B^T is transposed into the workspace once per call: r rows of N, padded with zero rows to a
  * multiple of 8 so the register blocks stay whole (the forward also keeps s u there, zero padded
