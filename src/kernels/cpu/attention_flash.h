@@ -19,74 +19,47 @@ static inline float fa_dotf(const float *a, const float *b, int D) {
     return ft_dot_f32(a, b, D);
 }
 
-/* The 16 lanes of *p folded pairwise, lane j with j + w for w = 8, 4, 2, 1: a fixed order, the
- * same with AVX-512 shuffles as in the portable loop (which GCC keeps in memory, lane by lane). */
-static inline float fa_fold_sum(const ft_v16f *p) {
-    ft_v16f v = *p;
-#if defined(__AVX512F__)
-    const __m512 x = (__m512)v;
-    const __m256 h =
-        _mm256_add_ps(_mm512_castps512_ps256(x),
-                      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
-    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
-#else
-    for (int w = 8; w; w /= 2)
-        for (int j = 0; j < w; j++)
-            v[j] += v[j + w];
-    return v[0];
-#endif
+/* a + b (mx 0) or max(a, b) (mx 1) */
+static inline float fa_op1(float a, float b, const int mx) {
+    return mx ? (b > a ? b : a) : a + b;
 }
 
-static inline float fa_fold_max(const ft_v16f *p) {
-    ft_v16f v = *p;
-#if defined(__AVX512F__)
-    const __m512 x = (__m512)v;
-    const __m256 h =
-        _mm256_max_ps(_mm512_castps512_ps256(x),
-                      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
-    __m128 q = _mm_max_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    q = _mm_max_ps(q, _mm_movehl_ps(q, q));
-    return _mm_cvtss_f32(_mm_max_ss(q, _mm_movehdup_ps(q)));
-#else
-    for (int w = 8; w; w /= 2)
-        for (int j = 0; j < w; j++)
-            v[j] = v[j + w] > v[j] ? v[j + w] : v[j];
-    return v[0];
-#endif
-}
-
-/* sum and max of x[0, n): element i goes to lane i % 16, then the lanes are folded. `omp simd
- * reduction` loops were compiled (GCC, -O2) into a scalar chain over the stored row, one add or
- * max per element at its full latency: a fifth of the forward's time at SmolLM's shape. */
-static inline float fa_row_sum(const float *x, int n) {
-    ft_v16f a = {0}, t;
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        memcpy(&t, x + i, sizeof t);
-        a += t;
-    }
-    for (int j = 0; i + j < n; j++)
-        a[j] += x[i + j];
-    return fa_fold_sum(&a);
-}
-
-static inline float fa_row_max(const float *x, int n) {
-    ft_v16f a = ft_splat16(-INFINITY), t;
+/* The sum (mx 0) or max (mx 1) of x[0, n) in a fixed order: element i goes to lane i % 16, then
+ * the 16 lanes fold pairwise, lane j with j + w for w = 8, 4, 2, 1 (AVX-512 shuffles where
+ * available, else the same fold lane by lane). `omp simd reduction` loops were compiled (GCC,
+ * -O2) into a scalar chain over the stored row, one add or max per element at its full latency:
+ * a fifth of the dp forward's time at SmolLM's shape. */
+static inline __attribute__((always_inline)) float fa_row_reduce(const float *x, int n,
+                                                                 const int mx) {
+    ft_v16f a = ft_splat16(mx ? -INFINITY : 0.0f), t;
     int i = 0;
     for (; i + 16 <= n; i += 16) {
         memcpy(&t, x + i, sizeof t);
 #if defined(__AVX512F__)
-        a = (ft_v16f)_mm512_max_ps((__m512)t, (__m512)a);
+        a = mx ? (ft_v16f)_mm512_max_ps((__m512)t, (__m512)a) : a + t;
 #else
         for (int j = 0; j < 16; j++)
-            a[j] = t[j] > a[j] ? t[j] : a[j];
+            a[j] = fa_op1(a[j], t[j], mx);
 #endif
     }
     for (int j = 0; i + j < n; j++)
-        a[j] = x[i + j] > a[j] ? x[i + j] : a[j];
-    return fa_fold_max(&a);
+        a[j] = fa_op1(a[j], x[i + j], mx);
+#if defined(__AVX512F__)
+    const __m512 v = (__m512)a;
+    const __m256 lo = _mm512_castps512_ps256(v),
+                 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    const __m256 h = mx ? _mm256_max_ps(lo, hi) : _mm256_add_ps(lo, hi);
+    const __m128 l4 = _mm256_castps256_ps128(h), h4 = _mm256_extractf128_ps(h, 1);
+    __m128 q = mx ? _mm_max_ps(l4, h4) : _mm_add_ps(l4, h4);
+    q = mx ? _mm_max_ps(q, _mm_movehl_ps(q, q)) : _mm_add_ps(q, _mm_movehl_ps(q, q));
+    q = mx ? _mm_max_ss(q, _mm_movehdup_ps(q)) : _mm_add_ss(q, _mm_movehdup_ps(q));
+    return _mm_cvtss_f32(q);
+#else
+    for (int w = 8; w; w /= 2)
+        for (int j = 0; j < w; j++)
+            a[j] = fa_op1(a[j], a[j + w], mx);
+    return a[0];
+#endif
 }
 
 /* The forward's online-softmax step for query row t over keys [s0, s0 + ns): x (ns) holds the raw
@@ -107,7 +80,7 @@ static inline float fa_softmax_row(float *x, int ns, int64_t t, int64_t s0, cons
             x[i] = (s <= t && fa_seen(seg, b, T, s, t)) ? x[i] * scale : -INFINITY;
         }
     }
-    const float bm = fa_row_max(x, ns);
+    const float bm = fa_row_reduce(x, ns, 1);
     if (bm == -INFINITY) { /* the row sees nothing in this block */
         memset(x, 0, sizeof(float) * (size_t)ns);
         return 1.0f;
@@ -116,7 +89,7 @@ static inline float fa_softmax_row(float *x, int ns, int64_t t, int64_t s0, cons
 #pragma omp simd
     for (int i = 0; i < ns; i++)
         x[i] = x[i] == -INFINITY ? 0.0f : ft_exp_simd(x[i] - mn);
-    *l = *l * corr + fa_row_sum(x, ns);
+    *l = *l * corr + fa_row_reduce(x, ns, 0);
     *m = mn;
     return corr;
 }
