@@ -15,10 +15,6 @@ static inline int fa_seen(const int *seg, int64_t b, int64_t T, int64_t s, int64
     return !seg || seg[b * T + s] == seg[b * T + t];
 }
 
-static inline float fa_dotf(const float *a, const float *b, int D) {
-    return ft_dot_f32(a, b, D);
-}
-
 /* a + b (mx 0) or max(a, b) (mx 1) */
 static inline float fa_op1(float a, float b, const int mx) {
     return mx ? (b > a ? b : a) : a + b;
@@ -104,7 +100,7 @@ static inline int fa_backward_prologue(float *dl, int cap, float *dq, const floa
     for (int64_t h = kh * G; h < (kh + 1) * G; h++)
         for (int64_t t = 0; t < T; t++) {
             const int64_t o = ((b * T + t) * H + h) * D;
-            if (pre) dl[(h - kh * G) * T + t] = fa_dotf(dout + o, out + o, D);
+            if (pre) dl[(h - kh * G) * T + t] = ft_dot_f32(dout + o, out + o, D);
             if (dq) memset(dq + o, 0, (size_t)D * sizeof(float));
         }
     return pre;

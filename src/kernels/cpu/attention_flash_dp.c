@@ -68,25 +68,16 @@ static inline uint32_t ld32(const void *p) {
 #define BCAST(w) ((__m512bh)_mm512_set1_epi32((int)(w)))
 #define LDPW(p) ((__m512bh)_mm512_loadu_si512(p))
 
-/* word j of 32 bf16 (two rows a, b of 16 side by side) -> pair word j/2 = (a[j/2], b[j/2]) */
-static const uint16_t ilv_ab[32] = {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
-                                    8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
-static const uint16_t ilv_lo_hi[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
-                                       21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
-                                       11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
 static const uint16_t zero_row[DP_MAXD];
 
 /* dst[i] (16 pair words) = (a[i], b[i]): two bf16 rows interleaved */
 AI void pair_bf(uint32_t *dst, const uint16_t *a, const uint16_t *b) {
-    __m512i x = _mm512_castsi256_si512(_mm256_loadu_si256((const void *)a));
-    __m512i y = _mm512_castsi256_si512(_mm256_loadu_si256((const void *)b));
-    _mm512_storeu_si512(dst, _mm512_permutex2var_epi16(x, _mm512_loadu_si512(ilv_ab), y));
+    _mm512_storeu_si512(dst, ft_pair16(a, b, 0, 0xffff, 0));
 }
 
 /* dst[i] (16 pair words) = (bf16(a[i]), bf16(b[i])), round to nearest even */
 AI void pair_f32(uint32_t *dst, const float *a, const float *b) {
-    __m512i x = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(b), _mm512_loadu_ps(a));
-    _mm512_storeu_si512(dst, _mm512_permutexvar_epi16(_mm512_loadu_si512(ilv_lo_hi), x));
+    _mm512_storeu_si512(dst, ft_pair16(a, b, 0, 0xffff, 1));
 }
 
 /* dst (DP_BLOCK bf16) = bf16 of the DP_BLOCK floats x */
@@ -379,7 +370,7 @@ void attention_flash_backward_dp(float *dq, float *dk, float *dv, const float *d
                             const float L = lse[(b * H + h) * T + t];
                             const float delta =
                                 pre ? dl[(h - kh * G) * T + t]
-                                    : fa_dotf(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
+                                    : ft_dot_f32(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
                             float *pr = P + r * DP_BLOCK, *dr = dS + r * DP_BLOCK;
                             fa_grad_row(pr, dr, DP_BLOCK, ns, t, s0, seg, b, T, L, delta, scale);
                             if (dq) round_row(dSb + r * DP_BLOCK, dr);

@@ -326,32 +326,8 @@ static int fast_pack_ok(const dnnl_memory_desc_t *md) {
            b->inner_idxs[2] == 0 && md->padded_dims[0] % 32 == 0 && md->padded_dims[1] % 64 == 0;
 }
 
-static const uint16_t ilv_lo_hi[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
-                                       21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
-                                       11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-
 static inline __mmask16 lanes(int64_t n) {
     return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
-}
-
-static const uint16_t ilv_ab[32] = {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
-                                    8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
-
-/* 16 pair words (a[i], b[i]) of two rows at column j (a row NULL: zeros), lanes past m zero: f32
- * rows rounded to bf16 (VCVTNE2PS2BF16), or bf16 rows as they are */
-static inline __m512i pair16(const void *ra, const void *rb, int64_t j, __mmask16 m, int f32) {
-    if (f32) {
-        const float *a = ra, *b = rb;
-        __m512 va = a ? _mm512_maskz_loadu_ps(m, a + j) : _mm512_setzero_ps();
-        __m512 vb = b ? _mm512_maskz_loadu_ps(m, b + j) : _mm512_setzero_ps();
-        return _mm512_permutexvar_epi16(_mm512_loadu_si512(ilv_lo_hi),
-                                        (__m512i)_mm512_cvtne2ps_pbh(vb, va));
-    }
-    const uint16_t *a = ra, *b = rb;
-    __m256i va = a ? _mm256_maskz_loadu_epi16(m, a + j) : _mm256_setzero_si256();
-    __m256i vb = b ? _mm256_maskz_loadu_epi16(m, b + j) : _mm256_setzero_si256();
-    return _mm512_permutex2var_epi16(_mm512_castsi256_si512(va), _mm512_loadu_si512(ilv_ab),
-                                     _mm512_castsi256_si512(vb));
 }
 
 /* B (a, b) = the rows of src (a rows of ld elements, f32 or bf16) packed into dst (layout md,
@@ -376,7 +352,8 @@ static void pack_row_pairs(void *dst, const dnnl_memory_desc_t *md, const void *
             const void *rb = ibb < A ? rows + ibb * ld * es : NULL;
             for (int jc = 0; jc < 4; jc++) {
                 const int64_t j = j0 + 16 * jc;
-                _mm512_storeu_si512(blk + p * 64 + 16 * jc, pair16(ra, rb, j, lanes(Bd - j), f32));
+                _mm512_storeu_si512(blk + p * 64 + 16 * jc,
+                                    ft_pair16(ra, rb, j, lanes(Bd - j), f32));
             }
         }
     }

@@ -167,4 +167,34 @@ static inline void ft_transpose16(float *dst, int64_t lddst, const float *src, i
 }
 #endif
 
+#if defined(__AVX512BF16__)
+/* permutation indices: (a[i], b[i]) from two 16-element rows side by side (ILV_AB) or from one
+ * VCVTNE2PS2BF16 result holding a's 16 bf16 then b's (ILV_LO_HI) */
+static const uint16_t ft_ilv_ab[32] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,
+                                       37, 6,  38, 7,  39, 8,  40, 9,  41, 10, 42,
+                                       11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+static const uint16_t ft_ilv_lo_hi[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
+                                          21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
+                                          11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+
+/* The VDPBF16PS operand layout: 16 pair words (a[j + i], b[j + i]) (the lower-indexed row in the
+ * low half) from two rows, lanes not in m zero, a NULL row read as zeros. f32 rows are rounded to
+ * bf16 (VCVTNE2PS2BF16: nearest even, denormals flushed), bf16 rows taken as they are. Used by
+ * the dp attention (tile layouts) and by matmul_bf16.c's packing into oneDNN's blocked layout. */
+static inline __m512i ft_pair16(const void *ra, const void *rb, int64_t j, __mmask16 m, int f32) {
+    if (f32) {
+        const float *a = ra, *b = rb;
+        __m512 va = a ? _mm512_maskz_loadu_ps(m, a + j) : _mm512_setzero_ps();
+        __m512 vb = b ? _mm512_maskz_loadu_ps(m, b + j) : _mm512_setzero_ps();
+        return _mm512_permutexvar_epi16(_mm512_loadu_si512(ft_ilv_lo_hi),
+                                        (__m512i)_mm512_cvtne2ps_pbh(vb, va));
+    }
+    const uint16_t *a = ra, *b = rb;
+    __m256i va = a ? _mm256_maskz_loadu_epi16(m, a + j) : _mm256_setzero_si256();
+    __m256i vb = b ? _mm256_maskz_loadu_epi16(m, b + j) : _mm256_setzero_si256();
+    return _mm512_permutex2var_epi16(_mm512_castsi256_si512(va), _mm512_loadu_si512(ft_ilv_ab),
+                                     _mm512_castsi256_si512(vb));
+}
+#endif
+
 #endif
