@@ -5,8 +5,10 @@
  *   bf16  crossentropy_bf16_forward_backward (bf16 head products on a packed weight)
  * checked against the naive twin on a 16-row slice (NLL bound and norm-wise gradient error as in
  * test_matmul_bf16), then timed for forward+backward; GFLOP/s counts the three head products
- * (6 M V C).
- *   bench_xent [REPS=3]
+ * (6 M V C). CHUNK: the rows per chunk (default crossentropy_chunk_rows); DLOG_ROWS: the rows of
+ * a bf16 weight-gradient product (runs of chunks; default one chunk) — the step's choice for a
+ * trained SmolLM head is 170 / 510.
+ *   bench_xent [REPS=3 [CHUNK [DLOG_ROWS]]]
  */
 #include "lab.h"
 
@@ -23,15 +25,16 @@ static double rel(const float *a, const float *b, size_t n) {
     return sqrt(num / (den > 0 ? den : 1));
 }
 
-static void run(int M, int C, int V, int reps) {
-    int chunk = crossentropy_chunk_rows(M, V);
+static void run(int M, int C, int V, int reps, int chunk, int dlog_rows) {
+    if (chunk <= 0) chunk = crossentropy_chunk_rows(M, V);
     float *x = lab_rand((size_t)M * C, 1), *w = lab_rand((size_t)V * C, 0.1f);
     int *lab = malloc(M * sizeof(int));
     for (int m = 0; m < M; m++) lab[m] = (m * 7919) % V;
     float *logits = ft_calloc((size_t)chunk * V, 4), *dx = ft_calloc((size_t)M * C, 4),
           *dw = ft_calloc((size_t)V * C, 4), *dx2 = ft_calloc((size_t)M * C, 4),
           *dw2 = ft_calloc((size_t)V * C, 4);
-    uint16_t *xb = ft_calloc((size_t)M * C, 2), *dlogb = ft_calloc((size_t)chunk * V, 2);
+    uint16_t *xb = ft_calloc((size_t)M * C, 2),
+             *dlogb = ft_calloc((size_t)(dlog_rows > chunk ? dlog_rows : chunk) * V, 2);
     bf16_from_f32(xb, x, (size_t)M * C);
     ft_bf16_weight *pw = bf16_weight_create(w, C, V);
     int64_t nt;
@@ -44,7 +47,7 @@ static void run(int M, int C, int V, int reps) {
     if (peak16 > 0) {
         memset(dx, 0, (size_t)M * C * 4), memset(dw, 0, (size_t)V * C * 4);
         got = crossentropy_bf16_forward_backward(dx, dw, &nt, logits, dlogb, xb, pw, lab, 1.0f, 16,
-                                                 C, V, chunk);
+                                                 C, V, chunk, dlog_rows);
         double ex = rel(dx, dx2, (size_t)16 * C), ew = rel(dw, dw2, (size_t)V * C);
         int ok = fabs(got - ref) < 0.02 * fabs(ref) && ex < 1.0 / 64 && ew < 1.0 / 64;
         printf("  check bf16 nll %.6f vs naive %.6f, grads rel l2 %.2g %.2g: %s\n", got, ref, ex, ew,
@@ -58,8 +61,8 @@ static void run(int M, int C, int V, int reps) {
            fl / t / 1e9, 100 * fl / t / 1e9 / peak32);
     if (peak16 > 0) {
         LAB_TIME(t, reps,
-                 crossentropy_bf16_forward_backward(dx, dw, &nt, logits, dlogb, xb, pw, lab, 1.0f, M,
-                                                    C, V, chunk));
+                 crossentropy_bf16_forward_backward(dx, dw, &nt, logits, dlogb, xb, pw, lab, 1.0f,
+                                                    M, C, V, chunk, dlog_rows));
         printf("  %-5s fwd+bwd %8.1f ms %6.1f GFLOP/s (%4.1f%% of bf16 peak)\n", "bf16", t * 1e3,
                fl / t / 1e9, 100 * fl / t / 1e9 / peak16);
     }
@@ -74,7 +77,9 @@ int main(int argc, char **argv) {
     peak16 = ft_cpu_has_bf16() ? lab_peak_bf16() : 0;
     printf("head+cross-entropy lab: %d threads, peaks f32 %.0f bf16 %.0f GFLOP/s\n",
            omp_get_max_threads(), peak32, peak16);
-    run(1024, 576, 49152, reps);
-    run(1024, 288, 32000, reps);
+    int chunk = argc > 2 ? atoi(argv[2]) : 0;
+    int dlog_rows = argc > 3 ? atoi(argv[3]) : 0;
+    run(1024, 576, 49152, reps, chunk, dlog_rows);
+    run(1024, 288, 32000, reps, chunk, dlog_rows);
     return lab_failures ? 1 : 0;
 }

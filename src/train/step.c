@@ -654,7 +654,7 @@ ft_status ft_train_micro_step(ft_train_model *tm, const int *inputs, const int *
     if (tm->bf16)
         *nll_sum = crossentropy_bf16_rows_forward_backward(
             need_dx ? tm->dxf : NULL, dhead, n_targets, tm->logits, tm->dlogb, tm->xfb, tm->xf,
-            tm->phead, hr, labels, loss_scale, BT, C, c->vocab_size, tm->chunk);
+            tm->phead, hr, labels, loss_scale, BT, C, c->vocab_size, tm->chunk, tm->dlog_rows);
     else
         *nll_sum = crossentropy_rows_forward_backward(
             need_dx ? tm->dxf : NULL, dhead, n_targets, tm->logits, tm->xf, head_weight(tm), hr,
@@ -699,7 +699,7 @@ ft_status ft_train_eval(ft_train_model *tm, const int *inputs, const int *labels
     if (tm->bf16)
         *nll_sum = crossentropy_bf16_rows_forward_backward(
             NULL, NULL, n_targets, tm->logits, NULL, tm->xfb, tm->xf, tm->phead, head_rows(tm),
-            labels, 0.f, B * T, c->dim, c->vocab_size, tm->chunk);
+            labels, 0.f, B * T, c->dim, c->vocab_size, tm->chunk, 0);
     else
         *nll_sum = crossentropy_rows_forward_backward(NULL, NULL, n_targets, tm->logits, tm->xf,
                                                       head_weight(tm), head_rows(tm), labels, 0.f,
@@ -799,7 +799,7 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
         if (F > mx) mx = F;
         tm->doutb = take_bf16(b, BT * mx);
         tm->xfb = take_bf16(b, BT * C);
-        tm->dlogb = take_bf16(b, (size_t)tm->chunk * (size_t)c->vocab_size);
+        tm->dlogb = take_bf16(b, (size_t)tm->dlog_rows * (size_t)c->vocab_size);
     }
     tm->dres = take(b, BT * C);
     tm->dxf = take(b, BT * C);
@@ -1364,6 +1364,18 @@ ft_status ft_train_model_init(ft_train_model **out, ft_model *m, const ft_train_
          * 4x: no faster again) */
         int64_t ch = 2 * (int64_t)tm->chunk, bt = (int64_t)opt->B * opt->T;
         tm->chunk = (int)(ch < bt ? ch : bt);
+    }
+    tm->dlog_rows = tm->chunk;
+    if (tm->bf16 && tm->phead_trained) {
+        /* a trained head's weight gradient: one product per run of chunks near 512 rows, dlogb
+         * under 48 MiB (SmolLM shape: runs of 3 x 170 rows, +33 MB; the head + cross-entropy of
+         * a full fine-tuning step 336-341 -> 303-317 ms; stories15M: 2 x 262) */
+        int64_t cap = ((int64_t)24 << 20) / c->vocab_size, bt = (int64_t)opt->B * opt->T;
+        int64_t group = ((cap < 512 ? cap : 512) + tm->chunk / 2) / tm->chunk;
+        int64_t most = (bt + tm->chunk - 1) / tm->chunk;
+        if (group * tm->chunk > cap) group--;
+        if (group > most) group = most;
+        if (group > 1) tm->dlog_rows = (int)(group * tm->chunk);
     }
     bump b = {NULL, 0};
     plan_buffers(tm, &b);

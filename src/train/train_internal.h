@@ -86,6 +86,7 @@ struct ft_train_model {
     float *xf, *rstdf; /* (BT,C), (BT) final norm */
     float *logits;     /* (chunk,V) */
     int chunk;
+    int dlog_rows; /* bf16 mode: the rows of dlogb (chunk, or a run of chunks for a trained head) */
     int *pos_default; /* (BT) */
     float *rope_cs;   /* (BT,D) RoPE's cos, sin per row (rope_cos_sin), built by the forward */
     /* backward scratch (same buffer) */

@@ -362,23 +362,32 @@ static void swiglu_bf16_acts(size_t N) {
     free(dg1), free(du1), free(dg2), free(du2), free(dg3), free(du3);
 }
 
-static void xent_bf16(int M, int C, int V, int chunk) {
-    char name[160];
+/* dlog_rows: dlogb's rows (the weight gradient over runs of chunks); hole: one whole chunk (the
+ * second) of ignored labels, which splits a run. dx must not depend on dlog_rows (bit for bit),
+ * nor the NLL. */
+static void xent_bf16(int M, int C, int V, int chunk, int dlog_rows, int hole) {
+    char name[200];
     float *x = rand_buf((size_t)M * C), *w = rand_buf((size_t)V * C);
     int *lab = malloc(M * sizeof(int));
-    for (int m = 0; m < M; m++) lab[m] = m % 5 == 3 ? FT_IGNORE_INDEX : (m * 7919) % V;
+    for (int m = 0; m < M; m++)
+        lab[m] =
+            m % 5 == 3 || (hole && m >= chunk && m < 2 * chunk) ? FT_IGNORE_INDEX : (m * 7919) % V;
+    int rows = dlog_rows > chunk ? dlog_rows : chunk;
     float *dx1 = calloc((size_t)M * C, 4), *dw1 = calloc((size_t)V * C, 4);
     float *dx2 = calloc((size_t)M * C, 4), *dw2 = calloc((size_t)V * C, 4);
+    float *dx4 = calloc((size_t)M * C, 4), *dw4 = calloc((size_t)V * C, 4);
     float *logits = malloc((size_t)chunk * V * 4);
-    uint16_t *dlogb = malloc((size_t)chunk * V * 2), *xb = to_bf16(x, (size_t)M * C);
+    uint16_t *dlogb = malloc((size_t)rows * V * 2), *xb = to_bf16(x, (size_t)M * C);
     ft_bf16_weight *pw = bf16_weight_create(w, C, V);
-    int64_t n1 = 0, n2 = 0, n3 = 0;
+    int64_t n1 = 0, n2 = 0, n3 = 0, n4 = 0;
     float scale = 1.0f / 3;
     double nll1 = crossentropy_bf16_forward_backward(dx1, dw1, &n1, logits, dlogb, xb, pw, lab,
-                                                     scale, M, C, V, chunk);
+                                                     scale, M, C, V, chunk, dlog_rows);
     double nll2 = crossentropy_forward_backward_naive(dx2, dw2, &n2, x, w, lab, scale, M, C, V);
     double nll3 = crossentropy_bf16_forward_backward(NULL, NULL, &n3, logits, NULL, xb, pw, lab, 0,
-                                                     M, C, V, chunk);
+                                                     M, C, V, chunk, 0);
+    double nll4 = crossentropy_bf16_forward_backward(dx4, dw4, &n4, logits, dlogb, xb, pw, lab,
+                                                     scale, M, C, V, chunk, chunk);
     double smax = 0; /* max over rows and vocab of sum_c |x||w| */
     for (int m = 0; m < M; m++)
         for (int j = 0; j < V; j++) {
@@ -387,17 +396,30 @@ static void xent_bf16(int M, int C, int V, int chunk) {
             if (s > smax) smax = s;
         }
     double bound = n2 * 2 * TOL_EXACT(C) * smax;
-    snprintf(name, sizeof name, "bf16 cross-entropy nll M%d C%d V%d chunk%d", M, C, V, chunk);
-    CHECK(name, n1 == n2 && n3 == n2 && fabs(nll1 - nll2) <= bound && nll3 == nll1,
-          "nll %.9g ref %.9g (bound %.3g) targets %lld/%lld/%lld", nll1, nll2, bound,
-          (long long)n1, (long long)n2, (long long)n3);
+    snprintf(name, sizeof name, "bf16 cross-entropy nll M%d C%d V%d chunk%d dlog_rows%d%s", M, C, V,
+             chunk, dlog_rows, hole ? " hole" : "");
+    CHECK(name,
+          n1 == n2 && n3 == n2 && n4 == n2 && fabs(nll1 - nll2) <= bound && nll3 == nll1 &&
+              nll4 == nll1,
+          "nll %.9g ref %.9g (bound %.3g) targets %lld/%lld/%lld/%lld", nll1, nll2, bound,
+          (long long)n1, (long long)n2, (long long)n3, (long long)n4);
     double ex = rel_l2(dx1, dx2, (size_t)M * C), ew = rel_l2(dw1, dw2, (size_t)V * C);
-    snprintf(name, sizeof name, "bf16 cross-entropy dx, dw M%d C%d V%d chunk%d", M, C, V, chunk);
+    snprintf(name, sizeof name, "bf16 cross-entropy dx, dw M%d C%d V%d chunk%d dlog_rows%d%s", M, C,
+             V, chunk, dlog_rows, hole ? " hole" : "");
     CHECK(name, ex <= 1.0 / 64 && ew <= 1.0 / 64, "rel l2 dx %.3g dw %.3g (tolerance %.3g)", ex, ew,
           1.0 / 64);
+    /* grouping changes only dW's f32 summation order: dx the same bits, dW within f32 rounding
+     * of the sums (one rounding per product added, relative to the bf16 operands' own error) */
+    double e4 = rel_l2(dw1, dw4, (size_t)V * C);
+    snprintf(name, sizeof name,
+             "bf16 cross-entropy dlog_rows%d vs %d M%d V%d%s: dx bit-identical, "
+             "dw rel l2 <= 1e-6",
+             dlog_rows, chunk, M, V, hole ? " hole" : "");
+    CHECK(name, !memcmp(dx1, dx4, (size_t)M * C * 4) && e4 <= 1e-6, "dx %s, dw rel l2 %.3g",
+          memcmp(dx1, dx4, (size_t)M * C * 4) ? "differs" : "same", e4);
     bf16_weight_free(pw);
-    free(x), free(w), free(lab), free(dx1), free(dw1), free(dx2), free(dw2), free(logits);
-    free(dlogb), free(xb);
+    free(x), free(w), free(lab), free(dx1), free(dw1), free(dx2), free(dw2), free(dx4), free(dw4);
+    free(logits), free(dlogb), free(xb);
 }
 
 /* more row counts than a packed weight keeps copies for: it must rebuild, not fail */
@@ -561,8 +583,12 @@ int main(void) {
     static const int pr[][2] = {{1, 1}, {130, 97}, {288, 33}, {33, 288}, {576, 1536}, {1536, 576}};
     for (size_t i = 0; i < sizeof pr / sizeof pr[0]; i++)
         pack_rounding(pr[i][0], pr[i][1]);
-    xent_bf16(7, 13, 50, 3);
-    xent_bf16(33, 64, 301, 8);
-    xent_bf16(20, 96, 1000, 20);
+    xent_bf16(7, 13, 50, 3, 0, 0);
+    xent_bf16(33, 64, 301, 8, 0, 0);
+    xent_bf16(20, 96, 1000, 20, 0, 0);
+    xent_bf16(33, 64, 301, 8, 16, 0);  /* runs of 2 chunks, a 1-row tail */
+    xent_bf16(33, 64, 301, 8, 24, 1);  /* runs of 3, split by an ignored chunk */
+    xent_bf16(70, 40, 517, 9, 100, 1); /* runs of 11 (dlog_rows not a multiple), a hole */
+    xent_bf16(70, 40, 517, 9, 999, 0); /* one run longer than M */
     return ft_test_exit();
 }

@@ -232,41 +232,54 @@ double crossentropy_rows_forward_backward(float *dx, float *dw, int64_t *n_targe
 double crossentropy_bf16_forward_backward(float *dx, float *dw, int64_t *n_targets, float *logits,
                                           uint16_t *dlogb, const uint16_t *xb, ft_bf16_weight *w,
                                           const int *labels, float scale, int M, int C, int V,
-                                          int chunk) {
+                                          int chunk, int dlog_rows) {
     return crossentropy_bf16_rows_forward_backward(dx, dw, n_targets, logits, dlogb, xb, NULL, w,
-                                                   NULL, labels, scale, M, C, V, chunk);
+                                                   NULL, labels, scale, M, C, V, chunk, dlog_rows);
 }
 
 double crossentropy_bf16_rows_forward_backward(float *dx, float *dw, int64_t *n_targets,
                                                float *logits, uint16_t *dlogb, const uint16_t *xb,
                                                const float *x32, ft_bf16_weight *w,
                                                const ft_head_rows *hr, const int *labels,
-                                               float scale, int M, int C, int V, int chunk) {
+                                               float scale, int M, int C, int V, int chunk,
+                                               int dlog_rows) {
     FT_ASSERT(chunk >= 1);
     int grad = dx || dw || (hr && hr->drows);
     if (hr && hr->n == 0) hr = NULL;
     FT_ASSERT(!hr || x32);
+    /* dW's product runs over a run of consecutive chunks gathered in dlogb: rows [g0, g0+gn) */
+    int group = dlog_rows / chunk > 1 ? dlog_rows / chunk : 1;
+    int g0 = 0, gn = 0;
     double nll = 0;
     *n_targets = 0;
     for (int r0 = 0; r0 < M; r0 += chunk) {
         int n = M - r0 < chunk ? M - r0 : chunk;
         if (all_ignored(labels + r0, n)) continue;
-        const uint16_t *xc = xb + (size_t)r0 * C;  /* (n,C) */
+        if (gn && (g0 + gn != r0 || gn == group * chunk)) { /* not contiguous, or full: flush */
+            matmul_bf16_backward(NULL, dw, dlogb, xb + (size_t)g0 * C, NULL, gn, C, V);
+            gn = 0;
+        }
+        const uint16_t *xc = xb + (size_t)r0 * C; /* (n,C) */
         float *dxc = dx ? dx + (size_t)r0 * C : NULL;
-        matmul_bf16w_forward(logits, xc, w, NULL, n, 0); /* (n,V) */
+        uint16_t *dlc = dlogb ? dlogb + (size_t)gn * V : NULL; /* this chunk's dlogits */
+        matmul_bf16w_forward(logits, xc, w, NULL, n, 0);       /* (n,V) */
         if (!hr && (dx || dw)) { /* the softmax pass writes the bf16 dlogits */
-            nll += softmax_xent_rows(logits, dlogb, labels + r0, n, V, scale, 1, 1, n_targets);
+            nll += softmax_xent_rows(logits, dlc, labels + r0, n, V, scale, 1, 1, n_targets);
         } else {
             if (hr) rows_logits(logits, x32 + (size_t)r0 * C, hr, n, C, V);
             nll += softmax_xent_rows(logits, NULL, labels + r0, n, V, scale, grad, 1, n_targets);
             if (!grad) continue;
             if (hr) rows_backward(dxc, logits, x32 + (size_t)r0 * C, hr, n, C, V);
             if (!dx && !dw) continue;
-            bf16_from_f32(dlogb, logits, (size_t)n * V);
+            bf16_from_f32(dlc, logits, (size_t)n * V);
         }
-        if (dx) matmul_bf16w_backward_input(dxc, dlogb, w, n, 1);
-        if (dw) matmul_bf16_backward(NULL, dw, dlogb, xc, NULL, n, C, V);
+        if (dx) matmul_bf16w_backward_input(dxc, dlc, w, n, 1);
+        if (dw) {
+            if (!gn) g0 = r0;
+            gn += n;
+        }
     }
+    if (gn) matmul_bf16_backward(NULL, dw, dlogb, xb + (size_t)g0 * C, NULL, gn, C, V);
     return nll;
 }
 
