@@ -10,8 +10,10 @@
  * gradient buffer.
  * One warm-up step (primitive creation, weight packing), then STEPS timed steps (mean).
  * Prints one line: "ftune tok_s X step_s Y peak_rss_mb Z loss_first A loss_last B gflop_s G
- * flop_per_tok F tok_per_cpu_s P" (P: tokens per second of process CPU time, all threads — a
- * second view on a loaded machine, where wall time also counts time spent descheduled), where F counts 6 N (full) or 4 N (LoRA: no base-weight gradient) per token,
+ * flop_per_tok F tok_per_cpu_s P step_min_s S step_med_s D" (P: tokens per second of process CPU
+ * time, all threads — a second view on a loaded machine, where wall time also counts time spent
+ * descheduled; S, D: the fastest and the median timed step), where F counts 6 N (full) or 4 N
+ * (LoRA: no base-weight gradient) per token,
  * N = the parameters of every matmul weight (q k v o gate up down per layer and the head; a tied
  * embedding counted once, as the head), plus causal attention 3 x 2 x 2 HD (T+1)/2 per layer
  * (QK^T and PV over the causal half; backward twice the forward).
@@ -52,6 +54,11 @@ typedef struct {
     float lr;
 } fused_ctx;
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static void fused_update(void *ctx, int k) {
     fused_ctx *f = ctx;
     size_t off = (size_t)(f->t[k].param - f->p);
@@ -67,6 +74,10 @@ int main(int argc, char **argv) {
     int lora = !strcmp(argv[2], "lora"), fused = !strcmp(argv[2], "full-fused");
     int bf16 = !strcmp(argv[3], "bf16");
     int B = atoi(argv[4]), T = atoi(argv[5]), steps = atoi(argv[6]);
+    if (B < 1 || T < 1 || steps < 1) {
+        fprintf(stderr, "bench_train: B, T and STEPS must be at least 1\n");
+        return 2;
+    }
     int R = argc > 7 ? atoi(argv[7]) : 8;
     float alpha = argc > 8 ? (float)atof(argv[8]) : 16.0f;
     ft_model m;
@@ -97,6 +108,7 @@ int main(int argc, char **argv) {
     float *mom = ft_calloc(n, sizeof(float)), *vel = ft_calloc(n, sizeof(float));
     fc = (fused_ctx){p, mom, vel, ft_train_tensors(tm, &n_t), 0, lora ? 1e-3f : 1e-4f};
     int *ids = malloc((size_t)B * T * sizeof(int)), *lab = malloc((size_t)B * T * sizeof(int));
+    double *took_s = malloc((size_t)(steps > 0 ? steps : 1) * sizeof(double));
     const ft_config *c = &m.cfg;
     double first = 0, last = 0, t0 = 0, ts = 0, best = 1e30;
     clock_t c0 = 0;
@@ -125,19 +137,22 @@ int main(int argc, char **argv) {
         if (s == 0) first = last;
         double took = ft_time_s() - ts;
         if (s >= 1 && took < best) best = took; /* timed steps only */
+        if (s >= 1) took_s[s - 1] = took;
     }
     double dt = (ft_time_s() - t0) / steps;
     double cpu = (double)(clock() - c0) / CLOCKS_PER_SEC / steps; /* CPU s per step, all threads */
+    qsort(took_s, (size_t)steps, sizeof(double), cmp_double);
+    double med = steps % 2 ? took_s[steps / 2] : 0.5 * (took_s[steps / 2 - 1] + took_s[steps / 2]);
     double HD = (double)c->n_heads * c->head_dim, KVD = (double)c->n_kv_heads * c->head_dim;
     double Nmm = (double)c->n_layers *
                      (c->dim * (HD + 2 * KVD) + HD * c->dim + 3.0 * c->dim * c->hidden_dim) +
                  (double)c->vocab_size * c->dim;
     double fpt = (lora ? 4 : 6) * Nmm + c->n_layers * 3.0 * 2 * 2 * HD * (T + 1) / 2;
     printf("ftune tok_s %.1f step_s %.3f peak_rss_mb %.0f loss_first %.4f loss_last %.4f "
-           "gflop_s %.1f flop_per_tok %.4g tok_per_cpu_s %.1f step_min_s %.3f\n",
+           "gflop_s %.1f flop_per_tok %.4g tok_per_cpu_s %.1f step_min_s %.3f step_med_s %.3f\n",
            B * T / dt, dt, ft_peak_rss_bytes() / 1048576.0, first, last, fpt * B * T / dt / 1e9,
-           fpt, B * T / cpu, best);
-    ft_free(mom), ft_free(vel), free(ids), free(lab);
+           fpt, B * T / cpu, best, med);
+    ft_free(mom), ft_free(vel), free(ids), free(lab), free(took_s);
     ft_train_model_free(tm);
     ft_model_free(&m);
     return 0;

@@ -8,8 +8,8 @@ so this is the closest a PyTorch user gets on this machine.
 fp32: plain f32 (OpenBLAS matmuls). bf16: torch.autocast('cpu', dtype=torch.bfloat16) around the
 forward and loss (oneDNN bf16 matmuls underneath), master weights and AdamW in f32.
 Prints one line: "torch tok_s X step_s Y peak_rss_mb Z loss_first A loss_last B tok_per_cpu_s P
-step_min_s S" (P: tokens per second of process CPU time, all threads; S: the fastest timed step,
-the one least disturbed by other load on the host).
+step_min_s S step_med_s D" (P: tokens per second of process CPU time, all threads; S: the fastest
+timed step, the one least disturbed by other load on the host; D: the median timed step).
 Timing: one warm-up step, then the mean of STEPS timed steps (forward, backward,
 optimizer step, zero_grad).
 """
@@ -27,6 +27,8 @@ import torch.nn.functional as Fn
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 model_dir, method, prec = sys.argv[1], sys.argv[2], sys.argv[3]
 B, T, STEPS = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+if min(B, T, STEPS) < 1:
+    sys.exit("ref_train.py: B, T and STEPS must be at least 1")
 R = int(sys.argv[7]) if len(sys.argv) > 7 else 8
 ALPHA = float(sys.argv[8]) if len(sys.argv) > 8 else 16.0
 
@@ -176,14 +178,17 @@ def step():
 first = step()  # warm-up (allocations, oneDNN primitive creation)
 t0, c0 = time.time(), time.process_time()
 last = first
-best = float("inf")
+took = []
 for _ in range(STEPS):
     ts = time.time()
     last = step()
-    best = min(best, time.time() - ts)
+    took.append(time.time() - ts)
+best = min(took)
+took.sort()
+med = took[STEPS // 2] if STEPS % 2 else 0.5 * (took[STEPS // 2 - 1] + took[STEPS // 2])
 dt = (time.time() - t0) / STEPS
 cpu = (time.process_time() - c0) / STEPS
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(f"torch tok_s {B * T / dt:.1f} step_s {dt:.3f} peak_rss_mb {rss:.0f} "
       f"loss_first {first:.4f} loss_last {last:.4f} tok_per_cpu_s {B * T / cpu:.1f} "
-      f"step_min_s {best:.3f}")
+      f"step_min_s {best:.3f} step_med_s {med:.3f}")

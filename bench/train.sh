@@ -45,7 +45,7 @@ for model in "$@"; do
         if [ "$TORCH_FP32" = 1 ]; then
             t32=$("$PY" bench/ref_train.py "$model" "$method" fp32 "$B" "$T" "$STEPS")
         else # not run: its figures print as nan
-            t32="torch tok_s nan step_s nan peak_rss_mb nan loss_first nan loss_last nan tok_per_cpu_s nan step_min_s nan"
+            t32="torch tok_s nan step_s nan peak_rss_mb nan loss_first nan loss_last nan tok_per_cpu_s nan step_min_s nan step_med_s nan"
         fi
         echo "  $name $method torch-fp32: $t32" >&2
         t16=$("$PY" bench/ref_train.py "$model" "$method" bf16 "$B" "$T" "$STEPS"); echo "  $name $method torch-bf16: $t16" >&2
@@ -72,6 +72,9 @@ bt = round(ft["tok_s"] * ft["step_s"])  # tokens per step
 print(f"  fastest step (noise-robust view): ftune-bf16 {bt / ft['step_min_s']:.0f}  torch-bf16 "
       f"{bt / t16['step_min_s']:.0f} tok/s | ftune-bf16 = "
       f"{t16['step_min_s'] / ft['step_min_s']:.2f}x torch-bf16")
+print(f"  median step (noise-robust view): ftune-bf16 {bt / ft['step_med_s']:.0f}  torch-bf16 "
+      f"{bt / t16['step_med_s']:.0f} tok/s | ftune-bf16 = "
+      f"{t16['step_med_s'] / ft['step_med_s']:.2f}x torch-bf16")
 print(f"  peak RSS MB: ftune-bf16 {ft['peak_rss_mb']:.0f}  ftune-f32 {ft32['peak_rss_mb']:.0f}  "
       f"torch-fp32 {t32['peak_rss_mb']:.0f}  torch-bf16 {t16['peak_rss_mb']:.0f}  "
       f"(ftune-bf16 / torch-bf16 = {ft['peak_rss_mb'] / t16['peak_rss_mb']:.2f})")
