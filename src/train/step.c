@@ -293,19 +293,17 @@ static const float *lora_u(const ft_train_model *tm, const ft_layer_acts *a, int
 /* ------------------------------------------------------------------------------------------ */
 /* one decoder layer                                                                           */
 
-/* xmid (BT,C) = x + o_proj(attn) (+ its LoRA branch): the residual after attention. In bf16 mode
- * tm->attnb holds attn as bf16. The forward and, in bf16 mode, the backward (which does not keep
- * xmid) call it: the same bits both times. */
+/* xmid (BT,C) = x + o_proj(attn) (+ its LoRA branch): the residual after attention, kept for
+ * the backward. In bf16 mode a->attnb holds attn as bf16. */
 static void attn_residual(ft_train_model *tm, int l, const ft_layer_acts *a, const float *x,
                           float *xmid, int BT) {
     const ft_config *c = &tm->m->cfg;
     const ft_layer *w = &tm->w.layers[l];
     int C = c->dim, HD = c->n_heads * c->head_dim;
-    const uint16_t *attnb = a->attnb ? a->attnb : tm->attnb;
-    linear_forward(tm, xmid, a->lu[3], a->attn, attnb, w->wo, w->bo, l, 3, BT, HD, C);
+    linear_forward(tm, xmid, a->lu[3], a->attn, a->attnb, w->wo, w->bo, l, 3, BT, HD, C);
     if (tm->lora_bf16 && tm->lslot[3] >= 0) { /* the LoRA pass adds the residual too */
         float *const outs[FT_LORA_NMOD] = {NULL, NULL, NULL, xmid, NULL, NULL, NULL};
-        lora_group_forward(tm, l, 1, outs, NULL, x, a->lug[1], attnb, BT, HD);
+        lora_group_forward(tm, l, 1, outs, NULL, x, a->lug[1], a->attnb, BT, HD);
     } else {
         add_inplace(xmid, x, (size_t)BT * C);
     }
@@ -323,23 +321,24 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     float eps = c->rms_eps;
 
     /* bf16 mode: the norms' bf16 outputs (the matmul inputs) go to the scratch tm->lnb, which
-     * the backward makes again from the saved input and rstd; likewise attn's and hact's bf16
-     * copies (tm->attnb, tm->hactb). The bf16 LoRA branch keeps all four in the slot instead. */
+     * the backward makes again from the saved input and rstd; likewise hact's bf16 copy
+     * (tm->hactb). The bf16 LoRA branch keeps these three in the slot instead. attn's bf16 copy
+     * is kept in every bf16 slot (a->attnb). */
     uint16_t *lnb = a->ln1b ? a->ln1b : tm->lnb;
-    uint16_t *attnb = a->attnb ? a->attnb : tm->attnb, *hactb = a->hactb ? a->hactb : tm->hactb;
+    uint16_t *hactb = a->hactb ? a->hactb : tm->hactb;
     if (lnb)
         rmsnorm_forward_bf16(a->ln1, lnb, a->rstd1, x, w->attn_norm, BT, C, eps);
     else
         rmsnorm_forward(a->ln1, a->rstd1, x, w->attn_norm, BT, C, eps);
     /* bf16 mode: q, k, v and gate, up land in f32 scratch (LoRA adds there) and are rounded
      * into the slot as bf16 (q, k after RoPE); qlin/klin stay f32 in the slot for qwen3's q/k
-     * norm backward. The attention output stays f32 (attention's backward needs it exact) and
-     * its bf16 copy for o_proj is made again in backward (tm->attnb). */
+     * norm backward. The attention output is kept as bf16 (o_proj's input, a->attnb), in f32 too
+     * only for LoRA's f32 branch (a->attn; else it goes through the scratch tm->attn32). */
     const int bf = tm->bf16;
     float *qlin = a->qlin ? a->qlin : tm->q32, *klin = a->klin ? a->klin : tm->k32;
     float *q = bf ? tm->q32 : a->q, *k = bf ? tm->k32 : a->k, *v = bf ? tm->v32 : a->v;
     float *gate = bf ? tm->gate32 : a->gate, *up = bf ? tm->up32 : a->up;
-    float *xmid = a->xmid ? a->xmid : tm->xmid32;
+    float *xmid = a->xmid, *attn = a->attn ? a->attn : tm->attn32;
     linear_forward(tm, qlin, a->lu[0], a->ln1, lnb, w->wq, w->bq, l, 0, BT, C, HD);
     linear_forward(tm, klin, a->lu[1], a->ln1, lnb, w->wk, w->bk, l, 1, BT, C, KVD);
     linear_forward(tm, v, a->lu[2], a->ln1, lnb, w->wv, w->bv, l, 2, BT, C, KVD);
@@ -356,10 +355,10 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         bf16_from_f32(a->kb, k, (size_t)BT * KVD);
         bf16_from_f32(a->vb, v, (size_t)BT * KVD);
         if (attention_flash_dp_ok(D)) /* bf16 dot products: P rounded as autocast does */
-            attention_flash_forward_dp(a->attn, a->lse, a->qb, a->kb, a->vb, seg, B, T, H, KV, D);
+            attention_flash_forward_dp(attn, a->lse, a->qb, a->kb, a->vb, seg, B, T, H, KV, D);
         else
-            attention_flash_forward_bf16(a->attn, a->lse, a->qb, a->kb, a->vb, seg, B, T, H, KV, D);
-        bf16_from_f32(attnb, a->attn, (size_t)BT * HD);
+            attention_flash_forward_bf16(attn, a->lse, a->qb, a->kb, a->vb, seg, B, T, H, KV, D);
+        bf16_from_f32(a->attnb, attn, (size_t)BT * HD);
     } else {
         attention_flash_forward(a->attn, a->lse, a->q, a->k, a->v, seg, B, T, H, KV, D);
     }
@@ -414,14 +413,7 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     int BT = B * T, C = c->dim, H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim;
     int HD = H * D, KVD = KV * D, F = c->hidden_dim;
     float *dres = tm->dres, *dln = tm->dln;
-    /* bf16 mode: the residual after attention again, as the forward made it (same kernels,
-     * inputs and order: the same bits), one o_proj product instead of (BT,C) f32 per layer */
-    float *xmid = a->xmid;
-    if (!xmid) {
-        xmid = tm->xmid32;
-        bf16_from_f32(tm->attnb, a->attn, (size_t)BT * HD);
-        attn_residual(tm, l, a, x, xmid, BT);
-    }
+    const float *xmid = a->xmid;
 
     /* MLP; bf16 mode: hact (bf16) recomputed from the saved bf16 gate/up, the same bits as the
      * forward's (an elementwise pass instead of (BT,F) bf16 kept per layer), unless kept */
@@ -463,21 +455,27 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     }
     rmsnorm_backward(dres, dw->mlp_norm, dln, xmid, w->mlp_norm, a->rstd2, BT, C);
 
-    /* attention; bf16 mode: o_proj's bf16 input made again from the f32 output */
+    /* attention */
     if (!tm->bf16) zero(tm->dattn, (size_t)BT * HD);
-    const uint16_t *attnb = a->attnb ? a->attnb : tm->attnb;
-    if (tm->attnb && a->xmid && !a->attnb) bf16_from_f32(tm->attnb, a->attn, (size_t)BT * HD);
-    linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, a->attn, attnb, w->wo, lora_u(tm, a, 3), l,
-                    3, BT, HD, C, 1);
+    linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, a->attn, a->attnb, w->wo, lora_u(tm, a, 3),
+                    l, 3, BT, HD, C, 1);
     if (tm->lora_bf16) {
-        lora_group_backward(tm, l, 1, tm->dattn, attnb, BT, HD);
+        lora_group_backward(tm, l, 1, tm->dattn, a->attnb, BT, HD);
+    }
+    /* bf16 mode without the f32 attn: the output the backward's delta_t = dout_t . out_t reads
+     * is the kept bf16 one, widened (exact), as FlashAttention-2 and autocast's attention (whose
+     * output is bf16) compute it */
+    const float *attn = a->attn;
+    if (!attn && tm->bf16) {
+        bf16_to_f32(tm->attn32, a->attnb, (size_t)BT * HD);
+        attn = tm->attn32;
     }
     if (tm->bf16 && attention_flash_dp_ok(D))
-        attention_flash_backward_dp(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->qb, a->kb, a->vb,
+        attention_flash_backward_dp(tm->dq, tm->dk, tm->dv, tm->dattn, attn, a->qb, a->kb, a->vb,
                                     a->lse, seg, B, T, H, KV, D);
     else if (tm->bf16)
-        attention_flash_backward_bf16(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->qb, a->kb,
-                                      a->vb, a->lse, seg, B, T, H, KV, D);
+        attention_flash_backward_bf16(tm->dq, tm->dk, tm->dv, tm->dattn, attn, a->qb, a->kb, a->vb,
+                                      a->lse, seg, B, T, H, KV, D);
     else
         attention_flash_backward(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->q, a->k, a->v,
                                  a->lse, seg, B, T, H, KV, D);
@@ -732,12 +730,11 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
            D = (size_t)c->head_dim, F = (size_t)c->hidden_dim, L = (size_t)c->n_layers;
     size_t HD = H * D, KVD = KV * D, r = (size_t)tm->opt.lora.r;
     int lora = tm->opt.method == FT_METHOD_LORA;
-    /* bf16 mode keeps the f32 matmul inputs ln1, ln2, hact only for LoRA's f32 branch (the
-     * one with dropout). Per layer it saves, besides the residual stream: rstd1/rstd2 and lse,
-     * q, k (after RoPE), v, gate, up as bf16, attn as f32 (xmid is made again in backward from
-     * x and attn, attn_residual, except with LoRA); the bf16 matmul inputs
-     * (norm outputs, attn, hact) are made again in backward, in scratch shared by all layers,
-     * except on the bf16 LoRA branch, which keeps them per layer (+200 MB at SmolLM's shape,
+    /* bf16 mode keeps the f32 matmul inputs ln1, ln2, hact, attn only for LoRA's f32 branch
+     * (the one with dropout). Per layer it saves, besides the residual stream: rstd1/rstd2 and
+     * lse, q, k (after RoPE), v, gate, up, attn as bf16, xmid as f32; the other bf16 matmul
+     * inputs (norm outputs, hact) are made again in backward, in scratch shared by all layers,
+     * except on the bf16 LoRA branch, which keeps them per layer (+165 MB at SmolLM's shape,
      * B 4 x T 256; its peak stays under 0.4 of PyTorch's, and the step is ~2% faster). */
     int keep32 = !tm->bf16 || (lora && !tm->lora_bf16), bf = tm->bf16;
 
@@ -764,11 +761,13 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
         a->kb = bf ? take_bf16(b, BT * KVD) : NULL;
         a->vb = bf ? take_bf16(b, BT * KVD) : NULL;
         a->lse = take(b, B * H * T);
-        a->attn = take(b, BT * HD);
-        /* bf16 mode makes xmid again in backward (one o_proj product) to save (BT,C) f32 per
-         * layer, except for LoRA, whose memory is far below the budget: there the product
-         * (~2% of a SmolLM-shape step) weighs more */
-        a->xmid = bf && !lora ? NULL : take(b, BT * C);
+        /* bf16 mode: attn kept as bf16 (o_proj's input), in f32 only for LoRA's f32 branch; the
+         * attention backward's delta reads the bf16 copy (see layer_backward). That halves attn,
+         * which pays for keeping xmid: no o_proj product again in backward (~2% of a SmolLM-shape
+         * full fine-tuning step) */
+        a->attn = keep32 ? take(b, BT * HD) : NULL;
+        a->attnb = bf ? take_bf16(b, BT * HD) : NULL;
+        a->xmid = take(b, BT * C);
         a->ln2 = keep32 ? take(b, BT * C) : NULL;
         a->rstd2 = take(b, BT);
         a->gate = bf ? NULL : take(b, BT * F);
@@ -782,11 +781,10 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
                            : NULL;
         for (int g = 0; g < FT_LORA_NGROUP; g++)
             a->lug[g] = tm->lora_bf16 && tm->lgn[g] ? take(b, BT * (size_t)tm->lgn[g] * r) : NULL;
-        /* the bf16 LoRA branch keeps the four bf16 matmul inputs (see ft_layer_acts) */
+        /* the bf16 LoRA branch keeps the other three bf16 matmul inputs (see ft_layer_acts) */
         int kb = tm->lora_bf16;
         a->ln1b = kb ? take_bf16(b, BT * C) : NULL;
         a->ln2b = kb ? take_bf16(b, BT * C) : NULL;
-        a->attnb = kb ? take_bf16(b, BT * HD) : NULL;
         a->hactb = kb ? take_bf16(b, BT * F) : NULL;
     }
     tm->xf = take(b, BT * C);
@@ -819,9 +817,8 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     tm->q32 = bf ? tm->dq : NULL; /* forward scratch (see train_internal.h) */
     tm->k32 = bf ? tm->dk : NULL;
     tm->v32 = bf ? tm->dv : NULL;
-    tm->attnb = bf ? take_bf16(b, BT * HD) : NULL;
     tm->lnb = bf ? take_bf16(b, BT * C) : NULL;
-    tm->xmid32 = bf ? take(b, BT * C) : NULL;
+    tm->attn32 = bf && !keep32 ? take(b, BT * HD) : NULL;
     tm->lxd = tm->ldx = tm->lv = tm->ldo = tm->ldu = NULL;
     tm->lws = tm->ldug = tm->ldAg = NULL;
     tm->ldugb = NULL;

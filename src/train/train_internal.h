@@ -20,11 +20,14 @@ typedef struct {
     float *klin, *krstd, *k; /* same for keys, (BT,KV*D) */
     float *v;                /* (BT,KV*D) */
     float *lse;              /* (B,H,T) attention row logsumexp (flash attention) */
-    float *attn;             /* (BT,H*D) attention output (o_proj input) */
+    float *attn;             /* (BT,H*D) attention output (o_proj input); bf16 mode: NULL
+                                unless LoRA's f32 branch reads it (attnb is kept instead) */
     /* bf16 mode keeps q, k (after RoPE), v as bf16 only: q, k, v are NULL, and qlin/klin are
-     * NULL unless q/k norm (qwen3) needs them. attn stays f32 (attention's backward needs it). */
+     * NULL unless q/k norm (qwen3) needs them. */
     uint16_t *qb, *kb, *vb;  /* (BT,H*D), (BT,KV*D), (BT,KV*D) */
-    float *xmid;             /* (BT,C) residual after attention (NULL in bf16 mode: xmid32) */
+    uint16_t *attnb;         /* bf16 mode: (BT,H*D) the attention output as bf16 (o_proj input;
+                                attention's backward reads it widened when attn is NULL) */
+    float *xmid;             /* (BT,C) residual after attention */
     float *ln2, *rstd2;      /* (BT,C), (BT) post_attention_layernorm */
     float *gate, *up, *hact; /* (BT,F) gate_proj, up_proj outputs, silu(gate)*up (f32 mode;
                                 bf16 mode: gate/up NULL, hact only for the f32 LoRA branch) */
@@ -33,13 +36,12 @@ typedef struct {
     float *lu[FT_LORA_NMOD]; /* (BT,r) LoRA A-projection outputs u = A·drop(x), or NULL */
     float *lug[FT_LORA_NGROUP]; /* bf16 LoRA branch: (BT, n_g r) u of a group's targeted
                                    modules side by side (row m: u_j at columns slot_j r), or NULL */
-    /* bf16 mode: the four matmul inputs are not kept as bf16 but made again in backward from
-     * what is kept (tm->lnb from the norm input and rstd, tm->attnb from attn, tm->hactb from
-     * gate/up); their f32 twins ln1, ln2, hact are NULL unless LoRA's f32 branch reads them.
-     * The bf16 LoRA branch keeps them instead (its memory is far below the budget, and its
-     * backward reads all four for dA): the forward writes them here, the backward reads them. */
+    /* bf16 mode: three more matmul inputs are not kept as bf16 but made again in backward from
+     * what is kept (tm->lnb from the norm input and rstd, tm->hactb from gate/up); their f32
+     * twins ln1, ln2, hact are NULL unless LoRA's f32 branch reads them. The bf16 LoRA branch
+     * keeps them instead (its memory is far below the budget, and its backward reads all of
+     * them for dA): the forward writes them here, the backward reads them. */
     uint16_t *ln1b, *ln2b; /* (BT,C), or NULL */
-    uint16_t *attnb;       /* (BT,H*D), or NULL */
     uint16_t *hactb;       /* (BT,F), or NULL */
 } ft_layer_acts;
 
@@ -97,10 +99,9 @@ struct ft_train_model {
      * the same shape, which is free during a layer's forward), hact as bf16 (down_proj input) */
     float *gate32, *up32;
     uint16_t *hactb;        /* (BT,F) */
-    uint16_t *attnb;        /* (BT,H*D) the attention output as bf16 (o_proj input) */
     uint16_t *lnb;          /* (BT,C) a norm's output as bf16 (q/k/v, then gate/up input) */
-    float *xmid32;          /* (BT,C) bf16 mode: the residual after attention, which the slots do
-                               not keep: the backward makes it again (x + o_proj(attn)) */
+    float *attn32;          /* (BT,H*D) bf16 mode without a->attn: the attention output in f32
+                               before rounding (forward), the widened a->attnb (backward) */
     float *q32, *k32, *v32; /* q, k, v before rounding (alias dq, dk, dv) */
     float *lxd, *ldx;                            /* (BT,maxK) LoRA dropped input, its gradient */
     float *lv, *ldo;                             /* (BT,maxN) LoRA B output, scaled dout */

@@ -27,7 +27,8 @@
  *     softmax and loss stay f32, so the two runs differ like two summation orders that drift
  *     apart slowly — observed here (AMD EPYC, 2 threads): a mean relative gap of 0.05% and
  *     last-20 means 8.5697 vs 8.5685; 0.05-0.06% and 8.5694-8.5706 since attention's
- *     products take bf16 probabilities and gradients too (attention_flash_dp.c). The bounds
+ *     products take bf16 probabilities and gradients too (attention_flash_dp.c); 0.05% and
+ *     8.5709 since its backward's delta reads the kept bf16 attention output. The bounds
  *     leave ~10x that for other CPUs and thread counts, while a wrong gradient term or layout
  *     makes the bf16 run stall or diverge by O(1) in loss, far outside them.
  * Without AVX512-BF16 (or FTUNE_NO_BF16=1) bf16 = 1 must fall back to the f32 path exactly:

@@ -12,7 +12,8 @@
  * These are the rounding points of FlashAttention-2 on GPUs and of PyTorch's bf16 autocast (its
  * matmuls take bf16 operands, the probabilities and incoming gradients included). Everything
  * else stays f32 as in attention_flash.c: the softmax (max, exp, running sum over the f32
- * probabilities), lse, delta_t = dout_t · out_t (f32 dout and out), dS = P (dP - delta) before its
+ * probabilities), lse, delta_t = dout_t · out_t (f32 dout and out; the training step passes the
+ * output it keeps as bf16, widened), dS = P (dP - delta) before its
  * rounding, every accumulator and every output. So each result differs from the exact f32 kernel
  * on the same bf16 q, k, v by the rounding of P, dS and dout: relative 2^-9 per product term,
  * bounded in tests/kernels/test_attention_flash.c by the sum of the absolute terms.
