@@ -134,9 +134,17 @@ void lora_up_forward(float *out, uint16_t *outb, const float *res, int ldo, cons
                         a[j][c] = ft_fma16(sj, w[c], a[j][c]);
                 }
             }
-            for (int j = 0; j < nr; j++)
+            /* constant indices (unrolled, j < nr tested inside): indexed by a run-time j, the
+             * accumulators had to live in memory, and GCC spilled four of the sixteen inside
+             * the FMA loop */
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++)
+#pragma GCC unroll 4
                 for (int c = 0; c < 4; c++)
-                    up_forward_store(out, outb, res, (m0 + j) * ldo + n + 16 * c, &a[j][c]);
+                    if (j < nr) {
+                        ft_v16f y = a[j][c];
+                        up_forward_store(out, outb, res, (m0 + j) * ldo + n + 16 * c, &y);
+                    }
         }
         for (int64_t n = N64; n < N16; n += 16) {
             ft_v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
