@@ -54,11 +54,7 @@
 
 /* element i of x as f32, x being f32 (bf = 0) or bf16 bits (bf = 1; widening is exact) */
 static inline __attribute__((always_inline)) float ld1(const void *x, int64_t i, const int bf) {
-    if (!bf) return ((const float *)x)[i];
-    uint32_t u = (uint32_t)((const uint16_t *)x)[i] << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
+    return bf ? ft_bf16_widen(((const uint16_t *)x)[i]) : ((const float *)x)[i];
 }
 
 /* dst (n, D) = the n rows of x (stride ld) as f32, for a bf16 tile read many times */

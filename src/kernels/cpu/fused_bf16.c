@@ -29,14 +29,6 @@
 #include <math.h>
 #include <string.h>
 
-/* bf16 bits -> f32 (exact), inline so `omp simd` loops vectorize it */
-static inline float bf16_widen(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 /* silu(g) * u with the vectorized exp: the one formula every swiglu form here uses */
 static inline float ft_swiglu1(float g, float u) {
     return g / (1.0f + ft_exp_simd(-g)) * u;
@@ -122,7 +114,7 @@ void swiglu_forward_bf16_round(uint16_t *gateb, uint16_t *upb, uint16_t *outb, f
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < N; i++) {
             uint16_t gb = ft_bf16_round(gate[i]), ub = ft_bf16_round(up[i]);
-            float y = ft_swiglu1(bf16_widen(gb), bf16_widen(ub));
+            float y = ft_swiglu1(ft_bf16_widen(gb), ft_bf16_widen(ub));
             gateb[i] = gb;
             upb[i] = ub;
             out[i] = y;
@@ -135,7 +127,7 @@ void swiglu_forward_bf16_round(uint16_t *gateb, uint16_t *upb, uint16_t *outb, f
         uint16_t gb = ft_bf16_round(gate[i]), ub = ft_bf16_round(up[i]);
         gateb[i] = gb;
         upb[i] = ub;
-        outb[i] = ft_bf16_round(ft_swiglu1(bf16_widen(gb), bf16_widen(ub)));
+        outb[i] = ft_bf16_round(ft_swiglu1(ft_bf16_widen(gb), ft_bf16_widen(ub)));
     }
 }
 
@@ -144,7 +136,7 @@ void swiglu_forward_bf16in(float *out, uint16_t *outb, const uint16_t *gateb, co
     if (out) {
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < N; i++) {
-            float y = ft_swiglu1(bf16_widen(gateb[i]), bf16_widen(upb[i]));
+            float y = ft_swiglu1(ft_bf16_widen(gateb[i]), ft_bf16_widen(upb[i]));
             out[i] = y;
             outb[i] = ft_bf16_round(y);
         }
@@ -152,12 +144,12 @@ void swiglu_forward_bf16in(float *out, uint16_t *outb, const uint16_t *gateb, co
     }
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < N; i++)
-        outb[i] = ft_bf16_round(ft_swiglu1(bf16_widen(gateb[i]), bf16_widen(upb[i])));
+        outb[i] = ft_bf16_round(ft_swiglu1(ft_bf16_widen(gateb[i]), ft_bf16_widen(upb[i])));
 }
 
 /* swiglu_backward_fast's terms on widened bf16 gate/up (same derivation): *dg, *du */
 static inline void swiglu_grad1(float *dg, float *du, float dy, uint16_t gb, uint16_t ub) {
-    float g = bf16_widen(gb), u = bf16_widen(ub);
+    float g = ft_bf16_widen(gb), u = ft_bf16_widen(ub);
     float s = 1.0f / (1.0f + ft_exp_simd(-g));
     *du = dy * (g * s);
     *dg = dy * u * (s * (1.0f + g * (1.0f - s)));

@@ -215,13 +215,6 @@ static inline void load_bf16x16(ft_v16f *v, const uint16_t *p) {
     memcpy(v, &u, sizeof *v);
 }
 
-static inline float widen1(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 /* One row pair (or a lone row: y1p == y0p, su1 zero, its sums discarded) of lora_up_backward
  * over the columns [n0, n1) (a multiple of 16 wide), for an r slice of RB: the du partial sums
  * returned in *sums (hsum16x16's lanes: a[i] row 0, a[8 + i] row 1), the dB^T partial (RB, N)
@@ -320,7 +313,7 @@ up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout, 
             }
             for (int64_t m = mbeg; m < mend; m++) {
                 for (int64_t n = N16; n < N; n++) {
-                    const float y = bfin ? widen1(din[m * N + n]) : dout[m * N + n];
+                    const float y = bfin ? ft_bf16_widen(din[m * N + n]) : dout[m * N + n];
                     if (!bfin && doutb && i0 == 0) doutb[m * N + n] = ft_bf16_round(y);
                     for (int i = 0; i < ni; i++) {
                         du[m * lddu + i0 + i] =

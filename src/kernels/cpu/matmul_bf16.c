@@ -37,6 +37,7 @@
 #include "dnnl_util.h"
 #include "ftune/core.h"
 #include "grain.h"
+#include "vec.h"
 
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
@@ -80,10 +81,8 @@ int bf16_exact(const float *x, size_t n) {
 
 void bf16_to_f32(float *dst, const uint16_t *src, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u = (uint32_t)src[i] << 16;
-        memcpy(&dst[i], &u, 4);
-    }
+    for (size_t i = 0; i < n; i++)
+        dst[i] = ft_bf16_widen(src[i]);
 }
 
 /* ---- primitive cache ---- */
@@ -313,7 +312,6 @@ static void src_md_of(const ft_bf16_weight *w, int fwd, dnnl_memory_desc_t *md) 
  * compares products from both packings bit for bit (detached weights keep the reorder).
  */
 #if defined(__AVX512BF16__)
-#include "vec.h"
 #include <immintrin.h>
 
 static int fast_pack_ok(const dnnl_memory_desc_t *md) {

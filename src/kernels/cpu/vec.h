@@ -133,6 +133,14 @@ static inline uint16_t ft_bf16_round(float f) {
     return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40 : r);
 }
 
+/* bf16 bits -> f32 (exact): ft_bf16_to_f32, inline so `omp simd` loops vectorize it */
+static inline float ft_bf16_widen(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 #if defined(__AVX512F__)
 /* dst rows j < 16 (stride lddst) = column j of the 16 rows src_i (stride ldsrc), in registers
  * (pure data movement: any 32-bit elements, bf16 pairs included, keep their bits):
