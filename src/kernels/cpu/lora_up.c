@@ -224,6 +224,9 @@ static inline __attribute__((always_inline)) void
 up_backward_tile(ft_v16f *sums, float *part, const float *bt, const float *y0p, const float *y1p,
                  const uint16_t *h0p, const uint16_t *h1p, const float su0[RB], const float su1[RB],
                  uint16_t *b0, uint16_t *b1, int64_t ld, int64_t n0, int64_t n1, const int bfin) {
+    /* two sweeps over the tile (its rows are in L1 for the second): du's 16 accumulators, then
+     * dB^T's partial rows with the 2 RB splats of s u held. In one sweep the accumulators, the
+     * splats and the rows did not fit the 32 registers, and GCC spilled inside the loop. */
     ft_v16f a[2 * RB];
 #pragma GCC unroll 16
     for (int i = 0; i < 2 * RB; i++)
@@ -241,17 +244,37 @@ up_backward_tile(ft_v16f *sums, float *part, const float *bt, const float *y0p, 
         }
 #pragma GCC unroll 8
         for (int i = 0; i < RB; i++) {
-            ft_v16f w, p;
+            ft_v16f w;
             LOAD16(w, bt + i * ld + n);
             a[i] = ft_fma16(y0, w, a[i]);
             a[RB + i] = ft_fma16(y1, w, a[RB + i]);
-            LOAD16(p, part + i * ld + n);
-            p = ft_fma16(y0, ft_splat16(su0[i]), p);
-            p = ft_fma16(y1, ft_splat16(su1[i]), p);
-            memcpy(part + i * ld + n, &p, sizeof p);
         }
     }
     hsum16x16(sums, a);
+    ft_v16f s0[RB], s1[RB];
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; i++) {
+        s0[i] = ft_splat16(su0[i]);
+        s1[i] = ft_splat16(su1[i]);
+    }
+    for (int64_t n = n0; n < n1; n += 16) {
+        ft_v16f y0, y1;
+        if (bfin) {
+            load_bf16x16(&y0, h0p + n);
+            load_bf16x16(&y1, h1p + n);
+        } else {
+            LOAD16(y0, y0p + n);
+            LOAD16(y1, y1p + n);
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) {
+            ft_v16f p;
+            LOAD16(p, part + i * ld + n);
+            p = ft_fma16(y0, s0[i], p);
+            p = ft_fma16(y1, s1[i], p);
+            memcpy(part + i * ld + n, &p, sizeof p);
+        }
+    }
 }
 
 /* columns per tile: the tile's B^T and dB^T partial rows (2 x RB x NT floats, 16 KiB) stay in L1
@@ -328,15 +351,26 @@ up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout, 
             for (int i = 0; i < r; i++)
                 du[m * lddu + i] *= s;
     }
-    /* dB[n][i] += sum over blocks, in block order */
+    /* dB[n][i] += sum over blocks, in block order: 16 columns x RB rows of dB^T at a time,
+     * summed as vectors and added into dB (N,r) through a small transpose */
+    const int64_t nv = (N + 15) / 16;
 #pragma omp parallel for schedule(static) if ((int64_t)N * r * nblk >= FT_OMP_GRAIN)
-    for (int64_t n = 0; n < N; n++)
-        for (int i = 0; i < r; i++) {
-            float acc = 0.0f;
-            for (int64_t blk = 0; blk < nblk; blk++)
-                acc += parts[(blk * rp + i) * ld + n];
-            dB[n * r + i] += acc;
+    for (int64_t t = 0; t < nv * (rp / RB); t++) {
+        const int64_t n0 = (t % nv) * 16, i0 = (t / nv) * RB;
+        const int nn = N - n0 < 16 ? (int)(N - n0) : 16, ni = r - i0 < RB ? (int)(r - i0) : RB;
+        float sum[RB][16];
+        for (int i = 0; i < ni; i++) {
+            ft_v16f acc = {0}, p;
+            for (int64_t blk = 0; blk < nblk; blk++) {
+                LOAD16(p, parts + (blk * rp + i0 + i) * ld + n0);
+                acc += p;
+            }
+            memcpy(sum[i], &acc, sizeof acc);
         }
+        for (int l = 0; l < nn; l++)
+            for (int i = 0; i < ni; i++)
+                dB[(n0 + l) * r + i0 + i] += sum[i][l];
+    }
 }
 
 void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout,
