@@ -136,6 +136,24 @@ void lora_up_forward_naive(float *out, uint16_t *outb, const float *res, int ldo
 void lora_up_backward_naive(float *dB, float *du, int lddu, const float *dout, const float *u,
                             int ldu, float s, const float *B, int M, int N, int r);
 
+/* LoRA's input-gradient term du·A folded into the pass that consumes the gradient (lowrank.c):
+ * row m, column k of the term is sum_i u[m][i] A[i][k] for u (M,R) bf16 with row stride ldu and
+ * A (R,K) bf16 given as pair words (lowrank_pack: ap[q K + k] = (A[2q][k], A[2q+1][k]), a zero row
+ * past an odd R; lowrank_pack_words(R, K) words), summed in f32.
+ *   swiglu_backward_bf16out_lr  swiglu_backward_bf16out of dout + u·A (dout, gate, up (M,F)).
+ * lowrank_naive: row m of the term in double (the tests' twin). */
+typedef struct {
+    const uint16_t *u;
+    int ldu, R;
+    const uint32_t *ap;
+} ft_lowrank;
+size_t lowrank_pack_words(int R, int K);
+void lowrank_pack(uint32_t *ap, const uint16_t *A, int R, int K);
+void lowrank_naive(double *out, const ft_lowrank *lr, int64_t m, int K);
+void swiglu_backward_bf16out_lr(uint16_t *dgateb, uint16_t *dupb, const float *dout,
+                                const ft_lowrank *lr, const uint16_t *gateb, const uint16_t *upb,
+                                int M, int F);
+
 /* out (M,C) = inp / sqrt(mean(inp^2) + eps) * weight ; rstd (M) saved (may be NULL). */
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int M, int C,
                      float eps);

@@ -221,7 +221,10 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
  *             du_j  = s dout_j·B_j              f32, into the columns of du_g (M,R)
  *             then per group (lora_group_backward):
  *             dA_g  = du_g^T·xb  -> dA_j += rows [slot_j r, +r) of dA_g      one bf16 product
- *             dx   += du_g·A_g                  one bf16 product
+ *             dx   += du_g·A_g                  one bf16 product; for {down}, folded into the
+ *                                               pass that reads dx next instead
+ *                                               (swiglu_backward_bf16out_lr: one read and write
+ *                                               of dhact (M,F) f32 less)
  * The same terms as linear_backward's f32 LoRA branch; du is rounded to bf16 for the two
  * products with x and A (as dout is for the base weights), everything else is f32. */
 
@@ -263,9 +266,10 @@ static void lora_up_backward_j(ft_train_model *tm, uint16_t *doutb, const float 
 }
 
 /* The A side of group g, after linear_backward filled du_g (tm->ldug) for each of its modules:
- * dA_j ADDED; dinp (M,K) ADDED when non-NULL. */
-static void lora_group_backward(ft_train_model *tm, int l, int g, float *dinp, const uint16_t *xb,
-                                int M, int K) {
+ * dA_j ADDED; dinp (M,K) ADDED when non-NULL. With lr non-NULL (and dinp NULL), the dinp term
+ * du_g·A_g is handed over instead, for the pass that reads dinp next (lowrank.c). */
+static void lora_group_backward(ft_train_model *tm, int l, int g, float *dinp, ft_lowrank *lr,
+                                const uint16_t *xb, int M, int K) {
     int r = tm->opt.lora.r, R = tm->lgn[g] * r;
     if (!R) return;
     bf16_from_f32(tm->ldugb, tm->ldug, (size_t)M * R);
@@ -282,6 +286,10 @@ static void lora_group_backward(ft_train_model *tm, int l, int g, float *dinp, c
                             (size_t)r * K);
     }
     if (dinp) matmul_bf16_backward(dinp, NULL, tm->ldugb, NULL, tm->lAg[l][g], M, K, R);
+    if (lr) {
+        lowrank_pack(tm->lAp, tm->lAg[l][g], R, K);
+        *lr = (ft_lowrank){tm->ldugb, R, R, tm->lAp};
+    }
 }
 
 /* the saved u linear_backward wants for module j: u_j (M,r) on the f32 branch, the group's u_g
@@ -431,15 +439,18 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     if (!tm->bf16) zero(tm->dhact, (size_t)BT * F); /* bf16: the first product writes it */
     linear_backward(tm, tm->dhact, dw->w_down, dw->b_down, dres, a->hact, hactb, w->w_down,
                     lora_u(tm, a, 6), l, 6, BT, F, C, 1);
-    if (tm->lora_bf16) {
-        lora_group_backward(tm, l, 3, tm->dhact, hactb, BT, F);
-    }
     /* bf16 mode: dgate, dup straight to bf16 when every reader takes bf16 (no bias gradient,
      * not the f32 LoRA branch), into the f32 scratch's memory; else f32 (rounded per product) */
     const int dgb =
         a->gateb && !dw->b_gate && !dw->b_up && (tm->lora_bf16 || tm->opt.method != FT_METHOD_LORA);
     uint16_t *dgateb = (uint16_t *)tm->dgate, *dupb = (uint16_t *)tm->dup;
-    if (dgb)
+    /* bf16 LoRA: the down group's dhact term goes into that bf16-out swiglu backward's pass */
+    ft_lowrank lr3 = {0};
+    if (tm->lora_bf16)
+        lora_group_backward(tm, l, 3, dgb ? NULL : tm->dhact, dgb ? &lr3 : NULL, hactb, BT, F);
+    if (lr3.R)
+        swiglu_backward_bf16out_lr(dgateb, dupb, tm->dhact, &lr3, a->gateb, a->upb, BT, F);
+    else if (dgb)
         swiglu_backward_bf16out(dgateb, dupb, tm->dhact, a->gateb, a->upb, (size_t)BT * F);
     else if (a->gateb) /* bf16 gate/up, vectorized exp, like the forward */
         swiglu_backward_bf16(tm->dgate, tm->dup, tm->dhact, a->gateb, a->upb, (size_t)BT * F);
@@ -458,9 +469,7 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
         linear_backward(tm, dln, dw->w_up, dw->b_up, tm->dup, a->ln2, lnb, w->w_up,
                         lora_u(tm, a, 5), l, 5, BT, C, F, 0);
     }
-    if (tm->lora_bf16) {
-        lora_group_backward(tm, l, 2, dln, lnb, BT, C);
-    }
+    if (tm->lora_bf16) lora_group_backward(tm, l, 2, dln, NULL, lnb, BT, C);
     rmsnorm_backward(dres, dw->mlp_norm, dln, xmid, w->mlp_norm, a->rstd2, BT, C);
 
     /* attention */
@@ -468,7 +477,7 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     linear_backward(tm, tm->dattn, dw->wo, dw->bo, dres, a->attn, a->attnb, w->wo, lora_u(tm, a, 3),
                     l, 3, BT, HD, C, 1);
     if (tm->lora_bf16) {
-        lora_group_backward(tm, l, 1, tm->dattn, a->attnb, BT, HD);
+        lora_group_backward(tm, l, 1, tm->dattn, NULL, a->attnb, BT, HD);
     }
     /* bf16 mode without the f32 attn: the output the backward's delta_t = dout_t . out_t reads
      * is the kept bf16 one, widened (exact), as FlashAttention-2 and autocast's attention (whose
@@ -511,9 +520,7 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
                     C, KVD, 0);
     linear_backward(tm, dn1, dw->wv, dw->bv, tm->dv, a->ln1, lnb, w->wv, lora_u(tm, a, 2), l, 2, BT,
                     C, KVD, 0);
-    if (tm->lora_bf16) {
-        lora_group_backward(tm, l, 0, dn1, lnb, BT, C);
-    }
+    if (tm->lora_bf16) lora_group_backward(tm, l, 0, dn1, NULL, lnb, BT, C);
     if (dn1)
         rmsnorm_backward(need_dx ? dres : NULL, dw->attn_norm, dn1, x, w->attn_norm, a->rstd1, BT,
                          C);
@@ -834,6 +841,7 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     tm->lxd = tm->ldx = tm->lv = tm->ldo = tm->ldu = NULL;
     tm->lws = tm->ldug = tm->ldAg = NULL;
     tm->ldugb = NULL;
+    tm->lAp = NULL;
     if (tm->lora_bf16) {
         size_t maxK = C > HD ? C : HD;
         if (F > maxK) maxK = F;
@@ -843,6 +851,7 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
         tm->ldug = take(b, BT * 3 * r);
         tm->ldugb = take_bf16(b, BT * 3 * r);
         tm->ldAg = take(b, 3 * r * maxK);
+        tm->lAp = (uint32_t *)take(b, lowrank_pack_words((int)(3 * r), (int)maxK));
     } else if (lora) {
         size_t maxK = C > HD ? C : HD, maxN = C > HD ? C : HD;
         if (F > maxK) maxK = F;

@@ -136,6 +136,7 @@ struct ft_train_model {
     float *ldug;                 /* (BT, 3r) du of a group */
     uint16_t *ldugb;             /* (BT, 3r) the same as bf16 */
     float *ldAg;                 /* (3r, maxK) dA of a group */
+    uint32_t *lAp;               /* a group's A_g as pair words, for the folded dinp term */
 };
 
 /* LoRA module geometry: in/out features of module j (0..6) for config c. */

@@ -147,19 +147,11 @@ void swiglu_forward_bf16in(float *out, uint16_t *outb, const uint16_t *gateb, co
         outb[i] = ft_bf16_round(ft_swiglu1(ft_bf16_widen(gateb[i]), ft_bf16_widen(upb[i])));
 }
 
-/* swiglu_backward_fast's terms on widened bf16 gate/up (same derivation): *dg, *du */
-static inline void swiglu_grad1(float *dg, float *du, float dy, uint16_t gb, uint16_t ub) {
-    float g = ft_bf16_widen(gb), u = ft_bf16_widen(ub);
-    float s = 1.0f / (1.0f + ft_exp_simd(-g));
-    *du = dy * (g * s);
-    *dg = dy * u * (s * (1.0f + g * (1.0f - s)));
-}
-
 void swiglu_backward_bf16(float *dgate, float *dup, const float *dout, const uint16_t *gateb,
                           const uint16_t *upb, size_t N) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < N; i++)
-        swiglu_grad1(&dgate[i], &dup[i], dout[i], gateb[i], upb[i]);
+        ft_swiglu_grad1(&dgate[i], &dup[i], dout[i], gateb[i], upb[i]);
 }
 
 void swiglu_backward_bf16out(uint16_t *dgateb, uint16_t *dupb, const float *dout,
@@ -167,7 +159,7 @@ void swiglu_backward_bf16out(uint16_t *dgateb, uint16_t *dupb, const float *dout
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < N; i++) {
         float dg, du;
-        swiglu_grad1(&dg, &du, dout[i], gateb[i], upb[i]);
+        ft_swiglu_grad1(&dg, &du, dout[i], gateb[i], upb[i]);
         dgateb[i] = ft_bf16_round(dg);
         dupb[i] = ft_bf16_round(du);
     }

@@ -175,6 +175,15 @@ static inline void ft_transpose16(float *dst, int64_t lddst, const float *src, i
 }
 #endif
 
+/* swiglu_backward_fast's terms (fused_bf16.c) on widened bf16 gate/up: with s = sigmoid(g),
+ * *du = dy g s, *dg = dy up s (1 + g (1 - s)) */
+static inline void ft_swiglu_grad1(float *dg, float *du, float dy, uint16_t gb, uint16_t ub) {
+    float g = ft_bf16_widen(gb), u = ft_bf16_widen(ub);
+    float s = 1.0f / (1.0f + ft_exp_simd(-g));
+    *du = dy * (g * s);
+    *dg = dy * u * (s * (1.0f + g * (1.0f - s)));
+}
+
 #if defined(__AVX512BF16__)
 /* permutation indices: (a[i], b[i]) from two 16-element rows side by side (ILV_AB) or from one
  * VCVTNE2PS2BF16 result holding a's 16 bf16 then b's (ILV_LO_HI) */

@@ -1,0 +1,138 @@
+/*
+ * LoRA's input gradient folded into the pass that reads it (bf16 step).
+ *
+ * A LoRA module's A side adds du·A to its input's gradient dinp (M,K): du (M,R) = s dout·B, A
+ * (R,K), R = the group's stacked rank (8-24). As its own product (oneDNN, the `sum` post-op) that
+ * is one more read and write of the f32 dinp, memory-bound: 0.46 ms per SmolLM layer for the down
+ * projection's dhact (1024 x 1536). The swiglu backward reads dhact next anyway, so it adds the
+ * term itself (measured in the step: the group's A side and the swiglu backward 1.36-1.74 ->
+ * 1.12-1.34 ms per layer). Folding the q/k/v and gate/up terms into rmsnorm_backward was tried
+ * too and was not faster: its double-precision row dot wants the whole row of dout + term first,
+ * so the term is made twice or kept, and the (M,576) product it replaces costs only ~0.18 ms.
+ *
+ *   lowrank_pack      A (R,K) bf16 -> pair words ap[q K + k] = (A[2q][k], A[2q+1][k]) (a zero
+ *                     row past an odd R): the VDPBF16PS operand, so 16 columns of the term are
+ *                     (R+1)/2 instructions, each broadcasting the pair (du[m][2q], du[m][2q+1])
+ *   swiglu_backward_bf16out_lr   swiglu_backward_bf16out (fused_bf16.c) of dout + du·A, with
+ *                     dout, gate, up (M,F): the down projection's group
+ *
+ * The term is the bf16 products summed in f32 (pairs in order, each product rounded as VDPBF16PS
+ * does; denormal bf16 inputs read as zero, as in oneDNN's bf16 products), then added to dout:
+ * the same operands and the same single add into dout as the separate product, in another order
+ * of its R terms. Without AVX512-BF16 a portable loop computes the sum (the bf16 LoRA step does
+ * not run there; the loop keeps the kernels defined and testable). Naive twins: the term in
+ * double, then the unfused kernel (tests/kernels/test_lowrank.c).
+ */
+#include "ftune/kernels.h"
+
+#include "grain.h"
+#include "vec.h"
+
+#include <string.h>
+
+#define LR_CHUNK 256 /* columns whose term is made before the elementwise loop runs over them */
+
+size_t lowrank_pack_words(int R, int K) {
+    return R > 0 && K > 0 ? (size_t)((R + 1) / 2) * (size_t)K : 0;
+}
+
+void lowrank_pack(uint32_t *ap, const uint16_t *A, int R, int K) {
+    const int Q = (R + 1) / 2;
+    for (int q = 0; q < Q; q++) {
+        const uint16_t *a0 = A + (size_t)(2 * q) * K;
+        const uint16_t *a1 = 2 * q + 1 < R ? a0 + K : NULL;
+        uint32_t *o = ap + (size_t)q * K;
+        for (int k = 0; k < K; k++)
+            o[k] = (uint32_t)a0[k] | (a1 ? (uint32_t)a1[k] << 16 : 0u);
+    }
+}
+
+void lowrank_naive(double *out, const ft_lowrank *lr, int64_t m, int K) {
+    for (int k = 0; k < K; k++) {
+        double s = 0;
+        for (int i = 0; i < lr->R; i++) {
+            uint32_t w = lr->ap[(size_t)(i / 2) * K + k];
+            uint16_t a = (uint16_t)(i % 2 ? w >> 16 : w & 0xffffu);
+            s += (double)ft_bf16_widen(lr->u[m * lr->ldu + i]) * ft_bf16_widen(a);
+        }
+        out[k] = s;
+    }
+}
+
+static inline uint32_t ld32(const uint16_t *p) {
+    uint32_t u;
+    memcpy(&u, p, 4);
+    return u;
+}
+
+/* t[0..nc) = sum_i u[i] A[i][k0 + l] for the row u (R bf16) over the columns k0 + [0, nc),
+ * nc <= LR_CHUNK (t padded to a multiple of 16, the padding zero). Eight column vectors at a time:
+ * each lane's sum is a chain of (R+1)/2 dependent VDPBF16PS, so eight chains keep the unit busy
+ * (one chain at a time ran at the instruction's latency). */
+#if defined(__AVX512BF16__)
+static inline __mmask16 lanes16(int n) {
+    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+}
+
+static inline void lowrank_row(float *t, const uint16_t *u, const ft_lowrank *lr, int64_t K,
+                               int64_t k0, int nc) {
+    const int Q = (lr->R + 1) / 2, odd = lr->R & 1;
+    for (int c0 = 0; c0 < nc; c0 += 128) {
+        __m512 acc[8];
+        __mmask16 msk[8];
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) {
+            acc[v] = _mm512_setzero_ps();
+            msk[v] = lanes16(nc - c0 - 16 * v);
+        }
+        for (int q = 0; q < Q; q++) {
+            const uint32_t w = odd && q == Q - 1 ? u[2 * q] : ld32(u + 2 * q);
+            const __m512bh b = (__m512bh)_mm512_set1_epi32((int)w);
+            const uint32_t *a = lr->ap + q * K + k0 + c0;
+#pragma GCC unroll 8
+            for (int v = 0; v < 8; v++)
+                acc[v] = _mm512_dpbf16_ps(
+                    acc[v], (__m512bh)_mm512_maskz_loadu_epi32(msk[v], a + 16 * v), b);
+        }
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++)
+            if (c0 + 16 * v < nc) _mm512_storeu_ps(t + c0 + 16 * v, acc[v]);
+    }
+}
+#else
+static inline void lowrank_row(float *t, const uint16_t *u, const ft_lowrank *lr, int64_t K,
+                               int64_t k0, int nc) {
+    for (int l = 0; l < (nc + 15) / 16 * 16; l++) {
+        float s = 0.0f;
+        for (int i = 0; l < nc && i < lr->R; i++) {
+            uint32_t w = lr->ap[(i / 2) * K + k0 + l];
+            uint16_t a = (uint16_t)(i % 2 ? w >> 16 : w & 0xffffu);
+            s += ft_bf16_widen(u[i]) * ft_bf16_widen(a);
+        }
+        t[l] = s;
+    }
+}
+#endif
+
+void swiglu_backward_bf16out_lr(uint16_t *dgateb, uint16_t *dupb, const float *dout,
+                                const ft_lowrank *lr, const uint16_t *gateb, const uint16_t *upb,
+                                int M, int F) {
+#pragma omp parallel for schedule(static) if ((int64_t)M * F >= FT_OMP_GRAIN)
+    for (int64_t m = 0; m < M; m++) {
+        const uint16_t *u = lr->u + m * lr->ldu;
+        /* the term for a chunk of the row first, then one vectorized loop over the chunk */
+        for (int64_t k0 = 0; k0 < F; k0 += LR_CHUNK) {
+            const int nc = F - k0 < LR_CHUNK ? (int)(F - k0) : LR_CHUNK;
+            float t[LR_CHUNK];
+            lowrank_row(t, u, lr, F, k0, nc);
+            const int64_t o = m * F + k0;
+#pragma omp simd
+            for (int l = 0; l < nc; l++) {
+                float dg, du;
+                ft_swiglu_grad1(&dg, &du, dout[o + l] + t[l], gateb[o + l], upb[o + l]);
+                dgateb[o + l] = ft_bf16_round(dg);
+                dupb[o + l] = ft_bf16_round(du);
+            }
+        }
+    }
+}
