@@ -221,7 +221,7 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
  *             du_j  = s dout_j·B_j              f32, into the columns of du_g (M,R)
  *             then per group (lora_group_backward):
  *             dA_g  = du_g^T·xb  -> dA_j += rows [slot_j r, +r) of dA_g      one bf16 product
- *             dx   += du_g·A_g                  one bf16 product; for {down}, folded into the
+ *             dx   += du_g·A_g                  bf16, lowrank_add; for {down}, folded into the
  *                                               pass that reads dx next instead
  *                                               (swiglu_backward_bf16out_lr: one read and write
  *                                               of dhact (M,F) f32 less)
@@ -266,8 +266,8 @@ static void lora_up_backward_j(ft_train_model *tm, uint16_t *doutb, const float 
 }
 
 /* The A side of group g, after linear_backward filled du_g (tm->ldug) for each of its modules:
- * dA_j ADDED; dinp (M,K) ADDED when non-NULL. With lr non-NULL (and dinp NULL), the dinp term
- * du_g·A_g is handed over instead, for the pass that reads dinp next (lowrank.c). */
+ * dA_j ADDED; dinp (M,K) ADDED when non-NULL (lowrank_add). With lr non-NULL (and dinp NULL), the
+ * dinp term du_g·A_g is handed over instead, for the pass that reads dinp next (lowrank.c). */
 static void lora_group_backward(ft_train_model *tm, int l, int g, float *dinp, ft_lowrank *lr,
                                 const uint16_t *xb, int M, int K) {
     int r = tm->opt.lora.r, R = tm->lgn[g] * r;
@@ -285,11 +285,11 @@ static void lora_group_backward(ft_train_model *tm, int l, int g, float *dinp, f
                 add_inplace(tm->dlA[l][j], tm->ldAg + (size_t)tm->lslot[j] * r * K,
                             (size_t)r * K);
     }
-    if (dinp) matmul_bf16_backward(dinp, NULL, tm->ldugb, NULL, tm->lAg[l][g], M, K, R);
-    if (lr) {
-        lowrank_pack(tm->lAp, tm->lAg[l][g], R, K);
-        *lr = (ft_lowrank){tm->ldugb, R, R, tm->lAp};
-    }
+    if (!dinp && !lr) return;
+    lowrank_pack(tm->lAp, tm->lAg[l][g], R, K);
+    const ft_lowrank t = {tm->ldugb, R, R, tm->lAp};
+    if (dinp) lowrank_add(dinp, &t, M, K);
+    if (lr) *lr = t;
 }
 
 /* the saved u linear_backward wants for module j: u_j (M,r) on the f32 branch, the group's u_g

@@ -1,13 +1,14 @@
 /*
  * The folded LoRA input-gradient term (src/kernels/cpu/lowrank.c) against naive twins: the term
  * u·A in double (lowrank_naive), added to dout in double and rounded once, then the unfused
- * kernel (swiglu_backward_bf16out) on that. Shapes: one row, odd rows, K not a
- * multiple of 16 (and below 16), odd R (the zero pair row), R 8 / 16 / 24 as the step's groups,
- * u as a window of wider rows (ldu > R).
+ * kernel (swiglu_backward_bf16out) on that; lowrank_add against dinp + the exact term. Shapes: one
+ * row, odd rows, K not a multiple of 16 (and below 16), odd R (the zero pair row), R 8 / 16 / 24 as
+ * the step's groups, u as a window of wider rows (ldu > R).
  *
  * Tolerances, per element, with u = 2^-24, S_m,k = sum_i |u_i A_ik| (the term's magnitude) and
  * the kernel's dy = dout + term within delta = (R + 2) u (S + |dout|) of the exact value (an f32
  * sum of R products in some order, then the add into dout):
+ *   add     |err| <= delta + u |ref| (the final rounding)
  *   swiglu  dgate = dy f_g, dup = dy f_u: |err| <= 2^-7 |ref| (the two sides may round to
  *           neighbouring bf16 values) + 2 delta |f| (f_g = up s (1 + g (1 - s)), f_u = g s)
  * The term is drawn as large as dout, so a missing, misplaced or mis-paired term fails by far.
@@ -87,6 +88,20 @@ static void check_shape(int M, int K, int R, int ldu) {
     snprintf(name, sizeof name, "swiglu_backward_bf16out_lr M%d F%d R%d ldu%d vs unfused", M, K, R,
              ldu);
     CHECK(name, worst <= 1, "worst |err| / bound %.3g", worst);
+
+    /* lowrank_add: dinp + term, one f32 sum of R products then the add */
+    float *d0 = rand_f32(MK), *d = malloc(MK * 4);
+    memcpy(d, d0, MK * 4);
+    lowrank_add(d, &lr, M, K);
+    worst = 0;
+    for (size_t i = 0; i < MK; i++) {
+        double ref = (double)d0[i] + term[i];
+        double e = fabs(d[i] - ref) / ((R + 2) * u * (S[i] + fabs(d0[i])) + u * fabs(ref) + 1e-30);
+        if (!(e <= worst)) worst = e;
+    }
+    snprintf(name, sizeof name, "lowrank_add M%d K%d R%d ldu%d vs naive", M, K, R, ldu);
+    CHECK(name, worst <= 1, "worst |err| / bound %.3g", worst);
+    free(d0), free(d);
 
     free(U), free(A), free(ap), free(dout), free(dyref), free(term), free(S), free(delta);
     free(gb), free(ub), free(dg), free(du), free(dgr), free(dur);
