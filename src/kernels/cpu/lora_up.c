@@ -224,6 +224,17 @@ static inline __attribute__((always_inline)) void
 up_backward_tile(ft_v16f *sums, float *part, const float *bt, const float *y0p, const float *y1p,
                  const uint16_t *h0p, const uint16_t *h1p, const float su0[RB], const float su1[RB],
                  uint16_t *b0, uint16_t *b1, int64_t ld, int64_t n0, int64_t n1, const int bfin) {
+/* the pair's 16 columns at n, widened when bf16 */
+#define LOAD_ROWS(y0, y1, n)                                                                       \
+    do {                                                                                           \
+        if (bfin) {                                                                                \
+            load_bf16x16(&(y0), h0p + (n));                                                        \
+            load_bf16x16(&(y1), h1p + (n));                                                        \
+        } else {                                                                                   \
+            LOAD16(y0, y0p + (n));                                                                 \
+            LOAD16(y1, y1p + (n));                                                                 \
+        }                                                                                          \
+    } while (0)
     /* two sweeps over the tile (its rows are in L1 for the second): du's 16 accumulators, then
      * dB^T's partial rows with the 2 RB splats of s u held. In one sweep the accumulators, the
      * splats and the rows did not fit the 32 registers, and GCC spilled inside the loop. */
@@ -233,15 +244,9 @@ up_backward_tile(ft_v16f *sums, float *part, const float *bt, const float *y0p, 
         a[i] = (ft_v16f){0};
     for (int64_t n = n0; n < n1; n += 16) {
         ft_v16f y0, y1;
-        if (bfin) {
-            load_bf16x16(&y0, h0p + n);
-            load_bf16x16(&y1, h1p + n);
-        } else {
-            LOAD16(y0, y0p + n);
-            LOAD16(y1, y1p + n);
-            if (b0) store_bf16x16(b0 + n, &y0);
-            if (b1) store_bf16x16(b1 + n, &y1);
-        }
+        LOAD_ROWS(y0, y1, n);
+        if (!bfin && b0) store_bf16x16(b0 + n, &y0);
+        if (!bfin && b1) store_bf16x16(b1 + n, &y1);
 #pragma GCC unroll 8
         for (int i = 0; i < RB; i++) {
             ft_v16f w;
@@ -259,13 +264,7 @@ up_backward_tile(ft_v16f *sums, float *part, const float *bt, const float *y0p, 
     }
     for (int64_t n = n0; n < n1; n += 16) {
         ft_v16f y0, y1;
-        if (bfin) {
-            load_bf16x16(&y0, h0p + n);
-            load_bf16x16(&y1, h1p + n);
-        } else {
-            LOAD16(y0, y0p + n);
-            LOAD16(y1, y1p + n);
-        }
+        LOAD_ROWS(y0, y1, n);
 #pragma GCC unroll 8
         for (int i = 0; i < RB; i++) {
             ft_v16f p;
@@ -275,6 +274,7 @@ up_backward_tile(ft_v16f *sums, float *part, const float *bt, const float *y0p, 
             memcpy(part + i * ld + n, &p, sizeof p);
         }
     }
+#undef LOAD_ROWS
 }
 
 /* columns per tile: the tile's B^T and dB^T partial rows (2 x RB x NT floats, 16 KiB) stay in L1
