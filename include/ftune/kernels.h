@@ -215,11 +215,13 @@ void attention_flash_backward_bf16(float *dq, float *dk, float *dv, const float 
  * as the products' operands (FlashAttention-2's and autocast's rounding points), f32 softmax and
  * accumulation; within the stated bound of the exact forms, not bit-identical. Only for head dims
  * where attention_flash_dp_ok(D) (D a multiple of 16 up to 128, on CPUs built with AVX512-BF16);
- * elsewhere they run the _bf16 forms. Arguments as above. */
+ * elsewhere they run the _bf16 forms. Arguments as above; the forward's output goes to out (f32)
+ * and/or outb (bf16, those values rounded to nearest even: the bits of bf16_from_f32 of out),
+ * either may be NULL (out not, without AVX512-BF16). */
 int attention_flash_dp_ok(int D);
-void attention_flash_forward_dp(float *out, float *lse, const uint16_t *q, const uint16_t *k,
-                                const uint16_t *v, const int *seg, int B, int T, int H, int KV,
-                                int D);
+void attention_flash_forward_dp(float *out, uint16_t *outb, float *lse, const uint16_t *q,
+                                const uint16_t *k, const uint16_t *v, const int *seg, int B, int T,
+                                int H, int KV, int D);
 void attention_flash_backward_dp(float *dq, float *dk, float *dv, const float *dout,
                                  const float *out, const uint16_t *q, const uint16_t *k,
                                  const uint16_t *v, const float *lse, const int *seg, int B, int T,

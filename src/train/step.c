@@ -363,11 +363,14 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         bf16_from_f32(a->qb, q, (size_t)BT * HD);
         bf16_from_f32(a->kb, k, (size_t)BT * KVD);
         bf16_from_f32(a->vb, v, (size_t)BT * KVD);
-        if (attention_flash_dp_ok(D)) /* bf16 dot products: P rounded as autocast does */
-            attention_flash_forward_dp(attn, a->lse, a->qb, a->kb, a->vb, seg, B, T, H, KV, D);
-        else
+        if (attention_flash_dp_ok(D)) { /* bf16 dot products: P rounded as autocast does; the
+                                         * output straight to bf16 unless kept in f32 too */
+            attention_flash_forward_dp(a->attn, a->attnb, a->lse, a->qb, a->kb, a->vb, seg, B, T, H,
+                                       KV, D);
+        } else {
             attention_flash_forward_bf16(attn, a->lse, a->qb, a->kb, a->vb, seg, B, T, H, KV, D);
-        bf16_from_f32(a->attnb, attn, (size_t)BT * HD);
+            bf16_from_f32(a->attnb, attn, (size_t)BT * HD);
+        }
     } else {
         attention_flash_forward(a->attn, a->lse, a->q, a->k, a->v, seg, B, T, H, KV, D);
     }

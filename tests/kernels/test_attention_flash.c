@@ -159,9 +159,22 @@ static void dp_forms(int B, int T, int H, int KV, int D, const int *seg, const f
             }
     float *o1 = rand_buf(nq, 1), *l1 = rand_buf(nl, 1);
     float *g[3] = {rand_buf(nq, 9), rand_buf(nk, 9), rand_buf(nk, 9)}, *gv = rand_buf(nk, 9);
-    attention_flash_forward_dp(o1, l1, qb, kb, vb, seg, B, T, H, KV, D);
+    attention_flash_forward_dp(o1, NULL, l1, qb, kb, vb, seg, B, T, H, KV, D);
     snprintf(name, sizeof name, "flash dp forward within bf16 bound %s", tag);
     check_budget(name, o1, ro, bo, nq, OUT_ATOL, OUT_RTOL);
+    { /* the bf16 output: bf16_from_f32 of the f32 one bit for bit, with and without out */
+        uint16_t *ob = malloc(nq * 2 + 2), *ob2 = malloc(nq * 2 + 2), *ref = malloc(nq * 2 + 2);
+        float *o2 = malloc(nq * 4), *l2 = malloc(nl * 4);
+        bf16_from_f32(ref, o1, nq);
+        attention_flash_forward_dp(o2, ob, l2, qb, kb, vb, seg, B, T, H, KV, D);
+        attention_flash_forward_dp(NULL, ob2, l2, qb, kb, vb, seg, B, T, H, KV, D);
+        snprintf(name, sizeof name, "flash dp forward bf16 out == rounded f32 out %s", tag);
+        CHECK(name,
+              !memcmp(ob, ref, nq * 2) && !memcmp(ob2, ref, nq * 2) && !memcmp(o2, o1, nq * 4) &&
+                  !memcmp(l2, l1, nl * 4),
+              "differs");
+        free(ob), free(ob2), free(ref), free(o2), free(l2);
+    }
     attention_flash_backward_dp(g[0], g[1], g[2], dout, o1, qb, kb, vb, l1, seg, B, T, H, KV, D);
     snprintf(name, sizeof name, "flash dp dq within bf16 bound %s", tag);
     check_budget(name, g[0], rq, bq, nq, GRAD_ATOL, GRAD_RTOL);

@@ -258,9 +258,9 @@ AI void dkv_tile(float *gv, float *gk, const uint32_t *P2, const uint32_t *dS2, 
     default: call(8); break;                                                                       \
     }
 
-void attention_flash_forward_dp(float *out, float *lse, const uint16_t *q, const uint16_t *k,
-                                const uint16_t *v, const int *seg, int B, int T, int H, int KV,
-                                int D) {
+void attention_flash_forward_dp(float *out, uint16_t *outb, float *lse, const uint16_t *q,
+                                const uint16_t *k, const uint16_t *v, const int *seg, int B, int T,
+                                int H, int KV, int D) {
     FT_ASSERT(H % KV == 0 && attention_flash_dp_ok(D));
     const int G = H / KV, ngh = (G + DP_HEADS - 1) / DP_HEADS; /* head chunks per KV head */
     const float scale = 1.0f / sqrtf((float)D);
@@ -314,10 +314,18 @@ void attention_flash_forward_dp(float *out, float *lse, const uint16_t *q, const
                 for (int j = 0; j < nh; j++)
                     for (int r = 0; r < ng; r++) {
                         const int64_t h = h0 + j;
-                        float inv = 1.0f / l[j][r], *dst = out + ((b * T + tg + r) * H + h) * D;
+                        const int64_t od = ((b * T + tg + r) * H + h) * D;
+                        const float inv = 1.0f / l[j][r];
+                        if (out) {
 #pragma omp simd
-                        for (int d = 0; d < D; d++)
-                            dst[d] = o[j][r * D + d] * inv;
+                            for (int d = 0; d < D; d++)
+                                out[od + d] = o[j][r * D + d] * inv;
+                        }
+                        if (outb) { /* the same values rounded: bf16_from_f32 of out's bits */
+#pragma omp simd
+                            for (int d = 0; d < D; d++)
+                                outb[od + d] = ft_bf16_round(o[j][r * D + d] * inv);
+                        }
                         if (lse) lse[(b * H + h) * T + tg + r] = m[j][r] + logf(l[j][r]);
                     }
             }
@@ -416,10 +424,12 @@ int attention_flash_dp_ok(int D) {
     return 0;
 }
 
-void attention_flash_forward_dp(float *out, float *lse, const uint16_t *q, const uint16_t *k,
-                                const uint16_t *v, const int *seg, int B, int T, int H, int KV,
-                                int D) {
+void attention_flash_forward_dp(float *out, uint16_t *outb, float *lse, const uint16_t *q,
+                                const uint16_t *k, const uint16_t *v, const int *seg, int B, int T,
+                                int H, int KV, int D) {
+    FT_ASSERT(out != NULL); /* callers check attention_flash_dp_ok first; this form takes f32 */
     attention_flash_forward_bf16(out, lse, q, k, v, seg, B, T, H, KV, D);
+    if (outb) bf16_from_f32(outb, out, (size_t)B * T * H * D);
 }
 
 void attention_flash_backward_dp(float *dq, float *dk, float *dv, const float *dout,
