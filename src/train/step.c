@@ -342,7 +342,8 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     /* bf16 mode: q, k, v and gate, up land in f32 scratch (LoRA adds there) and are rounded
      * into the slot as bf16 (q, k after RoPE); qlin/klin stay f32 in the slot for qwen3's q/k
      * norm backward. The attention output is kept as bf16 (o_proj's input, a->attnb), in f32 too
-     * only for LoRA's f32 branch (a->attn; else it goes through the scratch tm->attn32). */
+     * only for LoRA's f32 branch (a->attn); the dp kernel writes the bf16 copy itself, the
+     * others go through the scratch tm->attn32. */
     const int bf = tm->bf16;
     float *qlin = a->qlin ? a->qlin : tm->q32, *klin = a->klin ? a->klin : tm->k32;
     float *q = bf ? tm->q32 : a->q, *k = bf ? tm->k32 : a->k, *v = bf ? tm->v32 : a->v;

@@ -102,7 +102,8 @@ struct ft_train_model {
     uint16_t *hactb;        /* (BT,F) */
     uint16_t *lnb;          /* (BT,C) a norm's output as bf16 (q/k/v, then gate/up input) */
     float *attn32;          /* (BT,H*D) bf16 mode without a->attn: the attention output in f32
-                               before rounding (forward), the widened a->attnb (backward) */
+                               before rounding (forward, only where the dp kernel, which writes
+                               bf16 itself, does not run), the widened a->attnb (backward) */
     float *xmid32;          /* (BT,C) bf16 full / freeze: the residual after attention, which
                                the slots do not keep: the backward makes it again */
     float *q32, *k32, *v32; /* q, k, v before rounding (alias dq, dk, dv) */
