@@ -96,6 +96,11 @@ void rmsnorm_apply_bf16(uint16_t *outb, const float *inp, const float *rstd, con
                         int M, int C);
 void swiglu_backward_fast(float *dgate, float *dup, const float *dout, const float *gate,
                           const float *up, size_t N);
+/* rmsnorm_backward with the row dot sum_c dout_c w_c x_c summed in f32 (16-lane partials, a
+ * fixed order) instead of double: within ~C 2^-24 of the sum's magnitude, deterministic, for the
+ * bf16 step (the f32 path keeps the exact kernel). dinp ADDED; dweight as rmsnorm_backward. */
+void rmsnorm_backward_fast(float *dinp, float *dweight, const float *dout, const float *inp,
+                           const float *weight, const float *rstd, int M, int C);
 /* The bf16 step's SwiGLU with bf16 gate/up as the saved activations (fused_bf16.c):
  * _round writes gateb/upb = bf16(gate/up) and outb = bf16(y), out = y (out may be NULL) with
  * y = silu(gateb) * upb computed in f32 from the ROUNDED values; _bf16in recomputes out/outb from

@@ -474,7 +474,8 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
                         lora_u(tm, a, 5), l, 5, BT, C, F, 0);
     }
     if (tm->lora_bf16) lora_group_backward(tm, l, 2, dln, NULL, lnb, BT, C);
-    rmsnorm_backward(dres, dw->mlp_norm, dln, xmid, w->mlp_norm, a->rstd2, BT, C);
+    (tm->bf16 ? rmsnorm_backward_fast : rmsnorm_backward)(dres, dw->mlp_norm, dln, xmid,
+                                                          w->mlp_norm, a->rstd2, BT, C);
 
     /* attention */
     if (!tm->bf16) zero(tm->dattn, (size_t)BT * HD);
@@ -526,8 +527,8 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
                     C, KVD, 0);
     if (tm->lora_bf16) lora_group_backward(tm, l, 0, dn1, NULL, lnb, BT, C);
     if (dn1)
-        rmsnorm_backward(need_dx ? dres : NULL, dw->attn_norm, dn1, x, w->attn_norm, a->rstd1, BT,
-                         C);
+        (tm->bf16 ? rmsnorm_backward_fast : rmsnorm_backward)(
+            need_dx ? dres : NULL, dw->attn_norm, dn1, x, w->attn_norm, a->rstd1, BT, C);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -296,6 +296,50 @@ static void fused(void) {
     free(g), free(u);
 }
 
+/* rmsnorm_backward_fast (the bf16 step's norm backward) against rmsnorm_backward, whose row dot
+ * sum_c dy_c w_c x_c is a double chain: the f32 dot (each term rounded twice, at most C + 4 adds)
+ * is within 2 (C + 4) u S of it (u = 2^-24, S = sum_c |dy_c w_c x_c|), so k = r^2 dot / C is off
+ * by r^2 2 (C + 4) u S / C + 3u |k|, and dx_c by r |x_c| times that, plus 4u of the terms' scale
+ * for the two f32 evaluations. A skipped block, tail or lane is off by O(S / C) and fails. dweight
+ * comes from rmsnorm_backward itself: bit for bit. */
+static void rmsnorm_bwd_fast(int M, int C) {
+    const double u = ldexp(1.0, -24);
+    float *x = rand_buf((size_t)M * C), *w = rand_buf(C), *dy = rand_buf((size_t)M * C);
+    float *r = malloc((size_t)M * 4 + 4), *dx0 = rand_buf((size_t)M * C);
+    float *d1 = malloc((size_t)M * C * 4), *d2 = malloc((size_t)M * C * 4);
+    float *gw1 = rand_buf(C), *gw2 = malloc((size_t)C * 4);
+    for (int m = 0; m < M; m++)
+        r[m] = 0.5f + fabsf(ft_test_frand());
+    memcpy(d1, dx0, (size_t)M * C * 4);
+    memcpy(d2, dx0, (size_t)M * C * 4);
+    memcpy(gw2, gw1, (size_t)C * 4);
+    rmsnorm_backward(d1, gw1, dy, x, w, r, M, C);
+    rmsnorm_backward_fast(d2, gw2, dy, x, w, r, M, C);
+    double worst = 0;
+    for (int64_t m = 0; m < M; m++) {
+        double S = 0, dot = 0;
+        for (int c = 0; c < C; c++) {
+            S += fabs((double)dy[m * C + c] * w[c] * x[m * C + c]);
+            dot += (double)dy[m * C + c] * w[c] * x[m * C + c];
+        }
+        const double rm = r[m], k = rm * rm * dot / C;
+        const double dk = rm * rm * 2 * (C + 4) * u * S / C + 3 * u * fabs(k);
+        for (int c = 0; c < C; c++) {
+            const size_t i = (size_t)m * C + c;
+            const double b = rm * fabs(x[i]) * dk +
+                             4 * u * (fabs(dx0[i]) + rm * (fabs(dy[i] * w[c]) + fabs(x[i] * k))) +
+                             1e-30;
+            const double e = fabs((double)d2[i] - d1[i]) / b;
+            if (!(e <= worst)) worst = e;
+        }
+    }
+    char name[96];
+    snprintf(name, sizeof name, "rmsnorm_backward_fast M%d C%d vs rmsnorm_backward", M, C);
+    CHECK(name, worst <= 1 && !memcmp(gw1, gw2, (size_t)C * 4), "worst |err| / bound %.3g%s", worst,
+          memcmp(gw1, gw2, (size_t)C * 4) ? ", dweight differs" : "");
+    free(x), free(w), free(dy), free(r), free(dx0), free(d1), free(d2), free(gw1), free(gw2);
+}
+
 /* The bf16-activation SwiGLU of the bf16 step (gate/up stored as bf16, hact recomputed in
  * backward) over awkward lengths (1, vector tails, several threads' chunks):
  *   _round: gateb/upb are exactly ft_f32_to_bf16(gate/up); out is the naive swiglu_forward on the
@@ -559,6 +603,9 @@ int main(void) {
     /* plain C kernels: they run with or without AVX512-BF16 */
     static const size_t sw[] = {1, 15, 17, 31, 1000, 3 * 65536 + 5};
     for (size_t i = 0; i < sizeof sw / sizeof sw[0]; i++) swiglu_bf16_acts(sw[i]);
+    static const int rn[][2] = {{1, 1}, {3, 17}, {5, 31}, {7, 32}, {33, 75}, {64, 576}, {9, 1000}};
+    for (size_t i = 0; i < sizeof rn / sizeof rn[0]; i++)
+        rmsnorm_bwd_fast(rn[i][0], rn[i][1]);
     const char *off = getenv("FTUNE_NO_BF16");
     if (!ft_cpu_has_bf16()) {
         __builtin_cpu_init();

@@ -16,6 +16,8 @@
  *   swiglu_forward_bf16in  hact recomputed from the stored bf16 gate/up (backward): the same bits
  *                          as _round's, since both evaluate ft_swiglu1 on the same f32 values
  *   swiglu_backward_bf16   swiglu_backward reading bf16 gate/up (f32 arithmetic)
+ *   rmsnorm_backward_fast  rmsnorm_backward with its row dot in f32 vectors instead of a double
+ *                          chain per row (the dinp pass was ~2x its memory floor)
  * The swiglu kernels evaluate e^-g with ft_exp_simd (vec.h, within a few ulp of expf) so the
  * loops vectorize; libm's expf kept them scalar. Their naive twins are swiglu_forward /
  * swiglu_backward (on the widened bf16 inputs for the bf16-input forms), which the tests compare
@@ -24,6 +26,7 @@
  */
 #include "ftune/kernels.h"
 
+#include "grain.h"
 #include "vec.h"
 
 #include <math.h>
@@ -162,5 +165,40 @@ void swiglu_backward_bf16out(uint16_t *dgateb, uint16_t *dupb, const float *dout
         ft_swiglu_grad1(&dg, &du, dout[i], gateb[i], upb[i]);
         dgateb[i] = ft_bf16_round(dg);
         dupb[i] = ft_bf16_round(du);
+    }
+}
+
+void rmsnorm_backward_fast(float *dinp, float *dweight, const float *dout, const float *inp,
+                           const float *weight, const float *rstd, int M, int C) {
+    if (dweight) rmsnorm_backward(NULL, dweight, dout, inp, weight, rstd, M, C);
+    if (!dinp) return;
+    const int64_t C32 = C / 32 * 32;
+#pragma omp parallel for schedule(static) if ((int64_t)M * C >= FT_OMP_GRAIN)
+    for (int64_t m = 0; m < M; m++) {
+        const float *x = inp + m * C, *dy = dout + m * C;
+        float *dx = dinp + m * C;
+        /* sum_c dy_c w_c x_c: two 16-lane partial sums over blocks of 32, the lanes added in
+         * order, then the tail: a fixed association (deterministic) */
+        ft_v16f s0 = {0}, s1 = {0}, a, b, w;
+        for (int64_t c = 0; c < C32; c += 32) {
+            memcpy(&a, dy + c, sizeof a);
+            memcpy(&w, weight + c, sizeof w);
+            memcpy(&b, x + c, sizeof b);
+            s0 = ft_fma16(a * w, b, s0);
+            memcpy(&a, dy + c + 16, sizeof a);
+            memcpy(&w, weight + c + 16, sizeof w);
+            memcpy(&b, x + c + 16, sizeof b);
+            s1 = ft_fma16(a * w, b, s1);
+        }
+        s0 += s1;
+        float dot = 0.0f;
+        for (int j = 0; j < 16; j++)
+            dot += s0[j];
+        for (int64_t c = C32; c < C; c++)
+            dot += dy[c] * weight[c] * x[c];
+        const float r = rstd[m], k = dot / (float)C * r * r;
+#pragma omp simd
+        for (int c = 0; c < C; c++)
+            dx[c] += r * (dy[c] * weight[c] - x[c] * k);
     }
 }
