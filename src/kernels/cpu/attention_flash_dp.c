@@ -61,11 +61,6 @@ int attention_flash_dp_ok(int D) {
     return D % 16 == 0 && D >= 16 && D <= DP_MAXD;
 }
 
-static inline uint32_t ld32(const void *p) {
-    uint32_t u;
-    memcpy(&u, p, 4);
-    return u;
-}
 #define BCAST(w) ((__m512bh)_mm512_set1_epi32((int)(w)))
 #define LDPW(p) ((__m512bh)_mm512_loadu_si512(p))
 
@@ -99,10 +94,10 @@ static void pairs_transposed(uint32_t *dst, const uint16_t *x, int64_t ld, int n
                            (const float *)(x + s0 * ld + 2 * j), ld / 2);
     for (int s = 0; s < s0; s++)
         for (int j = j16; j < D2; j++)
-            dst[j * DP_BLOCK + s] = ld32(x + s * ld + 2 * j);
+            dst[j * DP_BLOCK + s] = ft_ld32(x + s * ld + 2 * j);
     for (int s = s0; s < n; s++)
         for (int j = 0; j < D2; j++)
-            dst[j * DP_BLOCK + s] = ld32(x + s * ld + 2 * j);
+            dst[j * DP_BLOCK + s] = ft_ld32(x + s * ld + 2 * j);
     for (int j = 0; j < D2; j++)
         for (int s = n; s < DP_BLOCK; s++)
             dst[j * DP_BLOCK + s] = 0;
@@ -135,7 +130,7 @@ AI void scores_rows(float *S, const uint16_t *A, int64_t lda, const uint32_t *kt
             kv[c] = LDPW(kt2 + j * DP_BLOCK + 16 * c);
 #pragma GCC unroll 4
         for (int q = 0; q < nrow; q++) {
-            const __m512bh a = BCAST(ld32(A + q * lda + 2 * j));
+            const __m512bh a = BCAST(ft_ld32(A + q * lda + 2 * j));
 #pragma GCC unroll 4
             for (int c = 0; c < nc; c++)
                 acc[q][c] = _mm512_dpbf16_ps(acc[q][c], a, kv[c]);

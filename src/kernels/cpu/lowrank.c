@@ -55,22 +55,20 @@ void lowrank_pack(uint32_t *ap, const uint16_t *A, int R, int K) {
     }
 }
 
+/* A[i][k] (bf16) back out of the pair words */
+static inline uint16_t ap_elem(const ft_lowrank *lr, int64_t K, int i, int64_t k) {
+    const uint32_t w = lr->ap[(int64_t)(i / 2) * K + k];
+    return (uint16_t)(i % 2 ? w >> 16 : w & 0xffffu);
+}
+
 void lowrank_naive(double *out, const ft_lowrank *lr, int64_t m, int K) {
     for (int k = 0; k < K; k++) {
         double s = 0;
-        for (int i = 0; i < lr->R; i++) {
-            uint32_t w = lr->ap[(size_t)(i / 2) * K + k];
-            uint16_t a = (uint16_t)(i % 2 ? w >> 16 : w & 0xffffu);
-            s += (double)ft_bf16_widen(lr->u[m * lr->ldu + i]) * ft_bf16_widen(a);
-        }
+        for (int i = 0; i < lr->R; i++)
+            s +=
+                (double)ft_bf16_widen(lr->u[m * lr->ldu + i]) * ft_bf16_widen(ap_elem(lr, K, i, k));
         out[k] = s;
     }
-}
-
-static inline uint32_t ld32(const uint16_t *p) {
-    uint32_t u;
-    memcpy(&u, p, 4);
-    return u;
 }
 
 /* t[0..nc) = sum_i u[i] A[i][k0 + l] for the row u (R bf16) over the columns k0 + [0, nc),
@@ -78,10 +76,6 @@ static inline uint32_t ld32(const uint16_t *p) {
  * each lane's sum is a chain of (R+1)/2 dependent VDPBF16PS, so eight chains keep the unit busy
  * (one chain at a time ran at the instruction's latency). */
 #if defined(__AVX512BF16__)
-static inline __mmask16 lanes16(int n) {
-    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
-}
-
 static inline void lowrank_row(float *t, const uint16_t *u, const ft_lowrank *lr, int64_t K,
                                int64_t k0, int nc) {
     const int Q = (lr->R + 1) / 2, odd = lr->R & 1;
@@ -91,10 +85,10 @@ static inline void lowrank_row(float *t, const uint16_t *u, const ft_lowrank *lr
 #pragma GCC unroll 8
         for (int v = 0; v < 8; v++) {
             acc[v] = _mm512_setzero_ps();
-            msk[v] = lanes16(nc - c0 - 16 * v);
+            msk[v] = ft_lanes16(nc - c0 - 16 * v);
         }
         for (int q = 0; q < Q; q++) {
-            const uint32_t w = odd && q == Q - 1 ? u[2 * q] : ld32(u + 2 * q);
+            const uint32_t w = odd && q == Q - 1 ? u[2 * q] : ft_ld32(u + 2 * q);
             const __m512bh b = (__m512bh)_mm512_set1_epi32((int)w);
             const uint32_t *a = lr->ap + q * K + k0 + c0;
 #pragma GCC unroll 8
@@ -112,51 +106,50 @@ static inline void lowrank_row(float *t, const uint16_t *u, const ft_lowrank *lr
                                int64_t k0, int nc) {
     for (int l = 0; l < (nc + 15) / 16 * 16; l++) {
         float s = 0.0f;
-        for (int i = 0; l < nc && i < lr->R; i++) {
-            uint32_t w = lr->ap[(i / 2) * K + k0 + l];
-            uint16_t a = (uint16_t)(i % 2 ? w >> 16 : w & 0xffffu);
-            s += ft_bf16_widen(u[i]) * ft_bf16_widen(a);
-        }
+        for (int i = 0; l < nc && i < lr->R; i++)
+            s += ft_bf16_widen(u[i]) * ft_bf16_widen(ap_elem(lr, K, i, k0 + l));
         t[l] = s;
     }
 }
 #endif
 
-void swiglu_backward_bf16out_lr(uint16_t *dgateb, uint16_t *dupb, const float *dout,
-                                const ft_lowrank *lr, const uint16_t *gateb, const uint16_t *upb,
-                                int M, int F) {
-#pragma omp parallel for schedule(static) if ((int64_t)M * F >= FT_OMP_GRAIN)
-    for (int64_t m = 0; m < M; m++) {
-        const uint16_t *u = lr->u + m * lr->ldu;
-        /* the term for a chunk of the row first, then one vectorized loop over the chunk */
-        for (int64_t k0 = 0; k0 < F; k0 += LR_CHUNK) {
-            const int nc = F - k0 < LR_CHUNK ? (int)(F - k0) : LR_CHUNK;
-            float t[LR_CHUNK];
-            lowrank_row(t, u, lr, F, k0, nc);
-            const int64_t o = m * F + k0;
-#pragma omp simd
-            for (int l = 0; l < nc; l++) {
-                float dg, du;
-                ft_swiglu_grad1(&dg, &du, dout[o + l] + t[l], gateb[o + l], upb[o + l]);
-                dgateb[o + l] = ft_bf16_round(dg);
-                dupb[o + l] = ft_bf16_round(du);
-            }
-        }
-    }
-}
-
-void lowrank_add(float *dinp, const ft_lowrank *lr, int M, int K) {
+/* Row by row, the term for a chunk of the row first, then one vectorized loop over the chunk:
+ * dinp += term (swiglu 0), or swiglu_backward_bf16out of dout + term into dgateb, dupb (swiglu 1;
+ * a constant at each call, so each form keeps only its own loop) */
+static inline __attribute__((always_inline)) void
+lowrank_pass(float *dinp, uint16_t *dgateb, uint16_t *dupb, const float *dout, const ft_lowrank *lr,
+             const uint16_t *gateb, const uint16_t *upb, int M, int K, const int swiglu) {
 #pragma omp parallel for schedule(static) if ((int64_t)M * K >= FT_OMP_GRAIN)
     for (int64_t m = 0; m < M; m++) {
         const uint16_t *u = lr->u + m * lr->ldu;
         for (int64_t k0 = 0; k0 < K; k0 += LR_CHUNK) {
             const int nc = K - k0 < LR_CHUNK ? (int)(K - k0) : LR_CHUNK;
+            const int64_t o = m * K + k0;
             float t[LR_CHUNK];
             lowrank_row(t, u, lr, K, k0, nc);
-            float *d = dinp + m * K + k0;
+            if (swiglu) {
 #pragma omp simd
-            for (int l = 0; l < nc; l++)
-                d[l] = d[l] + t[l];
+                for (int l = 0; l < nc; l++) {
+                    float dg, du;
+                    ft_swiglu_grad1(&dg, &du, dout[o + l] + t[l], gateb[o + l], upb[o + l]);
+                    dgateb[o + l] = ft_bf16_round(dg);
+                    dupb[o + l] = ft_bf16_round(du);
+                }
+            } else {
+#pragma omp simd
+                for (int l = 0; l < nc; l++)
+                    dinp[o + l] = dinp[o + l] + t[l];
+            }
         }
     }
+}
+
+void swiglu_backward_bf16out_lr(uint16_t *dgateb, uint16_t *dupb, const float *dout,
+                                const ft_lowrank *lr, const uint16_t *gateb, const uint16_t *upb,
+                                int M, int F) {
+    lowrank_pass(NULL, dgateb, dupb, dout, lr, gateb, upb, M, F, 1);
+}
+
+void lowrank_add(float *dinp, const ft_lowrank *lr, int M, int K) {
+    lowrank_pass(dinp, NULL, NULL, NULL, lr, NULL, NULL, M, K, 0);
 }

@@ -324,10 +324,6 @@ static int fast_pack_ok(const dnnl_memory_desc_t *md) {
            b->inner_idxs[2] == 0 && md->padded_dims[0] % 32 == 0 && md->padded_dims[1] % 64 == 0;
 }
 
-static inline __mmask16 lanes(int64_t n) {
-    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
-}
-
 /* B (a, b) = the rows of src (a rows of ld elements, f32 or bf16) packed into dst (layout md,
  * fast_pack_ok): rows i0 + 2p and i0 + 2p + 1 of each block interleaved into pair words. Blocks
  * in row order, so each thread streams through contiguous rows. The input-gradient layout of a
@@ -351,7 +347,7 @@ static void pack_row_pairs(void *dst, const dnnl_memory_desc_t *md, const void *
             for (int jc = 0; jc < 4; jc++) {
                 const int64_t j = j0 + 16 * jc;
                 _mm512_storeu_si512(blk + p * 64 + 16 * jc,
-                                    ft_pair16(ra, rb, j, lanes(Bd - j), f32));
+                                    ft_pair16(ra, rb, j, ft_lanes16(Bd - j), f32));
             }
         }
     }
@@ -370,7 +366,7 @@ static void pack_transposed(void *dst, const dnnl_memory_desc_t *md, const float
     for (int64_t bx = 0; bx < na * nb; bx++) {
         const int64_t ib = bx % na, jb = bx / na, i0 = ib * 32, j0 = jb * 64;
         uint32_t *blk = out + (ib * s0 + jb * s1) / 2;
-        const __mmask16 m0 = lanes(A - i0), m1 = lanes(A - i0 - 16);
+        const __mmask16 m0 = ft_lanes16(A - i0), m1 = ft_lanes16(A - i0 - 16);
         for (int jc = 0; jc < 4; jc++) {
             uint32_t t[16][16]; /* t[jj][p] */
             for (int jj = 0; jj < 16; jj++) {

@@ -184,6 +184,20 @@ static inline void ft_swiglu_grad1(float *dg, float *du, float dy, uint16_t gb, 
     *dg = dy * u * (s * (1.0f + g * (1.0f - s)));
 }
 
+/* 4 bytes at p as one word (a bf16 pair, the lower-indexed element in the low half) */
+static inline uint32_t ft_ld32(const void *p) {
+    uint32_t u;
+    memcpy(&u, p, 4);
+    return u;
+}
+
+#if defined(__AVX512F__)
+/* the mask of the first n of 16 lanes (n clamped to [0, 16]): a row tail */
+static inline __mmask16 ft_lanes16(int64_t n) {
+    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+}
+#endif
+
 #if defined(__AVX512BF16__)
 /* permutation indices: (a[i], b[i]) from two 16-element rows side by side (ILV_AB) or from one
  * VCVTNE2PS2BF16 result holding a's 16 bf16 then b's (ILV_LO_HI) */
