@@ -51,23 +51,26 @@ double crossentropy_rows_forward_backward(float *dx, float *dw, int64_t *n_targe
 /* bf16 mixed-precision form (same contract otherwise): xb (M,C) the hidden states as bf16, w the
  * head weight (V,C) packed for bf16 (the caller refreshes it when it changes). Logits, softmax,
  * the NLL and dlogits stay f32; dlogits are rounded to bf16 into the scratch dlogb for the two
- * backward products (f32 accumulation into dx and dw). dlogb holds max(chunk, dlog_rows) rows of
- * V: with dw, the weight-gradient product runs once per dlog_rows / chunk consecutive chunks
- * (fewer, deeper products: dW (V,C) f32 is read and written once per product, and oneDNN runs a
- * product over 512 rows ~30% faster per row than over 170). NULL dx/dw skip their work; with
- * both NULL it is the forward only (dlogb may then be NULL). */
+ * backward products (f32 accumulation into dx and dw). The M rows are cut into equal chunks of at
+ * most `chunk` rows; dlogb holds max(chunk, dlog_rows) rows of V: with dw, the weight-gradient
+ * product runs once per run of consecutive chunks of at most that many rows, runs of equal size
+ * too (fewer, deeper products: dW (V,C) f32 is read and written once per product, and oneDNN
+ * runs a product over 512 rows ~30% faster per row than over 170). xpk (may be NULL) is a pack
+ * for that product's xb rows (matmul_bf16_backward_weight; repacked at each product, so the
+ * caller's next use of it must pass fresh). NULL dx/dw skip their work; with both NULL it is the
+ * forward only (dlogb may then be NULL). */
 double crossentropy_bf16_forward_backward(float *dx, float *dw, int64_t *n_targets, float *logits,
                                           uint16_t *dlogb, const uint16_t *xb, ft_bf16_weight *w,
-                                          const int *labels, float scale, int M, int C, int V,
-                                          int chunk, int dlog_rows);
+                                          ft_bf16_pack *xpk, const int *labels, float scale, int M,
+                                          int C, int V, int chunk, int dlog_rows);
 /* ... with head rows replaced: their logits and gradients are computed in f32 from x32 (M,C), the
  * f32 hidden states xb was rounded from; their dlogits are taken out of the bf16 products. */
 double crossentropy_bf16_rows_forward_backward(float *dx, float *dw, int64_t *n_targets,
                                                float *logits, uint16_t *dlogb, const uint16_t *xb,
                                                const float *x32, ft_bf16_weight *w,
-                                               const ft_head_rows *hr, const int *labels,
-                                               float scale, int M, int C, int V, int chunk,
-                                               int dlog_rows);
+                                               ft_bf16_pack *xpk, const ft_head_rows *hr,
+                                               const int *labels, float scale, int M, int C, int V,
+                                               int chunk, int dlog_rows);
 
 /* Plain-loop twin of crossentropy_forward_backward (all M rows at once, double accumulation,
  * no oneDNN): the reference the kernel test compares with. dx/dw may be NULL. */

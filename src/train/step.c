@@ -669,14 +669,17 @@ ft_status ft_train_micro_step(ft_train_model *tm, const int *inputs, const int *
     /* trainable tokens: the head's logits for those ids use the trained rows, whose gradient
      * (head part) is added into their trainable's grad by the kernel */
     const ft_head_rows *hr = head_rows(tm);
-    if (tm->bf16)
+    if (tm->bf16) {
         *nll_sum = crossentropy_bf16_rows_forward_backward(
             need_dx ? tm->dxf : NULL, dhead, n_targets, tm->logits, tm->dlogb, tm->xfb, tm->xf,
-            tm->phead, hr, labels, loss_scale, BT, C, c->vocab_size, tm->chunk, tm->dlog_rows);
-    else
+            tm->phead, tm->xpk, hr, labels, loss_scale, BT, C, c->vocab_size, tm->chunk,
+            tm->dlog_rows);
+        tm->xpk_stale = 1; /* it held the head's rows */
+    } else {
         *nll_sum = crossentropy_rows_forward_backward(
             need_dx ? tm->dxf : NULL, dhead, n_targets, tm->logits, tm->xf, head_weight(tm), hr,
             labels, loss_scale, BT, C, c->vocab_size, tm->chunk);
+    }
     if (need_dx) {
         /* xf = rmsnorm(resid[L]) */
         zero(tm->dres, (size_t)BT * C);
@@ -716,8 +719,8 @@ ft_status ft_train_eval(ft_train_model *tm, const int *inputs, const int *labels
     model_forward(tm, inputs, pos, seg, B, T);
     if (tm->bf16)
         *nll_sum = crossentropy_bf16_rows_forward_backward(
-            NULL, NULL, n_targets, tm->logits, NULL, tm->xfb, tm->xf, tm->phead, head_rows(tm),
-            labels, 0.f, B * T, c->dim, c->vocab_size, tm->chunk, 0);
+            NULL, NULL, n_targets, tm->logits, NULL, tm->xfb, tm->xf, tm->phead, NULL,
+            head_rows(tm), labels, 0.f, B * T, c->dim, c->vocab_size, tm->chunk, 0);
     else
         *nll_sum = crossentropy_rows_forward_backward(NULL, NULL, n_targets, tm->logits, tm->xf,
                                                       head_weight(tm), head_rows(tm), labels, 0.f,
@@ -1390,15 +1393,19 @@ ft_status ft_train_model_init(ft_train_model **out, ft_model *m, const ft_train_
     }
     tm->dlog_rows = tm->chunk;
     if (tm->bf16 && tm->phead_trained) {
-        /* a trained head's weight gradient: one product per run of chunks near 512 rows, dlogb
-         * under 48 MiB (SmolLM shape: runs of 3 x 170 rows, +33 MB; the head + cross-entropy of
-         * a full fine-tuning step 336-341 -> 303-317 ms; stories15M: 2 x 262) */
+        /* a trained head's weight gradient: one product per run of consecutive chunks, runs of
+         * up to 512 rows with dlogb under 24 MiB, all of one size and made of equal chunks (the
+         * kernel cuts M rows into equal chunks of at most tm->chunk). SmolLM shape, 1024 rows:
+         * two runs of 4 x 128 rows, +34 MB, where 6 x 170 + 4 rows made runs of 510, 510 and 4
+         * (a whole dW read and write, and two head weight streams, for the last 4 rows);
+         * stories15M: two runs of 2 x 256 */
         int64_t cap = ((int64_t)24 << 20) / c->vocab_size, bt = (int64_t)opt->B * opt->T;
-        int64_t group = ((cap < 512 ? cap : 512) + tm->chunk / 2) / tm->chunk;
-        int64_t most = (bt + tm->chunk - 1) / tm->chunk;
-        if (group * tm->chunk > cap) group--;
-        if (group > most) group = most;
-        if (group > 1) tm->dlog_rows = (int)(group * tm->chunk);
+        if (cap > 512) cap = 512;
+        if (cap < 1) cap = 1;
+        int64_t nrun = (bt + cap - 1) / cap, rrows = (bt + nrun - 1) / nrun;
+        int64_t per = (rrows + tm->chunk - 1) / tm->chunk; /* chunks per run */
+        tm->chunk = (int)((rrows + per - 1) / per);
+        tm->dlog_rows = (int)(per * tm->chunk);
     }
     bump b = {NULL, 0};
     plan_buffers(tm, &b);

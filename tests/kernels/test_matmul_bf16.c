@@ -407,15 +407,16 @@ static void swiglu_bf16_acts(size_t N) {
 }
 
 /* dlog_rows: dlogb's rows (the weight gradient over runs of chunks); hole: one whole chunk (the
- * second) of ignored labels, which splits a run. dx must not depend on dlog_rows (bit for bit),
- * nor the NLL. */
+ * second) of ignored labels, which splits a run. The kernel cuts M rows into equal chunks of at
+ * most `chunk` (cr rows below). dx must not depend on dlog_rows (bit for bit), nor the NLL; nor
+ * on whether the weight gradient's rows of xb are packed first (xpk). */
 static void xent_bf16(int M, int C, int V, int chunk, int dlog_rows, int hole) {
     char name[200];
     float *x = rand_buf((size_t)M * C), *w = rand_buf((size_t)V * C);
     int *lab = malloc(M * sizeof(int));
+    int nch = (M + chunk - 1) / chunk, cr = (M + nch - 1) / nch;
     for (int m = 0; m < M; m++)
-        lab[m] =
-            m % 5 == 3 || (hole && m >= chunk && m < 2 * chunk) ? FT_IGNORE_INDEX : (m * 7919) % V;
+        lab[m] = m % 5 == 3 || (hole && m >= cr && m < 2 * cr) ? FT_IGNORE_INDEX : (m * 7919) % V;
     int rows = dlog_rows > chunk ? dlog_rows : chunk;
     float *dx1 = calloc((size_t)M * C, 4), *dw1 = calloc((size_t)V * C, 4);
     float *dx2 = calloc((size_t)M * C, 4), *dw2 = calloc((size_t)V * C, 4);
@@ -423,15 +424,19 @@ static void xent_bf16(int M, int C, int V, int chunk, int dlog_rows, int hole) {
     float *logits = malloc((size_t)chunk * V * 4);
     uint16_t *dlogb = malloc((size_t)rows * V * 2), *xb = to_bf16(x, (size_t)M * C);
     ft_bf16_weight *pw = bf16_weight_create(w, C, V);
-    int64_t n1 = 0, n2 = 0, n3 = 0, n4 = 0;
+    ft_bf16_pack *pk = bf16_pack_create();
+    int64_t n1 = 0, n2 = 0, n3 = 0, n4 = 0, n5 = 0;
     float scale = 1.0f / 3;
-    double nll1 = crossentropy_bf16_forward_backward(dx1, dw1, &n1, logits, dlogb, xb, pw, lab,
+    double nll1 = crossentropy_bf16_forward_backward(dx1, dw1, &n1, logits, dlogb, xb, pw, pk, lab,
                                                      scale, M, C, V, chunk, dlog_rows);
     double nll2 = crossentropy_forward_backward_naive(dx2, dw2, &n2, x, w, lab, scale, M, C, V);
-    double nll3 = crossentropy_bf16_forward_backward(NULL, NULL, &n3, logits, NULL, xb, pw, lab, 0,
-                                                     M, C, V, chunk, 0);
-    double nll4 = crossentropy_bf16_forward_backward(dx4, dw4, &n4, logits, dlogb, xb, pw, lab,
+    double nll3 = crossentropy_bf16_forward_backward(NULL, NULL, &n3, logits, NULL, xb, pw, NULL,
+                                                     lab, 0, M, C, V, chunk, 0);
+    double nll4 = crossentropy_bf16_forward_backward(dx4, dw4, &n4, logits, dlogb, xb, pw, pk, lab,
                                                      scale, M, C, V, chunk, chunk);
+    float *dx5 = calloc((size_t)M * C, 4), *dw5 = calloc((size_t)V * C, 4);
+    double nll5 = crossentropy_bf16_forward_backward(dx5, dw5, &n5, logits, dlogb, xb, pw, NULL,
+                                                     lab, scale, M, C, V, chunk, dlog_rows);
     double smax = 0; /* max over rows and vocab of sum_c |x||w| */
     for (int m = 0; m < M; m++)
         for (int j = 0; j < V; j++) {
@@ -461,6 +466,19 @@ static void xent_bf16(int M, int C, int V, int chunk, int dlog_rows, int hole) {
              dlog_rows, chunk, M, V, hole ? " hole" : "");
     CHECK(name, !memcmp(dx1, dx4, (size_t)M * C * 4) && e4 <= 1e-6, "dx %s, dw rel l2 %.3g",
           memcmp(dx1, dx4, (size_t)M * C * 4) ? "differs" : "same", e4);
+    /* xb packed by our pass or reordered by oneDNN inside the product: the same bf16 operands in
+     * the same blocked layout, so the same sums; held to the f32 rounding bound above all the
+     * same (the two paths may block the reduction differently) */
+    double e5 = rel_l2(dw1, dw5, (size_t)V * C);
+    snprintf(name, sizeof name,
+             "bf16 cross-entropy packed xb vs not M%d V%d dlog_rows%d%s: nll, dx bit-identical, "
+             "dw rel l2 <= 1e-6",
+             M, V, dlog_rows, hole ? " hole" : "");
+    CHECK(name, nll5 == nll1 && n5 == n1 && !memcmp(dx1, dx5, (size_t)M * C * 4) && e5 <= 1e-6,
+          "nll %.17g vs %.17g, dx %s, dw rel l2 %.3g", nll5, nll1,
+          memcmp(dx1, dx5, (size_t)M * C * 4) ? "differs" : "same", e5);
+    free(dx5), free(dw5);
+    bf16_pack_free(pk);
     bf16_weight_free(pw);
     free(x), free(w), free(lab), free(dx1), free(dw1), free(dx2), free(dw2), free(dx4), free(dw4);
     free(logits), free(dlogb), free(xb);
@@ -633,9 +651,10 @@ int main(void) {
     xent_bf16(7, 13, 50, 3, 0, 0);
     xent_bf16(33, 64, 301, 8, 0, 0);
     xent_bf16(20, 96, 1000, 20, 0, 0);
-    xent_bf16(33, 64, 301, 8, 16, 0);  /* runs of 2 chunks, a 1-row tail */
+    xent_bf16(33, 64, 301, 8, 16, 0);  /* chunks of 7 (5 rows last), runs of 2 chunks */
     xent_bf16(33, 64, 301, 8, 24, 1);  /* runs of 3, split by an ignored chunk */
     xent_bf16(70, 40, 517, 9, 100, 1); /* runs of 11 (dlog_rows not a multiple), a hole */
     xent_bf16(70, 40, 517, 9, 999, 0); /* one run longer than M */
+    xent_bf16(64, 40, 517, 16, 32, 1); /* the step's tiling: equal chunks in equal runs */
     return ft_test_exit();
 }
