@@ -148,10 +148,14 @@ static void lora_up_backward_j(ft_train_model *tm, uint16_t *doutb, const float 
  * dW += doutb^T·inpb (inpb packed once per input group: tm->xpk, by the group's first dW
  * product, not necessarily its first module's, which may be frozen). */
 static void bf16_dout_products(ft_train_model *tm, float *dinp, float *dw, const uint16_t *doutb,
-                               const uint16_t *inpb, int l, int j, int M, int K, int N, int write) {
+                               const uint16_t *doutbT, const uint16_t *inpb, int l, int j, int M,
+                               int K, int N, int write) {
     if (dinp) matmul_bf16w_backward_input(dinp, doutb, tm->pw[l][j], M, !write);
     if (dw) {
-        matmul_bf16_backward_weight(dw, doutb, inpb, tm->xpk, tm->xpk_stale, M, K, N);
+        if (doutbT)
+            matmul_bf16_backward_weight_t(dw, doutbT, inpb, tm->xpk, tm->xpk_stale, M, K, N);
+        else
+            matmul_bf16_backward_weight(dw, doutb, inpb, tm->xpk, tm->xpk_stale, M, K, N);
         tm->xpk_stale = 0;
     }
 }
@@ -163,7 +167,7 @@ static void linear_backward_bf16(ft_train_model *tm, float *dinp, float *dw, con
                                  int N, int write) {
     if (write) tm->xpk_stale = 1;
     if (tm->lora_bf16 && tm->lA[l][j]) lora_up_backward_j(tm, NULL, NULL, doutb, lu, l, j, M, N);
-    bf16_dout_products(tm, dinp, dw, doutb, inpb, l, j, M, K, N, write);
+    bf16_dout_products(tm, dinp, dw, doutb, NULL, inpb, l, j, M, K, N, write);
 }
 
 static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *dbias,
@@ -173,13 +177,18 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
     if (write) tm->xpk_stale = 1;        /* a new input group: its first dW product packs inpb */
     if (tm->lora_bf16 && tm->lA[l][j]) { /* LoRA's B side in the pass that rounds dout */
         lora_up_backward_j(tm, dinp || dw ? tm->doutb : NULL, dout, NULL, lu, l, j, M, N);
-        bf16_dout_products(tm, dinp, dw, tm->doutb, inpb, l, j, M, K, N, write);
+        bf16_dout_products(tm, dinp, dw, tm->doutb, NULL, inpb, l, j, M, K, N, write);
         if (dbias) matmul_backward(NULL, NULL, dbias, dout, inp, w, M, K, N);
         return;
     }
-    if (inpb && (dinp || dw)) { /* bf16 mode: dout rounded to bf16, f32 accumulation */
-        bf16_from_f32(tm->doutb, dout, (size_t)M * N);
-        bf16_dout_products(tm, dinp, dw, tm->doutb, inpb, l, j, M, K, N, write);
+    if (inpb && (dinp || dw)) { /* bf16 mode: dout rounded to bf16, f32 accumulation; for a
+                                 * trained weight also transposed, for its gradient's product */
+        const uint16_t *dT = dw && tm->doutbT ? tm->doutbT : NULL;
+        if (dT)
+            bf16_from_f32_t(tm->doutb, tm->doutbT, dout, M, N);
+        else
+            bf16_from_f32(tm->doutb, dout, (size_t)M * N);
+        bf16_dout_products(tm, dinp, dw, tm->doutb, dT, inpb, l, j, M, K, N, write);
         if (dbias) matmul_backward(NULL, NULL, dbias, dout, inp, w, M, K, N);
     } else if (dinp || dw || dbias) {
         matmul_backward(dinp, dw, dbias, dout, inp, w, M, K, N);
@@ -817,11 +826,12 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     tm->rstdf = take(b, BT);
     tm->rope_cs = take(b, BT * D);
     tm->logits = take(b, (size_t)tm->chunk * (size_t)c->vocab_size);
-    tm->doutb = tm->xfb = tm->dlogb = NULL;
+    tm->doutb = tm->doutbT = tm->xfb = tm->dlogb = NULL;
     if (tm->bf16) {
         size_t mx = C > HD ? C : HD;
         if (F > mx) mx = F;
         tm->doutb = take_bf16(b, BT * mx);
+        tm->doutbT = lora ? NULL : take_bf16(b, BT * mx);
         tm->xfb = take_bf16(b, BT * C);
         tm->dlogb = take_bf16(b, (size_t)tm->dlog_rows * (size_t)c->vocab_size);
     }

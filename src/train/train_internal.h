@@ -121,6 +121,7 @@ struct ft_train_model {
     unsigned char pw_released[FT_MAX_LAYERS][FT_LORA_NMOD], phead_released;
     int bf16_stale; /* trained weights written since the last packing (zero_grad, params_changed) */
     uint16_t *doutb; /* (BT, max(C,HD,F)) a linear's output gradient as bf16 */
+    uint16_t *doutbT;  /* the same transposed, for a trained weight's gradient (full / freeze) */
     ft_bf16_pack *xpk; /* a linear's bf16 input packed for the weight-gradient products */
     int xpk_stale;     /* xpk does not hold the current input group's input */
     uint16_t *xfb;   /* (BT,C) final-norm output as bf16 */

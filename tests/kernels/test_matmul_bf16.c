@@ -5,7 +5,9 @@
  * and refreshed after the weight changes; the f32->bf16 conversion bit for bit. The weight
  * gradient with a packed input (matmul_bf16_backward_weight): the pack reused, made again after
  * the input changes, and our packing pass equal bit for bit to oneDNN's reorder; weights packed
- * from f32 by our pass give products bit-identical to oneDNN's reorder (pack_rounding).
+ * from f32 by our pass give products bit-identical to oneDNN's reorder (pack_rounding); the
+ * weight gradient from dout given transposed (matmul_bf16_backward_weight_t, dout converted and
+ * transposed by bf16_from_f32_t, itself checked bit for bit in both layouts).
  *
  * Tolerances, per element, with S = sum_k |a_k||b_k| (+ |old out| when accumulating), computed
  * by the reference loop from the same data:
@@ -165,6 +167,13 @@ static void shape(int M, int K, int N, int with_bias) {
     matmul_bf16_backward_weight(dw2, dyb, xb, pk, 1, M, K, N);
     both(tag, "dw packed after the input changed", dw2, dw0, dy, dyr, 1, N, x2, x2r, K, 1, NULL, N,
          M, K);
+    /* dout given transposed (bf16_from_f32_t's second output): the same product */
+    uint16_t *dyb2 = malloc(mn * 2 + 2), *dybT = malloc(mn * 2 + 2);
+    bf16_from_f32_t(dyb2, dybT, dy, M, N);
+    memcpy(dw2, dw0, nk * 4);
+    matmul_bf16_backward_weight_t(dw2, dybT, xb, pk, 1, M, K, N);
+    both(tag, "dw packed, dout transposed", dw2, dw0, dy, dyr, 1, N, x2, x2r, K, 1, NULL, N, M, K);
+    free(dyb2), free(dybT);
     /* the input packed by our pass and by oneDNN's reorder: the same bits */
     float *dw3 = malloc(nk * 4 + 4);
     char name[160];
@@ -230,6 +239,27 @@ static void conversion(void) {
     for (size_t i = 0; i < n && bad == n; i++)
         if (memcmp(&y[i], &(float){ft_bf16_to_f32(b[i])}, 4)) bad = i;
     CHECK("bf16_to_f32 bit-identical to ft_bf16_to_f32", bad == n, "element %zu", bad);
+    /* bf16_from_f32_t: the same bits in both layouts, over tile edges (32 rows x 16 columns) */
+    static const int tsh[][2] = {{1, 1},   {31, 17}, {32, 16}, {33, 15},
+                                 {64, 48}, {65, 33}, {97, 577}};
+    for (size_t t = 0; t < sizeof tsh / sizeof tsh[0]; t++) {
+        int M = tsh[t][0], N = tsh[t][1];
+        size_t mn = (size_t)M * N;
+        uint16_t *d = malloc(mn * 2), *dT = malloc(mn * 2);
+        const float *src = x + (t * 7919) % (n - mn); /* specials at the start of some */
+        if (t % 2 == 0) src = x;
+        bf16_from_f32_t(d, dT, src, M, N);
+        size_t bad_at = mn;
+        for (size_t i = 0; i < mn && bad_at == mn; i++) {
+            size_t m = i / N, c = i % N;
+            if (d[i] != ft_f32_to_bf16(src[i]) || dT[c * M + m] != d[i]) bad_at = i;
+        }
+        char name[96];
+        snprintf(name, sizeof name, "bf16_from_f32_t M%d N%d: ft_f32_to_bf16 in both layouts", M,
+                 N);
+        CHECK(name, bad_at == mn, "element %zu (row %zu, col %zu)", bad_at, bad_at / N, bad_at % N);
+        free(d), free(dT);
+    }
     free(x), free(b), free(y);
 }
 

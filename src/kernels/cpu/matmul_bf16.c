@@ -68,6 +68,49 @@ void bf16_from_f32(uint16_t *dst, const float *src, size_t n) {
     }
 }
 
+/* dst (M,N) = bf16(src) as bf16_from_f32, and dstT (N,M) = its transpose: tiles of 32 rows x 16
+ * columns, transposed in registers (ft_transpose16) so each row of dstT gets 64-byte stores; the
+ * edges (M % 32 rows, N % 16 columns) element by element. */
+void bf16_from_f32_t(uint16_t *dst, uint16_t *dstT, const float *src, int M, int N) {
+    const int64_t M32 = M / 32 * 32, N16 = N / 16 * 16, mb = M32 / 32;
+#pragma omp parallel for schedule(static) if ((int64_t)M * N > 65536)
+    for (int64_t b = 0; b <= mb; b++) {
+        const int64_t m0 = b * 32, m1 = b < mb ? m0 + 32 : M;
+        for (int64_t n0 = 0; n0 < N; n0 += 16) {
+            const int64_t n1 = n0 + 16 <= N ? n0 + 16 : N;
+            if (b == mb || n0 >= N16) { /* an edge: element by element */
+                for (int64_t m = m0; m < m1; m++)
+                    for (int64_t n = n0; n < n1; n++)
+                        dst[m * N + n] = dstT[n * M + m] = ft_bf16_round(src[m * N + n]);
+                continue;
+            }
+#if defined(__AVX512F__)
+            float t[16][32]; /* t[j][i] = src (m0 + i, n0 + j) */
+            ft_transpose16(&t[0][0], 32, src + m0 * N + n0, N);
+            ft_transpose16(&t[0][16], 32, src + (m0 + 16) * N + n0, N);
+#else
+            float t[16][32];
+            for (int i = 0; i < 32; i++)
+                for (int j = 0; j < 16; j++)
+                    t[j][i] = src[(m0 + i) * N + n0 + j];
+#endif
+            for (int i = 0; i < 32; i++) {
+                const float *r = src + (m0 + i) * N + n0;
+                uint16_t *o = dst + (m0 + i) * N + n0;
+#pragma omp simd
+                for (int j = 0; j < 16; j++)
+                    o[j] = ft_bf16_round(r[j]);
+            }
+            for (int j = 0; j < 16; j++) {
+                uint16_t *o = dstT + (n0 + j) * M + m0;
+#pragma omp simd
+                for (int i = 0; i < 32; i++)
+                    o[i] = ft_bf16_round(t[j][i]);
+            }
+        }
+    }
+}
+
 int bf16_exact(const float *x, size_t n) {
     uint32_t any = 0;
 #pragma omp parallel for schedule(static) reduction(| : any) if (n > 65536)
@@ -196,11 +239,12 @@ static int fast_pack_ok(const dnnl_memory_desc_t *md);
 static void fast_pack_rows_bf16(void *dst, const dnnl_memory_desc_t *md, const uint16_t *x,
                                 int64_t ld);
 
-void matmul_bf16_backward_weight(float *dw, const uint16_t *dout, const uint16_t *inp,
-                                 ft_bf16_pack *pk, int fresh, int M, int K, int N) {
+/* dw (N,K) += A · inp (M,K), inp packed into pk; A = dout^T (N,M) given as dout (M,N) (strides
+ * {1,N}) or, with `t`, as doutT (N,M) row-major (strides {M,1}) */
+static void backward_weight(float *dw, const uint16_t *a, int t, const uint16_t *inp,
+                            ft_bf16_pack *pk, int fresh, int M, int K, int N) {
     if (M <= 0 || N <= 0 || K <= 0) return;
-    /* A = dout^T (N,M) strides {1,N}, B = inp (M,K) packed, C = dw (N,K) accumulated */
-    mmb_key key = {N, M, K, 1, N, 0, 0, 1, 0, 1};
+    mmb_key key = {N, M, K, t ? M : 1, t ? 1 : N, 0, 0, 1, 0, 1};
     pthread_mutex_lock(&mmb_lock);
     mmb_entry *e = mmb_get_locked(&key);
     if (fresh || pk->src != inp || !dnnl_memory_desc_equal(&pk->md, &e->mm.b_md)) {
@@ -216,8 +260,18 @@ void matmul_bf16_backward_weight(float *dw, const uint16_t *dout, const uint16_t
         pk->md = e->mm.b_md;
         pk->src = inp;
     }
-    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, &mmb_scratch, dw, dout, pk->mem.buf, NULL);
+    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, &mmb_scratch, dw, a, pk->mem.buf, NULL);
     pthread_mutex_unlock(&mmb_lock);
+}
+
+void matmul_bf16_backward_weight(float *dw, const uint16_t *dout, const uint16_t *inp,
+                                 ft_bf16_pack *pk, int fresh, int M, int K, int N) {
+    backward_weight(dw, dout, 0, inp, pk, fresh, M, K, N);
+}
+
+void matmul_bf16_backward_weight_t(float *dw, const uint16_t *doutT, const uint16_t *inp,
+                                   ft_bf16_pack *pk, int fresh, int M, int K, int N) {
+    backward_weight(dw, doutT, 1, inp, pk, fresh, M, K, N);
 }
 
 /* ---- packed weights ---- */
