@@ -48,7 +48,8 @@ void matmul_bf16_forward(float *out, const uint16_t *inp, const uint16_t *w, con
 void matmul_bf16_backward(float *dinp, float *dw, const uint16_t *dout, const uint16_t *inp,
                           const uint16_t *w, int M, int K, int N);
 /* The weight gradient with inp in the blocked layout oneDNN asks for (10-25% faster than
- * matmul_bf16_backward's dw on SmolLM shapes): dw (N,K) += dout (M,N)^T · inp (M,K), inp packed
+ * matmul_bf16_backward's dw on SmolLM shapes): dw (N,K) += dout (M,N)^T · inp (M,K) (or =, without
+ * accumulate: no zeroing pass before, no read of dw in the product), inp packed
  * into *pk (matmul_bf16.c's row-pair pass, or oneDNN's reorder for another layout) and kept there
  * for the next product on the same inp (the modules that read one input share it). The caller
  * passes fresh = 1 whenever inp's contents changed since pk last saw them (a changed pointer, shape
@@ -57,11 +58,12 @@ typedef struct ft_bf16_pack ft_bf16_pack;
 ft_bf16_pack *bf16_pack_create(void);
 void bf16_pack_free(ft_bf16_pack *pk);
 void matmul_bf16_backward_weight(float *dw, const uint16_t *dout, const uint16_t *inp,
-                                 ft_bf16_pack *pk, int fresh, int M, int K, int N);
+                                 ft_bf16_pack *pk, int fresh, int M, int K, int N, int accumulate);
 /* The same with dout given transposed, doutT (N,M) row-major: oneDNN then reads it in place
  * instead of transposing it inside the product (10-20% faster on SmolLM shapes). */
 void matmul_bf16_backward_weight_t(float *dw, const uint16_t *doutT, const uint16_t *inp,
-                                   ft_bf16_pack *pk, int fresh, int M, int K, int N);
+                                   ft_bf16_pack *pk, int fresh, int M, int K, int N,
+                                   int accumulate);
 /* A weight w (N,K) f32 converted to bf16 and reordered into oneDNN's preferred blocked layouts
  * (one for the forward product, one for the input gradient), packed on first use per row count
  * M and cached. `w` must outlive the handle; after w changes (an optimizer step) call

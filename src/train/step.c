@@ -152,10 +152,11 @@ static void bf16_dout_products(ft_train_model *tm, float *dinp, float *dw, const
                                int K, int N, int write) {
     if (dinp) matmul_bf16w_backward_input(dinp, doutb, tm->pw[l][j], M, !write);
     if (dw) {
+        const int acc = !tm->dw_write;
         if (doutbT)
-            matmul_bf16_backward_weight_t(dw, doutbT, inpb, tm->xpk, tm->xpk_stale, M, K, N);
+            matmul_bf16_backward_weight_t(dw, doutbT, inpb, tm->xpk, tm->xpk_stale, M, K, N, acc);
         else
-            matmul_bf16_backward_weight(dw, doutb, inpb, tm->xpk, tm->xpk_stale, M, K, N);
+            matmul_bf16_backward_weight(dw, doutb, inpb, tm->xpk, tm->xpk_stale, M, K, N, acc);
         tm->xpk_stale = 0;
     }
 }
@@ -657,6 +658,25 @@ static ft_status check_batch(ft_train_model *tm, const int *inputs, const int *l
     return FT_OK;
 }
 
+/* Before layer l's backward, with layer_grads: its gradients start at zero — all of them, or
+ * with dw_write all but the linear weights', which their products write */
+static void zero_layer_grads(ft_train_model *tm, int l) {
+    if (!tm->dw_write) {
+        zero(tm->layer_grads, tm->layer_grads_n);
+        return;
+    }
+    const ft_layer *dw = &tm->dw.layers[l];
+    const float *lin[FT_LORA_NMOD] = {dw->wq,     dw->wk,   dw->wv,    dw->wo,
+                                      dw->w_gate, dw->w_up, dw->w_down};
+    for (int k = 0; k < tm->n_tr; k++) {
+        if (tm->tr_layer[k] != l) continue;
+        int written = 0;
+        for (int j = 0; j < FT_LORA_NMOD; j++)
+            written |= tm->tr[k].grad == lin[j];
+        if (!written) zero(tm->tr[k].grad, tm->tr[k].numel);
+    }
+}
+
 /* grad_ready for every trained tensor of layer l (-1: the non-layer ones) */
 static void grads_ready(ft_train_model *tm, int l) {
     for (int k = 0; k < tm->n_tr; k++)
@@ -708,7 +728,7 @@ ft_status ft_train_micro_step(ft_train_model *tm, const int *inputs, const int *
              * still holds the last layer's from the forward) */
             if (tm->n_slots == 1 && l != L - 1)
                 layer_forward(tm, l, a, resid_at(tm, l), resid_at(tm, l + 1), seg, B, T);
-            if (tm->layer_grads) zero(tm->layer_grads, tm->layer_grads_n);
+            if (tm->layer_grads) zero_layer_grads(tm, l);
             layer_backward(tm, l, a, resid_at(tm, l), seg, B, T);
             if (tm->layer_grads) grads_ready(tm, l);
         }
@@ -1399,6 +1419,7 @@ ft_status ft_train_model_init(ft_train_model **out, ft_model *m, const ft_train_
     }
     tm->chunk = crossentropy_chunk_rows(opt->B * opt->T, c->vocab_size);
     if ((st = setup_bf16(tm)) != FT_OK) goto fail;
+    tm->dw_write = tm->bf16 && tm->layer_grads && opt->method != FT_METHOD_LORA;
     if (tm->bf16) {
         /* bf16 mode: 2x the rows (8 Mi logits, 32 MiB f32 + 16 MiB bf16). A trained head's
          * weight gradient dW (V,C) f32 is read and written once per chunk, so that traffic

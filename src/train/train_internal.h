@@ -64,6 +64,10 @@ struct ft_train_model {
     int *tr_layer; /* (n_tr) layer of each trainable, -1 for embed / final norm / lm_head */
     float *layer_grads;  /* grad_ready: the one layer's gradient buffer every layer shares */
     size_t layer_grads_n;
+    /* bf16 full / freeze fine-tuning with layer_grads: each linear weight's gradient is written
+     * by its one product (matmul_bf16_backward_weight without accumulate), so only the layer's
+     * other gradients (norms, biases) are zeroed before its backward */
+    int dw_write;
 
     /* LoRA (method lora): per layer and module, A (r,in) and B (out,r), NULL if untargeted */
     float *lA[FT_MAX_LAYERS][FT_LORA_NMOD], *lB[FT_MAX_LAYERS][FT_LORA_NMOD];

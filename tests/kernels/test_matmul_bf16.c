@@ -155,31 +155,43 @@ static void shape(int M, int K, int N, int with_bias) {
      * x changes fresh 1 must repack */
     ft_bf16_pack *pk = bf16_pack_create();
     memcpy(dw, dw0, nk * 4);
-    matmul_bf16_backward_weight(dw, dyb, xb, pk, 1, M, K, N);
+    matmul_bf16_backward_weight(dw, dyb, xb, pk, 1, M, K, N, 1);
     both(tag, "dw packed", dw, dw0, dy, dyr, 1, N, x, xr, K, 1, NULL, N, M, K);
     float *dw2 = malloc(nk * 4 + 4);
     memcpy(dw2, dw, nk * 4);
-    matmul_bf16_backward_weight(dw2, dyb, xb, pk, 0, M, K, N);
+    matmul_bf16_backward_weight(dw2, dyb, xb, pk, 0, M, K, N, 1);
     both(tag, "dw packed, pack reused", dw2, dw, dy, dyr, 1, N, x, xr, K, 1, NULL, N, M, K);
     float *x2 = rand_buf(mk), *x2r = rounded(x2, mk);
     bf16_from_f32(xb, x2, mk); /* same buffer, new contents */
     memcpy(dw2, dw0, nk * 4);
-    matmul_bf16_backward_weight(dw2, dyb, xb, pk, 1, M, K, N);
+    matmul_bf16_backward_weight(dw2, dyb, xb, pk, 1, M, K, N, 1);
     both(tag, "dw packed after the input changed", dw2, dw0, dy, dyr, 1, N, x2, x2r, K, 1, NULL, N,
          M, K);
     /* dout given transposed (bf16_from_f32_t's second output): the same product */
     uint16_t *dyb2 = malloc(mn * 2 + 2), *dybT = malloc(mn * 2 + 2);
     bf16_from_f32_t(dyb2, dybT, dy, M, N);
-    memcpy(dw2, dw0, nk * 4);
-    matmul_bf16_backward_weight_t(dw2, dybT, xb, pk, 1, M, K, N);
-    both(tag, "dw packed, dout transposed", dw2, dw0, dy, dyr, 1, N, x2, x2r, K, 1, NULL, N, M, K);
+    float *dw4 = malloc(nk * 4 + 4);
+    memcpy(dw4, dw0, nk * 4);
+    matmul_bf16_backward_weight_t(dw4, dybT, xb, pk, 1, M, K, N, 1);
+    both(tag, "dw packed, dout transposed", dw4, dw0, dy, dyr, 1, N, x2, x2r, K, 1, NULL, N, M, K);
+    /* written, not added (accumulate 0): whatever dw held is overwritten, NaN included */
+    for (size_t i = 0; i < nk; i++)
+        dw4[i] = NAN;
+    matmul_bf16_backward_weight(dw4, dyb, xb, pk, 0, M, K, N, 0);
+    both(tag, "dw packed written", dw4, NULL, dy, dyr, 1, N, x2, x2r, K, 1, NULL, N, M, K);
+    for (size_t i = 0; i < nk; i++)
+        dw4[i] = NAN;
+    matmul_bf16_backward_weight_t(dw4, dybT, xb, pk, 0, M, K, N, 0);
+    both(tag, "dw packed, dout transposed, written", dw4, NULL, dy, dyr, 1, N, x2, x2r, K, 1, NULL,
+         N, M, K);
+    free(dw4);
     free(dyb2), free(dybT);
     /* the input packed by our pass and by oneDNN's reorder: the same bits */
     float *dw3 = malloc(nk * 4 + 4);
     char name[160];
     memcpy(dw3, dw0, nk * 4);
     setenv("FTUNE_NO_FAST_PACK", "1", 1);
-    matmul_bf16_backward_weight(dw3, dyb, xb, pk, 1, M, K, N);
+    matmul_bf16_backward_weight(dw3, dyb, xb, pk, 1, M, K, N, 1);
     unsetenv("FTUNE_NO_FAST_PACK");
     snprintf(name, sizeof name, "bf16 dw packed %s: own pack == oneDNN reorder, bit for bit", tag);
     CHECK(name, !memcmp(dw3, dw2, nk * 4), "results differ");

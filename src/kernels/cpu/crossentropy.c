@@ -235,7 +235,7 @@ double crossentropy_rows_forward_backward(float *dx, float *dw, int64_t *n_targe
 static void head_weight_grad(float *dw, const uint16_t *dlogb, const uint16_t *xb,
                              ft_bf16_pack *xpk, int n, int C, int V) {
     if (xpk)
-        matmul_bf16_backward_weight(dw, dlogb, xb, xpk, 1, n, C, V);
+        matmul_bf16_backward_weight(dw, dlogb, xb, xpk, 1, n, C, V, 1);
     else
         matmul_bf16_backward(NULL, dw, dlogb, xb, NULL, n, C, V);
 }

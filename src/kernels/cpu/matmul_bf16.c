@@ -238,12 +238,16 @@ static int fast_pack_ok(const dnnl_memory_desc_t *md);
 static void fast_pack_rows_bf16(void *dst, const dnnl_memory_desc_t *md, const uint16_t *x,
                                 int64_t ld);
 
-/* dw (N,K) += A · inp (M,K), inp packed into pk; A = dout^T (N,M) given as dout (M,N) (strides
+/* dw (N,K) [+]= A · inp (M,K), inp packed into pk; A = dout^T (N,M) given as dout (M,N) (strides
  * {1,N}) or, with `t`, as doutT (N,M) row-major (strides {M,1}) */
 static void backward_weight(float *dw, const uint16_t *a, int t, const uint16_t *inp,
-                            ft_bf16_pack *pk, int fresh, int M, int K, int N) {
-    if (M <= 0 || N <= 0 || K <= 0) return;
-    mmb_key key = {N, M, K, t ? M : 1, t ? 1 : N, 0, 0, 1, 0, 1};
+                            ft_bf16_pack *pk, int fresh, int M, int K, int N, int accumulate) {
+    if (N <= 0 || K <= 0) return;
+    if (M <= 0) { /* an empty sum: oneDNN rejects zero-size dimensions */
+        if (!accumulate) memset(dw, 0, (size_t)N * K * sizeof(float));
+        return;
+    }
+    mmb_key key = {N, M, K, t ? M : 1, t ? 1 : N, 0, 0, 1, 0, accumulate != 0};
     pthread_mutex_lock(&mmb_lock);
     mmb_entry *e = mmb_get_locked(&key);
     if (fresh || pk->src != inp || !dnnl_memory_desc_equal(&pk->md, &e->mm.b_md)) {
@@ -264,13 +268,14 @@ static void backward_weight(float *dw, const uint16_t *a, int t, const uint16_t 
 }
 
 void matmul_bf16_backward_weight(float *dw, const uint16_t *dout, const uint16_t *inp,
-                                 ft_bf16_pack *pk, int fresh, int M, int K, int N) {
-    backward_weight(dw, dout, 0, inp, pk, fresh, M, K, N);
+                                 ft_bf16_pack *pk, int fresh, int M, int K, int N, int accumulate) {
+    backward_weight(dw, dout, 0, inp, pk, fresh, M, K, N, accumulate);
 }
 
 void matmul_bf16_backward_weight_t(float *dw, const uint16_t *doutT, const uint16_t *inp,
-                                   ft_bf16_pack *pk, int fresh, int M, int K, int N) {
-    backward_weight(dw, doutT, 1, inp, pk, fresh, M, K, N);
+                                   ft_bf16_pack *pk, int fresh, int M, int K, int N,
+                                   int accumulate) {
+    backward_weight(dw, doutT, 1, inp, pk, fresh, M, K, N, accumulate);
 }
 
 /* ---- packed weights ---- */
