@@ -5,7 +5,10 @@
 # in its own process (so peak RSS is per configuration). Prints tokens/s, ftune/torch ratios,
 # achieved GFLOP/s against the measured bf16 peak, and peak RSS. Full fine-tuning: ftune applies
 # AdamW inside the backward (what its trainer does for this recipe: no clipping, one micro-batch
-# per optimizer step; same numbers), and the plain order is measured beside it.
+# per optimizer step; same numbers), and the plain order is measured beside it. ftune-bf16 runs
+# again after PyTorch's bf16 run, so the two ftune runs bracket it in time (a shared host's slow
+# or fast phases show as a difference between them); the ratio is printed for the first run, the
+# second and their mean.
 #   bench/train.sh [MODEL_DIR...]   (default: models/stories15M and the SmolLM-135M shape)
 # Env: B (4), T (256), STEPS (timed steps per configuration, default 2), OMP_NUM_THREADS (2),
 # OMP_WAIT_POLICY (passive, for both sides: both use libgomp; on a shared machine spinning
@@ -49,7 +52,10 @@ for model in "$@"; do
         fi
         echo "  $name $method torch-fp32: $t32" >&2
         t16=$("$PY" bench/ref_train.py "$model" "$method" bf16 "$B" "$T" "$STEPS"); echo "  $name $method torch-bf16: $t16" >&2
-        "$PY" - "$name" "$method" "$bf16peak" "$ft" "$ft32" "$t32" "$t16" "$ftp" <<'PYEOF'
+        # ftune-bf16 once more right after PyTorch's run: the two bracket it in time, so a slow
+        # or fast phase of a shared host shows as a difference between them
+        ftb=$(build/rel/bench/bench_train "$model" "$ftm" bf16 "$B" "$T" "$STEPS"); echo "  $name $method ftune-bf16-after: $ftb" >&2
+        "$PY" - "$name" "$method" "$bf16peak" "$ft" "$ft32" "$t32" "$t16" "$ftp" "$ftb" <<'PYEOF'
 import sys
 name, method, peak = sys.argv[1], sys.argv[2], float(sys.argv[3] or "nan")
 def kv(line):
@@ -83,6 +89,11 @@ if sys.argv[8]:
     print(f"  ftune-bf16 with AdamW after the backward (whole gradient buffer): tok/s "
           f"{fp['tok_s']:.0f} ({fp['tok_s'] / t16['tok_s']:.2f}x torch-bf16), peak RSS "
           f"{fp['peak_rss_mb']:.0f} MB ({fp['peak_rss_mb'] / t16['peak_rss_mb']:.2f})")
+fb = kv(sys.argv[9])
+mean = (ft["tok_s"] + fb["tok_s"]) / 2
+print(f"  bracketed (ftune-bf16 before and after torch-bf16): tok/s {ft['tok_s']:.0f} / "
+      f"{fb['tok_s']:.0f}, mean {mean:.0f} = {mean / t16['tok_s']:.2f}x torch-bf16 (after alone "
+      f"{fb['tok_s'] / t16['tok_s']:.2f}x; fastest step after {t16['step_min_s'] / fb['step_min_s']:.2f}x)")
 print(f"  loss first->last: ftune-bf16 {ft['loss_first']:.2f}->{ft['loss_last']:.2f}  "
       f"torch-bf16 {t16['loss_first']:.2f}->{t16['loss_last']:.2f}")
 PYEOF
