@@ -4,6 +4,8 @@
  *   f32        oneDNN f32 (matmul_forward / matmul_backward)
  *   bf16       oneDNN bf16 operands, plain strided weights (matmul_bf16_*)
  *   bf16-pack  oneDNN bf16 with the weight converted + reordered once (matmul_bf16w_*)
+ *   dw: bf16-packx (x packed by our pass, matmul_bf16_backward_weight) and packx-doutT (dout
+ *       also given transposed, matmul_bf16_backward_weight_t; its conversion timed apart)
  * Each variant is first checked: on a small awkward shape against the naive double-accumulated
  * loop, and at the timed shape against the f32 result with the bf16 bound (see test_matmul_bf16).
  * Prints GFLOP/s and the fraction of the measured FMA / BF16 peaks, and the time to repack a
@@ -87,6 +89,25 @@ static void shape(int M, int K, int N, int reps) {
     if (peak16 > 0) {
         LAB_TIME(t, reps, matmul_bf16_backward(NULL, dw16, dyb, xb, wb, M, K, N));
         report(name, "dw", "bf16", fl, t, peak16);
+        /* the step's forms: x packed by our pass (fresh: the pack is timed too), written; dout
+         * also given transposed (bf16_from_f32_t, timed apart against the plain rounding) */
+        ft_bf16_pack *pk = bf16_pack_create();
+        LAB_TIME(t, reps, matmul_bf16_backward_weight(dw16, dyb, xb, pk, 1, M, K, N, 0));
+        report(name, "dw", "bf16-packx", fl, t, peak16);
+        uint16_t *dyb2 = ft_calloc((size_t)M * N, 2), *dybT = ft_calloc((size_t)M * N, 2);
+        LAB_TIME(t, reps, bf16_from_f32(dyb2, dy, (size_t)M * N));
+        double t_round = t;
+        LAB_TIME(t, reps, bf16_from_f32_t(dyb2, dybT, dy, M, N));
+        double t_both = t;
+        LAB_TIME(t, reps, matmul_bf16_backward_weight_t(dw16, dybT, xb, pk, 1, M, K, N, 0));
+        report(name, "dw", "packx-doutT", fl, t, peak16);
+        printf("  %-16s %-6s dout rounded %7.3f ms, rounded and transposed %7.3f ms\n", name,
+               "cvt", t_round * 1e3, t_both * 1e3);
+        memset(dw32, 0, (size_t)N * K * 4);
+        matmul_backward(NULL, dw32, NULL, dy, x, w, M, K, N);
+        check_bf16("dw packx-doutT vs f32", dw16, dw32, (size_t)N * K, M, M);
+        bf16_pack_free(pk);
+        ft_free(dyb2), ft_free(dybT);
     }
     if (peak16 > 0) { /* the per-step repack of a trained weight, both layouts */
         LAB_TIME(t, reps, bf16_weight_refresh(pw));

@@ -172,10 +172,12 @@ static void linear_backward_bf16(ft_train_model *tm, float *dinp, float *dw, con
 }
 
 /* A weight gradient dW (N,K) reads dout transposed (bf16_from_f32_t, then
- * matmul_bf16_backward_weight_t) when K is at least this: SmolLM's down projection (K 1536) gains
- * 0.24-0.51 ms a product (dW 3.06 -> 2.69 ms) for ~0.13 ms more conversion (0.21 against 0.08 ms
- * for its 1024 x 576 dout); at K 576 (o, q, k, v) the product gains 0.03-0.09 ms and the
- * conversion costs 0.05-0.13 ms more. */
+ * matmul_bf16_backward_weight_t) when K is at least this. bench_matmul, M 1024, x packed, dW
+ * written (the fused step's form): SmolLM's down projection (K 1536) 2.70-2.87 -> 2.56-2.58 ms
+ * for 0.09 ms more conversion (0.12 against 0.03 ms for its 1024 x 576 dout); with dW accumulated
+ * the product gains only 0.02-0.07 ms. At K 576 (o, q, k, v) the products gain 0.01-0.09 ms and
+ * the conversion costs 0.03-0.05 ms more (raw oneDNN probe with the sum post-op: 0.03-0.09 against
+ * 0.05-0.13). */
 enum { DOUT_T_MIN_K = 1024 };
 
 static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *dbias,
