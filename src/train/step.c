@@ -177,7 +177,10 @@ static void linear_backward_bf16(ft_train_model *tm, float *dinp, float *dw, con
  * for 0.09 ms more conversion (0.12 against 0.03 ms for its 1024 x 576 dout); with dW accumulated
  * the product gains only 0.02-0.07 ms. At K 576 (o, q, k, v) the products gain 0.01-0.09 ms and
  * the conversion costs 0.03-0.05 ms more (raw oneDNN probe with the sum post-op: 0.03-0.09 against
- * 0.05-0.13). */
+ * 0.05-0.13). Accumulated gradients (gradient accumulation, clipping: no dw_write) take it too,
+ * at about break-even, so that a step's gradients have the same bits with and without dw_write
+ * (tests/train/test_fused_adamw passes with this set to 512, where stories15M's down projection,
+ * K 768, takes the transposed form). */
 enum { DOUT_T_MIN_K = 1024 };
 
 static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *dbias,
