@@ -663,6 +663,12 @@ static ft_status check_batch(ft_train_model *tm, const int *inputs, const int *l
     return FT_OK;
 }
 
+/* a layer's seven linear weights (or their gradients) in module order j (FT_LORA_NMOD) */
+static void layer_linears(const ft_layer *w, const float *out[FT_LORA_NMOD]) {
+    const float *all[FT_LORA_NMOD] = {w->wq, w->wk, w->wv, w->wo, w->w_gate, w->w_up, w->w_down};
+    memcpy(out, all, sizeof all);
+}
+
 /* Before layer l's backward, with layer_grads: its gradients start at zero — all of them, or
  * with dw_write all but the linear weights', which their products write */
 static void zero_layer_grads(ft_train_model *tm, int l) {
@@ -670,9 +676,8 @@ static void zero_layer_grads(ft_train_model *tm, int l) {
         zero(tm->layer_grads, tm->layer_grads_n);
         return;
     }
-    const ft_layer *dw = &tm->dw.layers[l];
-    const float *lin[FT_LORA_NMOD] = {dw->wq,     dw->wk,   dw->wv,    dw->wo,
-                                      dw->w_gate, dw->w_up, dw->w_down};
+    const float *lin[FT_LORA_NMOD];
+    layer_linears(&tm->dw.layers[l], lin);
     for (int k = 0; k < tm->n_tr; k++) {
         if (tm->tr_layer[k] != l) continue;
         int written = 0;
@@ -1300,8 +1305,8 @@ static int release_frozen(ft_train_model *tm, ft_bf16_weight *pw, const float *w
 static void restore_released(ft_train_model *tm) {
     const ft_config *c = &tm->m->cfg;
     for (int l = 0; l < c->n_layers; l++) {
-        const ft_layer *w = &tm->w.layers[l];
-        const float *ws[FT_LORA_NMOD] = {w->wq, w->wk, w->wv, w->wo, w->w_gate, w->w_up, w->w_down};
+        const float *ws[FT_LORA_NMOD];
+        layer_linears(&tm->w.layers[l], ws);
         for (int j = 0; j < FT_LORA_NMOD; j++)
             if (tm->pw_released[l][j]) {
                 bf16_weight_unpack(tm->pw[l][j], (float *)(uintptr_t)ws[j]);
@@ -1328,10 +1333,9 @@ static ft_status setup_bf16(ft_train_model *tm) {
     tm->bf16_stale = 1;
     if (!tm->bf16) return FT_OK;
     for (int l = 0; l < c->n_layers; l++) {
-        const ft_layer *w = &tm->w.layers[l], *dw = &tm->dw.layers[l];
-        const float *ws[FT_LORA_NMOD] = {w->wq, w->wk, w->wv, w->wo, w->w_gate, w->w_up, w->w_down};
-        const float *ds[FT_LORA_NMOD] = {dw->wq,     dw->wk,   dw->wv,    dw->wo,
-                                         dw->w_gate, dw->w_up, dw->w_down};
+        const float *ws[FT_LORA_NMOD], *ds[FT_LORA_NMOD];
+        layer_linears(&tm->w.layers[l], ws);
+        layer_linears(&tm->dw.layers[l], ds);
         for (int j = 0; j < FT_LORA_NMOD; j++) {
             int in, out;
             ft_lora_module_shape(c, j, &in, &out);

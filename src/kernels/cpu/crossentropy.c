@@ -267,7 +267,8 @@ double crossentropy_bf16_rows_forward_backward(float *dx, float *dw, int64_t *n_
      * head weight twice for a few rows; a function of M and chunk alone, so the NLL and dx have
      * the same bits whatever dlog_rows), and dW's product over a run of consecutive chunks
      * gathered in dlogb: rows [g0, g0+gn), at most `group` chunks */
-    chunk = (M + (M + chunk - 1) / chunk - 1) / ((M + chunk - 1) / chunk);
+    const int nch = (M + chunk - 1) / chunk;
+    chunk = (M + nch - 1) / nch;
     int rows = dlog_rows > chunk ? dlog_rows : chunk, group = rows / chunk;
     int g0 = 0, gn = 0;
     double nll = 0;

@@ -55,17 +55,12 @@ int ft_cpu_has_bf16(void) {
     return cached;
 }
 
-/* Round to nearest even, NaN kept quiet: the same bits as ft_f32_to_bf16, written so the loop
- * vectorizes. */
+/* Round to nearest even, NaN kept quiet: the same bits as ft_f32_to_bf16 (ft_bf16_round, which
+ * vectorizes). */
 void bf16_from_f32(uint16_t *dst, const float *src, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &src[i], 4);
-        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1)) >> 16;
-        uint32_t nan = (u >> 16) | 0x40;
-        dst[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : r);
-    }
+    for (size_t i = 0; i < n; i++)
+        dst[i] = ft_bf16_round(src[i]);
 }
 
 /* dst (M,N) = bf16(src) as bf16_from_f32, and dstT (N,M) = its transpose. Per strip of 32 rows:
