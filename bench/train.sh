@@ -8,7 +8,9 @@
 # per optimizer step; same numbers), and the plain order is measured beside it. ftune-bf16 runs
 # again after PyTorch's bf16 run, so the two ftune runs bracket it in time (a shared host's slow
 # or fast phases show as a difference between them); the ratio is printed for the first run, the
-# second and their mean.
+# second and their mean. A ceiling line puts the ratios against the silicon: the tokens/s the
+# measured bf16 peak allows at the model's FLOPs per token, as a multiple of PyTorch's, and the
+# fraction of that peak a 4x ratio would take.
 #   bench/train.sh [MODEL_DIR...]   (default: models/stories15M and the SmolLM-135M shape)
 # Env: B (4), T (256), STEPS (timed steps per configuration, default 2), OMP_NUM_THREADS (2),
 # OMP_WAIT_POLICY (passive, for both sides: both use libgomp; on a shared machine spinning
@@ -29,7 +31,11 @@ if [ $# -eq 0 ]; then
     set -- models/stories15M "$SMOL"
 fi
 peak=$(build/rel/bench/bench_peak)
-echo "train: $(date -u '+%Y-%m-%d %H:%M UTC'), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cpus," \
+# the CPU's family/model/stepping tell hosts of one name apart (AMD family 25 is Zen 3/4, whose
+# AVX-512 units are 256 bits wide; 26 is Zen 5, with twice the width and so twice the peak)
+cpu=$(lscpu | sed -n 's/^Model name: *//p')
+cpuid=$(lscpu | awk -F: '/^CPU family/{f=$2} /^Model:/{m=$2} /^Stepping/{s=$2} END{gsub(/ /,"",f); gsub(/ /,"",m); gsub(/ /,"",s); print "family " f " model " m " stepping " s}')
+echo "train: $(date -u '+%Y-%m-%d %H:%M UTC'), $cpu ($cpuid), $(nproc) cpus," \
      "$OMP_NUM_THREADS threads (OMP_WAIT_POLICY ${OMP_WAIT_POLICY:-default}), B $B T $T, $STEPS timed steps; $peak"
 bf16peak=$(echo "$peak" | sed -n 's/.*bf16 \([0-9.]*\).*/\1/p')
 for model in "$@"; do
@@ -70,6 +76,11 @@ print(f"{name} {method}: tok/s ftune-bf16 {ft['tok_s']:.0f}  ftune-f32 {ft32['to
 print(f"  GFLOP/s ({fpt / 1e6:.0f} MFLOP/token): ftune-bf16 {g(ft):.0f} ({100 * g(ft) / peak:.0f}% "
       f"of bf16 peak {peak:.0f}), ftune-f32 {g(ft32):.0f}, torch-fp32 {g(t32):.0f}, "
       f"torch-bf16 {g(t16):.0f}")
+# what the silicon allows: the ratio no kernel can pass on this host, and what 4x would take
+cap = peak * 1e9 / fpt
+print(f"  ceiling: the bf16 peak is {cap:.0f} tok/s = {cap / t16['tok_s']:.2f}x torch-bf16 "
+      f"(torch-bf16 runs at {100 * g(t16) / peak:.0f}% of it); 4x torch-bf16 would take "
+      f"{4 * g(t16):.0f} GFLOP/s = {400 * g(t16) / peak:.0f}% of the peak")
 print(f"  per CPU-second (load-robust view): ftune-bf16 {ft['tok_per_cpu_s']:.0f}  ftune-f32 "
       f"{ft32['tok_per_cpu_s']:.0f}  torch-fp32 {t32['tok_per_cpu_s']:.0f}  torch-bf16 "
       f"{t16['tok_per_cpu_s']:.0f} tok/cpu-s | ftune-bf16 = "
