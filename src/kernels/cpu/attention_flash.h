@@ -58,35 +58,67 @@ static inline __attribute__((always_inline)) float fa_row_reduce(const float *x,
 #endif
 }
 
-/* The forward's online-softmax step for query row t over keys [s0, s0 + ns): x (ns) holds the raw
- * scores q_t·k_s on entry and e^(c x_s - m') on return (0 for keys t may not see: later ones, or
- * another sample's under seg); the row's running max *m and sum *l are updated. Returns the
- * factor e^(m - m') by which the row's output accumulated so far must be rescaled (0 on the row's
- * first block, 1 when the row sees no key of this block; x is then all 0 and m, l unchanged). */
-static inline float fa_softmax_row(float *x, int ns, int64_t t, int64_t s0, const int *seg,
-                                   int64_t b, int64_t T, float scale, float *m, float *l) {
-    if (!seg) { /* keys i < lim visible */
-        const int lim = (int)(t - s0 + 1 < ns ? t - s0 + 1 : ns);
+/* The forward's online-softmax step for query rows t0 + r, r < nr (nr <= FA_MAX_ROWS), over keys
+ * [s0, s0 + ns): row r of S (stride ld) holds the raw scores q_t·k_s on entry and e^(c x_s - m')
+ * on return (0 for keys t may not see: later ones, or another sample's under seg); the row's
+ * running max m[r] and sum l[r] are updated, and corr[r] is the factor e^(m - m') by which the
+ * row's output accumulated so far must be rescaled (0 on the row's first block, 1 when the row
+ * sees no key of this block; its S row is then all 0 and m, l unchanged). Each row's arithmetic
+ * is its own, so the result does not depend on nr; the rows go through each phase (mask and max,
+ * exponentials, sums) together, so their dependency chains (a 16-lane fold, then a dozen
+ * dependent operations per exponential) overlap: one row at a time, the dp forward spent ~40% of
+ * its time waiting on them. */
+#define FA_MAX_ROWS 64
+static inline void fa_softmax_rows(float *S, int64_t ld, int nr, int ns, int64_t t0, int64_t s0,
+                                   const int *seg, int64_t b, int64_t T, float scale, float *m,
+                                   float *l, float *corr) {
+    float mn[FA_MAX_ROWS];
+    unsigned char sees[FA_MAX_ROWS];
+    for (int r = 0; r < nr; r++) {
+        float *x = S + r * ld;
+        const int64_t t = t0 + r;
+        if (!seg) { /* keys i < lim visible */
+            const int lim = (int)(t - s0 + 1 < ns ? t - s0 + 1 : ns);
+#pragma omp simd
+            for (int i = 0; i < ns; i++)
+                x[i] = i < lim ? x[i] * scale : -INFINITY;
+        } else {
+            for (int i = 0; i < ns; i++) {
+                int64_t s = s0 + i;
+                x[i] = (s <= t && fa_seen(seg, b, T, s, t)) ? x[i] * scale : -INFINITY;
+            }
+        }
+        const float bm = fa_row_reduce(x, ns, 1);
+        sees[r] = bm != -INFINITY;
+        if (!sees[r]) { /* the row sees nothing in this block */
+            memset(x, 0, sizeof(float) * (size_t)ns);
+            corr[r] = 1.0f;
+            mn[r] = m[r];
+            continue;
+        }
+        mn[r] = bm > m[r] ? bm : m[r];
+        corr[r] = expf(m[r] - mn[r]);
+    }
+    for (int r = 0; r < nr; r++) {
+        if (!sees[r]) continue;
+        float *x = S + r * ld;
+        const float mr = mn[r];
 #pragma omp simd
         for (int i = 0; i < ns; i++)
-            x[i] = i < lim ? x[i] * scale : -INFINITY;
-    } else {
-        for (int i = 0; i < ns; i++) {
-            int64_t s = s0 + i;
-            x[i] = (s <= t && fa_seen(seg, b, T, s, t)) ? x[i] * scale : -INFINITY;
-        }
+            x[i] = x[i] == -INFINITY ? 0.0f : ft_exp_simd(x[i] - mr);
     }
-    const float bm = fa_row_reduce(x, ns, 1);
-    if (bm == -INFINITY) { /* the row sees nothing in this block */
-        memset(x, 0, sizeof(float) * (size_t)ns);
-        return 1.0f;
+    for (int r = 0; r < nr; r++) {
+        if (!sees[r]) continue;
+        l[r] = l[r] * corr[r] + fa_row_reduce(S + r * ld, ns, 0);
+        m[r] = mn[r];
     }
-    const float mn = bm > *m ? bm : *m, corr = expf(*m - mn);
-#pragma omp simd
-    for (int i = 0; i < ns; i++)
-        x[i] = x[i] == -INFINITY ? 0.0f : ft_exp_simd(x[i] - mn);
-    *l = *l * corr + fa_row_reduce(x, ns, 0);
-    *m = mn;
+}
+
+/* fa_softmax_rows for the one row t: x (ns) its scores; returns its corr */
+static inline float fa_softmax_row(float *x, int ns, int64_t t, int64_t s0, const int *seg,
+                                   int64_t b, int64_t T, float scale, float *m, float *l) {
+    float corr;
+    fa_softmax_rows(x, 0, 1, ns, t, s0, seg, b, T, scale, m, l, &corr);
     return corr;
 }
 

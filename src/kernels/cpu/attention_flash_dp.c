@@ -292,10 +292,10 @@ void attention_flash_forward_dp(float *out, uint16_t *outb, float *lse, const ui
                             float *mt = m[j] + r0, *lt = l[j] + r0, *ot = o[j] + (int64_t)r0 * D;
                             tile_scores(S, q + ((b * T + t0) * H + h) * D, ldq, kt2, nr, D, ns, t0,
                                         s0);
+                            fa_softmax_rows(S, DP_BLOCK, nr, ns, t0, s0, seg, b, T, scale, mt, lt,
+                                            corr);
                             for (int r = 0; r < nr; r++) {
                                 float *x = S + r * DP_BLOCK;
-                                corr[r] = fa_softmax_row(x, ns, t0 + r, s0, seg, b, T, scale,
-                                                         mt + r, lt + r);
                                 for (int i = ns; i < DP_BLOCK; i++)
                                     x[i] = 0.0f;
                                 round_row(Pb + r * DP_BLOCK, x);
