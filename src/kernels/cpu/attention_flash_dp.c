@@ -377,8 +377,10 @@ void attention_flash_backward_dp(float *dq, float *dk, float *dv, const float *d
                                     : ft_dot_f32(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
                             float *pr = P + r * DP_BLOCK, *dr = dS + r * DP_BLOCK;
                             fa_grad_row(pr, dr, DP_BLOCK, ns, t, s0, seg, b, T, L, delta, scale);
-                            if (dq) round_row(dSb + r * DP_BLOCK, dr);
                         }
+                        if (dq)
+                            for (int r = 0; r < nr; r++)
+                                round_row(dSb + r * DP_BLOCK, dS + r * DP_BLOCK);
                         if (nr % 2) /* the odd row's partner */
                             memset(P + nr * DP_BLOCK, 0, sizeof(float) * DP_BLOCK),
                                 memset(dS + nr * DP_BLOCK, 0, sizeof(float) * DP_BLOCK);
