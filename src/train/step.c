@@ -325,7 +325,8 @@ static const float *lora_u(const ft_train_model *tm, const ft_layer_acts *a, int
 /* one decoder layer                                                                           */
 
 /* xmid (BT,C) = x + o_proj(attn) (+ its LoRA branch): the residual after attention. In bf16 mode
- * a->attnb holds attn as bf16. */
+ * a->attnb holds attn as bf16. The forward and, in bf16 full / freeze fine-tuning, the backward
+ * (which does not keep xmid there) call it: the same bits both times. */
 static void attn_residual(ft_train_model *tm, int l, const ft_layer_acts *a, const float *x,
                           float *xmid, int BT) {
     const ft_config *c = &tm->m->cfg;
@@ -370,7 +371,7 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     float *qlin = a->qlin ? a->qlin : tm->q32, *klin = a->klin ? a->klin : tm->k32;
     float *q = bf ? tm->q32 : a->q, *k = bf ? tm->k32 : a->k, *v = bf ? tm->v32 : a->v;
     float *gate = bf ? tm->gate32 : a->gate, *up = bf ? tm->up32 : a->up;
-    float *xmid = a->xmid, *attn = a->attn ? a->attn : tm->attn32;
+    float *xmid = a->xmid ? a->xmid : tm->xmid32, *attn = a->attn ? a->attn : tm->attn32;
     linear_forward(tm, qlin, a->lu[0], a->ln1, lnb, w->wq, w->bq, l, 0, BT, C, HD);
     linear_forward(tm, klin, a->lu[1], a->ln1, lnb, w->wk, w->bk, l, 1, BT, C, KVD);
     linear_forward(tm, v, a->lu[2], a->ln1, lnb, w->wv, w->bv, l, 2, BT, C, KVD);
@@ -448,7 +449,14 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     int BT = B * T, C = c->dim, H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim;
     int HD = H * D, KVD = KV * D, F = c->hidden_dim;
     float *dres = tm->dres, *dln = tm->dln;
-    const float *xmid = a->xmid;
+    /* bf16 full / freeze: the residual after attention again, as the forward made it (same
+     * kernels, inputs and order: the same bits), one o_proj product instead of (BT,C) f32 per
+     * layer */
+    float *xmid = a->xmid;
+    if (!xmid) {
+        xmid = tm->xmid32;
+        attn_residual(tm, l, a, x, xmid, BT);
+    }
 
     /* MLP; bf16 mode: hact (bf16) recomputed from the saved bf16 gate/up, the same bits as the
      * forward's (an elementwise pass instead of (BT,F) bf16 kept per layer), unless kept */
@@ -794,7 +802,8 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     int lora = tm->opt.method == FT_METHOD_LORA;
     /* bf16 mode keeps the f32 matmul inputs ln1, ln2, hact, attn only for LoRA's f32 branch
      * (the one with dropout). Per layer it saves, besides the residual stream: rstd1/rstd2 and
-     * lse, q, k (after RoPE), v, gate, up, attn as bf16, xmid as f32; the other bf16 matmul
+     * lse, q, k (after RoPE), v, gate, up, attn as bf16, xmid as f32 with LoRA (made again in
+     * backward from x and attn otherwise, attn_residual); the other bf16 matmul
      * inputs (norm outputs, hact) are made again in backward, in scratch shared by all layers,
      * except on the bf16 LoRA branch, which keeps them per layer (+165 MB at SmolLM's shape,
      * B 4 x T 256; its peak stays under 0.4 of PyTorch's, and the step is ~2% faster). */
@@ -825,13 +834,13 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
         a->lse = take(b, B * H * T);
         /* bf16 mode: attn kept as bf16 (o_proj's input), in f32 only for LoRA's f32 branch; the
          * attention backward's delta reads the bf16 copy (see layer_backward): half the memory
-         * of f32, and no rounding pass again in backward. xmid, the residual after attention,
-         * is kept in every mode: bf16 full fine-tuning once made it again in backward instead
-         * (one o_proj product a layer); keeping it costs 68 MB at SmolLM's shape, B 4 x T 256
-         * (peak 2248 -> 2316 MB, 0.47 -> 0.48 of PyTorch's 4797) and saves 1.5-3% of the step */
+         * of f32, and no rounding pass again in backward. Full / freeze fine-tuning makes xmid
+         * again in backward (one o_proj product, ~2% of a SmolLM-shape step) to save (BT,C) f32
+         * per layer: kept, it took the peak to 0.49-0.50 of PyTorch's; LoRA keeps it (its
+         * memory is far below the budget) */
         a->attn = keep32 ? take(b, BT * HD) : NULL;
         a->attnb = bf ? take_bf16(b, BT * HD) : NULL;
-        a->xmid = take(b, BT * C);
+        a->xmid = bf && !lora ? NULL : take(b, BT * C);
         a->ln2 = keep32 ? take(b, BT * C) : NULL;
         a->rstd2 = take(b, BT);
         a->gate = bf ? NULL : take(b, BT * F);
@@ -884,6 +893,7 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     tm->v32 = bf ? tm->dv : NULL;
     tm->lnb = bf ? take_bf16(b, BT * C) : NULL;
     tm->attn32 = bf && !keep32 ? take(b, BT * HD) : NULL;
+    tm->xmid32 = bf && !lora ? take(b, BT * C) : NULL;
     tm->lxd = tm->ldx = tm->lv = tm->ldo = tm->ldu = NULL;
     tm->lws = tm->ldug = tm->ldAg = NULL;
     tm->ldugb = NULL;

@@ -27,7 +27,8 @@ typedef struct {
     uint16_t *qb, *kb, *vb;  /* (BT,H*D), (BT,KV*D), (BT,KV*D) */
     uint16_t *attnb;         /* bf16 mode: (BT,H*D) the attention output as bf16 (o_proj input;
                                 attention's backward reads it widened when attn is NULL) */
-    float *xmid;             /* (BT,C) residual after attention */
+    float *xmid;             /* (BT,C) residual after attention (NULL in bf16 full / freeze
+                                fine-tuning: xmid32) */
     float *ln2, *rstd2;      /* (BT,C), (BT) post_attention_layernorm */
     float *gate, *up, *hact; /* (BT,F) gate_proj, up_proj outputs, silu(gate)*up (f32 mode;
                                 bf16 mode: gate/up NULL, hact only for the f32 LoRA branch) */
@@ -107,6 +108,8 @@ struct ft_train_model {
     float *attn32;          /* (BT,H*D) bf16 mode without a->attn: the attention output in f32
                                before rounding (forward, only where the dp kernel, which writes
                                bf16 itself, does not run), the widened a->attnb (backward) */
+    float *xmid32;          /* (BT,C) bf16 full / freeze: the residual after attention, which
+                               the slots do not keep: the backward makes it again */
     float *q32, *k32, *v32; /* q, k, v before rounding (alias dq, dk, dv) */
     float *lxd, *ldx;                            /* (BT,maxK) LoRA dropped input, its gradient */
     float *lv, *ldo;                             /* (BT,maxN) LoRA B output, scaled dout */
