@@ -51,6 +51,7 @@
 #define FA_QROWS 64 /* query rows per forward task (FA_ROWS-row tiles sharing a key block) */
 #define FA_MAXD 256 /* largest head dim the tiles hold */
 #define FA_DELTA 8192 /* backward: rows x heads-per-KV-head whose delta is computed up front */
+_Static_assert(FA_ROWS <= FA_MAX_ROWS, "a tile's rows go through fa_softmax_rows at once");
 
 /* element i of x as f32, x being f32 (bf = 0) or bf16 bits (bf = 1; widening is exact) */
 static inline __attribute__((always_inline)) float ld1(const void *x, int64_t i, const int bf) {
@@ -336,9 +337,8 @@ flash_forward(float *out, float *lse, const void *q, const void *k, const void *
                         const int64_t lq = bf ? D : ldq; // qt: (nr, D) stride lq
                         float *ot = o + (int64_t)r0 * D, *mt = m + r0, *lt = l + r0;
                         tile_scores(S, qt, lq, kt, nr, D);
-                        for (int r = 0; r < nr; r++)
-                            corr[r] = fa_softmax_row(S + r * FA_BLOCK, ns, t0 + r, s0, seg, b, T,
-                                                     scale, mt + r, lt + r);
+                        fa_softmax_rows(S, FA_BLOCK, nr, ns, t0, s0, seg, b, T, scale, mt, lt,
+                                        corr);
 #define FA_PV(nd) pv_tile(ot, corr, S, vs, lv, nr, ns, t0, s0, nd)
                         if (FA_DISPATCH(D, FA_PV)) continue;
 #undef FA_PV

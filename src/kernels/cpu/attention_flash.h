@@ -93,7 +93,7 @@ static inline void fa_softmax_rows(float *S, int64_t ld, int nr, int ns, int64_t
         if (!sees[r]) { /* the row sees nothing in this block */
             memset(x, 0, sizeof(float) * (size_t)ns);
             corr[r] = 1.0f;
-            mn[r] = m[r];
+            mn[r] = m[r]; /* not read (the row is skipped below); defined all the same */
             continue;
         }
         mn[r] = bm > m[r] ? bm : m[r];
@@ -112,14 +112,6 @@ static inline void fa_softmax_rows(float *S, int64_t ld, int nr, int ns, int64_t
         l[r] = l[r] * corr[r] + fa_row_reduce(S + r * ld, ns, 0);
         m[r] = mn[r];
     }
-}
-
-/* fa_softmax_rows for the one row t: x (ns) its scores; returns its corr */
-static inline float fa_softmax_row(float *x, int ns, int64_t t, int64_t s0, const int *seg,
-                                   int64_t b, int64_t T, float scale, float *m, float *l) {
-    float corr;
-    fa_softmax_rows(x, 0, 1, ns, t, s0, seg, b, T, scale, m, l, &corr);
-    return corr;
 }
 
 /* The backward task (b, kv-head kh)'s prologue: dq rows of its G query heads zeroed (dq non-NULL),

@@ -56,6 +56,7 @@
 #define DP_NV (DP_BLOCK / 16)
 #define DP_RB(nd) ((nd) <= 4 ? 4 : 2) /* rows (keys) per register block: RB x nd <= 16 accs */
 #define AI static inline __attribute__((always_inline))
+_Static_assert(DP_ROWS <= FA_MAX_ROWS, "a tile's rows go through fa_softmax_rows at once");
 
 int attention_flash_dp_ok(int D) {
     return D % 16 == 0 && D >= 16 && D <= DP_MAXD;
