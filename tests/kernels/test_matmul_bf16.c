@@ -687,7 +687,8 @@ int main(void) {
     transient();
     detached(576, 192, 9);
     detached(33, 130, 1);
-    static const int pr[][2] = {{1, 1}, {130, 97}, {288, 33}, {33, 288}, {576, 1536}, {1536, 576}, {1100, 70}};
+    static const int pr[][2] = {{1, 1},      {130, 97},   {288, 33}, {33, 288},
+                                {576, 1536}, {1536, 576}, {1100, 70}};
     for (size_t i = 0; i < sizeof pr / sizeof pr[0]; i++)
         pack_rounding(pr[i][0], pr[i][1]);
     xent_bf16(7, 13, 50, 3, 0, 0);

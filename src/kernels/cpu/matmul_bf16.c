@@ -411,9 +411,9 @@ static void pack_row_pairs(void *dst, const dnnl_memory_desc_t *md, const void *
  * rows at a time. A task is a group of 16 rows of w (a quarter of a 64-column stripe): the rows
  * are rounded one after the other into a stack buffer, PT_STAGE values of each at a time (a
  * single read stream, the cold f32 weight read in order), and each block's 16 x 16 words are
- * transposed from there. Reading the group's 64 rows a block at a time instead (64 streams of
- * 128 bytes) ran at ~13 GB/s; staged, ~25 (0.375 -> 0.207 ms for a cold 576 x 1536 weight into
- * a warm buffer, as in the step). */
+ * transposed from there. Block by block instead (each block reading 128 bytes from each of its
+ * 64 rows: 64 streams) the pack ran at ~13 GB/s; staged, ~25 (0.37-0.38 -> 0.19 ms for a cold
+ * 576 x 1536 weight into a warm buffer, as in the step). */
 #define PT_STAGE 1024 /* values of a row staged at a time (a multiple of 32) */
 static void pack_transposed(void *dst, const dnnl_memory_desc_t *md, const float *w, int64_t K) {
     const int64_t A = md->dims[0], Bd = md->dims[1];
