@@ -381,12 +381,8 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         rmsnorm_forward(q, a->qrstd, qlin, w->q_norm, BT * H, D, eps);
         rmsnorm_forward(k, a->krstd, klin, w->k_norm, BT * KV, D, eps);
     }
-    rope_forward_cs(q, tm->rope_cs, BT, H, D);
-    rope_forward_cs(k, tm->rope_cs, BT, KV, D);
-    if (bf) {
-        bf16_from_f32(a->qb, q, (size_t)BT * HD);
-        bf16_from_f32(a->kb, k, (size_t)BT * KVD);
-        bf16_from_f32(a->vb, v, (size_t)BT * KVD);
+    if (bf) { /* q, k rotated and all three rounded in one pass (q, k, v are scratch here) */
+        rope_round_qkv_bf16(a->qb, a->kb, a->vb, q, k, v, tm->rope_cs, BT, H, KV, D);
         if (attention_flash_dp_ok(D)) { /* bf16 dot products: P rounded as autocast does; the
                                          * output straight to bf16 unless kept in f32 too */
             attention_flash_forward_dp(a->attn, a->attnb, a->lse, a->qb, a->kb, a->vb, seg, B, T, H,
@@ -396,6 +392,8 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
             bf16_from_f32(a->attnb, attn, (size_t)BT * HD);
         }
     } else {
+        rope_forward_cs(q, tm->rope_cs, BT, H, D);
+        rope_forward_cs(k, tm->rope_cs, BT, KV, D);
         attention_flash_forward(a->attn, a->lse, a->q, a->k, a->v, seg, B, T, H, KV, D);
     }
     attn_residual(tm, l, a, x, xmid, BT);
