@@ -189,11 +189,12 @@ void rope_backward(float *dx, const int *pos, const float *inv_freq, int M, int 
 void rope_cos_sin(float *cs, const int *pos, const float *inv_freq, int M, int D);
 void rope_forward_cs(float *x, const float *cs, int M, int nh, int D);
 void rope_backward_cs(float *dx, const float *cs, int M, int nh, int D);
-/* The bf16 step's attention inputs in one pass over the rows: qb (M,H*D) and kb (M,KV*D) = q and
- * k rotated as rope_forward_cs and rounded as bf16_from_f32, vb = v rounded; the bits of those
- * three steps, without rotating q and k in place first (q, k, v are only read). */
+/* The bf16 step's attention inputs (back 0) or their gradients before the q/k/v products (back
+ * 1) in one pass over the rows: qb (M,H*D) and kb (M,KV*D) = q and k rotated as rope_forward_cs
+ * (rope_backward_cs) and rounded as bf16_from_f32, vb = v rounded; the bits of those steps,
+ * without rotating q and k in place first (q, k, v are only read). */
 void rope_round_qkv_bf16(uint16_t *qb, uint16_t *kb, uint16_t *vb, const float *q, const float *k,
-                         const float *v, const float *cs, int M, int H, int KV, int D);
+                         const float *v, const float *cs, int M, int H, int KV, int D, int back);
 
 /* out (N) = silu(gate) * up. */
 void swiglu_forward(float *out, const float *gate, const float *up, size_t N);

@@ -321,6 +321,12 @@ static const float *lora_u(const ft_train_model *tm, const ft_layer_acts *a, int
     return tm->lora_bf16 ? a->lug[lora_group_of[j]] : a->lu[j];
 }
 
+/* columns of the bf16 dout scratch (tm->doutb, BT rows): the widest product output */
+static int dout_cols(const ft_config *c) {
+    int HD = c->n_heads * c->head_dim, mx = c->dim > HD ? c->dim : HD;
+    return c->hidden_dim > mx ? c->hidden_dim : mx;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* one decoder layer                                                                           */
 
@@ -382,7 +388,7 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         rmsnorm_forward(k, a->krstd, klin, w->k_norm, BT * KV, D, eps);
     }
     if (bf) { /* q, k rotated and all three rounded in one pass (q, k, v are scratch here) */
-        rope_round_qkv_bf16(a->qb, a->kb, a->vb, q, k, v, tm->rope_cs, BT, H, KV, D);
+        rope_round_qkv_bf16(a->qb, a->kb, a->vb, q, k, v, tm->rope_cs, BT, H, KV, D, 0);
         if (attention_flash_dp_ok(D)) { /* bf16 dot products: P rounded as autocast does; the
                                          * output straight to bf16 unless kept in f32 too */
             attention_flash_forward_dp(a->attn, a->attnb, a->lse, a->qb, a->kb, a->vb, seg, B, T, H,
@@ -522,8 +528,23 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     else
         attention_flash_backward(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->q, a->k, a->v,
                                  a->lse, seg, B, T, H, KV, D);
-    rope_backward_cs(tm->dq, tm->rope_cs, BT, H, D);
-    rope_backward_cs(tm->dk, tm->rope_cs, BT, KV, D);
+    /* dL/dx is only needed above the lowest trained layer or for a trained embedding; dn1 only
+     * for that or for a trained input_layernorm. NULL skips the work (LoRA dA/dB still run). */
+    int need_dx = l > tm->lo_layer || tm->dw.embed != NULL || (l == 0 && tm->tok_tr[0]);
+    float *dn1 = need_dx || dw->attn_norm ? dln : NULL;
+    /* bf16 mode without q/k norm, q/k/v bias gradients or LoRA on q/k/v: dq, dk rotated back and
+     * dq, dk, dv rounded for their products in one pass (rope_round_qkv_bf16: the bits of
+     * rope_backward_cs, then linear_backward's rounding), side by side in doutb */
+    const int qkvb = tm->bf16 && !c->qk_norm && !dw->bq && !dw->bk && !dw->bv && !tm->lA[l][0] &&
+                     !tm->lA[l][1] && !tm->lA[l][2] && HD + 2 * KVD <= dout_cols(c) &&
+                     (dn1 || dw->wq || dw->wk || dw->wv);
+    uint16_t *dqb = tm->doutb, *dkb = dqb + (size_t)BT * HD, *dvb = dkb + (size_t)BT * KVD;
+    if (qkvb) {
+        rope_round_qkv_bf16(dqb, dkb, dvb, tm->dq, tm->dk, tm->dv, tm->rope_cs, BT, H, KV, D, 1);
+    } else {
+        rope_backward_cs(tm->dq, tm->rope_cs, BT, H, D);
+        rope_backward_cs(tm->dk, tm->rope_cs, BT, KV, D);
+    }
     const float *dqlin = tm->dq, *dklin = tm->dk;
     if (c->qk_norm) {
         zero(tm->dqlin, (size_t)BT * HD);
@@ -533,19 +554,21 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
         dqlin = tm->dqlin;
         dklin = tm->dklin;
     }
-    /* dL/dx is only needed above the lowest trained layer or for a trained embedding; dn1 only
-     * for that or for a trained input_layernorm. NULL skips the work (LoRA dA/dB still run). */
-    int need_dx = l > tm->lo_layer || tm->dw.embed != NULL || (l == 0 && tm->tok_tr[0]);
-    float *dn1 = need_dx || dw->attn_norm ? dln : NULL;
     if (dn1 && !tm->bf16) zero(dn1, (size_t)BT * C);
     lnb = a->ln1b ? a->ln1b : tm->lnb;
     if (lnb && !a->ln1b) rmsnorm_apply_bf16(tm->lnb, x, a->rstd1, w->attn_norm, BT, C);
-    linear_backward(tm, dn1, dw->wq, dw->bq, dqlin, a->ln1, lnb, w->wq, lora_u(tm, a, 0), l, 0, BT,
-                    C, HD, 1);
-    linear_backward(tm, dn1, dw->wk, dw->bk, dklin, a->ln1, lnb, w->wk, lora_u(tm, a, 1), l, 1, BT,
-                    C, KVD, 0);
-    linear_backward(tm, dn1, dw->wv, dw->bv, tm->dv, a->ln1, lnb, w->wv, lora_u(tm, a, 2), l, 2, BT,
-                    C, KVD, 0);
+    if (qkvb) {
+        linear_backward_bf16(tm, dn1, dw->wq, dqb, lnb, NULL, l, 0, BT, C, HD, 1);
+        linear_backward_bf16(tm, dn1, dw->wk, dkb, lnb, NULL, l, 1, BT, C, KVD, 0);
+        linear_backward_bf16(tm, dn1, dw->wv, dvb, lnb, NULL, l, 2, BT, C, KVD, 0);
+    } else {
+        linear_backward(tm, dn1, dw->wq, dw->bq, dqlin, a->ln1, lnb, w->wq, lora_u(tm, a, 0), l, 0,
+                        BT, C, HD, 1);
+        linear_backward(tm, dn1, dw->wk, dw->bk, dklin, a->ln1, lnb, w->wk, lora_u(tm, a, 1), l, 1,
+                        BT, C, KVD, 0);
+        linear_backward(tm, dn1, dw->wv, dw->bv, tm->dv, a->ln1, lnb, w->wv, lora_u(tm, a, 2), l, 2,
+                        BT, C, KVD, 0);
+    }
     if (tm->lora_bf16) lora_group_backward(tm, l, 0, dn1, NULL, lnb, BT, C);
     if (dn1)
         (tm->bf16 ? rmsnorm_backward_fast : rmsnorm_backward)(
@@ -863,8 +886,7 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
     tm->rope_cs = take(b, BT * D);
     tm->doutb = tm->doutbT = tm->xfb = tm->dlogb = NULL;
     if (tm->bf16) {
-        size_t mx = C > HD ? C : HD;
-        if (F > mx) mx = F;
+        size_t mx = (size_t)dout_cols(c);
         tm->doutb = take_bf16(b, BT * mx);
         tm->doutbT = lora ? NULL : take_bf16(b, BT * mx);
         tm->xfb = take_bf16(b, BT * C);

@@ -346,9 +346,9 @@ static void parallel_vs_serial(void) {
         check_close(dd ? "rope_backward_cs == rope_backward (D 18)"
                        : "rope_backward_cs == rope_backward",
                     zb, za, nt, 0, 0);
-        /* the bf16 step's fused form: q (nh heads), k (2 heads), v rotated / rounded in one pass
-         * == rope_forward_cs then bf16_from_f32, bit for bit (random values: a rounding or
-         * rotation that differs changes some) */
+        /* the bf16 step's fused forms: q (nh heads), k (2 heads), v rotated (forward or back)
+         * and rounded in one pass == rope_forward_cs / rope_backward_cs then bf16_from_f32, bit
+         * for bit (random values: a rounding or rotation that differs changes some) */
         {
             const int KVh = 2;
             size_t nk = (size_t)M * KVh * Dt;
@@ -356,14 +356,18 @@ static void parallel_vs_serial(void) {
             float *q2 = copy_buf(q, nt), *k2 = copy_buf(k, nk);
             uint16_t *qb = malloc(nt * 2), *kb = malloc(nk * 2), *vb = malloc(nk * 2);
             uint16_t *qr = malloc(nt * 2), *kr = malloc(nk * 2), *vr = malloc(nk * 2);
-            rope_round_qkv_bf16(qb, kb, vb, q, k, v, cs, M, nh, KVh, Dt);
-            rope_forward_cs(q2, cs, M, nh, Dt);
-            rope_forward_cs(k2, cs, M, KVh, Dt);
-            bf16_from_f32(qr, q2, nt), bf16_from_f32(kr, k2, nk), bf16_from_f32(vr, v, nk);
-            int same =
-                !memcmp(qb, qr, nt * 2) && !memcmp(kb, kr, nk * 2) && !memcmp(vb, vr, nk * 2);
-            CHECK(dd ? "rope_round_qkv_bf16 == rope_forward_cs + bf16_from_f32 (D 18)"
-                     : "rope_round_qkv_bf16 == rope_forward_cs + bf16_from_f32",
+            int same = 1;
+            for (int back = 0; back < 2; back++) {
+                memcpy(q2, q, nt * 4), memcpy(k2, k, nk * 4);
+                rope_round_qkv_bf16(qb, kb, vb, q, k, v, cs, M, nh, KVh, Dt, back);
+                (back ? rope_backward_cs : rope_forward_cs)(q2, cs, M, nh, Dt);
+                (back ? rope_backward_cs : rope_forward_cs)(k2, cs, M, KVh, Dt);
+                bf16_from_f32(qr, q2, nt), bf16_from_f32(kr, k2, nk), bf16_from_f32(vr, v, nk);
+                same &=
+                    !memcmp(qb, qr, nt * 2) && !memcmp(kb, kr, nk * 2) && !memcmp(vb, vr, nk * 2);
+            }
+            CHECK(dd ? "rope_round_qkv_bf16 == rope_forward/backward_cs + bf16_from_f32 (D 18)"
+                     : "rope_round_qkv_bf16 == rope_forward/backward_cs + bf16_from_f32",
                   same, "bits differ");
             free(q), free(k), free(v), free(q2), free(k2), free(qb), free(kb), free(vb);
             free(qr), free(kr), free(vr);

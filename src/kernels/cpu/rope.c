@@ -90,16 +90,17 @@ void rope_backward_cs(float *dx, const float *cs, int M, int nh, int D) {
     rope_rotate_cs(dx, cs, M, nh, D, -1.0f);
 }
 
-/* nh heads of row x (D each) rotated as rope_rotate_cs (sign 1) and rounded into y */
+/* nh heads of row x (D each) rotated as rope_rotate_cs (sign 1, or -1 to rotate back) and
+ * rounded into y */
 static inline void rotate_round_row(uint16_t *y, const float *x, const float *c, const float *sn,
-                                    int nh, int D) {
+                                    int nh, int D, float sign) {
     int half = D / 2;
     for (int h = 0; h < nh; h++) {
         const float *v = x + (int64_t)h * D;
         uint16_t *o = y + (int64_t)h * D;
 #pragma omp simd
         for (int i = 0; i < half; i++) {
-            float s = sn[i], x0 = v[i], x1 = v[i + half];
+            float s = sign * sn[i], x0 = v[i], x1 = v[i + half];
             o[i] = ft_bf16_round(x0 * c[i] - x1 * s);
             o[i + half] = ft_bf16_round(x1 * c[i] + x0 * s);
         }
@@ -107,13 +108,14 @@ static inline void rotate_round_row(uint16_t *y, const float *x, const float *c,
 }
 
 void rope_round_qkv_bf16(uint16_t *qb, uint16_t *kb, uint16_t *vb, const float *q, const float *k,
-                         const float *v, const float *cs, int M, int H, int KV, int D) {
+                         const float *v, const float *cs, int M, int H, int KV, int D, int back) {
     const int64_t HD = (int64_t)H * D, KVD = (int64_t)KV * D;
+    const float sign = back ? -1.0f : 1.0f;
 #pragma omp parallel for schedule(static) if ((int64_t)M * (HD + KVD) >= FT_OMP_GRAIN)
     for (int64_t m = 0; m < M; m++) {
         const float *c = cs + m * D, *sn = cs + m * D + D / 2; // (D/2) each
-        rotate_round_row(qb + m * HD, q + m * HD, c, sn, H, D);
-        rotate_round_row(kb + m * KVD, k + m * KVD, c, sn, KV, D);
+        rotate_round_row(qb + m * HD, q + m * HD, c, sn, H, D, sign);
+        rotate_round_row(kb + m * KVD, k + m * KVD, c, sn, KV, D, sign);
 #pragma omp simd
         for (int64_t i = 0; i < KVD; i++)
             vb[m * KVD + i] = ft_bf16_round(v[m * KVD + i]);
