@@ -415,17 +415,17 @@ static void pack_row_pairs(void *dst, const dnnl_memory_desc_t *md, const void *
  * 64 rows: 64 streams) the pack ran at ~13 GB/s; staged, ~25 (0.37-0.38 -> 0.19 ms for a cold
  * 576 x 1536 weight into a warm buffer, as in the step). */
 #define PT_STAGE 1024 /* values of a row staged at a time (a multiple of 32) */
+#define PT_LD (PT_STAGE / 2 + 16) /* staged row stride in words (off 4 KiB multiples) */
 static void pack_transposed(void *dst, const dnnl_memory_desc_t *md, const float *w, int64_t K) {
     const int64_t A = md->dims[0], Bd = md->dims[1];
     const int64_t na = md->padded_dims[0] / 32, nb = md->padded_dims[1] / 64;
     const int64_t s0 = md->format_desc.blocking.strides[0],
                   s1 = md->format_desc.blocking.strides[1];
-    const int64_t ld = PT_STAGE / 2 + 16; /* staged row stride in words (off 4 KiB multiples) */
     uint32_t *out = dst;
 #pragma omp parallel for schedule(static) if (A * Bd >= 4 * FT_OMP_GRAIN)
     for (int64_t g = 0; g < nb * 4; g++) {
         const int64_t jb = g / 4, jc = g % 4, j0 = jb * 64 + 16 * jc;
-        uint32_t st[16 * (PT_STAGE / 2 + 16)] __attribute__((aligned(64))); /* st[jj ld + w] */
+        uint32_t st[16 * PT_LD] __attribute__((aligned(64))); /* st[jj PT_LD + w] */
         for (int64_t c0 = 0; c0 < na; c0 += PT_STAGE / 32) {
             const int64_t c1 = na - c0 < PT_STAGE / 32 ? na : c0 + PT_STAGE / 32;
             for (int jj = 0; jj < 16; jj++) {
@@ -437,13 +437,13 @@ static void pack_transposed(void *dst, const dnnl_memory_desc_t *md, const float
                         lo = _mm512_maskz_loadu_ps(ft_lanes16(A - i0), row + i0);
                         hi = _mm512_maskz_loadu_ps(ft_lanes16(A - i0 - 16), row + i0 + 16);
                     }
-                    _mm512_store_si512(st + jj * ld + (ib - c0) * 16,
+                    _mm512_store_si512(st + jj * PT_LD + (ib - c0) * 16,
                                        (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
                 }
             }
             for (int64_t ib = c0; ib < c1; ib++)
                 ft_transpose16((float *)(out + (ib * s0 + jb * s1) / 2 + 16 * jc), 64,
-                               (const float *)(st + (ib - c0) * 16), ld);
+                               (const float *)(st + (ib - c0) * 16), PT_LD);
         }
     }
 }

@@ -20,6 +20,13 @@
 
 #include <math.h>
 
+/* one pair's rotation, (x0, x1) -> (y0, y1): the arithmetic every form below shares, so they
+ * give the same bits */
+static inline void rope_pair(float x0, float x1, float c, float s, float *y0, float *y1) {
+    *y0 = x0 * c - x1 * s;
+    *y1 = x1 * c + x0 * s;
+}
+
 static void rope_rotate(float *x, const int *pos, const float *inv_freq, int M, int nh, int D,
                         float sign) {
     int half = D / 2;
@@ -30,9 +37,7 @@ static void rope_rotate(float *x, const int *pos, const float *inv_freq, int M, 
             float c = (float)cos((double)a), s = sign * (float)sin((double)a);
             for (int h = 0; h < nh; h++) {
                 float *v = x + (m * nh + h) * (int64_t)D; // (D)
-                float x0 = v[i], x1 = v[i + half];
-                v[i] = x0 * c - x1 * s;
-                v[i + half] = x1 * c + x0 * s;
+                rope_pair(v[i], v[i + half], c, s, &v[i], &v[i + half]);
             }
         }
     }
@@ -74,9 +79,7 @@ static void rope_rotate_cs(float *x, const float *cs, int M, int nh, int D, floa
             float *v = x + (m * nh + h) * (int64_t)D; // (D)
 #pragma omp simd
             for (int i = 0; i < half; i++) {
-                float s = sign * sn[i], x0 = v[i], x1 = v[i + half];
-                v[i] = x0 * c[i] - x1 * s;
-                v[i + half] = x1 * c[i] + x0 * s;
+                rope_pair(v[i], v[i + half], c[i], sign * sn[i], &v[i], &v[i + half]);
             }
         }
     }
@@ -100,9 +103,10 @@ static inline void rotate_round_row(uint16_t *y, const float *x, const float *c,
         uint16_t *o = y + (int64_t)h * D;
 #pragma omp simd
         for (int i = 0; i < half; i++) {
-            float s = sign * sn[i], x0 = v[i], x1 = v[i + half];
-            o[i] = ft_bf16_round(x0 * c[i] - x1 * s);
-            o[i + half] = ft_bf16_round(x1 * c[i] + x0 * s);
+            float y0, y1;
+            rope_pair(v[i], v[i + half], c[i], sign * sn[i], &y0, &y1);
+            o[i] = ft_bf16_round(y0);
+            o[i + half] = ft_bf16_round(y1);
         }
     }
 }
