@@ -90,6 +90,15 @@ void matmul_bf16w_forward(float *out, const uint16_t *inp, ft_bf16_weight *w, co
                           int M, int accumulate);
 void matmul_bf16w_backward_input(float *dinp, const uint16_t *dout, ft_bf16_weight *w, int M,
                                  int accumulate);
+/* Pack the transient weights among ws[0..n) (others and NULL are skipped) ahead, for their next
+ * product of M rows — matmul_bf16w_forward's layout (fwd[i]) or matmul_bf16w_backward_input's
+ * (without bias, any accumulate) — all in one parallel region, where each product would pack its
+ * own in one (a region costs its waiting thread's wake-up). Each copy serves one product with the
+ * same bytes its own pack gives; all are dropped by the next prepack or by
+ * bf16_weights_prepack_drop, which the caller calls before it changes a source whose copy may be
+ * unused. */
+void bf16_weights_prepack(ft_bf16_weight *const *ws, const int *fwd, int n, int M);
+void bf16_weights_prepack_drop(void);
 
 /* Fused forms for the bf16 step (fused_bf16.c): the f32 kernel's result also written as bf16 in
  * the same pass. rmsnorm_forward_bf16 is bit-identical to rmsnorm_forward followed by

@@ -38,6 +38,8 @@ void ft_adamw_free(ft_adamw *o) {
     o->n = 0;
 }
 
+#define OPTIM_GRAIN 32768 /* as FT_OMP_GRAIN (src/kernels/cpu/grain.h) */
+
 void ft_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
                      const ft_adamw_hparams *h, int64_t step, double lr, int decay) {
     const float keep = (float)(1.0 - lr * h->weight_decay);
@@ -49,7 +51,10 @@ void ft_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
     const float bc2_sqrt = (float)sqrt(bc2);
     const float eps = (float)h->eps;
     const int do_decay = decay && h->weight_decay != 0.0;
-#pragma omp parallel for simd schedule(static)
+    /* one thread below OPTIM_GRAIN: a LoRA run's tensors (r x K, N x r) and the norms are all
+     * smaller, and each parallel region costs its waiting thread's wake-up (~40 us measured,
+     * passive waiting) where the update itself takes ~10 */
+#pragma omp parallel for simd schedule(static) if (n >= OPTIM_GRAIN)
     for (size_t i = 0; i < n; i++) {
         float pi = p[i];
         if (do_decay) pi = pi * keep;
@@ -86,8 +91,9 @@ void ft_adamw_step(ft_adamw *o, float *params, const float *grads, const ft_trai
 double ft_grad_norm(const float *g, size_t n) {
     size_t n_chunks = (n + FT_NORM_CHUNK - 1) / FT_NORM_CHUNK;
     double total = 0;
-    /* fixed chunks, summed in chunk order: the same bits whatever the thread count */
-#pragma omp parallel for schedule(static) ordered
+    /* fixed chunks, summed in chunk order: the same bits whatever the thread count (one chunk:
+     * no parallel region, whose wake-up would cost more than the sum) */
+#pragma omp parallel for schedule(static) ordered if (n_chunks > 1)
     for (size_t c = 0; c < n_chunks; c++) {
         size_t lo = c * FT_NORM_CHUNK, hi = lo + FT_NORM_CHUNK < n ? lo + FT_NORM_CHUNK : n;
         double s = 0;

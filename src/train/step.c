@@ -364,6 +364,10 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
      * is kept in every bf16 slot (a->attnb). */
     uint16_t *lnb = a->ln1b ? a->ln1b : tm->lnb;
     uint16_t *hactb = a->hactb ? a->hactb : tm->hactb;
+    if (tm->bf16) { /* the layer's trained (transient) weights packed in one parallel region */
+        static const int fwd[FT_LORA_NMOD] = {1, 1, 1, 1, 1, 1, 1};
+        bf16_weights_prepack(tm->pw[l], fwd, FT_LORA_NMOD, BT);
+    }
     if (lnb)
         rmsnorm_forward_bf16(a->ln1, lnb, a->rstd1, x, w->attn_norm, BT, C, eps);
     else
@@ -429,6 +433,7 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         lora_group_forward(tm, l, 3, outs, NULL, xmid, a->lug[3], hactb, BT, F);
     else
         add_inplace(y, xmid, (size_t)BT * C);
+    if (tm->bf16) bf16_weights_prepack_drop(); /* prepacked copies live within one layer's pass */
 }
 
 /*
@@ -453,6 +458,25 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     int BT = B * T, C = c->dim, H = c->n_heads, KV = c->n_kv_heads, D = c->head_dim;
     int HD = H * D, KVD = KV * D, F = c->hidden_dim;
     float *dres = tm->dres, *dln = tm->dln;
+    /* dL/dx is only needed above the lowest trained layer or for a trained embedding; dn1 only
+     * for that or for a trained input_layernorm. NULL skips the work (LoRA dA/dB still run). */
+    int need_dx = l > tm->lo_layer || tm->dw.embed != NULL || (l == 0 && tm->tok_tr[0]);
+    float *dn1 = need_dx || dw->attn_norm ? dln : NULL;
+    if (tm->bf16) { /* the trained (transient) weights' layouts this layer's products read, packed
+                     * in one parallel region: o_proj's forward one for xmid below, then the input
+                     * gradients' (q/k/v only where dn1 is wanted) */
+        ft_bf16_weight *const *pw = tm->pw[l];
+        ft_bf16_weight *const ws[] = {a->xmid ? NULL : pw[3],
+                                      dn1 ? pw[0] : NULL,
+                                      dn1 ? pw[1] : NULL,
+                                      dn1 ? pw[2] : NULL,
+                                      pw[3],
+                                      pw[4],
+                                      pw[5],
+                                      pw[6]};
+        static const int fwd[] = {1, 0, 0, 0, 0, 0, 0, 0};
+        bf16_weights_prepack(ws, fwd, 8, BT);
+    }
     /* bf16 full / freeze: the residual after attention again, as the forward made it (same
      * kernels, inputs and order: the same bits), one o_proj product instead of (BT,C) f32 per
      * layer */
@@ -528,10 +552,6 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     else
         attention_flash_backward(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->q, a->k, a->v,
                                  a->lse, seg, B, T, H, KV, D);
-    /* dL/dx is only needed above the lowest trained layer or for a trained embedding; dn1 only
-     * for that or for a trained input_layernorm. NULL skips the work (LoRA dA/dB still run). */
-    int need_dx = l > tm->lo_layer || tm->dw.embed != NULL || (l == 0 && tm->tok_tr[0]);
-    float *dn1 = need_dx || dw->attn_norm ? dln : NULL;
     /* bf16 mode without q/k norm, q/k/v bias gradients or LoRA on q/k/v: dq, dk rotated back and
      * dq, dk, dv rounded for their products in one pass (rope_round_qkv_bf16: the bits of
      * rope_backward_cs, then linear_backward's rounding), side by side in doutb */
@@ -573,6 +593,7 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     if (dn1)
         (tm->bf16 ? rmsnorm_backward_fast : rmsnorm_backward)(
             need_dx ? dres : NULL, dw->attn_norm, dn1, x, w->attn_norm, a->rstd1, BT, C);
+    if (tm->bf16) bf16_weights_prepack_drop(); /* before grads_ready changes the weights */
 }
 
 /* ------------------------------------------------------------------------------------------ */

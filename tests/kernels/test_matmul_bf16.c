@@ -658,6 +658,90 @@ static void transient(void) {
     free(d2);
 }
 
+/* bf16_weights_prepack: several transient weights packed ahead in one parallel region, in both
+ * layouts (one weight in both at once), with a kept weight and a NULL among them (skipped). Each
+ * product must give a kept pack's bits; a copy serves one product only (the source changed after
+ * it: the next product sees the change), and a source changed after a prepack is seen once the
+ * copies were dropped, by bf16_weights_prepack_drop or by the next prepack; a product of another
+ * row count packs its own. Shapes with tails in both dimensions, their total past the size where
+ * the region runs on more than one thread. */
+enum { PP_NW = 3, PP_MX = 7 };
+static const int pp_kn[PP_NW][2] = {{70, 45}, {288, 576}, {576, 193}};
+static float *pp_w[PP_NW], *pp_wk[PP_NW], *pp_o1, *pp_o2;
+static uint16_t *pp_xb, *pp_dyb;
+static ft_bf16_weight *pp_tr[PP_NW], *pp_kept[PP_NW];
+
+/* 1 when transient weight i's product (forward, or input gradient) at M rows == its kept twin's */
+static int pp_same(int i, int fwd, int M) {
+    const int K = pp_kn[i][0], N = pp_kn[i][1];
+    if (fwd) {
+        matmul_bf16w_forward(pp_o1, pp_xb, pp_tr[i], NULL, M, 0);
+        matmul_bf16w_forward(pp_o2, pp_xb, pp_kept[i], NULL, M, 0);
+    } else {
+        matmul_bf16w_backward_input(pp_o1, pp_dyb, pp_tr[i], M, 0);
+        matmul_bf16w_backward_input(pp_o2, pp_dyb, pp_kept[i], M, 0);
+    }
+    return !memcmp(pp_o1, pp_o2, (size_t)M * (fwd ? N : K) * 4);
+}
+
+/* an optimizer-like change of weight i's source, mirrored into its kept twin */
+static void pp_update(int i) {
+    for (size_t e = 0; e < (size_t)pp_kn[i][0] * pp_kn[i][1]; e++)
+        pp_wk[i][e] = pp_w[i][e] = 0.75f * pp_w[i][e] - 0.125f;
+    bf16_weight_refresh(pp_kept[i]);
+}
+
+static void prepacked(void) {
+    for (int i = 0; i < PP_NW; i++) {
+        size_t nk = (size_t)pp_kn[i][0] * pp_kn[i][1];
+        pp_w[i] = rand_buf(nk);
+        pp_wk[i] = malloc(nk * 4);
+        memcpy(pp_wk[i], pp_w[i], nk * 4);
+        pp_tr[i] = bf16_weight_create_transient(pp_w[i], pp_kn[i][0], pp_kn[i][1]);
+        pp_kept[i] = bf16_weight_create(pp_wk[i], pp_kn[i][0], pp_kn[i][1]);
+    }
+    float *x = rand_buf((size_t)PP_MX * 576), *dy = rand_buf((size_t)PP_MX * 576);
+    pp_xb = to_bf16(x, (size_t)PP_MX * 576), pp_dyb = to_bf16(dy, (size_t)PP_MX * 576);
+    pp_o1 = malloc((size_t)PP_MX * 576 * 4), pp_o2 = malloc((size_t)PP_MX * 576 * 4);
+    ft_bf16_weight *const ws[] = {pp_tr[0], pp_kept[1], pp_tr[0], NULL, pp_tr[1], pp_tr[2]};
+    static const int fwd[] = {1, 1, 0, 1, 0, 1};
+    int stage = 0;
+    bf16_weights_prepack(ws, fwd, 6, 5);
+    int ok = pp_same(0, 1, 5) & pp_same(0, 0, 5) & pp_same(1, 0, 5) & pp_same(2, 1, 5) &
+             pp_same(1, 1, 5);
+    if (ok) { /* the copies were used: the next products pack anew */
+        stage++;
+        pp_update(0), pp_update(2);
+        ok = pp_same(0, 1, 5) & pp_same(0, 0, 5) & pp_same(2, 1, 5);
+    }
+    if (ok) { /* dropped copies */
+        stage++;
+        bf16_weights_prepack(ws, fwd, 6, 5);
+        pp_update(0), pp_update(1);
+        bf16_weights_prepack_drop();
+        ok = pp_same(0, 1, 5) & pp_same(1, 0, 5);
+    }
+    if (ok) { /* the next prepack drops the others' copies */
+        stage++;
+        bf16_weights_prepack(ws, fwd, 6, 5);
+        pp_update(2);
+        bf16_weights_prepack(ws, fwd, 1, 5);
+        ok = pp_same(2, 1, 5) & pp_same(0, 1, 5);
+    }
+    if (ok) { /* other row counts */
+        stage++;
+        bf16_weights_prepack(ws, fwd, 6, 5);
+        ok = pp_same(1, 0, PP_MX) & pp_same(2, 1, 3);
+    }
+    CHECK("prepacked transient weights: kept pack's bits, one product per copy, drops", ok,
+          "wrong at stage %d", stage);
+    for (int i = 0; i < PP_NW; i++) {
+        bf16_weight_free(pp_tr[i]), bf16_weight_free(pp_kept[i]);
+        free(pp_w[i]), free(pp_wk[i]);
+    }
+    free(x), free(dy), free(pp_xb), free(pp_dyb), free(pp_o1), free(pp_o2);
+}
+
 int main(void) {
     conversion();
     /* plain C kernels: they run with or without AVX512-BF16 */
@@ -685,6 +769,7 @@ int main(void) {
     many_row_counts();
     detached(40, 24, 7);
     transient();
+    prepacked();
     detached(576, 192, 9);
     detached(33, 130, 1);
     static const int pr[][2] = {{1, 1},      {130, 97},   {288, 33}, {33, 288},

@@ -293,83 +293,90 @@ up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout, 
     const int64_t ld = ws_ld(N);
     float *bt = ws, *parts = ws + rp * ld; /* parts: nblk partials (rp,N) of dB^T */
     transpose_b(bt, ld, B, N, r, rp);
-#pragma omp parallel for schedule(static) if ((int64_t)M * N * r >= FT_OMP_GRAIN)
-    for (int64_t blk = 0; blk < nblk; blk++) {
-        float *part = parts + blk * rp * ld;
-        memset(part, 0, (size_t)(rp * ld) * sizeof(float));
-        const int64_t mbeg = blk * LORA_ROWS, mend = mbeg + LORA_ROWS < M ? mbeg + LORA_ROWS : M;
-        for (int64_t m = mbeg; m < mend; m++)
-            for (int i = 0; i < r; i++)
-                du[m * lddu + i] = 0.0f;
-        for (int i0 = 0; i0 < rp; i0 += RB) {
-            const int ni = r - i0 < RB ? r - i0 : RB; /* du columns of this slice */
-            /* column tiles, each over all the block's rows; the tail columns (N % 16) last */
-            for (int64_t n0 = 0; n0 < N16; n0 += NT) {
-                const int64_t n1 = n0 + NT < N16 ? n0 + NT : N16;
-                for (int64_t m = mbeg; m < mend; m += 2) {
-                    const int pair = m + 1 < mend;
-                    const int64_t m1 = pair ? m + 1 : m;
-                    float su0[RB], su1[RB];
-                    for (int i = 0; i < RB; i++) {
-                        su0[i] = i0 + i < r ? s * u[m * ldu + i0 + i] : 0.0f;
-                        su1[i] = pair && i0 + i < r ? s * u[m1 * ldu + i0 + i] : 0.0f;
-                    }
-                    /* the bf16 copy once, in the first slice; a lone row converts only itself */
-                    uint16_t *b0 = !bfin && doutb && i0 == 0 ? doutb + m * N : NULL;
-                    uint16_t *b1 = !bfin && doutb && i0 == 0 && pair ? doutb + m1 * N : NULL;
-                    ft_v16f sums;
-                    if (bfin)
-                        up_backward_tile(&sums, part + i0 * ld, bt + i0 * ld, NULL, NULL,
-                                         din + m * N, din + m1 * N, su0, su1, NULL, NULL, ld, n0,
-                                         n1, 1);
-                    else
-                        up_backward_tile(&sums, part + i0 * ld, bt + i0 * ld, dout + m * N,
-                                         dout + m1 * N, NULL, NULL, su0, su1, b0, b1, ld, n0, n1,
-                                         0);
-                    for (int p = 0; p < RB; p++) {
-                        const int i = TREE_ORDER[p];
-                        if (i >= ni) continue;
-                        du[m * lddu + i0 + i] += sums[2 * p];
-                        if (pair) du[m1 * lddu + i0 + i] += sums[2 * p + 1];
-                    }
-                }
-            }
-            for (int64_t m = mbeg; m < mend; m++) {
-                for (int64_t n = N16; n < N; n++) {
-                    const float y = bfin ? ft_bf16_widen(din[m * N + n]) : dout[m * N + n];
-                    if (!bfin && doutb && i0 == 0) doutb[m * N + n] = ft_bf16_round(y);
-                    for (int i = 0; i < ni; i++) {
-                        du[m * lddu + i0 + i] =
-                            fmaf(y, bt[(i0 + i) * ld + n], du[m * lddu + i0 + i]);
-                        float *pp = part + (i0 + i) * ld + n;
-                        *pp = fmaf(y, s * u[m * ldu + i0 + i], *pp);
-                    }
-                }
-            }
-        }
-        for (int64_t m = mbeg; m < mend; m++)
-            for (int i = 0; i < r; i++)
-                du[m * lddu + i] *= s;
-    }
-    /* dB[n][i] += sum over blocks, in block order: 16 columns x RB rows of dB^T at a time,
-     * summed as vectors and added into dB (N,r) through a small transpose */
     const int64_t nv = (N + 15) / 16;
-#pragma omp parallel for schedule(static) if ((int64_t)N * r * nblk >= FT_OMP_GRAIN)
-    for (int64_t t = 0; t < nv * (rp / RB); t++) {
-        const int64_t n0 = (t % nv) * 16, i0 = (t / nv) * RB;
-        const int nn = N - n0 < 16 ? (int)(N - n0) : 16, ni = r - i0 < RB ? (int)(r - i0) : RB;
-        float sum[RB][16];
-        for (int i = 0; i < ni; i++) {
-            ft_v16f acc = {0}, p;
-            for (int64_t blk = 0; blk < nblk; blk++) {
-                LOAD16(p, parts + (blk * rp + i0 + i) * ld + n0);
-                acc += p;
+    /* one parallel region for both loops (each region costs the waiting thread's wake-up) */
+#pragma omp parallel if ((int64_t)M * N * r >= FT_OMP_GRAIN)
+    {
+#pragma omp for schedule(static)
+        for (int64_t blk = 0; blk < nblk; blk++) {
+            float *part = parts + blk * rp * ld;
+            memset(part, 0, (size_t)(rp * ld) * sizeof(float));
+            const int64_t mbeg = blk * LORA_ROWS,
+                          mend = mbeg + LORA_ROWS < M ? mbeg + LORA_ROWS : M;
+            for (int64_t m = mbeg; m < mend; m++)
+                for (int i = 0; i < r; i++)
+                    du[m * lddu + i] = 0.0f;
+            for (int i0 = 0; i0 < rp; i0 += RB) {
+                const int ni = r - i0 < RB ? r - i0 : RB; /* du columns of this slice */
+                /* column tiles, each over all the block's rows; the tail columns (N % 16) last */
+                for (int64_t n0 = 0; n0 < N16; n0 += NT) {
+                    const int64_t n1 = n0 + NT < N16 ? n0 + NT : N16;
+                    for (int64_t m = mbeg; m < mend; m += 2) {
+                        const int pair = m + 1 < mend;
+                        const int64_t m1 = pair ? m + 1 : m;
+                        float su0[RB], su1[RB];
+                        for (int i = 0; i < RB; i++) {
+                            su0[i] = i0 + i < r ? s * u[m * ldu + i0 + i] : 0.0f;
+                            su1[i] = pair && i0 + i < r ? s * u[m1 * ldu + i0 + i] : 0.0f;
+                        }
+                        /* the bf16 copy once, in the first slice; a lone row converts only itself
+                         */
+                        uint16_t *b0 = !bfin && doutb && i0 == 0 ? doutb + m * N : NULL;
+                        uint16_t *b1 = !bfin && doutb && i0 == 0 && pair ? doutb + m1 * N : NULL;
+                        ft_v16f sums;
+                        if (bfin)
+                            up_backward_tile(&sums, part + i0 * ld, bt + i0 * ld, NULL, NULL,
+                                             din + m * N, din + m1 * N, su0, su1, NULL, NULL, ld,
+                                             n0, n1, 1);
+                        else
+                            up_backward_tile(&sums, part + i0 * ld, bt + i0 * ld, dout + m * N,
+                                             dout + m1 * N, NULL, NULL, su0, su1, b0, b1, ld, n0,
+                                             n1, 0);
+                        for (int p = 0; p < RB; p++) {
+                            const int i = TREE_ORDER[p];
+                            if (i >= ni) continue;
+                            du[m * lddu + i0 + i] += sums[2 * p];
+                            if (pair) du[m1 * lddu + i0 + i] += sums[2 * p + 1];
+                        }
+                    }
+                }
+                for (int64_t m = mbeg; m < mend; m++) {
+                    for (int64_t n = N16; n < N; n++) {
+                        const float y = bfin ? ft_bf16_widen(din[m * N + n]) : dout[m * N + n];
+                        if (!bfin && doutb && i0 == 0) doutb[m * N + n] = ft_bf16_round(y);
+                        for (int i = 0; i < ni; i++) {
+                            du[m * lddu + i0 + i] =
+                                fmaf(y, bt[(i0 + i) * ld + n], du[m * lddu + i0 + i]);
+                            float *pp = part + (i0 + i) * ld + n;
+                            *pp = fmaf(y, s * u[m * ldu + i0 + i], *pp);
+                        }
+                    }
+                }
             }
-            memcpy(sum[i], &acc, sizeof acc);
+            for (int64_t m = mbeg; m < mend; m++)
+                for (int i = 0; i < r; i++)
+                    du[m * lddu + i] *= s;
         }
-        for (int l = 0; l < nn; l++)
-            for (int i = 0; i < ni; i++)
-                dB[(n0 + l) * r + i0 + i] += sum[i][l];
+        /* dB[n][i] += sum over blocks, in block order: 16 columns x RB rows of dB^T at a time,
+         * summed as vectors and added into dB (N,r) through a small transpose (after the loop's
+         * barrier: every block's partial is written) */
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < nv * (rp / RB); t++) {
+            const int64_t n0 = (t % nv) * 16, i0 = (t / nv) * RB;
+            const int nn = N - n0 < 16 ? (int)(N - n0) : 16, ni = r - i0 < RB ? (int)(r - i0) : RB;
+            float sum[RB][16];
+            for (int i = 0; i < ni; i++) {
+                ft_v16f acc = {0}, p;
+                for (int64_t blk = 0; blk < nblk; blk++) {
+                    LOAD16(p, parts + (blk * rp + i0 + i) * ld + n0);
+                    acc += p;
+                }
+                memcpy(sum[i], &acc, sizeof acc);
+            }
+            for (int l = 0; l < nn; l++)
+                for (int i = 0; i < ni; i++)
+                    dB[(n0 + l) * r + i0 + i] += sum[i][l];
+        }
     }
 }
 

@@ -293,10 +293,22 @@ struct ft_bf16_weight {
     dnnl_memory_desc_t canon_md;
     void *canon_buf;
     int transient; /* packed into the shared scratch right before each product, never kept */
+    /* transient: copies packed ahead by bf16_weights_prepack ([fwd]: the layout), each for one
+     * product; current while pre_gen[fwd] equals the prepack generation */
+    pack_slot pre[2];
+    unsigned pre_gen[2];
 };
 
 /* The scratch transient weights are packed into (grown under the lock, kept for the process). */
 static ft_dnnl_scratch tr_scratch;
+/* bf16_weights_prepack's copies (one call's at a time) and its generation: a weight's copy is
+ * current while its pre_gen equals pre_gen_cur (never 0) */
+static ft_dnnl_scratch pre_scratch;
+static unsigned pre_gen_cur = 1;
+
+static void bf16_weights_prepack_drop_locked(void) {
+    if (++pre_gen_cur == 0) pre_gen_cur = 1;
+}
 
 ft_bf16_weight *bf16_weight_create(const float *w, int K, int N) {
     ft_bf16_weight *p = calloc(1, sizeof *p);
@@ -381,15 +393,15 @@ static int fast_pack_ok(const dnnl_memory_desc_t *md) {
  * fast_pack_ok): rows i0 + 2p and i0 + 2p + 1 of each block interleaved into pair words. Blocks
  * in row order, so each thread streams through contiguous rows. The input-gradient layout of a
  * weight (B = w (N,K)) and the weight gradient's packed input (B = x (M,K)). */
-static void pack_row_pairs(void *dst, const dnnl_memory_desc_t *md, const void *src, int64_t ld,
-                           int f32) {
+static void pack_row_pairs_for(void *dst, const dnnl_memory_desc_t *md, const void *src, int64_t ld,
+                               int f32) {
     const int64_t A = md->dims[0], Bd = md->dims[1], es = f32 ? 4 : 2;
     const int64_t na = md->padded_dims[0] / 32, nb = md->padded_dims[1] / 64;
     const int64_t s0 = md->format_desc.blocking.strides[0],
                   s1 = md->format_desc.blocking.strides[1];
     const char *rows = src;
     uint32_t *out = dst; /* pair words: element offsets / 2 */
-#pragma omp parallel for schedule(static) if (A * Bd >= 4 * FT_OMP_GRAIN)
+#pragma omp for schedule(static) nowait
     for (int64_t bx = 0; bx < na * nb; bx++) {
         const int64_t ib = bx / nb, jb = bx % nb, i0 = ib * 32, j0 = jb * 64;
         uint32_t *blk = out + (ib * s0 + jb * s1) / 2; /* word (p, j) at p 64 + j */
@@ -406,6 +418,12 @@ static void pack_row_pairs(void *dst, const dnnl_memory_desc_t *md, const void *
     }
 }
 
+static void pack_row_pairs(void *dst, const dnnl_memory_desc_t *md, const void *src, int64_t ld,
+                           int f32) {
+#pragma omp parallel if (md->dims[0] * md->dims[1] >= 4 * FT_OMP_GRAIN)
+    pack_row_pairs_for(dst, md, src, ld, f32);
+}
+
 /* B (a, b) = w^T (K,N) packed into dst (layout md, fast_pack_ok) from the f32 weight w (N rows
  * of K): B(i, j) = w[j][i], so each row j of w gives pair words over p, transposed into place 16
  * rows at a time. A task is a group of 16 rows of w (a quarter of a 64-column stripe): the rows
@@ -416,13 +434,14 @@ static void pack_row_pairs(void *dst, const dnnl_memory_desc_t *md, const void *
  * 576 x 1536 weight into a warm buffer, as in the step). */
 #define PT_STAGE 1024 /* values of a row staged at a time (a multiple of 32) */
 #define PT_LD (PT_STAGE / 2 + 16) /* staged row stride in words (off 4 KiB multiples) */
-static void pack_transposed(void *dst, const dnnl_memory_desc_t *md, const float *w, int64_t K) {
+static void pack_transposed_for(void *dst, const dnnl_memory_desc_t *md, const float *w,
+                                int64_t K) {
     const int64_t A = md->dims[0], Bd = md->dims[1];
     const int64_t na = md->padded_dims[0] / 32, nb = md->padded_dims[1] / 64;
     const int64_t s0 = md->format_desc.blocking.strides[0],
                   s1 = md->format_desc.blocking.strides[1];
     uint32_t *out = dst;
-#pragma omp parallel for schedule(static) if (A * Bd >= 4 * FT_OMP_GRAIN)
+#pragma omp for schedule(static) nowait
     for (int64_t g = 0; g < nb * 4; g++) {
         const int64_t jb = g / 4, jc = g % 4, j0 = jb * 64 + 16 * jc;
         uint32_t st[16 * PT_LD] __attribute__((aligned(64))); /* st[jj PT_LD + w] */
@@ -448,12 +467,19 @@ static void pack_transposed(void *dst, const dnnl_memory_desc_t *md, const float
     }
 }
 
-/* the f32 weight w (N,K) into slot layout md: fwd B = w^T (K,N), else B = w (N,K) */
-static void fast_pack(void *dst, const dnnl_memory_desc_t *md, const float *w, int64_t K, int fwd) {
+/* the f32 weight w (N,K) into slot layout md: fwd B = w^T (K,N), else B = w (N,K). _for: the
+ * share of the calling thread's team (a parallel region's, or alone outside one), no barrier */
+static void fast_pack_for(void *dst, const dnnl_memory_desc_t *md, const float *w, int64_t K,
+                          int fwd) {
     if (fwd)
-        pack_transposed(dst, md, w, K);
+        pack_transposed_for(dst, md, w, K);
     else
-        pack_row_pairs(dst, md, w, K, 1);
+        pack_row_pairs_for(dst, md, w, K, 1);
+}
+
+static void fast_pack(void *dst, const dnnl_memory_desc_t *md, const float *w, int64_t K, int fwd) {
+#pragma omp parallel if (md->dims[0] * md->dims[1] >= 4 * FT_OMP_GRAIN)
+    fast_pack_for(dst, md, w, K, fwd);
 }
 
 static void fast_pack_rows_bf16(void *dst, const dnnl_memory_desc_t *md, const uint16_t *x,
@@ -470,6 +496,10 @@ static void fast_pack_rows_bf16(void *dst, const dnnl_memory_desc_t *md, const u
     (void)dst, (void)md, (void)x, (void)ld;
 }
 static void fast_pack(void *dst, const dnnl_memory_desc_t *md, const float *w, int64_t K, int fwd) {
+    (void)dst, (void)md, (void)w, (void)K, (void)fwd;
+}
+static void fast_pack_for(void *dst, const dnnl_memory_desc_t *md, const float *w, int64_t K,
+                          int fwd) {
     (void)dst, (void)md, (void)w, (void)K, (void)fwd;
 }
 #endif
@@ -539,6 +569,11 @@ static pack_slot *slot_for_locked(ft_bf16_weight *w, const mmb_entry *e, int64_t
  * scratch, packed now (the returned slot lives until the lock is released). */
 static pack_slot *use_slot_locked(ft_bf16_weight *w, const mmb_entry *e, int64_t M, int fwd) {
     if (!w->transient) return slot_for_locked(w, e, M, fwd);
+    if (w->pre_gen[fwd] == pre_gen_cur && w->pre[fwd].M == M &&
+        dnnl_memory_desc_equal(&w->pre[fwd].md, &e->mm.b_md)) {
+        w->pre_gen[fwd] = 0; /* one product: a later one packs from the source again */
+        return &w->pre[fwd];
+    }
     static pack_slot tmp;
     tmp.M = M;
     tmp.md = e->mm.b_md;
@@ -546,6 +581,54 @@ static pack_slot *use_slot_locked(ft_bf16_weight *w, const mmb_entry *e, int64_t
     tmp.owns = 0;
     pack_locked(w, &tmp, fwd);
     return &tmp;
+}
+
+/* the key of matmul_bf16w_forward (fwd) or matmul_bf16w_backward_input without bias, written */
+static mmb_key weight_key(const ft_bf16_weight *w, int64_t M, int fwd) {
+    return fwd ? (mmb_key){M, w->K, w->N, w->K, 1, 0, 0, 1, 0, 0}
+               : (mmb_key){M, w->N, w->K, w->N, 1, 0, 0, 1, 0, 0};
+}
+
+void bf16_weights_prepack(ft_bf16_weight *const *ws, const int *fwd, int n, int M) {
+    enum { MAX = 16 };
+    pack_slot *todo[MAX];
+    const ft_bf16_weight *src[MAX];
+    int kind[MAX];
+    size_t off[MAX], total = 0;
+    int nt = 0;
+    pthread_mutex_lock(&mmb_lock);
+    bf16_weights_prepack_drop_locked();
+    for (int i = 0; i < n && nt < MAX && M > 0; i++) {
+        ft_bf16_weight *w = ws[i];
+        if (!w || !w->transient || !w->src || w->K <= 0 || w->N <= 0) continue;
+        const int f = fwd[i] != 0;
+        const mmb_key key = weight_key(w, M, f);
+        const dnnl_memory_desc_t md = mmb_get_locked(&key)->mm.b_md;
+        if (!fast_pack_ok(&md)) continue; /* packed at its product by oneDNN's reorder */
+        pack_slot *s = &w->pre[f];
+        s->md = md;
+        s->M = M;
+        s->owns = 0;
+        w->pre_gen[f] = pre_gen_cur;
+        off[nt] = total;
+        total += (dnnl_memory_desc_get_size(&md) + 63) / 64 * 64;
+        src[nt] = w;
+        kind[nt] = f;
+        todo[nt++] = s;
+    }
+    char *base = nt ? ft_dnnl_scratch_reserve(&pre_scratch, total) : NULL;
+    for (int i = 0; i < nt; i++)
+        todo[i]->buf = base + off[i];
+#pragma omp parallel if (total >= 8 * FT_OMP_GRAIN)
+    for (int i = 0; i < nt; i++) /* each weight's share, no barrier between them */
+        fast_pack_for(todo[i]->buf, &todo[i]->md, src[i]->src, src[i]->K, kind[i]);
+    pthread_mutex_unlock(&mmb_lock);
+}
+
+void bf16_weights_prepack_drop(void) {
+    pthread_mutex_lock(&mmb_lock);
+    bf16_weights_prepack_drop_locked();
+    pthread_mutex_unlock(&mmb_lock);
 }
 
 void bf16_weight_refresh(ft_bf16_weight *w) {
