@@ -183,7 +183,8 @@ void lowrank_add(float *dinp, const ft_lowrank *lr, int M, int K);
 /* out (M,C) = inp / sqrt(mean(inp^2) + eps) * weight ; rstd (M) saved (may be NULL). */
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int M, int C,
                      float eps);
-/* dinp (M,C) += ..., dweight (C) += ... */
+/* dinp (M,C) += ..., dweight (C) += ... (either may be NULL; dinp must not overlap dout or inp:
+ * the two run side by side) */
 void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                       const float *weight, const float *rstd, int M, int C);
 
