@@ -38,5 +38,5 @@ fi
 
 # ---- kernel lab (LABS=1): each variant checked against its naive twin, then timed
 if [ "${LABS:-0}" != 0 ]; then
-    for lab in matmul attention rmsnorm swiglu xent lora; do build/rel/bench/bench_$lab; done
+    for lab in matmul attention rmsnorm swiglu xent lora regions; do build/rel/bench/bench_$lab; done
 fi

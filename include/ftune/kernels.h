@@ -93,8 +93,8 @@ void matmul_bf16w_backward_input(float *dinp, const uint16_t *dout, ft_bf16_weig
 /* Pack the transient weights among ws[0..n) (others and NULL are skipped) ahead, for their next
  * product of M rows — matmul_bf16w_forward's layout (fwd[i]) or matmul_bf16w_backward_input's
  * (without bias, any accumulate) — all in one parallel region, where each product would pack its
- * own in one (a region costs its waiting thread's wake-up). Each copy serves one product with the
- * same bytes its own pack gives; all are dropped by the next prepack or by
+ * own in one (with passive waiting a region costs ~40 us: bench_regions). Each copy serves one
+ * product with the same bytes its own pack gives; all are dropped by the next prepack or by
  * bf16_weights_prepack_drop, which the caller calls before it changes a source whose copy may be
  * unused. */
 void bf16_weights_prepack(ft_bf16_weight *const *ws, const int *fwd, int n, int M);

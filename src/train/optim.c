@@ -52,8 +52,8 @@ void ft_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
     const float eps = (float)h->eps;
     const int do_decay = decay && h->weight_decay != 0.0;
     /* one thread below OPTIM_GRAIN: a LoRA run's tensors (r x K, N x r) and the norms are all
-     * smaller, and each parallel region costs its waiting thread's wake-up (~40 us measured,
-     * passive waiting) where the update itself takes ~10 */
+     * smaller, and a parallel region costs ~40 us with passive waiting (the wake-up at its start,
+     * the barrier at its end: bench/bench_regions.c), more than such an update takes */
 #pragma omp parallel for simd schedule(static) if (n >= OPTIM_GRAIN)
     for (size_t i = 0; i < n; i++) {
         float pi = p[i];
@@ -92,7 +92,7 @@ double ft_grad_norm(const float *g, size_t n) {
     size_t n_chunks = (n + FT_NORM_CHUNK - 1) / FT_NORM_CHUNK;
     double total = 0;
     /* fixed chunks, summed in chunk order: the same bits whatever the thread count (one chunk:
-     * no parallel region, whose wake-up would cost more than the sum) */
+     * no parallel region, which would cost more than the sum) */
 #pragma omp parallel for schedule(static) ordered if (n_chunks > 1)
     for (size_t c = 0; c < n_chunks; c++) {
         size_t lo = c * FT_NORM_CHUNK, hi = lo + FT_NORM_CHUNK < n ? lo + FT_NORM_CHUNK : n;

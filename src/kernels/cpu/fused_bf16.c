@@ -172,7 +172,7 @@ void swiglu_backward_bf16out(uint16_t *dgateb, uint16_t *dupb, const float *dout
 void rmsnorm_backward_fast(float *dinp, float *dweight, const float *dout, const float *inp,
                            const float *weight, const float *rstd, int M, int C) {
     const int64_t C32 = C / 32 * 32;
-    /* dweight as rmsnorm_backward's, in the same parallel region as dinp (one wake-up) */
+    /* dweight as rmsnorm_backward's, in the same parallel region as dinp, no barrier between */
 #pragma omp parallel if ((int64_t)M * C >= FT_OMP_GRAIN)
     {
         if (dweight) rmsnorm_dweight_part(dweight, dout, inp, rstd, M, C);

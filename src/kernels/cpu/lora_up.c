@@ -294,7 +294,8 @@ up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout, 
     float *bt = ws, *parts = ws + rp * ld; /* parts: nblk partials (rp,N) of dB^T */
     transpose_b(bt, ld, B, N, r, rp);
     const int64_t nv = (N + 15) / 16;
-    /* one parallel region for both loops (each region costs the waiting thread's wake-up) */
+    /* one parallel region for both loops: with passive waiting a region costs ~40 us (its start's
+     * wake-up and its end's barrier), the barrier between the loops ~20 (bench_regions) */
 #pragma omp parallel if ((int64_t)M * N * r >= FT_OMP_GRAIN)
     {
 #pragma omp for schedule(static)
