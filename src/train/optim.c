@@ -40,8 +40,10 @@ void ft_adamw_free(ft_adamw *o) {
 
 #define OPTIM_GRAIN 32768 /* as FT_OMP_GRAIN (src/kernels/cpu/grain.h) */
 
-void ft_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
-                     const ft_adamw_hparams *h, int64_t step, double lr, int decay) {
+/* ft_adamw_update's loop as the calling thread's share of a parallel region (an orphaned omp for
+ * without a barrier; outside a region, all of it) */
+static void adamw_part(float *p, const float *g, float *m, float *v, size_t n,
+                       const ft_adamw_hparams *h, int64_t step, double lr, int decay) {
     const float keep = (float)(1.0 - lr * h->weight_decay);
     const float b1 = (float)h->beta1, b2 = (float)h->beta2;
     const float a1 = (float)(1.0 - h->beta1), a2 = (float)(1.0 - h->beta2);
@@ -51,10 +53,7 @@ void ft_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
     const float bc2_sqrt = (float)sqrt(bc2);
     const float eps = (float)h->eps;
     const int do_decay = decay && h->weight_decay != 0.0;
-    /* one thread below OPTIM_GRAIN: a LoRA run's tensors (r x K, N x r) and the norms are all
-     * smaller, and a parallel region costs ~40 us with passive waiting (the wake-up at its start,
-     * the barrier at its end: bench/bench_regions.c), more than such an update takes */
-#pragma omp parallel for simd schedule(static) if (n >= OPTIM_GRAIN)
+#pragma omp for simd schedule(static) nowait
     for (size_t i = 0; i < n; i++) {
         float pi = p[i];
         if (do_decay) pi = pi * keep;
@@ -68,6 +67,15 @@ void ft_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
     }
 }
 
+void ft_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
+                     const ft_adamw_hparams *h, int64_t step, double lr, int decay) {
+    /* one thread below OPTIM_GRAIN: a LoRA run's tensors (r x K, N x r) and the norms are all
+     * smaller, and a parallel region costs ~40 us with passive waiting (the wake-up at its start,
+     * the barrier at its end: bench/bench_regions.c), more than such an update takes */
+#pragma omp parallel if (n >= OPTIM_GRAIN)
+    adamw_part(p, g, m, v, n, h, step, lr, decay);
+}
+
 void ft_adamw_tensor(ft_adamw *o, float *params, const ft_trainable *t, double lr) {
     size_t off = (size_t)(t->param - params);
     FT_ASSERT(t->param >= params && off + t->numel <= o->n);
@@ -78,11 +86,19 @@ void ft_adamw_tensor(ft_adamw *o, float *params, const ft_trainable *t, double l
 void ft_adamw_step(ft_adamw *o, float *params, const float *grads, const ft_trainable *t, int n_t,
                    double lr) {
     o->step++;
+    size_t total = 0;
     for (int k = 0; k < n_t; k++) {
         size_t off = (size_t)(t[k].param - params);
         FT_ASSERT(t[k].param >= params && off + t[k].numel <= o->n);
-        ft_adamw_update(params + off, grads + off, o->m + off, o->v + off, t[k].numel, &o->h,
-                        o->step, lr, t[k].decay);
+        total += t[k].numel;
+    }
+    /* every tensor's update in one parallel region, no barrier between them (a region per
+     * tensor cost ~40 us each with passive waiting: a few hundred per step) */
+#pragma omp parallel if (total >= OPTIM_GRAIN)
+    for (int k = 0; k < n_t; k++) {
+        size_t off = (size_t)(t[k].param - params);
+        adamw_part(params + off, grads + off, o->m + off, o->v + off, t[k].numel, &o->h, o->step,
+                   lr, t[k].decay);
     }
 }
 
