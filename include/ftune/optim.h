@@ -42,6 +42,11 @@ void ft_adamw_tensor(ft_adamw *o, float *params, const ft_trainable *t, double l
  * (the same offset is used for grads, m and v). */
 void ft_adamw_step(ft_adamw *o, float *params, const float *grads, const ft_trainable *t, int n_t,
                    double lr);
+/* ft_adamw_step on the gradients times grad_scale (each value multiplied in float as it is read,
+ * as ft_clip_grad_norm's scaling stores it; 1: unscaled), grads left as they are: the clipped
+ * step, ft_clip_coef's factor, without a pass that scales the whole gradient first. */
+void ft_adamw_step_scaled(ft_adamw *o, float *params, const float *grads, const ft_trainable *t,
+                          int n_t, double lr, float grad_scale);
 
 /* L2 norm of a flat gradient buffer, accumulated in double over fixed-size chunks (16 lanes
  * each, added in a fixed tree) whose sums are added in order, so the result does not depend on
@@ -50,6 +55,8 @@ double ft_grad_norm(const float *g, size_t n);
 /* clip_grad_norm_: coef = max_norm / (norm + 1e-6) in float, clamped to 1, grads *= coef.
  * Returns the norm before clipping (what HF logs as grad_norm). max_norm <= 0: no clipping. */
 double ft_clip_grad_norm(float *g, size_t n, double max_norm);
+/* That coef for a norm (ft_grad_norm's), 1 when max_norm <= 0 or the norm is below it. */
+float ft_clip_coef(double norm, double max_norm);
 
 /* As HF's get_scheduler names them: "constant" ignores warmup_steps (HF does too),
  * "constant_with_warmup" ramps up then stays; linear and cosine (half a cycle) decay to 0. */

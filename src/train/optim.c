@@ -43,7 +43,9 @@ void ft_adamw_free(ft_adamw *o) {
 /* ft_adamw_update's loop as the calling thread's share of a parallel region (an orphaned omp for
  * without a barrier; outside a region, all of it) */
 static void adamw_part(float *p, const float *g, float *m, float *v, size_t n,
-                       const ft_adamw_hparams *h, int64_t step, double lr, int decay) {
+                       const ft_adamw_hparams *h, int64_t step, double lr, int decay,
+                       float gscale) {
+    const int scaled = gscale != 1.0f;
     const float keep = (float)(1.0 - lr * h->weight_decay);
     const float b1 = (float)h->beta1, b2 = (float)h->beta2;
     const float a1 = (float)(1.0 - h->beta1), a2 = (float)(1.0 - h->beta2);
@@ -58,6 +60,7 @@ static void adamw_part(float *p, const float *g, float *m, float *v, size_t n,
         float pi = p[i];
         if (do_decay) pi = pi * keep;
         float gi = g[i];
+        if (scaled) gi = gi * gscale; /* as ft_clip_grad_norm's g[i] *= coef */
         float mi = m[i] * b1 + a1 * gi;
         float vi = v[i] * b2 + a2 * (gi * gi);
         float denom = sqrtf(vi) / bc2_sqrt + eps;
@@ -73,7 +76,7 @@ void ft_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
      * smaller, and a parallel region costs ~40 us with passive waiting (the wake-up at its start,
      * the barrier at its end: bench/bench_regions.c), more than such an update takes */
 #pragma omp parallel if (n >= OPTIM_GRAIN)
-    adamw_part(p, g, m, v, n, h, step, lr, decay);
+    adamw_part(p, g, m, v, n, h, step, lr, decay, 1.0f);
 }
 
 void ft_adamw_tensor(ft_adamw *o, float *params, const ft_trainable *t, double lr) {
@@ -85,6 +88,11 @@ void ft_adamw_tensor(ft_adamw *o, float *params, const ft_trainable *t, double l
 
 void ft_adamw_step(ft_adamw *o, float *params, const float *grads, const ft_trainable *t, int n_t,
                    double lr) {
+    ft_adamw_step_scaled(o, params, grads, t, n_t, lr, 1.0f);
+}
+
+void ft_adamw_step_scaled(ft_adamw *o, float *params, const float *grads, const ft_trainable *t,
+                          int n_t, double lr, float grad_scale) {
     o->step++;
     size_t total = 0;
     for (int k = 0; k < n_t; k++) {
@@ -98,7 +106,7 @@ void ft_adamw_step(ft_adamw *o, float *params, const float *grads, const ft_trai
     for (int k = 0; k < n_t; k++) {
         size_t off = (size_t)(t[k].param - params);
         adamw_part(params + off, grads + off, o->m + off, o->v + off, t[k].numel, &o->h, o->step,
-                   lr, t[k].decay);
+                   lr, t[k].decay, grad_scale);
     }
 }
 
@@ -152,12 +160,17 @@ double ft_grad_norm(const float *g, size_t n) {
     return sqrt(total);
 }
 
+float ft_clip_coef(double norm, double max_norm) {
+    if (!(max_norm > 0)) return 1.0f;
+    /* torch: clip_coef = max_norm / (total_norm + 1e-6), all float32 tensors; clamp(max=1) */
+    float coef = (float)max_norm / ((float)norm + 1e-6f);
+    return coef > 1.0f ? 1.0f : coef;
+}
+
 double ft_clip_grad_norm(float *g, size_t n, double max_norm) {
     double norm = ft_grad_norm(g, n);
     if (!(max_norm > 0)) return norm;
-    /* torch: clip_coef = max_norm / (total_norm + 1e-6), all float32 tensors; clamp(max=1) */
-    float coef = (float)max_norm / ((float)norm + 1e-6f);
-    if (coef > 1.0f) coef = 1.0f;
+    const float coef = ft_clip_coef(norm, max_norm);
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) g[i] *= coef;
     return norm;

@@ -333,8 +333,11 @@ ft_status ft_train_step_packed(ft_train_model *tm, ft_adamw *opt, const int *inp
         *grad_norm = sqrt(fused->sumsq);
         return FT_OK;
     }
-    *grad_norm = ft_clip_grad_norm(grads, n_grads, max_grad_norm);
-    ft_adamw_step(opt, params, grads, tens, n_t, lr);
+    /* clip_grad_norm_ then AdamW, the clipping's factor applied as AdamW reads each gradient
+     * (the same values as scaling the buffer first, one pass over it fewer) */
+    *grad_norm = ft_grad_norm(grads, n_grads);
+    ft_adamw_step_scaled(opt, params, grads, tens, n_t, lr,
+                         ft_clip_coef(*grad_norm, max_grad_norm));
     ft_train_params_changed(tm);
     return FT_OK;
 }

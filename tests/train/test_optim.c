@@ -107,8 +107,51 @@ static void grad_norm_sizes(void) {
     free(g);
 }
 
+/* The trainer's clipped step, ft_grad_norm + ft_adamw_step_scaled(ft_clip_coef), against
+ * ft_clip_grad_norm + ft_adamw_step: params and both moments bit-identical over steps that clip
+ * and steps that do not (weight decay on two tensors of three), the gradients left unscaled. */
+static void scaled_step_same_bits(void) {
+    enum { NT = 3, N = 70 + 1000 + 33 };
+    static const int numel[NT] = {70, 1000, 33}, decay[NT] = {1, 0, 1};
+    static float pa[N], pb[N], ga[N], gb[N], g0[N];
+    ft_trainable ta[NT], tb[NT];
+    ft_adamw oa, ob;
+    ft_adamw_hparams h = {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.05};
+    int ok = ft_adamw_init(&oa, N, &h) == FT_OK && ft_adamw_init(&ob, N, &h) == FT_OK;
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < N; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        pa[i] = pb[i] = (float)((double)(int32_t)(x >> 32) * 0x1p-31);
+    }
+    for (int k = 0, off = 0; k < NT; off += numel[k], k++) {
+        ta[k] = (ft_trainable){
+            .param = pa + off, .grad = ga + off, .numel = (size_t)numel[k], .decay = decay[k]};
+        tb[k] = ta[k], tb[k].param = pb + off, tb[k].grad = gb + off;
+    }
+    int clipped = 0;
+    for (int step = 0; step < 6 && ok; step++) {
+        for (int i = 0; i < N; i++) { /* gradients whose norm is ~0.6 x (1 + step) */
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            g0[i] = ga[i] = gb[i] =
+                (float)((double)(int32_t)(x >> 32) * 0x1p-31 * 0.03 * (1 + step));
+        }
+        const double max_norm = 2.0;
+        double na = ft_clip_grad_norm(ga, N, max_norm);
+        ft_adamw_step(&oa, pa, ga, ta, NT, 1e-2);
+        double nb = ft_grad_norm(gb, N);
+        ft_adamw_step_scaled(&ob, pb, gb, tb, NT, 1e-2, ft_clip_coef(nb, max_norm));
+        clipped += na > max_norm;
+        ok = na == nb && !memcmp(pa, pb, sizeof pa) && !memcmp(oa.m, ob.m, N * sizeof(float)) &&
+             !memcmp(oa.v, ob.v, N * sizeof(float)) && !memcmp(gb, g0, sizeof gb);
+    }
+    CHECK("adamw_step_scaled_same_bits_as_clip_then_step", ok && clipped > 0 && clipped < 6,
+          "differs (or the steps clipped %d of 6: both kinds needed)", clipped);
+    ft_adamw_free(&oa), ft_adamw_free(&ob);
+}
+
 int main(void) {
     grad_norm_sizes();
+    scaled_step_same_bits();
     char path[4096];
     const char *dir = getenv("FT_REF");
     snprintf(path, sizeof path, "%s/optim_ref.txt", dir ? dir : "build/ref");
