@@ -74,7 +74,8 @@ static void run(const char *model, int B, int T, int H, int KV, int D, int reps,
     if (attention_flash_dp_ok(D)) {
         attention_flash_forward_dp(o1, NULL, lse, qb, kb, vb, NULL, B, T, H, KV, D);
         lab_check("flash-dp forward ~ f32 on rounded", o1, o2, nq, 2e-3, 1e-2);
-        attention_flash_backward_dp(gq1, gk1, gv1, dy, o1, qb, kb, vb, lse, NULL, B, T, H, KV, D);
+        attention_flash_backward_dp(gq1, gk1, gv1, dy, o1, NULL, qb, kb, vb, lse, NULL, B, T, H, KV,
+                                    D);
         lab_check("flash-dp dq ~ f32 on rounded", gq1, gq2, nq, 1e-2, 2e-2);
         lab_check("flash-dp dk ~ f32 on rounded", gk1, gk2, nk, 1e-2, 2e-2);
         lab_check("flash-dp dv ~ f32 on rounded", gv1, gv2, nk, 1e-2, 2e-2);
@@ -82,8 +83,8 @@ static void run(const char *model, int B, int T, int H, int KV, int D, int reps,
                  attention_flash_forward_dp(o1, NULL, lse, qb, kb, vb, NULL, B, T, H, KV, D));
         printf("  %-8s forward  %8.2f ms %6.1f GFLOP/s\n", "flash-dp", t * 1e3, fl / t / 1e9);
         LAB_TIME(t, reps,
-                 attention_flash_backward_dp(gq1, gk1, gv1, dy, o1, qb, kb, vb, lse, NULL, B, T, H,
-                                             KV, D));
+                 attention_flash_backward_dp(gq1, gk1, gv1, dy, o1, NULL, qb, kb, vb, lse, NULL, B,
+                                             T, H, KV, D));
         printf("  %-8s backward %8.2f ms %6.1f GFLOP/s\n", "flash-dp", t * 1e3, 2.5 * fl / t / 1e9);
     }
     ft_free(qb), ft_free(kb), ft_free(vb);

@@ -253,10 +253,12 @@ int attention_flash_dp_ok(int D);
 void attention_flash_forward_dp(float *out, uint16_t *outb, float *lse, const uint16_t *q,
                                 const uint16_t *k, const uint16_t *v, const int *seg, int B, int T,
                                 int H, int KV, int D);
+/* The backward reads the forward's output for delta_t = dout_t · out_t from out (f32) or, when
+ * out is NULL, from outb (bf16, widened as read: the same bits as passing its f32 widening). */
 void attention_flash_backward_dp(float *dq, float *dk, float *dv, const float *dout,
-                                 const float *out, const uint16_t *q, const uint16_t *k,
-                                 const uint16_t *v, const float *lse, const int *seg, int B, int T,
-                                 int H, int KV, int D);
+                                 const float *out, const uint16_t *outb, const uint16_t *q,
+                                 const uint16_t *k, const uint16_t *v, const float *lse,
+                                 const int *seg, int B, int T, int H, int KV, int D);
 /* Plain-loop references of attention_forward/_backward (double accumulation, whole score rows). */
 void attention_forward_naive(float *out, float *att, const float *q, const float *k,
                              const float *v, const int *seg, int B, int T, int H, int KV, int D);

@@ -539,13 +539,14 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
      * is the kept bf16 one, widened (exact), as FlashAttention-2 and autocast's attention (whose
      * output is bf16) compute it */
     const float *attn = a->attn;
-    if (!attn && tm->bf16) {
+    const int dp = tm->bf16 && attention_flash_dp_ok(D); /* it widens a->attnb itself */
+    if (!attn && tm->bf16 && !dp) {
         bf16_to_f32(tm->attn32, a->attnb, (size_t)BT * HD);
         attn = tm->attn32;
     }
-    if (tm->bf16 && attention_flash_dp_ok(D))
-        attention_flash_backward_dp(tm->dq, tm->dk, tm->dv, tm->dattn, attn, a->qb, a->kb, a->vb,
-                                    a->lse, seg, B, T, H, KV, D);
+    if (dp)
+        attention_flash_backward_dp(tm->dq, tm->dk, tm->dv, tm->dattn, attn, a->attnb, a->qb, a->kb,
+                                    a->vb, a->lse, seg, B, T, H, KV, D);
     else if (tm->bf16)
         attention_flash_backward_bf16(tm->dq, tm->dk, tm->dv, tm->dattn, attn, a->qb, a->kb, a->vb,
                                       a->lse, seg, B, T, H, KV, D);

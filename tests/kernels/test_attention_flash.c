@@ -99,6 +99,32 @@ static void check_budget(const char *name, const float *got, const double *ref,
  *           (dP's dout rounding; delta = dout·out from the dp forward's out; dS's own rounding)
  *   dq_td:  sum_s bdS_ts |k_sd|                  dk_sd: sum_t bdS_ts |q_td|
  * Outputs start as garbage (WRITTEN); a NULL dq leaves dv bit for bit as it was. */
+/* The dp backward reading the forward's output as bf16 (outb, widened as read) gives the bits it
+ * gives on the widened copy as f32 (out), all three gradients. */
+static void dp_outb_same(int B, int T, int H, int KV, int D, const int *seg, const uint16_t *qb,
+                         const uint16_t *kb, const uint16_t *vb, const float *dout, const float *o,
+                         const float *lse, const char *tag) {
+    char name[200];
+    size_t nq = (size_t)B * T * H * D, nk = (size_t)B * T * KV * D;
+    uint16_t *ob = malloc(nq * 2 + 2);
+    float *ow = malloc(nq * 4 + 4), *g1[3], *g2[3];
+    bf16_from_f32(ob, o, nq), bf16_to_f32(ow, ob, nq);
+    for (int i = 0; i < 3; i++)
+        g1[i] = rand_buf(i ? nk : nq, 9), g2[i] = rand_buf(i ? nk : nq, 9);
+    attention_flash_backward_dp(g1[0], g1[1], g1[2], dout, ow, NULL, qb, kb, vb, lse, seg, B, T, H,
+                                KV, D);
+    attention_flash_backward_dp(g2[0], g2[1], g2[2], dout, NULL, ob, qb, kb, vb, lse, seg, B, T, H,
+                                KV, D);
+    snprintf(name, sizeof name, "flash dp backward, bf16 out == its f32 widening %s", tag);
+    CHECK(name,
+          !memcmp(g1[0], g2[0], nq * 4) && !memcmp(g1[1], g2[1], nk * 4) &&
+              !memcmp(g1[2], g2[2], nk * 4),
+          "gradients differ");
+    for (int i = 0; i < 3; i++)
+        free(g1[i]), free(g2[i]);
+    free(ob), free(ow);
+}
+
 static void dp_forms(int B, int T, int H, int KV, int D, const int *seg, const float *q,
                      const float *k, const float *v, const float *dout, const char *tag) {
     char name[200];
@@ -175,16 +201,19 @@ static void dp_forms(int B, int T, int H, int KV, int D, const int *seg, const f
               "differs");
         free(ob), free(ob2), free(ref), free(o2), free(l2);
     }
-    attention_flash_backward_dp(g[0], g[1], g[2], dout, o1, qb, kb, vb, l1, seg, B, T, H, KV, D);
+    attention_flash_backward_dp(g[0], g[1], g[2], dout, o1, NULL, qb, kb, vb, l1, seg, B, T, H, KV,
+                                D);
     snprintf(name, sizeof name, "flash dp dq within bf16 bound %s", tag);
     check_budget(name, g[0], rq, bq, nq, GRAD_ATOL, GRAD_RTOL);
     snprintf(name, sizeof name, "flash dp dk within bf16 bound %s", tag);
     check_budget(name, g[1], rk, bk, nk, GRAD_ATOL, GRAD_RTOL);
     snprintf(name, sizeof name, "flash dp dv within bf16 bound %s", tag);
     check_budget(name, g[2], rv, bv, nk, GRAD_ATOL, GRAD_RTOL);
-    attention_flash_backward_dp(NULL, NULL, gv, dout, o1, qb, kb, vb, l1, seg, B, T, H, KV, D);
+    attention_flash_backward_dp(NULL, NULL, gv, dout, o1, NULL, qb, kb, vb, l1, seg, B, T, H, KV,
+                                D);
     snprintf(name, sizeof name, "flash dp dv alone %s", tag);
     CHECK(name, !memcmp(gv, g[2], nk * 4), "dv differs without dq, dk");
+    dp_outb_same(B, T, H, KV, D, seg, qb, kb, vb, dout, o1, l1, tag);
     for (int i = 0; i < 3; i++)
         free(g[i]);
     free(gv), free(o1), free(l1), free(P), free(dS), free(bS), free(ro), free(bo), free(rq);
@@ -273,5 +302,17 @@ int main(void) {
     };
     for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
         one(sh[i][0], sh[i][1], sh[i][2], sh[i][3], sh[i][4], sh[i][5]);
+    if (attention_flash_dp_ok(16)) { /* G T > 8192: the dp backward's delta row by row, not up
+                                      * front (its DP_DELTA), both ways of reading out */
+        const int B = 1, T = 1100, H = 8, KV = 1, D = 16;
+        size_t nq = (size_t)B * T * H * D, nk = (size_t)B * T * KV * D;
+        float *q = rand_buf(nq, 3), *k = rand_buf(nk, 1), *v = rand_buf(nk, 1),
+              *dout = rand_buf(nq, 1), *o = malloc(nq * 4), *lse = malloc((size_t)B * H * T * 4);
+        uint16_t *qb = malloc(nq * 2), *kb = malloc(nk * 2), *vb = malloc(nk * 2);
+        bf16_from_f32(qb, q, nq), bf16_from_f32(kb, k, nk), bf16_from_f32(vb, v, nk);
+        attention_flash_forward_dp(o, NULL, lse, qb, kb, vb, NULL, B, T, H, KV, D);
+        dp_outb_same(B, T, H, KV, D, NULL, qb, kb, vb, dout, o, lse, "B1 T1100 H8 KV1 D16");
+        free(q), free(k), free(v), free(dout), free(o), free(lse), free(qb), free(kb), free(vb);
+    }
     return ft_test_exit();
 }

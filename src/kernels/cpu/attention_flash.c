@@ -391,7 +391,8 @@ flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *
     for (int64_t b = 0; b < B; b++)
         for (int64_t kh = 0; kh < KV; kh++) {
             float dl[FA_DELTA]; /* delta_t of the task's G heads */
-            const int pre = fa_backward_prologue(dl, FA_DELTA, dq, dout, out, b, kh, G, T, H, D);
+            const int pre =
+                fa_backward_prologue(dl, FA_DELTA, dq, dout, out, NULL, b, kh, G, T, H, D);
             for (int64_t s0 = 0; s0 < T; s0 += FA_BLOCK) {
                 const int ns = (int)(T - s0 < FA_BLOCK ? T - s0 : FA_BLOCK);
                 const void *ks0 = kc + ((b * T + s0) * KV + kh) * D * es; // (ns, D) stride ldk

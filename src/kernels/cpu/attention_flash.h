@@ -118,13 +118,15 @@ static inline void fa_softmax_rows(float *S, int64_t ld, int nr, int ns, int64_t
  * and when G T <= cap, dl[(h - kh G) T + t] = delta_t = dout_t · out_t for those heads, once per
  * row instead of once per key block. Returns whether dl was filled. */
 static inline int fa_backward_prologue(float *dl, int cap, float *dq, const float *dout,
-                                       const float *out, int64_t b, int64_t kh, int G, int64_t T,
-                                       int64_t H, int D) {
+                                       const float *out, const uint16_t *outb, int64_t b,
+                                       int64_t kh, int G, int64_t T, int64_t H, int D) {
     const int pre = (int64_t)G * T <= cap;
     for (int64_t h = kh * G; h < (kh + 1) * G; h++)
         for (int64_t t = 0; t < T; t++) {
             const int64_t o = ((b * T + t) * H + h) * D;
-            if (pre) dl[(h - kh * G) * T + t] = ft_dot_f32(dout + o, out + o, D);
+            if (pre)
+                dl[(h - kh * G) * T + t] =
+                    out ? ft_dot_f32(dout + o, out + o, D) : ft_dot_f32_bf16(dout + o, outb + o, D);
             if (dq) memset(dq + o, 0, (size_t)D * sizeof(float));
         }
     return pre;

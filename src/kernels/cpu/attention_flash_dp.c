@@ -328,10 +328,10 @@ void attention_flash_forward_dp(float *out, uint16_t *outb, float *lse, const ui
 }
 
 void attention_flash_backward_dp(float *dq, float *dk, float *dv, const float *dout,
-                                 const float *out, const uint16_t *q, const uint16_t *k,
-                                 const uint16_t *v, const float *lse, const int *seg, int B, int T,
-                                 int H, int KV, int D) {
-    FT_ASSERT(H % KV == 0 && attention_flash_dp_ok(D));
+                                 const float *out, const uint16_t *outb, const uint16_t *q,
+                                 const uint16_t *k, const uint16_t *v, const float *lse,
+                                 const int *seg, int B, int T, int H, int KV, int D) {
+    FT_ASSERT(H % KV == 0 && attention_flash_dp_ok(D) && (out || outb));
     const int G = H / KV;
     const float scale = 1.0f / sqrtf((float)D);
     const int64_t ldq = (int64_t)H * D, ldk = (int64_t)KV * D;
@@ -339,7 +339,8 @@ void attention_flash_backward_dp(float *dq, float *dk, float *dv, const float *d
     for (int64_t b = 0; b < B; b++)
         for (int64_t kh = 0; kh < KV; kh++) {
             float dl[DP_DELTA]; /* delta_t of the task's G heads */
-            const int pre = fa_backward_prologue(dl, DP_DELTA, dq, dout, out, b, kh, G, T, H, D);
+            const int pre =
+                fa_backward_prologue(dl, DP_DELTA, dq, dout, out, outb, b, kh, G, T, H, D);
             for (int64_t s0 = 0; s0 < T; s0 += DP_BLOCK) {
                 const int ns = (int)(T - s0 < DP_BLOCK ? T - s0 : DP_BLOCK);
                 const uint16_t *ks = k + ((b * T + s0) * KV + kh) * D; // (ns, D) stride ldk
@@ -373,9 +374,10 @@ void attention_flash_backward_dp(float *dq, float *dk, float *dv, const float *d
                         for (int r = 0; r < nr; r++) {
                             const int64_t t = t0 + r;
                             const float L = lse[(b * H + h) * T + t];
-                            const float delta =
-                                pre ? dl[(h - kh * G) * T + t]
-                                    : ft_dot_f32(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
+                            const int64_t od = ((b * T + t) * H + h) * D;
+                            const float delta = pre   ? dl[(h - kh * G) * T + t]
+                                                : out ? ft_dot_f32(go + r * ldq, out + od, D)
+                                                      : ft_dot_f32_bf16(go + r * ldq, outb + od, D);
                             float *pr = P + r * DP_BLOCK, *dr = dS + r * DP_BLOCK;
                             fa_grad_row(pr, dr, DP_BLOCK, ns, t, s0, seg, b, T, L, delta, scale);
                         }
@@ -431,9 +433,11 @@ void attention_flash_forward_dp(float *out, uint16_t *outb, float *lse, const ui
 }
 
 void attention_flash_backward_dp(float *dq, float *dk, float *dv, const float *dout,
-                                 const float *out, const uint16_t *q, const uint16_t *k,
-                                 const uint16_t *v, const float *lse, const int *seg, int B, int T,
-                                 int H, int KV, int D) {
+                                 const float *out, const uint16_t *outb, const uint16_t *q,
+                                 const uint16_t *k, const uint16_t *v, const float *lse,
+                                 const int *seg, int B, int T, int H, int KV, int D) {
+    FT_ASSERT(out != NULL); /* callers check attention_flash_dp_ok first; this form takes f32 */
+    (void)outb;
     attention_flash_backward_bf16(dq, dk, dv, dout, out, q, k, v, lse, seg, B, T, H, KV, D);
 }
 

@@ -141,6 +141,41 @@ static inline float ft_bf16_widen(uint16_t h) {
     return f;
 }
 
+/* 16 bf16 values widened (exact) */
+static inline ft_v16f ft_widen16(const uint16_t *p) {
+    float t[16];
+    for (int j = 0; j < 16; j++)
+        t[j] = ft_bf16_widen(p[j]);
+    ft_v16f y;
+    memcpy(&y, t, sizeof y);
+    return y;
+}
+
+/* ft_dot_f32(a, b widened) for b in bf16: the same association, so the same bits as widening b
+ * first (widening is exact) */
+static inline float ft_dot_f32_bf16(const float *a, const uint16_t *b, int64_t K) {
+    ft_v16f s0 = {0}, s1 = {0}, x0, x1;
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        memcpy(&x0, a + k, sizeof x0);
+        memcpy(&x1, a + k + 16, sizeof x1);
+        s0 += x0 * ft_widen16(b + k);
+        s1 += x1 * ft_widen16(b + k + 16);
+    }
+    if (k + 16 <= K) {
+        memcpy(&x0, a + k, sizeof x0);
+        s0 += x0 * ft_widen16(b + k);
+        k += 16;
+    }
+    s0 += s1;
+    float s = 0.0f;
+    for (int j = 0; j < 16; j++)
+        s += s0[j];
+    for (; k < K; k++)
+        s += a[k] * ft_bf16_widen(b[k]);
+    return s;
+}
+
 #if defined(__AVX512F__)
 /* dst rows j < 16 (stride lddst) = column j of the 16 rows src_i (stride ldsrc), in registers
  * (pure data movement: any 32-bit elements, bf16 pairs included, keep their bits):
