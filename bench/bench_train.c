@@ -4,10 +4,10 @@
  * AdamW update of the trainable buffer, on random token batches (ids uniform in [3,V), labels
  * the next token), the same recipe as the PyTorch reference.
  *   bench_train MODEL_DIR full|full-fused|lora bf16|f32 B T STEPS [R=8 ALPHA=16]
- * full-fused: the same AdamW applied to each tensor inside the backward as soon as its gradient
- * is complete (ft_train_options.grad_ready, what the trainer does for full fine-tuning when an
- * optimizer step is one micro-step without gradient clipping): the same numbers, no model-size
- * gradient buffer.
+ * full-fused: the same AdamW applied to each layer's tensors inside the backward as soon as the
+ * layer's gradients are complete (ft_train_options.grad_ready, what the trainer does for full
+ * fine-tuning when an optimizer step is one micro-step without gradient clipping): the same
+ * numbers, no model-size gradient buffer.
  * One warm-up step (primitive creation, weight packing), then STEPS timed steps (mean).
  * Prints one line: "ftune tok_s X step_s Y peak_rss_mb Z loss_first A loss_last B gflop_s G
  * flop_per_tok F tok_per_cpu_s P step_min_s S step_med_s D" (P: tokens per second of process CPU
@@ -42,13 +42,15 @@ static int rand_id(int V) {
 
 /* ftune's AdamW (src/train/optim.c, the trainer's), with torch.optim.AdamW's settings in
  * bench/ref_train.py: betas (0.9, 0.999), eps 1e-8, weight_decay 0 */
+static const ft_adamw_hparams adamw_h = {0.9, 0.999, 1e-8, 0.0};
+
 static void adamw(float *p, const float *g, float *m, float *v, size_t n, int64_t step, float lr) {
-    static const ft_adamw_hparams h = {0.9, 0.999, 1e-8, 0.0};
-    ft_adamw_update(p, g, m, v, n, &h, step, lr, 0);
+    ft_adamw_update(p, g, m, v, n, &adamw_h, step, lr, 0);
 }
 
 typedef struct {
     float *p, *m, *v;
+    size_t n;
     const ft_trainable *t;
     int64_t step;
     float lr;
@@ -59,10 +61,12 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static void fused_update(void *ctx, int k) {
+/* the same AdamW on a layer's tensors at once, as the trainer's fused hook runs it (no weight
+ * decay here, so the tensors' decay flags change nothing) */
+static void fused_update(void *ctx, const int *ks, int n) {
     fused_ctx *f = ctx;
-    size_t off = (size_t)(f->t[k].param - f->p);
-    adamw(f->t[k].param, f->t[k].grad, f->m + off, f->v + off, f->t[k].numel, f->step, f->lr);
+    ft_adamw o = {adamw_h, f->n, f->m, f->v, f->step};
+    ft_adamw_tensors(&o, f->p, f->t, ks, n, f->lr);
 }
 
 int main(int argc, char **argv) {
@@ -106,7 +110,7 @@ int main(int argc, char **argv) {
     int n_t;
     float *p = ft_train_params(tm, &n), *g = ft_train_grads(tm, NULL);
     float *mom = ft_calloc(n, sizeof(float)), *vel = ft_calloc(n, sizeof(float));
-    fc = (fused_ctx){p, mom, vel, ft_train_tensors(tm, &n_t), 0, lora ? 1e-3f : 1e-4f};
+    fc = (fused_ctx){p, mom, vel, n, ft_train_tensors(tm, &n_t), 0, lora ? 1e-3f : 1e-4f};
     int *ids = malloc((size_t)B * T * sizeof(int)), *lab = malloc((size_t)B * T * sizeof(int));
     double *took_s = malloc((size_t)(steps > 0 ? steps : 1) * sizeof(double));
     const ft_config *c = &m.cfg;

@@ -36,6 +36,10 @@ void ft_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
 /* The update of one tensor for the current step (o->step already counted): its moments at the
  * offset of t->param in `params`, its gradient at t->grad. The fused optimizer's per-tensor call. */
 void ft_adamw_tensor(ft_adamw *o, float *params, const ft_trainable *t, double lr);
+/* ft_adamw_tensor on the tensors t[ks[i]], i < n, in one parallel region (each tensor's loop
+ * without a barrier after it): the fused optimizer's per-layer call. */
+void ft_adamw_tensors(ft_adamw *o, float *params, const ft_trainable *t, const int *ks, int n,
+                      double lr);
 
 /* One optimizer step over every trainable tensor: o->step += 1, then ft_adamw_update on each
  * tensor with its own decay flag. `params` is the base of the flat buffer the tensors point into

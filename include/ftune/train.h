@@ -81,15 +81,18 @@ typedef struct {
                                     (exactly) by ft_train_sync_model and ft_train_model_free;
                                     until then the model's f32 copy of them reads as zero. */
     /* Fused optimizer (full and freeze; NULL: off). ft_train_micro_step calls
-     * grad_ready(grad_ctx, k) for every trained tensor k (ft_train_tensors order) as soon as its
-     * gradient is complete in the backward, for an optimizer update in place (PyTorch's optimizer
-     * in backward); a layer's weights are read for the last time in its own backward, so the
-     * update changes nothing the step still computes. The gradients of all layers then share one
-     * layer's buffer (tensor k's grad is valid only inside its call): no model-size gradient
+     * grad_ready(grad_ctx, tensors, n) with the trained tensors whose gradients just became
+     * complete in the backward (indices in ft_train_tensors order, ascending): once per layer as
+     * its backward ends, then once for the rest (embedding, final norm, head) — for an optimizer
+     * update in place (PyTorch's optimizer in backward), all of a call's tensors at once (one
+     * parallel region: ft_adamw_tensors). A layer's weights are read for the last time in its own
+     * backward, so the update changes nothing the step still computes. The gradients of all
+     * layers then share one layer's buffer (a tensor's grad is valid only inside its call): no
+     * model-size gradient
      * buffer exists. Only for optimizer steps of one micro-step without global gradient clipping
      * (the caller's business); ft_train_grads is then not a whole gradient. The train model
      * marks its bf16 copies stale itself after the calls. */
-    void (*grad_ready)(void *grad_ctx, int tensor);
+    void (*grad_ready)(void *grad_ctx, const int *tensors, int n);
     void *grad_ctx;
 } ft_train_options;
 
@@ -105,7 +108,8 @@ const ft_trainable *ft_train_tensors(const ft_train_model *tm, int *n);
 float *ft_train_params(ft_train_model *tm, size_t *n);
 float *ft_train_grads(ft_train_model *tm, size_t *n);
 /* The grad_ready hook and context the model was built with (NULL, NULL: none). */
-void ft_train_grad_hook(const ft_train_model *tm, void (**fn)(void *, int), void **ctx);
+void ft_train_grad_hook(const ft_train_model *tm, void (**fn)(void *, const int *, int),
+                        void **ctx);
 
 /* Zero the gradients: the start of an optimizer step. In bf16 mode it also marks the bf16 copies
  * of the trained weights stale, so the next micro-step (or eval) repacks them once — the

@@ -170,8 +170,9 @@ ft_status ft_train_step(ft_train_model *tm, ft_adamw *opt, const int *inputs, co
                         double *grad_norm);
 
 /* The fused AdamW: a model built with grad_ready = ft_fused_adamw_ready and grad_ctx = a
- * ft_fused_adamw gets each tensor updated inside the backward, as soon as its gradient is
- * complete (ft_train_options.grad_ready) — the same numbers as ft_train_step's AdamW, bit for bit,
+ * ft_fused_adamw gets each layer's tensors updated inside the backward, as soon as the layer's
+ * gradients are complete (ft_train_options.grad_ready), in one parallel region (ft_adamw_tensors)
+ * — the same numbers as ft_train_step's AdamW, bit for bit,
  * without a model-size gradient buffer. ft_train_step then needs GA 1 and max_grad_norm 0 (no
  * global norm exists before the updates), fills the context itself and reports the gradient norm
  * from the per-tensor sums. The trainer uses it for full and freeze runs that allow it. */
@@ -182,7 +183,7 @@ typedef struct {
     double lr;
     double sumsq; /* squared gradient norm of the step so far */
 } ft_fused_adamw;
-void ft_fused_adamw_ready(void *ctx, int tensor);
+void ft_fused_adamw_ready(void *ctx, const int *tensors, int n);
 
 /* ft_train_step with packed rows: pos and seg (GA*B, T) give each token its position and sample
  * id (attention stays inside a sample); NULL = positions 0..T-1, one sample per row. */

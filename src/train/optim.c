@@ -86,6 +86,23 @@ void ft_adamw_tensor(ft_adamw *o, float *params, const ft_trainable *t, double l
                     t->decay);
 }
 
+void ft_adamw_tensors(ft_adamw *o, float *params, const ft_trainable *t, const int *ks, int n,
+                      double lr) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const ft_trainable *ti = &t[ks[i]];
+        FT_ASSERT(ti->param >= params && (size_t)(ti->param - params) + ti->numel <= o->n);
+        total += ti->numel;
+    }
+#pragma omp parallel if (total >= OPTIM_GRAIN)
+    for (int i = 0; i < n; i++) {
+        const ft_trainable *ti = &t[ks[i]];
+        const size_t off = (size_t)(ti->param - params);
+        adamw_part(ti->param, ti->grad, o->m + off, o->v + off, ti->numel, &o->h, o->step, lr,
+                   ti->decay, 1.0f);
+    }
+}
+
 void ft_adamw_step(ft_adamw *o, float *params, const float *grads, const ft_trainable *t, int n_t,
                    double lr) {
     ft_adamw_step_scaled(o, params, grads, t, n_t, lr, 1.0f);

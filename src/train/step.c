@@ -730,10 +730,12 @@ static void zero_layer_grads(ft_train_model *tm, int l) {
     }
 }
 
-/* grad_ready for every trained tensor of layer l (-1: the non-layer ones) */
+/* grad_ready with the trained tensors of layer l (-1: the non-layer ones), one call */
 static void grads_ready(ft_train_model *tm, int l) {
+    int n = 0;
     for (int k = 0; k < tm->n_tr; k++)
-        if (tm->tr_layer[k] == l) tm->opt.grad_ready(tm->opt.grad_ctx, k);
+        if (tm->tr_layer[k] == l) tm->ready[n++] = k;
+    if (n) tm->opt.grad_ready(tm->opt.grad_ctx, tm->ready, n);
 }
 
 ft_status ft_train_micro_step(ft_train_model *tm, const int *inputs, const int *labels,
@@ -1145,7 +1147,8 @@ static ft_status setup_full_or_freeze(ft_train_model *tm, const ft_train_options
     tm->grads = ft_calloc(n_grads, sizeof(float));
     tm->n_grads = n_grads;
     tm->tr_layer = calloc((size_t)n_sel, sizeof *tm->tr_layer);
-    if (!tm->params || !tm->grads || !tm->tr_layer) {
+    tm->ready = calloc((size_t)n_sel + 1, sizeof *tm->ready);
+    if (!tm->params || !tm->grads || !tm->tr_layer || !tm->ready) {
         st = ft_errorf(FT_ERR_NOMEM, "out of memory for %zu trainable floats", tm->n_params);
         goto done;
     }
@@ -1527,6 +1530,7 @@ void ft_train_model_free(ft_train_model *tm) {
     restore_released(tm);
     free(tm->tr);
     free(tm->tr_layer);
+    free(tm->ready);
     free(tm->model_src);
     if (tm->params_owned) ft_free(tm->params);
     ft_free(tm->grads);
@@ -1561,7 +1565,8 @@ float *ft_train_grads(ft_train_model *tm, size_t *n) {
     return tm->grads;
 }
 
-void ft_train_grad_hook(const ft_train_model *tm, void (**fn)(void *, int), void **ctx) {
+void ft_train_grad_hook(const ft_train_model *tm, void (**fn)(void *, const int *, int),
+                        void **ctx) {
     *fn = tm->opt.grad_ready;
     *ctx = tm->opt.grad_ctx;
 }

@@ -62,6 +62,7 @@ struct ft_train_model {
     ft_weights dw; /* gradient pointers; NULL = frozen */
     int lo_layer;  /* lowest layer whose backward is needed (n_layers: none) */
     int *tr_layer; /* (n_tr) layer of each trainable, -1 for embed / final norm / lm_head */
+    int *ready;    /* (n_tr) grad_ready's list of one call */
     float *layer_grads;  /* grad_ready: the one layer's gradient buffer every layer shares */
     size_t layer_grads_n;
     /* bf16 full / freeze fine-tuning with layer_grads: each linear weight's gradient is written

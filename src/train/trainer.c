@@ -278,12 +278,14 @@ ft_status ft_train_step(ft_train_model *tm, ft_adamw *opt, const int *inputs, co
                                 loss, grad_norm);
 }
 
-void ft_fused_adamw_ready(void *ctx, int k) {
+void ft_fused_adamw_ready(void *ctx, const int *ks, int n) {
     ft_fused_adamw *f = ctx;
-    const ft_trainable *t = &f->t[k];
-    double s = ft_grad_norm(t->grad, t->numel);
-    f->sumsq += s * s;
-    ft_adamw_tensor(f->opt, f->params, t, f->lr);
+    for (int i = 0; i < n; i++) { /* the step's norm: each tensor's, squared, summed in order */
+        const ft_trainable *t = &f->t[ks[i]];
+        const double s = ft_grad_norm(t->grad, t->numel);
+        f->sumsq += s * s;
+    }
+    ft_adamw_tensors(f->opt, f->params, f->t, ks, n, f->lr);
 }
 
 ft_status ft_train_step_packed(ft_train_model *tm, ft_adamw *opt, const int *inputs,
@@ -301,7 +303,7 @@ ft_status ft_train_step_packed(ft_train_model *tm, ft_adamw *opt, const int *inp
     for (size_t i = 0; i < rows * (size_t)T; i++) targets += labels[i] != FT_IGNORE_INDEX;
     if (!targets) return ft_errorf(FT_ERR_ARG, "the step has no target tokens");
     const float scale = (float)(1.0 / (double)targets);
-    void (*hook)(void *, int);
+    void (*hook)(void *, const int *, int);
     void *hctx;
     ft_train_grad_hook(tm, &hook, &hctx);
     ft_fused_adamw *fused = hook == ft_fused_adamw_ready ? hctx : NULL;

@@ -1,9 +1,10 @@
 /*
- * The fused AdamW (ft_train_options.grad_ready = ft_fused_adamw_ready: each tensor updated inside
- * the backward as soon as its gradient is complete; the layers' gradients share one layer's
- * buffer) against ft_train_step's plain path (whole gradient buffer, then ft_adamw_step), on
- * stories15M (the real model), 4 optimizer steps with weight decay and a changing learning rate:
- * the losses, the reported gradient norms and every trained weight and moment after the steps.
+ * The fused AdamW (ft_train_options.grad_ready = ft_fused_adamw_ready: each layer's tensors
+ * updated inside the backward as soon as the layer's gradients are complete; the layers'
+ * gradients share one layer's buffer) against ft_train_step's plain path (whole gradient buffer,
+ * then ft_adamw_step), on stories15M (the real model), 4 optimizer steps with weight decay and a
+ * changing learning rate: the losses, the reported gradient norms and every trained weight and
+ * moment after the steps.
  * Same kernels in the same order on the same values, so the weights and moments must be
  * bit-identical; the gradient norm is summed per tensor instead of over the flat buffer (double
  * accumulation either way), so it may differ in the last bits: 1e-9 relative.
