@@ -33,11 +33,10 @@ void ft_adamw_free(ft_adamw *o);
 void ft_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
                      const ft_adamw_hparams *h, int64_t step, double lr, int decay);
 
-/* The update of one tensor for the current step (o->step already counted): its moments at the
- * offset of t->param in `params`, its gradient at t->grad. The fused optimizer's per-tensor call. */
-void ft_adamw_tensor(ft_adamw *o, float *params, const ft_trainable *t, double lr);
-/* ft_adamw_tensor on the tensors t[ks[i]], i < n, in one parallel region (each tensor's loop
- * without a barrier after it): the fused optimizer's per-layer call. */
+/* The update of the tensors t[ks[i]], i < n, for the current step (o->step already counted):
+ * each one's moments at the offset of its param in `params`, its gradient at its grad; all in one
+ * parallel region (each tensor's loop without a barrier after it). The fused optimizer's
+ * per-layer call. */
 void ft_adamw_tensors(ft_adamw *o, float *params, const ft_trainable *t, const int *ks, int n,
                       double lr);
 

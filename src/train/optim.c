@@ -79,13 +79,6 @@ void ft_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
     adamw_part(p, g, m, v, n, h, step, lr, decay, 1.0f);
 }
 
-void ft_adamw_tensor(ft_adamw *o, float *params, const ft_trainable *t, double lr) {
-    size_t off = (size_t)(t->param - params);
-    FT_ASSERT(t->param >= params && off + t->numel <= o->n);
-    ft_adamw_update(t->param, t->grad, o->m + off, o->v + off, t->numel, &o->h, o->step, lr,
-                    t->decay);
-}
-
 void ft_adamw_tensors(ft_adamw *o, float *params, const ft_trainable *t, const int *ks, int n,
                       double lr) {
     size_t total = 0;

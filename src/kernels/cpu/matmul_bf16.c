@@ -602,6 +602,7 @@ void bf16_weights_prepack(ft_bf16_weight *const *ws, const int *fwd, int n, int 
         ft_bf16_weight *w = ws[i];
         if (!w || !w->transient || !w->src || w->K <= 0 || w->N <= 0) continue;
         const int f = fwd[i] != 0;
+        if (w->pre_gen[f] == pre_gen_cur) continue; /* listed twice: packed once */
         const mmb_key key = weight_key(w, M, f);
         const dnnl_memory_desc_t md = mmb_get_locked(&key)->mm.b_md;
         if (!fast_pack_ok(&md)) continue; /* packed at its product by oneDNN's reorder */
