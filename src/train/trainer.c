@@ -650,8 +650,8 @@ ft_status ft_train_run(const ft_train_config *c) {
                           .n_tok_head = c->n_tok_head,
                           .tok_as_dict = c->tok_as_dict,
                           .seed = c->seed};
-    /* no global clipping and one micro-batch per step: AdamW can run inside the backward, tensor
-     * by tensor, and full fine-tuning then needs no model-size gradient buffer (same numbers) */
+    /* no global clipping and one micro-batch per step: AdamW can run inside the backward, layer
+     * by layer, and full fine-tuning then needs no model-size gradient buffer (same numbers) */
     if (c->method != FT_METHOD_LORA && c->gradient_accumulation_steps == 1 &&
         c->max_grad_norm <= 0) {
         o.grad_ready = ft_fused_adamw_ready;
