@@ -79,21 +79,30 @@ void ft_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
     adamw_part(p, g, m, v, n, h, step, lr, decay, 1.0f);
 }
 
-void ft_adamw_tensors(ft_adamw *o, float *params, const ft_trainable *t, const int *ks, int n,
-                      double lr) {
+/* The update of tensor t[ks[i]] (ks NULL: t[i]), i < n, all in one parallel region, each
+ * tensor's loop without a barrier after it; its gradient at the same offset in `grads` as its
+ * param in `params`, or at its grad (grads NULL), times gscale as it is read */
+static void adamw_tensors(ft_adamw *o, float *params, const float *grads, const ft_trainable *t,
+                          const int *ks, int n, double lr, float gscale) {
     size_t total = 0;
     for (int i = 0; i < n; i++) {
-        const ft_trainable *ti = &t[ks[i]];
+        const ft_trainable *ti = &t[ks ? ks[i] : i];
         FT_ASSERT(ti->param >= params && (size_t)(ti->param - params) + ti->numel <= o->n);
         total += ti->numel;
     }
+    /* one region: a region per tensor cost ~40 us each with passive waiting (bench_regions) */
 #pragma omp parallel if (total >= OPTIM_GRAIN)
     for (int i = 0; i < n; i++) {
-        const ft_trainable *ti = &t[ks[i]];
+        const ft_trainable *ti = &t[ks ? ks[i] : i];
         const size_t off = (size_t)(ti->param - params);
-        adamw_part(ti->param, ti->grad, o->m + off, o->v + off, ti->numel, &o->h, o->step, lr,
-                   ti->decay, 1.0f);
+        adamw_part(ti->param, grads ? grads + off : ti->grad, o->m + off, o->v + off, ti->numel,
+                   &o->h, o->step, lr, ti->decay, gscale);
     }
+}
+
+void ft_adamw_tensors(ft_adamw *o, float *params, const ft_trainable *t, const int *ks, int n,
+                      double lr) {
+    adamw_tensors(o, params, NULL, t, ks, n, lr, 1.0f);
 }
 
 void ft_adamw_step(ft_adamw *o, float *params, const float *grads, const ft_trainable *t, int n_t,
@@ -104,20 +113,7 @@ void ft_adamw_step(ft_adamw *o, float *params, const float *grads, const ft_trai
 void ft_adamw_step_scaled(ft_adamw *o, float *params, const float *grads, const ft_trainable *t,
                           int n_t, double lr, float grad_scale) {
     o->step++;
-    size_t total = 0;
-    for (int k = 0; k < n_t; k++) {
-        size_t off = (size_t)(t[k].param - params);
-        FT_ASSERT(t[k].param >= params && off + t[k].numel <= o->n);
-        total += t[k].numel;
-    }
-    /* every tensor's update in one parallel region, no barrier between them (a region per
-     * tensor cost ~40 us each with passive waiting: a few hundred per step) */
-#pragma omp parallel if (total >= OPTIM_GRAIN)
-    for (int k = 0; k < n_t; k++) {
-        size_t off = (size_t)(t[k].param - params);
-        adamw_part(params + off, grads + off, o->m + off, o->v + off, t[k].numel, &o->h, o->step,
-                   lr, t[k].decay, grad_scale);
-    }
+    adamw_tensors(o, params, grads, t, NULL, n_t, lr, grad_scale);
 }
 
 #define FT_NORM_CHUNK 65536

@@ -41,6 +41,12 @@ static float *rand_buf(size_t n, float s) {
 /* The bf16 forms equal the f32 kernels on the widened bf16 q, k, v, bit for bit: they widen each
  * element on load and otherwise run the same arithmetic in the same order. Outputs and gradient
  * buffers start as garbage (WRITTEN). */
+/* dq (nq), dk and dv (nk) of two runs bit for bit the same */
+static int same_grads(float *const g1[3], float *const g2[3], size_t nq, size_t nk) {
+    return !memcmp(g1[0], g2[0], nq * 4) && !memcmp(g1[1], g2[1], nk * 4) &&
+           !memcmp(g1[2], g2[2], nk * 4);
+}
+
 static void bf16_forms(int B, int T, int H, int KV, int D, const int *seg, const float *q,
                        const float *k, const float *v, const float *dout, const char *tag) {
     char name[200];
@@ -61,10 +67,7 @@ static void bf16_forms(int B, int T, int H, int KV, int D, const int *seg, const
     attention_flash_backward_bf16(g2[0], g2[1], g2[2], dout, ob, qb, kb, vb, lb, seg, B, T, H, KV,
                                   D);
     snprintf(name, sizeof name, "flash bf16 backward == f32 on widened inputs %s", tag);
-    CHECK(name,
-          !memcmp(g1[0], g2[0], nq * 4) && !memcmp(g1[1], g2[1], nk * 4) &&
-              !memcmp(g1[2], g2[2], nk * 4),
-          "dq, dk or dv differ");
+    CHECK(name, same_grads(g1, g2, nq, nk), "dq, dk or dv differ");
     for (int i = 0; i < 3; i++)
         free(g1[i]), free(g2[i]);
     free(qb), free(kb), free(vb), free(ob), free(qw), free(kw), free(vw), free(ow), free(lw);
@@ -116,10 +119,7 @@ static void dp_outb_same(int B, int T, int H, int KV, int D, const int *seg, con
     attention_flash_backward_dp(g2[0], g2[1], g2[2], dout, NULL, ob, qb, kb, vb, lse, seg, B, T, H,
                                 KV, D);
     snprintf(name, sizeof name, "flash dp backward, bf16 out == its f32 widening %s", tag);
-    CHECK(name,
-          !memcmp(g1[0], g2[0], nq * 4) && !memcmp(g1[1], g2[1], nk * 4) &&
-              !memcmp(g1[2], g2[2], nk * 4),
-          "gradients differ");
+    CHECK(name, same_grads(g1, g2, nq, nk), "gradients differ");
     for (int i = 0; i < 3; i++)
         free(g1[i]), free(g2[i]);
     free(ob), free(ow);

@@ -428,7 +428,7 @@ flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *
                             const float L = lse[(b * H + h) * T + t];
                             const float delta =
                                 pre ? dl[(h - kh * G) * T + t]
-                                    : ft_dot_f32(go + r * ldq, out + ((b * T + t) * H + h) * D, D);
+                                    : fa_delta(dout, out, NULL, ((b * T + t) * H + h) * D, D);
                             float *pr = P + r * FA_BLOCK, *dr = dS + r * FA_BLOCK;
                             fa_grad_row(pr, dr, ns, ns, t, s0, seg, b, T, L, delta, scale);
                         }

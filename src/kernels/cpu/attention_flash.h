@@ -114,6 +114,13 @@ static inline void fa_softmax_rows(float *S, int64_t ld, int nr, int ns, int64_t
     }
 }
 
+/* delta_t = dout_t · out_t for the row at element offset o (D values): out f32, or with out NULL
+ * the bf16 outb widened as read (the same bits) */
+static inline float fa_delta(const float *dout, const float *out, const uint16_t *outb, int64_t o,
+                             int D) {
+    return ft_dot_f32_fb(dout + o, out ? out + o : NULL, out ? NULL : outb + o, D);
+}
+
 /* The backward task (b, kv-head kh)'s prologue: dq rows of its G query heads zeroed (dq non-NULL),
  * and when G T <= cap, dl[(h - kh G) T + t] = delta_t = dout_t · out_t for those heads, once per
  * row instead of once per key block. Returns whether dl was filled. */
@@ -124,9 +131,7 @@ static inline int fa_backward_prologue(float *dl, int cap, float *dq, const floa
     for (int64_t h = kh * G; h < (kh + 1) * G; h++)
         for (int64_t t = 0; t < T; t++) {
             const int64_t o = ((b * T + t) * H + h) * D;
-            if (pre)
-                dl[(h - kh * G) * T + t] =
-                    out ? ft_dot_f32(dout + o, out + o, D) : ft_dot_f32_bf16(dout + o, outb + o, D);
+            if (pre) dl[(h - kh * G) * T + t] = fa_delta(dout, out, outb, o, D);
             if (dq) memset(dq + o, 0, (size_t)D * sizeof(float));
         }
     return pre;

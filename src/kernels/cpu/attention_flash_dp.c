@@ -374,10 +374,9 @@ void attention_flash_backward_dp(float *dq, float *dk, float *dv, const float *d
                         for (int r = 0; r < nr; r++) {
                             const int64_t t = t0 + r;
                             const float L = lse[(b * H + h) * T + t];
-                            const int64_t od = ((b * T + t) * H + h) * D;
-                            const float delta = pre   ? dl[(h - kh * G) * T + t]
-                                                : out ? ft_dot_f32(go + r * ldq, out + od, D)
-                                                      : ft_dot_f32_bf16(go + r * ldq, outb + od, D);
+                            const float delta =
+                                pre ? dl[(h - kh * G) * T + t]
+                                    : fa_delta(dout, out, outb, ((b * T + t) * H + h) * D, D);
                             float *pr = P + r * DP_BLOCK, *dr = dS + r * DP_BLOCK;
                             fa_grad_row(pr, dr, DP_BLOCK, ns, t, s0, seg, b, T, L, delta, scale);
                         }

@@ -26,32 +26,6 @@ typedef float ft_v16f __attribute__((vector_size(64)));
 /* s in all 16 lanes */
 #define ft_splat16(s) ((ft_v16f){0} + (s))
 
-/* sum_k a[k] b[k] in f32: two 16-lane partial sums over blocks of 32, one more block of 16, then a
- * scalar tail; a fixed association for a given K (deterministic, thread-count independent). */
-static inline float ft_dot_f32(const float *a, const float *b, int64_t K) {
-    ft_v16f s0 = {0}, s1 = {0}, x0, x1, y0, y1;
-    int64_t k = 0;
-    for (; k + 32 <= K; k += 32) {
-        memcpy(&x0, a + k, sizeof x0);
-        memcpy(&x1, a + k + 16, sizeof x1);
-        memcpy(&y0, b + k, sizeof y0);
-        memcpy(&y1, b + k + 16, sizeof y1);
-        s0 += x0 * y0;
-        s1 += x1 * y1;
-    }
-    if (k + 16 <= K) {
-        memcpy(&x0, a + k, sizeof x0);
-        memcpy(&y0, b + k, sizeof y0);
-        s0 += x0 * y0;
-        k += 16;
-    }
-    s0 += s1;
-    float s = 0.0f;
-    for (int j = 0; j < 16; j++) s += s0[j];
-    for (; k < K; k++) s += a[k] * b[k];
-    return s;
-}
-
 /* Row reductions in double, NR rows at once (NR <= 4): for each row j < nr, x_j = x + j ld (and
  * y_j, w when given),
  *   ft_sumsq_rows: ss[j] = sum_c (double)x_j[c] * x_j[c]
@@ -151,20 +125,34 @@ static inline ft_v16f ft_widen16(const uint16_t *p) {
     return y;
 }
 
-/* ft_dot_f32(a, b widened) for b in bf16: the same association, so the same bits as widening b
- * first (widening is exact) */
-static inline float ft_dot_f32_bf16(const float *a, const uint16_t *b, int64_t K) {
+/* b[k] as f32: from b, or when b is NULL from bb (bf16, widened: exact); one of 16 at k */
+static inline __attribute__((always_inline)) ft_v16f ft_load16_fb(const float *b,
+                                                                  const uint16_t *bb, int64_t k) {
+    ft_v16f y;
+    if (b)
+        memcpy(&y, b + k, sizeof y);
+    else
+        y = ft_widen16(bb + k);
+    return y;
+}
+
+/* sum_k a[k] b[k] in f32, b given as f32 (b) or, with b NULL, as bf16 (bb, widened as read: the
+ * bits of passing its f32 widening): two 16-lane partial sums over blocks of 32, one more block of
+ * 16, then a scalar tail; a fixed association for a given K (deterministic, thread-count
+ * independent). */
+static inline __attribute__((always_inline)) float ft_dot_f32_fb(const float *a, const float *b,
+                                                                 const uint16_t *bb, int64_t K) {
     ft_v16f s0 = {0}, s1 = {0}, x0, x1;
     int64_t k = 0;
     for (; k + 32 <= K; k += 32) {
         memcpy(&x0, a + k, sizeof x0);
         memcpy(&x1, a + k + 16, sizeof x1);
-        s0 += x0 * ft_widen16(b + k);
-        s1 += x1 * ft_widen16(b + k + 16);
+        s0 += x0 * ft_load16_fb(b, bb, k);
+        s1 += x1 * ft_load16_fb(b, bb, k + 16);
     }
     if (k + 16 <= K) {
         memcpy(&x0, a + k, sizeof x0);
-        s0 += x0 * ft_widen16(b + k);
+        s0 += x0 * ft_load16_fb(b, bb, k);
         k += 16;
     }
     s0 += s1;
@@ -172,8 +160,13 @@ static inline float ft_dot_f32_bf16(const float *a, const uint16_t *b, int64_t K
     for (int j = 0; j < 16; j++)
         s += s0[j];
     for (; k < K; k++)
-        s += a[k] * ft_bf16_widen(b[k]);
+        s += a[k] * (b ? b[k] : ft_bf16_widen(bb[k]));
     return s;
+}
+
+/* sum_k a[k] b[k] in f32 (ft_dot_f32_fb's association) */
+static inline float ft_dot_f32(const float *a, const float *b, int64_t K) {
+    return ft_dot_f32_fb(a, b, NULL, K);
 }
 
 #if defined(__AVX512F__)
