@@ -39,7 +39,8 @@ void ft_assert_fail(const char *expr, const char *file, int line) __attribute__(
         if (!(cond)) ft_assert_fail(#cond, __FILE__, __LINE__);                                    \
     } while (0)
 
-/* 64-byte aligned, zero-filled allocation; NULL on failure (and an error recorded).
+/* 64-byte aligned, zero-filled allocation; NULL on failure (and an error recorded). Blocks of
+ * 4 MiB and more are 2 MiB aligned, whole 2 MiB pages, advised as transparent huge pages.
  * ft_free(NULL) is a no-op. */
 void *ft_calloc(size_t n, size_t size);
 void ft_free(void *p);
