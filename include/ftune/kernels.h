@@ -88,6 +88,14 @@ int bf16_exact(const float *x, size_t n);
  * accumulate). */
 void matmul_bf16w_forward(float *out, const uint16_t *inp, ft_bf16_weight *w, const float *bias,
                           int M, int accumulate);
+/* Fused forms of matmul_bf16w_forward (oneDNN post-ops: no pass over out afterwards), the same bits
+ * as the product followed by that pass. _res: out = inp · w^T + bias + res, res (M,N) f32 not
+ * overlapping out (a residual add: out = product, then out += res). _bf16: out (M,N) bf16 =
+ * the product rounded to nearest even (then bf16_from_f32 of it). */
+void matmul_bf16w_forward_res(float *out, const uint16_t *inp, ft_bf16_weight *w, const float *bias,
+                              const float *res, int M);
+void matmul_bf16w_forward_bf16(uint16_t *out, const uint16_t *inp, ft_bf16_weight *w,
+                               const float *bias, int M);
 void matmul_bf16w_backward_input(float *dinp, const uint16_t *dout, ft_bf16_weight *w, int M,
                                  int accumulate);
 /* Pack the transient weights among ws[0..n) (others and NULL are skipped) ahead, for their next

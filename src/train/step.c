@@ -338,6 +338,10 @@ static void attn_residual(ft_train_model *tm, int l, const ft_layer_acts *a, con
     const ft_config *c = &tm->m->cfg;
     const ft_layer *w = &tm->w.layers[l];
     int C = c->dim, HD = c->n_heads * c->head_dim;
+    if (a->attnb && !tm->lA[l][3]) { /* bf16, no LoRA branch: x added in the product's epilogue */
+        matmul_bf16w_forward_res(xmid, a->attnb, tm->pw[l][3], w->bo, x, BT);
+        return;
+    }
     linear_forward(tm, xmid, a->lu[3], a->attn, a->attnb, w->wo, w->bo, l, 3, BT, HD, C);
     if (tm->lora_bf16 && tm->lslot[3] >= 0) { /* the LoRA pass adds the residual too */
         float *const outs[FT_LORA_NMOD] = {NULL, NULL, NULL, xmid, NULL, NULL, NULL};
@@ -372,11 +376,13 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         rmsnorm_forward_bf16(a->ln1, lnb, a->rstd1, x, w->attn_norm, BT, C, eps);
     else
         rmsnorm_forward(a->ln1, a->rstd1, x, w->attn_norm, BT, C, eps);
-    /* bf16 mode: q, k, v and gate, up land in f32 scratch (LoRA adds there) and are rounded
-     * into the slot as bf16 (q, k after RoPE); qlin/klin stay f32 in the slot for qwen3's q/k
-     * norm backward. The attention output is kept as bf16 (o_proj's input, a->attnb), in f32 too
-     * only for LoRA's f32 branch (a->attn); the dp kernel writes the bf16 copy itself, the
-     * others go through the scratch tm->attn32. */
+    /* bf16 mode: q, k, v land in f32 scratch (LoRA adds there) and are rounded into the slot as
+     * bf16 (q, k after RoPE); gate, up too where a LoRA branch adds to them, else their products
+     * round them into the slot themselves. qlin/klin stay f32 in the slot for qwen3's q/k
+     * norm backward. Without a LoRA branch, o_proj's and down's products add the residual in
+     * their epilogue (matmul_bf16w_forward_res). The attention output is kept as bf16 (o_proj's
+     * input, a->attnb), in f32 too only for LoRA's f32 branch (a->attn); the dp kernel writes the
+     * bf16 copy itself, the others go through the scratch tm->attn32. */
     const int bf = tm->bf16;
     float *qlin = a->qlin ? a->qlin : tm->q32, *klin = a->klin ? a->klin : tm->k32;
     float *q = bf ? tm->q32 : a->q, *k = bf ? tm->k32 : a->k, *v = bf ? tm->v32 : a->v;
@@ -412,12 +418,22 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         rmsnorm_forward_bf16(a->ln2, lnb, a->rstd2, xmid, w->mlp_norm, BT, C, eps);
     else
         rmsnorm_forward(a->ln2, a->rstd2, xmid, w->mlp_norm, BT, C, eps);
-    linear_forward(tm, gate, a->lu[4], a->ln2, lnb, w->w_gate, w->b_gate, l, 4, BT, C, F);
-    linear_forward(tm, up, a->lu[5], a->ln2, lnb, w->w_up, w->b_up, l, 5, BT, C, F);
-    /* bf16 mode: hact from the rounded gate/up, as the backward recomputes it (tm->hactb). With
-     * bf16 LoRA, a targeted gate/up goes from its LoRA pass straight to bf16 (the same bits as
-     * rounding after; swiglu_forward_bf16in then gives _round's hact bit for bit). */
-    if (tm->lora_bf16 && tm->lgn[2]) {
+    /* bf16 mode: hact from the rounded gate/up, as the backward recomputes it (tm->hactb). The
+     * products round gate and up as they store them (without a LoRA branch on either; the same
+     * bits as an f32 product rounded after), and a targeted gate/up goes from its bf16 LoRA pass
+     * straight to bf16 (the same bits again), so swiglu_forward_bf16in gives _round's hact bit
+     * for bit. */
+    const int gu_bf16 = a->gateb && !tm->lA[l][4] && !tm->lA[l][5];
+    if (gu_bf16) {
+        matmul_bf16w_forward_bf16(a->gateb, lnb, tm->pw[l][4], w->b_gate, BT);
+        matmul_bf16w_forward_bf16(a->upb, lnb, tm->pw[l][5], w->b_up, BT);
+    } else {
+        linear_forward(tm, gate, a->lu[4], a->ln2, lnb, w->w_gate, w->b_gate, l, 4, BT, C, F);
+        linear_forward(tm, up, a->lu[5], a->ln2, lnb, w->w_up, w->b_up, l, 5, BT, C, F);
+    }
+    if (gu_bf16) {
+        swiglu_forward_bf16in(a->hact, hactb, a->gateb, a->upb, (size_t)BT * F);
+    } else if (tm->lora_bf16 && tm->lgn[2]) {
         uint16_t *const outbs[FT_LORA_NMOD] = {NULL, NULL, NULL, NULL, a->gateb, a->upb, NULL};
         lora_group_forward(tm, l, 2, outs, outbs, NULL, a->lug[2], lnb, BT, C);
         if (tm->lslot[4] < 0) bf16_from_f32(a->gateb, gate, (size_t)BT * F);
@@ -428,11 +444,15 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     } else {
         swiglu_forward(a->hact, a->gate, a->up, (size_t)BT * F);
     }
-    linear_forward(tm, y, a->lu[6], a->hact, hactb, w->w_down, w->b_down, l, 6, BT, F, C);
-    if (tm->lora_bf16 && tm->lslot[6] >= 0) /* the LoRA pass adds the residual too */
-        lora_group_forward(tm, l, 3, outs, NULL, xmid, a->lug[3], hactb, BT, F);
-    else
-        add_inplace(y, xmid, (size_t)BT * C);
+    if (hactb && !tm->lA[l][6]) { /* bf16, no LoRA branch: xmid added in the epilogue */
+        matmul_bf16w_forward_res(y, hactb, tm->pw[l][6], w->b_down, xmid, BT);
+    } else {
+        linear_forward(tm, y, a->lu[6], a->hact, hactb, w->w_down, w->b_down, l, 6, BT, F, C);
+        if (tm->lora_bf16 && tm->lslot[6] >= 0) /* the LoRA pass adds the residual too */
+            lora_group_forward(tm, l, 3, outs, NULL, xmid, a->lug[3], hactb, BT, F);
+        else
+            add_inplace(y, xmid, (size_t)BT * C);
+    }
     if (tm->bf16) bf16_weights_prepack_drop(); /* prepacked copies live within one layer's pass */
 }
 

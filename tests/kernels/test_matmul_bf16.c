@@ -742,6 +742,48 @@ static void prepacked(void) {
     free(x), free(dy), free(pp_xb), free(pp_dyb), free(pp_o1), free(pp_o2);
 }
 
+/* matmul_bf16w_forward_bf16 / _res (oneDNN post-ops) against the plain product followed by the
+ * pass they replace — bf16_from_f32 of it, or += res — bit for bit: kept and transient weights, a
+ * transient one prepacked ahead (the copy the plain product's layout made), with and without
+ * bias, and K = 0 (no product: bias [+ res]). */
+static void fused_epilogues(int M, int K, int N, int with_bias) {
+    float *w = rand_buf((size_t)N * K + 1), *x = rand_buf((size_t)M * K + 1);
+    float *res = rand_buf((size_t)M * N), *bias = with_bias ? rand_buf((size_t)N) : NULL;
+    uint16_t *xb = to_bf16(x, (size_t)M * K + 1);
+    float *ref = malloc((size_t)M * N * 4), *got = malloc((size_t)M * N * 4);
+    uint16_t *refb = malloc((size_t)M * N * 2), *gotb = malloc((size_t)M * N * 2);
+    ft_bf16_weight *ws[2] = {bf16_weight_create(w, K, N), bf16_weight_create_transient(w, K, N)};
+    int ok = 1, where = 0;
+    for (int i = 0; i < 3 && ok; i++) {
+        ft_bf16_weight *wt = ws[i ? 1 : 0];
+        static const int fwd1 = 1;
+        matmul_bf16w_forward(ref, xb, wt, bias, M, 0);
+        bf16_from_f32(refb, ref, (size_t)M * N);
+        if (i == 2) bf16_weights_prepack(&wt, &fwd1, 1, M);
+        matmul_bf16w_forward_bf16(gotb, xb, wt, bias, M);
+        ok &= !memcmp(refb, gotb, (size_t)M * N * 2);
+        where = 2 * i;
+        if (!ok) break;
+        for (size_t e = 0; e < (size_t)M * N; e++)
+            ref[e] += res[e];
+        if (i == 2) bf16_weights_prepack(&wt, &fwd1, 1, M);
+        matmul_bf16w_forward_res(got, xb, wt, bias, res, M);
+        ok &= !memcmp(ref, got, (size_t)M * N * 4);
+        where = 2 * i + 1;
+    }
+    char name[128];
+    snprintf(name, sizeof name, "fused epilogues (bf16 out, residual) M%d K%d N%d%s", M, K, N,
+             with_bias ? " bias" : "");
+    CHECK(name, ok, "differs from the product + pass (%s, %s weight)",
+          where % 2 ? "residual" : "bf16 out",
+          where / 2 == 0   ? "kept"
+          : where / 2 == 1 ? "transient"
+                           : "prepacked");
+    bf16_weight_free(ws[0]), bf16_weight_free(ws[1]);
+    free(w), free(x), free(res), free(bias), free(xb), free(ref), free(got), free(refb);
+    free(gotb);
+}
+
 int main(void) {
     conversion();
     /* plain C kernels: they run with or without AVX512-BF16 */
@@ -765,6 +807,12 @@ int main(void) {
         shape(sh[i][0], sh[i][1], sh[i][2], 0);
     }
     shape(17, 33, 9, 1); /* cached primitive, same shape again */
+    static const int fe[][3] = {{1, 1, 1},     {3, 5, 7},      {17, 33, 9}, {64, 130, 67},
+                                {33, 16, 300}, {130, 576, 97}, {5, 0, 11}};
+    for (size_t i = 0; i < sizeof fe / sizeof fe[0]; i++) {
+        fused_epilogues(fe[i][0], fe[i][1], fe[i][2], 1);
+        fused_epilogues(fe[i][0], fe[i][1], fe[i][2], 0);
+    }
     fused();
     many_row_counts();
     detached(40, 24, 7);

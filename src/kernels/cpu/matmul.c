@@ -71,7 +71,7 @@ static mm_entry *mm_get_locked(const mm_key *key) {
     memset(e, 0, sizeof *e);
     e->key = *key;
     ft_dnnl_mm_init(&e->mm, mm_engine, dnnl_f32, key->m, key->k, key->n, key->a_rs, key->a_cs,
-                    key->b_rs, key->b_cs, 0, key->has_bias, key->accumulate);
+                    key->b_rs, key->b_cs, 0, key->has_bias, key->accumulate, 0, 0);
     mm_count++;
     return e;
 }
@@ -82,7 +82,7 @@ static void mm_run(const mm_key *key, float *c, const float *a, const float *b,
                    const float *bias) {
     pthread_mutex_lock(&mm_lock);
     mm_entry *e = mm_get_locked(key);
-    ft_dnnl_mm_exec(&e->mm, mm_engine, mm_stream, &mm_scratch, c, a, b, bias);
+    ft_dnnl_mm_exec(&e->mm, mm_engine, mm_stream, &mm_scratch, c, a, b, bias, NULL);
     pthread_mutex_unlock(&mm_lock);
 }
 

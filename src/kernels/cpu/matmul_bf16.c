@@ -124,12 +124,15 @@ void bf16_to_f32(float *dst, const uint16_t *src, size_t n) {
 
 /* ---- primitive cache ---- */
 
-/* C (m,n) [+]= A (m,k) · B (k,n) [+ bias]; B either strided (b_rs, b_cs) or packed (b_any). */
+/* C (m,n) [+]= A (m,k) · B (k,n) [+ bias] [+ R]; B either strided (b_rs, b_cs) or packed
+ * (b_any); C f32 or (c_bf16) bf16; R (add_res) f32 (m,n) (ft_dnnl_mm_init). */
 typedef struct {
     int64_t m, k, n;
     int64_t a_rs, a_cs, b_rs, b_cs;
-    int b_any, has_bias, accumulate;
+    int b_any, has_bias, accumulate, c_bf16, add_res;
+    int zero_; /* 0: the key has no padding bytes, since keys are compared with memcmp */
 } mmb_key;
+_Static_assert(sizeof(mmb_key) == 7 * sizeof(int64_t) + 6 * sizeof(int), "mmb_key has padding");
 
 typedef struct {
     mmb_key key;
@@ -165,7 +168,8 @@ static mmb_entry *mmb_get_locked(const mmb_key *key) {
     memset(e, 0, sizeof *e);
     e->key = *key;
     ft_dnnl_mm_init(&e->mm, mmb_engine, dnnl_bf16, key->m, key->k, key->n, key->a_rs, key->a_cs,
-                    key->b_rs, key->b_cs, key->b_any, key->has_bias, key->accumulate);
+                    key->b_rs, key->b_cs, key->b_any, key->has_bias, key->accumulate, key->c_bf16,
+                    key->add_res);
     mmb_count++;
     return e;
 }
@@ -174,7 +178,7 @@ static void mmb_run(const mmb_key *key, float *c, const void *a, const void *b,
                     const float *bias) {
     pthread_mutex_lock(&mmb_lock);
     const mmb_entry *e = mmb_get_locked(key); /* first: it creates the engine on first use */
-    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, &mmb_scratch, c, a, b, bias);
+    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, &mmb_scratch, c, a, b, bias, NULL);
     pthread_mutex_unlock(&mmb_lock);
 }
 
@@ -192,7 +196,7 @@ void matmul_bf16_forward(float *out, const uint16_t *inp, const uint16_t *w, con
         fill_bias(out, bias, M, N, accumulate);
         return;
     }
-    mmb_key key = {M, K, N, K, 1, 1, K, 0, bias != NULL, accumulate != 0};
+    mmb_key key = {M, K, N, K, 1, 1, K, 0, bias != NULL, accumulate != 0, 0, 0, 0};
     mmb_run(&key, out, inp, w, bias);
 }
 
@@ -200,11 +204,11 @@ void matmul_bf16_backward(float *dinp, float *dw, const uint16_t *dout, const ui
                           const uint16_t *w, int M, int K, int N) {
     if (M <= 0 || N <= 0 || K <= 0) return;
     if (dinp) { /* A = dout (M,N), B = w (N,K) */
-        mmb_key key = {M, N, K, N, 1, K, 1, 0, 0, 1};
+        mmb_key key = {M, N, K, N, 1, K, 1, 0, 0, 1, 0, 0, 0};
         mmb_run(&key, dinp, dout, w, NULL);
     }
     if (dw) { /* A = dout^T (N,M) strides {1,N}, B = inp (M,K) */
-        mmb_key key = {N, M, K, 1, N, K, 1, 0, 0, 1};
+        mmb_key key = {N, M, K, 1, N, K, 1, 0, 0, 1, 0, 0, 0};
         mmb_run(&key, dw, dout, inp, NULL);
     }
 }
@@ -242,7 +246,7 @@ static void backward_weight(float *dw, const uint16_t *a, int t, const uint16_t 
         if (!accumulate) memset(dw, 0, (size_t)N * K * sizeof(float));
         return;
     }
-    mmb_key key = {N, M, K, t ? M : 1, t ? 1 : N, 0, 0, 1, 0, accumulate != 0};
+    mmb_key key = {N, M, K, t ? M : 1, t ? 1 : N, 0, 0, 1, 0, accumulate != 0, 0, 0, 0};
     pthread_mutex_lock(&mmb_lock);
     mmb_entry *e = mmb_get_locked(&key);
     if (fresh || pk->src != inp || !dnnl_memory_desc_equal(&pk->md, &e->mm.b_md)) {
@@ -258,7 +262,7 @@ static void backward_weight(float *dw, const uint16_t *a, int t, const uint16_t 
         pk->md = e->mm.b_md;
         pk->src = inp;
     }
-    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, &mmb_scratch, dw, a, pk->mem.buf, NULL);
+    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, &mmb_scratch, dw, a, pk->mem.buf, NULL, NULL);
     pthread_mutex_unlock(&mmb_lock);
 }
 
@@ -585,8 +589,8 @@ static pack_slot *use_slot_locked(ft_bf16_weight *w, const mmb_entry *e, int64_t
 
 /* the key of matmul_bf16w_forward (fwd) or matmul_bf16w_backward_input without bias, written */
 static mmb_key weight_key(const ft_bf16_weight *w, int64_t M, int fwd) {
-    return fwd ? (mmb_key){M, w->K, w->N, w->K, 1, 0, 0, 1, 0, 0}
-               : (mmb_key){M, w->N, w->K, w->N, 1, 0, 0, 1, 0, 0};
+    return fwd ? (mmb_key){M, w->K, w->N, w->K, 1, 0, 0, 1, 0, 0, 0, 0, 0}
+               : (mmb_key){M, w->N, w->K, w->N, 1, 0, 0, 1, 0, 0, 0, 0, 0};
 }
 
 void bf16_weights_prepack(ft_bf16_weight *const *ws, const int *fwd, int n, int M) {
@@ -654,7 +658,8 @@ int bf16_weight_detach(ft_bf16_weight *w, int M) {
         memset(&w->fwd[i], 0, sizeof w->fwd[i]);
         memset(&w->bwd[i], 0, sizeof w->bwd[i]);
     }
-    mmb_key kf = {M, K, N, K, 1, 0, 0, 1, 0, 0}; /* the forward product, as matmul_bf16w_forward */
+    mmb_key kf = {M, K, N, K, 1, 0, 0,
+                  1, 0, 0, 0, 0, 0}; /* the forward product, as matmul_bf16w_forward */
     w->canon_md = mmb_get_locked(&kf)->mm.b_md;
     w->canon_buf = ft_calloc(dnnl_memory_desc_get_size(&w->canon_md), 1);
     FT_ASSERT(w->canon_buf != NULL);
@@ -665,7 +670,7 @@ int bf16_weight_detach(ft_bf16_weight *w, int M) {
     /* the slots of row count M now, so the first step reorders nothing (mmb_get_locked may move
      * the cache: one entry at a time) */
     slot_for_locked(w, mmb_get_locked(&kf), M, 1);
-    mmb_key kb = {M, N, K, N, 1, 0, 0, 1, 0, 1}; /* as matmul_bf16w_backward_input */
+    mmb_key kb = {M, N, K, N, 1, 0, 0, 1, 0, 1, 0, 0, 0}; /* as matmul_bf16w_backward_input */
     slot_for_locked(w, mmb_get_locked(&kb), M, 0);
     pthread_mutex_unlock(&mmb_lock);
     return 1;
@@ -680,20 +685,44 @@ void bf16_weight_unpack(const ft_bf16_weight *w, float *dst) {
     pthread_mutex_unlock(&mmb_lock);
 }
 
-void matmul_bf16w_forward(float *out, const uint16_t *inp, ft_bf16_weight *w, const float *bias,
-                          int M, int accumulate) {
+/* out (M,N) [=|+=] inp · w^T [+ bias] [+ res], out f32 or (outb) bf16 */
+static void forward_w(void *out, int outb, const uint16_t *inp, ft_bf16_weight *w,
+                      const float *bias, const float *res, int M, int accumulate) {
     int K = w->K, N = w->N;
     if (M <= 0 || N <= 0) return;
-    if (K <= 0) {
-        fill_bias(out, bias, M, N, accumulate);
+    if (K <= 0) { /* an empty sum: oneDNN rejects zero-size dimensions */
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++) {
+                const int64_t i = m * N + n;
+                float y = (bias ? bias[n] : 0.0f) + (res ? res[i] : 0.0f);
+                if (outb)
+                    bf16_from_f32((uint16_t *)out + i, &y, 1);
+                else
+                    ((float *)out)[i] = (accumulate ? ((float *)out)[i] : 0.0f) + y;
+            }
         return;
     }
-    mmb_key key = {M, K, N, K, 1, 0, 0, 1, bias != NULL, accumulate != 0};
+    mmb_key key = {M, K, N, K, 1, 0, 0, 1, bias != NULL, accumulate != 0, outb, res != NULL, 0};
     pthread_mutex_lock(&mmb_lock);
     mmb_entry *e = mmb_get_locked(&key);
     pack_slot *s = use_slot_locked(w, e, M, 1);
-    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, &mmb_scratch, out, inp, s->buf, bias);
+    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, &mmb_scratch, out, inp, s->buf, bias, res);
     pthread_mutex_unlock(&mmb_lock);
+}
+
+void matmul_bf16w_forward(float *out, const uint16_t *inp, ft_bf16_weight *w, const float *bias,
+                          int M, int accumulate) {
+    forward_w(out, 0, inp, w, bias, NULL, M, accumulate);
+}
+
+void matmul_bf16w_forward_res(float *out, const uint16_t *inp, ft_bf16_weight *w, const float *bias,
+                              const float *res, int M) {
+    forward_w(out, 0, inp, w, bias, res, M, 0);
+}
+
+void matmul_bf16w_forward_bf16(uint16_t *out, const uint16_t *inp, ft_bf16_weight *w,
+                               const float *bias, int M) {
+    forward_w(out, 1, inp, w, bias, NULL, M, 0);
 }
 
 void matmul_bf16w_backward_input(float *dinp, const uint16_t *dout, ft_bf16_weight *w, int M,
@@ -704,10 +733,10 @@ void matmul_bf16w_backward_input(float *dinp, const uint16_t *dout, ft_bf16_weig
         if (!accumulate) memset(dinp, 0, (size_t)M * K * sizeof(float));
         return;
     }
-    mmb_key key = {M, N, K, N, 1, 0, 0, 1, 0, accumulate != 0};
+    mmb_key key = {M, N, K, N, 1, 0, 0, 1, 0, accumulate != 0, 0, 0, 0};
     pthread_mutex_lock(&mmb_lock);
     mmb_entry *e = mmb_get_locked(&key);
     pack_slot *s = use_slot_locked(w, e, M, 0);
-    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, &mmb_scratch, dinp, dout, s->buf, NULL);
+    ft_dnnl_mm_exec(&e->mm, mmb_engine, mmb_stream, &mmb_scratch, dinp, dout, s->buf, NULL, NULL);
     pthread_mutex_unlock(&mmb_lock);
 }
