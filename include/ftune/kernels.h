@@ -210,9 +210,13 @@ void rope_backward_cs(float *dx, const float *cs, int M, int nh, int D);
 /* The bf16 step's attention inputs (back 0) or their gradients before the q/k/v products (back
  * 1) in one pass over the rows: qb (M,H*D) and kb (M,KV*D) = q and k rotated as rope_forward_cs
  * (rope_backward_cs) and rounded as bf16_from_f32, vb = v rounded; the bits of those steps,
- * without rotating q and k in place first (q, k, v are only read). */
-void rope_round_qkv_bf16(uint16_t *qb, uint16_t *kb, uint16_t *vb, const float *q, const float *k,
-                         const float *v, const float *cs, int M, int H, int KV, int D, int back);
+ * without rotating q and k in place first (q, k, v are only read). Rows of q, k, v are ldi apart
+ * and rows of qb, kb, vb ldo apart; 0: packed (H*D for q, KV*D for k and v). The step's fused
+ * q/k/v product writes q|k|v side by side in rows of H*D + 2 KV*D (forward: ldi), and its input
+ * gradient reads dq|dk|dv so (backward: ldo). */
+void rope_round_qkv_bf16(uint16_t *qb, uint16_t *kb, uint16_t *vb, int64_t ldo, const float *q,
+                         const float *k, const float *v, int64_t ldi, const float *cs, int M, int H,
+                         int KV, int D, int back);
 
 /* out (N) = silu(gate) * up. */
 void swiglu_forward(float *out, const float *gate, const float *up, size_t N);

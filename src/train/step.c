@@ -147,10 +147,10 @@ static void lora_up_backward_j(ft_train_model *tm, uint16_t *doutb, const float 
 /* The bf16 products of linear_backward from dout as bf16 (doutb): dinp += doutb·W (packed),
  * dW += doutb^T·inpb (inpb packed once per input group: tm->xpk, by the group's first dW
  * product, not necessarily its first module's, which may be frozen). */
-static void bf16_dout_products(ft_train_model *tm, float *dinp, float *dw, const uint16_t *doutb,
-                               const uint16_t *doutbT, const uint16_t *inpb, int l, int j, int M,
-                               int K, int N, int write) {
-    if (dinp) matmul_bf16w_backward_input(dinp, doutb, tm->pw[l][j], M, !write);
+static void bf16_dout_products(ft_train_model *tm, ft_bf16_weight *pw, float *dinp, float *dw,
+                               const uint16_t *doutb, const uint16_t *doutbT, const uint16_t *inpb,
+                               int M, int K, int N, int write) {
+    if (dinp) matmul_bf16w_backward_input(dinp, doutb, pw, M, !write);
     if (dw) {
         const int acc = !tm->dw_write;
         if (doutbT)
@@ -168,7 +168,7 @@ static void linear_backward_bf16(ft_train_model *tm, float *dinp, float *dw, con
                                  int N, int write) {
     if (write) tm->xpk_stale = 1;
     if (tm->lora_bf16 && tm->lA[l][j]) lora_up_backward_j(tm, NULL, NULL, doutb, lu, l, j, M, N);
-    bf16_dout_products(tm, dinp, dw, doutb, NULL, inpb, l, j, M, K, N, write);
+    bf16_dout_products(tm, tm->pw[l][j], dinp, dw, doutb, NULL, inpb, M, K, N, write);
 }
 
 /* A weight gradient dW (N,K) reads dout transposed (bf16_from_f32_t, then
@@ -190,7 +190,7 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
     if (write) tm->xpk_stale = 1;        /* a new input group: its first dW product packs inpb */
     if (tm->lora_bf16 && tm->lA[l][j]) { /* LoRA's B side in the pass that rounds dout */
         lora_up_backward_j(tm, dinp || dw ? tm->doutb : NULL, dout, NULL, lu, l, j, M, N);
-        bf16_dout_products(tm, dinp, dw, tm->doutb, NULL, inpb, l, j, M, K, N, write);
+        bf16_dout_products(tm, tm->pw[l][j], dinp, dw, tm->doutb, NULL, inpb, M, K, N, write);
         if (dbias) matmul_backward(NULL, NULL, dbias, dout, inp, w, M, K, N);
         return;
     }
@@ -202,7 +202,7 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
             bf16_from_f32_t(tm->doutb, tm->doutbT, dout, M, N);
         else
             bf16_from_f32(tm->doutb, dout, (size_t)M * N);
-        bf16_dout_products(tm, dinp, dw, tm->doutb, dT, inpb, l, j, M, K, N, write);
+        bf16_dout_products(tm, tm->pw[l][j], dinp, dw, tm->doutb, dT, inpb, M, K, N, write);
         if (dbias) matmul_backward(NULL, NULL, dbias, dout, inp, w, M, K, N);
     } else if (dinp || dw || dbias) {
         matmul_backward(dinp, dw, dbias, dout, inp, w, M, K, N);
@@ -368,9 +368,18 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
      * is kept in every bf16 slot (a->attnb). */
     uint16_t *lnb = a->ln1b ? a->ln1b : tm->lnb;
     uint16_t *hactb = a->hactb ? a->hactb : tm->hactb;
+    ft_bf16_weight *const pqkv = tm->pqkv[l];
     if (tm->bf16) { /* the layer's trained (transient) weights packed in one parallel region */
         static const int fwd[FT_LORA_NMOD] = {1, 1, 1, 1, 1, 1, 1};
-        bf16_weights_prepack(tm->pw[l], fwd, FT_LORA_NMOD, BT);
+        ft_bf16_weight *const *pw = tm->pw[l];
+        ft_bf16_weight *const ws[FT_LORA_NMOD] = {pqkv ? pqkv : pw[0],
+                                                  pqkv ? NULL : pw[1],
+                                                  pqkv ? NULL : pw[2],
+                                                  pw[3],
+                                                  pw[4],
+                                                  pw[5],
+                                                  pw[6]};
+        bf16_weights_prepack(ws, fwd, FT_LORA_NMOD, BT);
     }
     if (lnb)
         rmsnorm_forward_bf16(a->ln1, lnb, a->rstd1, x, w->attn_norm, BT, C, eps);
@@ -388,9 +397,14 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     float *q = bf ? tm->q32 : a->q, *k = bf ? tm->k32 : a->k, *v = bf ? tm->v32 : a->v;
     float *gate = bf ? tm->gate32 : a->gate, *up = bf ? tm->up32 : a->up;
     float *xmid = a->xmid ? a->xmid : tm->xmid32, *attn = a->attn ? a->attn : tm->attn32;
-    linear_forward(tm, qlin, a->lu[0], a->ln1, lnb, w->wq, w->bq, l, 0, BT, C, HD);
-    linear_forward(tm, klin, a->lu[1], a->ln1, lnb, w->wk, w->bk, l, 1, BT, C, KVD);
-    linear_forward(tm, v, a->lu[2], a->ln1, lnb, w->wv, w->bv, l, 2, BT, C, KVD);
+    if (pqkv) { /* one product: rows of q|k|v in the scratch q32, k32, v32 span (contiguous) */
+        FT_ASSERT(tm->k32 == tm->q32 + (size_t)BT * HD && tm->v32 == tm->k32 + (size_t)BT * KVD);
+        matmul_bf16w_forward(tm->q32, lnb, pqkv, NULL, BT, 0);
+    } else {
+        linear_forward(tm, qlin, a->lu[0], a->ln1, lnb, w->wq, w->bq, l, 0, BT, C, HD);
+        linear_forward(tm, klin, a->lu[1], a->ln1, lnb, w->wk, w->bk, l, 1, BT, C, KVD);
+        linear_forward(tm, v, a->lu[2], a->ln1, lnb, w->wv, w->bv, l, 2, BT, C, KVD);
+    }
     float *const outs[FT_LORA_NMOD] = {qlin, klin, v, xmid, gate, up, y};
     if (tm->lora_bf16) lora_group_forward(tm, l, 0, outs, NULL, NULL, a->lug[0], lnb, BT, C);
     if (c->qk_norm) { /* qwen3: per-head RMSNorm over D, before RoPE */
@@ -398,7 +412,11 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         rmsnorm_forward(k, a->krstd, klin, w->k_norm, BT * KV, D, eps);
     }
     if (bf) { /* q, k rotated and all three rounded in one pass (q, k, v are scratch here) */
-        rope_round_qkv_bf16(a->qb, a->kb, a->vb, q, k, v, tm->rope_cs, BT, H, KV, D, 0);
+        if (pqkv)
+            rope_round_qkv_bf16(a->qb, a->kb, a->vb, 0, tm->q32, tm->q32 + HD, tm->q32 + HD + KVD,
+                                HD + 2 * KVD, tm->rope_cs, BT, H, KV, D, 0);
+        else
+            rope_round_qkv_bf16(a->qb, a->kb, a->vb, 0, q, k, v, 0, tm->rope_cs, BT, H, KV, D, 0);
         if (attention_flash_dp_ok(D)) { /* bf16 dot products: P rounded as autocast does; the
                                          * output straight to bf16 unless kept in f32 too */
             attention_flash_forward_dp(a->attn, a->attnb, a->lse, a->qb, a->kb, a->vb, seg, B, T, H,
@@ -485,11 +503,11 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     if (tm->bf16) { /* the trained (transient) weights' layouts this layer's products read, packed
                      * in one parallel region: o_proj's forward one for xmid below, then the input
                      * gradients' (q/k/v only where dn1 is wanted) */
-        ft_bf16_weight *const *pw = tm->pw[l];
+        ft_bf16_weight *const *pw = tm->pw[l], *pqkv = tm->pqkv[l];
         ft_bf16_weight *const ws[] = {a->xmid ? NULL : pw[3],
-                                      dn1 ? pw[0] : NULL,
-                                      dn1 ? pw[1] : NULL,
-                                      dn1 ? pw[2] : NULL,
+                                      dn1 ? (pqkv ? pqkv : pw[0]) : NULL,
+                                      dn1 && !pqkv ? pw[1] : NULL,
+                                      dn1 && !pqkv ? pw[2] : NULL,
                                       pw[3],
                                       pw[4],
                                       pw[5],
@@ -580,8 +598,13 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
                      !tm->lA[l][1] && !tm->lA[l][2] && HD + 2 * KVD <= dout_cols(c) &&
                      (dn1 || dw->wq || dw->wk || dw->wv);
     uint16_t *dqb = tm->doutb, *dkb = dqb + (size_t)BT * HD, *dvb = dkb + (size_t)BT * KVD;
-    if (qkvb) {
-        rope_round_qkv_bf16(dqb, dkb, dvb, tm->dq, tm->dk, tm->dv, tm->rope_cs, BT, H, KV, D, 1);
+    const int N3 = HD + 2 * KVD;
+    if (qkvb && tm->pqkv[l]) { /* side by side in rows of dq|dk|dv, for the one product */
+        rope_round_qkv_bf16(dqb, dqb + HD, dqb + HD + KVD, N3, tm->dq, tm->dk, tm->dv, 0,
+                            tm->rope_cs, BT, H, KV, D, 1);
+    } else if (qkvb) {
+        rope_round_qkv_bf16(dqb, dkb, dvb, 0, tm->dq, tm->dk, tm->dv, 0, tm->rope_cs, BT, H, KV, D,
+                            1);
     } else {
         rope_backward_cs(tm->dq, tm->rope_cs, BT, H, D);
         rope_backward_cs(tm->dk, tm->rope_cs, BT, KV, D);
@@ -598,7 +621,10 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     if (dn1 && !tm->bf16) zero(dn1, (size_t)BT * C);
     lnb = a->ln1b ? a->ln1b : tm->lnb;
     if (lnb && !a->ln1b) rmsnorm_apply_bf16(tm->lnb, x, a->rstd1, w->attn_norm, BT, C);
-    if (qkvb) {
+    if (qkvb && tm->pqkv[l]) { /* dW (N3,C) from dw->wq on: dw.wk, dw.wv follow it */
+        tm->xpk_stale = 1;
+        bf16_dout_products(tm, tm->pqkv[l], dn1, dw->wq, dqb, NULL, lnb, BT, C, N3, 1);
+    } else if (qkvb) {
         linear_backward_bf16(tm, dn1, dw->wq, dqb, lnb, NULL, l, 0, BT, C, HD, 1);
         linear_backward_bf16(tm, dn1, dw->wk, dkb, lnb, NULL, l, 1, BT, C, KVD, 0);
         linear_backward_bf16(tm, dn1, dw->wv, dvb, lnb, NULL, l, 2, BT, C, KVD, 0);
@@ -1419,6 +1445,20 @@ static ft_status setup_bf16(ft_train_model *tm) {
                 tm->pw_released[l][j] =
                     (unsigned char)release_frozen(tm, tm->pw[l][j], ws[j], in, out, tm->B0 * tm->T0);
         }
+        /* q|k|v as one product (train_internal.h): (HD + 2 KVD, C) from wq on, its gradient
+         * from dw.wq on. A q/k/v product costs ~0.25 ms a layer more than the one over all
+         * three (bench_matmul's shapes: the fused forward, input gradient and weight gradient
+         * 2.85, 2.86, 2.72 ms against 3.10, 3.25, 2.93 for the three; SmolLM shape) */
+        const size_t HD = (size_t)c->n_heads * c->head_dim,
+                     KVD = (size_t)c->n_kv_heads * c->head_dim, C = (size_t)c->dim;
+        const ft_layer *lw = &tm->w.layers[l], *ld = &tm->dw.layers[l];
+        if (!c->qk_norm && !lw->bq && !lw->bk && !lw->bv && !tm->lA[l][0] && !tm->lA[l][1] &&
+            !tm->lA[l][2] && ds[0] && ds[1] && ds[2] && lw->wk == lw->wq + HD * C &&
+            lw->wv == lw->wk + KVD * C && ld->wk == ld->wq + HD * C && ld->wv == ld->wk + KVD * C &&
+            HD + 2 * KVD <= (size_t)dout_cols(c)) {
+            tm->pqkv[l] = bf16_weight_create_transient(lw->wq, c->dim, (int)(HD + 2 * KVD));
+            if (!tm->pqkv[l]) return ft_errorf(FT_ERR_NOMEM, "out of memory");
+        }
     }
     tm->phead = bf16_weight_create(head_weight(tm), c->dim, c->vocab_size);
     tm->xpk = bf16_pack_create();
@@ -1558,6 +1598,8 @@ void ft_train_model_free(ft_train_model *tm) {
     for (int l = 0; l < FT_MAX_LAYERS; l++)
         for (int j = 0; j < FT_LORA_NMOD; j++)
             bf16_weight_free(tm->pw[l][j]);
+    for (int l = 0; l < FT_MAX_LAYERS; l++)
+        bf16_weight_free(tm->pqkv[l]);
     bf16_weight_free(tm->phead);
     bf16_pack_free(tm->xpk);
     ft_free(tm->lAg_buf);

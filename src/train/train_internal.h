@@ -120,6 +120,10 @@ struct ft_train_model {
     int bf16;
     ft_bf16_weight *pw[FT_MAX_LAYERS][FT_LORA_NMOD]; /* packed q k v o gate up down */
     ft_bf16_weight *phead;                           /* packed lm_head / tied embedding */
+    /* q, k, v as one (H*D + 2 KV*D, C) transient weight where all three are trained, adjacent
+     * in the params and in the gradients, without bias, q/k norm or LoRA: one product each way
+     * instead of three (their rows side by side: q32 forward, doutb backward); else NULL */
+    ft_bf16_weight *pqkv[FT_MAX_LAYERS];
     unsigned char pw_trained[FT_MAX_LAYERS][FT_LORA_NMOD], phead_trained; /* repacked when stale */
     /* frozen weights whose f32 copy in the model was given back after packing (detached);
      * restore_released writes them back */

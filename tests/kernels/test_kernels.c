@@ -359,15 +359,38 @@ static void parallel_vs_serial(void) {
             int same = 1;
             for (int back = 0; back < 2; back++) {
                 memcpy(q2, q, nt * 4), memcpy(k2, k, nk * 4);
-                rope_round_qkv_bf16(qb, kb, vb, q, k, v, cs, M, nh, KVh, Dt, back);
+                rope_round_qkv_bf16(qb, kb, vb, 0, q, k, v, 0, cs, M, nh, KVh, Dt, back);
                 (back ? rope_backward_cs : rope_forward_cs)(q2, cs, M, nh, Dt);
                 (back ? rope_backward_cs : rope_forward_cs)(k2, cs, M, KVh, Dt);
                 bf16_from_f32(qr, q2, nt), bf16_from_f32(kr, k2, nk), bf16_from_f32(vr, v, nk);
                 same &=
                     !memcmp(qb, qr, nt * 2) && !memcmp(kb, kr, nk * 2) && !memcmp(vb, vr, nk * 2);
+                /* strided: inputs side by side in rows of q|k|v (the fused product's output),
+                 * then outputs so (the fused input gradient's dout), each row padded by 3 */
+                const int64_t HDt = (int64_t)nh * Dt, KVDt = (int64_t)KVh * Dt,
+                              ld = HDt + 2 * KVDt + 3;
+                float *qkv = malloc((size_t)M * ld * 4);
+                uint16_t *o = malloc((size_t)M * ld * 2);
+                for (int64_t m = 0; m < M; m++) {
+                    memcpy(qkv + m * ld, q + m * HDt, HDt * 4);
+                    memcpy(qkv + m * ld + HDt, k + m * KVDt, KVDt * 4);
+                    memcpy(qkv + m * ld + HDt + KVDt, v + m * KVDt, KVDt * 4);
+                }
+                memset(qb, 0, nt * 2), memset(kb, 0, nk * 2), memset(vb, 0, nk * 2);
+                rope_round_qkv_bf16(qb, kb, vb, 0, qkv, qkv + HDt, qkv + HDt + KVDt, ld, cs, M, nh,
+                                    KVh, Dt, back);
+                same &=
+                    !memcmp(qb, qr, nt * 2) && !memcmp(kb, kr, nk * 2) && !memcmp(vb, vr, nk * 2);
+                rope_round_qkv_bf16(o, o + HDt, o + HDt + KVDt, ld, q, k, v, 0, cs, M, nh, KVh, Dt,
+                                    back);
+                for (int64_t m = 0; m < M; m++)
+                    same &= !memcmp(o + m * ld, qr + m * HDt, HDt * 2) &&
+                            !memcmp(o + m * ld + HDt, kr + m * KVDt, KVDt * 2) &&
+                            !memcmp(o + m * ld + HDt + KVDt, vr + m * KVDt, KVDt * 2);
+                free(qkv), free(o);
             }
-            CHECK(dd ? "rope_round_qkv_bf16 == rope_forward/backward_cs + bf16_from_f32 (D 18)"
-                     : "rope_round_qkv_bf16 == rope_forward/backward_cs + bf16_from_f32",
+            CHECK(dd ? "rope_round_qkv_bf16 (packed, strided) == rope_*_cs + bf16_from_f32 (D 18)"
+                     : "rope_round_qkv_bf16 (packed, strided) == rope_*_cs + bf16_from_f32",
                   same, "bits differ");
             free(q), free(k), free(v), free(q2), free(k2), free(qb), free(kb), free(vb);
             free(qr), free(kr), free(vr);
