@@ -322,8 +322,11 @@ static const float *lora_u(const ft_train_model *tm, const ft_layer_acts *a, int
 }
 
 /* columns of the bf16 dout scratch (tm->doutb, BT rows): the widest product output */
+/* doutb's columns: any linear's outputs, or q|k|v side by side (the q/k/v products' dout in one
+ * pass: rope_round_qkv_bf16) */
 static int dout_cols(const ft_config *c) {
-    int HD = c->n_heads * c->head_dim, mx = c->dim > HD ? c->dim : HD;
+    int HD = c->n_heads * c->head_dim, QKV = HD + 2 * c->n_kv_heads * c->head_dim;
+    int mx = c->dim > QKV ? c->dim : QKV;
     return c->hidden_dim > mx ? c->hidden_dim : mx;
 }
 
@@ -595,8 +598,7 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
      * dq, dk, dv rounded for their products in one pass (rope_round_qkv_bf16: the bits of
      * rope_backward_cs, then linear_backward's rounding), side by side in doutb */
     const int qkvb = tm->bf16 && !c->qk_norm && !dw->bq && !dw->bk && !dw->bv && !tm->lA[l][0] &&
-                     !tm->lA[l][1] && !tm->lA[l][2] && HD + 2 * KVD <= dout_cols(c) &&
-                     (dn1 || dw->wq || dw->wk || dw->wv);
+                     !tm->lA[l][1] && !tm->lA[l][2] && (dn1 || dw->wq || dw->wk || dw->wv);
     uint16_t *dqb = tm->doutb, *dkb = dqb + (size_t)BT * HD, *dvb = dkb + (size_t)BT * KVD;
     const int N3 = HD + 2 * KVD;
     if (qkvb && tm->pqkv[l]) { /* side by side in rows of dq|dk|dv, for the one product */
@@ -1454,8 +1456,7 @@ static ft_status setup_bf16(ft_train_model *tm) {
         const ft_layer *lw = &tm->w.layers[l], *ld = &tm->dw.layers[l];
         if (!c->qk_norm && !lw->bq && !lw->bk && !lw->bv && !tm->lA[l][0] && !tm->lA[l][1] &&
             !tm->lA[l][2] && ds[0] && ds[1] && ds[2] && lw->wk == lw->wq + HD * C &&
-            lw->wv == lw->wk + KVD * C && ld->wk == ld->wq + HD * C && ld->wv == ld->wk + KVD * C &&
-            HD + 2 * KVD <= (size_t)dout_cols(c)) {
+            lw->wv == lw->wk + KVD * C && ld->wk == ld->wq + HD * C && ld->wv == ld->wk + KVD * C) {
             tm->pqkv[l] = bf16_weight_create_transient(lw->wq, c->dim, (int)(HD + 2 * KVD));
             if (!tm->pqkv[l]) return ft_errorf(FT_ERR_NOMEM, "out of memory");
         }
