@@ -658,8 +658,8 @@ int bf16_weight_detach(ft_bf16_weight *w, int M) {
         memset(&w->fwd[i], 0, sizeof w->fwd[i]);
         memset(&w->bwd[i], 0, sizeof w->bwd[i]);
     }
-    mmb_key kf = {M, K, N, K, 1, 0, 0,
-                  1, 0, 0, 0, 0, 0}; /* the forward product, as matmul_bf16w_forward */
+    /* the forward product, as matmul_bf16w_forward */
+    mmb_key kf = {M, K, N, K, 1, 0, 0, 1, 0, 0, 0, 0, 0};
     w->canon_md = mmb_get_locked(&kf)->mm.b_md;
     w->canon_buf = ft_calloc(dnnl_memory_desc_get_size(&w->canon_md), 1);
     FT_ASSERT(w->canon_buf != NULL);
