@@ -20,26 +20,9 @@ static inline float fa_op1(float a, float b, const int mx) {
     return mx ? (b > a ? b : a) : a + b;
 }
 
-/* The sum (mx 0) or max (mx 1) of x[0, n) in a fixed order: element i goes to lane i % 16, then
- * the 16 lanes fold pairwise, lane j with j + w for w = 8, 4, 2, 1 (AVX-512 shuffles where
- * available, else the same fold lane by lane). `omp simd reduction` loops were compiled (GCC,
- * -O2) into a scalar chain over the stored row, one add or max per element at its full latency:
- * a fifth of the dp forward's time at SmolLM's shape. */
-static inline __attribute__((always_inline)) float fa_row_reduce(const float *x, int n,
-                                                                 const int mx) {
-    ft_v16f a = ft_splat16(mx ? -INFINITY : 0.0f), t;
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        memcpy(&t, x + i, sizeof t);
-#if defined(__AVX512F__)
-        a = mx ? (ft_v16f)_mm512_max_ps((__m512)t, (__m512)a) : a + t;
-#else
-        for (int j = 0; j < 16; j++)
-            a[j] = fa_op1(a[j], t[j], mx);
-#endif
-    }
-    for (int j = 0; i + j < n; j++)
-        a[j] = fa_op1(a[j], x[i + j], mx);
+/* The 16 lanes of a folded pairwise into their sum (mx 0) or max (mx 1): lane j with j + w for
+ * w = 8, 4, 2, 1 (AVX-512 shuffles where available, else the same fold lane by lane) */
+static inline __attribute__((always_inline)) float fa_fold16(ft_v16f a, const int mx) {
 #if defined(__AVX512F__)
     const __m512 v = (__m512)a;
     const __m256 lo = _mm512_castps512_ps256(v),
@@ -56,6 +39,28 @@ static inline __attribute__((always_inline)) float fa_row_reduce(const float *x,
             a[j] = fa_op1(a[j], a[j + w], mx);
     return a[0];
 #endif
+}
+
+/* The sum (mx 0) or max (mx 1) of x[0, n) in a fixed order: element i goes to lane i % 16, then
+ * the lanes fold (fa_fold16). `omp simd reduction` loops were compiled (GCC, -O2) into a scalar
+ * chain over the stored row, one add or max per element at its full latency: a fifth of the dp
+ * forward's time at SmolLM's shape. */
+static inline __attribute__((always_inline)) float fa_row_reduce(const float *x, int n,
+                                                                 const int mx) {
+    ft_v16f a = ft_splat16(mx ? -INFINITY : 0.0f), t;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        memcpy(&t, x + i, sizeof t);
+#if defined(__AVX512F__)
+        a = mx ? (ft_v16f)_mm512_max_ps((__m512)t, (__m512)a) : a + t;
+#else
+        for (int j = 0; j < 16; j++)
+            a[j] = fa_op1(a[j], t[j], mx);
+#endif
+    }
+    for (int j = 0; i + j < n; j++)
+        a[j] = fa_op1(a[j], x[i + j], mx);
+    return fa_fold16(a, mx);
 }
 
 /* The forward's online-softmax step for query rows t0 + r, r < nr (nr <= FA_MAX_ROWS), over keys

@@ -72,18 +72,6 @@ AI void pair_bf(uint32_t *dst, const uint16_t *a, const uint16_t *b) {
     _mm512_storeu_si512(dst, ft_pair16(a, b, 0, 0xffff, 0));
 }
 
-/* dst[i] (16 pair words) = (bf16(a[i]), bf16(b[i])), round to nearest even */
-AI void pair_f32(uint32_t *dst, const float *a, const float *b) {
-    _mm512_storeu_si512(dst, ft_pair16(a, b, 0, 0xffff, 1));
-}
-
-/* dst (DP_BLOCK bf16) = bf16 of the DP_BLOCK floats x */
-AI void round_row(uint16_t *dst, const float *x) {
-    for (int c = 0; c < DP_NV; c++)
-        _mm256_storeu_si256((void *)(dst + 16 * c),
-                            (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + 16 * c)));
-}
-
 /* dst[j DP_BLOCK + s] = pair word j (elements 2j, 2j+1) of row s of x (n rows of D bf16, stride
  * ld), rows s in [n, DP_BLOCK) zero: the kt2 layout */
 static void pairs_transposed(uint32_t *dst, const uint16_t *x, int64_t ld, int n, int D) {
@@ -168,6 +156,116 @@ static void tile_scores(float *S, const uint16_t *A, int64_t lda, const uint32_t
     if (nc < DP_NV)
         for (int r = 0; r < nr; r++)
             memset(S + r * DP_BLOCK + 16 * nc, 0, sizeof(float) * (size_t)(DP_BLOCK - 16 * nc));
+}
+
+/* The forward's softmax step on a tile's scores S (nr rows of DP_BLOCK, keys [s0, s0 + ns)) with
+ * the rounding of P fused in: Pb (nr rows of DP_BLOCK bf16) = bf16 of the unnormalised
+ * probabilities (0 past ns), m, l, corr updated as fa_softmax_rows does. Each row's four vectors
+ * stay in registers from the scores to Pb (fa_softmax_rows stores the row after masking and
+ * after exp and reads it back for max, sum and rounding: five passes). The same bits: the same
+ * mask, max and exp (ft_exp16 = ft_exp_simd), and the sum in fa_row_reduce's order, lane i % 16
+ * then fa_fold16 (lanes past ns add +0). */
+static void dp_softmax_round(const float *S, uint16_t *Pb, int nr, int ns, int64_t t0, int64_t s0,
+                             const int *seg, int64_t b, int64_t T, float scale, float *m, float *l,
+                             float *corr) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), sc = _mm512_set1_ps(scale);
+    for (int r = 0; r < nr; r++) {
+        const float *x = S + r * DP_BLOCK;
+        uint16_t *pb = Pb + r * DP_BLOCK;
+        const int64_t t = t0 + r;
+        __mmask16 vis[DP_NV]; /* keys the row sees */
+        if (!seg) {
+            const int64_t lim = t - s0 + 1 < ns ? t - s0 + 1 : ns;
+            for (int c = 0; c < DP_NV; c++)
+                vis[c] = ft_lanes16(lim - 16 * c);
+        } else {
+            for (int c = 0; c < DP_NV; c++) {
+                vis[c] = 0;
+                for (int i = 0; i < 16; i++) {
+                    const int64_t k = 16 * c + i, s = s0 + k;
+                    if (k < ns && s <= t && fa_seen(seg, b, T, s, t))
+                        vis[c] |= (__mmask16)(1u << i);
+                }
+            }
+        }
+        __m512 v[DP_NV], mx = ninf;
+        for (int c = 0; c < DP_NV; c++) {
+            v[c] = _mm512_mask_mul_ps(ninf, vis[c], _mm512_loadu_ps(x + 16 * c), sc);
+            mx = _mm512_max_ps(v[c], mx);
+        }
+        const float bm = fa_fold16((ft_v16f)mx, 1);
+        if (bm == -INFINITY) { /* the row sees nothing in this block */
+            memset(pb, 0, sizeof(uint16_t) * DP_BLOCK);
+            corr[r] = 1.0f;
+            continue;
+        }
+        const float mn = bm > m[r] ? bm : m[r];
+        corr[r] = expf(m[r] - mn);
+        const __m512 mv = _mm512_set1_ps(mn);
+        __m512 sum = _mm512_setzero_ps();
+        for (int c = 0; c < DP_NV; c++) {
+            const __mmask16 fin = _mm512_cmp_ps_mask(v[c], ninf, _CMP_NEQ_OQ);
+            const __m512 e = _mm512_maskz_mov_ps(fin, ft_exp16(_mm512_sub_ps(v[c], mv)));
+            sum = _mm512_add_ps(sum, e);
+            _mm256_storeu_si256((void *)(pb + 16 * c), (__m256i)_mm512_cvtneps_pbh(e));
+        }
+        l[r] = l[r] * corr[r] + fa_fold16((ft_v16f)sum, 0);
+        m[r] = mn;
+    }
+}
+
+/* keys [s0, s0 + 16 c + 16) of the block that row t sees: causal (and below ns), and with seg in
+ * its own sample */
+AI __mmask16 dp_seen16(int c, int ns, int64_t t, int64_t s0, const int *seg, int64_t b, int64_t T) {
+    const int64_t lim = t - s0 + 1 < ns ? t - s0 + 1 : ns;
+    __mmask16 v = ft_lanes16(lim - 16 * c);
+    if (seg)
+        for (int i = 0; i < 16; i++)
+            if ((v >> i & 1) && !fa_seen(seg, b, T, s0 + 16 * c + i, t))
+                v &= (__mmask16) ~(1u << i);
+    return v;
+}
+
+/* The backward's elementwise step on a tile (nr rows from t0, keys [s0, s0 + ns)), two rows at a
+ * time in registers: from the raw scores S and dP (rows of DP_BLOCK), P = e^(c S - L_t) and
+ * dS = c P (dP - delta_t) (0 where t does not see the key), written only as the products read
+ * them: the pair words P2 and dS2 (rows 2p, 2p + 1; a zero row past nr) and, for dq, dS's bf16
+ * rows dSb. fa_grad_row per row, then rounding the rows and pairing them, stored P and dS and read
+ * them back three times; the same bits (ft_exp16 = ft_exp_simd, the same products in the same
+ * order). */
+static void dp_grad_pairs(const float *S, const float *dP, uint32_t *P2, uint32_t *dS2,
+                          uint16_t *dSb, int nr, int ns, int64_t t0, int64_t s0, const int *seg,
+                          int64_t b, int64_t T, const float *L, const float *delta, float scale) {
+    const __m512 sc = _mm512_set1_ps(scale);
+    for (int p = 0; 2 * p < nr; p++) {
+        for (int c = 0; c < DP_NV; c++) {
+            __m512 pv[2], dv[2];
+            for (int j = 0; j < 2; j++) {
+                const int r = 2 * p + j;
+                pv[j] = dv[j] = _mm512_setzero_ps();
+                if (r >= nr) continue;
+                const __mmask16 vis = dp_seen16(c, ns, t0 + r, s0, seg, b, T);
+                if (!vis) continue;
+                const __m512 s = _mm512_loadu_ps(S + r * DP_BLOCK + 16 * c);
+                const __m512 e =
+                    ft_exp16(_mm512_sub_ps(_mm512_mul_ps(s, sc), _mm512_set1_ps(L[r])));
+                const __m512 d = _mm512_loadu_ps(dP + r * DP_BLOCK + 16 * c);
+                pv[j] = _mm512_maskz_mov_ps(vis, e);
+                dv[j] = _mm512_maskz_mul_ps(
+                    vis, _mm512_mul_ps(pv[j], _mm512_sub_ps(d, _mm512_set1_ps(delta[r]))), sc);
+            }
+            __m512i ab;
+            _mm512_storeu_si512(P2 + p * DP_BLOCK + 16 * c, ft_pair16v(pv[0], pv[1], NULL));
+            _mm512_storeu_si512(dS2 + p * DP_BLOCK + 16 * c, ft_pair16v(dv[0], dv[1], &ab));
+            if (dSb) {
+                _mm256_storeu_si256((void *)(dSb + 2 * p * DP_BLOCK + 16 * c),
+                                    _mm512_castsi512_si256(ab));
+                if (2 * p + 1 < nr)
+                    _mm256_storeu_si256((void *)(dSb + (2 * p + 1) * DP_BLOCK + 16 * c),
+                                        _mm512_extracti64x4_epi64(ab, 1));
+            }
+        }
+    }
 }
 
 /* rows r < nr of y (D = 16 nd f32 each, row stride ldy): y_r = y_r * corr[r] (corr NULL: 1) +
@@ -293,14 +391,7 @@ void attention_flash_forward_dp(float *out, uint16_t *outb, float *lse, const ui
                             float *mt = m[j] + r0, *lt = l[j] + r0, *ot = o[j] + (int64_t)r0 * D;
                             tile_scores(S, q + ((b * T + t0) * H + h) * D, ldq, kt2, nr, D, ns, t0,
                                         s0);
-                            fa_softmax_rows(S, DP_BLOCK, nr, ns, t0, s0, seg, b, T, scale, mt, lt,
-                                            corr);
-                            for (int r = 0; r < nr; r++) {
-                                float *x = S + r * DP_BLOCK;
-                                for (int i = ns; i < DP_BLOCK; i++)
-                                    x[i] = 0.0f;
-                                round_row(Pb + r * DP_BLOCK, x);
-                            }
+                            dp_softmax_round(S, Pb, nr, ns, t0, s0, seg, b, T, scale, mt, lt, corr);
 #define DP_PV(nd)                                                                                  \
     wrows_tile(ot, D, corr, (const uint32_t *)Pb, DP_BLOCK / 2, vi, nr, ns, t0, s0, nd)
                             DP_DISPATCH(D, DP_PV)
@@ -371,30 +462,18 @@ void attention_flash_backward_dp(float *dq, float *dk, float *dv, const float *d
                         pairs_rows_bf(oi, ob, D, nr, D);
                         tile_scores(P, qt, ldq, kt2, nr, D, ns, t0, s0);
                         tile_scores(dS, ob, D, vt2, nr, D, ns, t0, s0); /* dP */
+                        float L[DP_ROWS], delta[DP_ROWS];
                         for (int r = 0; r < nr; r++) {
                             const int64_t t = t0 + r;
-                            const float L = lse[(b * H + h) * T + t];
-                            const float delta =
+                            L[r] = lse[(b * H + h) * T + t];
+                            delta[r] =
                                 pre ? dl[(h - kh * G) * T + t]
                                     : fa_delta(dout, out, outb, ((b * T + t) * H + h) * D, D);
-                            float *pr = P + r * DP_BLOCK, *dr = dS + r * DP_BLOCK;
-                            fa_grad_row(pr, dr, DP_BLOCK, ns, t, s0, seg, b, T, L, delta, scale);
                         }
-                        if (dq)
-                            for (int r = 0; r < nr; r++)
-                                round_row(dSb + r * DP_BLOCK, dS + r * DP_BLOCK);
-                        if (nr % 2) /* the odd row's partner */
-                            memset(P + nr * DP_BLOCK, 0, sizeof(float) * DP_BLOCK),
-                                memset(dS + nr * DP_BLOCK, 0, sizeof(float) * DP_BLOCK);
-                        for (int p = 0; 2 * p < nr; p++)
-                            for (int i = 0; i < DP_BLOCK; i += 16) {
-                                pair_f32(P2 + p * DP_BLOCK + i, P + 2 * p * DP_BLOCK + i,
-                                         P + (2 * p + 1) * DP_BLOCK + i);
-                                pair_f32(dS2 + p * DP_BLOCK + i, dS + 2 * p * DP_BLOCK + i,
-                                         dS + (2 * p + 1) * DP_BLOCK + i);
-                            }
-                            /* dv_s += sum_t P_ts dout_t ; dk_s += sum_t dS_ts q_t ;
-                             * dq_t += sum_s dS_ts k_s */
+                        dp_grad_pairs(P, dS, P2, dS2, dq ? dSb : NULL, nr, ns, t0, s0, seg, b, T, L,
+                                      delta, scale);
+                        /* dv_s += sum_t P_ts dout_t ; dk_s += sum_t dS_ts q_t ;
+                         * dq_t += sum_s dS_ts k_s */
 #define DP_DKV(nd) dkv_tile(gv, gk, P2, dS2, oi, qi, nr, ns, t0, s0, nd)
                         DP_DISPATCH(D, DP_DKV)
 #undef DP_DKV

@@ -98,6 +98,32 @@ static inline float ft_exp_simd(float x) {
     return p * scale;
 }
 
+#if defined(__AVX512F__)
+/* ft_exp_simd on 16 lanes with intrinsics, operation by operation (separate multiplies and adds,
+ * as the C above compiles under -std=c11: no contraction into FMAs), so the same bits: for a
+ * loop that keeps its values in registers, where the scalar form would go through memory */
+static inline __m512 ft_exp16(__m512 x) {
+#define FT_E16(c) _mm512_set1_ps(c)
+    x = _mm512_min_ps(_mm512_max_ps(x, FT_E16(-87.3f)), FT_E16(88.0f));
+    const __m512 big = FT_E16(12582912.0f);
+    const __m512 n =
+        _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x, FT_E16(1.44269504088896341f)), big), big);
+    const __m512 r = _mm512_add_ps(_mm512_sub_ps(x, _mm512_mul_ps(n, FT_E16(0.693359375f))),
+                                   _mm512_mul_ps(n, FT_E16(2.12194440e-4f)));
+    __m512 p = FT_E16(1.9875691500e-4f);
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), FT_E16(1.3981999507e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), FT_E16(8.3334519073e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), FT_E16(4.1665795894e-2f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), FT_E16(1.6666665459e-1f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), FT_E16(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, r), r), r), FT_E16(1.0f));
+    const __m512i e =
+        _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+#undef FT_E16
+}
+#endif
+
 /* f32 -> bf16, round to nearest even, NaN kept quiet: the same bits as ft_f32_to_bf16, inline so
  * `omp simd` loops vectorize it. */
 static inline uint16_t ft_bf16_round(float f) {
@@ -240,13 +266,20 @@ static const uint16_t ft_ilv_lo_hi[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20
  * low half) from two rows, lanes not in m zero, a NULL row read as zeros. f32 rows are rounded to
  * bf16 (VCVTNE2PS2BF16: nearest even, denormals flushed), bf16 rows taken as they are. Used by
  * the dp attention (tile layouts) and by matmul_bf16.c's packing into oneDNN's blocked layout. */
+/* ft_pair16's f32 form on two registers; *ab (may be NULL) gets the VCVTNE2PS2BF16 result before
+ * the interleave: a's 16 bf16 in its low half, b's in its high half */
+static inline __m512i ft_pair16v(__m512 va, __m512 vb, __m512i *ab) {
+    const __m512i r = (__m512i)_mm512_cvtne2ps_pbh(vb, va);
+    if (ab) *ab = r;
+    return _mm512_permutexvar_epi16(_mm512_loadu_si512(ft_ilv_lo_hi), r);
+}
+
 static inline __m512i ft_pair16(const void *ra, const void *rb, int64_t j, __mmask16 m, int f32) {
     if (f32) {
         const float *a = ra, *b = rb;
         __m512 va = a ? _mm512_maskz_loadu_ps(m, a + j) : _mm512_setzero_ps();
         __m512 vb = b ? _mm512_maskz_loadu_ps(m, b + j) : _mm512_setzero_ps();
-        return _mm512_permutexvar_epi16(_mm512_loadu_si512(ft_ilv_lo_hi),
-                                        (__m512i)_mm512_cvtne2ps_pbh(vb, va));
+        return ft_pair16v(va, vb, NULL);
     }
     const uint16_t *a = ra, *b = rb;
     __m256i va = a ? _mm256_maskz_loadu_epi16(m, a + j) : _mm256_setzero_si256();
