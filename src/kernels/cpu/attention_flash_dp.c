@@ -158,6 +158,18 @@ static void tile_scores(float *S, const uint16_t *A, int64_t lda, const uint32_t
             memset(S + r * DP_BLOCK + 16 * nc, 0, sizeof(float) * (size_t)(DP_BLOCK - 16 * nc));
 }
 
+/* keys [s0, s0 + 16 c + 16) of the block that row t sees: causal (and below ns), and with seg in
+ * its own sample */
+AI __mmask16 dp_seen16(int c, int ns, int64_t t, int64_t s0, const int *seg, int64_t b, int64_t T) {
+    const int64_t lim = t - s0 + 1 < ns ? t - s0 + 1 : ns;
+    __mmask16 v = ft_lanes16(lim - 16 * c);
+    if (seg)
+        for (int i = 0; i < 16; i++)
+            if ((v >> i & 1) && !fa_seen(seg, b, T, s0 + 16 * c + i, t))
+                v &= (__mmask16) ~(1u << i);
+    return v;
+}
+
 /* The forward's softmax step on a tile's scores S (nr rows of DP_BLOCK, keys [s0, s0 + ns)) with
  * the rounding of P fused in: Pb (nr rows of DP_BLOCK bf16) = bf16 of the unnormalised
  * probabilities (0 past ns), m, l, corr updated as fa_softmax_rows does. Each row's four vectors
@@ -173,24 +185,10 @@ static void dp_softmax_round(const float *S, uint16_t *Pb, int nr, int ns, int64
         const float *x = S + r * DP_BLOCK;
         uint16_t *pb = Pb + r * DP_BLOCK;
         const int64_t t = t0 + r;
-        __mmask16 vis[DP_NV]; /* keys the row sees */
-        if (!seg) {
-            const int64_t lim = t - s0 + 1 < ns ? t - s0 + 1 : ns;
-            for (int c = 0; c < DP_NV; c++)
-                vis[c] = ft_lanes16(lim - 16 * c);
-        } else {
-            for (int c = 0; c < DP_NV; c++) {
-                vis[c] = 0;
-                for (int i = 0; i < 16; i++) {
-                    const int64_t k = 16 * c + i, s = s0 + k;
-                    if (k < ns && s <= t && fa_seen(seg, b, T, s, t))
-                        vis[c] |= (__mmask16)(1u << i);
-                }
-            }
-        }
         __m512 v[DP_NV], mx = ninf;
         for (int c = 0; c < DP_NV; c++) {
-            v[c] = _mm512_mask_mul_ps(ninf, vis[c], _mm512_loadu_ps(x + 16 * c), sc);
+            const __mmask16 vis = dp_seen16(c, ns, t, s0, seg, b, T);
+            v[c] = _mm512_mask_mul_ps(ninf, vis, _mm512_loadu_ps(x + 16 * c), sc);
             mx = _mm512_max_ps(v[c], mx);
         }
         const float bm = fa_fold16((ft_v16f)mx, 1);
@@ -212,18 +210,6 @@ static void dp_softmax_round(const float *S, uint16_t *Pb, int nr, int ns, int64
         l[r] = l[r] * corr[r] + fa_fold16((ft_v16f)sum, 0);
         m[r] = mn;
     }
-}
-
-/* keys [s0, s0 + 16 c + 16) of the block that row t sees: causal (and below ns), and with seg in
- * its own sample */
-AI __mmask16 dp_seen16(int c, int ns, int64_t t, int64_t s0, const int *seg, int64_t b, int64_t T) {
-    const int64_t lim = t - s0 + 1 < ns ? t - s0 + 1 : ns;
-    __mmask16 v = ft_lanes16(lim - 16 * c);
-    if (seg)
-        for (int i = 0; i < 16; i++)
-            if ((v >> i & 1) && !fa_seen(seg, b, T, s0 + 16 * c + i, t))
-                v &= (__mmask16) ~(1u << i);
-    return v;
 }
 
 /* The backward's elementwise step on a tile (nr rows from t0, keys [s0, s0 + ns)), two rows at a
