@@ -6,6 +6,8 @@
  *   bf16-pack  oneDNN bf16 with the weight converted + reordered once (matmul_bf16w_*)
  *   dw: bf16-packx (x packed by our pass, matmul_bf16_backward_weight) and packx-doutT (dout
  *       also given transposed, matmul_bf16_backward_weight_t; its conversion timed apart)
+ *   fwd: pack+res / pack->bf16 (the fused epilogues, matmul_bf16w_forward_res / _bf16) against
+ *       the product followed by the pass they replace (checked bit for bit)
  * Each variant is first checked: on a small awkward shape against the naive double-accumulated
  * loop, and at the timed shape against the f32 result with the bf16 bound (see test_matmul_bf16).
  * Prints GFLOP/s and the fraction of the measured FMA / BF16 peaks, and the time to repack a
@@ -33,6 +35,21 @@ static void report(const char *shape, const char *layout, const char *var, doubl
 static void check_bf16(const char *what, const float *got, const float *ref, size_t n, double absum,
                        int K) {
     lab_check(what, got, ref, n, (1.0 / 128 + K / 8388608.0) * absum, 0);
+}
+
+/* the passes the fused epilogues replace, after the product: out += res; outb = bf16(out) */
+static void fwd_then_add(float *out, const uint16_t *xb, ft_bf16_weight *pw, const float *res,
+                         int M, int N) {
+    matmul_bf16w_forward(out, xb, pw, NULL, M, 0);
+#pragma omp parallel for schedule(static)
+    for (size_t e = 0; e < (size_t)M * N; e++)
+        out[e] += res[e];
+}
+
+static void fwd_then_round(uint16_t *outb, float *out, const uint16_t *xb, ft_bf16_weight *pw,
+                           int M, int N) {
+    matmul_bf16w_forward(out, xb, pw, NULL, M, 0);
+    bf16_from_f32(outb, out, (size_t)M * N);
 }
 
 static void shape(int M, int K, int N, int reps) {
@@ -75,6 +92,24 @@ static void shape(int M, int K, int N, int reps) {
         report(name, "fwd", "bf16", fl, t, peak16);
         LAB_TIME(t, reps, matmul_bf16w_forward(o16, xb, pw, NULL, M, 0));
         report(name, "fwd", "bf16-pack", fl, t, peak16);
+        /* the step's fused epilogues (oneDNN post-ops) against the product and the pass they
+         * replace: a residual added (o_proj, down), the output stored as bf16 (gate, up) */
+        float *res = lab_rand((size_t)M * N, 2), *o2 = ft_calloc((size_t)M * N, 4);
+        uint16_t *ob = ft_calloc((size_t)M * N, 2), *ob2 = ft_calloc((size_t)M * N, 2);
+        LAB_TIME(t, reps, fwd_then_add(o2, xb, pw, res, M, N));
+        report(name, "fwd", "pack, +res", fl, t, peak16);
+        LAB_TIME(t, reps, matmul_bf16w_forward_res(o16, xb, pw, NULL, res, M));
+        report(name, "fwd", "pack+res", fl, t, peak16);
+        lab_check("fwd residual post-op == product + pass", o16, o2, (size_t)M * N, 0, 0);
+        LAB_TIME(t, reps, fwd_then_round(ob2, o2, xb, pw, M, N));
+        report(name, "fwd", "pack, ->bf", fl, t, peak16);
+        LAB_TIME(t, reps, matmul_bf16w_forward_bf16(ob, xb, pw, NULL, M));
+        report(name, "fwd", "pack->bf16", fl, t, peak16);
+        if (memcmp(ob, ob2, (size_t)M * N * 2)) {
+            printf("  MISMATCH fwd bf16 out != product rounded\n");
+            lab_failures++;
+        }
+        ft_free(res), ft_free(o2), ft_free(ob), ft_free(ob2);
     }
     LAB_TIME(t, reps, matmul_backward(di32, NULL, NULL, dy, x, w, M, K, N));
     report(name, "dinp", "f32", fl, t, peak32);
@@ -154,10 +189,11 @@ int main(int argc, char **argv) {
     printf("matmul lab: %d threads, measured peak f32 FMA %.0f GFLOP/s, bf16 dot %.0f GFLOP/s\n",
            omp_get_max_threads(), peak32, peak16);
     check_small();
-    /* SmolLM-135M at B*T = 1024: q/o (576->576), k/v (576->192), gate/up (576->1536),
-     * down (1536->576), and a 4096-wide slice of the tied head (576->4096). */
-    static const int shapes[][3] = {{1024, 576, 576},  {1024, 576, 192}, {1024, 576, 1536},
-                                    {1024, 1536, 576}, {1024, 576, 4096}};
+    /* SmolLM-135M at B*T = 1024: q/o (576->576), k/v (576->192), q/k/v as one product
+     * (576->960), gate/up (576->1536), down (1536->576), and a 4096-wide slice of the tied head
+     * (576->4096). */
+    static const int shapes[][3] = {{1024, 576, 576},  {1024, 576, 192},  {1024, 576, 960},
+                                    {1024, 576, 1536}, {1024, 1536, 576}, {1024, 576, 4096}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         shape(shapes[i][0], shapes[i][1], shapes[i][2], reps);
     if (lab_failures) printf("matmul lab: %d MISMATCH(ES)\n", lab_failures);

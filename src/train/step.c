@@ -399,8 +399,11 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     float *q = bf ? tm->q32 : a->q, *k = bf ? tm->k32 : a->k, *v = bf ? tm->v32 : a->v;
     float *gate = bf ? tm->gate32 : a->gate, *up = bf ? tm->up32 : a->up;
     float *xmid = a->xmid ? a->xmid : tm->xmid32, *attn = a->attn ? a->attn : tm->attn32;
-    if (pqkv) { /* one product: rows of q|k|v in the scratch q32, k32, v32 span (contiguous) */
-        FT_ASSERT(tm->k32 == tm->q32 + (size_t)BT * HD && tm->v32 == tm->k32 + (size_t)BT * KVD);
+    if (pqkv) { /* one product: rows of q|k|v in the span of the scratch q32, k32, v32 (laid out
+                 * for B0 x T0 rows, one after the other; this pass may have fewer rows) */
+        const size_t BT0 = (size_t)tm->B0 * tm->T0;
+        FT_ASSERT((size_t)BT <= BT0 && tm->k32 == tm->q32 + BT0 * HD &&
+                  tm->v32 == tm->k32 + BT0 * KVD);
         matmul_bf16w_forward(tm->q32, lnb, pqkv, NULL, BT, 0);
     } else {
         linear_forward(tm, qlin, a->lu[0], a->ln1, lnb, w->wq, w->bq, l, 0, BT, C, HD);

@@ -20,9 +20,11 @@ static inline float fa_op1(float a, float b, const int mx) {
     return mx ? (b > a ? b : a) : a + b;
 }
 
-/* The 16 lanes of a folded pairwise into their sum (mx 0) or max (mx 1): lane j with j + w for
- * w = 8, 4, 2, 1 (AVX-512 shuffles where available, else the same fold lane by lane) */
-static inline __attribute__((always_inline)) float fa_fold16(ft_v16f a, const int mx) {
+/* The 16 lanes of *pa folded pairwise into their sum (mx 0) or max (mx 1): lane j with j + w for
+ * w = 8, 4, 2, 1 (AVX-512 shuffles where available, else the same fold lane by lane). By pointer:
+ * a 64-byte vector argument changes the ABI on targets without AVX-512 (see vec.h). */
+static inline __attribute__((always_inline)) float fa_fold16(const ft_v16f *pa, const int mx) {
+    ft_v16f a = *pa;
 #if defined(__AVX512F__)
     const __m512 v = (__m512)a;
     const __m256 lo = _mm512_castps512_ps256(v),
@@ -60,7 +62,7 @@ static inline __attribute__((always_inline)) float fa_row_reduce(const float *x,
     }
     for (int j = 0; i + j < n; j++)
         a[j] = fa_op1(a[j], x[i + j], mx);
-    return fa_fold16(a, mx);
+    return fa_fold16(&a, mx);
 }
 
 /* The forward's online-softmax step for query rows t0 + r, r < nr (nr <= FA_MAX_ROWS), over keys

@@ -191,7 +191,8 @@ static void dp_softmax_round(const float *S, uint16_t *Pb, int nr, int ns, int64
             v[c] = _mm512_mask_mul_ps(ninf, vis, _mm512_loadu_ps(x + 16 * c), sc);
             mx = _mm512_max_ps(v[c], mx);
         }
-        const float bm = fa_fold16((ft_v16f)mx, 1);
+        const ft_v16f mxv = (ft_v16f)mx;
+        const float bm = fa_fold16(&mxv, 1);
         if (bm == -INFINITY) { /* the row sees nothing in this block */
             memset(pb, 0, sizeof(uint16_t) * DP_BLOCK);
             corr[r] = 1.0f;
@@ -207,7 +208,8 @@ static void dp_softmax_round(const float *S, uint16_t *Pb, int nr, int ns, int64
             sum = _mm512_add_ps(sum, e);
             _mm256_storeu_si256((void *)(pb + 16 * c), (__m256i)_mm512_cvtneps_pbh(e));
         }
-        l[r] = l[r] * corr[r] + fa_fold16((ft_v16f)sum, 0);
+        const ft_v16f sumv = (ft_v16f)sum;
+        l[r] = l[r] * corr[r] + fa_fold16(&sumv, 0);
         m[r] = mn;
     }
 }
