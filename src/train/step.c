@@ -417,11 +417,9 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         rmsnorm_forward(k, a->krstd, klin, w->k_norm, BT * KV, D, eps);
     }
     if (bf) { /* q, k rotated and all three rounded in one pass (q, k, v are scratch here) */
-        if (pqkv)
-            rope_round_qkv_bf16(a->qb, a->kb, a->vb, 0, tm->q32, tm->q32 + HD, tm->q32 + HD + KVD,
-                                HD + 2 * KVD, tm->rope_cs, BT, H, KV, D, 0);
-        else
-            rope_round_qkv_bf16(a->qb, a->kb, a->vb, 0, q, k, v, 0, tm->rope_cs, BT, H, KV, D, 0);
+        const int ldi = pqkv ? HD + 2 * KVD : 0; /* one product: q|k|v side by side in q32 */
+        rope_round_qkv_bf16(a->qb, a->kb, a->vb, 0, q, pqkv ? q + HD : k, pqkv ? q + HD + KVD : v,
+                            ldi, tm->rope_cs, BT, H, KV, D, 0);
         if (attention_flash_dp_ok(D)) { /* bf16 dot products: P rounded as autocast does; the
                                          * output straight to bf16 unless kept in f32 too */
             attention_flash_forward_dp(a->attn, a->attnb, a->lse, a->qb, a->kb, a->vb, seg, B, T, H,
@@ -446,26 +444,24 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
      * bits as an f32 product rounded after), and a targeted gate/up goes from its bf16 LoRA pass
      * straight to bf16 (the same bits again), so swiglu_forward_bf16in gives _round's hact bit
      * for bit. */
-    const int gu_bf16 = a->gateb && !tm->lA[l][4] && !tm->lA[l][5];
-    if (gu_bf16) {
+    if (a->gateb && !tm->lA[l][4] && !tm->lA[l][5]) {
         matmul_bf16w_forward_bf16(a->gateb, lnb, tm->pw[l][4], w->b_gate, BT);
         matmul_bf16w_forward_bf16(a->upb, lnb, tm->pw[l][5], w->b_up, BT);
+        swiglu_forward_bf16in(a->hact, hactb, a->gateb, a->upb, (size_t)BT * F);
     } else {
         linear_forward(tm, gate, a->lu[4], a->ln2, lnb, w->w_gate, w->b_gate, l, 4, BT, C, F);
         linear_forward(tm, up, a->lu[5], a->ln2, lnb, w->w_up, w->b_up, l, 5, BT, C, F);
-    }
-    if (gu_bf16) {
-        swiglu_forward_bf16in(a->hact, hactb, a->gateb, a->upb, (size_t)BT * F);
-    } else if (tm->lora_bf16 && tm->lgn[2]) {
-        uint16_t *const outbs[FT_LORA_NMOD] = {NULL, NULL, NULL, NULL, a->gateb, a->upb, NULL};
-        lora_group_forward(tm, l, 2, outs, outbs, NULL, a->lug[2], lnb, BT, C);
-        if (tm->lslot[4] < 0) bf16_from_f32(a->gateb, gate, (size_t)BT * F);
-        if (tm->lslot[5] < 0) bf16_from_f32(a->upb, up, (size_t)BT * F);
-        swiglu_forward_bf16in(a->hact, hactb, a->gateb, a->upb, (size_t)BT * F);
-    } else if (a->gateb) {
-        swiglu_forward_bf16_round(a->gateb, a->upb, hactb, a->hact, gate, up, (size_t)BT * F);
-    } else {
-        swiglu_forward(a->hact, a->gate, a->up, (size_t)BT * F);
+        if (tm->lora_bf16 && tm->lgn[2]) {
+            uint16_t *const outbs[FT_LORA_NMOD] = {NULL, NULL, NULL, NULL, a->gateb, a->upb, NULL};
+            lora_group_forward(tm, l, 2, outs, outbs, NULL, a->lug[2], lnb, BT, C);
+            if (tm->lslot[4] < 0) bf16_from_f32(a->gateb, gate, (size_t)BT * F);
+            if (tm->lslot[5] < 0) bf16_from_f32(a->upb, up, (size_t)BT * F);
+            swiglu_forward_bf16in(a->hact, hactb, a->gateb, a->upb, (size_t)BT * F);
+        } else if (a->gateb) {
+            swiglu_forward_bf16_round(a->gateb, a->upb, hactb, a->hact, gate, up, (size_t)BT * F);
+        } else {
+            swiglu_forward(a->hact, a->gate, a->up, (size_t)BT * F);
+        }
     }
     if (hactb && !tm->lA[l][6]) { /* bf16, no LoRA branch: xmid added in the epilogue */
         matmul_bf16w_forward_res(y, hactb, tm->pw[l][6], w->b_down, xmid, BT);
@@ -601,14 +597,13 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
      * rope_backward_cs, then linear_backward's rounding), side by side in doutb */
     const int qkvb = tm->bf16 && !c->qk_norm && !dw->bq && !dw->bk && !dw->bv && !tm->lA[l][0] &&
                      !tm->lA[l][1] && !tm->lA[l][2] && (dn1 || dw->wq || dw->wk || dw->wv);
-    uint16_t *dqb = tm->doutb, *dkb = dqb + (size_t)BT * HD, *dvb = dkb + (size_t)BT * KVD;
-    const int N3 = HD + 2 * KVD;
-    if (qkvb && tm->pqkv[l]) { /* side by side in rows of dq|dk|dv, for the one product */
-        rope_round_qkv_bf16(dqb, dqb + HD, dqb + HD + KVD, N3, tm->dq, tm->dk, tm->dv, 0,
-                            tm->rope_cs, BT, H, KV, D, 1);
-    } else if (qkvb) {
-        rope_round_qkv_bf16(dqb, dkb, dvb, 0, tm->dq, tm->dk, tm->dv, 0, tm->rope_cs, BT, H, KV, D,
-                            1);
+    /* with q/k/v as one product (pqkv) side by side in rows of dq|dk|dv, else one after another */
+    const int N3 = HD + 2 * KVD, ldo = tm->pqkv[l] ? N3 : 0;
+    uint16_t *dqb = tm->doutb, *dkb = ldo ? dqb + HD : dqb + (size_t)BT * HD,
+             *dvb = ldo ? dkb + KVD : dkb + (size_t)BT * KVD;
+    if (qkvb) {
+        rope_round_qkv_bf16(dqb, dkb, dvb, ldo, tm->dq, tm->dk, tm->dv, 0, tm->rope_cs, BT, H, KV,
+                            D, 1);
     } else {
         rope_backward_cs(tm->dq, tm->rope_cs, BT, H, D);
         rope_backward_cs(tm->dk, tm->rope_cs, BT, KV, D);

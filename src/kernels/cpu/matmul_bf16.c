@@ -182,18 +182,27 @@ static void mmb_run(const mmb_key *key, float *c, const void *a, const void *b,
     pthread_mutex_unlock(&mmb_lock);
 }
 
-/* out = 0 or bias for an empty K (oneDNN rejects zero-size dimensions) */
-static void fill_bias(float *out, const float *bias, int M, int N, int accumulate) {
+/* out = 0 or bias (+ res) for an empty K (oneDNN rejects zero-size dimensions): out f32 (+= with
+ * accumulate) or, with outb, bf16 */
+static void fill_bias(void *out, int outb, const float *bias, const float *res, int M, int N,
+                      int accumulate) {
     for (int64_t m = 0; m < M; m++)
-        for (int64_t n = 0; n < N; n++)
-            out[m * N + n] = (accumulate ? out[m * N + n] : 0.0f) + (bias ? bias[n] : 0.0f);
+        for (int64_t n = 0; n < N; n++) {
+            const int64_t i = m * N + n;
+            float y = (accumulate ? ((float *)out)[i] : 0.0f) + (bias ? bias[n] : 0.0f);
+            if (res) y += res[i];
+            if (outb)
+                bf16_from_f32((uint16_t *)out + i, &y, 1);
+            else
+                ((float *)out)[i] = y;
+        }
 }
 
 void matmul_bf16_forward(float *out, const uint16_t *inp, const uint16_t *w, const float *bias,
                          int M, int K, int N, int accumulate) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
-        fill_bias(out, bias, M, N, accumulate);
+        fill_bias(out, 0, bias, NULL, M, N, accumulate);
         return;
     }
     mmb_key key = {M, K, N, K, 1, 1, K, 0, bias != NULL, accumulate != 0, 0, 0, 0};
@@ -690,16 +699,8 @@ static void forward_w(void *out, int outb, const uint16_t *inp, ft_bf16_weight *
                       const float *bias, const float *res, int M, int accumulate) {
     int K = w->K, N = w->N;
     if (M <= 0 || N <= 0) return;
-    if (K <= 0) { /* an empty sum: oneDNN rejects zero-size dimensions */
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t n = 0; n < N; n++) {
-                const int64_t i = m * N + n;
-                float y = (bias ? bias[n] : 0.0f) + (res ? res[i] : 0.0f);
-                if (outb)
-                    bf16_from_f32((uint16_t *)out + i, &y, 1);
-                else
-                    ((float *)out)[i] = (accumulate ? ((float *)out)[i] : 0.0f) + y;
-            }
+    if (K <= 0) {
+        fill_bias(out, outb, bias, res, M, N, accumulate);
         return;
     }
     mmb_key key = {M, K, N, K, 1, 0, 0, 1, bias != NULL, accumulate != 0, outb, res != NULL, 0};
