@@ -69,16 +69,29 @@ static double xent_row_fast(float *z, uint16_t *db, int y, int V, float scale, i
     for (int j = 0; j < V; j++)
         mx = z[j] > mx ? z[j] : mx;
     double zy = (double)z[y] - mx, sum = 0;
+#if !defined(__AVX512F__)
 #pragma omp simd
     for (int j = 0; j < V; j++)
         z[j] = ft_exp_simd(z[j] - mx);
+#endif
     for (int j0 = 0; j0 < V; j0 += 512) { /* 16 f32 lane sums per 512 logits, then double */
         int j1 = V - j0 < 512 ? V : j0 + 512, j = j0;
         ft_v16f acc = {0}, v;
+#if defined(__AVX512F__) /* exp and sum in one pass (ft_exp16 = ft_exp_simd): the same bits */
+        const __m512 vmx = _mm512_set1_ps(mx);
+        for (; j + 16 <= j1; j += 16) {
+            v = (ft_v16f)ft_exp16(_mm512_sub_ps(_mm512_loadu_ps(z + j), vmx));
+            memcpy(z + j, &v, sizeof v);
+            acc += v;
+        }
+        for (int t = j; t < j1; t++)
+            z[t] = ft_exp_simd(z[t] - mx);
+#else
         for (; j + 16 <= j1; j += 16) {
             memcpy(&v, z + j, sizeof v);
             acc += v;
         }
+#endif
         float part = 0.0f;
         for (int i = 0; i < 16; i++)
             part += acc[i];
