@@ -3,12 +3,12 @@
  * include/ftune/crossentropy.h). The head matmuls go through matmul_forward/matmul_backward
  * (oneDNN); the softmax is plain C (expf once per logit, the sum in double).
  * crossentropy_bf16_forward_backward is the same loop with bf16 operands for the head products
- * (matmul_bf16.c) and a vectorized softmax (ft_exp_simd, within ~2 ulp of expf; f32 lane sums
+ * (matmul_bf16.c) and a vectorized softmax (ft_exp_simd, within 1 ulp of expf; f32 lane sums
  * per block of 512 logits, added in double) that, without replaced rows, writes the bf16 dlogits
  * directly in the pass that would otherwise store the f32 ones — the f32 path keeps libm's expf
  * and the sequential sum as its exact reference. The _rows forms replace a few head rows by
- * trained values (PEFT trainable tokens) without touching w or its bf16 pack. Not implemented here: label smoothing, z-loss,
- * logit soft-capping (no supported family uses them).
+ * trained values (PEFT trainable tokens) without touching w or its bf16 pack. Not implemented here:
+ * label smoothing, z-loss, logit soft-capping (no supported family uses them).
  *
  * Derivation (per target row m with label y, logits z = w · x_m, p = softmax(z)):
  *   nll_m = logsumexp(z) - z_y = max(z) + log(sum_j exp(z_j - max(z))) - z_y
