@@ -4,7 +4,9 @@
  * of a dense sweep, the clamps and the infinities; ft_exp_simd stays within 2 ulp of libm's expf
  * where it is not clamped (its header claims 1 against the exact value; glibc's expf is itself
  * within ~0.5 ulp of it); ft_pair16v gives ft_pair16's f32 form and the
- * rounded halves it exposes are bf16_from_f32's bits. Bit-identical checks: the dp attention's
+ * rounded halves it exposes are bf16_from_f32's bits; ft_bf16_round16 gives ft_bf16_round's bits
+ * on every class of input (the SwiGLU kernels' vector forms are checked bit for bit against
+ * their scalar twins in test_matmul_bf16). Bit-identical checks: the dp attention's
  * fused softmax and gradient steps (attention_flash_dp.c) depend on them.
  */
 #include "../test.h"
@@ -71,6 +73,67 @@ int main(void) {
     }
     CHECK("ft_pair16v == ft_pair16 (f32), its halves == bf16_from_f32", bad == 0,
           "%d groups differ", bad);
+
+    /* ft_bf16_round16 against ft_bf16_round: random bit patterns (every class: normals,
+     * denormals, zeros, infinities, NaNs), with ties (low half 0x8000) and denormals forced into
+     * a quarter of the lanes each, so most vectors mix them with normal lanes */
+    enum { NB = 1 << 20 };
+    static uint32_t pat[NB];
+    uint32_t st = 12345u;
+    for (int i = 0; i < NB; i++) {
+        st = st * 1664525u + 1013904223u;
+        uint32_t u = st;
+        if (i % 4 == 1) u = (u & 0xffff0000u) | 0x8000u; /* a tie */
+        if (i % 4 == 2) u &= 0x807fffffu;                /* denormal (or zero) */
+        pat[i] = u;
+    }
+    pat[0] = 0x7fc00001u, pat[1] = 0xff800000u, pat[2] = 0x7f800001u, pat[3] = 0x00000001u;
+    long rdiff = 0, nden = 0;
+    uint32_t rx = 0;
+    for (int i = 0; i < NB; i += 16) {
+        uint16_t got[16];
+        __m512 v;
+        memcpy(&v, pat + i, 64);
+        _mm256_storeu_si256((__m256i *)got, ft_bf16_round16(v));
+        for (int j = 0; j < 16; j++) {
+            float f;
+            memcpy(&f, pat + i + j, 4);
+            nden += fpclassify(f) == FP_SUBNORMAL;
+            if (got[j] != ft_bf16_round(f)) rdiff++, rx = pat[i + j];
+        }
+    }
+    CHECK("ft_bf16_round16 == ft_bf16_round bit for bit (1 Mi patterns)",
+          rdiff == 0 && nden > NB / 8, "%ld lanes differ (e.g. bits 0x%08x), %ld denormals", rdiff,
+          rx, nden);
+
+    /* the SwiGLU forms on 16 lanes against the scalar ones, f32 bits (before any rounding to
+     * bf16, which would hide a one-ulp change): gate/up bf16 patterns of every finite class
+     * (denormals, zeros, the largest; the exp's integer scaling is undefined for a NaN) and dy
+     * over the f32 range */
+    long sdiff = 0, gdiff = 0;
+    for (int i = 0; i + 48 <= NB; i += 48) {
+        uint16_t gb[16], ub[16];
+        float dy[16], y[16], dg[16], du[16];
+        for (int j = 0; j < 16; j++) {
+            gb[j] = (uint16_t)(pat[i + j] >> 16), ub[j] = (uint16_t)pat[i + 16 + j];
+            if ((gb[j] & 0x7f80) == 0x7f80) gb[j] ^= 0x0100; /* no Inf / NaN */
+            if ((ub[j] & 0x7f80) == 0x7f80) ub[j] ^= 0x0100;
+            memcpy(&dy[j], pat + i + 32 + j, 4);
+        }
+        const __m512 g = ft_widen16v(gb), u = ft_widen16v(ub);
+        __m512 vdg, vdu;
+        _mm512_storeu_ps(y, ft_swiglu16(g, u));
+        ft_swiglu_grad16(&vdg, &vdu, _mm512_loadu_ps(dy), g, u);
+        _mm512_storeu_ps(dg, vdg), _mm512_storeu_ps(du, vdu);
+        for (int j = 0; j < 16; j++) {
+            float sdg, sdu;
+            ft_swiglu_grad1(&sdg, &sdu, dy[j], gb[j], ub[j]);
+            sdiff += bits(y[j]) != bits(ft_swiglu1(ft_bf16_widen(gb[j]), ft_bf16_widen(ub[j])));
+            gdiff += bits(dg[j]) != bits(sdg) || bits(du[j]) != bits(sdu);
+        }
+    }
+    CHECK("ft_swiglu16 / ft_swiglu_grad16 == ft_swiglu1 / ft_swiglu_grad1 bit for bit (f32)",
+          sdiff == 0 && gdiff == 0, "forward %ld, backward %ld lanes differ", sdiff, gdiff);
 #endif
     return ft_test_exit();
 }

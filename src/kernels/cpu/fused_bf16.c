@@ -33,11 +33,6 @@
 #include <math.h>
 #include <string.h>
 
-/* silu(g) * u with the vectorized exp: the one formula every swiglu form here uses */
-static inline float ft_swiglu1(float g, float u) {
-    return g / (1.0f + ft_exp_simd(-g)) * u;
-}
-
 void rmsnorm_forward_bf16(float *out, uint16_t *outb, float *rstd, const float *inp,
                           const float *weight, int M, int C, float eps) {
     const int64_t ng = ((int64_t)M + 3) / 4;
@@ -137,6 +132,22 @@ void swiglu_forward_bf16_round(uint16_t *gateb, uint16_t *upb, uint16_t *outb, f
 
 void swiglu_forward_bf16in(float *out, uint16_t *outb, const uint16_t *gateb, const uint16_t *upb,
                            size_t N) {
+/* by hand: ~1.4x the `omp simd` loop (the rounding one instruction, not a dozen) */
+#if defined(__AVX512BF16__)
+    const size_t nv = N / 16;
+#pragma omp parallel for schedule(static) if (N >= FT_OMP_GRAIN)
+    for (size_t v = 0; v < nv; v++) {
+        const size_t i = 16 * v;
+        const __m512 y = ft_swiglu16(ft_widen16v(gateb + i), ft_widen16v(upb + i));
+        if (out) _mm512_storeu_ps(out + i, y);
+        _mm256_storeu_si256((__m256i *)(outb + i), ft_bf16_round16(y));
+    }
+    for (size_t i = 16 * nv; i < N; i++) {
+        const float y = ft_swiglu1(ft_bf16_widen(gateb[i]), ft_bf16_widen(upb[i]));
+        if (out) out[i] = y;
+        outb[i] = ft_bf16_round(y);
+    }
+#else
     if (out) {
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < N; i++) {
@@ -149,6 +160,7 @@ void swiglu_forward_bf16in(float *out, uint16_t *outb, const uint16_t *gateb, co
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < N; i++)
         outb[i] = ft_bf16_round(ft_swiglu1(ft_bf16_widen(gateb[i]), ft_bf16_widen(upb[i])));
+#endif
 }
 
 void swiglu_backward_bf16(float *dgate, float *dup, const float *dout, const uint16_t *gateb,
@@ -160,6 +172,24 @@ void swiglu_backward_bf16(float *dgate, float *dup, const float *dout, const uin
 
 void swiglu_backward_bf16out(uint16_t *dgateb, uint16_t *dupb, const float *dout,
                              const uint16_t *gateb, const uint16_t *upb, size_t N) {
+#if defined(__AVX512BF16__) /* by hand, as swiglu_forward_bf16in */
+    const size_t nv = N / 16;
+#pragma omp parallel for schedule(static) if (N >= FT_OMP_GRAIN)
+    for (size_t v = 0; v < nv; v++) {
+        const size_t i = 16 * v;
+        __m512 dg, du;
+        ft_swiglu_grad16(&dg, &du, _mm512_loadu_ps(dout + i), ft_widen16v(gateb + i),
+                         ft_widen16v(upb + i));
+        _mm256_storeu_si256((__m256i *)(dgateb + i), ft_bf16_round16(dg));
+        _mm256_storeu_si256((__m256i *)(dupb + i), ft_bf16_round16(du));
+    }
+    for (size_t i = 16 * nv; i < N; i++) {
+        float dg, du;
+        ft_swiglu_grad1(&dg, &du, dout[i], gateb[i], upb[i]);
+        dgateb[i] = ft_bf16_round(dg);
+        dupb[i] = ft_bf16_round(du);
+    }
+#else
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < N; i++) {
         float dg, du;
@@ -167,6 +197,7 @@ void swiglu_backward_bf16out(uint16_t *dgateb, uint16_t *dupb, const float *dout
         dgateb[i] = ft_bf16_round(dg);
         dupb[i] = ft_bf16_round(du);
     }
+#endif
 }
 
 void rmsnorm_backward_fast(float *dinp, float *dweight, const float *dout, const float *inp,
