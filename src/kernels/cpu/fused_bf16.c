@@ -18,11 +18,13 @@
  *   swiglu_backward_bf16   swiglu_backward reading bf16 gate/up (f32 arithmetic)
  *   rmsnorm_backward_fast  rmsnorm_backward with its row dot in f32 vectors instead of a double
  *                          chain per row (the dinp pass was ~2x its memory floor)
- * The swiglu kernels evaluate e^-g with ft_exp_simd (vec.h, within a few ulp of expf) so the
- * loops vectorize; libm's expf kept them scalar. Their naive twins are swiglu_forward /
- * swiglu_backward (on the widened bf16 inputs for the bf16-input forms), which the tests compare
- * with (relative 1e-6; bf16 outputs within one bf16 step). The f32 training path keeps the exact
- * kernels.
+ * The swiglu kernels evaluate e^-g with ft_exp_simd (vec.h, within 1 ulp of expf) so the
+ * loops vectorize; libm's expf kept them scalar. swiglu_forward_bf16in and swiglu_backward_bf16out
+ * (the step's per-layer passes) are written on 16 lanes by hand with AVX512-BF16 (ft_swiglu16,
+ * ft_swiglu_grad16, ft_bf16_round16: the scalar forms' bits, checked in test_vec). Their naive
+ * twins are swiglu_forward / swiglu_backward (on the widened bf16 inputs for the bf16-input forms),
+ * which the tests compare with (relative 1e-6; bf16 outputs within one bf16 step). The f32 training
+ * path keeps the exact kernels.
  */
 #include "ftune/kernels.h"
 
