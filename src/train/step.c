@@ -1593,11 +1593,11 @@ void ft_train_model_free(ft_train_model *tm) {
     if (tm->params_owned) ft_free(tm->params);
     ft_free(tm->grads);
     ft_free(tm->act);
-    for (int l = 0; l < FT_MAX_LAYERS; l++)
+    for (int l = 0; l < FT_MAX_LAYERS; l++) {
         for (int j = 0; j < FT_LORA_NMOD; j++)
             bf16_weight_free(tm->pw[l][j]);
-    for (int l = 0; l < FT_MAX_LAYERS; l++)
         bf16_weight_free(tm->pqkv[l]);
+    }
     bf16_weight_free(tm->phead);
     bf16_pack_free(tm->xpk);
     ft_free(tm->lAg_buf);

@@ -192,7 +192,7 @@ static void fill_bias(void *out, int outb, const float *bias, const float *res, 
             float y = (accumulate ? ((float *)out)[i] : 0.0f) + (bias ? bias[n] : 0.0f);
             if (res) y += res[i];
             if (outb)
-                bf16_from_f32((uint16_t *)out + i, &y, 1);
+                ((uint16_t *)out)[i] = ft_bf16_round(y); /* bf16_from_f32's rounding */
             else
                 ((float *)out)[i] = y;
         }
