@@ -154,8 +154,31 @@ void swiglu_backward_bf16out(uint16_t *dgateb, uint16_t *dupb, const float *dout
  *                     = s dout·B (WRITTEN). dB does not depend on the thread count.
  *   lora_up_backward_bf16in  the same dB and du from dout given as bf16 (M,N) (read, widened
  *                     exactly; nothing written back), when dout was made as bf16 already.
- * ws: lora_up_ws_floats(M, N, r) floats. The _naive twins accumulate in double. */
+ * ws: lora_up_ws_floats(M, N, r) floats. The _naive twins accumulate in double.
+ * The _n forms run n modules (a group: LoRA targets reading one input) in one parallel region,
+ * each module with the bits of its own call above. A module: B (N,r), u (M,r) rows ldu apart;
+ * forward: out, outb, res rows ldo apart; backward: dout (f32) or, when dout is NULL, din
+ * (bf16; nothing written back), and doutb (may be NULL) rows ldd apart, dB added, du rows lddu
+ * apart written. ws: the sum of lora_up_ws_floats(M, N_i, r). */
 size_t lora_up_ws_floats(int M, int N, int r);
+enum { LORA_UP_MAXN = 4 };
+typedef struct {
+    int N;
+    const float *B, *u;
+    int ldu;
+    float *out;
+    uint16_t *outb;
+    const float *res;
+    int ldo;
+    const float *dout;
+    const uint16_t *din;
+    uint16_t *doutb;
+    int ldd;
+    float *dB, *du;
+    int lddu;
+} ft_lora_up;
+void lora_up_forward_n(const ft_lora_up *md, int n, float s, int M, int r, float *ws);
+void lora_up_backward_n(const ft_lora_up *md, int n, float s, int M, int r, float *ws);
 void lora_up_forward(float *out, uint16_t *outb, const float *res, int ldo, const float *u,
                      int ldu, float s, const float *B, int M, int N, int r, float *ws);
 void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout,

@@ -14,7 +14,8 @@
  * residual and bf16-output forms are also checked bit for bit against the plain form followed by
  * the add / by bf16_from_f32 (what the step did before folding them in).
  * doutb is bit-identical to bf16_from_f32 (also on inf, NaN, denormals, ties); dB is
- * bit-identical with 1 and 2 threads (fixed row blocks).
+ * bit-identical with 1 and 2 threads (fixed row blocks). The group forms (n modules in one
+ * parallel region) give each module the bits of its own call (check_group).
  */
 #include "../test.h"
 
@@ -213,6 +214,114 @@ static void check_special(void) {
     free(dout), free(U), free(B), free(dB), free(du), free(ws), free(db), free(dbr);
 }
 
+/* The group forms (lora_up_forward_n / lora_up_backward_n: n modules in one parallel region)
+ * against one call per module, bit for bit, in the step's layouts: u_i the column windows of one
+ * u (M, n r); the forward's outputs column windows of one wide (M, sum N) array (the fused q|k|v
+ * product's rows), the last module to bf16 only; the backward's douts as bf16 windows of one wide
+ * array (din), except module 0 read as f32 from its own array with its bf16 copy written (doutb);
+ * du_i the column windows of one du (M, n r). Also 1 thread == 2 threads. A module's pass run on
+ * another's arrays, a block or tile of one module skipped or run twice, or a stride mixed up
+ * breaks the equality. */
+static void check_group(int M, int r, int n, const int *Ns) {
+    const float s = 0.625f;
+    const int R = n * r;
+    int W = 0, off[LORA_UP_MAXN + 1] = {0};
+    size_t wsn = 0, ws1 = 0;
+    for (int i = 0; i < n; i++) {
+        off[i + 1] = off[i] + Ns[i];
+        W += Ns[i];
+        wsn += lora_up_ws_floats(M, Ns[i], r);
+        if (lora_up_ws_floats(M, Ns[i], r) > ws1) ws1 = lora_up_ws_floats(M, Ns[i], r);
+    }
+    float *U = rand_buf((size_t)M * R), *out0 = rand_buf((size_t)M * W);
+    float *ws = malloc(wsn * sizeof(float)), *w1 = malloc(ws1 * sizeof(float));
+    float *Bs[LORA_UP_MAXN];
+    for (int i = 0; i < n; i++)
+        Bs[i] = rand_buf((size_t)Ns[i] * r);
+    char name[160];
+    int Nl = Ns[n - 1];
+
+    /* forward */
+    float *out = malloc((size_t)M * W * 4), *ref = malloc((size_t)M * W * 4);
+    uint16_t *ob = calloc((size_t)M * W, 2), *obr = calloc((size_t)M * W, 2);
+    memcpy(out, out0, (size_t)M * W * 4);
+    memcpy(ref, out0, (size_t)M * W * 4);
+    ft_lora_up md[LORA_UP_MAXN];
+    for (int i = 0; i < n; i++) {
+        md[i] = (ft_lora_up){.N = Ns[i],
+                             .B = Bs[i],
+                             .u = U + i * r,
+                             .ldu = R,
+                             .out = out + off[i],
+                             .outb = i == n - 1 ? ob + off[i] : NULL,
+                             .ldo = W};
+        lora_up_forward(ref + off[i], i == n - 1 ? obr + off[i] : NULL, NULL, W, U + i * r, R, s,
+                        Bs[i], M, Ns[i], r, w1);
+    }
+    lora_up_forward_n(md, n, s, M, r, ws);
+    snprintf(name, sizeof name, "lora_up_forward_n M%d r%d n%d (N %d..%d) == one call per module",
+             M, r, n, Ns[0], Nl);
+    CHECK(name, !memcmp(out, ref, (size_t)M * W * 4) && !memcmp(ob, obr, (size_t)M * W * 2),
+          "results differ");
+
+    /* backward */
+    float *dout0 = rand_buf((size_t)M * Ns[0]), *dwide = rand_buf((size_t)M * W);
+    uint16_t *din = malloc((size_t)M * W * 2);
+    bf16_from_f32(din, dwide, (size_t)M * W);
+    float *dB = rand_buf((size_t)W * r), *dBr = malloc((size_t)W * r * 4);
+    float *du = malloc((size_t)M * R * 4), *dur = malloc((size_t)M * R * 4);
+    uint16_t *db = malloc((size_t)M * Ns[0] * 2), *dbr = malloc((size_t)M * Ns[0] * 2);
+    uint16_t *dcol = malloc((size_t)M * W * 2);
+    memcpy(dBr, dB, (size_t)W * r * 4);
+    float *dB1 = malloc((size_t)W * r * 4), *du1 = malloc((size_t)M * R * 4);
+    memcpy(dB1, dB, (size_t)W * r * 4);
+    for (int i = 0; i < n; i++) {
+        md[i] = (ft_lora_up){.N = Ns[i],
+                             .B = Bs[i],
+                             .u = U + i * r,
+                             .ldu = R,
+                             .dout = i ? NULL : dout0,
+                             .din = i ? din + off[i] : NULL,
+                             .doutb = i ? NULL : db,
+                             .ldd = i ? W : Ns[0],
+                             .dB = dB + off[i] * r,
+                             .du = du + i * r,
+                             .lddu = R};
+        if (i == 0) {
+            lora_up_backward(dbr, dBr, dur, R, dout0, U, R, s, Bs[0], M, Ns[0], r, w1);
+            continue;
+        }
+        for (int64_t m = 0; m < M; m++) /* module i's dout, contiguous */
+            memcpy(dcol + m * Ns[i], din + m * W + off[i], (size_t)Ns[i] * 2);
+        lora_up_backward_bf16in(dBr + off[i] * r, dur + i * r, R, dcol, U + i * r, R, s, Bs[i], M,
+                                Ns[i], r, w1);
+    }
+    lora_up_backward_n(md, n, s, M, r, ws);
+    snprintf(name, sizeof name, "lora_up_backward_n M%d r%d n%d (N %d..%d) == one call per module",
+             M, r, n, Ns[0], Nl);
+    CHECK(name,
+          !memcmp(dB, dBr, (size_t)W * r * 4) && !memcmp(du, dur, (size_t)M * R * 4) &&
+              !memcmp(db, dbr, (size_t)M * Ns[0] * 2),
+          "results differ");
+    if (omp_get_max_threads() > 1) {
+        for (int i = 0; i < n; i++)
+            md[i].dB = dB1 + off[i] * r, md[i].du = du1 + i * r, md[i].doutb = NULL;
+        int nt = omp_get_max_threads();
+        omp_set_num_threads(1);
+        lora_up_backward_n(md, n, s, M, r, ws);
+        omp_set_num_threads(nt);
+        snprintf(name, sizeof name, "lora_up_backward_n M%d r%d n%d: 1 thread == %d threads", M, r,
+                 n, nt);
+        CHECK(name, !memcmp(dB1, dB, (size_t)W * r * 4) && !memcmp(du1, du, (size_t)M * R * 4),
+              "results differ");
+    }
+    for (int i = 0; i < n; i++)
+        free(Bs[i]);
+    free(U), free(out0), free(ws), free(w1), free(out), free(ref), free(ob), free(obr);
+    free(dout0), free(dwide), free(din), free(dB), free(dBr), free(du), free(dur), free(db);
+    free(dbr), free(dcol), free(dB1), free(du1);
+}
+
 int main(void) {
     static const int shapes[][5] = {
         /* M, N, r, ldu, lddu */
@@ -223,5 +332,10 @@ int main(void) {
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         check_shape(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4]);
     check_special();
+    static const int g1[] = {37, 16, 100}, g2[] = {576, 192, 192}, g3[] = {768, 768}, g4[] = {5};
+    check_group(130, 8, 3, g1);
+    check_group(257, 16, 3, g2);
+    check_group(1024, 8, 2, g3);
+    check_group(3, 12, 1, g4);
     return ft_test_failures ? 1 : 0;
 }

@@ -30,6 +30,8 @@
  */
 #include "ftune/kernels.h"
 
+#include "ftune/core.h"
+
 #include "grain.h"
 #include "vec.h"
 
@@ -94,86 +96,117 @@ static inline void up_forward_store(float *out, uint16_t *outb, const float *res
         memcpy(out + o, &y, sizeof y);
 }
 
+/* Row block b (rows 4b .. 4b + 3) of module md's forward: bt (rp, ld) = B^T, su (M, rp) = s u,
+ * both zero padded */
+static inline void up_forward_rows(const ft_lora_up *md, const float *bt, const float *su,
+                                   int64_t ld, int rp, int M, int64_t b) {
+    float *out = md->out;
+    uint16_t *outb = md->outb;
+    const float *res = md->res;
+    const int64_t ldo = md->ldo, N = md->N, N16 = N / 16 * 16;
+    const int64_t m0 = 4 * b;
+    const int nr = M - m0 < 4 ? (int)(M - m0) : 4;
+    /* rows beyond nr alias row m0 for the loads; their sums are never stored */
+    const float *s4[4];
+    for (int j = 0; j < 4; j++)
+        s4[j] = su + (m0 + (j < nr ? j : 0)) * rp;
+    /* 4 rows x 64 columns: 16 accumulators, each B^T load feeding 4 FMAs and each s u
+     * broadcast 4; then 4 x 16 columns for the rest */
+    const int64_t N64 = N16 / 64 * 64;
+    for (int64_t n = 0; n < N64; n += 64) {
+        ft_v16f a[4][4];
+#pragma GCC unroll 16
+        for (int k = 0; k < 16; k++)
+            a[k / 4][k % 4] = (ft_v16f){0};
+        for (int i = 0; i < rp; i++) {
+            ft_v16f w[4];
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++)
+                LOAD16(w[c], bt + i * ld + n + 16 * c);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                const ft_v16f sj = ft_splat16(s4[j][i]);
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++)
+                    a[j][c] = ft_fma16(sj, w[c], a[j][c]);
+            }
+        }
+        /* constant indices (unrolled, j < nr tested inside): indexed by a run-time j, the
+         * accumulators had to live in memory, and GCC spilled four of the sixteen inside
+         * the FMA loop */
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++)
+                if (j < nr) {
+                    ft_v16f y = a[j][c];
+                    up_forward_store(out, outb, res, (m0 + j) * ldo + n + 16 * c, &y);
+                }
+    }
+    for (int64_t n = N64; n < N16; n += 16) {
+        ft_v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (int i = 0; i < rp; i++) {
+            ft_v16f w;
+            LOAD16(w, bt + i * ld + n);
+            a0 = ft_fma16(ft_splat16(s4[0][i]), w, a0);
+            a1 = ft_fma16(ft_splat16(s4[1][i]), w, a1);
+            a2 = ft_fma16(ft_splat16(s4[2][i]), w, a2);
+            a3 = ft_fma16(ft_splat16(s4[3][i]), w, a3);
+        }
+        ft_v16f acc[4] = {a0, a1, a2, a3};
+        for (int j = 0; j < nr; j++)
+            up_forward_store(out, outb, res, (m0 + j) * ldo + n, &acc[j]);
+    }
+    for (int64_t n = N16; n < N; n++)
+        for (int j = 0; j < nr; j++) {
+            const int64_t o = (m0 + j) * ldo + n;
+            float a = 0.0f;
+            for (int i = 0; i < rp; i++)
+                a = fmaf(s4[j][i], bt[i * ld + n], a);
+            float y = out[o] + a;
+            if (res) y += res[o];
+            if (outb)
+                outb[o] = ft_bf16_round(y);
+            else
+                out[o] = y;
+        }
+}
+
+void lora_up_forward_n(const ft_lora_up *md, int n, float s, int M, int r, float *ws) {
+    FT_ASSERT(n >= 0 && n <= LORA_UP_MAXN);
+    if (M <= 0 || r <= 0) return;
+    const int rp = pad8(r);
+    const float *bt[LORA_UP_MAXN], *su[LORA_UP_MAXN];
+    int64_t work = 0;
+    for (int i = 0; i < n; i++) { /* module i's slice of ws: bt (rp, ld) then su (M, rp) */
+        const int N = md[i].N;
+        const int64_t ld = ws_ld(N);
+        float *b = ws, *sui = ws + rp * ld;
+        transpose_b(b, ld, md[i].B, N, r, rp);
+        for (int64_t m = 0; m < M; m++)
+            for (int k = 0; k < rp; k++)
+                sui[m * rp + k] = k < r ? s * md[i].u[m * md[i].ldu + k] : 0.0f;
+        bt[i] = b, su[i] = sui;
+        ws += lora_up_ws_floats(M, N, r);
+        work += (int64_t)M * (N > 0 ? N : 0) * r;
+    }
+    const int64_t nb = ((int64_t)M + 3) / 4;
+    /* one region for the group: each module's rows split between the threads, no barrier
+     * between the modules (they write different arrays) */
+#pragma omp parallel if (work >= FT_OMP_GRAIN)
+    for (int i = 0; i < n; i++) {
+        if (md[i].N <= 0) continue;
+#pragma omp for schedule(static) nowait
+        for (int64_t b = 0; b < nb; b++)
+            up_forward_rows(&md[i], bt[i], su[i], ws_ld(md[i].N), rp, M, b);
+    }
+}
+
 void lora_up_forward(float *out, uint16_t *outb, const float *res, int ldo, const float *u, int ldu,
                      float s, const float *B, int M, int N, int r, float *ws) {
-    if (M <= 0 || N <= 0 || r <= 0) return;
-    const int rp = pad8(r);
-    const int64_t ld = ws_ld(N);
-    float *bt = ws, *su = ws + rp * ld; /* su (M,rp) = s u, zero padded */
-    transpose_b(bt, ld, B, N, r, rp);
-    for (int64_t m = 0; m < M; m++)
-        for (int i = 0; i < rp; i++)
-            su[m * rp + i] = i < r ? s * u[m * ldu + i] : 0.0f;
-    const int64_t nb = ((int64_t)M + 3) / 4, N16 = N / 16 * 16;
-#pragma omp parallel for schedule(static) if ((int64_t)M * N * r >= FT_OMP_GRAIN)
-    for (int64_t b = 0; b < nb; b++) {
-        const int64_t m0 = 4 * b;
-        const int nr = M - m0 < 4 ? (int)(M - m0) : 4;
-        /* rows beyond nr alias row m0 for the loads; their sums are never stored */
-        const float *s4[4];
-        for (int j = 0; j < 4; j++)
-            s4[j] = su + (m0 + (j < nr ? j : 0)) * rp;
-        /* 4 rows x 64 columns: 16 accumulators, each B^T load feeding 4 FMAs and each s u
-         * broadcast 4; then 4 x 16 columns for the rest */
-        const int64_t N64 = N16 / 64 * 64;
-        for (int64_t n = 0; n < N64; n += 64) {
-            ft_v16f a[4][4];
-#pragma GCC unroll 16
-            for (int k = 0; k < 16; k++)
-                a[k / 4][k % 4] = (ft_v16f){0};
-            for (int i = 0; i < rp; i++) {
-                ft_v16f w[4];
-#pragma GCC unroll 4
-                for (int c = 0; c < 4; c++)
-                    LOAD16(w[c], bt + i * ld + n + 16 * c);
-#pragma GCC unroll 4
-                for (int j = 0; j < 4; j++) {
-                    const ft_v16f sj = ft_splat16(s4[j][i]);
-#pragma GCC unroll 4
-                    for (int c = 0; c < 4; c++)
-                        a[j][c] = ft_fma16(sj, w[c], a[j][c]);
-                }
-            }
-            /* constant indices (unrolled, j < nr tested inside): indexed by a run-time j, the
-             * accumulators had to live in memory, and GCC spilled four of the sixteen inside
-             * the FMA loop */
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; j++)
-#pragma GCC unroll 4
-                for (int c = 0; c < 4; c++)
-                    if (j < nr) {
-                        ft_v16f y = a[j][c];
-                        up_forward_store(out, outb, res, (m0 + j) * ldo + n + 16 * c, &y);
-                    }
-        }
-        for (int64_t n = N64; n < N16; n += 16) {
-            ft_v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-            for (int i = 0; i < rp; i++) {
-                ft_v16f w;
-                LOAD16(w, bt + i * ld + n);
-                a0 = ft_fma16(ft_splat16(s4[0][i]), w, a0);
-                a1 = ft_fma16(ft_splat16(s4[1][i]), w, a1);
-                a2 = ft_fma16(ft_splat16(s4[2][i]), w, a2);
-                a3 = ft_fma16(ft_splat16(s4[3][i]), w, a3);
-            }
-            ft_v16f acc[4] = {a0, a1, a2, a3};
-            for (int j = 0; j < nr; j++)
-                up_forward_store(out, outb, res, (m0 + j) * ldo + n, &acc[j]);
-        }
-        for (int64_t n = N16; n < N; n++)
-            for (int j = 0; j < nr; j++) {
-                const int64_t o = (m0 + j) * ldo + n;
-                float a = 0.0f;
-                for (int i = 0; i < rp; i++)
-                    a = fmaf(s4[j][i], bt[i * ld + n], a);
-                float y = out[o] + a;
-                if (res) y += res[o];
-                if (outb)
-                    outb[o] = ft_bf16_round(y);
-                else
-                    out[o] = y;
-            }
-    }
+    const ft_lora_up md = {
+        .N = N, .B = B, .u = u, .ldu = ldu, .out = out, .outb = outb, .res = res, .ldo = ldo};
+    lora_up_forward_n(&md, 1, s, M, r, ws);
 }
 
 /* The 16 horizontal sums of a[0..15] in one vector, by a tree of 15 adds (each level halves
@@ -281,102 +314,131 @@ up_backward_tile(ft_v16f *sums, float *part, const float *bt, const float *y0p, 
  * while a block's rows stream through */
 #define NT 256
 
-/* lora_up_backward (bfin 0: dout f32, doutb written when non-NULL) and lora_up_backward_bf16in
- * (bfin 1: dout read as bf16 from din) */
+/* Row block blk of module md's backward (loop 1 of lora_up_backward_n): its dB^T partial
+ * (parts + blk rp ld), its rows of du, and of doutb in the first slice. bfin: dout is read as
+ * bf16 from md->din. bt (rp, ld) = B^T zero padded. */
 static inline __attribute__((always_inline)) void
-up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout, const uint16_t *din,
-            const float *u, int ldu, float s, const float *B, int M, int N, int r, float *ws,
-            const int bfin) {
-    if (M <= 0 || N <= 0 || r <= 0) return;
+up_backward_block(const ft_lora_up *md, float s, const float *bt, float *parts, int64_t ld, int rp,
+                  int M, int r, int64_t blk, const int bfin) {
+    const int64_t N = md->N, N16 = N / 16 * 16, ldd = md->ldd, lddu = md->lddu, ldu = md->ldu;
+    const float *dout = md->dout, *u = md->u;
+    const uint16_t *din = md->din;
+    uint16_t *doutb = md->doutb;
+    float *du = md->du;
+    float *part = parts + blk * rp * ld;
+    memset(part, 0, (size_t)(rp * ld) * sizeof(float));
+    const int64_t mbeg = blk * LORA_ROWS, mend = mbeg + LORA_ROWS < M ? mbeg + LORA_ROWS : M;
+    for (int64_t m = mbeg; m < mend; m++)
+        for (int i = 0; i < r; i++)
+            du[m * lddu + i] = 0.0f;
+    for (int i0 = 0; i0 < rp; i0 += RB) {
+        const int ni = r - i0 < RB ? r - i0 : RB; /* du columns of this slice */
+        /* column tiles, each over all the block's rows; the tail columns (N % 16) last */
+        for (int64_t n0 = 0; n0 < N16; n0 += NT) {
+            const int64_t n1 = n0 + NT < N16 ? n0 + NT : N16;
+            for (int64_t m = mbeg; m < mend; m += 2) {
+                const int pair = m + 1 < mend;
+                const int64_t m1 = pair ? m + 1 : m;
+                float su0[RB], su1[RB];
+                for (int i = 0; i < RB; i++) {
+                    su0[i] = i0 + i < r ? s * u[m * ldu + i0 + i] : 0.0f;
+                    su1[i] = pair && i0 + i < r ? s * u[m1 * ldu + i0 + i] : 0.0f;
+                }
+                /* the bf16 copy once, in the first slice; a lone row converts only itself */
+                uint16_t *b0 = !bfin && doutb && i0 == 0 ? doutb + m * ldd : NULL;
+                uint16_t *b1 = !bfin && doutb && i0 == 0 && pair ? doutb + m1 * ldd : NULL;
+                ft_v16f sums;
+                if (bfin)
+                    up_backward_tile(&sums, part + i0 * ld, bt + i0 * ld, NULL, NULL, din + m * ldd,
+                                     din + m1 * ldd, su0, su1, NULL, NULL, ld, n0, n1, 1);
+                else
+                    up_backward_tile(&sums, part + i0 * ld, bt + i0 * ld, dout + m * ldd,
+                                     dout + m1 * ldd, NULL, NULL, su0, su1, b0, b1, ld, n0, n1, 0);
+                for (int p = 0; p < RB; p++) {
+                    const int i = TREE_ORDER[p];
+                    if (i >= ni) continue;
+                    du[m * lddu + i0 + i] += sums[2 * p];
+                    if (pair) du[m1 * lddu + i0 + i] += sums[2 * p + 1];
+                }
+            }
+        }
+        for (int64_t m = mbeg; m < mend; m++) {
+            for (int64_t n = N16; n < N; n++) {
+                const float y = bfin ? ft_bf16_widen(din[m * ldd + n]) : dout[m * ldd + n];
+                if (!bfin && doutb && i0 == 0) doutb[m * ldd + n] = ft_bf16_round(y);
+                for (int i = 0; i < ni; i++) {
+                    du[m * lddu + i0 + i] = fmaf(y, bt[(i0 + i) * ld + n], du[m * lddu + i0 + i]);
+                    float *pp = part + (i0 + i) * ld + n;
+                    *pp = fmaf(y, s * u[m * ldu + i0 + i], *pp);
+                }
+            }
+        }
+    }
+    for (int64_t m = mbeg; m < mend; m++)
+        for (int i = 0; i < r; i++)
+            du[m * lddu + i] *= s;
+}
+
+/* Tile t of loop 2: dB[n][i] += the sum over the nblk partials, in block order, for 16 columns
+ * x RB rows of dB^T, summed as vectors and added into dB (N,r) through a small transpose */
+static inline void up_backward_reduce(const ft_lora_up *md, const float *parts, int64_t ld, int rp,
+                                      int r, int64_t nblk, int64_t t) {
+    const int N = md->N;
+    const int64_t nv = (N + 15) / 16, n0 = (t % nv) * 16, i0 = (t / nv) * RB;
+    const int nn = N - n0 < 16 ? (int)(N - n0) : 16, ni = r - i0 < RB ? (int)(r - i0) : RB;
+    float sum[RB][16];
+    for (int i = 0; i < ni; i++) {
+        ft_v16f acc = {0}, p;
+        for (int64_t blk = 0; blk < nblk; blk++) {
+            LOAD16(p, parts + (blk * rp + i0 + i) * ld + n0);
+            acc += p;
+        }
+        memcpy(sum[i], &acc, sizeof acc);
+    }
+    for (int l = 0; l < nn; l++)
+        for (int i = 0; i < ni; i++)
+            md->dB[(n0 + l) * r + i0 + i] += sum[i][l];
+}
+
+void lora_up_backward_n(const ft_lora_up *md, int n, float s, int M, int r, float *ws) {
+    FT_ASSERT(n >= 0 && n <= LORA_UP_MAXN);
+    if (M <= 0 || r <= 0) return;
     const int rp = pad8(r);
-    const int64_t nblk = ((int64_t)M + LORA_ROWS - 1) / LORA_ROWS, N16 = N / 16 * 16;
-    const int64_t ld = ws_ld(N);
-    float *bt = ws, *parts = ws + rp * ld; /* parts: nblk partials (rp,N) of dB^T */
-    transpose_b(bt, ld, B, N, r, rp);
-    const int64_t nv = (N + 15) / 16;
-    /* one parallel region for both loops: with passive waiting a region costs ~40 us (its start's
-     * wake-up and its end's barrier), the barrier between the loops ~20 (bench_regions) */
-#pragma omp parallel if ((int64_t)M * N * r >= FT_OMP_GRAIN)
+    const int64_t nblk = ((int64_t)M + LORA_ROWS - 1) / LORA_ROWS;
+    float *bt[LORA_UP_MAXN];
+    int64_t t0[LORA_UP_MAXN + 1] = {0}, work = 0;
+    for (int i = 0; i < n; i++) { /* module i's slice of ws: bt (rp, ld), then nblk partials */
+        const int N = md[i].N > 0 ? md[i].N : 0;
+        bt[i] = ws;
+        transpose_b(bt[i], ws_ld(N), md[i].B, N, r, rp);
+        ws += lora_up_ws_floats(M, N, r);
+        t0[i + 1] = t0[i] + (N + 15) / 16 * (rp / RB);
+        work += (int64_t)M * N * r;
+    }
+    /* one parallel region for both loops and all the modules: with passive waiting a region
+     * costs ~40 us (its start's wake-up and its end's barrier), the barrier between the loops
+     * ~20 (bench_regions). Loop 1 runs block-major (t = blk n + i), so each module's blocks are
+     * split between the threads whatever the modules' widths. */
+#pragma omp parallel if (work >= FT_OMP_GRAIN)
     {
 #pragma omp for schedule(static)
-        for (int64_t blk = 0; blk < nblk; blk++) {
-            float *part = parts + blk * rp * ld;
-            memset(part, 0, (size_t)(rp * ld) * sizeof(float));
-            const int64_t mbeg = blk * LORA_ROWS,
-                          mend = mbeg + LORA_ROWS < M ? mbeg + LORA_ROWS : M;
-            for (int64_t m = mbeg; m < mend; m++)
-                for (int i = 0; i < r; i++)
-                    du[m * lddu + i] = 0.0f;
-            for (int i0 = 0; i0 < rp; i0 += RB) {
-                const int ni = r - i0 < RB ? r - i0 : RB; /* du columns of this slice */
-                /* column tiles, each over all the block's rows; the tail columns (N % 16) last */
-                for (int64_t n0 = 0; n0 < N16; n0 += NT) {
-                    const int64_t n1 = n0 + NT < N16 ? n0 + NT : N16;
-                    for (int64_t m = mbeg; m < mend; m += 2) {
-                        const int pair = m + 1 < mend;
-                        const int64_t m1 = pair ? m + 1 : m;
-                        float su0[RB], su1[RB];
-                        for (int i = 0; i < RB; i++) {
-                            su0[i] = i0 + i < r ? s * u[m * ldu + i0 + i] : 0.0f;
-                            su1[i] = pair && i0 + i < r ? s * u[m1 * ldu + i0 + i] : 0.0f;
-                        }
-                        /* the bf16 copy once, in the first slice; a lone row converts only itself
-                         */
-                        uint16_t *b0 = !bfin && doutb && i0 == 0 ? doutb + m * N : NULL;
-                        uint16_t *b1 = !bfin && doutb && i0 == 0 && pair ? doutb + m1 * N : NULL;
-                        ft_v16f sums;
-                        if (bfin)
-                            up_backward_tile(&sums, part + i0 * ld, bt + i0 * ld, NULL, NULL,
-                                             din + m * N, din + m1 * N, su0, su1, NULL, NULL, ld,
-                                             n0, n1, 1);
-                        else
-                            up_backward_tile(&sums, part + i0 * ld, bt + i0 * ld, dout + m * N,
-                                             dout + m1 * N, NULL, NULL, su0, su1, b0, b1, ld, n0,
-                                             n1, 0);
-                        for (int p = 0; p < RB; p++) {
-                            const int i = TREE_ORDER[p];
-                            if (i >= ni) continue;
-                            du[m * lddu + i0 + i] += sums[2 * p];
-                            if (pair) du[m1 * lddu + i0 + i] += sums[2 * p + 1];
-                        }
-                    }
-                }
-                for (int64_t m = mbeg; m < mend; m++) {
-                    for (int64_t n = N16; n < N; n++) {
-                        const float y = bfin ? ft_bf16_widen(din[m * N + n]) : dout[m * N + n];
-                        if (!bfin && doutb && i0 == 0) doutb[m * N + n] = ft_bf16_round(y);
-                        for (int i = 0; i < ni; i++) {
-                            du[m * lddu + i0 + i] =
-                                fmaf(y, bt[(i0 + i) * ld + n], du[m * lddu + i0 + i]);
-                            float *pp = part + (i0 + i) * ld + n;
-                            *pp = fmaf(y, s * u[m * ldu + i0 + i], *pp);
-                        }
-                    }
-                }
-            }
-            for (int64_t m = mbeg; m < mend; m++)
-                for (int i = 0; i < r; i++)
-                    du[m * lddu + i] *= s;
+        for (int64_t t = 0; t < nblk * n; t++) {
+            const int i = (int)(t % n);
+            const int64_t blk = t / n, ld = ws_ld(md[i].N);
+            if (md[i].N <= 0) continue;
+            if (md[i].dout)
+                up_backward_block(&md[i], s, bt[i], bt[i] + rp * ld, ld, rp, M, r, blk, 0);
+            else
+                up_backward_block(&md[i], s, bt[i], bt[i] + rp * ld, ld, rp, M, r, blk, 1);
         }
-        /* dB[n][i] += sum over blocks, in block order: 16 columns x RB rows of dB^T at a time,
-         * summed as vectors and added into dB (N,r) through a small transpose (after the loop's
-         * barrier: every block's partial is written) */
+        /* (after the loop's barrier: every block's partial is written) */
 #pragma omp for schedule(static)
-        for (int64_t t = 0; t < nv * (rp / RB); t++) {
-            const int64_t n0 = (t % nv) * 16, i0 = (t / nv) * RB;
-            const int nn = N - n0 < 16 ? (int)(N - n0) : 16, ni = r - i0 < RB ? (int)(r - i0) : RB;
-            float sum[RB][16];
-            for (int i = 0; i < ni; i++) {
-                ft_v16f acc = {0}, p;
-                for (int64_t blk = 0; blk < nblk; blk++) {
-                    LOAD16(p, parts + (blk * rp + i0 + i) * ld + n0);
-                    acc += p;
-                }
-                memcpy(sum[i], &acc, sizeof acc);
-            }
-            for (int l = 0; l < nn; l++)
-                for (int i = 0; i < ni; i++)
-                    dB[(n0 + l) * r + i0 + i] += sum[i][l];
+        for (int64_t t = 0; t < t0[n]; t++) {
+            int i = 0;
+            while (t >= t0[i + 1])
+                i++;
+            const int64_t ld = ws_ld(md[i].N);
+            up_backward_reduce(&md[i], bt[i] + rp * ld, ld, rp, r, nblk, t - t0[i]);
         }
     }
 }
@@ -384,12 +446,31 @@ up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout, 
 void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout,
                       const float *u, int ldu, float s, const float *B, int M, int N, int r,
                       float *ws) {
-    up_backward(doutb, dB, du, lddu, dout, NULL, u, ldu, s, B, M, N, r, ws, 0);
+    const ft_lora_up md = {.N = N,
+                           .B = B,
+                           .u = u,
+                           .ldu = ldu,
+                           .dout = dout,
+                           .doutb = doutb,
+                           .ldd = N,
+                           .dB = dB,
+                           .du = du,
+                           .lddu = lddu};
+    lora_up_backward_n(&md, 1, s, M, r, ws);
 }
 
 void lora_up_backward_bf16in(float *dB, float *du, int lddu, const uint16_t *doutb, const float *u,
                              int ldu, float s, const float *B, int M, int N, int r, float *ws) {
-    up_backward(NULL, dB, du, lddu, NULL, doutb, u, ldu, s, B, M, N, r, ws, 1);
+    const ft_lora_up md = {.N = N,
+                           .B = B,
+                           .u = u,
+                           .ldu = ldu,
+                           .din = doutb,
+                           .ldd = N,
+                           .dB = dB,
+                           .du = du,
+                           .lddu = lddu};
+    lora_up_backward_n(&md, 1, s, M, r, ws);
 }
 
 void lora_up_forward_naive(float *out, uint16_t *outb, const float *res, int ldo, const float *u,
