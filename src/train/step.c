@@ -141,8 +141,7 @@ static void linear_forward(ft_train_model *tm, float *out, float *lu, const floa
  * dA/dB are always live for a targeted module (LoRA trains every A and B it creates).
  */
 static void lora_up_backward_j(ft_train_model *tm, uint16_t *doutb, const float *dout,
-                               const uint16_t *doutb_in, const float *ug, int l, int j, int M,
-                               int N);
+                               const float *ug, int l, int j, int M, int N);
 
 /* The bf16 products of linear_backward from dout as bf16 (doutb): dinp += doutb·W (packed),
  * dW += doutb^T·inpb (inpb packed once per input group: tm->xpk, by the group's first dW
@@ -162,12 +161,12 @@ static void bf16_dout_products(ft_train_model *tm, ft_bf16_weight *pw, float *di
 }
 
 /* linear_backward for a dout that exists only as bf16 (doutb, M×N), in bf16 mode with no bias
- * gradient and not on the f32 LoRA branch: LoRA's B side (bf16 branch) reads doutb itself. */
+ * gradient and not on the f32 LoRA branch: the base weight's products. LoRA's B side (bf16
+ * branch) reads doutb in its group's pass (lora_group_up_backward), which the caller runs. */
 static void linear_backward_bf16(ft_train_model *tm, float *dinp, float *dw, const uint16_t *doutb,
-                                 const uint16_t *inpb, const float *lu, int l, int j, int M, int K,
-                                 int N, int write) {
+                                 const uint16_t *inpb, int l, int j, int M, int K, int N,
+                                 int write) {
     if (write) tm->xpk_stale = 1;
-    if (tm->lora_bf16 && tm->lA[l][j]) lora_up_backward_j(tm, NULL, NULL, doutb, lu, l, j, M, N);
     bf16_dout_products(tm, tm->pw[l][j], dinp, dw, doutb, NULL, inpb, M, K, N, write);
 }
 
@@ -189,7 +188,7 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
                             int write) {
     if (write) tm->xpk_stale = 1;        /* a new input group: its first dW product packs inpb */
     if (tm->lora_bf16 && tm->lA[l][j]) { /* LoRA's B side in the pass that rounds dout */
-        lora_up_backward_j(tm, dinp || dw ? tm->doutb : NULL, dout, NULL, lu, l, j, M, N);
+        lora_up_backward_j(tm, dinp || dw ? tm->doutb : NULL, dout, lu, l, j, M, N);
         bf16_dout_products(tm, tm->pw[l][j], dinp, dw, tm->doutb, NULL, inpb, M, K, N, write);
         if (dbias) matmul_backward(NULL, NULL, dbias, dout, inp, w, M, K, N);
         return;
@@ -253,39 +252,68 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
 
 static const unsigned char lora_group_of[FT_LORA_NMOD] = {0, 0, 0, 1, 2, 2, 3};
 
-/* outs[j] (M,N_j) += LoRA_j(x) for the targeted modules j of group g; ug (M,R) saved. With
- * res (M,N_j), the residual is added too (h = res + out + LoRA, the order of the add it
- * replaces); with outbs[j], the result goes only to outbs[j] as bf16 (see lora_up_forward). */
+/* outs[j] (M,N_j; rows ldo apart, 0: N_j) += LoRA_j(x) for the targeted modules j of group g,
+ * in one pass (lora_up_forward_n); ug (M,R) saved. With res (M,N_j), the residual is added too
+ * (h = res + out + LoRA, the order of the add it replaces); with outbs[j], the result goes only
+ * to outbs[j] as bf16 (see lora_up_forward). */
 static void lora_group_forward(ft_train_model *tm, int l, int g, float *const outs[FT_LORA_NMOD],
-                               uint16_t *const outbs[FT_LORA_NMOD], const float *res, float *ug,
-                               const uint16_t *xb, int M, int K) {
-    int r = tm->opt.lora.r, R = tm->lgn[g] * r;
+                               uint16_t *const outbs[FT_LORA_NMOD], const float *res, int ldo,
+                               float *ug, const uint16_t *xb, int M, int K) {
+    int r = tm->opt.lora.r, R = tm->lgn[g] * r, n = 0;
     if (!R) return;
     matmul_bf16_forward(ug, xb, tm->lAg[l][g], NULL, M, K, R, 0);
+    ft_lora_up md[LORA_UP_MAXN];
     for (int j = 0; j < FT_LORA_NMOD; j++) {
         if (lora_group_of[j] != g || tm->lslot[j] < 0) continue;
         int in, out;
         ft_lora_module_shape(&tm->m->cfg, j, &in, &out);
-        lora_up_forward(outs[j], outbs ? outbs[j] : NULL, res, out,
-                        ug + (size_t)tm->lslot[j] * r, R, tm->lora_scale, tm->lB[l][j], M, out, r,
-                        tm->lws);
+        md[n++] = (ft_lora_up){.N = out,
+                               .B = tm->lB[l][j],
+                               .u = ug + (size_t)tm->lslot[j] * r,
+                               .ldu = R,
+                               .out = outs[j],
+                               .outb = outbs ? outbs[j] : NULL,
+                               .res = res,
+                               .ldo = ldo ? ldo : out};
     }
+    lora_up_forward_n(md, n, tm->lora_scale, M, r, tm->lws);
 }
 
-/* Module j's B side: dB_j += dout^T·(s u_j), its du columns of tm->ldug = s dout·B_j, and
- * doutb = bf16(dout) (NULL: not wanted), in one pass over dout (M,N); or, with dout NULL, the
- * same from doutb_in, dout as bf16. ug: the group's u (M,R). */
+/* The B sides of group g's targeted modules from their douts as bf16, dins[j] (M,N_j; rows ldd
+ * apart, 0: N_j), in one pass (lora_up_backward_n): dB_j added, du_j into tm->ldug's columns */
+static void lora_group_up_backward(ft_train_model *tm, int l, int g,
+                                   const uint16_t *const dins[FT_LORA_NMOD], int ldd,
+                                   const float *ug, int M) {
+    int r = tm->opt.lora.r, R = tm->lgn[g] * r, n = 0;
+    if (!tm->lora_bf16 || !R) return;
+    ft_lora_up md[LORA_UP_MAXN];
+    for (int j = 0; j < FT_LORA_NMOD; j++) {
+        if (lora_group_of[j] != g || tm->lslot[j] < 0) continue;
+        int in, out;
+        ft_lora_module_shape(&tm->m->cfg, j, &in, &out);
+        size_t c0 = (size_t)tm->lslot[j] * r;
+        md[n++] = (ft_lora_up){.N = out,
+                               .B = tm->lB[l][j],
+                               .u = ug + c0,
+                               .ldu = R,
+                               .din = dins[j],
+                               .ldd = ldd ? ldd : out,
+                               .dB = tm->dlB[l][j],
+                               .du = tm->ldug + c0,
+                               .lddu = R};
+    }
+    lora_up_backward_n(md, n, tm->lora_scale, M, r, tm->lws);
+}
+
+/* Module j's B side from an f32 dout (M,N): dB_j += dout^T·(s u_j), its du columns of tm->ldug
+ * = s dout·B_j, and doutb = bf16(dout) (NULL: not wanted), in one pass over dout (the douts made
+ * as bf16 go through their group's pass: lora_group_up_backward). ug: the group's u (M,R). */
 static void lora_up_backward_j(ft_train_model *tm, uint16_t *doutb, const float *dout,
-                               const uint16_t *doutb_in, const float *ug, int l, int j, int M,
-                               int N) {
+                               const float *ug, int l, int j, int M, int N) {
     int r = tm->opt.lora.r, R = tm->lgn[lora_group_of[j]] * r;
     size_t c0 = (size_t)tm->lslot[j] * r;
-    if (dout)
-        lora_up_backward(doutb, tm->dlB[l][j], tm->ldug + c0, R, dout, ug + c0, R, tm->lora_scale,
-                         tm->lB[l][j], M, N, r, tm->lws);
-    else
-        lora_up_backward_bf16in(tm->dlB[l][j], tm->ldug + c0, R, doutb_in, ug + c0, R,
-                                tm->lora_scale, tm->lB[l][j], M, N, r, tm->lws);
+    lora_up_backward(doutb, tm->dlB[l][j], tm->ldug + c0, R, dout, ug + c0, R, tm->lora_scale,
+                     tm->lB[l][j], M, N, r, tm->lws);
 }
 
 /* The A side of group g, after linear_backward filled du_g (tm->ldug) for each of its modules:
@@ -347,7 +375,7 @@ static void attn_residual(ft_train_model *tm, int l, const ft_layer_acts *a, con
     linear_forward(tm, xmid, a->lu[3], a->attn, a->attnb, w->wo, w->bo, l, 3, BT, HD, C);
     if (tm->lora_bf16 && tm->lslot[3] >= 0) { /* the LoRA pass adds the residual too */
         float *const outs[FT_LORA_NMOD] = {NULL, NULL, NULL, xmid, NULL, NULL, NULL};
-        lora_group_forward(tm, l, 1, outs, NULL, x, a->lug[1], a->attnb, BT, HD);
+        lora_group_forward(tm, l, 1, outs, NULL, x, 0, a->lug[1], a->attnb, BT, HD);
     } else {
         add_inplace(xmid, x, (size_t)BT * C);
     }
@@ -410,8 +438,12 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         linear_forward(tm, klin, a->lu[1], a->ln1, lnb, w->wk, w->bk, l, 1, BT, C, KVD);
         linear_forward(tm, v, a->lu[2], a->ln1, lnb, w->wv, w->bv, l, 2, BT, C, KVD);
     }
-    float *const outs[FT_LORA_NMOD] = {qlin, klin, v, xmid, gate, up, y};
-    if (tm->lora_bf16) lora_group_forward(tm, l, 0, outs, NULL, NULL, a->lug[0], lnb, BT, C);
+    /* with pqkv, LoRA adds to the column windows of q|k|v's rows */
+    float *const outs[FT_LORA_NMOD] = {
+        qlin, pqkv ? q + HD : klin, pqkv ? q + HD + KVD : v, xmid, gate, up, y};
+    if (tm->lora_bf16)
+        lora_group_forward(tm, l, 0, outs, NULL, NULL, pqkv ? HD + 2 * KVD : 0, a->lug[0], lnb, BT,
+                           C);
     if (c->qk_norm) { /* qwen3: per-head RMSNorm over D, before RoPE */
         rmsnorm_forward(q, a->qrstd, qlin, w->q_norm, BT * H, D, eps);
         rmsnorm_forward(k, a->krstd, klin, w->k_norm, BT * KV, D, eps);
@@ -453,7 +485,7 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         linear_forward(tm, up, a->lu[5], a->ln2, lnb, w->w_up, w->b_up, l, 5, BT, C, F);
         if (tm->lora_bf16 && tm->lgn[2]) {
             uint16_t *const outbs[FT_LORA_NMOD] = {NULL, NULL, NULL, NULL, a->gateb, a->upb, NULL};
-            lora_group_forward(tm, l, 2, outs, outbs, NULL, a->lug[2], lnb, BT, C);
+            lora_group_forward(tm, l, 2, outs, outbs, NULL, 0, a->lug[2], lnb, BT, C);
             if (tm->lslot[4] < 0) bf16_from_f32(a->gateb, gate, (size_t)BT * F);
             if (tm->lslot[5] < 0) bf16_from_f32(a->upb, up, (size_t)BT * F);
             swiglu_forward_bf16in(a->hact, hactb, a->gateb, a->upb, (size_t)BT * F);
@@ -468,7 +500,7 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     } else {
         linear_forward(tm, y, a->lu[6], a->hact, hactb, w->w_down, w->b_down, l, 6, BT, F, C);
         if (tm->lora_bf16 && tm->lslot[6] >= 0) /* the LoRA pass adds the residual too */
-            lora_group_forward(tm, l, 3, outs, NULL, xmid, a->lug[3], hactb, BT, F);
+            lora_group_forward(tm, l, 3, outs, NULL, xmid, 0, a->lug[3], hactb, BT, F);
         else
             add_inplace(y, xmid, (size_t)BT * C);
     }
@@ -555,8 +587,10 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     const uint16_t *lnb = a->ln2b ? a->ln2b : tm->lnb;
     if (lnb && !a->ln2b) rmsnorm_apply_bf16(tm->lnb, xmid, a->rstd2, w->mlp_norm, BT, C);
     if (dgb) {
-        linear_backward_bf16(tm, dln, dw->w_gate, dgateb, lnb, lora_u(tm, a, 4), l, 4, BT, C, F, 1);
-        linear_backward_bf16(tm, dln, dw->w_up, dupb, lnb, lora_u(tm, a, 5), l, 5, BT, C, F, 0);
+        const uint16_t *const dins[FT_LORA_NMOD] = {[4] = dgateb, [5] = dupb};
+        lora_group_up_backward(tm, l, 2, dins, 0, lora_u(tm, a, 4), BT);
+        linear_backward_bf16(tm, dln, dw->w_gate, dgateb, lnb, l, 4, BT, C, F, 1);
+        linear_backward_bf16(tm, dln, dw->w_up, dupb, lnb, l, 5, BT, C, F, 0);
     } else {
         linear_backward(tm, dln, dw->w_gate, dw->b_gate, tm->dgate, a->ln2, lnb, w->w_gate,
                         lora_u(tm, a, 4), l, 4, BT, C, F, 1);
@@ -592,11 +626,14 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     else
         attention_flash_backward(tm->dq, tm->dk, tm->dv, tm->dattn, a->attn, a->q, a->k, a->v,
                                  a->lse, seg, B, T, H, KV, D);
-    /* bf16 mode without q/k norm, q/k/v bias gradients or LoRA on q/k/v: dq, dk rotated back and
-     * dq, dk, dv rounded for their products in one pass (rope_round_qkv_bf16: the bits of
-     * rope_backward_cs, then linear_backward's rounding), side by side in doutb */
-    const int qkvb = tm->bf16 && !c->qk_norm && !dw->bq && !dw->bk && !dw->bv && !tm->lA[l][0] &&
-                     !tm->lA[l][1] && !tm->lA[l][2] && (dn1 || dw->wq || dw->wk || dw->wv);
+    /* bf16 mode without q/k norm, q/k/v bias gradients or f32 LoRA branch on q/k/v: dq, dk
+     * rotated back and dq, dk, dv rounded for their products in one pass (rope_round_qkv_bf16:
+     * the bits of rope_backward_cs, then linear_backward's rounding), side by side in doutb. The
+     * bf16 LoRA branch's B side reads them there too (lora_up_backward_bf16in, as for gate and
+     * up): its dout is bf16, as under autocast, whose lora_B product takes a bf16 gradient. */
+    const int lqkv = tm->lA[l][0] || tm->lA[l][1] || tm->lA[l][2];
+    const int qkvb = tm->bf16 && !c->qk_norm && !dw->bq && !dw->bk && !dw->bv &&
+                     (!lqkv || tm->lora_bf16) && (dn1 || dw->wq || dw->wk || dw->wv || lqkv);
     /* with q/k/v as one product (pqkv) side by side in rows of dq|dk|dv, else one after another */
     const int N3 = HD + 2 * KVD, ldo = tm->pqkv[l] ? N3 : 0;
     uint16_t *dqb = tm->doutb, *dkb = ldo ? dqb + HD : dqb + (size_t)BT * HD,
@@ -621,12 +658,16 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     lnb = a->ln1b ? a->ln1b : tm->lnb;
     if (lnb && !a->ln1b) rmsnorm_apply_bf16(tm->lnb, x, a->rstd1, w->attn_norm, BT, C);
     if (qkvb && tm->pqkv[l]) { /* dW (N3,C) from dw->wq on: dw.wk, dw.wv follow it */
+        const uint16_t *const dins[FT_LORA_NMOD] = {dqb, dkb, dvb};
+        if (lqkv) lora_group_up_backward(tm, l, 0, dins, N3, lora_u(tm, a, 0), BT);
         tm->xpk_stale = 1;
         bf16_dout_products(tm, tm->pqkv[l], dn1, dw->wq, dqb, NULL, lnb, BT, C, N3, 1);
     } else if (qkvb) {
-        linear_backward_bf16(tm, dn1, dw->wq, dqb, lnb, NULL, l, 0, BT, C, HD, 1);
-        linear_backward_bf16(tm, dn1, dw->wk, dkb, lnb, NULL, l, 1, BT, C, KVD, 0);
-        linear_backward_bf16(tm, dn1, dw->wv, dvb, lnb, NULL, l, 2, BT, C, KVD, 0);
+        const uint16_t *const dins[FT_LORA_NMOD] = {dqb, dkb, dvb};
+        if (lqkv) lora_group_up_backward(tm, l, 0, dins, 0, lora_u(tm, a, 0), BT);
+        linear_backward_bf16(tm, dn1, dw->wq, dqb, lnb, l, 0, BT, C, HD, 1);
+        linear_backward_bf16(tm, dn1, dw->wk, dkb, lnb, l, 1, BT, C, KVD, 0);
+        linear_backward_bf16(tm, dn1, dw->wv, dvb, lnb, l, 2, BT, C, KVD, 0);
     } else {
         linear_backward(tm, dn1, dw->wq, dw->bq, dqlin, a->ln1, lnb, w->wq, lora_u(tm, a, 0), l, 0,
                         BT, C, HD, 1);
@@ -998,7 +1039,15 @@ static void plan_buffers(ft_train_model *tm, bump *b) {
         if (F > maxK) maxK = F;
         size_t maxN = C > HD ? C : HD;
         if (F > maxN) maxN = F;
-        tm->lws = take(b, lora_up_ws_floats((int)BT, (int)maxN, (int)r));
+        size_t wsg[FT_LORA_NGROUP] = {0}, ws = 0; /* a group's B sides run in one pass */
+        for (int j = 0; j < FT_LORA_NMOD; j++) {
+            int in, out;
+            ft_lora_module_shape(c, j, &in, &out);
+            wsg[lora_group_of[j]] += lora_up_ws_floats((int)BT, out, (int)r);
+        }
+        for (int g = 0; g < FT_LORA_NGROUP; g++)
+            ws = wsg[g] > ws ? wsg[g] : ws;
+        tm->lws = take(b, ws);
         tm->ldug = take(b, BT * 3 * r);
         tm->ldugb = take_bf16(b, BT * 3 * r);
         tm->ldAg = take(b, 3 * r * maxK);
@@ -1408,6 +1457,10 @@ static void restore_released(ft_train_model *tm) {
                 bf16_weight_unpack(tm->pw[l][j], (float *)(uintptr_t)ws[j]);
                 tm->pw_released[l][j] = 0;
             }
+        if (tm->pqkv_released[l]) { /* q|k|v adjacent from wq on */
+            bf16_weight_unpack(tm->pqkv[l], (float *)(uintptr_t)ws[0]);
+            tm->pqkv_released[l] = 0;
+        }
     }
     if (tm->phead_released) {
         bf16_weight_unpack(tm->phead, (float *)(uintptr_t)head_weight(tm));
@@ -1432,7 +1485,29 @@ static ft_status setup_bf16(ft_train_model *tm) {
         const float *ws[FT_LORA_NMOD], *ds[FT_LORA_NMOD];
         layer_linears(&tm->w.layers[l], ws);
         layer_linears(&tm->dw.layers[l], ds);
-        for (int j = 0; j < FT_LORA_NMOD; j++) {
+        /* q|k|v as one product (train_internal.h): (HD + 2 KVD, C) from wq on, a trained one's
+         * gradient from dw.wq on. In the SmolLM-shape step (B 4 x T 256) the three products ran
+         * 950 against 1015 ms per 4 steps as three each (ONEDNN_VERBOSE), and 180 oneDNN calls
+         * (a parallel region each) fewer a step. Frozen (LoRA, freeze), it replaces the three
+         * kept packs; LoRA's B sides then write and read column windows of its rows. */
+        const size_t HD = (size_t)c->n_heads * c->head_dim,
+                     KVD = (size_t)c->n_kv_heads * c->head_dim, C = (size_t)c->dim;
+        const int N3 = (int)(HD + 2 * KVD);
+        const ft_layer *lw = &tm->w.layers[l], *ld = &tm->dw.layers[l];
+        const int lq = tm->lA[l][0] || tm->lA[l][1] || tm->lA[l][2];
+        const int lbf = tm->opt.method == FT_METHOD_LORA && !(tm->opt.lora.dropout > 0);
+        const int fuse = !c->qk_norm && !lw->bq && !lw->bk && !lw->bv &&
+                         lw->wk == lw->wq + HD * C && lw->wv == lw->wk + KVD * C;
+        const int trained3 = fuse && !lq && ds[0] && ds[1] && ds[2] && ld->wk == ld->wq + HD * C &&
+                             ld->wv == ld->wk + KVD * C;
+        const int frozen3 = fuse && !ds[0] && !ds[1] && !ds[2] && (!lq || lbf);
+        if (trained3) tm->pqkv[l] = bf16_weight_create_transient(lw->wq, c->dim, N3);
+        if (frozen3) tm->pqkv[l] = bf16_weight_create(lw->wq, c->dim, N3);
+        if ((trained3 || frozen3) && !tm->pqkv[l]) return ft_errorf(FT_ERR_NOMEM, "out of memory");
+        if (frozen3)
+            tm->pqkv_released[l] =
+                (unsigned char)release_frozen(tm, tm->pqkv[l], lw->wq, c->dim, N3, tm->B0 * tm->T0);
+        for (int j = frozen3 ? 3 : 0; j < FT_LORA_NMOD; j++) {
             int in, out;
             ft_lora_module_shape(c, j, &in, &out);
             /* trained: packed at each use (no kept copies: -2 bytes x 2 per parameter) */
@@ -1443,19 +1518,6 @@ static ft_status setup_bf16(ft_train_model *tm) {
             if (!tm->pw_trained[l][j])
                 tm->pw_released[l][j] =
                     (unsigned char)release_frozen(tm, tm->pw[l][j], ws[j], in, out, tm->B0 * tm->T0);
-        }
-        /* q|k|v as one product (train_internal.h): (HD + 2 KVD, C) from wq on, its gradient
-         * from dw.wq on. In the SmolLM-shape step (B 4 x T 256) the three products ran 950
-         * against 1015 ms per 4 steps as three each (ONEDNN_VERBOSE), and 180 oneDNN calls (a
-         * parallel region each) fewer a step */
-        const size_t HD = (size_t)c->n_heads * c->head_dim,
-                     KVD = (size_t)c->n_kv_heads * c->head_dim, C = (size_t)c->dim;
-        const ft_layer *lw = &tm->w.layers[l], *ld = &tm->dw.layers[l];
-        if (!c->qk_norm && !lw->bq && !lw->bk && !lw->bv && !tm->lA[l][0] && !tm->lA[l][1] &&
-            !tm->lA[l][2] && ds[0] && ds[1] && ds[2] && lw->wk == lw->wq + HD * C &&
-            lw->wv == lw->wk + KVD * C && ld->wk == ld->wq + HD * C && ld->wv == ld->wk + KVD * C) {
-            tm->pqkv[l] = bf16_weight_create_transient(lw->wq, c->dim, (int)(HD + 2 * KVD));
-            if (!tm->pqkv[l]) return ft_errorf(FT_ERR_NOMEM, "out of memory");
         }
     }
     tm->phead = bf16_weight_create(head_weight(tm), c->dim, c->vocab_size);

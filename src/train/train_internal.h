@@ -120,10 +120,13 @@ struct ft_train_model {
     int bf16;
     ft_bf16_weight *pw[FT_MAX_LAYERS][FT_LORA_NMOD]; /* packed q k v o gate up down */
     ft_bf16_weight *phead;                           /* packed lm_head / tied embedding */
-    /* q, k, v as one (H*D + 2 KV*D, C) transient weight where all three are trained, adjacent
-     * in the params and in the gradients, without bias, q/k norm or LoRA: one product each way
-     * instead of three (their rows side by side: q32 forward, doutb backward); else NULL */
+    /* q, k, v as one (H*D + 2 KV*D, C) weight, adjacent in the params, without bias or q/k
+     * norm: transient where all three are trained (adjacent in the gradients too, no LoRA on
+     * them), kept where all three are frozen (LoRA on them only on the bf16 branch; pw[l][0..2]
+     * are then NULL). One product each way instead of three (their rows side by side: q32
+     * forward, doutb backward); else NULL */
     ft_bf16_weight *pqkv[FT_MAX_LAYERS];
+    unsigned char pqkv_released[FT_MAX_LAYERS]; /* frozen pqkv detached, as pw_released */
     unsigned char pw_trained[FT_MAX_LAYERS][FT_LORA_NMOD], phead_trained; /* repacked when stale */
     /* frozen weights whose f32 copy in the model was given back after packing (detached);
      * restore_released writes them back */
