@@ -629,8 +629,9 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     /* bf16 mode without q/k norm, q/k/v bias gradients or f32 LoRA branch on q/k/v: dq, dk
      * rotated back and dq, dk, dv rounded for their products in one pass (rope_round_qkv_bf16:
      * the bits of rope_backward_cs, then linear_backward's rounding), side by side in doutb. The
-     * bf16 LoRA branch's B side reads them there too (lora_up_backward_bf16in, as for gate and
-     * up): its dout is bf16, as under autocast, whose lora_B product takes a bf16 gradient. */
+     * bf16 LoRA branch's B sides read them there too, in one pass for the group
+     * (lora_group_up_backward, as for gate and up): their dout is bf16, as under autocast, whose
+     * lora_B product takes a bf16 gradient. */
     const int lqkv = tm->lA[l][0] || tm->lA[l][1] || tm->lA[l][2];
     const int qkvb = tm->bf16 && !c->qk_norm && !dw->bq && !dw->bk && !dw->bv &&
                      (!lqkv || tm->lora_bf16) && (dn1 || dw->wq || dw->wk || dw->wv || lqkv);
