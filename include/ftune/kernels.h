@@ -196,6 +196,9 @@ void lora_up_backward_naive(float *dB, float *du, int lddu, const float *dout, c
  * A (R,K) bf16 given as pair words (lowrank_pack: ap[q K + k] = (A[2q][k], A[2q+1][k]), a zero row
  * past an odd R; lowrank_pack_words(R, K) words), summed in f32.
  *   swiglu_backward_bf16out_lr  swiglu_backward_bf16out of dout + u·A (dout, gate, up (M,F)).
+ *   rmsnorm_backward_fast_lr    rmsnorm_backward_fast's dinp (no dweight) for dout + u·A (dout,
+ *                               inp (M,C), C <= LOWRANK_MAXC): the bits of lowrank_add into dout
+ *                               followed by rmsnorm_backward_fast, dout left as it is.
  *   lowrank_add                 dinp (M,K) += u·A, where no pass reads dinp next to fold it in.
  * lowrank_naive: row m of the term in double (the tests' twin). */
 typedef struct {
@@ -210,6 +213,10 @@ void swiglu_backward_bf16out_lr(uint16_t *dgateb, uint16_t *dupb, const float *d
                                 const ft_lowrank *lr, const uint16_t *gateb, const uint16_t *upb,
                                 int M, int F);
 void lowrank_add(float *dinp, const ft_lowrank *lr, int M, int K);
+enum { LOWRANK_MAXC = 8192 };
+void rmsnorm_backward_fast_lr(float *dinp, const float *dout, const ft_lowrank *lr,
+                              const float *inp, const float *weight, const float *rstd, int M,
+                              int C);
 
 /* out (M,C) = inp / sqrt(mean(inp^2) + eps) * weight ; rstd (M) saved (may be NULL). */
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int M, int C,

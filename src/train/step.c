@@ -343,6 +343,25 @@ static void lora_group_backward(ft_train_model *tm, int l, int g, float *dinp, f
     if (lr) *lr = t;
 }
 
+/* An RMSNorm's backward (dres += its input gradient, dwn += its weight's) from dln (M,C; NULL:
+ * not wanted) plus, on the bf16 LoRA branch, the term of group g, whose A side runs here (the
+ * group's input x is xb): folded into the norm's row pass where only dres is wanted
+ * (rmsnorm_backward_fast_lr: dln + term is not written back, one parallel region less), else
+ * added into dln first. The same bits either way. */
+static void norm_backward_lora(ft_train_model *tm, int l, int g, float *dres, float *dwn,
+                               float *dln, const float *x, const float *wn, const float *rstd,
+                               const uint16_t *xb, int M, int C) {
+    ft_lowrank lr = {0};
+    const int fuse = dln && dres && !dwn && C <= LOWRANK_MAXC;
+    if (tm->lora_bf16)
+        lora_group_backward(tm, l, g, fuse ? NULL : dln, fuse ? &lr : NULL, xb, M, C);
+    if (!dln) return;
+    if (lr.R)
+        rmsnorm_backward_fast_lr(dres, dln, &lr, x, wn, rstd, M, C);
+    else
+        (tm->bf16 ? rmsnorm_backward_fast : rmsnorm_backward)(dres, dwn, dln, x, wn, rstd, M, C);
+}
+
 /* the saved u linear_backward wants for module j: u_j (M,r) on the f32 branch, the group's u_g
  * (M,R) in bf16 LoRA mode */
 static const float *lora_u(const ft_train_model *tm, const ft_layer_acts *a, int j) {
@@ -597,9 +616,7 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
         linear_backward(tm, dln, dw->w_up, dw->b_up, tm->dup, a->ln2, lnb, w->w_up,
                         lora_u(tm, a, 5), l, 5, BT, C, F, 0);
     }
-    if (tm->lora_bf16) lora_group_backward(tm, l, 2, dln, NULL, lnb, BT, C);
-    (tm->bf16 ? rmsnorm_backward_fast : rmsnorm_backward)(dres, dw->mlp_norm, dln, xmid,
-                                                          w->mlp_norm, a->rstd2, BT, C);
+    norm_backward_lora(tm, l, 2, dres, dw->mlp_norm, dln, xmid, w->mlp_norm, a->rstd2, lnb, BT, C);
 
     /* attention */
     if (!tm->bf16) zero(tm->dattn, (size_t)BT * HD);
@@ -677,10 +694,8 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
         linear_backward(tm, dn1, dw->wv, dw->bv, tm->dv, a->ln1, lnb, w->wv, lora_u(tm, a, 2), l, 2,
                         BT, C, KVD, 0);
     }
-    if (tm->lora_bf16) lora_group_backward(tm, l, 0, dn1, NULL, lnb, BT, C);
-    if (dn1)
-        (tm->bf16 ? rmsnorm_backward_fast : rmsnorm_backward)(
-            need_dx ? dres : NULL, dw->attn_norm, dn1, x, w->attn_norm, a->rstd1, BT, C);
+    norm_backward_lora(tm, l, 0, need_dx ? dres : NULL, dw->attn_norm, dn1, x, w->attn_norm,
+                       a->rstd1, lnb, BT, C);
     if (tm->bf16) bf16_weights_prepack_drop(); /* before grads_ready changes the weights */
 }
 

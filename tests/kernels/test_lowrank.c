@@ -12,6 +12,7 @@
  *   swiglu  dgate = dy f_g, dup = dy f_u: |err| <= 2^-7 |ref| (the two sides may round to
  *           neighbouring bf16 values) + 2 delta |f| (f_g = up s (1 + g (1 - s)), f_u = g s)
  * The term is drawn as large as dout, so a missing, misplaced or mis-paired term fails by far.
+ * rmsnorm_backward_fast_lr is checked bit for bit against lowrank_add then rmsnorm_backward_fast.
  */
 #include "../test.h"
 
@@ -101,6 +102,28 @@ static void check_shape(int M, int K, int R, int ldu) {
     }
     snprintf(name, sizeof name, "lowrank_add M%d K%d R%d ldu%d vs naive", M, K, R, ldu);
     CHECK(name, worst <= 1, "worst |err| / bound %.3g", worst);
+
+    /* rmsnorm_backward_fast_lr: the bits of lowrank_add into a copy of dout followed by
+     * rmsnorm_backward_fast (lowrank_add is checked against the naive term above, and
+     * rmsnorm_backward_fast against rmsnorm_backward in test_matmul_bf16), dout left as it was;
+     * dinp is accumulated into (a non-zero start) */
+    if (K <= LOWRANK_MAXC) {
+        float *x = rand_f32(MK), *w = rand_f32((size_t)K), *rstd = rand_f32((size_t)M);
+        float *g1 = malloc(MK * 4), *g2 = malloc(MK * 4), *dy = malloc(MK * 4);
+        float *keep = malloc(MK * 4);
+        for (int64_t m = 0; m < M; m++)
+            rstd[m] = 0.5f + fabsf(rstd[m]);
+        memcpy(g1, d0, MK * 4), memcpy(g2, d0, MK * 4);
+        memcpy(dy, dout, MK * 4), memcpy(keep, dout, MK * 4);
+        lowrank_add(dy, &lr, M, K);
+        rmsnorm_backward_fast(g2, NULL, dy, x, w, rstd, M, K);
+        rmsnorm_backward_fast_lr(g1, dout, &lr, x, w, rstd, M, K);
+        snprintf(name, sizeof name, "rmsnorm_backward_fast_lr M%d C%d R%d ldu%d == unfused", M, K,
+                 R, ldu);
+        CHECK(name, !memcmp(g1, g2, MK * 4) && !memcmp(dout, keep, MK * 4), "%s",
+              memcmp(g1, g2, MK * 4) ? "dinp differs" : "dout written");
+        free(x), free(w), free(rstd), free(g1), free(g2), free(dy), free(keep);
+    }
     free(d0), free(d);
 
     free(U), free(A), free(ap), free(dout), free(dyref), free(term), free(S), free(delta);
@@ -116,6 +139,7 @@ int main(void) {
     check_shape(33, 100, 16, 20);
     check_shape(4, 300, 7, 9);
     check_shape(9, 260, 24, 30);
+    check_shape(6, 8192, 9, 9); /* the fused RMSNorm form's largest row */
     /* the pair layout itself: odd R gets a zero high half */
     uint16_t A[3 * 2] = {1, 2, 3, 4, 5, 6};
     uint32_t ap[4];

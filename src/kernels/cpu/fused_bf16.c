@@ -204,40 +204,14 @@ void swiglu_backward_bf16out(uint16_t *dgateb, uint16_t *dupb, const float *dout
 
 void rmsnorm_backward_fast(float *dinp, float *dweight, const float *dout, const float *inp,
                            const float *weight, const float *rstd, int M, int C) {
-    const int64_t C32 = C / 32 * 32;
     /* dweight as rmsnorm_backward's, in the same parallel region as dinp, no barrier between */
 #pragma omp parallel if ((int64_t)M * C >= FT_OMP_GRAIN)
     {
         if (dweight) rmsnorm_dweight_part(dweight, dout, inp, rstd, M, C);
         if (dinp) {
 #pragma omp for schedule(static) nowait
-            for (int64_t m = 0; m < M; m++) {
-                const float *x = inp + m * C, *dy = dout + m * C;
-                float *dx = dinp + m * C;
-                /* sum_c dy_c w_c x_c: two 16-lane partial sums over blocks of 32, the lanes added
-                 * in order, then the tail: a fixed association (deterministic) */
-                ft_v16f s0 = {0}, s1 = {0}, a, b, w;
-                for (int64_t c = 0; c < C32; c += 32) {
-                    memcpy(&a, dy + c, sizeof a);
-                    memcpy(&w, weight + c, sizeof w);
-                    memcpy(&b, x + c, sizeof b);
-                    s0 = ft_fma16(a * w, b, s0);
-                    memcpy(&a, dy + c + 16, sizeof a);
-                    memcpy(&w, weight + c + 16, sizeof w);
-                    memcpy(&b, x + c + 16, sizeof b);
-                    s1 = ft_fma16(a * w, b, s1);
-                }
-                s0 += s1;
-                float dot = 0.0f;
-                for (int j = 0; j < 16; j++)
-                    dot += s0[j];
-                for (int64_t c = C32; c < C; c++)
-                    dot += dy[c] * weight[c] * x[c];
-                const float r = rstd[m], k = dot / (float)C * r * r;
-#pragma omp simd
-                for (int c = 0; c < C; c++)
-                    dx[c] += r * (dy[c] * weight[c] - x[c] * k);
-            }
+            for (int64_t m = 0; m < M; m++)
+                ft_rmsnorm_dx_row(dinp + m * C, dout + m * C, inp + m * C, weight, rstd[m], C);
         }
     }
 }

@@ -15,6 +15,12 @@
  *                     (R+1)/2 instructions, each broadcasting the pair (du[m][2q], du[m][2q+1])
  *   swiglu_backward_bf16out_lr   swiglu_backward_bf16out (fused_bf16.c) of dout + du·A, with
  *                     dout, gate, up (M,F): the down projection's group
+ *   rmsnorm_backward_fast_lr   rmsnorm_backward_fast's input gradient of dout + du·A, the
+ *                     row's sum made in a stack buffer and never written back: the q/k/v and
+ *                     gate/up groups, whose input gradient goes into an RMSNorm backward next.
+ *                     The earlier attempt at this (the double-precision kernel) made the term
+ *                     twice per row and was slower; with the row kept it is one pass and one
+ *                     parallel region less (timings in bench/RESULTS.md, fifteenth session)
  *   lowrank_add       dinp += du·A as a pass of its own, for the other groups: the same
  *                     arithmetic. In the step (R 8-24, K 576) 0.08-0.11 ms per call, against
  *                     0.13-0.17 for oneDNN's product with the sum post-op
@@ -27,6 +33,8 @@
  * double, then the unfused kernel (tests/kernels/test_lowrank.c).
  */
 #include "ftune/kernels.h"
+
+#include "ftune/core.h"
 
 #include "grain.h"
 #include "vec.h"
@@ -164,4 +172,25 @@ void swiglu_backward_bf16out_lr(uint16_t *dgateb, uint16_t *dupb, const float *d
 
 void lowrank_add(float *dinp, const ft_lowrank *lr, int M, int K) {
     lowrank_pass(dinp, NULL, NULL, NULL, lr, NULL, NULL, M, K, 0);
+}
+
+void rmsnorm_backward_fast_lr(float *dinp, const float *dout, const ft_lowrank *lr,
+                              const float *inp, const float *weight, const float *rstd, int M,
+                              int C) {
+    FT_ASSERT(C <= LOWRANK_MAXC);
+#pragma omp parallel for schedule(static) if ((int64_t)M * C >= FT_OMP_GRAIN)
+    for (int64_t m = 0; m < M; m++) {
+        /* y = dout + term, row m (lowrank_row pads its last vector: the row rounded up to 16) */
+        float y[LOWRANK_MAXC + 16] __attribute__((aligned(64)));
+        const uint16_t *u = lr->u + m * lr->ldu;
+        const float *dy = dout + m * C;
+        for (int64_t k0 = 0; k0 < C; k0 += LR_CHUNK) {
+            const int nc = C - k0 < LR_CHUNK ? (int)(C - k0) : LR_CHUNK;
+            lowrank_row(y + k0, u, lr, C, k0, nc);
+#pragma omp simd
+            for (int l = 0; l < nc; l++)
+                y[k0 + l] = dy[k0 + l] + y[k0 + l];
+        }
+        ft_rmsnorm_dx_row(dinp + m * C, y, inp + m * C, weight, rstd[m], C);
+    }
 }

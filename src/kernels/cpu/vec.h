@@ -191,6 +191,36 @@ static inline __attribute__((always_inline)) float ft_dot_f32_fb(const float *a,
     return s;
 }
 
+/* One row of rmsnorm_backward_fast's input gradient: dx (C) += r (dy w - x k), k = (sum_c dy_c
+ * w_c x_c) / C r^2, the row dot as two 16-lane partial sums over blocks of 32, the lanes added
+ * in order, then the tail: a fixed association (deterministic). Shared by fused_bf16.c and the
+ * LoRA-term form (lowrank.c), so both give the same bits. */
+static inline void ft_rmsnorm_dx_row(float *dx, const float *dy, const float *x, const float *w,
+                                     float r, int64_t C) {
+    const int64_t C32 = C / 32 * 32;
+    ft_v16f s0 = {0}, s1 = {0}, a, b, wv;
+    for (int64_t c = 0; c < C32; c += 32) {
+        memcpy(&a, dy + c, sizeof a);
+        memcpy(&wv, w + c, sizeof wv);
+        memcpy(&b, x + c, sizeof b);
+        s0 = ft_fma16(a * wv, b, s0);
+        memcpy(&a, dy + c + 16, sizeof a);
+        memcpy(&wv, w + c + 16, sizeof wv);
+        memcpy(&b, x + c + 16, sizeof b);
+        s1 = ft_fma16(a * wv, b, s1);
+    }
+    s0 += s1;
+    float dot = 0.0f;
+    for (int j = 0; j < 16; j++)
+        dot += s0[j];
+    for (int64_t c = C32; c < C; c++)
+        dot += dy[c] * w[c] * x[c];
+    const float k = dot / (float)C * r * r;
+#pragma omp simd
+    for (int64_t c = 0; c < C; c++)
+        dx[c] += r * (dy[c] * w[c] - x[c] * k);
+}
+
 /* sum_k a[k] b[k] in f32 (ft_dot_f32_fb's association) */
 static inline float ft_dot_f32(const float *a, const float *b, int64_t K) {
     return ft_dot_f32_fb(a, b, NULL, K);
