@@ -451,14 +451,16 @@ void lora_up_backward_n(const ft_lora_up *md, int n, float s, int M, int r, floa
     }
 }
 
-void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout,
-                      const float *u, int ldu, float s, const float *B, int M, int N, int r,
-                      float *ws) {
+/* one module, dout as f32 (din NULL) or as bf16 (dout NULL), rows of N */
+static void up_backward_one(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout,
+                            const uint16_t *din, const float *u, int ldu, float s, const float *B,
+                            int M, int N, int r, float *ws) {
     const ft_lora_up md = {.N = N,
                            .B = B,
                            .u = u,
                            .ldu = ldu,
                            .dout = dout,
+                           .din = din,
                            .doutb = doutb,
                            .ldd = N,
                            .dB = dB,
@@ -467,18 +469,15 @@ void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const flo
     lora_up_backward_n(&md, 1, s, M, r, ws);
 }
 
+void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout,
+                      const float *u, int ldu, float s, const float *B, int M, int N, int r,
+                      float *ws) {
+    up_backward_one(doutb, dB, du, lddu, dout, NULL, u, ldu, s, B, M, N, r, ws);
+}
+
 void lora_up_backward_bf16in(float *dB, float *du, int lddu, const uint16_t *doutb, const float *u,
                              int ldu, float s, const float *B, int M, int N, int r, float *ws) {
-    const ft_lora_up md = {.N = N,
-                           .B = B,
-                           .u = u,
-                           .ldu = ldu,
-                           .din = doutb,
-                           .ldd = N,
-                           .dB = dB,
-                           .du = du,
-                           .lddu = lddu};
-    lora_up_backward_n(&md, 1, s, M, r, ws);
+    up_backward_one(NULL, dB, du, lddu, NULL, doutb, u, ldu, s, B, M, N, r, ws);
 }
 
 void lora_up_forward_naive(float *out, uint16_t *outb, const float *res, int ldo, const float *u,
