@@ -18,8 +18,9 @@
  *                     weight's input-gradient product needs it; bit-identical to bf16_from_f32),
  *                     dB (N,r) += dout^T·(s u), du (M,r) = s (dout·B) WRITTEN.
  *   lora_up_backward_bf16in  dB and du alike from a dout that the step made as bf16 already
- *                     (gate, up: swiglu_backward_bf16out), widened exactly: the same arithmetic
- *                     as lora_up_backward on the widened values, bit for bit.
+ *                     (gate, up: swiglu_backward_bf16out; q, k, v: rope_round_qkv_bf16), widened
+ *                     exactly: the same arithmetic as lora_up_backward on the widened values,
+ *                     bit for bit.
  *
  * The _n forms take a group of modules (the LoRA targets that read one input: q/k/v, gate/up)
  * and run all their row blocks in one parallel region: with passive OpenMP waiting each region
