@@ -179,6 +179,11 @@ typedef struct {
 } ft_lora_up;
 void lora_up_forward_n(const ft_lora_up *md, int n, float s, int M, int r, float *ws);
 void lora_up_backward_n(const ft_lora_up *md, int n, float s, int M, int r, float *ws);
+/* lora_up_forward_n of the gate/up pair (md[0] gate, md[1] up, both to outb only, rows of F =
+ * their N) followed by swiglu_forward_bf16in(NULL, hactb, gate outb, up outb, M F), in one pass:
+ * the bits of the two calls */
+void lora_up_forward_swiglu(const ft_lora_up md[2], uint16_t *hactb, float s, int M, int r,
+                            float *ws);
 void lora_up_forward(float *out, uint16_t *outb, const float *res, int ldo, const float *u,
                      int ldu, float s, const float *B, int M, int N, int r, float *ws);
 void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout,

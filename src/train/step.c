@@ -255,10 +255,11 @@ static const unsigned char lora_group_of[FT_LORA_NMOD] = {0, 0, 0, 1, 2, 2, 3};
 /* outs[j] (M,N_j; rows ldo apart, 0: N_j) += LoRA_j(x) for the targeted modules j of group g,
  * in one pass (lora_up_forward_n); ug (M,R) saved. With res (M,N_j), the residual is added too
  * (h = res + out + LoRA, the order of the add it replaces); with outbs[j], the result goes only
- * to outbs[j] as bf16 (see lora_up_forward). */
+ * to outbs[j] as bf16 (see lora_up_forward). With hactb (gate and up both targeted, to outbs),
+ * hactb = SwiGLU of the two as bf16 too, in the same pass (lora_up_forward_swiglu). */
 static void lora_group_forward(ft_train_model *tm, int l, int g, float *const outs[FT_LORA_NMOD],
                                uint16_t *const outbs[FT_LORA_NMOD], const float *res, int ldo,
-                               float *ug, const uint16_t *xb, int M, int K) {
+                               uint16_t *hactb, float *ug, const uint16_t *xb, int M, int K) {
     int r = tm->opt.lora.r, R = tm->lgn[g] * r, n = 0;
     if (!R) return;
     matmul_bf16_forward(ug, xb, tm->lAg[l][g], NULL, M, K, R, 0);
@@ -276,7 +277,12 @@ static void lora_group_forward(ft_train_model *tm, int l, int g, float *const ou
                                .res = res,
                                .ldo = ldo ? ldo : out};
     }
-    lora_up_forward_n(md, n, tm->lora_scale, M, r, tm->lws);
+    if (hactb) { /* gate and up both targeted: hact made in the same pass */
+        FT_ASSERT(n == 2);
+        lora_up_forward_swiglu(md, hactb, tm->lora_scale, M, r, tm->lws);
+    } else {
+        lora_up_forward_n(md, n, tm->lora_scale, M, r, tm->lws);
+    }
 }
 
 /* The B sides of group g's targeted modules from their douts as bf16, dins[j] (M,N_j; rows ldd
@@ -394,7 +400,7 @@ static void attn_residual(ft_train_model *tm, int l, const ft_layer_acts *a, con
     linear_forward(tm, xmid, a->lu[3], a->attn, a->attnb, w->wo, w->bo, l, 3, BT, HD, C);
     if (tm->lora_bf16 && tm->lslot[3] >= 0) { /* the LoRA pass adds the residual too */
         float *const outs[FT_LORA_NMOD] = {NULL, NULL, NULL, xmid, NULL, NULL, NULL};
-        lora_group_forward(tm, l, 1, outs, NULL, x, 0, a->lug[1], a->attnb, BT, HD);
+        lora_group_forward(tm, l, 1, outs, NULL, x, 0, NULL, a->lug[1], a->attnb, BT, HD);
     } else {
         add_inplace(xmid, x, (size_t)BT * C);
     }
@@ -461,8 +467,8 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     float *const outs[FT_LORA_NMOD] = {
         qlin, pqkv ? q + HD : klin, pqkv ? q + HD + KVD : v, xmid, gate, up, y};
     if (tm->lora_bf16)
-        lora_group_forward(tm, l, 0, outs, NULL, NULL, pqkv ? HD + 2 * KVD : 0, a->lug[0], lnb, BT,
-                           C);
+        lora_group_forward(tm, l, 0, outs, NULL, NULL, pqkv ? HD + 2 * KVD : 0, NULL, a->lug[0],
+                           lnb, BT, C);
     if (c->qk_norm) { /* qwen3: per-head RMSNorm over D, before RoPE */
         rmsnorm_forward(q, a->qrstd, qlin, w->q_norm, BT * H, D, eps);
         rmsnorm_forward(k, a->krstd, klin, w->k_norm, BT * KV, D, eps);
@@ -504,10 +510,13 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
         linear_forward(tm, up, a->lu[5], a->ln2, lnb, w->w_up, w->b_up, l, 5, BT, C, F);
         if (tm->lora_bf16 && tm->lgn[2]) {
             uint16_t *const outbs[FT_LORA_NMOD] = {NULL, NULL, NULL, NULL, a->gateb, a->upb, NULL};
-            lora_group_forward(tm, l, 2, outs, outbs, NULL, 0, a->lug[2], lnb, BT, C);
+            /* both targeted (and no f32 hact kept): hact in the LoRA pass */
+            const int hfold = tm->lslot[4] >= 0 && tm->lslot[5] >= 0 && !a->hact;
+            lora_group_forward(tm, l, 2, outs, outbs, NULL, 0, hfold ? hactb : NULL, a->lug[2], lnb,
+                               BT, C);
             if (tm->lslot[4] < 0) bf16_from_f32(a->gateb, gate, (size_t)BT * F);
             if (tm->lslot[5] < 0) bf16_from_f32(a->upb, up, (size_t)BT * F);
-            swiglu_forward_bf16in(a->hact, hactb, a->gateb, a->upb, (size_t)BT * F);
+            if (!hfold) swiglu_forward_bf16in(a->hact, hactb, a->gateb, a->upb, (size_t)BT * F);
         } else if (a->gateb) {
             swiglu_forward_bf16_round(a->gateb, a->upb, hactb, a->hact, gate, up, (size_t)BT * F);
         } else {
@@ -519,7 +528,7 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     } else {
         linear_forward(tm, y, a->lu[6], a->hact, hactb, w->w_down, w->b_down, l, 6, BT, F, C);
         if (tm->lora_bf16 && tm->lslot[6] >= 0) /* the LoRA pass adds the residual too */
-            lora_group_forward(tm, l, 3, outs, NULL, xmid, 0, a->lug[3], hactb, BT, F);
+            lora_group_forward(tm, l, 3, outs, NULL, xmid, 0, NULL, a->lug[3], hactb, BT, F);
         else
             add_inplace(y, xmid, (size_t)BT * C);
     }

@@ -322,6 +322,36 @@ static void check_group(int M, int r, int n, const int *Ns) {
     free(dbr), free(dcol), free(dB1), free(du1);
 }
 
+/* lora_up_forward_swiglu == lora_up_forward_n of the pair then swiglu_forward_bf16in, bit for
+ * bit (gate, up and hact), with u as windows of one (M, 2r) u as the step keeps it; M not a
+ * multiple of the 4-row block, F with and without a 16-lane tail per block */
+static void check_swiglu(int M, int F, int r) {
+    const float s = 1.25f;
+    float *U = rand_buf((size_t)M * 2 * r), *Bg = rand_buf((size_t)F * r),
+          *Bu = rand_buf((size_t)F * r);
+    float *g0 = rand_buf((size_t)M * F), *u0 = rand_buf((size_t)M * F);
+    size_t wsn = 2 * lora_up_ws_floats(M, F, r), n = (size_t)M * F;
+    float *ws = malloc(wsn * sizeof(float)), *g = malloc(n * 4), *u = malloc(n * 4);
+    uint16_t *gb1 = malloc(n * 2 + 2), *ub1 = malloc(n * 2 + 2), *h1 = malloc(n * 2 + 2);
+    uint16_t *gb2 = malloc(n * 2 + 2), *ub2 = malloc(n * 2 + 2), *h2 = malloc(n * 2 + 2);
+    ft_lora_up md[2] = {
+        {.N = F, .B = Bg, .u = U, .ldu = 2 * r, .out = g, .outb = gb1, .ldo = F},
+        {.N = F, .B = Bu, .u = U + r, .ldu = 2 * r, .out = u, .outb = ub1, .ldo = F}};
+    memcpy(g, g0, n * 4), memcpy(u, u0, n * 4);
+    lora_up_forward_swiglu(md, h1, s, M, r, ws);
+    md[0].outb = gb2, md[1].outb = ub2;
+    memcpy(g, g0, n * 4), memcpy(u, u0, n * 4);
+    lora_up_forward_n(md, 2, s, M, r, ws);
+    swiglu_forward_bf16in(NULL, h2, gb2, ub2, n);
+    char name[128];
+    snprintf(name, sizeof name,
+             "lora_up_forward_swiglu M%d F%d r%d == _n then swiglu_forward_bf16in", M, F, r);
+    CHECK(name, !memcmp(gb1, gb2, n * 2) && !memcmp(ub1, ub2, n * 2) && !memcmp(h1, h2, n * 2),
+          "results differ");
+    free(U), free(Bg), free(Bu), free(g0), free(u0), free(ws), free(g), free(u), free(gb1);
+    free(ub1), free(h1), free(gb2), free(ub2), free(h2);
+}
+
 int main(void) {
     static const int shapes[][5] = {
         /* M, N, r, ldu, lddu */
@@ -337,5 +367,8 @@ int main(void) {
     check_group(257, 16, 3, g2);
     check_group(1024, 8, 2, g3);
     check_group(3, 12, 1, g4);
+    check_swiglu(130, 100, 8);
+    check_swiglu(257, 1536, 16);
+    check_swiglu(5, 37, 8);
     return ft_test_failures ? 1 : 0;
 }

@@ -134,35 +134,13 @@ void swiglu_forward_bf16_round(uint16_t *gateb, uint16_t *upb, uint16_t *outb, f
 
 void swiglu_forward_bf16in(float *out, uint16_t *outb, const uint16_t *gateb, const uint16_t *upb,
                            size_t N) {
-/* by hand: ~1.4x the `omp simd` loop (the rounding one instruction, not a dozen) */
-#if defined(__AVX512BF16__)
-    const size_t nv = N / 16;
+    enum { SPAN = 4096 }; /* elements per task (a multiple of 16: only the last has a tail) */
+    const size_t nt = (N + SPAN - 1) / SPAN;
 #pragma omp parallel for schedule(static) if (N >= FT_OMP_GRAIN)
-    for (size_t v = 0; v < nv; v++) {
-        const size_t i = 16 * v;
-        const __m512 y = ft_swiglu16(ft_widen16v(gateb + i), ft_widen16v(upb + i));
-        if (out) _mm512_storeu_ps(out + i, y);
-        _mm256_storeu_si256((__m256i *)(outb + i), ft_bf16_round16(y));
+    for (size_t t = 0; t < nt; t++) {
+        const size_t i = t * SPAN, n = N - i < SPAN ? N - i : SPAN;
+        ft_swiglu_bf16_span(out ? out + i : NULL, outb + i, gateb + i, upb + i, n);
     }
-    for (size_t i = 16 * nv; i < N; i++) {
-        const float y = ft_swiglu1(ft_bf16_widen(gateb[i]), ft_bf16_widen(upb[i]));
-        if (out) out[i] = y;
-        outb[i] = ft_bf16_round(y);
-    }
-#else
-    if (out) {
-#pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < N; i++) {
-            float y = ft_swiglu1(ft_bf16_widen(gateb[i]), ft_bf16_widen(upb[i]));
-            out[i] = y;
-            outb[i] = ft_bf16_round(y);
-        }
-        return;
-    }
-#pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < N; i++)
-        outb[i] = ft_bf16_round(ft_swiglu1(ft_bf16_widen(gateb[i]), ft_bf16_widen(upb[i])));
-#endif
 }
 
 void swiglu_backward_bf16(float *dgate, float *dup, const float *dout, const uint16_t *gateb,

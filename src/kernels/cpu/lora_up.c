@@ -27,7 +27,10 @@
  * costs ~40-50 us of wake-up (bench_regions), and a stories15M LoRA step ran 84 of these regions
  * for 15 ms of work. Each module's arithmetic and order are those of its own call, so the bits
  * are too (tests/kernels/test_lora_up.c checks it). The douts may be column windows of wider
- * rows (ldd: q|k|v side by side for the fused q/k/v product).
+ * rows (ldd: q|k|v side by side for the fused q/k/v product). lora_up_forward_swiglu is the
+ * gate/up pair's form that also makes hact = SwiGLU(gate, up) as bf16 in the same pass, each row
+ * block's hact while its gate and up rows are still in cache (the bits of swiglu_forward_bf16in
+ * on them afterwards: one read of both (M,F) bf16 arrays and one parallel region less).
  *
  * B^T is transposed into the workspace once per call: r rows of N, padded with zero rows to a
  * multiple of 8 so the register blocks stay whole (the forward also keeps s u there, zero padded
@@ -181,13 +184,13 @@ static inline void up_forward_rows(const ft_lora_up *md, const float *bt, const 
         }
 }
 
-void lora_up_forward_n(const ft_lora_up *md, int n, float s, int M, int r, float *ws) {
-    FT_ASSERT(n >= 0 && n <= LORA_UP_MAXN);
-    if (M <= 0 || r <= 0) return;
+/* The forward's set-up, serial: module i's slice of ws gets bt (rp, ld) = B^T and su (M, rp) =
+ * s u, both zero padded; returns the group's work (M N r summed) */
+static int64_t up_forward_prep(const ft_lora_up *md, int n, float s, int M, int r, float *ws,
+                               const float *bt[], const float *su[]) {
     const int rp = pad8(r);
-    const float *bt[LORA_UP_MAXN], *su[LORA_UP_MAXN];
     int64_t work = 0;
-    for (int i = 0; i < n; i++) { /* module i's slice of ws: bt (rp, ld) then su (M, rp) */
+    for (int i = 0; i < n; i++) {
         const int N = md[i].N;
         const int64_t ld = ws_ld(N);
         float *b = ws, *sui = ws + rp * ld;
@@ -199,6 +202,15 @@ void lora_up_forward_n(const ft_lora_up *md, int n, float s, int M, int r, float
         ws += lora_up_ws_floats(M, N, r);
         work += (int64_t)M * (N > 0 ? N : 0) * r;
     }
+    return work;
+}
+
+void lora_up_forward_n(const ft_lora_up *md, int n, float s, int M, int r, float *ws) {
+    FT_ASSERT(n >= 0 && n <= LORA_UP_MAXN);
+    if (M <= 0 || r <= 0) return;
+    const int rp = pad8(r);
+    const float *bt[LORA_UP_MAXN], *su[LORA_UP_MAXN];
+    const int64_t work = up_forward_prep(md, n, s, M, r, ws, bt, su);
     const int64_t nb = ((int64_t)M + 3) / 4;
     /* one region for the group: each module's rows split between the threads, no barrier
      * between the modules (they write different arrays) */
@@ -208,6 +220,26 @@ void lora_up_forward_n(const ft_lora_up *md, int n, float s, int M, int r, float
 #pragma omp for schedule(static) nowait
         for (int64_t b = 0; b < nb; b++)
             up_forward_rows(&md[i], bt[i], su[i], ws_ld(md[i].N), rp, M, b);
+    }
+}
+
+void lora_up_forward_swiglu(const ft_lora_up md[2], uint16_t *hactb, float s, int M, int r,
+                            float *ws) {
+    const int64_t F = md[0].N;
+    FT_ASSERT(md[0].outb && md[1].outb && md[1].N == F && md[0].ldo == F && md[1].ldo == F);
+    if (M <= 0 || r <= 0 || F <= 0) return;
+    const int rp = pad8(r);
+    const float *bt[2], *su[2];
+    const int64_t work = up_forward_prep(md, 2, s, M, r, ws, bt, su), ld = ws_ld((int)F);
+    const int64_t nb = ((int64_t)M + 3) / 4;
+    /* a row block's gate and up rows, then its hact from them while they are in cache */
+#pragma omp parallel for schedule(static) if (work >= FT_OMP_GRAIN)
+    for (int64_t b = 0; b < nb; b++) {
+        up_forward_rows(&md[0], bt[0], su[0], ld, rp, M, b);
+        up_forward_rows(&md[1], bt[1], su[1], ld, rp, M, b);
+        const int64_t m0 = 4 * b, nr = M - m0 < 4 ? M - m0 : 4;
+        ft_swiglu_bf16_span(NULL, hactb + m0 * F, md[0].outb + m0 * F, md[1].outb + m0 * F,
+                            (size_t)(nr * F));
     }
 }
 

@@ -326,6 +326,28 @@ static inline void ft_swiglu_grad16(__m512 *dg, __m512 *du, __m512 dy, __m512 g,
 }
 #endif
 
+/* swiglu_forward_bf16in's elementwise body over n elements: hb[i] = bf16 of y = swiglu of the
+ * widened g[i], u[i] (and y[i] when y is non-NULL); by hand on 16 lanes where the CPU has
+ * AVX512-BF16 (~1.4x the `omp simd` loop: the rounding is one instruction, not a dozen), the
+ * same bits either way */
+static inline void ft_swiglu_bf16_span(float *y, uint16_t *hb, const uint16_t *g, const uint16_t *u,
+                                       size_t n) {
+    size_t i = 0;
+#if defined(__AVX512BF16__)
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = ft_swiglu16(ft_widen16v(g + i), ft_widen16v(u + i));
+        if (y) _mm512_storeu_ps(y + i, v);
+        _mm256_storeu_si256((__m256i *)(hb + i), ft_bf16_round16(v));
+    }
+#endif
+#pragma omp simd
+    for (size_t j = i; j < n; j++) {
+        const float v = ft_swiglu1(ft_bf16_widen(g[j]), ft_bf16_widen(u[j]));
+        if (y) y[j] = v;
+        hb[j] = ft_bf16_round(v);
+    }
+}
+
 /* 4 bytes at p as one word (a bf16 pair, the lower-indexed element in the low half) */
 static inline uint32_t ft_ld32(const void *p) {
     uint32_t u;
