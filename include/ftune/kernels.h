@@ -184,6 +184,13 @@ void lora_up_backward_n(const ft_lora_up *md, int n, float s, int M, int r, floa
  * the bits of the two calls */
 void lora_up_forward_swiglu(const ft_lora_up md[2], uint16_t *hactb, float s, int M, int r,
                             float *ws);
+/* lora_up_forward_n of the q/k/v group, whose outs are rows of the f32 q, k, v (rows ldi apart,
+ * 0: packed), followed by the forward's rope_round_qkv_bf16 into qb, kb, vb (packed rows), in one
+ * pass: each row block rotated and rounded right after its LoRA terms are added; the bits of the
+ * two calls */
+void lora_up_forward_rope(const ft_lora_up *md, int n, float s, int M, int r, float *ws,
+                          uint16_t *qb, uint16_t *kb, uint16_t *vb, const float *q, const float *k,
+                          const float *v, int64_t ldi, const float *cs, int H, int KV, int D);
 void lora_up_forward(float *out, uint16_t *outb, const float *res, int ldo, const float *u,
                      int ldu, float s, const float *B, int M, int N, int r, float *ws);
 void lora_up_backward(uint16_t *doutb, float *dB, float *du, int lddu, const float *dout,
@@ -252,6 +259,10 @@ void rope_backward_cs(float *dx, const float *cs, int M, int nh, int D);
 void rope_round_qkv_bf16(uint16_t *qb, uint16_t *kb, uint16_t *vb, int64_t ldo, const float *q,
                          const float *k, const float *v, int64_t ldi, const float *cs, int M, int H,
                          int KV, int D, int back);
+/* its rows [m0, m1) on the calling thread (for passes that make those rows first) */
+void rope_round_qkv_bf16_rows(uint16_t *qb, uint16_t *kb, uint16_t *vb, int64_t ldo, const float *q,
+                              const float *k, const float *v, int64_t ldi, const float *cs, int H,
+                              int KV, int D, int back, int64_t m0, int64_t m1);
 
 /* out (N) = silu(gate) * up. */
 void swiglu_forward(float *out, const float *gate, const float *up, size_t N);

@@ -253,17 +253,19 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
 static const unsigned char lora_group_of[FT_LORA_NMOD] = {0, 0, 0, 1, 2, 2, 3};
 
 /* outs[j] (M,N_j; rows ldo apart, 0: N_j) += LoRA_j(x) for the targeted modules j of group g,
- * in one pass (lora_up_forward_n); ug (M,R) saved. With res (M,N_j), the residual is added too
+ * in one pass (lora_up_forward_n); ug (M,R) saved. lora_group_prep runs the A side (ug) and
+ * lists the modules (md; returns how many), for the passes that take them with more work
+ * (lora_up_forward_rope). With res (M,N_j), the residual is added too
  * (h = res + out + LoRA, the order of the add it replaces); with outbs[j], the result goes only
  * to outbs[j] as bf16 (see lora_up_forward). With hactb (gate and up both targeted, to outbs),
  * hactb = SwiGLU of the two as bf16 too, in the same pass (lora_up_forward_swiglu). */
-static void lora_group_forward(ft_train_model *tm, int l, int g, float *const outs[FT_LORA_NMOD],
-                               uint16_t *const outbs[FT_LORA_NMOD], const float *res, int ldo,
-                               uint16_t *hactb, float *ug, const uint16_t *xb, int M, int K) {
+static int lora_group_prep(ft_train_model *tm, int l, int g, float *const outs[FT_LORA_NMOD],
+                           uint16_t *const outbs[FT_LORA_NMOD], const float *res, int ldo,
+                           float *ug, const uint16_t *xb, int M, int K,
+                           ft_lora_up md[LORA_UP_MAXN]) {
     int r = tm->opt.lora.r, R = tm->lgn[g] * r, n = 0;
-    if (!R) return;
+    if (!R) return 0;
     matmul_bf16_forward(ug, xb, tm->lAg[l][g], NULL, M, K, R, 0);
-    ft_lora_up md[LORA_UP_MAXN];
     for (int j = 0; j < FT_LORA_NMOD; j++) {
         if (lora_group_of[j] != g || tm->lslot[j] < 0) continue;
         int in, out;
@@ -277,11 +279,20 @@ static void lora_group_forward(ft_train_model *tm, int l, int g, float *const ou
                                .res = res,
                                .ldo = ldo ? ldo : out};
     }
+    return n;
+}
+
+static void lora_group_forward(ft_train_model *tm, int l, int g, float *const outs[FT_LORA_NMOD],
+                               uint16_t *const outbs[FT_LORA_NMOD], const float *res, int ldo,
+                               uint16_t *hactb, float *ug, const uint16_t *xb, int M, int K) {
+    ft_lora_up md[LORA_UP_MAXN];
+    const int n = lora_group_prep(tm, l, g, outs, outbs, res, ldo, ug, xb, M, K, md);
+    if (!n) return;
     if (hactb) { /* gate and up both targeted: hact made in the same pass */
         FT_ASSERT(n == 2);
-        lora_up_forward_swiglu(md, hactb, tm->lora_scale, M, r, tm->lws);
+        lora_up_forward_swiglu(md, hactb, tm->lora_scale, M, tm->opt.lora.r, tm->lws);
     } else {
-        lora_up_forward_n(md, n, tm->lora_scale, M, r, tm->lws);
+        lora_up_forward_n(md, n, tm->lora_scale, M, tm->opt.lora.r, tm->lws);
     }
 }
 
@@ -466,7 +477,9 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     /* with pqkv, LoRA adds to the column windows of q|k|v's rows */
     float *const outs[FT_LORA_NMOD] = {
         qlin, pqkv ? q + HD : klin, pqkv ? q + HD + KVD : v, xmid, gate, up, y};
-    if (tm->lora_bf16)
+    /* bf16 LoRA without q/k norm: the group's terms added in the RoPE pass below */
+    const int rfold = tm->lora_bf16 && bf && !c->qk_norm;
+    if (tm->lora_bf16 && !rfold)
         lora_group_forward(tm, l, 0, outs, NULL, NULL, pqkv ? HD + 2 * KVD : 0, NULL, a->lug[0],
                            lnb, BT, C);
     if (c->qk_norm) { /* qwen3: per-head RMSNorm over D, before RoPE */
@@ -475,8 +488,16 @@ static void layer_forward(ft_train_model *tm, int l, ft_layer_acts *a, const flo
     }
     if (bf) { /* q, k rotated and all three rounded in one pass (q, k, v are scratch here) */
         const int ldi = pqkv ? HD + 2 * KVD : 0; /* one product: q|k|v side by side in q32 */
-        rope_round_qkv_bf16(a->qb, a->kb, a->vb, 0, q, pqkv ? q + HD : k, pqkv ? q + HD + KVD : v,
-                            ldi, tm->rope_cs, BT, H, KV, D, 0);
+        if (rfold) {
+            ft_lora_up md[LORA_UP_MAXN];
+            const int n =
+                lora_group_prep(tm, l, 0, outs, NULL, NULL, ldi, a->lug[0], lnb, BT, C, md);
+            lora_up_forward_rope(md, n, tm->lora_scale, BT, tm->opt.lora.r, tm->lws, a->qb, a->kb,
+                                 a->vb, q, outs[1], outs[2], ldi, tm->rope_cs, H, KV, D);
+        } else {
+            rope_round_qkv_bf16(a->qb, a->kb, a->vb, 0, q, pqkv ? q + HD : k,
+                                pqkv ? q + HD + KVD : v, ldi, tm->rope_cs, BT, H, KV, D, 0);
+        }
         if (attention_flash_dp_ok(D)) { /* bf16 dot products: P rounded as autocast does; the
                                          * output straight to bf16 unless kept in f32 too */
             attention_flash_forward_dp(a->attn, a->attnb, a->lse, a->qb, a->kb, a->vb, seg, B, T, H,

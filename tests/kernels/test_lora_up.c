@@ -352,6 +352,67 @@ static void check_swiglu(int M, int F, int r) {
     free(ub1), free(h1), free(gb2), free(ub2), free(h2);
 }
 
+/* lora_up_forward_rope == lora_up_forward_n of the q/k/v group then rope_round_qkv_bf16 (the
+ * forward), bit for bit: q|k|v side by side in rows of HD + 2 KVD (the fused product's layout,
+ * sided) or as three arrays (side 0); with all three targeted, or q and v only (k straight from
+ * the product); M not a multiple of the 4-row block */
+static void check_rope(int M, int H, int KV, int D, int r, int side, int all3) {
+    const float s = 0.5f;
+    const int HD = H * D, KVD = KV * D, W = HD + 2 * KVD, n = all3 ? 3 : 2;
+    const int ldi = side ? W : 0, Ns[3] = {HD, KVD, KVD};
+    float *U = rand_buf((size_t)M * n * r), *x0 = rand_buf((size_t)M * W);
+    float *x1 = malloc((size_t)M * W * 4), *x2 = malloc((size_t)M * W * 4);
+    float *Bs[3], *cs = malloc((size_t)M * D * 4), *invf = malloc((size_t)D / 2 * 4);
+    int *pos = malloc((size_t)M * sizeof(int));
+    for (int i = 0; i < D / 2; i++)
+        invf[i] = powf(10000.0f, -2.0f * i / D);
+    for (int m = 0; m < M; m++)
+        pos[m] = (m * 7) % 97;
+    rope_cos_sin(cs, pos, invf, M, D);
+    size_t ws_n = 0;
+    for (int j = 0; j < 3; j++) {
+        Bs[j] = rand_buf((size_t)Ns[j] * r);
+        ws_n += lora_up_ws_floats(M, Ns[j], r);
+    }
+    float *ws = malloc(ws_n * sizeof(float));
+    uint16_t *b1 = malloc((size_t)M * W * 2), *b2 = malloc((size_t)M * W * 2);
+    memcpy(x1, x0, (size_t)M * W * 4), memcpy(x2, x0, (size_t)M * W * 4);
+    /* q, k, v: windows of one row (side) or three packed arrays one after the other */
+    const size_t off[3] = {0, side ? (size_t)HD : (size_t)M * HD,
+                           side ? (size_t)(HD + KVD) : (size_t)M * (HD + KVD)};
+    ft_lora_up md[3];
+    int k = 0;
+    for (int j = 0; j < 3; j++) {
+        if (!all3 && j == 1) continue;
+        md[k] = (ft_lora_up){.N = Ns[j],
+                             .B = Bs[j],
+                             .u = U + k * r,
+                             .ldu = n * r,
+                             .out = x1 + off[j],
+                             .ldo = side ? W : Ns[j]};
+        k++;
+    }
+    uint16_t *qb1 = b1, *kb1 = b1 + (size_t)M * HD, *vb1 = kb1 + (size_t)M * KVD;
+    uint16_t *qb2 = b2, *kb2 = b2 + (size_t)M * HD, *vb2 = kb2 + (size_t)M * KVD;
+    lora_up_forward_rope(md, n, s, M, r, ws, qb1, kb1, vb1, x1 + off[0], x1 + off[1], x1 + off[2],
+                         ldi, cs, H, KV, D);
+    for (int i = 0; i < n; i++)
+        md[i].out = x2 + (md[i].out - x1);
+    lora_up_forward_n(md, n, s, M, r, ws);
+    rope_round_qkv_bf16(qb2, kb2, vb2, 0, x2 + off[0], x2 + off[1], x2 + off[2], ldi, cs, M, H, KV,
+                        D, 0);
+    char name[160];
+    snprintf(name, sizeof name,
+             "lora_up_forward_rope M%d H%d KV%d D%d r%d %s%s == _n then rope_round_qkv_bf16", M, H,
+             KV, D, r, side ? "q|k|v rows" : "three arrays", all3 ? "" : ", q v only");
+    CHECK(name, !memcmp(b1, b2, (size_t)M * W * 2) && !memcmp(x1, x2, (size_t)M * W * 4),
+          "results differ");
+    for (int j = 0; j < 3; j++)
+        free(Bs[j]);
+    free(U), free(x0), free(x1), free(x2), free(cs), free(invf), free(pos), free(ws), free(b1);
+    free(b2);
+}
+
 int main(void) {
     static const int shapes[][5] = {
         /* M, N, r, ldu, lddu */
@@ -370,5 +431,9 @@ int main(void) {
     check_swiglu(130, 100, 8);
     check_swiglu(257, 1536, 16);
     check_swiglu(5, 37, 8);
+    check_rope(130, 9, 3, 64, 8, 1, 1);
+    check_rope(130, 9, 3, 64, 8, 0, 0);
+    check_rope(7, 6, 6, 48, 16, 1, 0);
+    check_rope(257, 4, 2, 16, 8, 0, 1);
     return ft_test_failures ? 1 : 0;
 }

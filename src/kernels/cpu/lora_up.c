@@ -30,7 +30,8 @@
  * rows (ldd: q|k|v side by side for the fused q/k/v product). lora_up_forward_swiglu is the
  * gate/up pair's form that also makes hact = SwiGLU(gate, up) as bf16 in the same pass, each row
  * block's hact while its gate and up rows are still in cache (the bits of swiglu_forward_bf16in
- * on them afterwards: one read of both (M,F) bf16 arrays and one parallel region less).
+ * on them afterwards: one read of both (M,F) bf16 arrays and one parallel region less);
+ * lora_up_forward_rope likewise for the q/k/v group and the forward's RoPE and rounding.
  *
  * B^T is transposed into the workspace once per call: r rows of N, padded with zero rows to a
  * multiple of 8 so the register blocks stay whole (the forward also keeps s u there, zero padded
@@ -240,6 +241,25 @@ void lora_up_forward_swiglu(const ft_lora_up md[2], uint16_t *hactb, float s, in
         const int64_t m0 = 4 * b, nr = M - m0 < 4 ? M - m0 : 4;
         ft_swiglu_bf16_span(NULL, hactb + m0 * F, md[0].outb + m0 * F, md[1].outb + m0 * F,
                             (size_t)(nr * F));
+    }
+}
+
+void lora_up_forward_rope(const ft_lora_up *md, int n, float s, int M, int r, float *ws,
+                          uint16_t *qb, uint16_t *kb, uint16_t *vb, const float *q, const float *k,
+                          const float *v, int64_t ldi, const float *cs, int H, int KV, int D) {
+    FT_ASSERT(n >= 0 && n <= LORA_UP_MAXN);
+    if (M <= 0) return;
+    const int rp = pad8(r > 0 ? r : 1);
+    const float *bt[LORA_UP_MAXN], *su[LORA_UP_MAXN];
+    const int64_t work =
+        (r > 0 ? up_forward_prep(md, n, s, M, r, ws, bt, su) : 0) + (int64_t)M * (H + KV) * D;
+    const int64_t nb = ((int64_t)M + 3) / 4;
+#pragma omp parallel for schedule(static) if (work >= FT_OMP_GRAIN)
+    for (int64_t b = 0; b < nb; b++) {
+        for (int i = 0; r > 0 && i < n; i++)
+            if (md[i].N > 0) up_forward_rows(&md[i], bt[i], su[i], ws_ld(md[i].N), rp, M, b);
+        const int64_t m0 = 4 * b, m1 = m0 + 4 < M ? m0 + 4 : M;
+        rope_round_qkv_bf16_rows(qb, kb, vb, 0, q, k, v, ldi, cs, H, KV, D, 0, m0, m1);
     }
 }
 

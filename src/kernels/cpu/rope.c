@@ -111,15 +111,14 @@ static inline void rotate_round_row(uint16_t *y, const float *x, const float *c,
     }
 }
 
-void rope_round_qkv_bf16(uint16_t *qb, uint16_t *kb, uint16_t *vb, int64_t ldo, const float *q,
-                         const float *k, const float *v, int64_t ldi, const float *cs, int M, int H,
-                         int KV, int D, int back) {
+void rope_round_qkv_bf16_rows(uint16_t *qb, uint16_t *kb, uint16_t *vb, int64_t ldo, const float *q,
+                              const float *k, const float *v, int64_t ldi, const float *cs, int H,
+                              int KV, int D, int back, int64_t m0, int64_t m1) {
     const int64_t HD = (int64_t)H * D, KVD = (int64_t)KV * D;
     const int64_t iq = ldi ? ldi : HD, ikv = ldi ? ldi : KVD; /* row strides: inputs */
     const int64_t oq = ldo ? ldo : HD, okv = ldo ? ldo : KVD; /* outputs */
     const float sign = back ? -1.0f : 1.0f;
-#pragma omp parallel for schedule(static) if ((int64_t)M * (HD + KVD) >= FT_OMP_GRAIN)
-    for (int64_t m = 0; m < M; m++) {
+    for (int64_t m = m0; m < m1; m++) {
         const float *c = cs + m * D, *sn = cs + m * D + D / 2; // (D/2) each
         rotate_round_row(qb + m * oq, q + m * iq, c, sn, H, D, sign);
         rotate_round_row(kb + m * okv, k + m * ikv, c, sn, KV, D, sign);
@@ -129,4 +128,13 @@ void rope_round_qkv_bf16(uint16_t *qb, uint16_t *kb, uint16_t *vb, int64_t ldo, 
         for (int64_t i = 0; i < KVD; i++)
             vo[i] = ft_bf16_round(vr[i]);
     }
+}
+
+void rope_round_qkv_bf16(uint16_t *qb, uint16_t *kb, uint16_t *vb, int64_t ldo, const float *q,
+                         const float *k, const float *v, int64_t ldi, const float *cs, int M, int H,
+                         int KV, int D, int back) {
+    const int64_t HD = (int64_t)H * D, KVD = (int64_t)KV * D;
+#pragma omp parallel for schedule(static) if ((int64_t)M * (HD + KVD) >= FT_OMP_GRAIN)
+    for (int64_t m = 0; m < M; m++)
+        rope_round_qkv_bf16_rows(qb, kb, vb, ldo, q, k, v, ldi, cs, H, KV, D, back, m, m + 1);
 }
