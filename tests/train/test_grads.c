@@ -340,12 +340,30 @@ static void test_freeze(const char *model, ft_model *m) {
  *     gate/up rounded by their products, o_proj's and down's residual added in their epilogues,
  *     the tied / untied head; observed 0.025-0.057 (v shifted by one element in the fused q/k/v
  *     rows: 1.5-1.9).
+ *   lora (all linear; q and v only), LoRA B set non-zero: the bf16 LoRA branch on each model,
+ *     frozen q/k/v as one kept weight (plain llama) or three (qwen2's biases, qwen3's norms), the
+ *     group passes with and without holes (k untargeted), the folded RMSNorm, SwiGLU and RoPE
+ *     passes; observed 0.024-0.071 (q/k/v's LoRA terms added to packed rows where they sit side
+ *     by side: 0.28-0.65).
  *   freeze (k, up trained): each layer input is packed once for the weight gradients of the
  *     modules that read it (q/k/v, gate/up) and the pack reused within the group; with the
  *     group's first module frozen (q, gate) and a later one trained (k, up), the pack must still
  *     be made from this group's input, not left over from the last group; observed 0.017-0.051
  *     (1.0-1.3 when the pack was left from the other group). */
-static void test_bf16_close(const char *model, ft_model *m, ft_method method) {
+/* LoRA B set to the same non-zero values in both runs (at init B = 0, and every dA would be 0) */
+static void set_lora_b(ft_train_model *tm) {
+    int n;
+    const ft_trainable *t = ft_train_tensors(tm, &n);
+    uint64_t r = 0x5eed;
+    for (int i = 0; i < n; i++)
+        if (strstr(t[i].name, "lora_B"))
+            for (size_t k = 0; k < t[i].numel; k++) {
+                r = r * 6364136223846793005ull + 1442695040888963407ull;
+                t[i].param[k] = ((float)(r >> 40) / 16777216.0f - 0.5f) * 0.05f;
+            }
+}
+
+static void test_bf16_close(const char *model, ft_model *m, ft_method method, unsigned targets) {
     if (!ft_cpu_has_bf16()) return;
     ft_st_set ref;
     if (!open_ref(&ref, model, "ref_freeze.safetensors")) return; /* for its batch */
@@ -358,10 +376,15 @@ static void test_bf16_close(const char *model, ft_model *m, ft_method method) {
             o.unfrozen = pats;
             o.n_unfrozen = 2;
         }
+        if (method == FT_METHOD_LORA)
+            o.lora = (ft_lora_config){.r = 4, .alpha = 8, .targets = targets};
         ft_train_model *t32, *t16;
         char label[128];
         snprintf(label, sizeof label, "%s_%s_bf16_close_to_f32", model,
-                 method == FT_METHOD_FREEZE ? "freeze_k_up" : "full");
+                 method == FT_METHOD_FREEZE ? "freeze_k_up"
+                 : method == FT_METHOD_LORA
+                     ? (targets == FT_LORA_ALL_LINEAR ? "lora_all" : "lora_qv")
+                     : "full");
         if (ft_train_model_init(&t32, m, &o) != FT_OK) {
             CHECK(label, 0, "%s", ft_error_message());
         } else {
@@ -370,6 +393,7 @@ static void test_bf16_close(const char *model, ft_model *m, ft_method method) {
                 CHECK(label, 0, "%s", ft_error_message());
             } else {
                 double l32, l16;
+                if (method == FT_METHOD_LORA) set_lora_b(t32), set_lora_b(t16);
                 if (step(t32, &b, &l32) && step(t16, &b, &l16)) {
                     int n32, n16;
                     const ft_trainable *a = ft_train_tensors(t32, &n32),
@@ -947,8 +971,10 @@ int main(void) {
         }
         test_full(models[i], &m);
         test_freeze(models[i], &m);
-        test_bf16_close(models[i], &m, FT_METHOD_FREEZE);
-        test_bf16_close(models[i], &m, FT_METHOD_FULL);
+        test_bf16_close(models[i], &m, FT_METHOD_FREEZE, 0);
+        test_bf16_close(models[i], &m, FT_METHOD_FULL, 0);
+        test_bf16_close(models[i], &m, FT_METHOD_LORA, FT_LORA_ALL_LINEAR);
+        test_bf16_close(models[i], &m, FT_METHOD_LORA, FT_LORA_Q | FT_LORA_V);
         for (size_t k = 0; k < sizeof loras / sizeof *loras; k++)
             test_lora(models[i], &m, loras[k]);
         if (i == 0 || i == 1 || i == 3) test_tokens(models[i], &m);
