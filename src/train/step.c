@@ -689,6 +689,8 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     if (qkvb) {
         rope_round_qkv_bf16(dqb, dkb, dvb, ldo, tm->dq, tm->dk, tm->dv, 0, tm->rope_cs, BT, H, KV,
                             D, 1);
+        const uint16_t *const dins[FT_LORA_NMOD] = {dqb, dkb, dvb};
+        if (lqkv) lora_group_up_backward(tm, l, 0, dins, ldo, lora_u(tm, a, 0), BT);
     } else {
         rope_backward_cs(tm->dq, tm->rope_cs, BT, H, D);
         rope_backward_cs(tm->dk, tm->rope_cs, BT, KV, D);
@@ -706,13 +708,9 @@ static void layer_backward(ft_train_model *tm, int l, const ft_layer_acts *a, co
     lnb = a->ln1b ? a->ln1b : tm->lnb;
     if (lnb && !a->ln1b) rmsnorm_apply_bf16(tm->lnb, x, a->rstd1, w->attn_norm, BT, C);
     if (qkvb && tm->pqkv[l]) { /* dW (N3,C) from dw->wq on: dw.wk, dw.wv follow it */
-        const uint16_t *const dins[FT_LORA_NMOD] = {dqb, dkb, dvb};
-        if (lqkv) lora_group_up_backward(tm, l, 0, dins, N3, lora_u(tm, a, 0), BT);
         tm->xpk_stale = 1;
         bf16_dout_products(tm, tm->pqkv[l], dn1, dw->wq, dqb, NULL, lnb, BT, C, N3, 1);
     } else if (qkvb) {
-        const uint16_t *const dins[FT_LORA_NMOD] = {dqb, dkb, dvb};
-        if (lqkv) lora_group_up_backward(tm, l, 0, dins, 0, lora_u(tm, a, 0), BT);
         linear_backward_bf16(tm, dn1, dw->wq, dqb, lnb, l, 0, BT, C, HD, 1);
         linear_backward_bf16(tm, dn1, dw->wk, dkb, lnb, l, 1, BT, C, KVD, 0);
         linear_backward_bf16(tm, dn1, dw->wv, dvb, lnb, l, 2, BT, C, KVD, 0);

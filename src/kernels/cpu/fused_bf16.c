@@ -152,32 +152,13 @@ void swiglu_backward_bf16(float *dgate, float *dup, const float *dout, const uin
 
 void swiglu_backward_bf16out(uint16_t *dgateb, uint16_t *dupb, const float *dout,
                              const uint16_t *gateb, const uint16_t *upb, size_t N) {
-#if defined(__AVX512BF16__) /* by hand, as swiglu_forward_bf16in */
-    const size_t nv = N / 16;
+    enum { SPAN = 4096 }; /* elements per task, as swiglu_forward_bf16in */
+    const size_t nt = (N + SPAN - 1) / SPAN;
 #pragma omp parallel for schedule(static) if (N >= FT_OMP_GRAIN)
-    for (size_t v = 0; v < nv; v++) {
-        const size_t i = 16 * v;
-        __m512 dg, du;
-        ft_swiglu_grad16(&dg, &du, _mm512_loadu_ps(dout + i), ft_widen16v(gateb + i),
-                         ft_widen16v(upb + i));
-        _mm256_storeu_si256((__m256i *)(dgateb + i), ft_bf16_round16(dg));
-        _mm256_storeu_si256((__m256i *)(dupb + i), ft_bf16_round16(du));
+    for (size_t t = 0; t < nt; t++) {
+        const size_t i = t * SPAN, n = N - i < SPAN ? N - i : SPAN;
+        ft_swiglu_grad_bf16_span(dgateb + i, dupb + i, dout + i, NULL, gateb + i, upb + i, n);
     }
-    for (size_t i = 16 * nv; i < N; i++) {
-        float dg, du;
-        ft_swiglu_grad1(&dg, &du, dout[i], gateb[i], upb[i]);
-        dgateb[i] = ft_bf16_round(dg);
-        dupb[i] = ft_bf16_round(du);
-    }
-#else
-#pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < N; i++) {
-        float dg, du;
-        ft_swiglu_grad1(&dg, &du, dout[i], gateb[i], upb[i]);
-        dgateb[i] = ft_bf16_round(dg);
-        dupb[i] = ft_bf16_round(du);
-    }
-#endif
 }
 
 void rmsnorm_backward_fast(float *dinp, float *dweight, const float *dout, const float *inp,

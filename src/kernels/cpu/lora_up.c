@@ -249,14 +249,13 @@ void lora_up_forward_rope(const ft_lora_up *md, int n, float s, int M, int r, fl
                           const float *v, int64_t ldi, const float *cs, int H, int KV, int D) {
     FT_ASSERT(n >= 0 && n <= LORA_UP_MAXN);
     if (M <= 0) return;
-    const int rp = pad8(r > 0 ? r : 1);
+    const int rp = pad8(r);
     const float *bt[LORA_UP_MAXN], *su[LORA_UP_MAXN];
-    const int64_t work =
-        (r > 0 ? up_forward_prep(md, n, s, M, r, ws, bt, su) : 0) + (int64_t)M * (H + KV) * D;
+    const int64_t work = up_forward_prep(md, n, s, M, r, ws, bt, su) + (int64_t)M * (H + KV) * D;
     const int64_t nb = ((int64_t)M + 3) / 4;
 #pragma omp parallel for schedule(static) if (work >= FT_OMP_GRAIN)
     for (int64_t b = 0; b < nb; b++) {
-        for (int i = 0; r > 0 && i < n; i++)
+        for (int i = 0; i < n; i++)
             if (md[i].N > 0) up_forward_rows(&md[i], bt[i], su[i], ws_ld(md[i].N), rp, M, b);
         const int64_t m0 = 4 * b, m1 = m0 + 4 < M ? m0 + 4 : M;
         rope_round_qkv_bf16_rows(qb, kb, vb, 0, q, k, v, ldi, cs, H, KV, D, 0, m0, m1);

@@ -136,25 +136,8 @@ lowrank_pass(float *dinp, uint16_t *dgateb, uint16_t *dupb, const float *dout, c
             float t[LR_CHUNK];
             lowrank_row(t, u, lr, K, k0, nc);
             if (swiglu) {
-                int l0 = 0;
-#if defined(__AVX512BF16__) /* 16 lanes by hand: the same bits (fused_bf16.c's backward) */
-                for (; l0 + 16 <= nc; l0 += 16) {
-                    __m512 dg, du;
-                    ft_swiglu_grad16(
-                        &dg, &du,
-                        _mm512_add_ps(_mm512_loadu_ps(dout + o + l0), _mm512_loadu_ps(t + l0)),
-                        ft_widen16v(gateb + o + l0), ft_widen16v(upb + o + l0));
-                    _mm256_storeu_si256((__m256i *)(dgateb + o + l0), ft_bf16_round16(dg));
-                    _mm256_storeu_si256((__m256i *)(dupb + o + l0), ft_bf16_round16(du));
-                }
-#endif
-#pragma omp simd
-                for (int l = l0; l < nc; l++) {
-                    float dg, du;
-                    ft_swiglu_grad1(&dg, &du, dout[o + l] + t[l], gateb[o + l], upb[o + l]);
-                    dgateb[o + l] = ft_bf16_round(dg);
-                    dupb[o + l] = ft_bf16_round(du);
-                }
+                ft_swiglu_grad_bf16_span(dgateb + o, dupb + o, dout + o, t, gateb + o, upb + o,
+                                         (size_t)nc);
             } else {
 #pragma omp simd
                 for (int l = 0; l < nc; l++)
