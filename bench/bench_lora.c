@@ -6,7 +6,9 @@
  *           f32 oneDNN products, du scattered, and dout rounded to bf16 in its own pass
  *   fused   lora_up_forward; lora_up_backward (dB, du and the bf16 copy in one pass over dout)
  * both checked against the naive double loops (relative 1e-4 of the term scale: far looser than
- * the f32 bound in tests/kernels/test_lora_up.c, tight enough to catch any wrong term).
+ * the f32 bound in tests/kernels/test_lora_up.c, tight enough to catch any wrong term), with
+ * the operands rounded to bf16 for the fused backward where it rounds them
+ * (lora_up_backward_bf16ops()), as the f32 onednn products do not.
  *   bench_lora [REPS=20]
  */
 #include "lab.h"
@@ -47,12 +49,14 @@ int main(int argc, char **argv) {
     memcpy(got, out, (size_t)M * N * 4);
     matmul_forward_acc(got, us, B[4], M, R, N);
     lab_check("onednn forward vs naive", got, ref, (size_t)M * N, 1e-4, 0);
-    lora_up_backward_naive(dBr, dur, R, dout, u, R, s, B[4], M, N, R);
+    lora_up_backward_naive(dBr, dur, R, dout, u, R, s, B[4], M, N, R, lora_up_backward_bf16ops());
     lora_up_backward(doutb, dB, du, R, dout, u, R, s, B[4], M, N, R, ws);
     lab_check("fused backward dB vs naive", dB, dBr, (size_t)N * R, 1e-4 * M, 0);
     lab_check("fused backward du vs naive", du, dur, (size_t)M * R, 1e-4 * N, 0);
     memset(dB, 0, (size_t)N * R * 4);
+    memset(dBr, 0, (size_t)N * R * 4);
     memset(dut, 0, (size_t)M * R * 4);
+    lora_up_backward_naive(dBr, dur, R, dout, u, R, s, B[4], M, N, R, 0); /* f32 operands */
     matmul_backward(NULL, dB, NULL, dout, us, NULL, M, R, N);
     matmul_backward(dut, NULL, NULL, dout, NULL, B[4], M, R, N);
     for (size_t i = 0; i < (size_t)M * R; i++)

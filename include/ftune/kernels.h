@@ -144,8 +144,11 @@ void swiglu_backward_bf16(float *dgate, float *dup, const float *dout, const uin
 void swiglu_backward_bf16out(uint16_t *dgateb, uint16_t *dupb, const float *dout,
                              const uint16_t *gateb, const uint16_t *upb, size_t N);
 
-/* LoRA's B side in the bf16 step (lora_up.c), f32 arithmetic, B (N,r) f32, u (M,r) with row
- * stride ldu (a column window of the group's u), s the LoRA scaling:
+/* LoRA's B side in the bf16 step (lora_up.c), B (N,r) f32, u (M,r) with row stride ldu (a
+ * column window of the group's u), s the LoRA scaling. The forward in f32 arithmetic; the
+ * backward, where the CPU has AVX512-BF16 (lora_up_backward_bf16ops() == 1), on bf16 operands as
+ * under PyTorch's bf16 autocast (dout, B and s u rounded to bf16; products exact, sums in f32),
+ * else in f32 arithmetic:
  *   lora_up_forward   y = out + (s u)·B^T, + res (M,N) when non-NULL; y is written to out, or,
  *                     when outb is non-NULL, only to outb as bf16 (out is then left as it was).
  *                     out, outb and res share the row stride ldo.
@@ -200,8 +203,11 @@ void lora_up_backward_bf16in(float *dB, float *du, int lddu, const uint16_t *dou
                              int ldu, float s, const float *B, int M, int N, int r, float *ws);
 void lora_up_forward_naive(float *out, uint16_t *outb, const float *res, int ldo, const float *u,
                            int ldu, float s, const float *B, int M, int N, int r);
+/* bf16ops: round dout, B and s u to bf16 first (the operands of lora_up_backward when
+ * lora_up_backward_bf16ops()), then du = s (dout·B) and dB += dout^T·(s u) in double */
 void lora_up_backward_naive(float *dB, float *du, int lddu, const float *dout, const float *u,
-                            int ldu, float s, const float *B, int M, int N, int r);
+                            int ldu, float s, const float *B, int M, int N, int r, int bf16ops);
+int lora_up_backward_bf16ops(void);
 
 /* LoRA's input-gradient term du·A folded into the pass that consumes the gradient (lowrank.c):
  * row m, column k of the term is sum_i u[m][i] A[i][k] for u (M,R) bf16 with row stride ldu and

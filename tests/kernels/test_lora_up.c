@@ -10,6 +10,11 @@
  *   forward  out += sum_i (s u_i) B_i   n = r (+1 for the add)     -> 2 (r + 2) u S + 2u |out|
  *   dB       sum over M rows             n = M (blocks of 128 + the block sums) -> 2 (M + 2) u S
  *   du       s * sum over N columns      n = N (+1 for the scale)  -> 2 (N + 2) u S
+ * The backward on AVX512-BF16 (lora_up_backward_bf16ops()) takes dout, B and s u rounded to bf16,
+ * as PyTorch's autocast does: the naive twin rounds them alike, S is summed over the rounded
+ * operands, and the bound is the same (each bf16 product is exact in f32; VDPBF16PS adds two of
+ * them to its lane with two f32 roundings, as two adds). Without the rounding in the reference
+ * the error is ~2^-9 S / sqrt(terms) and fails.
  * A skipped row, block, column tail or r slice is off by O(S / terms) and fails. The forward's
  * residual and bf16-output forms are also checked bit for bit against the plain form followed by
  * the add / by bf16_from_f32 (what the step did before folding them in).
@@ -31,6 +36,15 @@ static float *rand_buf(size_t n) {
     for (size_t i = 0; i < n; i++)
         p[i] = ft_test_frand();
     return p;
+}
+
+/* x as the backward's operand: rounded to bf16 when lora_up_backward_bf16ops() */
+static float op(float x, int bf16ops) {
+    uint16_t h;
+    float y;
+    bf16_from_f32(&h, &x, 1);
+    bf16_to_f32(&y, &h, 1);
+    return bf16ops ? y : x;
 }
 
 /* max over elements of |got - ref| / bound (<= 1 passes; NaN counts as a failure) */
@@ -123,14 +137,15 @@ static void check_shape(int M, int N, int r, int ldu, int lddu) {
     for (size_t i = 0; i < (size_t)M * lddu; i++)
         du[i] = dur[i] = 42.0f; /* outside: kept */
     lora_up_backward(db, dB, du, lddu, dout, U, ldu, s, B, M, N, r, ws);
-    lora_up_backward_naive(dBr, dur, lddu, dout, U, ldu, s, B, M, N, r);
+    const int bo = lora_up_backward_bf16ops();
+    lora_up_backward_naive(dBr, dur, lddu, dout, U, ldu, s, B, M, N, r, bo);
     bf16_from_f32(dbr, dout, (size_t)M * N);
     double *bB = malloc((size_t)N * r * 8), *rB = malloc((size_t)N * r * 8);
     for (int64_t n = 0; n < N; n++)
         for (int i = 0; i < r; i++) {
             double S = fabs(dB0[n * r + i]);
             for (int64_t m = 0; m < M; m++)
-                S += fabs((double)dout[m * N + n] * (s * U[m * ldu + i]));
+                S += fabs((double)op(dout[m * N + n], bo) * op(s * U[m * ldu + i], bo));
             rB[n * r + i] = dBr[n * r + i];
             bB[n * r + i] = 2 * (M + 2) * u * S + 1e-30;
         }
@@ -141,7 +156,7 @@ static void check_shape(int M, int N, int r, int ldu, int lddu) {
             double S = 0;
             if (i < r)
                 for (int64_t n = 0; n < N; n++)
-                    S += fabs((double)dout[m * N + n] * B[n * r + i]);
+                    S += fabs((double)op(dout[m * N + n], bo) * op(B[n * r + i], bo));
             ru[m * lddu + i] = dur[m * lddu + i];
             bu[m * lddu + i] = i < r ? 2 * (N + 2) * u * fabs(s) * S + 1e-30 : 1e-30;
         }

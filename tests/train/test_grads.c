@@ -343,8 +343,8 @@ static void test_freeze(const char *model, ft_model *m) {
  *   lora (all linear; q and v only), LoRA B set non-zero: the bf16 LoRA branch on each model,
  *     frozen q/k/v as one kept weight (plain llama) or three (qwen2's biases, qwen3's norms), the
  *     group passes with and without holes (k untargeted), the folded RMSNorm, SwiGLU and RoPE
- *     passes; observed 0.024-0.071 (q/k/v's LoRA terms added to packed rows where they sit side
- *     by side: 0.28-0.65).
+ *     passes, the B sides' backward on bf16 operands; observed 0.023-0.073 (q/k/v's LoRA terms
+ *     added to packed rows where they sit side by side: 0.28-0.65).
  *   freeze (k, up trained): each layer input is packed once for the weight gradients of the
  *     modules that read it (q/k/v, gate/up) and the pack reused within the group; with the
  *     group's first module frozen (q, gate) and a later one trained (k, up), the pack must still

@@ -1,5 +1,7 @@
 /*
- * LoRA's up-projection B (N,r) in the bf16 step, as hand-written passes (f32 arithmetic).
+ * LoRA's up-projection B (N,r) in the bf16 step, as hand-written passes: the forward in f32
+ * arithmetic, the backward on AVX512-BF16 dot products where the CPU has them (dout, B and s u
+ * rounded to bf16 as under PyTorch's autocast, sums in f32; the f32 form otherwise).
  *
  * With u (M,r) = x·A^T already computed (one bf16 product per input group, src/train/step.c) the
  * B side is three thin products, each a full pass over an (M,N) f32 array for r (8, 16) FMAs per
@@ -33,13 +35,13 @@
  * on them afterwards: one read of both (M,F) bf16 arrays and one parallel region less);
  * lora_up_forward_rope likewise for the q/k/v group and the forward's RoPE and rounding.
  *
- * B^T is transposed into the workspace once per call: r rows of N, padded with zero rows to a
- * multiple of 8 so the register blocks stay whole (the forward also keeps s u there, zero padded
- * alike). dB's sum over rows runs in fixed blocks of LORA_ROWS rows, each into its own partial,
- * and the partials are added in block order: the result does not depend on the thread count. u and
- * du may be column windows of wider arrays (row strides ldu, lddu), as the step keeps one u (M,R)
- * per input group. The naive twins (double accumulation) are what tests/kernels/test_lora_up.c
- * compares against.
+ * B^T is transposed into the workspace once per call (the dp backward: as bf16 pair words): r
+ * rows of N, padded with zero rows to a multiple of 8 so the register blocks stay whole (the
+ * forward also keeps s u there, zero padded alike). dB's sum over rows runs in fixed blocks of
+ * LORA_ROWS rows, each into its own partial, and the partials are added in block order: the result
+ * does not depend on the thread count. u and du may be column windows of wider arrays (row strides
+ * ldu, lddu), as the step keeps one u (M,R) per input group. The naive twins (double accumulation)
+ * are what tests/kernels/test_lora_up.c compares against.
  */
 #include "ftune/kernels.h"
 
@@ -460,6 +462,163 @@ static inline void up_backward_reduce(const ft_lora_up *md, const float *parts, 
             md->dB[(n0 + l) * r + i0 + i] += sum[i][l];
 }
 
+#if defined(__AVX512BF16__)
+/* The backward on AVX512-BF16 dot products (VDPBF16PS: two bf16 products summed into each f32
+ * lane, both exact; see attention_flash_dp.c), with the operands of PyTorch's bf16 autocast:
+ * dout, B and s u rounded to bf16, every sum in f32. Twice the f32 FMA's terms per instruction,
+ * and dB's accumulators stay in registers over a block's rows (the f32 form above adds each row
+ * pair into its dB^T partial in memory). lab, one thread, M 1024, r 8, bf16 dout: N 288
+ * 174 -> 68 us, 768 390 -> 185, 1536 786 -> 478. */
+#define AI static inline __attribute__((always_inline))
+
+int lora_up_backward_bf16ops(void) {
+    return 1;
+}
+
+/* bt2 (rp rows of ld words): bt2[i ld + p] = (bf16 B[2p][i], bf16 B[2p + 1][i]), B^T's rows as
+ * pair words, zero past N (up to the row's N32 / 2 words, N32 = N rounded up to 32) and for
+ * i >= r */
+static void pair_bt(uint32_t *bt2, int64_t ld, const float *B, int N, int r, int rp) {
+    const int64_t np = ((int64_t)N + 31) / 32 * 16;
+    for (int i = 0; i < rp; i++)
+        for (int64_t p = 0; p < np; p++) {
+            const uint32_t lo = i < r && 2 * p < N ? ft_bf16_round(B[2 * p * r + i]) : 0;
+            const uint32_t hi = i < r && 2 * p + 1 < N ? ft_bf16_round(B[(2 * p + 1) * r + i]) : 0;
+            bt2[i * ld + p] = lo | hi << 16;
+        }
+}
+
+static inline __mmask32 lanes32(int64_t k) {
+    return k >= 32 ? ~(__mmask32)0 : k <= 0 ? 0 : (__mmask32)((1u << k) - 1);
+}
+
+/* 32 elements of a row from column n as bf16, k = N - n of them (the rest zero): read as bf16
+ * (h), or read as f32 (y) and rounded (ft_bf16_round16: ft_bf16_round's bits) */
+AI __m512i row32(const float *y, const uint16_t *h, int64_t n, int64_t k, const int f32) {
+    if (!f32) return _mm512_maskz_loadu_epi16(lanes32(k), h + n);
+    const __m256i lo = ft_bf16_round16(_mm512_maskz_loadu_ps(ft_lanes16(k), y + n));
+    const __m256i hi = ft_bf16_round16(_mm512_maskz_loadu_ps(ft_lanes16(k - 16), y + n + 16));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+/* du's sums for a row pair (or a lone row: row 1 aliases row 0, its sums discarded) over all N
+ * columns, for the RB ranks of bt2: *sums as hsum16x16's lanes. f32: the rows are f32 (y0, y1),
+ * rounded here, and their bf16 copies go to b0, b1 when given; else bf16 (h0, h1). */
+AI void dp_du_pair(ft_v16f *sums, const float *y0, const float *y1, const uint16_t *h0,
+                   const uint16_t *h1, uint16_t *b0, uint16_t *b1, const uint32_t *bt2, int64_t ld,
+                   int64_t N, const int f32) {
+    __m512 a[2 * RB];
+#pragma GCC unroll 16
+    for (int i = 0; i < 2 * RB; i++)
+        a[i] = _mm512_setzero_ps();
+    for (int64_t n = 0; n < N; n += 32) {
+        const __m512i v0 = row32(y0, h0, n, N - n, f32), v1 = row32(y1, h1, n, N - n, f32);
+        if (f32 && b0) _mm512_mask_storeu_epi16(b0 + n, lanes32(N - n), v0);
+        if (f32 && b1) _mm512_mask_storeu_epi16(b1 + n, lanes32(N - n), v1);
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) {
+            const __m512bh w = (__m512bh)_mm512_loadu_si512(bt2 + i * ld + n / 2);
+            a[i] = _mm512_dpbf16_ps(a[i], (__m512bh)v0, w);
+            a[RB + i] = _mm512_dpbf16_ps(a[RB + i], (__m512bh)v1, w);
+        }
+    }
+    ft_v16f t[2 * RB];
+    memcpy(t, a, sizeof t);
+    hsum16x16(sums, t);
+}
+
+/* dB^T's partial for the block's rows [m0, m1) and the RB ranks of su2 (the row pairs' pair
+ * words (bf16 s u_m,i, bf16 s u_m+1,i), zero past m1), 32 columns at a time with their 2 RB
+ * accumulators in registers: part (RB rows of ld) columns [0, N32) WRITTEN. Rows as row32 reads
+ * them (f32: y rounded; else h). */
+AI void dp_db_block(float *part, int64_t ld, const float *y, const uint16_t *h, int64_t ldd,
+                    int64_t m0, int64_t m1, const uint32_t *su2, int64_t N, const int f32) {
+    const __m512i ilo = _mm512_loadu_si512(ft_ilv_ab);
+    const __m512i ihi = _mm512_add_epi16(ilo, _mm512_set1_epi16(16));
+    for (int64_t n = 0; n < N; n += 32) {
+        __m512 a[2 * RB];
+#pragma GCC unroll 16
+        for (int i = 0; i < 2 * RB; i++)
+            a[i] = _mm512_setzero_ps();
+        for (int64_t m = m0; m < m1; m += 2) {
+            const __m512i va = row32(y + m * ldd, h + m * ldd, n, N - n, f32);
+            const __m512i vb = m + 1 < m1
+                                   ? row32(y + (m + 1) * ldd, h + (m + 1) * ldd, n, N - n, f32)
+                                   : _mm512_setzero_si512();
+            /* pair words (row m, row m + 1) of columns n + j: j < 16 in lo, the rest in hi */
+            const __m512bh lo = (__m512bh)_mm512_permutex2var_epi16(va, ilo, vb);
+            const __m512bh hi = (__m512bh)_mm512_permutex2var_epi16(va, ihi, vb);
+            const uint32_t *w = su2 + (m - m0) / 2 * RB;
+#pragma GCC unroll 8
+            for (int i = 0; i < RB; i++) {
+                const __m512bh wi = (__m512bh)_mm512_set1_epi32((int)w[i]);
+                a[i] = _mm512_dpbf16_ps(a[i], lo, wi);
+                a[RB + i] = _mm512_dpbf16_ps(a[RB + i], hi, wi);
+            }
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) {
+            _mm512_storeu_ps(part + i * ld + n, a[i]);
+            _mm512_storeu_ps(part + i * ld + n + 16, a[RB + i]);
+        }
+    }
+}
+
+/* Row block blk of module md's backward: du's rows (WRITTEN), doutb's rows (f32 dout), the dB^T
+ * partial (parts + blk rp ld, columns [0, N32) written). bfin: dout is read as bf16 from md->din.
+ * bt2 (rp, ld) = pair_bt. With f32 dout the dB sweep reads the bf16 rows back from doutb when
+ * they were written, else rounds them again. */
+AI void up_backward_block_dp(const ft_lora_up *md, float s, const uint32_t *bt2, float *parts,
+                             int64_t ld, int rp, int M, int r, int64_t blk, const int bfin) {
+    const int64_t N = md->N, ldd = md->ldd, lddu = md->lddu, ldu = md->ldu;
+    const float *dout = md->dout, *u = md->u;
+    const uint16_t *h = bfin ? md->din : md->doutb;
+    uint16_t *doutb = bfin ? NULL : md->doutb;
+    float *du = md->du, *part = parts + blk * rp * ld;
+    const int64_t mbeg = blk * LORA_ROWS, mend = mbeg + LORA_ROWS < M ? mbeg + LORA_ROWS : M;
+    uint32_t su2[LORA_ROWS / 2 * RB];
+    for (int i0 = 0; i0 < rp; i0 += RB) {
+        const int ni = r - i0 < RB ? r - i0 : RB; /* du columns of this slice */
+        for (int64_t m = mbeg; m < mend; m += 2) {
+            const int pair = m + 1 < mend;
+            const int64_t m1 = pair ? m + 1 : m;
+            /* the bf16 copy once, in the first slice; a lone row converts only itself */
+            uint16_t *b0 = doutb && i0 == 0 ? doutb + m * ldd : NULL;
+            uint16_t *b1 = doutb && i0 == 0 && pair ? doutb + m1 * ldd : NULL;
+            ft_v16f sums;
+            if (bfin)
+                dp_du_pair(&sums, NULL, NULL, h + m * ldd, h + m1 * ldd, NULL, NULL, bt2 + i0 * ld,
+                           ld, N, 0);
+            else
+                dp_du_pair(&sums, dout + m * ldd, dout + m1 * ldd, NULL, NULL, b0, b1,
+                           bt2 + i0 * ld, ld, N, 1);
+            for (int p = 0; p < RB; p++) {
+                const int i = TREE_ORDER[p];
+                if (i >= ni) continue;
+                du[m * lddu + i0 + i] = s * sums[2 * p];
+                if (pair) du[m1 * lddu + i0 + i] = s * sums[2 * p + 1];
+            }
+        }
+        for (int64_t m = mbeg; m < mend; m += 2)
+            for (int i = 0; i < RB; i++) {
+                const int64_t k = (m - mbeg) / 2 * RB + i;
+                const uint32_t lo = i < ni ? ft_bf16_round(s * u[m * ldu + i0 + i]) : 0;
+                const uint32_t hi =
+                    i < ni && m + 1 < mend ? ft_bf16_round(s * u[(m + 1) * ldu + i0 + i]) : 0;
+                su2[k] = lo | hi << 16;
+            }
+        if (bfin || doutb)
+            dp_db_block(part + i0 * ld, ld, NULL, h, ldd, mbeg, mend, su2, N, 0);
+        else
+            dp_db_block(part + i0 * ld, ld, dout, NULL, ldd, mbeg, mend, su2, N, 1);
+    }
+}
+#else
+int lora_up_backward_bf16ops(void) {
+    return 0;
+}
+#endif
+
 void lora_up_backward_n(const ft_lora_up *md, int n, float s, int M, int r, float *ws) {
     FT_ASSERT(n >= 0 && n <= LORA_UP_MAXN);
     if (M <= 0 || r <= 0) return;
@@ -470,7 +629,11 @@ void lora_up_backward_n(const ft_lora_up *md, int n, float s, int M, int r, floa
     for (int i = 0; i < n; i++) { /* module i's slice of ws: bt (rp, ld), then nblk partials */
         const int N = md[i].N > 0 ? md[i].N : 0;
         bt[i] = ws;
+#if defined(__AVX512BF16__)
+        pair_bt((uint32_t *)bt[i], ws_ld(N), md[i].B, N, r, rp);
+#else
         transpose_b(bt[i], ws_ld(N), md[i].B, N, r, rp);
+#endif
         ws += lora_up_ws_floats(M, N, r);
         t0[i + 1] = t0[i] + (N + 15) / 16 * (rp / RB);
         work += (int64_t)M * N * r;
@@ -486,10 +649,18 @@ void lora_up_backward_n(const ft_lora_up *md, int n, float s, int M, int r, floa
             const int i = (int)(t % n);
             const int64_t blk = t / n, ld = ws_ld(md[i].N);
             if (md[i].N <= 0) continue;
+#if defined(__AVX512BF16__)
+            const uint32_t *b2 = (const uint32_t *)bt[i];
+            if (md[i].dout)
+                up_backward_block_dp(&md[i], s, b2, bt[i] + rp * ld, ld, rp, M, r, blk, 0);
+            else
+                up_backward_block_dp(&md[i], s, b2, bt[i] + rp * ld, ld, rp, M, r, blk, 1);
+#else
             if (md[i].dout)
                 up_backward_block(&md[i], s, bt[i], bt[i] + rp * ld, ld, rp, M, r, blk, 0);
             else
                 up_backward_block(&md[i], s, bt[i], bt[i] + rp * ld, ld, rp, M, r, blk, 1);
+#endif
         }
         /* (after the loop's barrier: every block's partial is written) */
 #pragma omp for schedule(static)
@@ -548,20 +719,25 @@ void lora_up_forward_naive(float *out, uint16_t *outb, const float *res, int ldo
         }
 }
 
+static inline float naive_op(float x, int bf16ops) {
+    return bf16ops ? ft_bf16_widen(ft_bf16_round(x)) : x;
+}
+
 void lora_up_backward_naive(float *dB, float *du, int lddu, const float *dout, const float *u,
-                            int ldu, float s, const float *B, int M, int N, int r) {
+                            int ldu, float s, const float *B, int M, int N, int r, int bf16ops) {
     for (int64_t n = 0; n < N; n++)
         for (int i = 0; i < r; i++) {
             double a = 0;
             for (int64_t m = 0; m < M; m++)
-                a += (double)dout[m * N + n] * (s * u[m * ldu + i]);
+                a += (double)naive_op(dout[m * N + n], bf16ops) *
+                     naive_op(s * u[m * ldu + i], bf16ops);
             dB[n * r + i] += (float)a;
         }
     for (int64_t m = 0; m < M; m++)
         for (int i = 0; i < r; i++) {
             double a = 0;
             for (int64_t n = 0; n < N; n++)
-                a += (double)dout[m * N + n] * B[n * r + i];
+                a += (double)naive_op(dout[m * N + n], bf16ops) * naive_op(B[n * r + i], bf16ops);
             du[m * lddu + i] = (float)(s * a);
         }
 }
