@@ -94,7 +94,40 @@ void rope_backward_cs(float *dx, const float *cs, int M, int nh, int D) {
 }
 
 /* nh heads of row x (D each) rotated as rope_rotate_cs (sign 1, or -1 to rotate back) and
- * rounded into y */
+ * rounded into y; with AVX512-BF16 by hand, 16 pairs at a time for every head (the last 16 of
+ * a half masked), rounded by VCVTNEPS2BF16 (ft_bf16_round16): the same products, differences and
+ * roundings as rope_pair and ft_bf16_round, so the same bits. GCC's `omp simd` form of the loop
+ * below took 0.29 ns an element on stories15M's heads (D 48: halves of 24, a vector and a
+ * scalar tail each) against 0.11-0.16 for SmolLM's (D 64). */
+#if defined(__AVX512BF16__)
+static inline void rotate_round_row(uint16_t *y, const float *x, const float *c, const float *sn,
+                                    int nh, int D, float sign) {
+    const int half = D / 2;
+    for (int i = 0; i < half; i += 16) {
+        const __mmask16 k = ft_lanes16(half - i);
+        const __m512 cv = _mm512_maskz_loadu_ps(k, c + i);
+        const __m512 sv = _mm512_mul_ps(_mm512_set1_ps(sign), _mm512_maskz_loadu_ps(k, sn + i));
+        for (int h = 0; h < nh; h++) {
+            const float *v = x + (int64_t)h * D;
+            uint16_t *o = y + (int64_t)h * D;
+            const __m512 x0 = _mm512_maskz_loadu_ps(k, v + i);
+            const __m512 x1 = _mm512_maskz_loadu_ps(k, v + i + half);
+            const __m512 y0 = _mm512_sub_ps(_mm512_mul_ps(x0, cv), _mm512_mul_ps(x1, sv));
+            const __m512 y1 = _mm512_add_ps(_mm512_mul_ps(x1, cv), _mm512_mul_ps(x0, sv));
+            _mm256_mask_storeu_epi16(o + i, k, ft_bf16_round16(y0));
+            _mm256_mask_storeu_epi16(o + i + half, k, ft_bf16_round16(y1));
+        }
+    }
+}
+
+/* y (n) = ft_bf16_round of x (n), 16 at a time */
+static inline void round_row(uint16_t *y, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 k = ft_lanes16(n - i);
+        _mm256_mask_storeu_epi16(y + i, k, ft_bf16_round16(_mm512_maskz_loadu_ps(k, x + i)));
+    }
+}
+#else
 static inline void rotate_round_row(uint16_t *y, const float *x, const float *c, const float *sn,
                                     int nh, int D, float sign) {
     int half = D / 2;
@@ -111,6 +144,13 @@ static inline void rotate_round_row(uint16_t *y, const float *x, const float *c,
     }
 }
 
+static inline void round_row(uint16_t *y, const float *x, int64_t n) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++)
+        y[i] = ft_bf16_round(x[i]);
+}
+#endif
+
 void rope_round_qkv_bf16_rows(uint16_t *qb, uint16_t *kb, uint16_t *vb, int64_t ldo, const float *q,
                               const float *k, const float *v, int64_t ldi, const float *cs, int H,
                               int KV, int D, int back, int64_t m0, int64_t m1) {
@@ -122,11 +162,7 @@ void rope_round_qkv_bf16_rows(uint16_t *qb, uint16_t *kb, uint16_t *vb, int64_t 
         const float *c = cs + m * D, *sn = cs + m * D + D / 2; // (D/2) each
         rotate_round_row(qb + m * oq, q + m * iq, c, sn, H, D, sign);
         rotate_round_row(kb + m * okv, k + m * ikv, c, sn, KV, D, sign);
-        const float *vr = v + m * ikv;
-        uint16_t *vo = vb + m * okv;
-#pragma omp simd
-        for (int64_t i = 0; i < KVD; i++)
-            vo[i] = ft_bf16_round(vr[i]);
+        round_row(vb + m * okv, v + m * ikv, KVD);
     }
 }
 
