@@ -376,9 +376,11 @@ up_backward_tile(ft_v16f *sums, float *part, const float *bt, const float *y0p, 
  * while a block's rows stream through */
 #define NT 256
 
-/* Row block blk of module md's backward (loop 1 of lora_up_backward_n): its dB^T partial
- * (parts + blk rp ld), its rows of du, and of doutb in the first slice. bfin: dout is read as
- * bf16 from md->din. bt (rp, ld) = B^T zero padded. */
+/* Row block blk of module md's backward (loop 1 of lora_up_backward_n) in f32 arithmetic, the
+ * form of targets without AVX512-BF16 (up_backward_block_dp below otherwise; there the bf16 step
+ * itself never runs, ft_cpu_has_bf16, but the kernel tests do): its dB^T partial (parts + blk rp
+ * ld), its rows of du, and of doutb in the first slice. bfin: dout is read as bf16 from md->din.
+ * bt (rp, ld) = B^T zero padded. */
 static inline __attribute__((always_inline)) void
 up_backward_block(const ft_lora_up *md, float s, const float *bt, float *parts, int64_t ld, int rp,
                   int M, int r, int64_t blk, const int bfin) {
