@@ -329,23 +329,24 @@ static void parallel_vs_serial(void) {
     for (int m = 0; m < M; m++) rope_backward(yb + (size_t)m * nh * D, pos + m, inv, 1, nh, D);
     check_close("parallel rope backward == serial", ya, yb, nr, 0, 0);
     /* the table forms (the training step's) give the same bits as the direct ones; odd D/2 (a
-     * vector tail) as well as this D */
-    for (int dd = 0; dd < 2; dd++) {
-        int Dt = dd ? 18 : D;
+     * vector tail) and stories15M's D 48 (halves of 24: a whole vector and a tail) as well as
+     * this D */
+    for (int dd = 0; dd < 3; dd++) {
+        int Dt = dd == 1 ? 18 : dd == 2 ? 48 : D;
+        const char *sfx = dd == 1 ? " (D 18)" : dd == 2 ? " (D 48)" : "";
+        char nm[128];
         size_t nt = (size_t)M * nh * Dt;
         float *cs = malloc((size_t)M * Dt * sizeof(float)), *za = rand_buf(nt),
               *zb = copy_buf(za, nt);
         rope_cos_sin(cs, pos, inv, M, Dt);
         rope_forward(za, pos, inv, M, nh, Dt);
         rope_forward_cs(zb, cs, M, nh, Dt);
-        check_close(dd ? "rope_forward_cs == rope_forward (D 18)"
-                       : "rope_forward_cs == rope_forward",
-                    zb, za, nt, 0, 0);
+        snprintf(nm, sizeof nm, "rope_forward_cs == rope_forward%s", sfx);
+        check_close(nm, zb, za, nt, 0, 0);
         rope_backward(za, pos, inv, M, nh, Dt);
         rope_backward_cs(zb, cs, M, nh, Dt);
-        check_close(dd ? "rope_backward_cs == rope_backward (D 18)"
-                       : "rope_backward_cs == rope_backward",
-                    zb, za, nt, 0, 0);
+        snprintf(nm, sizeof nm, "rope_backward_cs == rope_backward%s", sfx);
+        check_close(nm, zb, za, nt, 0, 0);
         /* the bf16 step's fused forms: q (nh heads), k (2 heads), v rotated (forward or back)
          * and rounded in one pass == rope_forward_cs / rope_backward_cs then bf16_from_f32, bit
          * for bit (random values: a rounding or rotation that differs changes some) */
@@ -389,9 +390,9 @@ static void parallel_vs_serial(void) {
                             !memcmp(o + m * ld + HDt + KVDt, vr + m * KVDt, KVDt * 2);
                 free(qkv), free(o);
             }
-            CHECK(dd ? "rope_round_qkv_bf16 (packed, strided) == rope_*_cs + bf16_from_f32 (D 18)"
-                     : "rope_round_qkv_bf16 (packed, strided) == rope_*_cs + bf16_from_f32",
-                  same, "bits differ");
+            snprintf(nm, sizeof nm,
+                     "rope_round_qkv_bf16 (packed, strided) == rope_*_cs + bf16_from_f32%s", sfx);
+            CHECK(nm, same, "bits differ");
             free(q), free(k), free(v), free(q2), free(k2), free(qb), free(kb), free(vb);
             free(qr), free(kr), free(vr);
         }
