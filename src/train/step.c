@@ -252,6 +252,23 @@ static void linear_backward(ft_train_model *tm, float *dinp, float *dw, float *d
 
 static const unsigned char lora_group_of[FT_LORA_NMOD] = {0, 0, 0, 1, 2, 2, 3};
 
+/* The targeted modules j of group g, in order: md[i] gets N (module j's output width), B, u (its
+ * columns of the group's ug (M,R)) and ldu, the rest zeroed; js[i] = j. Returns how many. */
+static int lora_group_modules(const ft_train_model *tm, int l, int g, const float *ug,
+                              ft_lora_up md[LORA_UP_MAXN], int js[LORA_UP_MAXN]) {
+    const int r = tm->opt.lora.r, R = tm->lgn[g] * r;
+    int n = 0;
+    for (int j = 0; R && j < FT_LORA_NMOD; j++) {
+        if (lora_group_of[j] != g || tm->lslot[j] < 0) continue;
+        int in, out;
+        ft_lora_module_shape(&tm->m->cfg, j, &in, &out);
+        js[n] = j;
+        md[n++] =
+            (ft_lora_up){.N = out, .B = tm->lB[l][j], .u = ug + (size_t)tm->lslot[j] * r, .ldu = R};
+    }
+    return n;
+}
+
 /* outs[j] (M,N_j; rows ldo apart, 0: N_j) += LoRA_j(x) for the targeted modules j of group g,
  * in one pass (lora_up_forward_n); ug (M,R) saved. lora_group_prep runs the A side (ug) and
  * lists the modules (md; returns how many), for the passes that take them with more work
@@ -263,21 +280,15 @@ static int lora_group_prep(ft_train_model *tm, int l, int g, float *const outs[F
                            uint16_t *const outbs[FT_LORA_NMOD], const float *res, int ldo,
                            float *ug, const uint16_t *xb, int M, int K,
                            ft_lora_up md[LORA_UP_MAXN]) {
-    int r = tm->opt.lora.r, R = tm->lgn[g] * r, n = 0;
-    if (!R) return 0;
-    matmul_bf16_forward(ug, xb, tm->lAg[l][g], NULL, M, K, R, 0);
-    for (int j = 0; j < FT_LORA_NMOD; j++) {
-        if (lora_group_of[j] != g || tm->lslot[j] < 0) continue;
-        int in, out;
-        ft_lora_module_shape(&tm->m->cfg, j, &in, &out);
-        md[n++] = (ft_lora_up){.N = out,
-                               .B = tm->lB[l][j],
-                               .u = ug + (size_t)tm->lslot[j] * r,
-                               .ldu = R,
-                               .out = outs[j],
-                               .outb = outbs ? outbs[j] : NULL,
-                               .res = res,
-                               .ldo = ldo ? ldo : out};
+    int js[LORA_UP_MAXN];
+    const int n = lora_group_modules(tm, l, g, ug, md, js);
+    if (!n) return 0;
+    matmul_bf16_forward(ug, xb, tm->lAg[l][g], NULL, M, K, tm->lgn[g] * tm->opt.lora.r, 0);
+    for (int i = 0; i < n; i++) {
+        md[i].out = outs[js[i]];
+        md[i].outb = outbs ? outbs[js[i]] : NULL;
+        md[i].res = res;
+        md[i].ldo = ldo ? ldo : md[i].N;
     }
     return n;
 }
@@ -301,25 +312,19 @@ static void lora_group_forward(ft_train_model *tm, int l, int g, float *const ou
 static void lora_group_up_backward(ft_train_model *tm, int l, int g,
                                    const uint16_t *const dins[FT_LORA_NMOD], int ldd,
                                    const float *ug, int M) {
-    int r = tm->opt.lora.r, R = tm->lgn[g] * r, n = 0;
-    if (!tm->lora_bf16 || !R) return;
+    if (!tm->lora_bf16) return;
     ft_lora_up md[LORA_UP_MAXN];
-    for (int j = 0; j < FT_LORA_NMOD; j++) {
-        if (lora_group_of[j] != g || tm->lslot[j] < 0) continue;
-        int in, out;
-        ft_lora_module_shape(&tm->m->cfg, j, &in, &out);
-        size_t c0 = (size_t)tm->lslot[j] * r;
-        md[n++] = (ft_lora_up){.N = out,
-                               .B = tm->lB[l][j],
-                               .u = ug + c0,
-                               .ldu = R,
-                               .din = dins[j],
-                               .ldd = ldd ? ldd : out,
-                               .dB = tm->dlB[l][j],
-                               .du = tm->ldug + c0,
-                               .lddu = R};
+    int js[LORA_UP_MAXN];
+    const int n = lora_group_modules(tm, l, g, ug, md, js), r = tm->opt.lora.r;
+    for (int i = 0; i < n; i++) {
+        const int j = js[i];
+        md[i].din = dins[j];
+        md[i].ldd = ldd ? ldd : md[i].N;
+        md[i].dB = tm->dlB[l][j];
+        md[i].du = tm->ldug + (size_t)tm->lslot[j] * r;
+        md[i].lddu = tm->lgn[g] * r;
     }
-    lora_up_backward_n(md, n, tm->lora_scale, M, r, tm->lws);
+    if (n) lora_up_backward_n(md, n, tm->lora_scale, M, r, tm->lws);
 }
 
 /* Module j's B side from an f32 dout (M,N): dB_j += dout^T·(s u_j), its du columns of tm->ldug
@@ -1525,6 +1530,8 @@ static ft_status setup_bf16(ft_train_model *tm) {
     tm->bf16 = tm->opt.bf16 && ft_cpu_has_bf16();
     tm->bf16_stale = 1;
     if (!tm->bf16) return FT_OK;
+    /* LoRA's bf16 branch (the f32 branch keeps dropout: its masks are drawn on the f32 input) */
+    tm->lora_bf16 = tm->opt.method == FT_METHOD_LORA && !(tm->opt.lora.dropout > 0);
     for (int l = 0; l < c->n_layers; l++) {
         const float *ws[FT_LORA_NMOD], *ds[FT_LORA_NMOD];
         layer_linears(&tm->w.layers[l], ws);
@@ -1539,12 +1546,11 @@ static ft_status setup_bf16(ft_train_model *tm) {
         const int N3 = (int)(HD + 2 * KVD);
         const ft_layer *lw = &tm->w.layers[l], *ld = &tm->dw.layers[l];
         const int lq = tm->lA[l][0] || tm->lA[l][1] || tm->lA[l][2];
-        const int lbf = tm->opt.method == FT_METHOD_LORA && !(tm->opt.lora.dropout > 0);
         const int fuse = !c->qk_norm && !lw->bq && !lw->bk && !lw->bv &&
                          lw->wk == lw->wq + HD * C && lw->wv == lw->wk + KVD * C;
         const int trained3 = fuse && !lq && ds[0] && ds[1] && ds[2] && ld->wk == ld->wq + HD * C &&
                              ld->wv == ld->wk + KVD * C;
-        const int frozen3 = fuse && !ds[0] && !ds[1] && !ds[2] && (!lq || lbf);
+        const int frozen3 = fuse && !ds[0] && !ds[1] && !ds[2] && (!lq || tm->lora_bf16);
         if (trained3) tm->pqkv[l] = bf16_weight_create_transient(lw->wq, c->dim, N3);
         if (frozen3) tm->pqkv[l] = bf16_weight_create(lw->wq, c->dim, N3);
         if ((trained3 || frozen3) && !tm->pqkv[l]) return ft_errorf(FT_ERR_NOMEM, "out of memory");
@@ -1574,8 +1580,7 @@ static ft_status setup_bf16(ft_train_model *tm) {
                                                            c->vocab_size, tm->chunk);
     for (int j = 0; j < FT_LORA_NMOD; j++)
         tm->lslot[j] = -1;
-    if (tm->opt.method != FT_METHOD_LORA || tm->opt.lora.dropout > 0) return FT_OK;
-    tm->lora_bf16 = 1;
+    if (!tm->lora_bf16) return FT_OK;
     size_t total = 0;
     int r = tm->opt.lora.r;
     for (int j = 0; j < FT_LORA_NMOD; j++)
