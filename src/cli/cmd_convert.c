@@ -91,18 +91,19 @@ static ft_status convert(const char *path, const unsigned char *p, size_t len, c
     memcpy(h, p, sizeof h);
     l2c_header H = {h[0], h[1], h[2], h[3], h[4], h[5], h[6]};
     int tied = H.vocab_size > 0;
-    int V = tied ? H.vocab_size : -H.vocab_size;
+    /* |vocab_size| in 64 bits: INT32_MIN has no int negation */
+    int64_t V64 = tied ? (int64_t)H.vocab_size : -(int64_t)H.vocab_size;
     /* bounds keep every product below 2^60: no overflow in the size sum */
     if (H.dim <= 0 || H.dim > (1 << 20) || H.hidden_dim <= 0 || H.hidden_dim > (1 << 20) ||
         H.n_layers <= 0 || H.n_layers > FT_MAX_LAYERS || H.n_heads <= 0 || H.n_kv_heads <= 0 ||
-        H.vocab_size == 0 || H.vocab_size == INT32_MIN || V > (1 << 24) || H.seq_len <= 0 ||
-        H.seq_len > (1 << 24))
+        V64 == 0 || V64 > (1 << 24) || H.seq_len <= 0 || H.seq_len > (1 << 24))
         return ft_errorf(
             FT_ERR_FORMAT,
             "%s: implausible llama2.c header (dim %d, hidden_dim %d, n_layers %d, n_heads %d, "
             "n_kv_heads %d, vocab_size %d, seq_len %d)",
             path, H.dim, H.hidden_dim, H.n_layers, H.n_heads, H.n_kv_heads, H.vocab_size,
             H.seq_len);
+    const int V = (int)V64;
     if (H.dim % H.n_heads || H.n_heads % H.n_kv_heads || (H.dim / H.n_heads) % 2)
         return ft_errorf(FT_ERR_FORMAT,
                          "%s: dim %d, n_heads %d, n_kv_heads %d do not give an even head size "

@@ -137,6 +137,9 @@ def main(out):
         f.write(str(len(body)))
     with open(os.path.join(out, "l2c_garbage.bin"), "wb") as f:
         f.write(struct.pack("<7i", 16, -24, 2, 4, 2, 40, 8) + b"\0" * 64)
+    # vocab_size INT32_MIN (untied, |V| not an int): negating it in int was undefined behaviour
+    with open(os.path.join(out, "l2c_vocab_min.bin"), "wb") as f:
+        f.write(struct.pack("<7i", 16, 24, 2, 4, 2, -2**31, 8) + b"\0" * 64)
 
 
 if __name__ == "__main__":

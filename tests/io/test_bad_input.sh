@@ -69,4 +69,5 @@ expect_fail l2c_length_long "$B/l2c_tiny.bin" "implies $len bytes" -- "$FTUNE" c
 expect_fail l2c_past_eof "$B/l2c_tiny.bin" "runs past the end" -- "$FTUNE" convert llama2c --in "$B/l2c_tiny.bin" --offset 5 --length $((len + 4)) --out "$FT_TMP/l2c_x"
 expect_fail l2c_offset_past_eof "$B/l2c_tiny.bin" "past the end of the file" -- "$FTUNE" convert llama2c --in "$B/l2c_tiny.bin" --offset 99999999 --out "$FT_TMP/l2c_x"
 expect_fail l2c_bad_header "$B/l2c_garbage.bin" "implausible llama2.c header" -- "$FTUNE" convert llama2c --in "$B/l2c_garbage.bin" --out "$FT_TMP/l2c_x"
+expect_fail l2c_vocab_int_min "$B/l2c_vocab_min.bin" "implausible llama2.c header" -- "$FTUNE" convert llama2c --in "$B/l2c_vocab_min.bin" --out "$FT_TMP/l2c_x"
 if [ -e "$FT_TMP/l2c_x" ]; then echo "FAIL l2c_failed_convert_writes_nothing: $FT_TMP/l2c_x exists"; else echo "PASS l2c_failed_convert_writes_nothing"; fi
