@@ -14,7 +14,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 BASEFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -fopenmp -fno-math-errno -MMD -MP $(WARN)
 
 REL_CFLAGS  := $(BASEFLAGS) -O2 -march=native -g
-TEST_CFLAGS := $(BASEFLAGS) -O1 -march=native -g -Werror -fno-omit-frame-pointer \
+TEST_CFLAGS := $(BASEFLAGS) -O1 -march=native -g -Werror -fno-omit-frame-pointer -ftrivial-auto-var-init=pattern \
                -fsanitize=address,undefined -fno-sanitize-recover=undefined
 TEST_LDFLAGS := -fsanitize=address,undefined
 

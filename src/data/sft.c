@@ -181,8 +181,9 @@ ft_status ft_sft_dataset_build(ft_sft_dataset *ds, const ft_records *r, const ft
             double v = val_size * (double)ds->n;
             n_val = (int64_t)v;
             if ((double)n_val < v) n_val++;
-        } else {
-            n_val = (int64_t)val_size;
+        } else { /* a count; one of n or more leaves no training sample (no conversion past int64)
+                  */
+            n_val = val_size >= (double)ds->n ? ds->n : (int64_t)val_size;
         }
     }
     if (n_val >= ds->n) {

@@ -164,9 +164,10 @@ ft_status ft_text_dataset_build(ft_text_dataset *ds, const ft_text_docs *docs, f
                          T);
     }
     ds->tokens = stream; /* rows are the stream's prefix; the tail is ignored */
-    int64_t n_val = val_size <= 0 ? 0
-                    : val_size < 1 ? (int64_t)ceil(val_size * (double)ds->n_rows)
-                                   : (int64_t)val_size;
+    int64_t n_val = val_size <= 0                    ? 0
+                    : val_size < 1                   ? (int64_t)ceil(val_size * (double)ds->n_rows)
+                    : val_size >= (double)ds->n_rows ? ds->n_rows /* no conversion past int64 */
+                                                     : (int64_t)val_size;
     if (n_val >= ds->n_rows) {
         int64_t rows = ds->n_rows;
         ft_text_dataset_free(ds);

@@ -298,7 +298,7 @@ static ft_status key_datasets(const ctx_t *x, const char *key, const yaml_node_t
             const char *ks = scalar(k);
             char sub[96];
             snprintf(sub, sizeof sub, "%s[%d].%s", key, i, ks ? ks : "?");
-            ft_status st;
+            ft_status st = FT_OK; /* skip_invalid parsed into its own field sets none */
             if (ks && !strcmp(ks, "path")) st = get_str(x, sub, v, &d->path);
             else if (ks && !strcmp(ks, "type")) st = get_str(x, sub, v, &d->type);
             else if (ks && !strcmp(ks, "field")) st = get_str(x, sub, v, &d->field);

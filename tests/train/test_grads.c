@@ -938,12 +938,15 @@ static void test_lora_save(ft_model *m) {
     ft_train_model *tm2;
     o.seed = 7;
     ft_train_model_init(&tm2, m, &o);
-    size_t np;
-    int same = memcmp(ft_train_params(tm2, &np), ft_train_params(tm, &np), np * 4) == 0;
+    size_t
+        np; /* set by the calls before its use as memcmp's size (argument order is unspecified) */
+    const float *p1 = ft_train_params(tm, &np), *p2 = ft_train_params(tm2, &np);
+    int same = memcmp(p2, p1, np * 4) == 0;
     ft_train_model_free(tm2);
     o.seed = 8;
     ft_train_model_init(&tm2, m, &o);
-    int diff = memcmp(ft_train_params(tm2, &np), ft_train_params(tm, &np), np * 4) != 0;
+    p2 = ft_train_params(tm2, &np);
+    int diff = memcmp(p2, p1, np * 4) != 0;
     ft_train_model_free(tm2);
     CHECK("lora_init_seeded", same && diff, "same seed same A: %d, other seed other A: %d", same,
           diff);

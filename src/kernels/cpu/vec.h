@@ -366,7 +366,7 @@ static inline void ft_swiglu_grad_bf16_span(uint16_t *dgb, uint16_t *dub, const 
 #endif
 #pragma omp simd
     for (size_t j = i; j < n; j++) {
-        float dg, du;
+        float dg = 0.0f, du = 0.0f; /* always written; GCC's simd pass cannot tell */
         ft_swiglu_grad1(&dg, &du, t ? dout[j] + t[j] : dout[j], g[j], u[j]);
         dgb[j] = ft_bf16_round(dg);
         dub[j] = ft_bf16_round(du);
