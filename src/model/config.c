@@ -16,6 +16,7 @@
 #include "ftune/model.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -59,6 +60,14 @@ static const char *type_name(const cJSON *v) {
 static const cJSON *item(const cJSON *obj, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     return (v && !cJSON_IsNull(v)) ? v : NULL;
+}
+
+/* A key `obj` holds twice (cJSON reads the first value, Python's json and so HF the last). */
+static const char *dup_key(const cJSON *obj) {
+    for (const cJSON *a = obj->child; a; a = a->next)
+        for (const cJSON *b = a->next; b; b = b->next)
+            if (a->string && b->string && !strcmp(a->string, b->string)) return a->string;
+    return NULL;
 }
 
 /* Integer >= min. Absent: *out = def, or an error when required. `where` prefixes the key name. */
@@ -172,6 +181,8 @@ static ft_status parse_rope(const ctx *c, ft_config *cfg) {
                          (int)strlen(where) - 1, where, type_name(rs));
     const cJSON *t = item(rs, "rope_type");
     const char *tkey = "rope_type";
+    const char *dup = dup_key(rs);
+    if (dup) return ft_errorf(FT_ERR_FORMAT, "%s: key '%s%s' appears twice", c->path, where, dup);
     if (!t) {
         t = item(rs, "type");
         tkey = "type";
@@ -198,11 +209,13 @@ static ft_status parse_rope(const ctx *c, ft_config *cfg) {
     if ((st = get_num(c, rs, where, "high_freq_factor", 1, 0, &hi)) != FT_OK) return st;
     if ((st = get_int(c, rs, where, "original_max_position_embeddings", 1, 0, 1, &omp)) != FT_OK)
         return st;
-    if (!(f > 0) || !(lo > 0) || !(hi > lo))
+    /* checked as the floats they are stored in: 1e-50 becomes 0, 1e39 inf, 1 + 1e-8 equals 1 */
+    if (!((float)f >= FLT_MIN && f <= FLT_MAX) || !((float)lo >= FLT_MIN) ||
+        !(hi <= FLT_MAX && (float)hi > (float)lo))
         return ft_errorf(
             FT_ERR_FORMAT,
-            "%s: key '%s': llama3 needs factor > 0 and 0 < low_freq_factor < high_freq_factor",
-            c->path, where);
+            "%s: key '%.*s': llama3 needs factor > 0 and 0 < low_freq_factor < high_freq_factor",
+            c->path, (int)strlen(where) - 1, where);
     cfg->rope_type = FT_ROPE_LLAMA3;
     cfg->rope_factor = (float)f;
     cfg->rope_low_freq_factor = (float)lo;
@@ -242,6 +255,8 @@ static ft_status parse_root(ft_config *cfg, const ctx *c) {
     const cJSON *root = c->root;
     ft_status st;
     if (!cJSON_IsObject(root)) return ft_errorf(FT_ERR_FORMAT, "%s: not a JSON object", c->path);
+    const char *dup = dup_key(root);
+    if (dup) return ft_errorf(FT_ERR_FORMAT, "%s: key '%s' appears twice", c->path, dup);
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
     if (!mt)
         return ft_errorf(FT_ERR_NOT_FOUND, "%s: required key 'model_type' is missing", c->path);
@@ -306,12 +321,17 @@ static ft_status parse_root(ft_config *cfg, const ctx *c) {
     double eps, theta;
     if ((st = get_num(c, root, "", "rms_norm_eps", 0, 1e-6, &eps)) != FT_OK) return st;
     if ((st = get_num(c, root, "", "rope_theta", 0, 10000.0, &theta)) != FT_OK) return st;
-    if (!(eps > 0)) return ft_errorf(FT_ERR_FORMAT, "%s: key 'rms_norm_eps' must be > 0", c->path);
+    if (!(eps >= FLT_MIN && eps <= FLT_MAX)) /* > 0 as the float it is stored in */
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: key 'rms_norm_eps' = %g must be > 0 and within float range", c->path,
+                         eps);
     cfg->rms_eps = (float)eps;
     cfg->rope_theta = (float)theta;
     if ((st = parse_rope(c, cfg)) != FT_OK) return st;
-    if (!(cfg->rope_theta > 0))
-        return ft_errorf(FT_ERR_FORMAT, "%s: key 'rope_theta' must be > 0", c->path);
+    /* a normal float: >= FLT_MIN keeps 1 / theta^(2i/D) finite, <= FLT_MAX keeps theta finite */
+    if (!(cfg->rope_theta >= FLT_MIN) || isinf(cfg->rope_theta))
+        return ft_errorf(FT_ERR_FORMAT, "%s: key 'rope_theta' must be > 0 and within float range",
+                         c->path);
 
     if ((st = get_bool(c, "tie_word_embeddings", 0, &cfg->tie_embeddings)) != FT_OK) return st;
     int attn_bias = 0;

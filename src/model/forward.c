@@ -16,6 +16,7 @@
 
 #include <omp.h>
 #include <string.h>
+#include <unistd.h>
 
 ft_status ft_kv_cache_init(ft_kv_cache *cache, const ft_config *c, int max_seq) {
     memset(cache, 0, sizeof *cache);
@@ -26,6 +27,17 @@ ft_status ft_kv_cache_init(ft_kv_cache *cache, const ft_config *c, int max_seq) 
     cache->kv_dim = c->n_kv_heads * c->head_dim;
     size_t kv = (size_t)c->n_layers * (size_t)max_seq * (size_t)cache->kv_dim;
     size_t ch = (size_t)cache->chunk, qd = (size_t)c->n_heads * (size_t)c->head_dim;
+    /* ft_calloc zeroes every page: refuse a cache larger than the machine's memory up front rather
+     * than being stopped by the OOM killer (chat sizes it by max_position_embeddings) */
+    double need = 8.0 * (double)kv + 4.0 * (double)omp_get_max_threads() * max_seq;
+    double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (ram > 0 && need > ram) {
+        memset(cache, 0, sizeof *cache);
+        return ft_errorf(FT_ERR_NOMEM,
+                         "kv cache: %d positions need %.1f GiB, more than this machine's %.1f "
+                         "GiB (chat sizes it by max_position_embeddings or sliding_window)",
+                         max_seq, need / (1 << 30), ram / (1 << 30));
+    }
     cache->k = ft_calloc(kv, sizeof(float));
     cache->v = ft_calloc(kv, sizeof(float));
     cache->x = ft_calloc(ch * (size_t)c->dim, sizeof(float));

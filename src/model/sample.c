@@ -83,6 +83,9 @@ int ft_sampler_next(ft_sampler *s, const float *logits) {
     double mx = -INFINITY;
     for (int i = 0; i < V; i++)
         if (logits[i] / s->p.temperature > mx) mx = logits[i] / s->p.temperature;
+    /* logits / T overflowed float (T below ~1e-37): inf - inf would make every probability NaN;
+     * the T -> 0 limit is the argmax */
+    if (!isfinite(mx)) return argmax(logits, V);
     double sum = 0;
     for (int i = 0; i < V; i++) {
         double e = exp((double)(logits[i] / s->p.temperature) - mx);

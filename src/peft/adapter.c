@@ -179,10 +179,12 @@ ft_status ft_adapter_load(ft_adapter *a, const char *dir, const ft_model *m) {
     if (st) return st;
     st = parse_config(a, path, text);
     free(text);
-    if (st) return st;
     ft_st_set set = {0};
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-    if ((st = ft_st_open(&set, path))) return st;
+    if (st || (st = ft_st_open(&set, path))) {
+        ft_adapter_free(a); /* parse_config may have read trainable_token_indices */
+        return st;
+    }
     a->pairs = calloc((size_t)7 * (size_t)m->cfg.n_layers + 1, sizeof *a->pairs);
     int used = 0;
     if (!a->pairs) {

@@ -111,6 +111,22 @@ def main(out):
     case(out, "config_missing_key", good, cfg=c)
     case(out, "config_wrong_type", good, cfg=dict(CFG, hidden_size="16"))
     case(out, "config_shape_disagrees", good, cfg=dict(CFG, intermediate_size=32))
+    # values within double range but not float's, where they are stored: 1e-50 becomes 0, 1e39 inf,
+    # 1e-44 a denormal whose inverse frequencies overflow, 1 + 1e-8 equals 1 (a zero span)
+    case(out, "config_eps_underflow", good, cfg=dict(CFG, rms_norm_eps=1e-50))
+    case(out, "config_eps_overflow", good, cfg=dict(CFG, rms_norm_eps=1e39))
+    case(out, "config_theta_denormal", good, cfg=dict(CFG, rope_theta=1e-44))
+    case(out, "config_theta_overflow", good, cfg=dict(CFG, rope_theta=1e39))
+    case(out, "config_llama3_span", good, cfg=dict(CFG, rope_scaling={
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 1.00000001,
+        "original_max_position_embeddings": 8192}))
+    # a key twice: cJSON would read the first value, Python's json (so HF) the last
+    case(out, "config_duplicate_key", good,
+         cfg_text=json.dumps(CFG)[:-1] + ', "rope_theta": 10000.0, "rope_theta": 0.5}')
+    # a LoRA adapter whose config fails after trainable_token_indices was read (it leaked)
+    os.makedirs(os.path.join(out, "adapter_bad_tokens"), exist_ok=True)
+    with open(os.path.join(out, "adapter_bad_tokens", "adapter_config.json"), "w") as f:
+        json.dump({"peft_type": "LORA", "r": 8, "lora_alpha": 16, "trainable_token_indices": [1, "x"]}, f)
     # sharded: the index names the wrong shard for one tensor
     names = sorted(SHAPES)
     h1, n1 = entries({k: SHAPES[k] for k in names[:5]})

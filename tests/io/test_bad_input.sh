@@ -59,6 +59,19 @@ expect_fail config_rope_yarn "$B/config_rope_yarn/$CFG" "'yarn' is not supported
 expect_fail config_rope_dynamic "$B/config_rope_dynamic/$CFG" "'dynamic' is not supported" -- "$FTUNE" inspect "$B/config_rope_dynamic"
 expect_fail config_missing_key "$B/config_missing_key/$CFG" "'vocab_size' is missing" -- "$FTUNE" inspect "$B/config_missing_key"
 expect_fail config_wrong_type "$B/config_wrong_type/$CFG" "'hidden_size' must be an integer" -- "$FTUNE" inspect "$B/config_wrong_type"
+expect_fail config_eps_underflow "$B/config_eps_underflow/$CFG" "'rms_norm_eps' = 1e-50 must be > 0 and within float range" -- "$FTUNE" inspect "$B/config_eps_underflow"
+expect_fail config_eps_overflow "$B/config_eps_overflow/$CFG" "'rms_norm_eps' = 1e+39 must be > 0" -- "$FTUNE" inspect "$B/config_eps_overflow"
+expect_fail config_theta_denormal "$B/config_theta_denormal/$CFG" "'rope_theta' must be > 0 and within float range" -- "$FTUNE" inspect "$B/config_theta_denormal"
+expect_fail config_theta_overflow "$B/config_theta_overflow/$CFG" "'rope_theta' must be > 0 and within float range" -- "$FTUNE" inspect "$B/config_theta_overflow"
+expect_fail config_llama3_span "$B/config_llama3_span/$CFG" "key 'rope_scaling': llama3 needs" -- "$FTUNE" inspect "$B/config_llama3_span"
+expect_fail config_duplicate_key "$B/config_duplicate_key/$CFG" "'rope_theta' appears twice" -- "$FTUNE" inspect "$B/config_duplicate_key"
+expect_fail adapter_config_leak "$B/adapter_bad_tokens/adapter_config.json" "'trainable_token_indices'" -- "$FTUNE" generate --model "$B/ok" --adapter "$B/adapter_bad_tokens" --prompt-ids 1 --max-new-tokens 2
+# chat sizes its KV cache by the context: 2^31 - 1 positions are refused before any allocation
+# (the sanitizer build aborted on the request; the optimized one zeroed pages until out of memory)
+mkdir -p "$B/kv_huge" && ln -sf "$FT_ROOT/models/stories15M/model.safetensors" "$FT_ROOT/models/stories15M/tokenizer.json" "$B/kv_huge/" &&
+    "$PY" -c 'import json, sys; c = json.load(open(sys.argv[1])); c["max_position_embeddings"] = 2**31 - 1; json.dump(c, open(sys.argv[2], "w"))' \
+        "$FT_ROOT/models/stories15M/config.json" "$B/kv_huge/config.json"
+expect_fail kv_cache_past_memory "kv cache: 2147483647 positions" "more than this machine's" -- "$FTUNE" generate --model "$B/kv_huge" --chat --chat-template chatml --prompt hi --max-new-tokens 2
 expect_fail sharded_wrong_shard "$B/sharded_wrong_shard/model.safetensors.index.json" "'model.embed_tokens.weight'" -- "$FTUNE" inspect "$B/sharded_wrong_shard"
 expect_fail no_weights "$B/no_weights" "no model.safetensors" -- "$FTUNE" inspect "$B/no_weights"
 expect_fail no_such_dir "$B/nope/$CFG" "cannot open" -- "$FTUNE" inspect "$B/nope"

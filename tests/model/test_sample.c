@@ -65,6 +65,15 @@ int main(void) {
         freq_check("top-k 2", lg, V, t, w);
     }
     {
+        /* a temperature so small that logits / T overflow float (inf - inf gave NaN
+         * probabilities and the last id): the T -> 0 limit, the argmax */
+        double w[5] = {1, 0, 0, 0, 0};
+        ft_sample_params t = {1e-40f, 0, 1.0f, 10};
+        freq_check("temperature 1e-40 is greedy", lg, V, t, w);
+        t.top_k = 2;
+        freq_check("temperature 1e-40 with top-k 2 is greedy", lg, V, t, w);
+    }
+    {
         /* ties at the k-th place are all kept, as HF's TopKLogitsWarper does (it removes only
          * scores strictly below the k-th): probabilities .4 .2 .2 .2 0 with top-k 2 keep 4 */
         const float tl[5] = {(float)log(0.4), (float)log(0.2), (float)log(0.2), (float)log(0.2),
