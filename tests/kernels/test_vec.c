@@ -45,6 +45,15 @@ int main(void) {
     }
     CHECK("ft_exp_simd within 2 ulp of expf on (-87.3, 88)", worst_ulp <= 2, "%ld ulp at x = %.9g",
           worst_ulp, worst_x);
+    /* a NaN passes the clamps: it must come out NaN (a diverged loss is caught by that), and
+     * without undefined behaviour on the way (the exponent bits were a shift of a negative int) */
+    volatile float qnan = NAN;
+    CHECK("ft_exp_simd(NaN) is NaN", isnan(ft_exp_simd(qnan)), "got %g", ft_exp_simd(qnan));
+#if defined(__AVX512F__)
+    float e16[16];
+    _mm512_storeu_ps(e16, ft_exp16(_mm512_set1_ps(qnan)));
+    CHECK("ft_exp16(NaN) is NaN", isnan(e16[0]) && isnan(e16[15]), "got %g", e16[0]);
+#endif
 
 #if defined(__AVX512F__)
     int diff = 0;

@@ -84,8 +84,11 @@ static inline void ft_dotw_rows(double *ss, const float *y, const float *w, cons
 static inline float ft_exp_simd(float x) {
     x = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
     /* n = rint(x log2 e) by the 1.5 * 2^23 trick (|x log2 e| < 2^22 here): floorf would not
-     * vectorize without -fno-trapping-math */
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+     * vectorize without -fno-trapping-math. The shifted sum's low mantissa bits hold n, so 2^n's
+     * exponent bits come from its bits in unsigned arithmetic: no float-to-int conversion, which
+     * a NaN x (it passes the clamps) made undefined; NaN then stays NaN through p. */
+    const float big = x * 1.44269504088896341f + 12582912.0f;
+    float n = big - 12582912.0f;
     float r = fmaf(n, 2.12194440e-4f, fmaf(n, -0.693359375f, x));
     float p = 1.9875691500e-4f;
     p = fmaf(p, r, 1.3981999507e-3f);
@@ -94,7 +97,9 @@ static inline float ft_exp_simd(float x) {
     p = fmaf(p, r, 1.6666665459e-1f);
     p = fmaf(p, r, 5.0000001201e-1f);
     p = fmaf(p * r, r, r) + 1.0f;
-    int32_t e = ((int32_t)n + 127) << 23;
+    uint32_t e;
+    memcpy(&e, &big, 4);
+    e = (e - 0x4b400000u + 127u) << 23; /* bits(1.5 * 2^23 + n) = 0x4b400000 + n */
     float scale;
     memcpy(&scale, &e, 4);
     return p * scale;
@@ -108,7 +113,9 @@ static inline float ft_exp_simd(float x) {
  * the scalar form would go through memory */
 static inline __m512 ft_exp16(__m512 x) {
 #define FT_E16(c) _mm512_set1_ps(c)
-    x = _mm512_min_ps(_mm512_max_ps(x, FT_E16(-87.3f)), FT_E16(88.0f));
+    /* the clamps with x second: VMAXPS / VMINPS return their second operand when either is NaN,
+     * so a NaN passes as in ft_exp_simd (and stays NaN) instead of becoming e^-87.3 */
+    x = _mm512_min_ps(FT_E16(88.0f), _mm512_max_ps(FT_E16(-87.3f), x));
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, FT_E16(1.44269504088896341f)),
                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 r =
