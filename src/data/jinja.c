@@ -40,7 +40,24 @@
 #define MAX_SRC (1 << 20)    /* template bytes */
 #define MAX_MEM (128u << 20) /* arena bytes per render */
 #define MAX_STEPS 5000000    /* evaluation steps per render */
-#define MAX_DEPTH 200        /* expression / statement / macro nesting */
+#define MAX_DEPTH 200        /* parser recursion, expression height, macro calls, values */
+#define MAX_NEST (3 * MAX_DEPTH) /* eval and exec calls nested while rendering */
+
+/* The parser and the evaluator recurse over untrusted input, so every recursion is bounded for
+ * an 8 MiB main-thread stack, whatever the template (up to MAX_SRC):
+ * - MAX_DEPTH bounds the parser's recursion (expr, not, unary -/+ and statements: J.depth), the
+ *   height of each expression's tree (child(): a chain the parser builds with a loop, a.b.c,
+ *   x|f|g, 1+1+1, is as high as it is long, and eval recurses down it), nested macro calls, and
+ *   the depth of values compared or converted (eq, to_json, from_json).
+ * - MAX_NEST bounds eval and exec nested together while rendering (enter()). Statements nest 2
+ *   exec frames a level and an expression 1 eval frame a level of its height, within 3 *
+ *   MAX_DEPTH; only macro calls, each adding its body's nesting to its caller's, go further. A
+ *   level is one eval or exec frame plus at most one helper frame (eval_args, call_macro,
+ *   filter): eval's is the largest, 1 KB in the optimized build and 4.4 KB in the sanitizer build
+ *   (gcc 12), whose frames hold redzones. The worst cases of tests/data/test_jinja.c reach
+ *   MAX_NEST within a 1 MiB stack optimized and a 3 MiB stack sanitized.
+ * An elif chain is walked, not recursed into; the AST lives in an arena, freed without recursion.
+ */
 
 /* ---------------------------------------------------------------- arena, errors ---- */
 
@@ -684,6 +701,7 @@ enum {
 typedef struct node node;
 struct node {
     int k, line, flag;
+    int h;              /* an expression's height: 1 for a leaf, 1 + its highest child's */
     const char *s, *s2; /* name, operator, second loop variable */
     size_t n;           /* text length */
     val lit;
@@ -755,7 +773,7 @@ static void expect_k(P *p, int k, const char *what) {
 static node *mk(P *p, int k, int line) {
     node *n = alloc(p->j, sizeof *n);
     memset(n, 0, sizeof *n);
-    n->k = k, n->line = line;
+    n->k = k, n->line = line, n->h = 1;
     return n;
 }
 static void add(P *p, node *parent, node *child) {
@@ -764,6 +782,21 @@ static void add(P *p, node *parent, node *child) {
 }
 
 static node *expr(P *p);
+
+/* one more level of the parser's recursion (expr, not, unary -/+); the caller undoes it */
+static void deeper(P *p) {
+    if (++p->j->depth > MAX_DEPTH)
+        fail(p->j, FT_ERR_UNSUPPORTED, peek(p)->line, "expression nested too deeply");
+}
+
+/* `c` as a child of the expression node `m`, returned: m's height grows to c's + 1. Chains the
+ * parser builds with loops (a.b.c, x|f|g, 1+1+1, a and b and c) nest to the left without the
+ * parser recursing, so their height, not deeper(), is what bounds eval's recursion over them */
+static node *child(P *p, node *m, node *c) {
+    if (c->h >= m->h) m->h = c->h + 1;
+    if (m->h > MAX_DEPTH) fail(p->j, FT_ERR_UNSUPPORTED, m->line, "expression nested too deeply");
+    return c;
+}
 
 /* (args) after a callee or a filter name: positional and keyword arguments */
 static void call_args(P *p, node *n) {
@@ -777,11 +810,11 @@ static void call_args(P *p, node *n) {
             n->kn = grow(p->j, n->kn, n->nk, &cap, sizeof *n->kn);
             n->kv = grow(p->j, n->kv, n->nk, &n->kcap, sizeof *n->kv);
             n->kn[n->nk] = t->s;
-            n->kv[n->nk++] = expr(p);
+            n->kv[n->nk++] = child(p, n, expr(p));
         } else {
             if (n->nk)
                 fail(p->j, FT_ERR_FORMAT, t->line, "positional argument after a keyword argument");
-            add(p, n, expr(p));
+            add(p, n, child(p, n, expr(p)));
         }
         if (!is_op(p, ",")) break;
         next(p);
@@ -830,11 +863,11 @@ static node *primary(P *p) {
             n = expr(p);
             if (is_op(p, ",")) { /* tuple */
                 node *l = mk(p, N_LIST, t->line);
-                add(p, l, n);
+                add(p, l, child(p, l, n));
                 while (is_op(p, ",")) {
                     next(p);
                     if (is_op(p, ")")) break;
-                    add(p, l, expr(p));
+                    add(p, l, child(p, l, expr(p)));
                 }
                 n = l;
             }
@@ -844,7 +877,7 @@ static node *primary(P *p) {
         if (!strcmp(t->s, "[")) {
             n = mk(p, N_LIST, t->line);
             while (!is_op(p, "]")) {
-                add(p, n, expr(p));
+                add(p, n, child(p, n, expr(p)));
                 if (!is_op(p, ",")) break;
                 next(p);
             }
@@ -854,9 +887,9 @@ static node *primary(P *p) {
         if (!strcmp(t->s, "{")) {
             n = mk(p, N_DICT, t->line);
             while (!is_op(p, "}")) {
-                add(p, n, expr(p));
+                add(p, n, child(p, n, expr(p)));
                 expect_op(p, ":");
-                add(p, n, expr(p));
+                add(p, n, child(p, n, expr(p)));
                 if (!is_op(p, ",")) break;
                 next(p);
             }
@@ -876,7 +909,7 @@ static node *postfix(P *p) {
         if (is_op(p, ".")) {
             next(p);
             node *m = mk(p, N_ATTR, line);
-            m->a = n;
+            m->a = child(p, m, n);
             tok *t = next(p);
             if (t->k == K_NAME)
                 m->s = t->s;
@@ -904,12 +937,14 @@ static node *postfix(P *p) {
             }
             next(p);
             node *m = mk(p, colons ? N_SLICE : N_INDEX, line);
-            m->a = n, m->b = e[0], m->c = e[1], m->d = e[2];
+            m->a = child(p, m, n), m->b = e[0], m->c = e[1], m->d = e[2];
+            for (int k = 0; k < 3; k++)
+                if (e[k]) child(p, m, e[k]);
             if (!colons && !e[0]) fail(p->j, FT_ERR_FORMAT, line, "empty subscript []");
             n = m;
         } else if (is_op(p, "(")) {
             node *m = mk(p, N_CALL, line);
-            m->a = n;
+            m->a = child(p, m, n);
             call_args(p, m);
             n = m;
         } else {
@@ -926,13 +961,13 @@ static node *filtered(P *p) {
         if (is_op(p, "|")) {
             next(p);
             node *m = mk(p, N_FILTER, line);
-            m->a = n, m->s = expect_name(p);
+            m->a = child(p, m, n), m->s = expect_name(p);
             if (is_op(p, "(")) call_args(p, m);
             n = m;
         } else if (is_name(p, "is")) {
             next(p);
             node *m = mk(p, N_TEST, line);
-            m->a = n;
+            m->a = child(p, m, n);
             if (is_name(p, "not")) next(p), m->flag = 1;
             tok *t = next(p);
             if (t->k == K_NAME)
@@ -949,7 +984,7 @@ static node *filtered(P *p) {
                       strcmp(peek(p)->s, "or") && strcmp(peek(p)->s, "else") &&
                       strcmp(peek(p)->s, "if") && strcmp(peek(p)->s, "in") &&
                       strcmp(peek(p)->s, "is")))
-                add(p, m, postfix(p)); /* `x is divisibleby 3`, `x is sameas none` */
+                add(p, m, child(p, m, postfix(p))); /* `x is divisibleby 3`, `x is sameas none` */
             n = m;
         } else {
             return n;
@@ -961,7 +996,9 @@ static node *unary(P *p) {
     if (is_op(p, "-") || is_op(p, "+")) {
         tok *t = next(p);
         node *n = mk(p, N_NEG, t->line);
-        n->a = unary(p);
+        deeper(p);
+        n->a = child(p, n, unary(p));
+        p->j->depth--;
         n->flag = t->s[0] == '+';
         return n;
     }
@@ -970,7 +1007,7 @@ static node *unary(P *p) {
 
 static node *bin(P *p, int line, const char *op, node *a, node *b) {
     node *n = mk(p, N_BIN, line);
-    n->s = op, n->a = a, n->b = b;
+    n->s = op, n->a = child(p, n, a), n->b = child(p, n, b);
     return n;
 }
 
@@ -1024,7 +1061,7 @@ static node *compare(P *p) {
         node *right = add_(p), *c = bin(p, t->line, op, left, right);
         if (chain) {
             node *a = mk(p, N_AND, t->line);
-            a->a = chain, a->b = c, c = a;
+            a->a = child(p, a, chain), a->b = child(p, a, c), c = a;
         }
         chain = c, left = right;
     }
@@ -1033,7 +1070,9 @@ static node *not_(P *p) {
     if (is_name(p, "not")) {
         int l = next(p)->line;
         node *n = mk(p, N_NOT, l);
-        n->a = not_(p);
+        deeper(p);
+        n->a = child(p, n, not_(p));
+        p->j->depth--;
         return n;
     }
     return compare(p);
@@ -1042,7 +1081,7 @@ static node *and_(P *p) {
     node *n = not_(p);
     while (is_name(p, "and")) {
         node *m = mk(p, N_AND, next(p)->line);
-        m->a = n, m->b = not_(p);
+        m->a = child(p, m, n), m->b = child(p, m, not_(p));
         n = m;
     }
     return n;
@@ -1051,19 +1090,18 @@ static node *or_(P *p) {
     node *n = and_(p);
     while (is_name(p, "or")) {
         node *m = mk(p, N_OR, next(p)->line);
-        m->a = n, m->b = and_(p);
+        m->a = child(p, m, n), m->b = child(p, m, and_(p));
         n = m;
     }
     return n;
 }
 static node *expr(P *p) {
-    if (++p->j->depth > MAX_DEPTH)
-        fail(p->j, FT_ERR_UNSUPPORTED, peek(p)->line, "expression nested too deeply");
+    deeper(p);
     node *n = or_(p);
     if (is_name(p, "if")) { /* a if cond [else b] */
         node *m = mk(p, N_COND, next(p)->line);
-        m->a = n, m->b = or_(p);
-        if (is_name(p, "else")) next(p), m->c = expr(p);
+        m->a = child(p, m, n), m->b = child(p, m, or_(p));
+        if (is_name(p, "else")) next(p), m->c = child(p, m, expr(p));
         n = m;
     }
     p->j->depth--;
@@ -1278,7 +1316,8 @@ typedef struct {
     J *j;
     sbuf *out;
     int64_t now;
-    int brk; /* 1 break, 2 continue pending */
+    int brk;  /* 1 break, 2 continue pending */
+    int nest; /* eval and exec frames on the stack */
 } R;
 
 typedef struct {
@@ -1307,6 +1346,12 @@ static void step(R *r, int line) {
         fail(r->j, FT_ERR_UNSUPPORTED, line, "template takes more than %d steps", MAX_STEPS);
 }
 
+/* one more eval or exec frame (or filter, for map's); the caller undoes it with r->nest-- */
+static void enter(R *r, int line) {
+    if (++r->nest > MAX_NEST)
+        fail(r->j, FT_ERR_UNSUPPORTED, line, "rendering nests deeper than %d levels", MAX_NEST);
+}
+
 /* UTF-8 code point count and byte offset of code point `cp` */
 static int64_t u8len(val s) {
     int64_t n = 0;
@@ -1321,7 +1366,9 @@ static int64_t u8off(val s, int64_t cp) {
     return s.i;
 }
 
-static int eq(val a, val b) {
+/* a == b, for the expression at `line`; `depth` is how deep in a and b this compares */
+static int eq(J *j, val a, val b, int line, int depth) {
+    if (depth > MAX_DEPTH) fail(j, FT_ERR_UNSUPPORTED, line, "values nested too deeply to compare");
     if ((a.t == T_INT || a.t == T_FLOAT) && (b.t == T_INT || b.t == T_FLOAT))
         return (a.t == T_INT ? (double)a.i : a.f) == (b.t == T_INT ? (double)b.i : b.f);
     if (a.t != b.t) return 0;
@@ -1334,7 +1381,7 @@ static int eq(val a, val b) {
         list *x = a.p, *y = b.p;
         if (x->n != y->n) return 0;
         for (int i = 0; i < x->n; i++)
-            if (!eq(x->it[i], y->it[i])) return 0;
+            if (!eq(j, x->it[i], y->it[i], line, depth + 1)) return 0;
         return 1;
     }
     case T_DICT: {
@@ -1342,7 +1389,7 @@ static int eq(val a, val b) {
         if (x->n != y->n) return 0;
         for (int i = 0; i < x->n; i++) {
             val *w = d_find(b, x->k[i]);
-            if (!w || !eq(x->v[i], *w)) return 0;
+            if (!w || !eq(j, x->v[i], *w, line, depth + 1)) return 0;
         }
         return 1;
     }
@@ -1369,7 +1416,7 @@ static int contains(R *r, val hay, val x, int line) {
     if (hay.t == T_LIST) {
         list *l = hay.p;
         for (int i = 0; i < l->n; i++)
-            if (eq(l->it[i], x)) return 1;
+            if (eq(r->j, l->it[i], x, line, 0)) return 1;
         return 0;
     }
     if (hay.t == T_DICT) return x.t == T_STR && d_find(hay, x.s) != NULL;
@@ -1386,8 +1433,8 @@ static double num(R *r, val v, const char *op, int line) {
 
 static val binop(R *r, const char *op, val a, val b, int line) {
     J *j = r->j;
-    if (!strcmp(op, "==")) return v_bool(eq(a, b));
-    if (!strcmp(op, "!=")) return v_bool(!eq(a, b));
+    if (!strcmp(op, "==")) return v_bool(eq(j, a, b, line, 0));
+    if (!strcmp(op, "!=")) return v_bool(!eq(j, a, b, line, 0));
     if (!strcmp(op, "in")) return v_bool(contains(r, b, a, line));
     if (!strcmp(op, "not in")) return v_bool(!contains(r, b, a, line));
     if (!strcmp(op, "~")) {
@@ -1930,11 +1977,13 @@ static val filter(R *r, val v, const char *f, args *a, int line) {
             for (int i = 0; i < l->n; i++) {
                 if (at.t != T_UNDEF)
                     l_push(j, o, subscript(r, l->it[i], at, line));
-                else if (a->n >= 1)
+                else if (a->n >= 1) { /* map('map', 'map', ...) recurses into nested lists */
+                    enter(r, line);
                     l_push(j, o,
                            filter(r, l->it[i], key_of(r, a->v[0], line),
                                   &(args){a->v + 1, a->n - 1, NULL, NULL, 0}, line));
-                else
+                    r->nest--;
+                } else
                     fail(j, FT_ERR_FORMAT, line, "map needs a filter name or attribute=");
             }
             return o;
@@ -1971,8 +2020,8 @@ static int test(R *r, val v, const char *t, args *a, int line) {
              t);
     val x = a->v[0];
     if (!strcmp(t, "eq") || !strcmp(t, "equalto") || !strcmp(t, "==") || !strcmp(t, "sameas"))
-        return eq(v, x);
-    if (!strcmp(t, "ne") || !strcmp(t, "!=")) return !eq(v, x);
+        return eq(r->j, v, x, line, 0);
+    if (!strcmp(t, "ne") || !strcmp(t, "!=")) return !eq(r->j, v, x, line, 0);
     if (!strcmp(t, "in")) return contains(r, x, v, line);
     if (!strcmp(t, "lt") || !strcmp(t, "<")) return truthy(binop(r, "<", v, x, line));
     if (!strcmp(t, "gt") || !strcmp(t, ">")) return truthy(binop(r, ">", v, x, line));
@@ -1983,7 +2032,7 @@ static int test(R *r, val v, const char *t, args *a, int line) {
     fail(r->j, FT_ERR_UNSUPPORTED, line, "test '%s' is not supported", t);
 }
 
-static val eval(R *r, env *e, node *n) {
+static val eval_node(R *r, env *e, node *n) {
     J *j = r->j;
     step(r, n->line);
     switch (n->k) {
@@ -2047,6 +2096,14 @@ static val eval(R *r, env *e, node *n) {
     }
     default: fail(j, FT_ERR_FORMAT, n->line, "statement used as an expression");
     }
+}
+
+/* the value of expression `n` in `e`; its recursion is counted by enter() */
+static val eval(R *r, env *e, node *n) {
+    enter(r, n->line);
+    val v = eval_node(r, e, n);
+    r->nest--;
+    return v;
 }
 
 /* the loop variable(s) of `n` in scope `s`: x, or the pair x unpacked into two names */
@@ -2113,7 +2170,7 @@ static void exec_for(R *r, env *e, node *n) {
     if (!l->n && n->c) exec(r, e, n->c);
 }
 
-static void exec(R *r, env *e, node *n) {
+static void exec_node(R *r, env *e, node *n) {
     J *j = r->j;
     step(r, n->line);
     switch (n->k) {
@@ -2123,11 +2180,17 @@ static void exec(R *r, env *e, node *n) {
         return;
     case N_TEXT: sb_add(j, r->out, n->s, n->n); return;
     case N_OUT: to_text(j, r->out, eval(r, e, n->a)); return;
-    case N_IF:
-        if (truthy(eval(r, e, n->a)))
-            exec(r, e, n->b);
-        else if (n->c)
-            exec(r, e, n->c);
+    case N_IF: /* an elif is an N_IF in ->c: the chain is walked, not recursed into */
+        while (!truthy(eval(r, e, n->a))) {
+            n = n->c;
+            if (!n) return;
+            if (n->k != N_IF) {
+                exec(r, e, n);
+                return;
+            }
+            step(r, n->line);
+        }
+        exec(r, e, n->b);
         return;
     case N_FOR: exec_for(r, e, n); return;
     case N_BREAK:
@@ -2162,6 +2225,13 @@ static void exec(R *r, env *e, node *n) {
     }
     default: to_text(j, r->out, eval(r, e, n));
     }
+}
+
+/* render statement `n` in `e` into r->out; its recursion is counted by enter() */
+static void exec(R *r, env *e, node *n) {
+    enter(r, n->line);
+    exec_node(r, e, n);
+    r->nest--;
 }
 
 ft_status ft_jinja_render(const ft_jinja *t, const cJSON *ctx, int64_t now, char **out,

@@ -47,6 +47,18 @@ static void expect_err(const char *name, const char *src, const char *want) {
     free(out);
 }
 
+/* `head`, then `mid` n times, then `tail`: a malloc'd template */
+static char *repeat(const char *head, const char *mid, int n, const char *tail) {
+    size_t h = strlen(head), m = strlen(mid), t = strlen(tail);
+    char *s = malloc(h + m * (size_t)n + t + 1);
+    if (!s) abort();
+    memcpy(s, head, h);
+    for (int i = 0; i < n; i++)
+        memcpy(s + h + m * (size_t)i, mid, m);
+    memcpy(s + h + m * (size_t)n, tail, t + 1);
+    return s;
+}
+
 static int run_cases(const char *in, const char *outp) {
     char *buf = NULL;
     size_t len = 0;
@@ -181,6 +193,54 @@ int main(int argc, char **argv) {
                "more than");
     expect_err("jinja_err_huge_string", "{{ 'abcdefgh' * 1000000000 }}",
                "string repetition too large");
+    /* chains the parser builds with loops (left-nested: eval recursed over them) or with
+     * uncounted recursion (not, unary minus): each overflowed the stack before, at ~40 KB */
+    static const struct {
+        const char *name, *head, *mid, *tail;
+        int n;
+    } chains[] = {
+        {"jinja_err_attribute_chain", "\n{{ x", ".a", " }}", 20000},
+        {"jinja_err_not_chain", "\n{{ ", "not ", "1 }}", 5000},
+        {"jinja_err_unary_minus_chain", "\n{{ ", "- ", "1 }}", 5000},
+        {"jinja_err_plus_chain", "\n{{ 1", "+1", " }}", 5000},
+        {"jinja_err_filter_chain", "\n{{ x", "|trim", " }}", 5000},
+    };
+    for (size_t i = 0; i < sizeof chains / sizeof chains[0]; i++) {
+        char *src = repeat(chains[i].head, chains[i].mid, chains[i].n, chains[i].tail);
+        expect_err(chains[i].name, src, "template line 2: expression nested too deeply");
+        free(src);
+    }
+    char *src = repeat("{{ 0", "+1", 199, " }}"); /* the tree's height is 200: the limit */
+    expect_out("jinja_deep_chain_allowed", src, NULL, "199");
+    free(src);
+    /* an elif chain is walked, not recursed into (it overflowed the sanitizer build's stack) */
+    src = repeat("{% if 0 %}", "{% elif 0 %}", 20000, "{% else %}E{% endif %}");
+    expect_out("jinja_long_elif_chain", src, NULL, "E");
+    free(src);
+    /* a macro calling itself multiplies its body's nesting: 100 calls deep render, 190 calls
+     * each 190 filters high stop with an error (they overflowed the stack before) */
+    char *want = repeat("", ".", 100, "");
+    expect_out("jinja_recursive_macro_allowed",
+               "{% macro m(n) %}{% if n > 0 %}.{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(100) }}",
+               NULL, want);
+    free(want);
+    src = repeat("{% macro m(n) %}{% if n > 0 %}{{ m(n - 1)", "|trim", 190,
+                 " }}{% endif %}{% endmacro %}{{ m(190) }}");
+    expect_err("jinja_err_recursive_macro_nesting", src,
+               "template line 1: rendering nests deeper than 600 levels");
+    free(src);
+    /* values nested by a loop: compared, and mapped by map('map', 'map', ...) */
+#define NEST_40000                                                                                 \
+    "{% set ns = namespace(x=[]) %}{% for i in range(40000) %}{% set ns.x = [ns.x] %}"             \
+    "{% endfor %}\n"
+    expect_err("jinja_err_compare_deep_values", NEST_40000 "{{ ns.x == ns.x }}",
+               "template line 2: values nested too deeply to compare");
+    src = repeat(NEST_40000 "{{ [ns.x] | map(", "'map', ", 5000, "'length') }}");
+    expect_err("jinja_err_map_deep_values", src,
+               "template line 2: rendering nests deeper than 600 levels");
+    free(src);
+#undef NEST_40000
+
     ft_jinja *t = NULL;
     st = ft_jinja_parse("a\0b", 3, &t);
     CHECK("jinja_err_nul_byte", st && !t && strstr(ft_error_message(), "NUL byte"),
