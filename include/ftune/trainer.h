@@ -111,7 +111,7 @@ int64_t ft_train_config_steps(double v, int64_t total);
 typedef struct {
     int64_t step;          /* optimizer steps done */
     int64_t epoch;         /* epoch of the next micro-batch */
-    int64_t row;           /* index into that epoch's order of the next micro-batch's first row */
+    int64_t row;           /* rows consumed: step * micro_batch_size * grad. accum. steps */
     uint64_t data_rng;     /* shuffle RNG state */
     uint64_t model_rng;    /* ft_train_rng_state (LoRA dropout) */
     double loss_sum;       /* running loss since the last log line, kept for identical logs */

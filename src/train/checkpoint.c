@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,64 +194,128 @@ fail:
     return s;
 }
 
-static int json_i64(const cJSON *o, const char *k, int64_t *out) {
+/* The integer at `k`: an integral JSON number in [0, 2^53] (every such double is exact). */
+static ft_status json_count(const char *path, const cJSON *o, const char *k, int64_t *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!cJSON_IsNumber(v)) return -1;
+    if (!v) return ft_errorf(FT_ERR_FORMAT, "%s: missing field '%s'", path, k);
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= 9007199254740992.0) ||
+        v->valuedouble != floor(v->valuedouble)) {
+        char *txt = cJSON_PrintUnformatted(v);
+        ft_status s = ft_errorf(FT_ERR_FORMAT, "%s: field '%s': %s is not an integer in [0, 2^53]",
+                                path, k, txt ? txt : "?");
+        free(txt);
+        return s;
+    }
     *out = (int64_t)v->valuedouble;
-    return 0;
+    return FT_OK;
 }
 
-static int json_u64_str(const cJSON *o, const char *k, uint64_t *out) {
+/* The string at `k` (its value in *out), or an error naming the key. */
+static ft_status json_string(const char *path, const cJSON *o, const char *k, const char **out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!cJSON_IsString(v)) return -1;
+    if (!v) return ft_errorf(FT_ERR_FORMAT, "%s: missing field '%s'", path, k);
+    if (!cJSON_IsString(v))
+        return ft_errorf(FT_ERR_FORMAT, "%s: field '%s': expected a string", path, k);
+    *out = v->valuestring;
+    return FT_OK;
+}
+
+/* A 64-bit RNG state written as a decimal string: digits only, no sign or blank, in range. */
+static ft_status json_u64_str(const char *path, const cJSON *o, const char *k, uint64_t *out) {
+    const char *str;
+    ft_status s = json_string(path, o, k, &str);
+    if (s) return s;
     char *end;
     errno = 0;
-    unsigned long long x = strtoull(v->valuestring, &end, 10);
-    if (*end || errno) return -1;
+    unsigned long long x = strtoull(str, &end, 10);
+    if (str[0] < '0' || str[0] > '9' || *end || errno) {
+        char buf[64];
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: field '%s': '%s' is not a decimal 64-bit unsigned "
+                         "integer",
+                         path, k, ft_printable(buf, sizeof buf, str));
+    }
     *out = x;
-    return 0;
+    return FT_OK;
+}
+
+/* Read and check trainer_state.json at `path`: every number in range and consistent with the
+ * others (the optimizer steps once per step; the running loss counts at most the steps done). */
+static ft_status load_state(const char *path, cJSON *js, ft_train_state *st, int64_t *adam_step,
+                            const ft_run_id *expect) {
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(js, "format");
+    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(js, "version");
+    if (!cJSON_IsObject(js) || !cJSON_IsString(fmt) || strcmp(fmt->valuestring, CKPT_FORMAT) ||
+        !cJSON_IsNumber(ver) || ver->valuedouble != CKPT_VERSION)
+        return ft_errorf(FT_ERR_FORMAT, "%s: not an ftune checkpoint (format/version)", path);
+    ft_status s;
+    const char *ls;
+    if ((s = json_count(path, js, "global_step", &st->step)) ||
+        (s = json_count(path, js, "epoch", &st->epoch)) ||
+        (s = json_count(path, js, "row", &st->row)) ||
+        (s = json_count(path, js, "adam_step", adam_step)) ||
+        (s = json_count(path, js, "loss_count", &st->loss_count)) ||
+        (s = json_u64_str(path, js, "data_rng", &st->data_rng)) ||
+        (s = json_u64_str(path, js, "model_rng", &st->model_rng)) ||
+        (s = json_string(path, js, "loss_sum", &ls)))
+        return s;
+    char *end;
+    st->loss_sum = strtod(ls, &end);
+    if (end == ls || *end || !isfinite(st->loss_sum) || st->loss_sum < 0) {
+        char buf[64];
+        return ft_errorf(FT_ERR_FORMAT, "%s: field 'loss_sum': '%s' is not a finite number >= 0",
+                         path, ft_printable(buf, sizeof buf, ls));
+    }
+    if (*adam_step != st->step)
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: field 'adam_step': %" PRId64 " differs from "
+                         "global_step %" PRId64 " (AdamW steps once per step)",
+                         path, *adam_step, st->step);
+    if (st->loss_count > st->step || (st->loss_count == 0 && st->loss_sum != 0))
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: field 'loss_count': %" PRId64 " does not fit "
+                         "global_step %" PRId64 " and loss_sum %.17g",
+                         path, st->loss_count, st->step, st->loss_sum);
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(js, "run");
+    for (int i = 0; expect && i < expect->n; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(run, expect->key[i]);
+        if (!cJSON_IsString(v) || strcmp(v->valuestring, expect->value[i]))
+            return ft_errorf(FT_ERR_ARG,
+                             "%s: this checkpoint was trained with %s %s, this run has %s: resume "
+                             "with the settings, model and data it was made with, or use another "
+                             "output_dir",
+                             path, expect->key[i],
+                             cJSON_IsString(v) ? v->valuestring : "(not recorded)",
+                             expect->value[i]);
+    }
+    return FT_OK;
+}
+
+/* Whether a stored tensor has the trainable's shape: (rows, cols), or (numel) for a vector. */
+static int same_shape(const ft_st_tensor *x, const ft_trainable *t) {
+    if (t->cols) return x->ndim == 2 && x->shape[0] == t->rows && x->shape[1] == t->cols;
+    return x->ndim == 1 && x->shape[0] == (int64_t)t->numel;
 }
 
 ft_status ft_checkpoint_load(const char *dir, ft_train_state *st, const ft_run_id *expect,
                              const ft_trainable *t, int n_t, float *params, ft_adamw *opt) {
     char path[4096];
     char *text = NULL;
-    snprintf(path, sizeof path, "%s/trainer_state.json", dir);
-    ft_status s = ft_read_file(path, &text, NULL);
+    size_t len = 0;
+    memset(st, 0, sizeof *st);
+    if ((size_t)snprintf(path, sizeof path, "%s/trainer_state.json", dir) >= sizeof path)
+        return ft_errorf(FT_ERR_ARG, "%s: path too long", dir);
+    ft_status s = ft_read_file(path, &text, &len);
     if (s) return s;
-    cJSON *js = cJSON_Parse(text);
+    cJSON *js = cJSON_ParseWithLength(text, len);
     free(text);
     ft_st_set set = {0};
-    memset(st, 0, sizeof *st);
-    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(js, "format");
-    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(js, "version");
     int64_t adam_step = 0;
-    if (!js || !cJSON_IsString(fmt) || strcmp(fmt->valuestring, CKPT_FORMAT) ||
-        !cJSON_IsNumber(ver) || ver->valueint != CKPT_VERSION) {
-        s = ft_errorf(FT_ERR_FORMAT, "%s: not an ftune checkpoint (format/version)", path);
+    if (!js) {
+        s = ft_errorf(FT_ERR_FORMAT, "%s: invalid JSON (truncated or corrupt)", path);
         goto done;
     }
-    const cJSON *ls = cJSON_GetObjectItemCaseSensitive(js, "loss_sum");
-    if (json_i64(js, "global_step", &st->step) || json_i64(js, "epoch", &st->epoch) ||
-        json_i64(js, "row", &st->row) || json_i64(js, "adam_step", &adam_step) ||
-        json_i64(js, "loss_count", &st->loss_count) || json_u64_str(js, "data_rng", &st->data_rng) ||
-        json_u64_str(js, "model_rng", &st->model_rng) || !cJSON_IsString(ls)) {
-        s = ft_errorf(FT_ERR_FORMAT, "%s: missing or malformed field", path);
-        goto done;
-    }
-    const cJSON *run = cJSON_GetObjectItemCaseSensitive(js, "run");
-    for (int i = 0; expect && i < expect->n; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(run, expect->key[i]);
-        if (!cJSON_IsString(v) || strcmp(v->valuestring, expect->value[i])) {
-            s = ft_errorf(FT_ERR_ARG,
-                          "%s: this checkpoint was trained with %s %s, this run has %s: resume "
-                          "with the settings, model and data it was made with, or use another "
-                          "output_dir", path, expect->key[i],
-                          cJSON_IsString(v) ? v->valuestring : "(not recorded)", expect->value[i]);
-            goto done;
-        }
-    }
-    st->loss_sum = strtod(ls->valuestring, NULL);
+    if ((s = load_state(path, js, st, &adam_step, expect))) goto done;
     snprintf(path, sizeof path, "%s/trainable.safetensors", dir);
     if ((s = ft_st_open(&set, path))) goto done;
     if (set.n_tensors != 3 * n_t) {
@@ -259,24 +324,39 @@ ft_status ft_checkpoint_load(const char *dir, ft_train_state *st, const ft_run_i
                       "written for another method or model?", path, set.n_tensors, 3 * n_t);
         goto done;
     }
-    for (int k = 0; k < n_t && !s; k++) {
-        size_t off = (size_t)(t[k].param - params);
-        float *dst[3] = {t[k].param, opt->m + off, opt->v + off};
-        const char *suffix[3] = {"", ".exp_avg", ".exp_avg_sq"};
-        for (int j = 0; j < 3; j++) {
-            char nm[256];
-            snprintf(nm, sizeof nm, "%s%s", t[k].name, suffix[j]);
-            const ft_st_tensor *x = ft_st_find(&set, nm);
-            int64_t numel = 1;
-            for (int d = 0; x && d < x->ndim; d++) numel *= x->shape[d];
-            if (!x || x->dtype != FT_DTYPE_F32 || numel != (int64_t)t[k].numel) {
-                s = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' %s", path, nm,
-                              !x ? "missing" : "has another dtype or shape than this run's");
-                break;
+    /* every tensor is checked before any is copied: a refused checkpoint loads nothing */
+    for (int pass = 0; pass < 2 && !s; pass++)
+        for (int k = 0; k < n_t && !s; k++) {
+            size_t off = (size_t)(t[k].param - params);
+            float *dst[3] = {t[k].param, opt->m + off, opt->v + off};
+            const char *suffix[3] = {"", ".exp_avg", ".exp_avg_sq"};
+            for (int j = 0; j < 3; j++) {
+                char nm[256];
+                snprintf(nm, sizeof nm, "%s%s", t[k].name, suffix[j]);
+                const ft_st_tensor *x = ft_st_find(&set, nm);
+                if (!x || x->dtype != FT_DTYPE_F32 || !same_shape(x, &t[k])) {
+                    s = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' %s", path, nm,
+                                  !x ? "missing" : "has another dtype or shape than this run's");
+                    break;
+                }
+                const float *src = x->data;
+                if (pass == 1) {
+                    memcpy(dst[j], src, t[k].numel * sizeof(float));
+                    continue;
+                }
+                for (size_t i = 0; i < t[k].numel; i++) {
+                    float v;
+                    memcpy(&v, src + i, sizeof v); /* the data need not be 4-byte aligned */
+                    if (!isfinite(v) || (j == 2 && v < 0)) {
+                        s = ft_errorf(FT_ERR_FORMAT, "%s: tensor '%s' element %zu is %g (%s)", path,
+                                      nm, i, (double)v,
+                                      isfinite(v) ? "a second moment must be >= 0" : "not finite");
+                        break;
+                    }
+                }
+                if (s) break;
             }
-            memcpy(dst[j], x->data, t[k].numel * sizeof(float));
         }
-    }
     if (!s) opt->step = adam_step;
 done:
     ft_st_close(&set);

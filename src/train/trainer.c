@@ -382,6 +382,24 @@ static ft_status train_loop(run_t *r) {
                 free(dir);
                 return ft_error_wrap(st, "resume_from_checkpoint");
             }
+            /* what the checkpoint alone cannot check: its position against this run's shape */
+            if (s.row / rows_per_step != s.step || s.row % rows_per_step ||
+                s.epoch != (r->n_train ? s.row / r->n_train : 0))
+                st = ft_errorf(FT_ERR_FORMAT,
+                               "%s/trainer_state.json: row %" PRId64 " and epoch %" PRId64
+                               " do not match global_step %" PRId64 " (%" PRId64
+                               " rows per step, %" PRId64 " train rows)",
+                               dir, s.row, s.epoch, s.step, rows_per_step, r->n_train);
+            else if (s.step > total)
+                st = ft_errorf(FT_ERR_ARG,
+                               "%s: the checkpoint is at step %" PRId64 ", past this run's %" PRId64
+                               " steps: set max_steps (or num_epochs) to at least %" PRId64
+                               " to extend the run",
+                               dir, s.step, total, s.step);
+            if (st) {
+                free(dir);
+                return ft_error_wrap(st, "resume_from_checkpoint");
+            }
             ft_train_set_rng_state(r->tm, s.model_rng);
             fprintf(stderr, "ftune: resumed from %s (step %" PRId64 ")\n", dir, s.step);
             free(dir);

@@ -7,6 +7,9 @@
 #include "../test.h"
 #include "ftune/trainer.h"
 
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,6 +21,21 @@ static int exists(const char *fmt, const char *a) {
     struct stat sb;
     snprintf(p, sizeof p, fmt, root, a);
     return stat(p, &sb) == 0;
+}
+
+/* Rewrite <dir>/trainer_state.json with `key` set to the JSON `value` (NULL: removed). */
+static void set_state_field(const char *dir, const char *key, const char *value) {
+    char p[1200], *text = NULL;
+    snprintf(p, sizeof p, "%s/trainer_state.json", dir);
+    if (ft_read_file(p, &text, NULL)) return;
+    cJSON *js = cJSON_Parse(text);
+    free(text);
+    cJSON_DeleteItemFromObjectCaseSensitive(js, key);
+    if (value) cJSON_AddItemToObject(js, key, cJSON_Parse(value));
+    text = cJSON_Print(js);
+    ft_write_file_atomic(p, text, strlen(text));
+    free(text);
+    cJSON_Delete(js);
 }
 
 int main(void) {
@@ -112,10 +130,103 @@ int main(void) {
     CHECK("load_refuses_other_count", s != FT_OK && strstr(ft_error_message(), "holds 6 tensors"),
           "%s", ft_error_message());
 
+    /* trainer_state.json values out of range or inconsistent: refused naming the file, the key
+     * and the value, nothing loaded (a row of -5 overflowed a buffer, 9e18 hung the epoch shuffle,
+     * 1e300 was an undefined cast, a negative adam_step gave NaN, "abc" became 0) */
+    static const struct {
+        const char *key, *value, *want;
+    } bad[] = {
+        {"row", "-5", "field 'row': -5 is not an integer"},
+        {"row", "9e18", "field 'row': 9e+18 is not an integer"},
+        {"global_step", "1e300", "field 'global_step': 1e+300 is not an integer"},
+        {"global_step", "1.5", "field 'global_step': 1.5 is not an integer"},
+        {"global_step", "\"7\"", "field 'global_step'"},
+        {"adam_step", "-5", "field 'adam_step': -5"},
+        {"adam_step", "6", "field 'adam_step': 6 differs from global_step 7"},
+        {"epoch", "-1", "field 'epoch': -1"},
+        {"loss_count", "-1", "field 'loss_count': -1"},
+        {"loss_count", "8", "field 'loss_count': 8 does not fit global_step 7"},
+        {"loss_sum", "\"abc\"", "field 'loss_sum': 'abc' is not a finite number"},
+        {"loss_sum", "\"inf\"", "field 'loss_sum': 'inf'"},
+        {"loss_sum", "\"-1\"", "field 'loss_sum': '-1'"},
+        {"model_rng", "\"-1\"", "field 'model_rng': '-1' is not a decimal"},
+        {"data_rng", "\" 1\"", "field 'data_rng': ' 1'"},
+        {"data_rng", "\"18446744073709551616\"", "field 'data_rng'"},
+        {"loss_count", NULL, "missing field 'loss_count'"},
+        {"version", "2", "not an ftune checkpoint (format/version)"},
+    };
+    snprintf(t2[1].name, sizeof t2[1].name, "model.norm.weight");
+    char bdir[1024], cmd[2200];
+    snprintf(bdir, sizeof bdir, "%s/bad", root);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ft_checkpoint_save(bdir, &st, &id, t, 2, params, &opt);
+        set_state_field(bdir, bad[i].key, bad[i].value);
+        memset(p2, 0, sizeof p2);
+        o2.step = 0;
+        s = ft_checkpoint_load(bdir, &st2, &id, t2, 2, p2, &o2);
+        char name[64];
+        snprintf(name, sizeof name, "state_refuses_%s_%zu", bad[i].key, i);
+        CHECK(name,
+              s != FT_OK && strstr(ft_error_message(), "bad/trainer_state.json: ") &&
+                  strstr(ft_error_message(), bad[i].want) && p2[1] == 0.0f && o2.step == 0,
+              "%s", ft_error_message());
+    }
+    ft_checkpoint_save(bdir, &st, &id, t, 2, params, &opt);
+    snprintf(cmd, sizeof cmd, "truncate -s 100 '%s/trainer_state.json'", bdir);
+    CHECK("state_truncated_says_invalid_json",
+          !system(cmd) && ft_checkpoint_load(bdir, &st2, &id, t2, 2, p2, &o2) != FT_OK &&
+              strstr(ft_error_message(), "trainer_state.json: invalid JSON"),
+          "%s", ft_error_message());
+
+    /* non-finite values or a negative second moment: refused naming the tensor and element */
+    params[3] = NAN;
+    ft_checkpoint_save(bdir, &st, &id, t, 2, params, &opt);
+    params[3] = 0.1f * 3 - 0.7f;
+    memset(p2, 0, sizeof p2);
+    s = ft_checkpoint_load(bdir, &st2, &id, t2, 2, p2, &o2);
+    CHECK("tensor_refuses_nan",
+          s != FT_OK && strstr(ft_error_message(), "q_proj.lora_A.weight' element 3 is nan") &&
+              p2[1] == 0.0f,
+          "%s", ft_error_message());
+    opt.m[13] = INFINITY;
+    ft_checkpoint_save(bdir, &st, &id, t, 2, params, &opt);
+    opt.m[13] = 1e-3f * 13;
+    s = ft_checkpoint_load(bdir, &st2, &id, t2, 2, p2, &o2);
+    CHECK("tensor_refuses_inf_moment",
+          s != FT_OK && strstr(ft_error_message(), "'model.norm.weight.exp_avg' element 1 is inf"),
+          "%s", ft_error_message());
+    float v13 = opt.v[13];
+    opt.v[13] = -1e-8f;
+    ft_checkpoint_save(bdir, &st, &id, t, 2, params, &opt);
+    opt.v[13] = v13;
+    s = ft_checkpoint_load(bdir, &st2, &id, t2, 2, p2, &o2);
+    CHECK("tensor_refuses_negative_second_moment",
+          s != FT_OK && strstr(ft_error_message(), "'model.norm.weight.exp_avg_sq' element 1") &&
+              strstr(ft_error_message(), ">= 0"),
+          "%s", ft_error_message());
+
+    /* the same element count in another shape: swapped (4, 3) or flattened (12) is refused */
+    ft_checkpoint_save(bdir, &st, &id, t, 2, params, &opt);
+    t2[0].rows = 4;
+    t2[0].cols = 3;
+    s = ft_checkpoint_load(bdir, &st2, &id, t2, 2, p2, &o2);
+    CHECK("tensor_refuses_swapped_shape",
+          s != FT_OK && strstr(ft_error_message(), "lora_A.weight' has another dtype or shape"),
+          "%s", ft_error_message());
+    t2[0].rows = 0;
+    t2[0].cols = 0;
+    s = ft_checkpoint_load(bdir, &st2, &id, t2, 2, p2, &o2);
+    CHECK("tensor_refuses_flattened_shape",
+          s != FT_OK && strstr(ft_error_message(), "lora_A.weight' has another dtype or shape"),
+          "%s", ft_error_message());
+    t2[0].rows = 3;
+    t2[0].cols = 4;
+
     /* latest / prune / clean */
     for (int k = 1; k <= 12; k += 3) { /* 1 4 7 10 */
         snprintf(dir, sizeof dir, "%s/checkpoint-%d", root, k);
         st.step = k;
+        opt.step = k;
         ft_checkpoint_save(dir, &st, &id, t, 2, params, &opt);
     }
     char p[1024];
@@ -144,6 +255,7 @@ int main(void) {
     /* re-saving an existing step replaces it */
     snprintf(dir, sizeof dir, "%s/checkpoint-10", root);
     st.step = 10;
+    opt.step = 10;
     params[0] = 42.0f;
     snprintf(t2[1].name, sizeof t2[1].name, "model.norm.weight");
     s = ft_checkpoint_save(dir, &st, &id, t, 2, params, &opt);

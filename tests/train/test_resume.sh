@@ -130,6 +130,30 @@ if [ $rc -ne 0 ] && grep -q "trained with data [0-9a-f]\{16\} (.*), this run has
 else
     echo "FAIL resume_refuses_other_data: rc $rc: $(tail -1 "$D/d.log")"
 fi
+# a checkpoint past this run's length is refused (it was taken as the result), as is one whose
+# data position does not match its step (a row of -5 overflowed a buffer, 9e18 hung)
+"$FTUNE_REL" train "$D/cfg.yaml" --set output_dir="$D/a" --set resume_from_checkpoint=auto \
+    --set max_steps=5 > "$D/e.log" 2>&1
+rc=$?
+if [ $rc -eq 1 ] && grep -q "checkpoint-9: the checkpoint is at step 9, past this run's 5 steps" "$D/e.log"; then
+    echo "PASS resume_refuses_step_past_max_steps"
+else
+    echo "FAIL resume_refuses_step_past_max_steps: rc $rc: $(tail -1 "$D/e.log")"
+fi
+mkdir -p "$D/e"
+cp -r "$D/a/checkpoint-9" "$D/e/"
+"$PY" - "$D/e/checkpoint-9/trainer_state.json" <<'PY'
+import json, sys
+p = sys.argv[1]; j = json.load(open(p)); j["row"] = 16; json.dump(j, open(p, "w"))
+PY
+"$FTUNE_REL" train "$D/cfg.yaml" --set output_dir="$D/e" --set resume_from_checkpoint=auto \
+    > "$D/f.log" 2>&1
+rc=$?
+if [ $rc -eq 1 ] && grep -q "checkpoint-9/trainer_state.json: row 16 and epoch [0-9]* do not match global_step 9 (2 rows per step" "$D/f.log"; then
+    echo "PASS resume_refuses_row_not_matching_step"
+else
+    echo "FAIL resume_refuses_row_not_matching_step: rc $rc: $(tail -1 "$D/f.log")"
+fi
 after=$(cd "$D/a" && sha256sum adapter_model.safetensors checkpoint-*/trainable.safetensors)
 [ "$before" = "$after" ] && echo "PASS resume_refusal_changes_nothing" ||
     echo "FAIL resume_refusal_changes_nothing: files in $D/a changed"
