@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,7 @@ typedef struct {
     int64_t *order;        /* (n_train) order of the epoch in `order_epoch` */
     int64_t order_epoch;
     FILE *metrics;
+    char metrics_path[4096];
     int tty;
     ft_run_id id;          /* recorded in checkpoints, checked on resume */
     ft_fused_adamw fused;  /* the fused AdamW's context (full/freeze, GA 1, no clipping) */
@@ -260,15 +262,26 @@ static ft_status evaluate(run_t *r, double *loss) {
     return FT_OK;
 }
 
-static void log_eval(run_t *r, int64_t step, double loss) {
+/* Append one line to metrics.jsonl and flush it; a short write (disk full, file size limit)
+ * fails the run naming the file rather than leaving a truncated log behind. */
+static ft_status metrics_line(run_t *r, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    errno = 0;
+    int n = vfprintf(r->metrics, fmt, ap);
+    va_end(ap);
+    if (n < 0 || fflush(r->metrics) || ferror(r->metrics))
+        return ft_errorf(FT_ERR_IO, "%s: write failed: %s", r->metrics_path,
+                         strerror(errno ? errno : EIO));
+    return FT_OK;
+}
+
+static ft_status log_eval(run_t *r, int64_t step, double loss) {
     if (r->tty) fprintf(stderr, "\r\033[K");
     fprintf(stderr, "eval step %" PRId64 ": eval_loss %.4f, perplexity %.3f (%" PRId64 " rows)\n",
             step, loss, exp(loss), r->n_val);
-    if (r->metrics) {
-        fprintf(r->metrics, "{\"step\": %" PRId64 ", \"eval_loss\": %.9g, \"eval_ppl\": %.9g}\n",
-                step, loss, exp(loss));
-        fflush(r->metrics);
-    }
+    return metrics_line(r, "{\"step\": %" PRId64 ", \"eval_loss\": %.9g, \"eval_ppl\": %.9g}\n",
+                        step, loss, exp(loss));
 }
 
 ft_status ft_train_step(ft_train_model *tm, ft_adamw *opt, const int *inputs, const int *labels,
@@ -365,8 +378,7 @@ static ft_status train_loop(run_t *r) {
     run_identity(r);
     ft_train_state s = {0};
     s.model_rng = ft_train_rng_state(r->tm);
-    char metrics_path[4096];
-    snprintf(metrics_path, sizeof metrics_path, "%s/metrics.jsonl", c->output_dir);
+    const char *metrics_path = r->metrics_path;
     int resumed = 0;
     if (c->resume_from_checkpoint) {
         char *dir = NULL;
@@ -421,7 +433,7 @@ static ft_status train_loop(run_t *r) {
     double eval_loss;
     if (!resumed && r->n_val) {
         if ((st = evaluate(r, &eval_loss))) return st;
-        log_eval(r, 0, eval_loss);
+        if ((st = log_eval(r, 0, eval_loss))) return st;
     }
     double t_start = ft_time_s(), t_window = t_start;
     int64_t first_step = s.step, window_tokens = 0;
@@ -451,11 +463,12 @@ static ft_status train_loop(run_t *r) {
             double tps = window_tokens / (now - t_window > 1e-9 ? now - t_window : 1e-9);
             double mean = s.loss_sum / (double)s.loss_count;
             double epoch = (double)s.row / (double)r->n_train;
-            fprintf(r->metrics,
-                    "{\"step\": %" PRId64 ", \"epoch\": %.4f, \"loss\": %.9g, \"lr\": %.9g, "
-                    "\"grad_norm\": %.9g, \"tokens_per_s\": %.1f}\n",
-                    s.step, epoch, mean, lr, norm, tps);
-            fflush(r->metrics);
+            st = metrics_line(r,
+                              "{\"step\": %" PRId64
+                              ", \"epoch\": %.4f, \"loss\": %.9g, \"lr\": %.9g, "
+                              "\"grad_norm\": %.9g, \"tokens_per_s\": %.1f}\n",
+                              s.step, epoch, mean, lr, norm, tps);
+            if (st) return st;
             if (!r->tty)
                 fprintf(stderr,
                         "step %" PRId64 "/%" PRId64 " loss %.4f lr %.4g grad_norm %.4f %.0f tok/s "
@@ -467,7 +480,7 @@ static ft_status train_loop(run_t *r) {
         }
         if (r->n_val && ((eval_every && s.step % eval_every == 0) || s.step == total)) {
             if ((st = evaluate(r, &eval_loss))) return st;
-            log_eval(r, s.step, eval_loss);
+            if ((st = log_eval(r, s.step, eval_loss))) return st;
         }
         if (save_every && s.step % save_every == 0 && s.step < total) {
             char dir[4200];
@@ -589,6 +602,7 @@ ft_status ft_train_run(const ft_train_config *c) {
     r.tty = isatty(2);
     ft_text_docs docs = {0};
     ft_status st;
+    snprintf(r.metrics_path, sizeof r.metrics_path, "%s/metrics.jsonl", c->output_dir);
     if ((st = mkdir_p(c->output_dir))) return st;
     if ((st = ft_checkpoint_clean(c->output_dir))) return st;
     r.sft = ft_train_config_is_sft(c);
@@ -702,7 +716,8 @@ ft_status ft_train_run(const ft_train_config *c) {
     if (!st) fprintf(stderr, "ftune: wrote %s to %s\n",
                      c->method == FT_METHOD_LORA ? "the adapter" : "the model", c->output_dir);
 done:
-    if (r.metrics) fclose(r.metrics);
+    if (r.metrics && fclose(r.metrics) && !st)
+        st = ft_errorf(FT_ERR_IO, "%s: write failed: %s", r.metrics_path, strerror(errno));
     ft_text_docs_free(&docs);
     free(r.inputs);
     free(r.labels);

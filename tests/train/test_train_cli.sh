@@ -64,3 +64,13 @@ fi
 out=$("$FTUNE" train "$D/fused.yaml" --set max_grad_norm=1 --set output_dir="$D/fused_out2" 2>&1); rc=$?
 if [ $rc -eq 0 ] && [[ $out != *"inside the backward"* ]]; then echo "PASS cli_no_fused_adamw_with_clipping"
 else echo "FAIL cli_no_fused_adamw_with_clipping: exit $rc: $(echo "$out" | tail -2)"; fi
+
+# metrics.jsonl that cannot be written (here a file size limit of 1 KiB, SIGXFSZ ignored so the
+# write fails with EFBIG) fails the run naming the file; it ended with exit 0 and a truncated log
+printf 'base_model: models/stories15M\ndatasets: [{path: %s/d.jsonl, type: text}]\nsequence_len: 16\nmicro_batch_size: 1\nmax_steps: 30\nlogging_steps: 1\nval_set_size: 0\nadapter: lora\nlora_r: 1\noutput_dir: %s/xfsz_out\n' "$D" "$D" > "$D/xfsz.yaml"
+out=$(bash -c "trap '' XFSZ; ulimit -f 1; exec \"$FTUNE_REL\" train \"$D/xfsz.yaml\"" 2>&1); rc=$?
+if [ $rc -eq 1 ] && [[ $out == *"xfsz_out/metrics.jsonl: write failed: File too large"* ]]; then
+    echo "PASS cli_metrics_write_failure"
+else
+    echo "FAIL cli_metrics_write_failure: exit $rc: $(echo "$out" | tail -1)"
+fi
