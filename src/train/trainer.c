@@ -594,6 +594,30 @@ done:
     free(mu);
 }
 
+/* Refuse an output_dir the run would damage: the base model's own folder (its model.safetensors
+ * and config.json would be overwritten; a folder inside it is fine), or, for a fresh run, a folder
+ * holding another run's checkpoints (the new ones would be pruned by number against them, and a
+ * later resume would pick whichever N is larger). */
+static ft_status check_output_dir(const ft_train_config *c) {
+    struct stat o, b;
+    if (!stat(c->output_dir, &o) && !stat(c->base_model, &b) && o.st_dev == b.st_dev &&
+        o.st_ino == b.st_ino)
+        return ft_errorf(FT_ERR_ARG,
+                         "output_dir %s is the base model's folder (%s): the run would overwrite "
+                         "it; choose another output_dir",
+                         c->output_dir, c->base_model);
+    if (c->resume_from_checkpoint) return FT_OK;
+    char *latest = NULL;
+    ft_status st = ft_checkpoint_latest(c->output_dir, &latest);
+    if (!st && latest)
+        st = ft_errorf(FT_ERR_ARG,
+                       "output_dir %s already holds checkpoints of a run (%s): continue it with "
+                       "resume_from_checkpoint: auto, or choose another output_dir",
+                       c->output_dir, latest);
+    free(latest);
+    return st;
+}
+
 ft_status ft_train_run(const ft_train_config *c) {
     run_t r;
     memset(&r, 0, sizeof r);
@@ -603,6 +627,7 @@ ft_status ft_train_run(const ft_train_config *c) {
     ft_text_docs docs = {0};
     ft_status st;
     snprintf(r.metrics_path, sizeof r.metrics_path, "%s/metrics.jsonl", c->output_dir);
+    if ((st = check_output_dir(c))) return st;
     if ((st = mkdir_p(c->output_dir))) return st;
     if ((st = ft_checkpoint_clean(c->output_dir))) return st;
     r.sft = ft_train_config_is_sft(c);

@@ -74,3 +74,19 @@ if [ $rc -eq 1 ] && [[ $out == *"xfsz_out/metrics.jsonl: write failed: File too 
 else
     echo "FAIL cli_metrics_write_failure: exit $rc: $(echo "$out" | tail -1)"
 fi
+
+# output_dir = the base model's folder (by inode: "base/." too) is refused before anything is
+# written: it overwrote the base's model.safetensors
+BM=$D/base_model
+mkdir -p "$BM"
+for f in model.safetensors tokenizer.json config.json; do ln -sf "$FT_ROOT/models/stories15M/$f" "$BM/$f"; done
+expect cli_output_dir_is_base_model 1 "output_dir $BM/. is the base model's folder" "$D/xfsz.yaml" \
+    --set base_model="$BM" --set output_dir="$BM/." --set max_steps=1
+[ -z "$(ls "$BM" | grep -v -e model.safetensors -e tokenizer.json -e config.json)" ] &&
+    echo "PASS cli_output_dir_is_base_model_untouched" || echo "FAIL cli_output_dir_is_base_model_untouched: $(ls "$BM")"
+# a fresh run into a folder with another run's checkpoint-N is refused (its checkpoints were
+# pruned by number against the old ones), telling how to resume
+mkdir -p "$D/old_run/checkpoint-3"
+echo '{}' > "$D/old_run/checkpoint-3/trainer_state.json"
+expect cli_fresh_run_refuses_old_checkpoints 1 "output_dir $D/old_run already holds checkpoints of a run ($D/old_run/checkpoint-3): continue it with resume_from_checkpoint: auto" \
+    "$D/xfsz.yaml" --set output_dir="$D/old_run" --set max_steps=1
