@@ -12,10 +12,47 @@
 #define FT_ERRMSG_MAX 1024
 static _Thread_local char errmsg[FT_ERRMSG_MAX];
 
+/* Store the n-byte message `m`. One too long keeps its start and its end around " ... ": the
+ * reason ("File name too long") comes last, after paths that may fill the buffer on their own. */
+static void set_message(const char *m, size_t n) {
+    if (n < FT_ERRMSG_MAX) {
+        memmove(errmsg, m, n + 1);
+        return;
+    }
+    const size_t head = FT_ERRMSG_MAX / 4, tail = FT_ERRMSG_MAX - head - 6;
+    memmove(errmsg, m, head);
+    memcpy(errmsg + head, " ... ", 5);
+    memmove(errmsg + head + 5, m + n - tail, tail + 1);
+}
+
+/* Format into a buffer of its own (the arguments may point into errmsg), then store. */
+static void set_messagev(const char *fmt, va_list ap) {
+    char buf[FT_ERRMSG_MAX];
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    if (n < 0) n = 0, buf[0] = 0;
+    char *big = (size_t)n >= sizeof buf ? malloc((size_t)n + 1) : NULL;
+    if (big) vsnprintf(big, (size_t)n + 1, fmt, ap2);
+    va_end(ap2);
+    if (big)
+        set_message(big, (size_t)n);
+    else
+        set_message(buf, strlen(buf)); /* short, or no memory: the start only */
+    free(big);
+}
+
+static void set_messagef(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    set_messagev(fmt, ap);
+    va_end(ap);
+}
+
 ft_status ft_errorf(ft_status code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    set_messagev(fmt, ap);
     va_end(ap);
     return code;
 }
@@ -27,9 +64,7 @@ ft_status ft_error_wrap(ft_status code, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, errmsg, sizeof old);
-    /* truncation of over-long messages is intended; the return value is checked to say so */
-    int n = snprintf(errmsg, sizeof errmsg, "%s: %s", prefix, old[0] ? old : ft_status_name(code));
-    if (n >= (int)sizeof errmsg) errmsg[sizeof errmsg - 2] = '~';
+    set_messagef("%s: %s", prefix, old[0] ? old : ft_status_name(code));
     return code;
 }
 

@@ -483,7 +483,7 @@ static ft_status train_loop(run_t *r) {
             if ((st = log_eval(r, s.step, eval_loss))) return st;
         }
         if (save_every && s.step % save_every == 0 && s.step < total) {
-            char dir[4200];
+            char dir[4200]; /* fits: check_output_dir bounds output_dir */
             snprintf(dir, sizeof dir, "%s/checkpoint-%" PRId64, c->output_dir, s.step);
             s.model_rng = ft_train_rng_state(r->tm);
             if ((st = ft_checkpoint_save(dir, &s, &r->id, tens, n_t, params, &r->opt))) return st;
@@ -599,6 +599,14 @@ done:
  * holding another run's checkpoints (the new ones would be pruned by number against them, and a
  * later resume would pick whichever N is larger). */
 static ft_status check_output_dir(const ft_train_config *c) {
+    /* the longest path under it, "checkpoint-<19 digits>.tmp.<pid>/trainable.safetensors.tmp.<pid>"
+     * and the like, must fit PATH_MAX (4096): checked here, not at the first checkpoint save */
+    const size_t max_len = 4096 - 128;
+    if (strlen(c->output_dir) > max_len)
+        return ft_errorf(FT_ERR_ARG,
+                         "output_dir is %zu characters long, more than the %zu that leave room for "
+                         "the paths of its files (PATH_MAX 4096): %s",
+                         strlen(c->output_dir), max_len, c->output_dir);
     struct stat o, b;
     if (!stat(c->output_dir, &o) && !stat(c->base_model, &b) && o.st_dev == b.st_dev &&
         o.st_ino == b.st_ino)
@@ -626,8 +634,9 @@ ft_status ft_train_run(const ft_train_config *c) {
     r.tty = isatty(2);
     ft_text_docs docs = {0};
     ft_status st;
-    snprintf(r.metrics_path, sizeof r.metrics_path, "%s/metrics.jsonl", c->output_dir);
     if ((st = check_output_dir(c))) return st;
+    FT_ASSERT((size_t)snprintf(r.metrics_path, sizeof r.metrics_path, "%s/metrics.jsonl",
+                               c->output_dir) < sizeof r.metrics_path);
     if ((st = mkdir_p(c->output_dir))) return st;
     if ((st = ft_checkpoint_clean(c->output_dir))) return st;
     r.sft = ft_train_config_is_sft(c);

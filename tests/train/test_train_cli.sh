@@ -90,3 +90,17 @@ mkdir -p "$D/old_run/checkpoint-3"
 echo '{}' > "$D/old_run/checkpoint-3/trainer_state.json"
 expect cli_fresh_run_refuses_old_checkpoints 1 "output_dir $D/old_run already holds checkpoints of a run ($D/old_run/checkpoint-3): continue it with resume_from_checkpoint: auto" \
     "$D/xfsz.yaml" --set output_dir="$D/old_run" --set max_steps=1
+
+# long output_dir paths: an error about a ~1000-character path keeps its end, the reason (it was
+# cut at 1024 bytes); one too long for the paths of the run's files is refused before training
+# (a 4085-character one created "metrics.j", 4095 unlink()ed output_dir itself)
+long=$D/$(printf 'x%.0s' $(seq 1 1000))
+expect cli_long_path_error_keeps_reason 1 "xxxx/config.json: cannot open: File name too long" \
+    "$D/xfsz.yaml" --set base_model="$long" --set output_dir="$D/long_out"
+expect cli_long_output_dir_error_keeps_reason 1 "xxxx: File name too long" \
+    "$D/xfsz.yaml" --set output_dir="$long"
+very_long=$D/$(for i in $(seq 1 20); do printf '%0200d/' 0; done)
+expect cli_output_dir_too_long 1 "characters long, more than the 3968 that leave room" \
+    "$D/xfsz.yaml" --set output_dir="$very_long"
+[ ! -e "$D/$(printf "%0200d" 0)" ] && echo "PASS cli_output_dir_too_long_creates_nothing" ||
+    echo "FAIL cli_output_dir_too_long_creates_nothing"
