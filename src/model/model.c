@@ -64,18 +64,21 @@ ft_status ft_model_save(const ft_model *m, const char *dir) {
         free(json);
         return ft_errorf(FT_ERR_ARG, "%s: path too long", dir);
     }
-    st = ft_write_file_atomic(path, json, strlen(json));
-    free(json);
-    if (st != FT_OK) return st;
 
+    /* the weights first, config.json last (each via a temporary and a rename): a failed save
+     * never leaves a config.json without its weights, or beside older ones */
     ft_dtype dt = m->cfg.torch_dtype;
     void *conv = NULL;
     const char *src = (const char *)m->params;
     if (dt != FT_DTYPE_F32) {
         conv = ft_calloc(m->n_params, ft_dtype_size(dt));
-        if (!conv) return ft_error_wrap(FT_ERR_NOMEM, "%s", dir);
+        if (!conv) {
+            free(json);
+            return ft_error_wrap(FT_ERR_NOMEM, "%s", dir);
+        }
         if ((st = ft_convert_from_f32(conv, m->params, dt, m->n_params)) != FT_OK) {
             ft_free(conv);
+            free(json);
             return st;
         }
         src = conv;
@@ -83,6 +86,7 @@ ft_status ft_model_save(const ft_model *m, const char *dir) {
     ft_st_write_tensor *ws = calloc((size_t)m->n_tensors, sizeof *ws);
     if (!ws) {
         ft_free(conv);
+        free(json);
         return ft_errorf(FT_ERR_NOMEM, "%s: out of memory", dir);
     }
     for (int i = 0; i < m->n_tensors; i++) {
@@ -99,5 +103,10 @@ ft_status ft_model_save(const ft_model *m, const char *dir) {
     st = ft_st_write(path, ws, m->n_tensors, meta);
     free(ws);
     ft_free(conv);
+    if (st == FT_OK) {
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        st = ft_write_file_atomic(path, json, strlen(json));
+    }
+    free(json);
     return st;
 }

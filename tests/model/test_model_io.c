@@ -243,6 +243,20 @@ static void test_save_load(const char *tmp) {
             }
         }
         CHECK(name, ok, "st %d (%s), first difference at %zu", st, ft_error_message(), badi);
+        if (k == 0 && st == FT_OK) {
+            /* weights that cannot be written (a folder where model.safetensors goes): the save
+             * fails and leaves no config.json (it was written first, describing no weights) */
+            char bad[600], p[700];
+            struct stat sb;
+            snprintf(bad, sizeof bad, "%s/model_unwritable", tmp);
+            snprintf(p, sizeof p, "%s/model.safetensors", bad);
+            mkdir(bad, 0755);
+            mkdir(p, 0755);
+            st = ft_model_save(&m, bad);
+            snprintf(p, sizeof p, "%s/config.json", bad);
+            CHECK("save_failed_weights_leave_no_config", st != FT_OK && stat(p, &sb) != 0,
+                  "st %d, config.json %s", st, stat(p, &sb) ? "absent" : "written");
+        }
         if (st == FT_OK) {
             snprintf(name, sizeof name, "save_load_%s_bound", dtypes[k]);
             CHECK(name,
