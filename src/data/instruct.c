@@ -145,6 +145,8 @@ static ft_status get_messages(const rctx *x, const cJSON *list, const char *key,
     const cJSON *m;
     cJSON_ArrayForEach(m, list) {
         if (!cJSON_IsObject(m)) return rec_err(x, "%s[%d] is not an object", key, i);
+        const char *dup = ft_json_dup_key(m);
+        if (dup) return rec_err(x, "%s[%d]: key '%s' appears twice", key, i, dup);
         const cJSON *rv = cJSON_GetObjectItemCaseSensitive(m, role_key);
         const cJSON *cv = cJSON_GetObjectItemCaseSensitive(m, content_key);
         if (!rv) return rec_err(x, "%s[%d]: missing field '%s'", key, i, role_key);
@@ -253,6 +255,8 @@ static ft_status pref_side(const rctx *x, const cJSON *obj, const char *key, cha
 static ft_status parse_record(const rctx *x, const cJSON *obj, fkind k, ft_record *rec) {
     const ft_dataset_format *f = x->fmt;
     if (!cJSON_IsObject(obj)) return rec_err(x, "a record must be a JSON object");
+    const char *dup = ft_json_dup_key(obj); /* HF reads the last value, cJSON the first */
+    if (dup) return rec_err(x, "key '%s' appears twice", dup);
     const char *sys = NULL, *ins = NULL, *inp = NULL, *out = NULL;
     ft_status st;
     rec->line = x->line;

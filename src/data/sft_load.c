@@ -32,6 +32,21 @@ static void note(char *notes, size_t cap, const char *fmt, ...) {
     notes[k + 1] = 0;
 }
 
+/* A key given twice in tokenizer_config.json's objects that are read here (the top level, the
+ * chat_template list's entries, bos/eos_token as AddedToken): transformers keeps the last value,
+ * cJSON the first. NULL when there is none. */
+static const char *tok_config_dup_key(const cJSON *j) {
+    const char *dup = ft_json_dup_key(j);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "chat_template"), *e;
+    if (cJSON_IsArray(t)) cJSON_ArrayForEach(e, t) if (!dup) dup = ft_json_dup_key(e);
+    static const char *const keys[2] = {"bos_token", "eos_token"};
+    for (int i = 0; i < 2 && !dup; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, keys[i]);
+        if (cJSON_IsObject(v)) dup = ft_json_dup_key(v);
+    }
+    return dup;
+}
+
 ft_status ft_chat_template_resolve(const char *name, const char *tokenizer_dir,
                                    const ft_chat_template **out) {
     if (strcmp(name, "tokenizer_default")) return ft_chat_template_get(name, out);
@@ -46,6 +61,12 @@ ft_status ft_chat_template_resolve(const char *name, const char *tokenizer_dir,
     cJSON *j = cJSON_ParseWithLength(buf, len);
     free(buf);
     if (!j) return ft_errorf(FT_ERR_FORMAT, "%s: invalid JSON", path);
+    const char *dup = tok_config_dup_key(j);
+    if (dup) {
+        st = ft_errorf(FT_ERR_FORMAT, "%s: key '%s' appears twice", path, dup);
+        cJSON_Delete(j);
+        return st;
+    }
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "chat_template");
     const char *src = NULL;
     if (cJSON_IsString(t)) {

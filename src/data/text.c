@@ -67,8 +67,12 @@ ft_status ft_text_docs_read(ft_text_docs *d, const char *path, const char *field
             } else {
                 const cJSON *f = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, field)
                                                    : NULL;
+                const char *dup = ft_json_dup_key(j); /* HF reads the last value, cJSON the first */
                 if (!cJSON_IsObject(j))
                     st = ft_errorf(FT_ERR_FORMAT, "%s:%zu: expected a JSON object", path, line);
+                else if (dup)
+                    st =
+                        ft_errorf(FT_ERR_FORMAT, "%s:%zu: key '%s' appears twice", path, line, dup);
                 else if (!cJSON_IsString(f))
                     st = ft_errorf(FT_ERR_FORMAT, "%s:%zu: no string field '%s'", path, line,
                                    field);

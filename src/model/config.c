@@ -62,14 +62,6 @@ static const cJSON *item(const cJSON *obj, const char *key) {
     return (v && !cJSON_IsNull(v)) ? v : NULL;
 }
 
-/* A key `obj` holds twice (cJSON reads the first value, Python's json and so HF the last). */
-static const char *dup_key(const cJSON *obj) {
-    for (const cJSON *a = obj->child; a; a = a->next)
-        for (const cJSON *b = a->next; b; b = b->next)
-            if (a->string && b->string && !strcmp(a->string, b->string)) return a->string;
-    return NULL;
-}
-
 /* Integer >= min. Absent: *out = def, or an error when required. `where` prefixes the key name. */
 static ft_status get_int(const ctx *c, const cJSON *obj, const char *where, const char *key,
                          int required, int def, int min, int *out) {
@@ -181,7 +173,7 @@ static ft_status parse_rope(const ctx *c, ft_config *cfg) {
                          (int)strlen(where) - 1, where, type_name(rs));
     const cJSON *t = item(rs, "rope_type");
     const char *tkey = "rope_type";
-    const char *dup = dup_key(rs);
+    const char *dup = ft_json_dup_key(rs);
     if (dup) return ft_errorf(FT_ERR_FORMAT, "%s: key '%s%s' appears twice", c->path, where, dup);
     if (!t) {
         t = item(rs, "type");
@@ -255,7 +247,7 @@ static ft_status parse_root(ft_config *cfg, const ctx *c) {
     const cJSON *root = c->root;
     ft_status st;
     if (!cJSON_IsObject(root)) return ft_errorf(FT_ERR_FORMAT, "%s: not a JSON object", c->path);
-    const char *dup = dup_key(root);
+    const char *dup = ft_json_dup_key(root);
     if (dup) return ft_errorf(FT_ERR_FORMAT, "%s: key '%s' appears twice", c->path, dup);
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
     if (!mt)

@@ -106,6 +106,13 @@ static ft_status parse_config(ft_adapter *a, const char *path, const char *text)
         cJSON_Delete(j);
         return ft_errorf(FT_ERR_FORMAT, "%s: invalid JSON", path);
     }
+    /* a key given twice: PEFT (Python's json) reads the last value, cJSON the first */
+    const char *dup = ft_json_dup_key(j);
+    if (!dup) dup = ft_json_dup_key(cJSON_GetObjectItemCaseSensitive(j, "trainable_token_indices"));
+    if (dup) {
+        st = ft_errorf(FT_ERR_FORMAT, "%s: key '%s' appears twice", path, dup);
+        goto done;
+    }
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(j, "peft_type");
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "r");
     const cJSON *al = cJSON_GetObjectItemCaseSensitive(j, "lora_alpha");

@@ -58,6 +58,15 @@ expect_error missing_file "$(cfg nofile alpaca "$T/nope.jsonl")" "nope.jsonl"
 expect_error unknown_type "$(cfg typ alpacca "$T/missing.jsonl")" "'alpacca' is not supported"
 expect_error unknown_template "$(cfg tpl alpaca "$T/one.jsonl" 'chat_template: llama9')" "unknown chat_template 'llama9'"
 expect_error preference_for_sft "$(cfg pref preference fixtures/data/quiz_pref.jsonl)" "preference"
+# a key given twice: Python's json (so HF datasets) keeps the last value, cJSON the first
+printf '{"instruction": "Say A", "input": "", "output": "first", "output": "second"}\n' >"$T/dup.jsonl"
+expect_error duplicate_key "$(cfg dup alpaca "$T/dup.jsonl")" "$T/dup.jsonl:1: key 'output' appears twice"
+mkdir -p "$T/tokdup" && cp "$TOKDIR/tokenizer.json" "$T/tokdup/"
+"$PY" -c 'import json, sys; c = json.load(open(sys.argv[1])); t = json.dumps(c); print(t[:-1] + ", \"eos_token\": \"<x>\", \"eos_token\": \"</s>\"}")' \
+    "$TOKDIR/tokenizer_config.json" >"$T/tokdup/tokenizer_config.json"
+c=$(cfg tokdup alpaca "$T/one.jsonl" 'chat_template: tokenizer_default')
+sed -i "s|^base_model: .*|base_model: $T/tokdup|" "$c"
+expect_error duplicate_key_tokenizer_config "$c" "tokenizer_config.json: key 'eos_token' appears twice"
 
 # skip_invalid: the good records are kept, the count is reported; all invalid is still an error
 c=$(cfg skip alpaca "$T/badjson.jsonl")

@@ -158,6 +158,21 @@ static void test_errors(void) {
     expect_error("array of scalars", "[1, 2]", "flan", "d.jsonl:1: a record must be a JSON object");
     expect_error("trailing text", "{\"inputs\":\"Q\",\"targets\":\"A\"} x", "flan",
                  "d.jsonl:1: invalid JSON");
+    /* a key given twice: Python's json (so HF datasets) keeps the last value, cJSON the first */
+    expect_error("duplicate key",
+                 "{\"instruction\":\"Say A\",\"input\":\"\",\"output\":\"first\","
+                 "\"output\":\"second\"}",
+                 "alpaca", "d.jsonl:1: key 'output' appears twice");
+    expect_error("duplicate key in a message",
+                 "[\n{\"messages\":[{\"role\":\"user\",\"content\":\"Q\"},{\"role\":"
+                 "\"assistant\",\"content\":\"A\",\"content\":\"B\"}]}]",
+                 "chat_template", "d.jsonl:2: messages[1]: key 'content' appears twice");
+    expect_error("duplicate key sharegpt",
+                 "{\"conversations\":[{\"from\":\"human\",\"from\":\"gpt\",\"value\":\"Q\"}]}",
+                 "sharegpt", "d.jsonl:1: conversations[0]: key 'from' appears twice");
+    expect_error("duplicate key dolly",
+                 "{\"instruction\":\"Q\",\"response\":\"A\",\"response\":\"B\"}", "dolly",
+                 "d.jsonl:1: key 'response' appears twice");
 
     ft_records r = {0};
     snprintf(buf, sizeof buf, "%s{bad\n%s{\"messages\":1}\n{\"instruction\":\"Q\"}\n", ok, ok);

@@ -102,3 +102,28 @@ PY
     [[ $msg == *"$want"* && $msg == *trainable* ]] && echo "PASS adapter_tokens_refused_$case_" ||
         echo "FAIL adapter_tokens_refused_$case_: $msg"
 done
+# adapter_config.json / tensors that PEFT would read differently from what ftune merged: each is
+# one error line naming the file and the key. bad_adapter NAME WANT PYTHON: PYTHON edits the
+# config dict `a` (or sets the config's text `text`) and the tensors `t` of a copy of the adapter
+bad_adapter() {
+    local name=$1 want=$2 code=$3
+    rm -rf "$D/bad/$name" && mkdir -p "$D/bad/$name"
+    "$PY" - "$D/adapter" "$D/bad/$name" "$code" <<'PY'
+import json, sys
+sys.path.insert(0, "tests/ref")
+import st_io
+src, dst, code = sys.argv[1:4]
+a = json.load(open(src + "/adapter_config.json"))
+t = st_io.load(src + "/adapter_model.safetensors")
+text = None
+exec(code)
+open(dst + "/adapter_config.json", "w").write(text if text is not None else json.dumps(a))
+st_io.save(dst + "/adapter_model.safetensors", t, {"format": "pt"})
+PY
+    local msg rc
+    msg=$("$FTUNE" logprobs --model "$MODEL" --adapter "$D/bad/$name" --ids 1,2 2>&1 >/dev/null); rc=$?
+    [ $rc -ne 0 ] && [[ $msg == "ftune: $D/bad/$name/adapter_"*"$want"* ]] && [ "$(wc -l <<<"$msg")" -eq 1 ] &&
+        echo "PASS adapter_refused_$name" || echo "FAIL adapter_refused_$name: status $rc, '$msg' (want '$want')"
+}
+# a key twice: PEFT (Python's json) reads the last value, cJSON the first
+bad_adapter duplicate_key "key 'lora_alpha' appears twice" 'text = json.dumps(a)[:-1] + ", \"lora_alpha\": 1}"'
