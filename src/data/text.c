@@ -64,6 +64,11 @@ ft_status ft_text_docs_read(ft_text_docs *d, const char *path, const char *field
             cJSON *j = cJSON_ParseWithLength(p, (size_t)(le - p));
             if (!j) {
                 st = ft_errorf(FT_ERR_FORMAT, "%s:%zu: invalid JSON", path, line);
+            } else if (ft_json_has_nul_escape(p, (size_t)(le - p))) { /* cJSON would cut there */
+                st = ft_errorf(FT_ERR_FORMAT,
+                               "%s:%zu: a string holds U+0000, which ftune does not accept", path,
+                               line);
+                cJSON_Delete(j);
             } else {
                 const cJSON *f = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, field)
                                                    : NULL;

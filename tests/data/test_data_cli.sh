@@ -61,6 +61,9 @@ expect_error preference_for_sft "$(cfg pref preference fixtures/data/quiz_pref.j
 # a key given twice: Python's json (so HF datasets) keeps the last value, cJSON the first
 printf '{"instruction": "Say A", "input": "", "output": "first", "output": "second"}\n' >"$T/dup.jsonl"
 expect_error duplicate_key "$(cfg dup alpaca "$T/dup.jsonl")" "$T/dup.jsonl:1: key 'output' appears twice"
+# \u0000: cJSON's strings end there ("visible" would be trained, the tail lost)
+printf '{"instruction": "Q", "input": "", "output": "visible\\u0000hidden tail"}\n' >"$T/nul.jsonl"
+expect_error nul_escape "$(cfg nul alpaca "$T/nul.jsonl")" "$T/nul.jsonl:1: a string holds U+0000"
 mkdir -p "$T/tokdup" && cp "$TOKDIR/tokenizer.json" "$T/tokdup/"
 "$PY" -c 'import json, sys; c = json.load(open(sys.argv[1])); t = json.dumps(c); print(t[:-1] + ", \"eos_token\": \"<x>\", \"eos_token\": \"</s>\"}")' \
     "$TOKDIR/tokenizer_config.json" >"$T/tokdup/tokenizer_config.json"

@@ -170,6 +170,15 @@ static void test_errors(void) {
     expect_error("duplicate key sharegpt",
                  "{\"conversations\":[{\"from\":\"human\",\"from\":\"gpt\",\"value\":\"Q\"}]}",
                  "sharegpt", "d.jsonl:1: conversations[0]: key 'from' appears twice");
+    /* \u0000: cJSON's strings end there ("visible" would be trained, the tail lost) */
+    expect_error("U+0000 in a string",
+                 "{\"instruction\":\"Q\",\"output\":\"A\"}\n"
+                 "{\"instruction\":\"Q\",\"output\":\"visible\\u0000hidden tail\"}",
+                 "alpaca", "d.jsonl:2: a string holds U+0000");
+    expect_error("U+0000 in a message",
+                 "[{\"messages\":[{\"role\":\"user\",\"content\":\"Q\\u0000\"},{\"role\":"
+                 "\"assistant\",\"content\":\"A\"}]}]",
+                 "chat_template", "d.jsonl:1: a string holds U+0000");
     expect_error("duplicate key dolly",
                  "{\"instruction\":\"Q\",\"response\":\"A\",\"response\":\"B\"}", "dolly",
                  "d.jsonl:1: key 'response' appears twice");

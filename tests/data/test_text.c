@@ -67,6 +67,9 @@ int main(void) {
     expect_read_error("jsonl_field_not_string", "num.jsonl", "{\"text\": 5}\n",
                       "num.jsonl:1: no string field 'text'");
     expect_read_error("jsonl_not_object", "arr.jsonl", "[1, 2]\n", "arr.jsonl:1: expected a JSON object");
+    expect_read_error("jsonl_nul_escape", "nul.jsonl",
+                      "{\"text\": \"visible\\u0000hidden tail\"}\n",
+                      "nul.jsonl:1: a string holds U+0000");
     expect_read_error("jsonl_duplicate_key", "dup.jsonl",
                       "{\"text\": \"a\"}\n{\"text\": \"b\", \"text\": \"c\"}\n",
                       "dup.jsonl:2: key 'text' appears twice");
