@@ -5,9 +5,24 @@
 
 #define FTUNE_VERSION "0.1.0"
 
+/* Prints the recorded error as one line: messages can echo input (a role "user\nX"), so line
+ * breaks and other control characters are written as escapes (\n, \r, \t, \xNN). */
 int cli_fail(void) {
     const char *m = ft_error_message();
-    fprintf(stderr, "ftune: %s\n", m[0] ? m : "unknown error");
+    fputs("ftune: ", stderr);
+    for (const unsigned char *p = (const unsigned char *)(m[0] ? m : "unknown error"); *p; p++) {
+        if (*p == '\n')
+            fputs("\\n", stderr);
+        else if (*p == '\r')
+            fputs("\\r", stderr);
+        else if (*p == '\t')
+            fputs("\\t", stderr);
+        else if (*p < 32 || *p == 127)
+            fprintf(stderr, "\\x%02x", *p);
+        else
+            fputc(*p, stderr);
+    }
+    fputc('\n', stderr);
     return 1;
 }
 
