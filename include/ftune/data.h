@@ -22,6 +22,11 @@ typedef struct {
     char **docs;   /* (n) NUL-terminated UTF-8 */
     size_t *lens;  /* (n) */
     size_t n;
+    /* where each document comes from, for messages (NULL when documents are filled by hand) */
+    int *src;      /* (n) index into files */
+    size_t *lines; /* (n) line in a .jsonl file; 0: the whole .txt file */
+    char **files;  /* (n_files) the paths read */
+    int n_files;
 } ft_text_docs;
 
 /* Append the documents of `path` (.txt or .jsonl; `field` is the JSON key) to `d`. Errors name

@@ -11,13 +11,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-static ft_status docs_push(ft_text_docs *d, const char *s, size_t len) {
+/* Appends a copy of s[0..len) read at `line` of the last file in d->files. */
+static ft_status docs_push(ft_text_docs *d, const char *s, size_t len, size_t line) {
     char **nd = realloc(d->docs, sizeof(char *) * (d->n + 1));
     if (!nd) return ft_errorf(FT_ERR_NOMEM, "out of memory");
     d->docs = nd;
     size_t *nl = realloc(d->lens, sizeof(size_t) * (d->n + 1));
     if (!nl) return ft_errorf(FT_ERR_NOMEM, "out of memory");
     d->lens = nl;
+    int *ns = realloc(d->src, sizeof(int) * (d->n + 1));
+    if (!ns) return ft_errorf(FT_ERR_NOMEM, "out of memory");
+    d->src = ns;
+    size_t *nli = realloc(d->lines, sizeof(size_t) * (d->n + 1));
+    if (!nli) return ft_errorf(FT_ERR_NOMEM, "out of memory");
+    d->lines = nli;
+    d->src[d->n] = d->n_files - 1;
+    d->lines[d->n] = line;
     char *c = malloc(len + 1);
     if (!c) return ft_errorf(FT_ERR_NOMEM, "out of memory");
     memcpy(c, s, len);
@@ -46,9 +55,15 @@ ft_status ft_text_docs_read(ft_text_docs *d, const char *path, const char *field
         free(buf);
         return ft_errorf(FT_ERR_FORMAT, "%s: contains a NUL byte (not a text file)", path);
     }
+    char **nf = realloc(d->files, sizeof(char *) * (size_t)(d->n_files + 1));
+    if (nf) d->files = nf;
+    if (!nf || !(d->files[d->n_files] = ft_strdup(path))) {
+        free(buf);
+        return ft_errorf(FT_ERR_NOMEM, "out of memory");
+    }
+    d->n_files++;
     if (!jsonl) { /* the whole file is one document */
-        st = len ? docs_push(d, buf, len)
-                 : ft_errorf(FT_ERR_FORMAT, "%s: empty file", path);
+        st = len ? docs_push(d, buf, len, 0) : ft_errorf(FT_ERR_FORMAT, "%s: empty file", path);
         free(buf);
         return st;
     }
@@ -82,7 +97,7 @@ ft_status ft_text_docs_read(ft_text_docs *d, const char *path, const char *field
                     st = ft_errorf(FT_ERR_FORMAT, "%s:%zu: no string field '%s'", path, line,
                                    field);
                 else
-                    st = docs_push(d, f->valuestring, strlen(f->valuestring));
+                    st = docs_push(d, f->valuestring, strlen(f->valuestring), line);
                 cJSON_Delete(j);
             }
         }
@@ -98,6 +113,11 @@ void ft_text_docs_free(ft_text_docs *d) {
     for (size_t i = 0; i < d->n; i++) free(d->docs[i]);
     free(d->docs);
     free(d->lens);
+    free(d->src);
+    free(d->lines);
+    for (int i = 0; i < d->n_files; i++)
+        free(d->files[i]);
+    free(d->files);
     memset(d, 0, sizeof *d);
 }
 
@@ -148,7 +168,10 @@ ft_status ft_text_dataset_build(ft_text_dataset *ds, const ft_text_docs *docs, f
         ft_status st = enc(enc_ctx, docs->docs[i], docs->lens[i], &ids, &k);
         if (st) {
             free(stream);
-            return ft_error_wrap(st, "tokenizing document %zu", i);
+            if (!docs->src) return ft_error_wrap(st, "tokenizing document %zu", i);
+            const char *f = docs->files[docs->src[i]];
+            if (!docs->lines[i]) return ft_error_wrap(st, "%s", f);
+            return ft_error_wrap(st, "%s:%zu", f, docs->lines[i]);
         }
         while (n + k + 1 > cap) {
             cap *= 2;

@@ -29,6 +29,13 @@ static ft_status toy_encode(void *ctx, const char *text, size_t len, int **ids, 
     return FT_OK;
 }
 
+/* toy_encode that refuses the byte 0xff, as the tokenizer refuses invalid UTF-8 */
+static ft_status picky_encode(void *ctx, const char *text, size_t len, int **ids, size_t *n) {
+    if (memchr(text, 0xff, len))
+        return ft_errorf(FT_ERR_FORMAT, "tokenizer: input is not valid UTF-8");
+    return toy_encode(ctx, text, len, ids, n);
+}
+
 static void expect_read_error(const char *name, const char *file, const char *text,
                               const char *want) {
     ft_text_docs d = {0};
@@ -108,6 +115,23 @@ int main(void) {
     ft_text_dataset_free(&ds);
     st = ft_text_dataset_build(&ds, &dd, toy_encode, NULL, 2, 10, 0, 42);
     CHECK("too_few_tokens", st != FT_OK && strstr(ft_error_message(), "fewer than sequence_len 10"),
+          "%s", ft_error_message());
+    ft_text_docs_free(&dd);
+
+    /* a tokenizer error names the document's file and line */
+    st = ft_text_docs_read(&dd, write_tmp("ok.txt", "fine"), "text");
+    if (!st)
+        st = ft_text_docs_read(
+            &dd, write_tmp("u.jsonl", "{\"text\": \"a\"}\n{\"text\": \"hello \xff world\"}\n"),
+            "text");
+    if (!st) st = ft_text_dataset_build(&ds, &dd, picky_encode, NULL, 2, 2, 0, 42);
+    CHECK("tokenizer_error_names_file_line",
+          st && strstr(ft_error_message(), "u.jsonl:2: tokenizer: input is not valid UTF-8"), "%s",
+          ft_error_message());
+    ft_text_docs_free(&dd);
+    st = ft_text_docs_read(&dd, write_tmp("bad.txt", "x\xff"), "text");
+    if (!st) st = ft_text_dataset_build(&ds, &dd, picky_encode, NULL, 2, 2, 0, 42);
+    CHECK("tokenizer_error_names_txt_file", st && strstr(ft_error_message(), "bad.txt: tokenizer:"),
           "%s", ft_error_message());
     ft_text_docs_free(&dd);
 
