@@ -460,7 +460,8 @@ ft_status ft_records_parse(ft_records *r, const char *buf, size_t len, const cha
     size_t before = r->n;
     int64_t skipped_before = r->n_skipped;
     rctx x = {label, 1, fmt};
-    size_t i = 0;
+    /* a UTF-8 byte order mark before the first record, in both layouts */
+    size_t bom = len >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3) ? 3 : 0, i = bom;
     int line = 1;
     while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' || buf[i] == '\n'))
         line += buf[i++] == '\n';
@@ -469,7 +470,7 @@ ft_status ft_records_parse(ft_records *r, const char *buf, size_t len, const cha
         st = parse_array(r, &x, k, buf, len, i, line);
     } else {
         line = 1;
-        for (size_t s = 0; s < len && !st; line++) {
+        for (size_t s = bom; s < len && !st; line++) {
             size_t e = s;
             while (e < len && buf[e] != '\n') e++;
             size_t t = s;

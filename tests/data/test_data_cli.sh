@@ -58,6 +58,9 @@ expect_error missing_file "$(cfg nofile alpaca "$T/nope.jsonl")" "nope.jsonl"
 expect_error unknown_type "$(cfg typ alpacca "$T/missing.jsonl")" "'alpacca' is not supported"
 expect_error unknown_template "$(cfg tpl alpaca "$T/one.jsonl" 'chat_template: llama9')" "unknown chat_template 'llama9'"
 expect_error preference_for_sft "$(cfg pref preference fixtures/data/quiz_pref.jsonl)" "preference"
+# a UTF-8 byte order mark before a JSON array, as before JSON Lines
+printf '\xef\xbb\xbf[\n%s\n]\n' "$good" >"$T/bom.json"
+"$FTUNE" preview "$(cfg bom alpaca "$T/bom.json")" --jsonl >/dev/null 2>"$T/bom.err" && pass bom_json_array || fail bom_json_array "$(cat "$T/bom.err")"
 # an error that echoes input with a line break is still one line (the break escaped)
 printf '{"messages": [{"role": "user\\nX", "content": "Q"}, {"role": "assistant", "content": "A"}]}\n' >"$T/role_nl.jsonl"
 expect_error role_newline_one_line "$(cfg role_nl chat_template "$T/role_nl.jsonl")" "$T/role_nl.jsonl:1: messages[0]: unknown role 'user\\nX'"

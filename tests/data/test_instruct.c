@@ -158,6 +158,15 @@ static void test_errors(void) {
     expect_error("array of scalars", "[1, 2]", "flan", "d.jsonl:1: a record must be a JSON object");
     expect_error("trailing text", "{\"inputs\":\"Q\",\"targets\":\"A\"} x", "flan",
                  "d.jsonl:1: invalid JSON");
+    /* a UTF-8 byte order mark before a JSON array, as before JSON Lines */
+    ft_records rb = {0};
+    ft_status sb = parse(&rb, "\xEF\xBB\xBF[\n{\"inputs\":\"Q\",\"targets\":\"A\"}]", "flan", 0);
+    CHECK("BOM before a JSON array", !sb && rb.n == 1 && rb.recs[0].line == 2, "%s",
+          ft_error_message());
+    ft_records_free(&rb);
+    sb = parse(&rb, "\xEF\xBB\xBF{\"inputs\":\"Q\",\"targets\":\"A\"}\n", "flan", 0);
+    CHECK("BOM before JSON Lines", !sb && rb.n == 1, "%s", ft_error_message());
+    ft_records_free(&rb);
     /* a key given twice: Python's json (so HF datasets) keeps the last value, cJSON the first */
     expect_error("duplicate key",
                  "{\"instruction\":\"Say A\",\"input\":\"\",\"output\":\"first\","
