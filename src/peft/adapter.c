@@ -135,6 +135,14 @@ static ft_status parse_config(ft_adapter *a, const char *path, const char *text)
         st = ft_errorf(FT_ERR_FORMAT, "%s: key 'lora_alpha' must be a positive number", path);
         goto done;
     }
+    static const char *const bools[] = {"use_rslora", "use_dora", "fan_in_fan_out"};
+    for (size_t i = 0; i < sizeof bools / sizeof *bools; i++) { /* "true" (a string) is not true */
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, bools[i]);
+        if (v && !cJSON_IsNull(v) && !cJSON_IsBool(v)) {
+            st = ft_errorf(FT_ERR_FORMAT, "%s: key '%s' must be true or false", path, bools[i]);
+            goto done;
+        }
+    }
     for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
         if (!is_off(cJSON_GetObjectItemCaseSensitive(j, refused[i][0]), refused[i][1])) {
             st = ft_errorf(FT_ERR_UNSUPPORTED,
@@ -172,9 +180,13 @@ static int is_known(const ft_adapter *a, const char *nm) {
 static ft_status check_shape(const char *path, const char *key, const ft_st_tensor *t, int rows,
                              int cols) {
     if (t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols) return FT_OK;
-    return ft_errorf(FT_ERR_FORMAT, "%s: '%s' has shape [%lld, %lld], expected [%d, %d]", path, key,
-                     (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0), rows,
-                     cols);
+    char dims[160] = "";
+    size_t k = 0;
+    for (int i = 0; i < t->ndim && k < sizeof dims; i++) /* every dimension, however many */
+        k += (size_t)snprintf(dims + k, sizeof dims - k, "%s%lld", i ? ", " : "",
+                              (long long)t->shape[i]);
+    return ft_errorf(FT_ERR_FORMAT, "%s: '%s' has shape [%s], expected [%d, %d]", path, key, dims,
+                     rows, cols);
 }
 
 ft_status ft_adapter_load(ft_adapter *a, const char *dir, const ft_model *m) {

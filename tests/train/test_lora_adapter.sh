@@ -127,3 +127,7 @@ PY
 }
 # a key twice: PEFT (Python's json) reads the last value, cJSON the first
 bad_adapter duplicate_key "key 'lora_alpha' appears twice" 'text = json.dumps(a)[:-1] + ", \"lora_alpha\": 1}"'
+# a boolean given as a string: "true" is not true (it was read as false)
+bad_adapter rslora_string "key 'use_rslora' must be true or false" 'a["use_rslora"] = "true"'
+# a 3-D lora_A: every dimension named
+bad_adapter lora_a_3d "has shape [4, 288, 1], expected [4, 288]" 'k = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"; t[k] = t[k].unsqueeze(-1)'
