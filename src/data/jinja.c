@@ -18,13 +18,13 @@
  * (its body is rendered).
  * Output follows @huggingface/jinja (the tests' first reference) and Python's Jinja2 (what
  * transformers renders with, the second): where they differ, printing follows @huggingface/jinja
- * (true/false print as "true"/"false", none/undefined as "", `+` with a string concatenates,
- * tojson keeps non-ASCII and writes 2.0 as 2) and everything else follows Python (str.strip(chars),
- * % and // on negatives, capitalize, lengths in code points, chained comparisons, \r\n read as
- * \n, loop-local `set`, Python string escapes, undefined iterating as empty). Not supported (a
- * clear error): call blocks, filter blocks, include/extends/import, `loop.cycle`, string formatting
- * with %, exponent literals (1e3). upper/lower/title change ASCII letters only; string indexing,
- * slicing and length count Unicode code points.
+ * (true/false print as "true"/"false", none/undefined as "", tojson keeps non-ASCII and writes 2.0
+ * as 2) and everything else follows Python (str.strip(chars), % and // on negatives, `+` of a
+ * string and a non-string an error, capitalize, lengths in code points, chained comparisons, \r\n
+ * read as \n, loop-local `set`, Python string escapes, undefined iterating as empty). Not supported
+ * (a clear error): call blocks, filter blocks, include/extends/import, `loop.cycle`, string
+ * formatting with %, exponent literals (1e3). upper/lower/title change ASCII letters only; string
+ * indexing, slicing and length count Unicode code points.
  */
 #include "ftune/jinja.h"
 
@@ -1466,13 +1466,14 @@ static val binop(R *r, const char *op, val a, val b, int line) {
                 l_push(j, l, ((list *)b.p)->it[i]);
             return l;
         }
-        if (a.t == T_STR || b.t == T_STR) {
-            if (a.t == T_UNDEF || b.t == T_UNDEF)
-                fail(j, FT_ERR_FORMAT, line, "'+' with an undefined value");
+        if (a.t == T_STR && b.t == T_STR) {
             sbuf s = {0};
-            to_text(j, &s, a), to_text(j, &s, b);
+            sb_add(j, &s, a.s, (size_t)a.i), sb_add(j, &s, b.s, (size_t)b.i);
             return sb_val(j, &s);
         }
+        if (a.t == T_STR || b.t == T_STR) /* Python's TypeError; ~ converts */
+            fail(j, FT_ERR_FORMAT, line, "'+' of %s and %s (use ~ to concatenate as text)",
+                 tname[a.t], tname[b.t]);
     }
     if (!strcmp(op, "*") && ((a.t == T_STR && b.t == T_INT) || (a.t == T_INT && b.t == T_STR))) {
         val s = a.t == T_STR ? a : b;

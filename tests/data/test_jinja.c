@@ -165,7 +165,7 @@ int main(int argc, char **argv) {
     expect_err("jinja_err_missing_operand", "{{ 1 + }}", "unexpected '}}' in an expression");
     expect_err("jinja_err_attr_of_undefined", "{{ nothing.content }}",
                "attribute 'content' of an undefined value");
-    expect_err("jinja_err_add_undefined", "{{ 'a' + nothing }}", "'+' with an undefined value");
+    expect_err("jinja_err_add_undefined", "{{ 'a' + nothing }}", "'+' of string and undefined");
     expect_err("jinja_err_division_by_zero", "{{ 1 // 0 }}", "division by zero");
     expect_err("jinja_err_set_non_namespace", "{% set x = 1 %}{% set x.a = 2 %}",
                "x is not a namespace");

@@ -7,7 +7,8 @@
 # reference is Python's Jinja2 set up as transformers' apply_chat_template sets it up
 # (tests/data/ref_jinja.py): where @huggingface/jinja departs from Python (str.strip(chars), %,
 # capitalize, UTF-16 lengths, string comparison), ftune must equal Python's output instead. A case
-# where both references raise (raise_exception) must raise in ftune too, with the same message.
+# where both references raise (raise_exception) must raise in ftune too, with the same message; one
+# where only Python raises (a TypeError: 'a' + 1, an unknown keyword argument) must raise in ftune.
 # One PASS/FAIL line per template and per snippet.
 set -u
 cd "${FT_ROOT:?}"
@@ -34,11 +35,13 @@ def diff(a, b):
 
 groups = {}
 for c, h, p, g in zip(cases, hf, py, got):
-    st = groups.setdefault(c["group"], {"hf": 0, "both": 0, "py": 0, "raised": 0, "bad": None})
+    st = groups.setdefault(c["group"], {"hf": 0, "both": 0, "py": 0, "raised": 0, "pyraised": 0, "bad": None})
     why = None
     if "error" in h and "error" in p:  # both references raise: so must ftune, with the message
         if "error" in g and h["error"] in g["error"]: st["raised"] += 1
         else: why = f"the references raise {h['error']!r}, ftune gives {str(g.get('error', g.get('out')))[:200]!r}"
+    elif "error" in p and "error" in g:  # where @huggingface/jinja renders what Python refuses
+        st["pyraised"] += 1
     elif "error" in g:
         why = f"ftune raises {g['error']!r}"
     elif "out" in h and g["out"] == h["out"]:
@@ -58,6 +61,7 @@ for name, st in groups.items():
         parts = [f"{st['hf']} byte-equal to @huggingface/jinja ({st['both']} also to Python Jinja2)"]
         if st["py"]: parts.append(f"{st['py']} equal to Python Jinja2 where @huggingface/jinja differs")
         if st["raised"]: parts.append(f"{st['raised']} raise as both references do")
+        if st["pyraised"]: parts.append(f"{st['pyraised']} raise as Python Jinja2 does")
         print(f"PASS {name} ({', '.join(parts)})")
 sys.exit(1 if fails else 0)
 PYEOF
