@@ -953,9 +953,8 @@ static node *postfix(P *p) {
     }
 }
 
-/* filters and tests bind tighter than any operator: x | f(a) | g, x is [not] t(a) */
-static node *filtered(P *p) {
-    node *n = postfix(p);
+/* the filters and tests after `n`: n | f(a) | g, n is [not] t(a) */
+static node *filtered(P *p, node *n) {
     for (;;) {
         int line = peek(p)->line;
         if (is_op(p, "|")) {
@@ -992,17 +991,21 @@ static node *filtered(P *p) {
     }
 }
 
-static node *unary(P *p) {
+/* Filters and tests bind tighter than any binary operator but looser than unary -/+, whose
+ * operand takes none, as Jinja2 parses them: -3|abs is abs(-3), - -x|f is f(--x). */
+static node *unary(P *p, int with_filter) {
+    node *n;
     if (is_op(p, "-") || is_op(p, "+")) {
         tok *t = next(p);
-        node *n = mk(p, N_NEG, t->line);
+        n = mk(p, N_NEG, t->line);
         deeper(p);
-        n->a = child(p, n, unary(p));
+        n->a = child(p, n, unary(p, 0));
         p->j->depth--;
         n->flag = t->s[0] == '+';
-        return n;
+    } else {
+        n = postfix(p);
     }
-    return filtered(p);
+    return with_filter ? filtered(p, n) : n;
 }
 
 static node *bin(P *p, int line, const char *op, node *a, node *b) {
@@ -1012,10 +1015,10 @@ static node *bin(P *p, int line, const char *op, node *a, node *b) {
 }
 
 static node *power(P *p) {
-    node *n = unary(p);
+    node *n = unary(p, 1);
     while (is_op(p, "**")) {
         int l = next(p)->line;
-        n = bin(p, l, "**", n, unary(p));
+        n = bin(p, l, "**", n, unary(p, 1));
     }
     return n;
 }

@@ -137,6 +137,7 @@ SNIPPETS = {
     # Python raises where @huggingface/jinja renders: so must ftune
     "python_str_plus_int": "{{ 'n' + 1 }}",
     "python_int_plus_str": "{{ 1 + 'n' }}",
+    "unary_then_filter": "{{ -3|abs }} {{ -(3|abs) }} {{ (-3)|abs }} {{ - -3|abs }} {{ -f|abs }} {{ +xs[0]|string }} {{ -2 is number }} {{ -2**2 }} {{ not -1|abs }}",
     "unicode_passthrough": "«{{ 'ünï ✓ 😀' }}» {{ '日本' ~ '語' }} {{ 'éx' | length }}",
 }
 for name, src in SNIPPETS.items():
