@@ -1513,8 +1513,17 @@ static val binop(R *r, const char *op, val a, val b, int line) {
         if (ovf == 0) return v_int(o);
         if (ovf == 1) fail(j, FT_ERR_UNSUPPORTED, line, "integer overflow in %s", op);
     }
-    if (ints && !strcmp(op, "**") && b.i >= 0 && b.i < 64 && fabs(pow(x, y)) < 9e15)
-        return v_int((int64_t)pow(x, y));
+    if (ints && !strcmp(op, "**") &&
+        b.i >= 0) { /* exact, by squaring; Python's ints have no bound */
+        int64_t o = 1, base = a.i;
+        int ovf = 0;
+        for (int64_t k = b.i; k; k >>= 1) {
+            if (k & 1) ovf |= __builtin_mul_overflow(o, base, &o);
+            if (k > 1) ovf |= __builtin_mul_overflow(base, base, &base);
+        }
+        if (ovf) fail(j, FT_ERR_UNSUPPORTED, line, "integer overflow in **");
+        return v_int(o);
+    }
     if (op[0] == '+') return v_float(x + y);
     if (op[0] == '-') return v_float(x - y);
     if (!strcmp(op, "*")) return v_float(x * y);
@@ -1933,8 +1942,11 @@ static val filter(R *r, val v, const char *f, args *a, int line) {
         }
         return v_int(0);
     }
-    if (!strcmp(f, "abs") && (v.t == T_INT || v.t == T_FLOAT))
+    if (!strcmp(f, "abs") && (v.t == T_INT || v.t == T_FLOAT)) {
+        if (v.i == INT64_MIN && v.t == T_INT)
+            fail(j, FT_ERR_UNSUPPORTED, line, "integer overflow in abs");
         return v.t == T_INT ? v_int(v.i < 0 ? -v.i : v.i) : v_float(fabs(v.f));
+    }
     if (v.t == T_STR) {
         if (!strcmp(f, "trim")) return strip(r, v, arg(a, 0, "chars", v_none()), 1, 1);
         if (!strcmp(f, "upper")) return case_map(r, v, 0);
@@ -2069,8 +2081,11 @@ static val eval_node(R *r, env *e, node *n) {
     case N_NOT: return v_bool(!truthy(eval(r, e, n->a)));
     case N_NEG: {
         val v = eval(r, e, n->a);
-        if (v.t == T_INT)
-            return n->flag ? v : v.i == INT64_MIN ? v_float(-(double)v.i) : v_int(-v.i);
+        if (v.t == T_INT) {
+            if (!n->flag && v.i == INT64_MIN)
+                fail(j, FT_ERR_UNSUPPORTED, n->line, "integer overflow in unary -");
+            return n->flag ? v : v_int(-v.i);
+        }
         if (v.t == T_FLOAT) return n->flag ? v : v_float(-v.f);
         fail(j, FT_ERR_FORMAT, n->line, "unary %c needs a number, not %s", n->flag ? '+' : '-',
              tname[v.t]);

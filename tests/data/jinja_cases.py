@@ -138,6 +138,7 @@ SNIPPETS = {
     "python_str_plus_int": "{{ 'n' + 1 }}",
     "python_int_plus_str": "{{ 1 + 'n' }}",
     "unary_then_filter": "{{ -3|abs }} {{ -(3|abs) }} {{ (-3)|abs }} {{ - -3|abs }} {{ -f|abs }} {{ +xs[0]|string }} {{ -2 is number }} {{ -2**2 }} {{ not -1|abs }}",
+    "int_power": "{{ 2 ** 62 }} {{ (-2) ** 63 }} {{ 3 ** 39 }} {{ 2 ** -1 }} {{ 0 ** 0 }} {{ (-1) ** 1000000000001 }} {{ 1.5 ** 2 }}",
     "unicode_passthrough": "«{{ 'ünï ✓ 😀' }}» {{ '日本' ~ '語' }} {{ 'éx' | length }}",
 }
 for name, src in SNIPPETS.items():

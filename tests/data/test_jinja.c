@@ -166,6 +166,11 @@ int main(int argc, char **argv) {
     expect_err("jinja_err_attr_of_undefined", "{{ nothing.content }}",
                "attribute 'content' of an undefined value");
     expect_err("jinja_err_add_undefined", "{{ 'a' + nothing }}", "'+' of string and undefined");
+    /* Python's ints have no bound: past int64 an error, not a float or a wrapped value */
+    expect_err("jinja_err_pow_overflow", "{{ 2 ** 64 }}", "integer overflow in **");
+    expect_err("jinja_err_pow_overflow_square", "{{ 3 ** 41 }}", "integer overflow in **");
+    expect_err("jinja_err_neg_overflow", "{{ -((-2) ** 63) }}", "integer overflow in unary -");
+    expect_err("jinja_err_abs_overflow", "{{ ((-2) ** 63) | abs }}", "integer overflow in abs");
     expect_err("jinja_err_division_by_zero", "{{ 1 // 0 }}", "division by zero");
     expect_err("jinja_err_set_non_namespace", "{% set x = 1 %}{% set x.a = 2 %}",
                "x is not a namespace");
