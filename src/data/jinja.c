@@ -29,6 +29,7 @@
 #include "ftune/jinja.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1749,6 +1750,43 @@ static val case_map(R *r, val s, int mode) { /* 0 upper, 1 lower, 2 title, 3 cap
     return v_str(o, (size_t)s.i);
 }
 
+/* Jinja2's int filter: int(s) of a string, else int(float(s)) (truncated), else `dflt`; an
+ * integer past int64 (Python's has no bound) and Python's OverflowError (inf) are errors, as is
+ * a string with '_' or non-ASCII bytes (Python's digit grouping and Unicode digits) */
+static val to_int(R *r, val v, val dflt, int line) {
+    double x;
+    if (v.t == T_INT || v.t == T_BOOL) return v_int(v.i);
+    if (v.t == T_FLOAT) {
+        x = v.f;
+    } else if (v.t == T_STR) {
+        const char *s = v.s, *end = v.s + v.i;
+        for (const char *c = s; c < end; c++)
+            if (*c == '_' || (unsigned char)*c >= 0x80 || !*c)
+                fail(r->j, FT_ERR_UNSUPPORTED, line, "int of '%s' is not supported", v.s);
+        while (s < end && (*s == ' ' || (*s >= '\t' && *s <= '\r') || (*s >= 0x1c && *s <= 0x1f)))
+            s++;
+        while (end > s && (end[-1] == ' ' || (end[-1] >= '\t' && end[-1] <= '\r') ||
+                           (end[-1] >= 0x1c && end[-1] <= 0x1f)))
+            end--;
+        if (s == end || strpbrk(s, "xXpP(")) return dflt; /* strtod's hex floats, nan(...) */
+        char *e;
+        errno = 0;
+        long long i = strtoll(s, &e, 10);
+        if (e == end && is_digit(end[-1])) {
+            if (errno == ERANGE) fail(r->j, FT_ERR_UNSUPPORTED, line, "integer overflow in int");
+            return v_int(i);
+        }
+        x = strtod(s, &e);
+        if (e != end) return dflt;
+    } else {
+        return dflt;
+    }
+    if (isnan(x)) return dflt;
+    if (!(fabs(x) < 9223372036854775808.0))
+        fail(r->j, FT_ERR_UNSUPPORTED, line, "integer overflow in int");
+    return v_int((int64_t)x);
+}
+
 static val items(R *r, val d, int line) {
     if (d.t != T_DICT) fail(r->j, FT_ERR_FORMAT, line, "items needs a dict, not %s", tname[d.t]);
     val l = v_list(r->j);
@@ -1932,16 +1970,7 @@ static val filter(R *r, val v, const char *f, args *a, int line) {
         }
     }
     if (!strcmp(f, "items")) return items(r, v, line);
-    if (!strcmp(f, "int")) {
-        if (v.t == T_INT || v.t == T_BOOL) return v_int(v.i);
-        if (v.t == T_FLOAT && fabs(v.f) < 9e18) return v_int((int64_t)v.f);
-        if (v.t == T_STR) {
-            char *e;
-            long long x = strtoll(v.s, &e, 10);
-            return v_int(*e || !v.i ? 0 : x);
-        }
-        return v_int(0);
-    }
+    if (!strcmp(f, "int")) return to_int(r, v, arg(a, 0, "default", v_int(0)), line);
     if (!strcmp(f, "abs") && (v.t == T_INT || v.t == T_FLOAT)) {
         if (v.i == INT64_MIN && v.t == T_INT)
             fail(j, FT_ERR_UNSUPPORTED, line, "integer overflow in abs");

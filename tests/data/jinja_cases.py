@@ -139,6 +139,7 @@ SNIPPETS = {
     "python_int_plus_str": "{{ 1 + 'n' }}",
     "unary_then_filter": "{{ -3|abs }} {{ -(3|abs) }} {{ (-3)|abs }} {{ - -3|abs }} {{ -f|abs }} {{ +xs[0]|string }} {{ -2 is number }} {{ -2**2 }} {{ not -1|abs }}",
     "int_power": "{{ 2 ** 62 }} {{ (-2) ** 63 }} {{ 3 ** 39 }} {{ 2 ** -1 }} {{ 0 ** 0 }} {{ (-1) ** 1000000000001 }} {{ 1.5 ** 2 }}",
+    "filter_int": "{{ '1.5' | int }} {{ ' -12 ' | int }} {{ '+7' | int }} {{ '1e3' | int }} {{ '-2.9' | int }} {{ 'abc' | int }} {{ 'abc' | int(5) }} {{ '' | int(default=3) }} {{ 'nan' | int }} {{ '0x1A' | int }} {{ '5.' | int }} {{ '.5' | int }} {{ 2.9 | int }} {{ -2.9 | int }} {{ t | int }} {{ none_v | int }} {{ xs | int(9) }} {{ '\t8\n' | int }} {{ '1 2' | int }}",
     "unicode_passthrough": "«{{ 'ünï ✓ 😀' }}» {{ '日本' ~ '語' }} {{ 'éx' | length }}",
 }
 for name, src in SNIPPETS.items():

@@ -171,6 +171,12 @@ int main(int argc, char **argv) {
     expect_err("jinja_err_pow_overflow_square", "{{ 3 ** 41 }}", "integer overflow in **");
     expect_err("jinja_err_neg_overflow", "{{ -((-2) ** 63) }}", "integer overflow in unary -");
     expect_err("jinja_err_abs_overflow", "{{ ((-2) ** 63) | abs }}", "integer overflow in abs");
+    expect_err("jinja_err_int_overflow", "{{ '9223372036854775808' | int }}",
+               "integer overflow in int");
+    expect_err("jinja_err_int_float_overflow", "{{ (10.0 ** 19) | int }}",
+               "integer overflow in int");
+    expect_err("jinja_err_int_inf", "{{ 'inf' | int }}", "integer overflow in int");
+    expect_err("jinja_err_int_grouping", "{{ '1_000' | int }}", "int of '1_000' is not supported");
     expect_err("jinja_err_division_by_zero", "{{ 1 // 0 }}", "division by zero");
     expect_err("jinja_err_set_non_namespace", "{% set x = 1 %}{% set x.a = 2 %}",
                "x is not a namespace");
