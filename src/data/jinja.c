@@ -1624,6 +1624,23 @@ static val arg(args *a, int i, const char *kw, val def) {
     return def;
 }
 
+/* Python's TypeError for a call to `what` with more than `npos` positional arguments or a keyword
+ * not among the space-separated `kws` */
+static void takes(R *r, args *a, int line, const char *what, int npos, const char *kws) {
+    if (a->n > npos)
+        fail(r->j, FT_ERR_FORMAT, line, "%s takes at most %d positional arguments, got %d", what,
+             npos, a->n);
+    for (int k = 0; k < a->nk; k++) {
+        size_t n = strlen(a->kn[k]);
+        const char *p = kws;
+        while ((p = strstr(p, a->kn[k])) && !((p == kws || p[-1] == ' ') && (!p[n] || p[n] == ' ')))
+            p += n;
+        if (!p)
+            fail(r->j, FT_ERR_FORMAT, line, "%s got an unexpected keyword argument '%s'", what,
+                 a->kn[k]);
+    }
+}
+
 /* Unicode whitespace as JavaScript's trim() sees it */
 static int ws_at(const char *s, int64_t n, int64_t i, int back) {
     const unsigned char *u = (const unsigned char *)s;
@@ -1803,6 +1820,17 @@ static val items(R *r, val d, int line) {
 /* the methods templates call on strings and dicts */
 static val method(R *r, val o, const char *m, args *a, int line) {
     J *j = r->j;
+    if (o.t == T_STR || o.t == T_DICT) { /* Python's str and dict methods: positional only */
+        int split = o.t == T_STR && !strcmp(m, "split"),
+            repl = o.t == T_STR && !strcmp(m, "replace");
+        takes(r, a, line, m,
+              split || o.t == T_DICT ? 2
+              : repl                 ? 3
+                                     : 1,
+              split  ? "sep maxsplit"
+              : repl ? "count"
+                     : "");
+    }
     if (o.t == T_STR) {
         if (!strcmp(m, "strip")) return strip(r, o, arg(a, 0, NULL, v_none()), 1, 1);
         if (!strcmp(m, "lstrip")) return strip(r, o, arg(a, 0, NULL, v_none()), 1, 0);
@@ -1850,6 +1878,17 @@ static val call_macro(R *r, val mv, args *a, int line) {
     if (a->n > params->nv)
         fail(r->j, FT_ERR_FORMAT, line, "macro %s takes %d arguments, got %d", m->def->s,
              params->nv, a->n);
+    for (int k = 0; k < a->nk; k++) {
+        int i = 0;
+        while (i < params->nv && strcmp(params->v[i]->s, a->kn[k]))
+            i++;
+        if (i == params->nv)
+            fail(r->j, FT_ERR_FORMAT, line, "macro %s takes no keyword argument '%s'", m->def->s,
+                 a->kn[k]);
+        if (i < a->n)
+            fail(r->j, FT_ERR_FORMAT, line, "macro %s got multiple values for argument '%s'",
+                 m->def->s, a->kn[k]);
+    }
     if (++r->j->depth > MAX_DEPTH)
         fail(r->j, FT_ERR_UNSUPPORTED, line, "macro calls nested too deeply");
     env *e = env_new(r, m->scope);
@@ -1884,6 +1923,8 @@ static val call(R *r, env *e, node *n) {
         if (v.t == T_MACRO) return call_macro(r, v, &a, n->line);
         if (v.t != T_UNDEF)
             fail(j, FT_ERR_FORMAT, n->line, "'%s' is a %s, not callable", f->s, tname[v.t]);
+        if (strcmp(f->s, "namespace"))
+            takes(r, &a, n->line, f->s, !strcmp(f->s, "range") ? 3 : 1, "");
         if (!strcmp(f->s, "raise_exception")) {
             val m = str_of(j, arg(&a, 0, NULL, v_cstr(j, "")));
             fail(j, FT_ERR_ARG, n->line, "raise_exception: %s", m.s);
@@ -1931,8 +1972,33 @@ static val call(R *r, env *e, node *n) {
 
 static int test(R *r, val v, const char *t, args *a, int line);
 
+/* the positional and keyword parameters of each filter after its value, as Jinja2 (and
+ * transformers' tojson) declare them */
+static const struct {
+    const char *name;
+    int npos;
+    const char *kws;
+} filter_sig[] = {
+    {"default", 2, "default_value boolean"},
+    {"d", 2, "default_value boolean"},
+    {"tojson", 4, "ensure_ascii indent separators sort_keys"},
+    {"int", 2, "default base"},
+    {"trim", 1, "chars"},
+    {"replace", 3, "old new count"},
+    {"join", 2, "d attribute"},
+    {"selectattr", 1 << 30, ""},
+    {"rejectattr", 1 << 30, ""},
+    {"map", 1 << 30, "attribute default"},
+};
+
 static val filter(R *r, val v, const char *f, args *a, int line) {
     J *j = r->j;
+    int sig = 0, nsig = (int)(sizeof filter_sig / sizeof *filter_sig);
+    while (sig < nsig && strcmp(filter_sig[sig].name, f))
+        sig++;
+    if (strcmp(f, "map") || !a->n) /* map('f', ...) passes the rest to filter f */
+        takes(r, a, line, f, sig < nsig ? filter_sig[sig].npos : 0,
+              sig < nsig ? filter_sig[sig].kws : "");
     if (!strcmp(f, "length") || !strcmp(f, "count")) {
         if (v.t == T_STR) return v_int(u8len(v));
         if (v.t == T_LIST) return v_int(((list *)v.p)->n);
@@ -1947,10 +2013,15 @@ static val filter(R *r, val v, const char *f, args *a, int line) {
     }
     if (!strcmp(f, "tojson")) {
         sbuf b = {0};
-        int indent = (int)as_int(r, arg(a, 0, "indent", v_int(0)), "indent", line);
-        if (indent < 0 || indent > 64)
+        if (truthy(arg(a, 0, "ensure_ascii", v_bool(0))) ||
+            arg(a, 2, "separators", v_none()).t != T_NONE)
+            fail(j, FT_ERR_UNSUPPORTED, line,
+                 "tojson's ensure_ascii and separators are not supported");
+        val in = arg(a, 1, "indent", v_none());
+        int indent = in.t == T_NONE ? 0 : (int)as_int(r, in, "indent", line);
+        if (in.t != T_NONE && (indent < 1 || indent > 64))
             fail(j, FT_ERR_UNSUPPORTED, line, "tojson indent %d", indent);
-        to_json(j, &b, v, indent, truthy(arg(a, 99, "sort_keys", v_bool(0))), 0, 1);
+        to_json(j, &b, v, indent, truthy(arg(a, 3, "sort_keys", v_bool(0))), 0, 1);
         return sb_val(j, &b);
     }
     if (!strcmp(f, "string")) return str_of(j, v);
@@ -2018,15 +2089,17 @@ static val filter(R *r, val v, const char *f, args *a, int line) {
             return o;
         }
         if (!strcmp(f, "map")) {
-            val at = arg(a, a->n, "attribute", UNDEF), o = v_list(j);
+            val at = a->n ? UNDEF : arg(a, 0, "attribute", UNDEF), o = v_list(j);
+            val dflt = a->n ? UNDEF : arg(a, 1, "default", UNDEF);
             for (int i = 0; i < l->n; i++) {
-                if (at.t != T_UNDEF)
-                    l_push(j, o, subscript(r, l->it[i], at, line));
-                else if (a->n >= 1) { /* map('map', 'map', ...) recurses into nested lists */
+                if (at.t != T_UNDEF) {
+                    val x = subscript(r, l->it[i], at, line);
+                    l_push(j, o, x.t == T_UNDEF && dflt.t != T_NONE ? dflt : x);
+                } else if (a->n >= 1) { /* map('map', 'map', ...) recurses into nested lists */
                     enter(r, line);
                     l_push(j, o,
                            filter(r, l->it[i], key_of(r, a->v[0], line),
-                                  &(args){a->v + 1, a->n - 1, NULL, NULL, 0}, line));
+                                  &(args){a->v + 1, a->n - 1, a->kn, a->kv, a->nk}, line));
                     r->nest--;
                 } else
                     fail(j, FT_ERR_FORMAT, line, "map needs a filter name or attribute=");
@@ -2039,6 +2112,7 @@ static val filter(R *r, val v, const char *f, args *a, int line) {
 }
 
 static int test(R *r, val v, const char *t, args *a, int line) {
+    takes(r, a, line, t, 1, "");
     if (!strcmp(t, "defined")) return v.t != T_UNDEF;
     if (!strcmp(t, "undefined")) return v.t == T_UNDEF;
     if (!strcmp(t, "none")) return v.t == T_NONE;

@@ -140,6 +140,19 @@ SNIPPETS = {
     "unary_then_filter": "{{ -3|abs }} {{ -(3|abs) }} {{ (-3)|abs }} {{ - -3|abs }} {{ -f|abs }} {{ +xs[0]|string }} {{ -2 is number }} {{ -2**2 }} {{ not -1|abs }}",
     "int_power": "{{ 2 ** 62 }} {{ (-2) ** 63 }} {{ 3 ** 39 }} {{ 2 ** -1 }} {{ 0 ** 0 }} {{ (-1) ** 1000000000001 }} {{ 1.5 ** 2 }}",
     "filter_int": "{{ '1.5' | int }} {{ ' -12 ' | int }} {{ '+7' | int }} {{ '1e3' | int }} {{ '-2.9' | int }} {{ 'abc' | int }} {{ 'abc' | int(5) }} {{ '' | int(default=3) }} {{ 'nan' | int }} {{ '0x1A' | int }} {{ '5.' | int }} {{ '.5' | int }} {{ 2.9 | int }} {{ -2.9 | int }} {{ t | int }} {{ none_v | int }} {{ xs | int(9) }} {{ '\t8\n' | int }} {{ '1 2' | int }}",
+    "map_attribute_default": "{{ nested.l | map(attribute='k', default='n') | join }} {{ messages | map(attribute='name', default='n') | join }} {{ messages | map(attribute='name', default=none) | list | length }}",
+    "tojson_indent": "{{ xs | tojson(indent=1) }}{{ xs | tojson(sort_keys=true, indent=2) }}",
+    # unknown keyword arguments and extra positionals raise in Python (TypeError)
+    "python_kwarg_filter": "{{ 'ab' | trim(foo=1) }}",
+    "python_kwarg_join": "{{ xs | join(x=1) }}",
+    "python_kwarg_method": "{{ 'ab'.strip(chars='a') }}",
+    "python_kwarg_dict_get": "{{ d.get('a', default=1) }}",
+    "python_kwarg_macro": "{% macro m(a) %}{{ a }}{% endmacro %}{{ m(1, b=2) }}",
+    "python_kwarg_macro_twice": "{% macro m(a) %}{{ a }}{% endmacro %}{{ m(1, a=2) }}",
+    "python_kwarg_function": "{{ range(3, step=1) | list }}",
+    "python_kwarg_test": "{{ 3 is odd(x=1) }}",
+    "python_extra_positional": "{{ 'ab' | upper(1) }}",
+    "python_map_attribute_and_filter": "{{ xs | map('string', attribute='x') | list }}",
     "unicode_passthrough": "«{{ 'ünï ✓ 😀' }}» {{ '日本' ~ '語' }} {{ 'éx' | length }}",
 }
 for name, src in SNIPPETS.items():

@@ -177,6 +177,12 @@ int main(int argc, char **argv) {
                "integer overflow in int");
     expect_err("jinja_err_int_inf", "{{ 'inf' | int }}", "integer overflow in int");
     expect_err("jinja_err_int_grouping", "{{ '1_000' | int }}", "int of '1_000' is not supported");
+    /* Python renders these (transformers' tojson takes them); ftune refuses, not ignores, them */
+    expect_err("jinja_err_tojson_separators", "{{ [1, 2] | tojson(separators=(',', ':')) }}",
+               "tojson's ensure_ascii and separators are not supported");
+    expect_err("jinja_err_tojson_ascii", "{{ 'x' | tojson(true) }}",
+               "tojson's ensure_ascii and separators are not supported");
+    expect_err("jinja_err_tojson_indent0", "{{ [1] | tojson(indent=0) }}", "tojson indent 0");
     expect_err("jinja_err_division_by_zero", "{{ 1 // 0 }}", "division by zero");
     expect_err("jinja_err_set_non_namespace", "{% set x = 1 %}{% set x.a = 2 %}",
                "x is not a namespace");
