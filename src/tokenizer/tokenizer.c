@@ -152,6 +152,49 @@ static ft_status check_keys(jctx *c, const cJSON *o, const char *const *allowed)
     return FT_OK;
 }
 
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A key given twice in one object, anywhere under `o` except model.vocab (parse_model names a
+ * repeated token): cJSON reads the first value, serde (HF) the last, so either would be a silent
+ * guess. Keys are sorted in `*scratch` (grown as needed, freed by the caller), so large objects
+ * cost n log n. */
+static ft_status check_dup_keys(jctx *c, const cJSON *o, const char ***scratch, size_t *cap) {
+    if (cJSON_IsObject(o) && strcmp(c->path, "model.vocab")) {
+        size_t n = 0;
+        for (const cJSON *it = o->child; it; it = it->next)
+            n++;
+        if (n > *cap) {
+            const char **p = realloc(*scratch, n * sizeof *p);
+            if (!p) return ft_errorf(FT_ERR_NOMEM, "tokenizer: out of memory");
+            *scratch = p;
+            *cap = n;
+        }
+        n = 0;
+        for (const cJSON *it = o->child; it; it = it->next)
+            (*scratch)[n++] = it->string;
+        qsort(*scratch, n, sizeof **scratch, cmp_str);
+        for (size_t i = 1; i < n; i++)
+            if (!strcmp((*scratch)[i - 1], (*scratch)[i])) {
+                size_t old = jdown(c, (*scratch)[i], 0);
+                ft_status st =
+                    ft_errorf(FT_ERR_FORMAT, "%s: key '%s' appears twice", c->file, c->path);
+                jup(c, old);
+                return st;
+            }
+    }
+    if (!cJSON_IsObject(o) && !cJSON_IsArray(o)) return FT_OK;
+    int i = 0;
+    for (const cJSON *it = o->child; it; it = it->next, i++) {
+        size_t old = jdown(c, cJSON_IsObject(o) ? it->string : NULL, i);
+        ft_status st = check_dup_keys(c, it, scratch, cap);
+        jup(c, old);
+        if (st) return st;
+    }
+    return FT_OK;
+}
+
 static ft_status need_obj(jctx *c, const cJSON *o) {
     return cJSON_IsObject(o) ? FT_OK : jerr(c, FT_ERR_FORMAT, "expected a JSON object");
 }
@@ -1014,6 +1057,11 @@ static ft_status parse_model(jctx *c, const cJSON *o, tk_bpe *m) {
     for (const cJSON *it = voc->child; it; it = it->next) {
         int id = (int)it->valuedouble;
         size_t n = strlen(it->string);
+        if (tk_strmap_get(&m->vocab, it->string, n) >= 0) { /* serde would keep the last id */
+            st = jerr(c, FT_ERR_FORMAT, "token '%.60s' appears twice", it->string);
+            jup(c, old);
+            return st;
+        }
         if (m->tok[id]) {
             st = jerr(c, FT_ERR_FORMAT, "id %d is used by both \"%.60s\" and \"%.60s\"", id, m->tok[id], it->string);
             jup(c, old);
@@ -1021,11 +1069,6 @@ static ft_status parse_model(jctx *c, const cJSON *o, tk_bpe *m) {
         }
         if (!(m->tok[id] = dupn(it->string, n))) return ft_errorf(FT_ERR_NOMEM, "tokenizer: out of memory");
         m->toklen[id] = (uint32_t)n;
-        if (tk_strmap_get(&m->vocab, it->string, n) >= 0) {
-            st = jerr(c, FT_ERR_FORMAT, "token \"%.60s\" appears twice", it->string);
-            jup(c, old);
-            return st;
-        }
         if (tk_strmap_set(&m->vocab, m->tok[id], n, id)) return FT_ERR_NOMEM;
     }
     jup(c, old);
@@ -1435,6 +1478,11 @@ static ft_status load_parsed(ft_tokenizer *t, jctx *c, const cJSON *root) {
     static const char *const k_top[] = {"version", "truncation", "padding", "added_tokens", "normalizer",
                                         "pre_tokenizer", "model", "post_processor", "decoder", NULL};
     if (!cJSON_IsObject(root)) return ft_errorf(FT_ERR_FORMAT, "%s: not a JSON object", c->file);
+    const char **scratch = NULL;
+    size_t cap = 0;
+    ft_status dst = check_dup_keys(c, root, &scratch, &cap);
+    free(scratch);
+    if (dst) return dst;
     if (check_keys(c, root, k_top)) return FT_ERR_UNSUPPORTED;
     static const char *const unsupported[] = {"truncation", "padding"};
     for (int i = 0; i < 2; i++) {

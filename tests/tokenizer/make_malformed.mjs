@@ -25,13 +25,18 @@ const cases = [
   ["truncation_set", (j) => { j.truncation = { max_length: 8 }; }, "key 'truncation'"],
   ["dropout_set", (j) => { j.model.dropout = 0.1; }, "key 'model.dropout'"],
   ["unk_missing", (j) => { j.model.unk_token = "<nope>"; }, "key 'model.unk_token'"],
+  // a key twice: cJSON reads the first value, serde (HF) the last; the text is edited, not the object
+  ["dup_model_key", (j) => JSON.stringify(j).replace('"byte_fallback":true', '"byte_fallback":true,"byte_fallback":false'), "key 'model.byte_fallback' appears twice"],
+  ["dup_top_key", (j) => JSON.stringify(j).replace(/}$/, ',"decoder":null}'), "key 'decoder' appears twice"],
+  ["dup_nested_key", (j) => JSON.stringify(j).replace('"type":"Prepend"', '"type":"Prepend","type":"NFC"'), "key 'normalizer.normalizers[0].type' appears twice"],
+  ["dup_vocab_token", (j) => JSON.stringify(j).replace('"▁Hello":22557', '"▁Hello":22557,"▁Hello":22557'), "key 'model.vocab': token '▁Hello' appears twice"],
   ["invalid_json", null, "invalid JSON"],
 ];
 for (const [name, edit, want] of cases) {
   const dir = path.join(out, name);
   fs.mkdirSync(dir, { recursive: true });
   let t;
-  if (edit) { const j = JSON.parse(text); edit(j); t = JSON.stringify(j); } else t = text.slice(0, 5000);
+  if (edit) { const j = JSON.parse(text); const r = edit(j); t = typeof r === "string" ? r : JSON.stringify(j); } else t = text.slice(0, 5000);
   fs.writeFileSync(path.join(dir, "tokenizer.json"), t);
   console.log(`${name}\t${want}`);
 }
