@@ -195,6 +195,71 @@ static ft_status check_dup_keys(jctx *c, const cJSON *o, const char ***scratch, 
     return FT_OK;
 }
 
+/* Offset of the first \u0000 escape in JSON text s[0..n), or -1 (a backslash skips the character
+ * after it, so "\\u0000" is not one). */
+static long nul_escape(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\\') {
+            if (i + 5 < n && !memcmp(s + i + 1, "u0000", 5)) return (long)i;
+            i++;
+        }
+    return -1;
+}
+
+#define NUL_MARK "\xF4\x8F\xBF\xBF" /* U+10FFFF: stands for U+0000 while naming the key */
+
+/* The path of the first key or string under `o` holding NUL_MARK, into c->path; 1 if found. */
+static int find_mark(jctx *c, const cJSON *o, int *in_key) {
+    if (cJSON_IsString(o) && strstr(o->valuestring, NUL_MARK)) return 1;
+    if (!cJSON_IsObject(o) && !cJSON_IsArray(o)) return 0;
+    int i = 0;
+    for (const cJSON *it = o->child; it; it = it->next, i++) {
+        if (cJSON_IsObject(o) && strstr(it->string, NUL_MARK)) return *in_key = 1;
+        size_t old = jdown(c, cJSON_IsObject(o) ? it->string : NULL, i);
+        if (find_mark(c, it, in_key)) return 1;
+        jup(c, old);
+    }
+    return 0;
+}
+
+/* U+0000 in a JSON string is refused: cJSON's strings end at their first NUL, so "a\u0000b" read
+ * as "a" (a Split regex, a Replace content, a vocab token cut short). No supported tokenizer holds
+ * one (byte-level BPE spells byte 0 "Ā", byte fallback "<0x00>") and ftune refuses U+0000 in the
+ * text it encodes, so a token holding it could never be produced. The error names the key: the
+ * text is parsed again with U+10FFFF in place of each \u0000 to find it. */
+static ft_status check_nul(const char *file, const char *json, size_t len) {
+    long at = nul_escape(json, len);
+    if (at < 0) return FT_OK;
+    char *t = malloc(2 * len + 1);
+    if (!t) return ft_errorf(FT_ERR_NOMEM, "tokenizer: out of memory");
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        long e = nul_escape(json + i, len - i);
+        if (e < 0) {
+            memcpy(t + n, json + i, len - i);
+            n += len - i;
+            break;
+        }
+        memcpy(t + n, json + i, (size_t)e);
+        memcpy(t + n + (size_t)e, "\\uDBFF\\uDFFF", 12);
+        n += (size_t)e + 12;
+        i += (size_t)e + 5;
+    }
+    cJSON *root = cJSON_ParseWithLength(t, n);
+    jctx c = {.file = file};
+    int in_key = 0;
+    int found = root && find_mark(&c, root, &in_key);
+    cJSON_Delete(root);
+    free(t);
+    if (!found)
+        return ft_errorf(
+            FT_ERR_FORMAT,
+            "%s: byte %ld: a string holds U+0000 (\\u0000), which ftune does not support", file,
+            at);
+    return jerr(&c, FT_ERR_FORMAT, "%s holds U+0000 (\\u0000), which ftune does not support",
+                in_key ? "a key of this object" : "the string");
+}
+
 static ft_status need_obj(jctx *c, const cJSON *o) {
     return cJSON_IsObject(o) ? FT_OK : jerr(c, FT_ERR_FORMAT, "expected a JSON object");
 }
@@ -1579,8 +1644,9 @@ ft_status ft_tokenizer_load_json(ft_tokenizer **out, const char *json, size_t le
     ft_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return ft_errorf(FT_ERR_NOMEM, "tokenizer: out of memory");
     t->name = ft_strdup(name);
+    ft_status st = check_nul(name, json, len);
+    if (st) goto fail;
     cJSON *root = cJSON_ParseWithLength(json, len);
-    ft_status st;
     if (!root) {
         const char *e = cJSON_GetErrorPtr();
         size_t off = e && e >= json && e <= json + len ? (size_t)(e - json) : 0;
@@ -1597,6 +1663,7 @@ ft_status ft_tokenizer_load_json(ft_tokenizer **out, const char *json, size_t le
             snprintf(cname, sizeof cname, "%.*stokenizer_config.json", (int)(nl - tl), name);
         else
             snprintf(cname, sizeof cname, "%s (tokenizer_config.json)", name);
+        if ((st = check_nul(cname, config, config_len))) goto fail;
         cJSON *cfg = cJSON_ParseWithLength(config, config_len);
         if (!cfg) {
             st = ft_errorf(FT_ERR_FORMAT, "%s: invalid JSON", cname);

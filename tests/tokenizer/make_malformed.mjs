@@ -30,6 +30,10 @@ const cases = [
   ["dup_top_key", (j) => JSON.stringify(j).replace(/}$/, ',"decoder":null}'), "key 'decoder' appears twice"],
   ["dup_nested_key", (j) => JSON.stringify(j).replace('"type":"Prepend"', '"type":"Prepend","type":"NFC"'), "key 'normalizer.normalizers[0].type' appears twice"],
   ["dup_vocab_token", (j) => JSON.stringify(j).replace('"▁Hello":22557', '"▁Hello":22557,"▁Hello":22557'), "key 'model.vocab': token '▁Hello' appears twice"],
+  // U+0000 in a string: cJSON's strings end at it ("a\u0000b" read as "a")
+  ["nul_regex", (j) => { j.pre_tokenizer = { type: "Split", pattern: { Regex: "a\0b" }, behavior: "Isolated", invert: false }; }, "key 'pre_tokenizer.pattern.Regex': the string holds U+0000"],
+  ["nul_replace", (j) => { j.normalizer.normalizers[1].content = "\u2581\0x"; }, "key 'normalizer.normalizers[1].content': the string holds U+0000"],
+  ["nul_vocab_token", (j) => { j.model.vocab["a\0b"] = 32000; }, "key 'model.vocab': a key of this object holds U+0000"],
   ["invalid_json", null, "invalid JSON"],
 ];
 for (const [name, edit, want] of cases) {
