@@ -1437,24 +1437,61 @@ static ft_status parse_added(jctx *c, const cJSON *arr, ft_tokenizer *t) {
         jup(c, old);
         return st;
     }
-    int cnt = cJSON_GetArraySize(arr), i = 0;
+    int cnt = cJSON_GetArraySize(arr), i = 0, nvocab = 0, maxid = -1;
     t->added = calloc((size_t)cnt + 1, sizeof *t->added);
     if (!t->added) return ft_errorf(FT_ERR_NOMEM, "tokenizer: out of memory");
+    for (int k = 0; k < t->bpe.ntok; k++)
+        nvocab += t->bpe.tok[k] != NULL;
     for (const cJSON *it = arr->child; it; it = it->next, i++) {
         size_t o2 = jdown(c, NULL, i);
-        tk_added *a = &t->added[i];
+        tk_added *a = &t->added[t->nadded];
         const char *content;
+        memset(a, 0, sizeof *a);
         if (need_obj(c, it) || check_keys(c, it, k_add) || req_str(c, it, "content", &content) ||
             get_int(c, it, "id", -1, 0, TK_MAX_ID - 1, &a->id) || get_bool(c, it, "single_word", 0, &a->single_word) ||
             get_bool(c, it, "lstrip", 0, &a->lstrip) || get_bool(c, it, "rstrip", 0, &a->rstrip) ||
             get_bool(c, it, "normalized", 1, &a->normalized) || get_bool(c, it, "special", 0, &a->special))
             return FT_ERR_FORMAT;
-        t->nadded = i + 1;
         if (a->id < 0) return jerr(c, FT_ERR_FORMAT, "missing id");
         if (!content[0]) return jerr(c, FT_ERR_FORMAT, "empty content");
-        a->len = strlen(content);
+        /* HF (TokenizerImpl's deserializer -> AddedVocabulary::add_tokens) does not take the
+         * serialized id: content already added keeps its id (the repeat is ignored), content in
+         * the vocab takes its vocab id, new content the next id (max added id + 1 once past the
+         * vocab, else the vocab's entry count); a differing "id" only logs a warning. A file whose
+         * ids differ from those is refused: its ids are either wrong or meant something HF
+         * would not do, and the model's embedding rows follow the ids. */
+        size_t len = strlen(content);
+        int prev = tk_strmap_get(&t->added_map, content, len),
+            vid = tk_strmap_get(&t->bpe.vocab, content, len);
+        int want = prev >= 0                                 ? t->added[prev].id
+                   : vid >= 0                                ? vid
+                   : maxid < 0 || (maxid < nvocab && nvocab) ? nvocab
+                                                             : maxid + 1;
+        if (a->id != want) {
+            if (prev >= 0)
+                return jerr(c, FT_ERR_FORMAT, "'%.60s' was already added with id %d (here id %d)",
+                            content, want, a->id);
+            if (vid >= 0)
+                return jerr(c, FT_ERR_FORMAT, "'%.60s' is id %d in model.vocab, not %d", content,
+                            vid, a->id);
+            return jerr(c, FT_ERR_FORMAT,
+                        "'%.60s' is not in model.vocab, so HF gives it the next free id %d, not %d",
+                        content, want, a->id);
+        }
+        if (vid < 0 && want < t->bpe.ntok && t->bpe.tok[want])
+            return jerr(
+                c, FT_ERR_FORMAT,
+                "'%.60s' would get id %d, which model.vocab gives to \"%.60s\" (ids with gaps)",
+                content, want, t->bpe.tok[want]);
+        if (want > maxid) maxid = want;
+        if (prev >= 0) { /* ignored by HF: the first one's settings hold */
+            jup(c, o2);
+            continue;
+        }
+        a->len = len;
         if (!(a->content = dupn(content, a->len))) return FT_ERR_NOMEM;
-        if (tk_strmap_set(&t->added_map, a->content, a->len, i)) return FT_ERR_NOMEM;
+        t->nadded++;
+        if (tk_strmap_set(&t->added_map, a->content, a->len, t->nadded - 1)) return FT_ERR_NOMEM;
         jup(c, o2);
     }
     jup(c, old);

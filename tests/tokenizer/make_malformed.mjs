@@ -34,6 +34,10 @@ const cases = [
   ["nul_regex", (j) => { j.pre_tokenizer = { type: "Split", pattern: { Regex: "a\0b" }, behavior: "Isolated", invert: false }; }, "key 'pre_tokenizer.pattern.Regex': the string holds U+0000"],
   ["nul_replace", (j) => { j.normalizer.normalizers[1].content = "\u2581\0x"; }, "key 'normalizer.normalizers[1].content': the string holds U+0000"],
   ["nul_vocab_token", (j) => { j.model.vocab["a\0b"] = 32000; }, "key 'model.vocab': a key of this object holds U+0000"],
+  // added_tokens ids HF would not give: it takes the vocab id, or the next free one, and ignores a repeat
+  ["added_id_taken", (j) => { j.added_tokens.push({ id: 100, content: "<extra>", special: true }); }, "key 'added_tokens[3]': '<extra>' is not in model.vocab, so HF gives it the next free id 32000, not 100"],
+  ["added_vocab_id", (j) => { j.added_tokens[1].id = 5; }, "key 'added_tokens[1]': '<s>' is id 1 in model.vocab, not 5"],
+  ["added_repeat", (j) => { j.added_tokens.push({ ...j.added_tokens[1], id: 100 }); }, "key 'added_tokens[3]': '<s>' was already added with id 1 (here id 100)"],
   ["invalid_json", null, "invalid JSON"],
 ];
 for (const [name, edit, want] of cases) {

@@ -158,12 +158,16 @@ static void test_handmade(void) {
     ft_tokenizer_free(t);
 
     /* added tokens: lstrip+rstrip eat the spaces around <m>; single_word "cat" only as a word */
-    t = load_str("{\"added_tokens\":[{\"id\":3,\"content\":\"<m>\",\"lstrip\":true,\"rstrip\":true,\"normalized\":false,\"special\":true},"
-                 "{\"id\":4,\"content\":\"cat\",\"single_word\":true,\"normalized\":false,\"special\":false}],"
-                 "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\" \":2,\"c\":5,\"t\":6,\"o\":7,\"n\":8},\"merges\":[]}}");
-    check_ids("tok_added_lstrip_rstrip", t, "a <m>  b", 0, IDS(0, 3, 1));
-    check_ids("tok_added_single_word", t, "cat concat", 0, IDS(4, 2, 5, 7, 8, 5, 0, 6));
-    check_decode("tok_added_decode_skip", t, IDS(0, 3, 1), 1, "a b"); /* no decoder: HF joins with spaces */
+    t = load_str("{\"added_tokens\":[{\"id\":7,\"content\":\"<m>\",\"lstrip\":true,\"rstrip\":true,"
+                 "\"normalized\":false,\"special\":true},"
+                 "{\"id\":8,\"content\":\"cat\",\"single_word\":true,\"normalized\":false,"
+                 "\"special\":false}],"
+                 "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\" "
+                 "\":2,\"c\":3,\"t\":4,\"o\":5,\"n\":6},\"merges\":[]}}");
+    check_ids("tok_added_lstrip_rstrip", t, "a <m>  b", 0, IDS(0, 7, 1));
+    check_ids("tok_added_single_word", t, "cat concat", 0, IDS(8, 2, 3, 5, 6, 3, 0, 4));
+    check_decode("tok_added_decode_skip", t, IDS(0, 7, 1), 1,
+                 "a b"); /* no decoder: HF joins with spaces */
     ft_tokenizer_free(t);
 
     /* ByteFallback decoder: valid byte runs become text, an invalid run one U+FFFD per byte */
