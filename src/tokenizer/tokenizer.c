@@ -1498,28 +1498,54 @@ static ft_status parse_added(jctx *c, const cJSON *arr, ft_tokenizer *t) {
     return FT_OK;
 }
 
-static int config_token_id(const ft_tokenizer *t, const cJSON *cfg, const char *key) {
-    const cJSON *v = jget(cfg, key);
-    if (cJSON_IsObject(v)) v = jget(v, "content");
-    if (!cJSON_IsString(v)) return -1;
-    return ft_tokenizer_token_to_id(t, v->valuestring);
+/* A special token of tokenizer_config.json (`key` names it in errors): absent or null = none
+ * (*id = -1); else a string or {"content": string} naming a token the tokenizer has. One it lacks
+ * is refused: transformers would add it as a new token, past the model's embedding rows. */
+static ft_status config_token(const char *file, const char *key, const cJSON *v,
+                              const ft_tokenizer *t, int *id) {
+    *id = -1;
+    if (!v || cJSON_IsNull(v)) return FT_OK;
+    const cJSON *s = cJSON_IsObject(v) ? jget(v, "content") : v;
+    if (!cJSON_IsString(s))
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: key '%s': expected a token string or {\"content\": string}", file,
+                         key);
+    if ((*id = ft_tokenizer_token_to_id(t, s->valuestring)) < 0)
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: key '%s': token '%.60s' is not in the tokenizer's vocab or "
+                         "added_tokens (transformers "
+                         "would add it as a new token, which the model's embedding does not hold)",
+                         file, key, s->valuestring);
+    return FT_OK;
 }
 
 static ft_status parse_config(const char *file, const cJSON *cfg, ft_tokenizer *t) {
     if (!cJSON_IsObject(cfg)) return ft_errorf(FT_ERR_FORMAT, "%s: expected a JSON object", file);
-    int bos = config_token_id(t, cfg, "bos_token");
+    jctx c = {.file = file};
+    const char **scratch = NULL;
+    size_t cap = 0;
+    ft_status st = check_dup_keys(&c, cfg, &scratch, &cap);
+    free(scratch);
+    int bos;
+    if (st || (st = config_token(file, "bos_token", jget(cfg, "bos_token"), t, &bos)) ||
+        (st = config_token(file, "eos_token", jget(cfg, "eos_token"), t, &t->eos)) ||
+        (st = config_token(file, "pad_token", jget(cfg, "pad_token"), t, &t->pad)))
+        return st;
     if (bos >= 0) t->bos = bos; /* else keep the post-processor's first special token */
-    t->eos = config_token_id(t, cfg, "eos_token");
-    t->pad = config_token_id(t, cfg, "pad_token");
     const cJSON *cu = jget(cfg, "clean_up_tokenization_spaces");
     t->cleanup = cJSON_IsTrue(cu);
     const cJSON *extra = jget(cfg, "additional_special_tokens");
-    if (cJSON_IsArray(extra))
-        for (const cJSON *it = extra->child; it; it = it->next) {
-            const cJSON *s = cJSON_IsObject(it) ? jget(it, "content") : it;
-            int id = cJSON_IsString(s) ? ft_tokenizer_token_to_id(t, s->valuestring) : -1;
-            if (id >= 0 && id < t->vocab_size) t->id_special[id] = 1;
-        }
+    if (extra && !cJSON_IsNull(extra) && !cJSON_IsArray(extra))
+        return ft_errorf(FT_ERR_FORMAT, "%s: key 'additional_special_tokens': expected an array",
+                         file);
+    int i = 0;
+    for (const cJSON *it = extra ? extra->child : NULL; it; it = it->next, i++) {
+        char key[48];
+        int id;
+        snprintf(key, sizeof key, "additional_special_tokens[%d]", i);
+        if ((st = config_token(file, key, it, t, &id))) return st;
+        if (id >= 0 && id < t->vocab_size) t->id_special[id] = 1;
+    }
     /* transformers' LlamaTokenizerFast rebuilds its post-processor from add_bos_token/add_eos_token */
     const cJSON *cls = jget(cfg, "tokenizer_class"), *ab = jget(cfg, "add_bos_token"), *ae = jget(cfg, "add_eos_token");
     if (cJSON_IsString(cls) && (!strcmp(cls->valuestring, "LlamaTokenizer") || !strcmp(cls->valuestring, "LlamaTokenizerFast")) &&

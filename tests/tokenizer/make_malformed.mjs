@@ -1,4 +1,5 @@
-// Writes broken variants of a real tokenizer.json, one directory each, and prints
+// Writes broken variants of a real tokenizer.json (and a tokenizer_config.json beside it where a
+// case gives one), one directory each, and prints
 // "case<TAB>text the error line must contain" per variant.
 // usage: node make_malformed.mjs GOOD_tokenizer.json OUT_DIR
 import fs from "fs";
@@ -38,13 +39,21 @@ const cases = [
   ["added_id_taken", (j) => { j.added_tokens.push({ id: 100, content: "<extra>", special: true }); }, "key 'added_tokens[3]': '<extra>' is not in model.vocab, so HF gives it the next free id 32000, not 100"],
   ["added_vocab_id", (j) => { j.added_tokens[1].id = 5; }, "key 'added_tokens[1]': '<s>' is id 1 in model.vocab, not 5"],
   ["added_repeat", (j) => { j.added_tokens.push({ ...j.added_tokens[1], id: 100 }); }, "key 'added_tokens[3]': '<s>' was already added with id 1 (here id 100)"],
+  // tokenizer_config.json (the fourth field): special tokens the tokenizer lacks, or not token strings
+  ["cfg_eos_unknown", (j) => {}, "tokenizer_config.json: key 'eos_token': token '<|im_end|>' is not in", { bos_token: "<s>", eos_token: "<|im_end|>" }],
+  ["cfg_eos_number", (j) => {}, "tokenizer_config.json: key 'eos_token': expected a token string", { eos_token: 2 }],
+  ["cfg_bos_list", (j) => {}, "tokenizer_config.json: key 'bos_token': expected a token string", { bos_token: ["<s>"] }],
+  ["cfg_extra_unknown", (j) => {}, "tokenizer_config.json: key 'additional_special_tokens[1]': token '<tool>' is not in", { additional_special_tokens: ["</s>", { content: "<tool>" }] }],
+  ["cfg_dup_key", (j) => {}, "tokenizer_config.json: key 'eos_token' appears twice", '{"eos_token": "</s>", "eos_token": "<s>"}'],
   ["invalid_json", null, "invalid JSON"],
 ];
-for (const [name, edit, want] of cases) {
+for (const [name, edit, want, config] of cases) {
   const dir = path.join(out, name);
   fs.mkdirSync(dir, { recursive: true });
   let t;
   if (edit) { const j = JSON.parse(text); const r = edit(j); t = typeof r === "string" ? r : JSON.stringify(j); } else t = text.slice(0, 5000);
   fs.writeFileSync(path.join(dir, "tokenizer.json"), t);
+  if (config !== undefined)
+    fs.writeFileSync(path.join(dir, "tokenizer_config.json"), typeof config === "string" ? config : JSON.stringify(config));
   console.log(`${name}\t${want}`);
 }
