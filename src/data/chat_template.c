@@ -435,8 +435,10 @@ static outcome render_jinja(const ft_jinja *j, const probe *p, const char *bos, 
         cJSON_AddStringToObject(m, "content", p->content[i]);
         cJSON_AddItemToArray(msgs, m);
     }
-    cJSON_AddStringToObject(ctx, "bos_token", bos);
-    cJSON_AddStringToObject(ctx, "eos_token", eos);
+    /* transformers passes its special_tokens_map, which leaves out unset (and empty) tokens: in
+     * the template they are undefined, so `bos_token + x` raises as in Jinja2 */
+    if (bos[0]) cJSON_AddStringToObject(ctx, "bos_token", bos);
+    if (eos[0]) cJSON_AddStringToObject(ctx, "eos_token", eos);
     cJSON_AddBoolToObject(ctx, "add_generation_prompt", p->gen);
     if (ft_jinja_render(j, ctx, PROBE_NOW, &o.text, NULL))
         o.text = strdup(ft_error_message());

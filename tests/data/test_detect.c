@@ -146,6 +146,14 @@ int main(void) {
               strstr(ft_error_message(), "set chat_template: to one of llama3"),
           "%s", ft_error_message());
 
+    /* no bos_token: undefined in the template, as transformers leaves it, so '+' raises */
+    st = ft_chat_template_detect("{% for m in messages %}{{ bos_token + m.content }}{% endfor %}",
+                                 "", "</s>", &t);
+    CHECK("detect_missing_bos_is_undefined",
+          st == FT_ERR_UNSUPPORTED && strstr(ft_error_message(), "every probe") &&
+              strstr(ft_error_message(), "undefined"),
+          "%s", st ? ft_error_message() : ft_chat_template_name(t));
+
     for (int i = 0; i < 8; i++)
         free(src[i]);
     return ft_test_failures ? 1 : 0;
