@@ -1224,8 +1224,11 @@ static ft_status template_ids(jctx *c, const cJSON *specials, const char *name, 
     const cJSON *ids = cJSON_IsObject(sp) ? jget(sp, "ids") : NULL;
     if (!cJSON_IsArray(ids)) return jerr(c, FT_ERR_FORMAT, "special token \"%.60s\" is not defined in special_tokens", name);
     for (const cJSON *it = ids->child; it; it = it->next) {
-        if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0 && it->valuedouble < TK_MAX_ID))
-            return jerr(c, FT_ERR_FORMAT, "special token \"%.60s\" has a bad id", name);
+        if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0 && it->valuedouble < TK_MAX_ID) ||
+            it->valuedouble != (double)(int)it->valuedouble)
+            return jerr(c, FT_ERR_FORMAT,
+                        "special token \"%.60s\" has an id that is not an integer in [0, %d)", name,
+                        TK_MAX_ID);
         if (tk_ivec_push(out, (int)it->valuedouble)) return FT_ERR_NOMEM;
     }
     return FT_OK;
@@ -1235,7 +1238,8 @@ static ft_status template_ids(jctx *c, const cJSON *specials, const char *name, 
 static ft_status pair_id(jctx *c, const cJSON *o, const char *k, tk_ivec *out) {
     const cJSON *v = jget(o, k);
     if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2 || !cJSON_IsNumber(v->child->next) ||
-        !(v->child->next->valuedouble >= 0 && v->child->next->valuedouble < TK_MAX_ID)) {
+        !(v->child->next->valuedouble >= 0 && v->child->next->valuedouble < TK_MAX_ID) ||
+        v->child->next->valuedouble != (double)(int)v->child->next->valuedouble) {
         size_t old = jdown(c, k, 0);
         ft_status st = jerr(c, FT_ERR_FORMAT, "expected [token, id]");
         jup(c, old);
@@ -1612,6 +1616,18 @@ static ft_status load_parsed(ft_tokenizer *t, jctx *c, const cJSON *root) {
     free(scratch);
     if (dst) return dst;
     if (check_keys(c, root, k_top)) return FT_ERR_UNSUPPORTED;
+    const cJSON *ver =
+        jget(root, "version"); /* HF refuses any other version, and a missing one is fine */
+    if (ver && !(cJSON_IsString(ver) && !strcmp(ver->valuestring, "1.0"))) {
+        size_t old = jdown(c, "version", 0);
+        ft_status st =
+            cJSON_IsString(ver)
+                ? jerr(c, FT_ERR_UNSUPPORTED,
+                       "unknown tokenizer.json version '%.20s' (only \"1.0\")", ver->valuestring)
+                : jerr(c, FT_ERR_FORMAT, "expected the string \"1.0\"");
+        jup(c, old);
+        return st;
+    }
     static const char *const unsupported[] = {"truncation", "padding"};
     for (int i = 0; i < 2; i++) {
         const cJSON *v = jget(root, unsupported[i]);

@@ -45,6 +45,8 @@ const cases = [
   ["cfg_bos_list", (j) => {}, "tokenizer_config.json: key 'bos_token': expected a token string", { bos_token: ["<s>"] }],
   ["cfg_extra_unknown", (j) => {}, "tokenizer_config.json: key 'additional_special_tokens[1]': token '<tool>' is not in", { additional_special_tokens: ["</s>", { content: "<tool>" }] }],
   ["cfg_dup_key", (j) => {}, "tokenizer_config.json: key 'eos_token' appears twice", '{"eos_token": "</s>", "eos_token": "<s>"}'],
+  ["version_unknown", (j) => { j.version = "2.0"; }, "key 'version': unknown tokenizer.json version '2.0'"],
+  ["post_id_fraction", (j) => { j.post_processor.special_tokens["<s>"].ids[0] = 1.7; }, "key 'post_processor.single[0].SpecialToken': special token \"<s>\" has an id that is not an integer"],
   ["invalid_json", null, "invalid JSON"],
 ];
 for (const [name, edit, want, config] of cases) {
