@@ -1996,7 +1996,8 @@ static val filter(R *r, val v, const char *f, args *a, int line) {
     int sig = 0, nsig = (int)(sizeof filter_sig / sizeof *filter_sig);
     while (sig < nsig && strcmp(filter_sig[sig].name, f))
         sig++;
-    if (strcmp(f, "map") || !a->n) /* map('f', ...) passes the rest to filter f */
+    /* a NULL a: an internal call with no arguments (the for loop's list of a string) */
+    if (a && (strcmp(f, "map") || !a->n)) /* map('f', ...) passes the rest to filter f */
         takes(r, a, line, f, sig < nsig ? filter_sig[sig].npos : 0,
               sig < nsig ? filter_sig[sig].kws : "");
     if (!strcmp(f, "length") || !strcmp(f, "count")) {

@@ -174,7 +174,8 @@ static ft_status check_dup_keys(jctx *c, const cJSON *o, const char ***scratch, 
         n = 0;
         for (const cJSON *it = o->child; it; it = it->next)
             (*scratch)[n++] = it->string;
-        qsort(*scratch, n, sizeof **scratch, cmp_str);
+        if (n > 1) /* an empty object left *scratch NULL, which qsort may not take */
+            qsort(*scratch, n, sizeof **scratch, cmp_str);
         for (size_t i = 1; i < n; i++)
             if (!strcmp((*scratch)[i - 1], (*scratch)[i])) {
                 size_t old = jdown(c, (*scratch)[i], 0);

@@ -92,6 +92,7 @@ SNIPPETS = {
     "for_else": "{% for x in [] %}x{% else %}empty{% endfor %}{% for x in xs %}{{ x }}{% else %}no{% endfor %}",
     "for_unpack_items": "{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}{% for k, v in d | items %}{{ k }}{% endfor %}",
     "for_dict_keys": "{% for k in d %}{{ k }}{% endfor %}",
+    "for_string_chars": "{% for c in 'héllo' %}{{ c }}.{% endfor %}{% for c in '' %}x{% else %}none{% endfor %}",
     "for_filter": "{% for m in messages if m.role != 'system' %}{{ loop.index }}{{ m.role }}{% endfor %}{% for k, v in d.items() if k != 'b' %}{{ k }}{{ v }}{% endfor %}",
     "break_continue": "{% for x in [1, 2, 3, 4, 5] %}{% if x == 2 %}{% continue %}{% endif %}{% if x == 4 %}{% break %}{% endif %}{{ x }}{% endfor %}",
     "set_scoping": "{% set a = 1 %}{% for x in xs %}{% set a = x %}{% endfor %}{{ a }}",
