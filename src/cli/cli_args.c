@@ -27,6 +27,12 @@ ft_status cli_parse_float(const char *opt, const char *s, double *out) {
     return FT_OK;
 }
 
+ft_status cli_parse_path(const char *opt, const char *s, const char **out) {
+    if (!*s) return ft_errorf(FT_ERR_ARG, "%s: empty path", opt);
+    *out = s;
+    return FT_OK;
+}
+
 ft_status cli_parse_ids(const char *opt, const char *s, int **out, int *n) {
     *out = NULL;
     *n = 0;

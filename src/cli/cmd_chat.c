@@ -9,6 +9,7 @@
  */
 #include "chat.h"
 #include "cli.h"
+#include "cli_args.h"
 #include "ftune/peft.h"
 
 #include <stdio.h>
@@ -61,6 +62,9 @@ int cmd_chat(int argc, char **argv) {
         i++;
     }
     if (!dir) return usage();
+    if (cli_parse_path("--model", dir, &dir) ||
+        (adapter && cli_parse_path("--adapter", adapter, &adapter)))
+        return cli_fail();
     ft_model m;
     ft_tokenizer *tok = NULL;
     if (ft_model_load(&m, dir)) return cli_fail();

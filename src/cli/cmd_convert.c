@@ -18,6 +18,7 @@
  * Data is streamed from the mmapped input; only the permuted q/k weights are copied.
  */
 #include "cli.h"
+#include "cli_args.h"
 #include "ftune/model.h"
 #include "ftune/safetensors.h"
 #include "ftune/tokenizer.h"
@@ -53,7 +54,7 @@ static ft_status make_dirs(const char *dir) {
     char buf[4096];
     if ((size_t)snprintf(buf, sizeof buf, "%s", dir) >= sizeof buf)
         return ft_errorf(FT_ERR_ARG, "%s: path too long", dir);
-    for (char *p = buf + 1;; p++) {
+    for (char *p = buf + (buf[0] != 0);; p++) { /* a leading '/' is no folder to make */
         if (*p == '/' || *p == 0) {
             char c = *p;
             *p = 0;
@@ -269,6 +270,7 @@ int cmd_convert(int argc, char **argv) {
         i++;
     }
     if (!in || !out) return convert_usage();
+    if (cli_parse_path("--in", in, &in) || cli_parse_path("--out", out, &out)) return cli_fail();
     if ((tok_offset < 0) != (tok_length < 0)) {
         fprintf(stderr, "ftune: convert: --tokenizer-offset and --tokenizer-length go together\n");
         return 2;

@@ -93,6 +93,9 @@ int cmd_generate(int argc, char **argv) {
         i++;
     }
     if (!dir || (!ids_s == !prompt) || (chat && !prompt) || (!chat && (tpl || sys))) return usage();
+    if (cli_parse_path("--model", dir, &dir) ||
+        (adapter && cli_parse_path("--adapter", adapter, &adapter)))
+        return cli_fail();
     int *ids = NULL, n = 0, *out = NULL, n_out = 0, count = 0;
     text_stream ts = {0};
     ft_model m = {0};

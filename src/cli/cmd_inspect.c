@@ -10,6 +10,7 @@
  * estimate are printed with it.
  */
 #include "cli.h"
+#include "cli_args.h"
 #include "ftune/model.h"
 #include "ftune/safetensors.h"
 
@@ -107,6 +108,7 @@ int cmd_inspect(int argc, char **argv) {
         }
     }
     if (!dir) return inspect_usage();
+    if (cli_parse_path("DIR", dir, &dir)) return cli_fail();
 
     ft_config c;
     ft_st_set set = {0};

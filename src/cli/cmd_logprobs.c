@@ -35,6 +35,9 @@ int cmd_logprobs(int argc, char **argv) {
         }
     }
     if (!dir || !ids_s) return usage();
+    if (cli_parse_path("--model", dir, &dir) ||
+        (adapter && cli_parse_path("--adapter", adapter, &adapter)))
+        return cli_fail();
     int *ids = NULL, n = 0;
     if (cli_parse_ids("--ids", ids_s, &ids, &n)) return cli_fail();
     ft_model m;

@@ -4,6 +4,7 @@
  * tokenizer files), as PEFT's merge_and_unload() + save_pretrained() would.
  */
 #include "cli.h"
+#include "cli_args.h"
 #include "ftune/model.h"
 #include "ftune/peft.h"
 
@@ -48,6 +49,9 @@ int cmd_merge(int argc, char **argv) {
         fprintf(stderr, "usage: ftune merge --model DIR --adapter DIR --out DIR\n");
         return 2;
     }
+    if (cli_parse_path("--model", model, &model) ||
+        cli_parse_path("--adapter", adapter, &adapter) || cli_parse_path("--out", out, &out))
+        return cli_fail();
     ft_model m;
     ft_status st = ft_model_load(&m, model);
     if (st) return cli_fail();

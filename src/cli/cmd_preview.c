@@ -12,6 +12,7 @@
  * Only the tokenizer of base_model is loaded, not the weights.
  */
 #include "cli.h"
+#include "cli_args.h"
 #include "ftune/instruct.h"
 #include "ftune/tokenizer.h"
 #include "ftune/trainer.h"
@@ -80,8 +81,8 @@ int cmd_preview(int argc, char **argv) {
             }
             if (ft_train_config_set(&cfg, argv[++i])) goto fail;
         } else if (a[0] != '-' && !path) {
-            path = a;
-            if (ft_train_config_load(&cfg, path)) goto fail;
+            if (cli_parse_path("CONFIG.yaml", a, &path) || ft_train_config_load(&cfg, path))
+                goto fail;
         } else {
             fprintf(stderr, "ftune preview: unknown argument '%s'\n", a);
             usage();

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_args.h"
 #include "ftune/tokenizer.h"
 
 static int usage(void) {
@@ -148,8 +149,14 @@ int cmd_tokenize(int argc, char **argv) {
         else if (!strcmp(argv[i], "--skip-special")) skip_special = 1;
         else return usage();
     }
-    if (l2c) return out ? convert_llama2c(l2c, offset, length, vocab, out) : usage();
+    if (l2c) {
+        if (!out) return usage();
+        if (cli_parse_path("--convert-llama2c", l2c, &l2c) || cli_parse_path("--out", out, &out))
+            return cli_fail();
+        return convert_llama2c(l2c, offset, length, vocab, out);
+    }
     if (!dir) return usage();
+    if (cli_parse_path("--tokenizer", dir, &dir)) return cli_fail();
     ft_tokenizer *tok;
     if (ft_tokenizer_load(&tok, dir)) return cli_fail();
     char *line = NULL;

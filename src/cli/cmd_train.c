@@ -3,6 +3,7 @@
  * overrides in order, validate, print the notes about ignored keys, and run the trainer.
  */
 #include "cli.h"
+#include "cli_args.h"
 #include "ftune/trainer.h"
 
 #include <stdio.h>
@@ -43,6 +44,7 @@ int cmd_train(int argc, char **argv) {
         train_usage(stderr);
         return 2;
     }
+    if (cli_parse_path("CONFIG.yaml", path, &path)) return cli_fail();
     ft_train_config cfg;
     ft_train_config_defaults(&cfg);
     ft_status st = ft_train_config_load(&cfg, path);

@@ -13,7 +13,7 @@ B=$FT_TMP/bad
 expect_fail() {
     local name=$1 file=$2 what=$3; shift 4
     local err=$FT_TMP/$name.err out=$FT_TMP/$name.out
-    "$@" >"$out" 2>"$err"; local rc=$?
+    "$@" </dev/null >"$out" 2>"$err"; local rc=$?
     local lines; lines=$(wc -l <"$err")
     if [ "$rc" -eq 0 ]; then echo "FAIL bad_$name: exit status 0"
     elif grep -qiE 'sanitizer|runtime error|==[0-9]+==' "$err" "$out"; then echo "FAIL bad_$name: sanitizer report"; sed 's/^/    /' "$err" | head -20
@@ -83,4 +83,19 @@ expect_fail l2c_past_eof "$B/l2c_tiny.bin" "runs past the end" -- "$FTUNE" conve
 expect_fail l2c_offset_past_eof "$B/l2c_tiny.bin" "past the end of the file" -- "$FTUNE" convert llama2c --in "$B/l2c_tiny.bin" --offset 99999999 --out "$FT_TMP/l2c_x"
 expect_fail l2c_bad_header "$B/l2c_garbage.bin" "implausible llama2.c header" -- "$FTUNE" convert llama2c --in "$B/l2c_garbage.bin" --out "$FT_TMP/l2c_x"
 expect_fail l2c_vocab_int_min "$B/l2c_vocab_min.bin" "implausible llama2.c header" -- "$FTUNE" convert llama2c --in "$B/l2c_vocab_min.bin" --out "$FT_TMP/l2c_x"
+# an empty path is refused by its option: convert's mkdir -p read past the end of "" (a sanitizer
+# report), and joined with "/config.json" or "/tokenizer.json" it named a file at the root
+expect_fail empty_out_convert "--out" "empty path" -- "$FTUNE" convert llama2c --in "$B/l2c_tiny.bin" --offset 5 --length "$len" --out ""
+expect_fail empty_in_convert "--in" "empty path" -- "$FTUNE" convert llama2c --in "" --out "$FT_TMP/l2c_x"
+expect_fail empty_out_tokenize "--out" "empty path" -- "$FTUNE" tokenize --convert-llama2c "$B/l2c_tiny.bin" --out ""
+expect_fail empty_tokenizer "--tokenizer" "empty path" -- "$FTUNE" tokenize --tokenizer ""
+expect_fail empty_model_generate "--model" "empty path" -- "$FTUNE" generate --model "" --prompt-ids 1
+expect_fail empty_adapter_generate "--adapter" "empty path" -- "$FTUNE" generate --model "$B/ok" --adapter "" --prompt-ids 1
+expect_fail empty_model_logprobs "--model" "empty path" -- "$FTUNE" logprobs --model "" --ids 1
+expect_fail empty_adapter_logprobs "--adapter" "empty path" -- "$FTUNE" logprobs --model "$B/ok" --adapter "" --ids 1
+expect_fail empty_model_chat "--model" "empty path" -- "$FTUNE" chat --model ""
+expect_fail empty_out_merge "--out" "empty path" -- "$FTUNE" merge --model "$B/ok" --adapter "$B/adapter_bad_tokens" --out ""
+expect_fail empty_dir_inspect "DIR" "empty path" -- "$FTUNE" inspect ""
+expect_fail empty_config_preview "CONFIG.yaml" "empty path" -- "$FTUNE" preview ""
+expect_fail empty_config_train "CONFIG.yaml" "empty path" -- "$FTUNE" train ""
 if [ -e "$FT_TMP/l2c_x" ]; then echo "FAIL l2c_failed_convert_writes_nothing: $FT_TMP/l2c_x exists"; else echo "PASS l2c_failed_convert_writes_nothing"; fi
