@@ -1,14 +1,15 @@
 /*
- * `ftune generate --model DIR [--adapter DIR] (--prompt-ids 1,2,3 | --prompt TEXT) [--max-new-tokens N]
- *                 [--temperature T] [--top-k K] [--top-p P] [--seed S]`
+ * `ftune generate --model DIR [--adapter DIR] (--prompt-ids 1,2,3 | --prompt TEXT)
+ *                 [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]`
  * --adapter merges a PEFT LoRA adapter into the loaded weights first (ft_adapter_apply).
  * Defaults: 64 new tokens, temperature 0 (greedy), top-k 0 (off), top-p 1 (off), seed 0.
  * With --prompt-ids the new ids are printed space-separated on one line as they are produced.
  * With --prompt TEXT the model folder's tokenizer.json encodes the text (with the tokenizer's
- * special tokens, e.g. BOS) and the prompt followed by the continuation is printed as text, streamed:
- * after each token, prompt+generated ids are decoded again and the new suffix is printed (decoding
- * the new ids alone would lose SentencePiece's leading space; a suffix that does not extend what was
- * already printed, e.g. a half UTF-8 character, waits for the next token).
+ * special tokens, e.g. BOS) and the prompt followed by the continuation is printed as text,
+ * streamed: after each token, prompt+generated ids are decoded again and the new suffix is printed
+ * (decoding the new ids alone would lose SentencePiece's leading space); a text ending in U+FFFD,
+ * which may be a UTF-8 sequence the next byte token completes, holds that end back until the next
+ * token, and whatever is held back when generation ends is printed then.
  * --chat [--chat-template NAME] [--system TEXT]: TEXT is a user message; the prompt is rendered by
  * the chat template (the model's own when recognised) exactly as training renders it, and only the
  * reply is printed, up to the template's end-of-turn token (src/cli/chat.c, shared with `chat`).
@@ -42,19 +43,28 @@ typedef struct {
     int *ids; /* (n_prompt + max_new) prompt then generated ids */
     int n;
     size_t printed; /* bytes of the decoded text already printed */
+    ft_status st;   /* the first decode error (printing stops there; reported at the end) */
 } text_stream;
+
+/* Decode prompt+generated ids and print what is new; `final` = 0 holds back a U+FFFD at the end
+ * (an unfinished UTF-8 sequence), as cli_chat_reply does. */
+static void print_new_text(text_stream *ts, int final) {
+    char *text = NULL;
+    if (ts->st || (ts->st = ft_tokenizer_decode(ts->tok, ts->ids, ts->n, 1, &text))) return;
+    size_t len = strlen(text);
+    int partial = !final && len >= 3 && !memcmp(text + len - 3, "\xEF\xBF\xBD", 3);
+    if (!partial && len > ts->printed) {
+        fwrite(text + ts->printed, 1, len - ts->printed, stdout);
+        fflush(stdout);
+        ts->printed = len;
+    }
+    free(text);
+}
 
 static void print_text(int id, void *user) {
     text_stream *ts = user;
     ts->ids[ts->n++] = id;
-    char *text = NULL;
-    if (ft_tokenizer_decode(ts->tok, ts->ids, ts->n, 1, &text) == FT_OK && strlen(text) > ts->printed &&
-        !strstr(text + ts->printed, "\xEF\xBF\xBD")) { /* no U+FFFD: no half character at the end */
-        fputs(text + ts->printed, stdout);
-        fflush(stdout);
-        ts->printed = strlen(text);
-    }
-    free(text);
+    print_new_text(ts, 0);
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -141,6 +151,8 @@ int cmd_generate(int argc, char **argv) {
         fputs(prompt, stdout);
         free(text);
         st = ft_generate(&m, ids, n, (int)max_new, &sp, out, &n_out, print_text, &ts);
+        print_new_text(&ts, 1);
+        if (!st) st = ts.st;
     } else {
         st = out ? ft_generate(&m, ids, n, (int)max_new, &sp, out, &n_out, print_id, &count)
                  : ft_errorf(FT_ERR_NOMEM, "out of memory");
