@@ -55,6 +55,10 @@ ft_status ft_tokenizer_decode(ft_tokenizer *tok, const int *ids, int n, int skip
 
 /* Vocabulary: size is max id + 1 over the model vocabulary and added tokens. */
 int ft_tokenizer_vocab_size(const ft_tokenizer *tok);
+/* FT_OK if every id of the tokenizer (loaded from model_dir) is below the model's vocab_size;
+ * otherwise an FT_ERR_ARG error naming model_dir's tokenizer.json and config.json (an id past the
+ * model's rows has no embedding: generation or training would fail where it first appears). */
+ft_status ft_tokenizer_check_model(const ft_tokenizer *tok, const char *model_dir, int vocab_size);
 /* Id of a token string (model vocabulary or added token), -1 if absent. */
 int ft_tokenizer_token_to_id(const ft_tokenizer *tok, const char *token);
 /* Token string of an id (owned by the tokenizer), NULL if out of range or unused. */

@@ -15,15 +15,13 @@ ft_status cli_chat_init(cli_chat *c, const ft_model *m, ft_tokenizer *tok, const
     c->m = m;
     c->tok = tok;
     c->sp = *sp;
-    ft_status st = ft_chat_template_resolve(name ? name : "tokenizer_default", tok_dir, &c->tpl);
+    ft_status st = ft_tokenizer_check_model(tok, tok_dir, m->cfg.vocab_size);
+    if (!st) st = ft_chat_template_resolve(name ? name : "tokenizer_default", tok_dir, &c->tpl);
     if (st) return st;
     c->bos = tok_str(tok, ft_tokenizer_bos_id(tok));
     c->eos = tok_str(tok, ft_tokenizer_eos_id(tok));
     c->eot = ft_chat_template_eot(c->tpl, c->eos);
     c->eot_id = c->eot[0] ? ft_tokenizer_token_to_id(tok, c->eot) : -1;
-    if (ft_tokenizer_vocab_size(tok) > m->cfg.vocab_size)
-        return ft_errorf(FT_ERR_ARG, "the tokenizer has %d ids but the model only %d",
-                         ft_tokenizer_vocab_size(tok), m->cfg.vocab_size);
     if ((st = ft_kv_cache_init(&c->cache, &m->cfg, ft_config_context(&m->cfg)))) return st;
     c->cached = malloc(sizeof(int) * (size_t)ft_config_context(&m->cfg));
     c->logits = malloc(sizeof(float) * (size_t)m->cfg.vocab_size);

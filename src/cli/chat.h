@@ -30,7 +30,8 @@ typedef struct {
 } cli_chat;
 
 /* Open a session: template `name` ("tokenizer_default" or NULL = the model's own, recognised).
- * tok_dir holds tokenizer_config.json. */
+ * tok_dir is the model folder: it holds tokenizer.json (whose ids must fit the model) and
+ * tokenizer_config.json. */
 ft_status cli_chat_init(cli_chat *c, const ft_model *m, ft_tokenizer *tok, const char *tok_dir,
                         const char *name, const ft_sample_params *sp);
 void cli_chat_free(cli_chat *c);

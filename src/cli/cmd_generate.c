@@ -134,6 +134,7 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     if ((st = ft_model_load(&m, dir))) goto done;
+    if (ts.tok && (st = ft_tokenizer_check_model(ts.tok, dir, m.cfg.vocab_size))) goto done;
     if (adapter && (st = ft_adapter_apply(&m, adapter))) goto done;
     ft_sample_params sp = {(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
     out = malloc((size_t)(max_new > 0 ? max_new : 1) * sizeof(int));

@@ -1931,6 +1931,14 @@ ft_status ft_tokenizer_decode(ft_tokenizer *t, const int *ids, int n, int skip_s
 
 int ft_tokenizer_vocab_size(const ft_tokenizer *t) { return t->vocab_size; }
 
+ft_status ft_tokenizer_check_model(const ft_tokenizer *t, const char *model_dir, int vocab_size) {
+    if (t->vocab_size <= vocab_size) return FT_OK;
+    return ft_errorf(FT_ERR_ARG,
+                     "%s/tokenizer.json has %d ids but %s/config.json's vocab_size is %d (its ids "
+                     "past that have no embedding)",
+                     model_dir, t->vocab_size, model_dir, vocab_size);
+}
+
 int ft_tokenizer_token_to_id(const ft_tokenizer *t, const char *token) {
     size_t n = strlen(token);
     int a = tk_strmap_get(&t->added_map, token, n);

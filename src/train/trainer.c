@@ -646,6 +646,7 @@ ft_status ft_train_run(const ft_train_config *c) {
             goto done;
     if ((st = ft_model_load(&r.model, c->base_model))) goto done;
     if ((st = ft_tokenizer_load(&r.tok, c->base_model))) goto done;
+    if ((st = ft_tokenizer_check_model(r.tok, c->base_model, r.model.cfg.vocab_size))) goto done;
     if ((st = ft_train_config_check_model(c, &r.model.cfg))) goto done;
     int eos = ft_tokenizer_eos_id(r.tok);
     if (eos < 0) eos = r.model.cfg.eos_id;

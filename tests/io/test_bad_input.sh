@@ -72,6 +72,12 @@ mkdir -p "$B/kv_huge" && ln -sf "$FT_ROOT/models/stories15M/model.safetensors" "
     "$PY" -c 'import json, sys; c = json.load(open(sys.argv[1])); c["max_position_embeddings"] = 2**31 - 1; json.dump(c, open(sys.argv[2], "w"))' \
         "$FT_ROOT/models/stories15M/config.json" "$B/kv_huge/config.json"
 expect_fail kv_cache_past_memory "kv cache: 2147483647 positions" "more than this machine's" -- "$FTUNE" generate --model "$B/kv_huge" --chat --chat-template chatml --prompt hi --max-new-tokens 2
+# a tokenizer with more ids than the model's vocab_size (stories15M's weights, Llama-3's tokenizer) is
+# refused before generating: generate --prompt ran with it (exit 0) while chat refused it
+mkdir -p "$B/tok_past_vocab" && ln -sf "$FT_ROOT/models/stories15M/config.json" "$FT_ROOT/models/stories15M/model.safetensors" \
+    "$FT_ROOT/fixtures/npm/tok-llama3/package/models/tokenizer.json" "$B/tok_past_vocab/"
+expect_fail tokenizer_past_vocab_generate "$B/tok_past_vocab/tokenizer.json" "has 128256 ids but $B/tok_past_vocab/config.json's vocab_size is 32000" -- "$FTUNE" generate --model "$B/tok_past_vocab" --prompt "Hello world, this is" --max-new-tokens 2
+expect_fail tokenizer_past_vocab_chat "$B/tok_past_vocab/tokenizer.json" "config.json's vocab_size is 32000" -- "$FTUNE" generate --model "$B/tok_past_vocab" --chat --chat-template chatml --prompt hi --max-new-tokens 2
 expect_fail sharded_wrong_shard "$B/sharded_wrong_shard/model.safetensors.index.json" "'model.embed_tokens.weight'" -- "$FTUNE" inspect "$B/sharded_wrong_shard"
 expect_fail no_weights "$B/no_weights" "no model.safetensors" -- "$FTUNE" inspect "$B/no_weights"
 expect_fail no_such_dir "$B/nope/$CFG" "cannot open" -- "$FTUNE" inspect "$B/nope"

@@ -28,6 +28,16 @@ expect cli_bad_dataset_line 1 "d.jsonl:2: invalid JSON" "$D/ok.yaml" --set outpu
 printf '{"text": "fine"}\n{"body": "x"}\n' > "$D/d.jsonl"
 expect cli_missing_text_field 1 "d.jsonl:2: no string field 'text'" "$D/ok.yaml" --set output_dir="$D/out"
 
+# a tokenizer with more ids than the model's vocab_size (stories15M's weights, Llama-3's tokenizer) is
+# refused before training, naming both files (it failed at step 1 on a label past 32000)
+TP=$D/tok_past_vocab
+mkdir -p "$TP"
+ln -sf "$FT_ROOT/models/stories15M/config.json" "$FT_ROOT/models/stories15M/model.safetensors" \
+    "$FT_ROOT/fixtures/npm/tok-llama3/package/models/tokenizer.json" "$TP/"
+printf '{"text": "Hello world, a tokenizer of another model: Übermensch, ñandú, 東京"}\n' > "$D/tp.jsonl"
+printf 'base_model: %s\ndatasets: [{path: %s/tp.jsonl, type: text}]\nsequence_len: 16\nmax_steps: 1\noutput_dir: %s/tp_out\n' "$TP" "$D" "$D" > "$D/tp.yaml"
+expect cli_tokenizer_past_vocab 1 "$TP/tokenizer.json has 128256 ids but $TP/config.json's vocab_size is 32000" "$D/tp.yaml"
+
 # a model with a sliding window shorter than sequence_len is refused (windowed attention is not
 # implemented, full causal attention equals it only within the window), as are prompts beyond it
 SW=$D/sw_model
