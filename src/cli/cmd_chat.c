@@ -3,9 +3,9 @@
  *             [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]`
  * Interactive chat: each line read from stdin is a user message; the reply streams to stdout and
  * ends at the template's end-of-turn token. "/reset" starts a new conversation; an empty line or
- * end of input quits. The prompt is rendered by the same template code as the training samples
- * (src/data/chat_template.c), so training and chatting cannot disagree.
- * Defaults: the model's own template when recognised, 256 new tokens, greedy decoding.
+ * end of input quits; a line holding a NUL byte is an error. The prompt is rendered by the same
+ * template code as the training samples (src/data/chat_template.c), so training and chatting cannot
+ * disagree. Defaults: the model's own template when recognised, 256 new tokens, greedy decoding.
  */
 #include "chat.h"
 #include "cli.h"
@@ -83,6 +83,7 @@ int cmd_chat(int argc, char **argv) {
                 ft_chat_template_name(c.tpl));
     char *line = NULL;
     size_t cap = 0;
+    long lineno = 0;
     while (!st) {
         if (tty) {
             printf("> ");
@@ -90,7 +91,12 @@ int cmd_chat(int argc, char **argv) {
         }
         ssize_t len = getline(&line, &cap, stdin);
         if (len < 0) break;
+        lineno++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (memchr(line, 0, (size_t)len)) {
+            st = ft_errorf(FT_ERR_ARG, "<stdin>:%ld: the line holds a NUL byte", lineno);
+            break;
+        }
         if (len == 0) break;
         if (!strcmp(line, "/reset")) {
             for (int i = 0; i < c.n_msgs; i++) free(c.msgs[i].content);

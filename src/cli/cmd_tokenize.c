@@ -10,8 +10,8 @@
  * next to the converted model.
  * Errors name the input line ("<stdin>:LINE: ..."); the first error stops the run with status 1.
  * A JSON string that decodes to invalid UTF-8 (a lone surrogate escape, raw invalid bytes) is an
- * error naming the line: the reference tokenizers only take Unicode strings. So is U+0000 ("\u0000"),
- * which a C string cannot carry.
+ * error naming the line: the reference tokenizers only take Unicode strings. So is U+0000 ("\u0000"
+ * or a NUL byte), which a C string cannot carry, and anything but whitespace after the string.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -40,12 +40,15 @@ static int has_nul_escape(const char *s, size_t n) {
 }
 
 static int encode_line(ft_tokenizer *tok, const char *line, size_t len, long lineno, int add_special) {
-    if (has_nul_escape(line, len)) {
+    if (memchr(line, 0, len) || has_nul_escape(line, len)) {
         ft_errorf(FT_ERR_FORMAT, "<stdin>:%ld: the string holds U+0000, which ftune tokenize does not accept", lineno);
         return cli_fail();
     }
-    cJSON *j = cJSON_ParseWithLength(line, len);
-    if (!j || !cJSON_IsString(j)) {
+    const char *end = line;
+    cJSON *j = cJSON_ParseWithLengthOpts(line, len, &end, 0);
+    while (j && end < line + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+        end++;
+    if (!j || !cJSON_IsString(j) || end != line + len) {
         cJSON_Delete(j);
         ft_errorf(FT_ERR_FORMAT, "<stdin>:%ld: expected one JSON string per line", lineno);
         return cli_fail();

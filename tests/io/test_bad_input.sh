@@ -9,11 +9,11 @@ cd "${FT_ROOT:?}"
 B=$FT_TMP/bad
 "$PY" tests/io/make_bad_inputs.py "$B" || { echo "FAIL bad_input_setup: make_bad_inputs.py failed"; exit 1; }
 
-# expect_fail NAME FILE-NEEDLE OTHER-NEEDLE -- command...
+# [IN=FILE] expect_fail NAME FILE-NEEDLE OTHER-NEEDLE -- command...   (standard input: FILE or /dev/null)
 expect_fail() {
     local name=$1 file=$2 what=$3; shift 4
     local err=$FT_TMP/$name.err out=$FT_TMP/$name.out
-    "$@" </dev/null >"$out" 2>"$err"; local rc=$?
+    "$@" <"${IN:-/dev/null}" >"$out" 2>"$err"; local rc=$?
     local lines; lines=$(wc -l <"$err")
     if [ "$rc" -eq 0 ]; then echo "FAIL bad_$name: exit status 0"
     elif grep -qiE 'sanitizer|runtime error|==[0-9]+==' "$err" "$out"; then echo "FAIL bad_$name: sanitizer report"; sed 's/^/    /' "$err" | head -20
@@ -78,6 +78,9 @@ mkdir -p "$B/tok_past_vocab" && ln -sf "$FT_ROOT/models/stories15M/config.json" 
     "$FT_ROOT/fixtures/npm/tok-llama3/package/models/tokenizer.json" "$B/tok_past_vocab/"
 expect_fail tokenizer_past_vocab_generate "$B/tok_past_vocab/tokenizer.json" "has 128256 ids but $B/tok_past_vocab/config.json's vocab_size is 32000" -- "$FTUNE" generate --model "$B/tok_past_vocab" --prompt "Hello world, this is" --max-new-tokens 2
 expect_fail tokenizer_past_vocab_chat "$B/tok_past_vocab/tokenizer.json" "config.json's vocab_size is 32000" -- "$FTUNE" generate --model "$B/tok_past_vocab" --chat --chat-template chatml --prompt hi --max-new-tokens 2
+# a NUL byte in a chat line cut the message there ("hi" was sent)
+printf 'hi\0there\n' >"$B/nul_line.txt"
+IN=$B/nul_line.txt expect_fail chat_nul_byte "<stdin>:1" "NUL byte" -- "$FTUNE" chat --model "$FT_ROOT/models/stories15M" --chat-template llama2 --max-new-tokens 2
 expect_fail sharded_wrong_shard "$B/sharded_wrong_shard/model.safetensors.index.json" "'model.embed_tokens.weight'" -- "$FTUNE" inspect "$B/sharded_wrong_shard"
 expect_fail no_weights "$B/no_weights" "no model.safetensors" -- "$FTUNE" inspect "$B/no_weights"
 expect_fail no_such_dir "$B/nope/$CFG" "cannot open" -- "$FTUNE" inspect "$B/nope"

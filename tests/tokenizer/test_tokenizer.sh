@@ -122,6 +122,20 @@ check_line_err tok_input_lone_surrogate $'"ok"\n"a\\ud800b"' "<stdin>:2" ""
 check_line_err tok_input_raw_invalid_utf8 $'"ok"\n"ok"\n"\xff\xfe"' "<stdin>:3: tokenizer: input is not valid UTF-8" ""
 check_line_err tok_input_nul_escape $'"ok"\n"a\\u0000b"' "<stdin>:2: the string holds U+0000" ""
 check_line_err tok_input_not_a_string $'"ok"\n[1, 2]' "<stdin>:2: expected one JSON string" ""
+# the whole line is one string: text after it was dropped, and a NUL byte cut the string there
+check_line_err tok_input_text_after_string $'"ok"\n"abc" garbage' "<stdin>:2: expected one JSON string" ""
+check_line_err tok_input_two_strings $'"ok"\n"a" "b"' "<stdin>:2: expected one JSON string" ""
+printf '"ok"\n"a\0b"\n' | $FTUNE tokenize --tokenizer "$M" > /dev/null 2> "$T/in.err"; rc=$?
+if [ $rc -ne 0 ] && [ "$(wc -l < "$T/in.err")" -eq 1 ] && grep -qF "<stdin>:2: the string holds U+0000" "$T/in.err"; then
+    pass tok_input_nul_byte
+else
+    fail tok_input_nul_byte "rc=$rc: $(head -c 300 "$T/in.err")"
+fi
+if [ "$(printf '"abc" \t\r\n' | $FTUNE tokenize --tokenizer "$M" 2>&1)" = "$(printf '"abc"\n' | $FTUNE tokenize --tokenizer "$M" 2>&1)" ]; then
+    pass tok_input_trailing_whitespace
+else
+    fail tok_input_trailing_whitespace "whitespace after the string changed the result"
+fi
 check_line_err tok_decode_bad_id $'1 2\n1 99999' "<stdin>:2: tokenizer: id 99999 at position 1" "--decode"
 check_line_err tok_decode_not_ids $'1 2 x' "<stdin>:1: expected space-separated" "--decode"
 
