@@ -15,6 +15,7 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,16 +138,20 @@ static int convert_llama2c(const char *file, long long offset, long long length,
 }
 
 int cmd_tokenize(int argc, char **argv) {
-    const char *dir = NULL, *l2c = NULL, *out = NULL;
-    int add_special = 1, decode = 0, skip_special = 0, vocab = 32000;
-    long long offset = 0, length = -1;
+    const char *dir = NULL, *l2c = NULL, *out = NULL, *offset_s = NULL, *length_s = NULL,
+               *vocab_s = NULL;
+    int add_special = 1, decode = 0, skip_special = 0;
+    long long offset = 0, length = -1, vocab = 32000;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--convert-llama2c") && i + 1 < argc) l2c = argv[++i];
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--offset") && i + 1 < argc) offset = atoll(argv[++i]);
-        else if (!strcmp(argv[i], "--length") && i + 1 < argc) length = atoll(argv[++i]);
-        else if (!strcmp(argv[i], "--vocab-size") && i + 1 < argc) vocab = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--offset") && i + 1 < argc)
+            offset_s = argv[++i];
+        else if (!strcmp(argv[i], "--length") && i + 1 < argc)
+            length_s = argv[++i];
+        else if (!strcmp(argv[i], "--vocab-size") && i + 1 < argc)
+            vocab_s = argv[++i];
         else if (!strcmp(argv[i], "--no-special")) add_special = 0;
         else if (!strcmp(argv[i], "--decode")) decode = 1;
         else if (!strcmp(argv[i], "--skip-special")) skip_special = 1;
@@ -154,9 +159,12 @@ int cmd_tokenize(int argc, char **argv) {
     }
     if (l2c) {
         if (!out) return usage();
-        if (cli_parse_path("--convert-llama2c", l2c, &l2c) || cli_parse_path("--out", out, &out))
+        if (cli_parse_path("--convert-llama2c", l2c, &l2c) || cli_parse_path("--out", out, &out) ||
+            (offset_s && cli_parse_int("--offset", offset_s, 0, LLONG_MAX, &offset)) ||
+            (length_s && cli_parse_int("--length", length_s, 0, LLONG_MAX, &length)) ||
+            (vocab_s && cli_parse_int("--vocab-size", vocab_s, 1, 1 << 24, &vocab)))
             return cli_fail();
-        return convert_llama2c(l2c, offset, length, vocab, out);
+        return convert_llama2c(l2c, offset, length, (int)vocab, out);
     }
     if (!dir) return usage();
     if (cli_parse_path("--tokenizer", dir, &dir)) return cli_fail();

@@ -37,6 +37,21 @@ else
     fail tok_llama2c_convert "$(head -1 "$T/conv.err")"
 fi
 
+# its numeric options are whole decimal numbers in range (atoll took "60816028abc" as 60816028,
+# "abc" as 0, and --vocab-size "32000x" as 32000)
+mkdir -p "$T/l2c_opts"
+for bad in "--offset 60816028abc" "--offset abc" "--offset 99999999999999999999" "--length 432717x" "--length -5" \
+    "--vocab-size 32000x" "--vocab-size 99999999999"; do
+    set -- $bad
+    $FTUNE tokenize --convert-llama2c "$LLAMA2C" --offset 60816028 --length 432717 "$1" "$2" --out "$T/l2c_opts" \
+        > /dev/null 2> "$T/opt.err"; rc=$?
+    if [ $rc -ne 0 ] && [ "$(wc -l < "$T/opt.err")" -eq 1 ] && grep -qF -- "ftune: $1: '$2' is not an integer" "$T/opt.err"; then
+        pass "tok_llama2c_option $1 $2"
+    else
+        fail "tok_llama2c_option $1 $2" "rc=$rc: $(head -c 300 "$T/opt.err")"
+    fi
+done
+
 # the same through `ftune convert llama2c --tokenizer-offset/--tokenizer-length` (next to the model)
 if $FTUNE convert llama2c --in "$LLAMA2C" --offset 0 --length 60816028 --tokenizer-offset 60816028 \
     --tokenizer-length 432717 --out "$T/stories15M" > /dev/null 2> "$T/conv2.err" &&
