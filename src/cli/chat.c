@@ -86,7 +86,9 @@ ft_status cli_chat_reply(cli_chat *c, int max_new, FILE *out, const char **reply
     int from = 0;
     while (from < c->n_cached && from < n - 1 && c->cached[from] == ids[from]) from++;
     if ((st = feed(c, ids, from, n))) goto done;
-    gen = malloc(sizeof(int) * (size_t)(max_new > 0 ? max_new : 1));
+    int cap = ft_config_context(&c->m->cfg) - n; /* the context ends the reply if not before */
+    if (cap > max_new) cap = max_new;
+    gen = malloc(sizeof(int) * (size_t)(cap > 0 ? cap : 1));
     if (!gen) {
         st = ft_errorf(FT_ERR_NOMEM, "out of memory");
         goto done;

@@ -24,41 +24,28 @@ static int usage(void) {
     return 2;
 }
 
-static int parse_num(const char *opt, const char *v, double lo, double hi, double *out) {
-    char *end;
-    double d = strtod(v, &end);
-    if (end == v || *end || !(d >= lo && d <= hi)) {
-        fprintf(stderr, "ftune chat: %s: '%s' is not a number in [%g, %g]\n", opt, v, lo, hi);
-        return -1;
-    }
-    *out = d;
-    return 0;
-}
-
 int cmd_chat(int argc, char **argv) {
     const char *dir = NULL, *adapter = NULL, *tpl = NULL, *sys = NULL;
-    double max_new = 256, temp = 0, top_k = 0, top_p = 1, seed = 0;
+    cli_sample_opts so = {.max_new = 256,
+                          .sp = {.temperature = 0, .top_k = 0, .top_p = 1, .seed = 0}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        ft_status st = FT_OK;
         if (!v) {
             fprintf(stderr, "ftune chat: option '%s' needs a value\n", a);
             return usage();
         }
-        int bad = 0;
         if (!strcmp(a, "--model")) dir = v;
         else if (!strcmp(a, "--adapter")) adapter = v;
         else if (!strcmp(a, "--chat-template")) tpl = v;
         else if (!strcmp(a, "--system")) sys = v;
-        else if (!strcmp(a, "--max-new-tokens")) bad = parse_num(a, v, 1, 1 << 20, &max_new);
-        else if (!strcmp(a, "--temperature")) bad = parse_num(a, v, 0, 100, &temp);
-        else if (!strcmp(a, "--top-k")) bad = parse_num(a, v, 0, 1 << 30, &top_k);
-        else if (!strcmp(a, "--top-p")) bad = parse_num(a, v, 0, 1, &top_p);
-        else if (!strcmp(a, "--seed")) bad = parse_num(a, v, 0, 9e15, &seed);
+        else if (cli_is_sample_opt(a))
+            st = cli_parse_sample_opt(a, v, &so);
         else {
             fprintf(stderr, "ftune chat: unknown option '%s'\n", a);
             return usage();
         }
-        if (bad) return 2;
+        if (st) return cli_fail();
         i++;
     }
     if (!dir) return usage();
@@ -72,10 +59,10 @@ int cmd_chat(int argc, char **argv) {
         ft_model_free(&m);
         return cli_fail();
     }
-    ft_sample_params sp = {(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
+    const int max_new = (int)so.max_new;
     cli_chat c;
     int rc = 0;
-    ft_status st = cli_chat_init(&c, &m, tok, dir, tpl, &sp);
+    ft_status st = cli_chat_init(&c, &m, tok, dir, tpl, &so.sp);
     if (!st && sys) st = cli_chat_add(&c, FT_ROLE_SYSTEM, sys);
     int tty = isatty(0) && isatty(1);
     if (!st && tty)
@@ -107,10 +94,10 @@ int cmd_chat(int argc, char **argv) {
         const char *reply;
         int stopped;
         if (!(st = cli_chat_add(&c, FT_ROLE_USER, line)))
-            st = cli_chat_reply(&c, (int)max_new, stdout, &reply, &stopped);
+            st = cli_chat_reply(&c, max_new, stdout, &reply, &stopped);
         if (!st) {
             printf("\n");
-            if (!stopped) fprintf(stderr, "ftune chat: (reply cut at %d tokens)\n", (int)max_new);
+            if (!stopped) fprintf(stderr, "ftune chat: (reply cut at %d tokens)\n", max_new);
             fflush(stdout);
         }
     }

@@ -71,8 +71,8 @@ int cmd_generate(int argc, char **argv) {
     const char *dir = NULL, *ids_s = NULL, *prompt = NULL, *adapter = NULL, *tpl = NULL,
                *sys = NULL;
     int chat = 0;
-    long long max_new = 64, top_k = 0, seed = 0;
-    double temp = 0, top_p = 1;
+    cli_sample_opts so = {.max_new = 64,
+                          .sp = {.temperature = 0, .top_k = 0, .top_p = 1, .seed = 0}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         ft_status st = FT_OK;
@@ -90,11 +90,8 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--prompt")) prompt = v;
         else if (!strcmp(a, "--chat-template")) tpl = v;
         else if (!strcmp(a, "--system")) sys = v;
-        else if (!strcmp(a, "--max-new-tokens")) st = cli_parse_int(a, v, 0, 1 << 30, &max_new);
-        else if (!strcmp(a, "--temperature")) st = cli_parse_float(a, v, &temp);
-        else if (!strcmp(a, "--top-k")) st = cli_parse_int(a, v, 0, 1 << 30, &top_k);
-        else if (!strcmp(a, "--top-p")) st = cli_parse_float(a, v, &top_p);
-        else if (!strcmp(a, "--seed")) st = cli_parse_int(a, v, 0, (long long)(~0ull >> 1), &seed);
+        else if (cli_is_sample_opt(a))
+            st = cli_parse_sample_opt(a, v, &so);
         else {
             fprintf(stderr, "ftune generate: unknown option '%s'\n", a);
             return usage();
@@ -114,12 +111,11 @@ int cmd_generate(int argc, char **argv) {
         int stopped = 0;
         if (!(st = ft_model_load(&m, dir)) && !(adapter && (st = ft_adapter_apply(&m, adapter))) &&
             !(st = ft_tokenizer_load(&ts.tok, dir))) {
-            ft_sample_params csp = {(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
-            st = cli_chat_once(&m, ts.tok, dir, tpl, sys, prompt, (int)max_new, &csp, stdout,
+            st = cli_chat_once(&m, ts.tok, dir, tpl, sys, prompt, (int)so.max_new, &so.sp, stdout,
                                &stopped);
             printf("\n");
             if (!st && !stopped)
-                fprintf(stderr, "ftune generate: (reply cut at %lld tokens)\n", max_new);
+                fprintf(stderr, "ftune generate: (reply cut at %lld tokens)\n", so.max_new);
         }
         goto done;
     }
@@ -136,7 +132,7 @@ int cmd_generate(int argc, char **argv) {
     if ((st = ft_model_load(&m, dir))) goto done;
     if (ts.tok && (st = ft_tokenizer_check_model(ts.tok, dir, m.cfg.vocab_size))) goto done;
     if (adapter && (st = ft_adapter_apply(&m, adapter))) goto done;
-    ft_sample_params sp = {(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
+    const int max_new = (int)so.max_new;
     out = malloc((size_t)(max_new > 0 ? max_new : 1) * sizeof(int));
     if (prompt) {
         ts.ids = malloc(((size_t)n + (size_t)max_new) * sizeof(int));
@@ -151,11 +147,11 @@ int cmd_generate(int argc, char **argv) {
         ts.printed = strlen(text);
         fputs(prompt, stdout);
         free(text);
-        st = ft_generate(&m, ids, n, (int)max_new, &sp, out, &n_out, print_text, &ts);
+        st = ft_generate(&m, ids, n, max_new, &so.sp, out, &n_out, print_text, &ts);
         print_new_text(&ts, 1);
         if (!st) st = ts.st;
     } else {
-        st = out ? ft_generate(&m, ids, n, (int)max_new, &sp, out, &n_out, print_id, &count)
+        st = out ? ft_generate(&m, ids, n, max_new, &so.sp, out, &n_out, print_id, &count)
                  : ft_errorf(FT_ERR_NOMEM, "out of memory");
     }
     printf("\n");

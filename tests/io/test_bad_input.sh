@@ -81,6 +81,19 @@ expect_fail tokenizer_past_vocab_chat "$B/tok_past_vocab/tokenizer.json" "config
 # a NUL byte in a chat line cut the message there ("hi" was sent)
 printf 'hi\0there\n' >"$B/nul_line.txt"
 IN=$B/nul_line.txt expect_fail chat_nul_byte "<stdin>:1" "NUL byte" -- "$FTUNE" chat --model "$FT_ROOT/models/stories15M" --chat-template llama2 --max-new-tokens 2
+# chat and generate parse the sampling options alike: chat took them with strtod and cast to int
+# (1.5 ran as 1, 0x10 as 16, --top-k 2.7 as 2, --seed 1.9 as 1), generate took --temperature 1e300
+# (inf as a float) and hexadecimal floats
+printf 'hi\n' >"$B/hi.txt"
+S15=$FT_ROOT/models/stories15M
+for opt in "--max-new-tokens 1.5" "--max-new-tokens 0x10" "--top-k 2.7" "--seed 1.9" "--temperature 1e300" "--temperature 0x10" "--top-p 0x1p-1"; do
+    set -- $opt
+    want="is not an integer"; [[ $1 == --temperature || $1 == --top-p ]] && want="is not a decimal number within float range"
+    for cmd in chat generate; do
+        if [ $cmd = chat ]; then args=(chat --model "$S15" --chat-template llama2); else args=(generate --model "$S15" --prompt-ids 1); fi
+        IN=$B/hi.txt expect_fail "${cmd}_option_${1#--}_$2" "$1: '$2'" "$want" -- "$FTUNE" "${args[@]}" --max-new-tokens 2 "$1" "$2"
+    done
+done
 expect_fail sharded_wrong_shard "$B/sharded_wrong_shard/model.safetensors.index.json" "'model.embed_tokens.weight'" -- "$FTUNE" inspect "$B/sharded_wrong_shard"
 expect_fail no_weights "$B/no_weights" "no model.safetensors" -- "$FTUNE" inspect "$B/no_weights"
 expect_fail no_such_dir "$B/nope/$CFG" "cannot open" -- "$FTUNE" inspect "$B/nope"

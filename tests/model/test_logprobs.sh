@@ -71,7 +71,7 @@ bad = [("missing model folder", ["logprobs", "--model", ref + "/nope", "--ids", 
        ("id out of range", ["logprobs", "--model", m, "--ids", "1,97"], "97"),
        ("malformed id list", ["logprobs", "--model", m, "--ids", "1,,2"], "--ids"),
        ("negative temperature", ["generate", "--model", m, "--prompt-ids", "1", "--temperature", "-1"], "temperature"),
-       ("top-p out of range", ["generate", "--model", m, "--prompt-ids", "1", "--top-p", "1.5"], "top_p"),
+       ("top-p out of range", ["generate", "--model", m, "--prompt-ids", "1", "--top-p", "1.5"], "--top-p"),
        ("unknown option", ["generate", "--model", m, "--prompt-ids", "1", "--bogus", "1"], "--bogus"),
        ("adapter of another model", ["logprobs", "--model", f"{ref}/qwen3", "--adapter", f"{ref}/llama_gqa_lora",
                                      "--ids", "1,2"], "llama_gqa_lora")]
