@@ -97,8 +97,8 @@ int cmd_chat(int argc, char **argv) {
             st = cli_chat_reply(&c, max_new, stdout, &reply, &stopped);
         if (!st) {
             printf("\n");
+            if (fflush(stdout) != 0 || ferror(stdout)) break; /* main() reports the lost output */
             if (!stopped) fprintf(stderr, "ftune chat: (reply cut at %d tokens)\n", max_new);
-            fflush(stdout);
         }
     }
     if (st) rc = cli_fail();

@@ -114,7 +114,7 @@ int cmd_generate(int argc, char **argv) {
             st = cli_chat_once(&m, ts.tok, dir, tpl, sys, prompt, (int)so.max_new, &so.sp, stdout,
                                &stopped);
             printf("\n");
-            if (!st && !stopped)
+            if (!st && !stopped && fflush(stdout) == 0 && !ferror(stdout))
                 fprintf(stderr, "ftune generate: (reply cut at %lld tokens)\n", so.max_new);
         }
         goto done;

@@ -1,6 +1,8 @@
 /*
  * ftune command-line entry: dispatches `ftune <command> ...` to the cmd_* functions.
  * Each command returns a process exit code; errors are printed as one line "ftune: <message>".
+ * Standard output is flushed here: a command whose output could not be written (a full disk, a
+ * closed pipe) fails with "ftune: writing standard output failed" however it returned.
  */
 #include "cli.h"
 
@@ -30,15 +32,22 @@ static void usage(FILE *f) {
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
 }
 
+/* The exit code once standard output is flushed: 1 (with the error line) if any of it was lost. */
+static int finish(int rc) {
+    if ((fflush(stdout) != 0 || ferror(stdout)) && rc == 0) {
+        fprintf(stderr, "ftune: writing standard output failed\n");
+        rc = 1;
+    }
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+        return finish(argc < 2 ? 2 : 0);
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) {
-            return commands[i].fn(argc - 1, argv + 1);
-        }
+        if (!strcmp(argv[1], commands[i].name)) return finish(commands[i].fn(argc - 1, argv + 1));
     fprintf(stderr, "ftune: unknown command '%s' (see ftune --help)\n", argv[1]);
     return 2;
 }

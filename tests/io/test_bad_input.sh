@@ -94,6 +94,24 @@ for opt in "--max-new-tokens 1.5" "--max-new-tokens 0x10" "--top-k 2.7" "--seed 
         IN=$B/hi.txt expect_fail "${cmd}_option_${1#--}_$2" "$1: '$2'" "$want" -- "$FTUNE" "${args[@]}" --max-new-tokens 2 "$1" "$2"
     done
 done
+# output that cannot be written (/dev/full) is an error, not exit 0, for every command that prints
+if [ -w /dev/full ]; then
+    printf '{"instruction": "Q", "input": "", "output": "A"}\n' >"$B/one.jsonl"
+    printf 'base_model: %s\ndatasets: [{path: %s, type: alpaca}]\n' "$FT_ROOT/fixtures/npm/tok-mistral/package/models" "$B/one.jsonl" >"$B/preview.yaml"
+    full() { # name command...: stdout to /dev/full must give status 1 and the one error line
+        local name=$1; shift
+        "$@" <"$B/hi.txt" >/dev/full 2>"$FT_TMP/full.err"; local rc=$?
+        if [ $rc -eq 1 ] && [ "$(cat "$FT_TMP/full.err")" = "ftune: writing standard output failed" ]; then echo "PASS stdout_full_$name"
+        else echo "FAIL stdout_full_$name: exit $rc: $(head -c 300 "$FT_TMP/full.err")"; fi
+    }
+    full logprobs "$FTUNE" logprobs --model "$S15" --ids 1,9038
+    full generate "$FTUNE" generate --model "$S15" --prompt-ids 1 --max-new-tokens 2
+    full chat "$FTUNE" chat --model "$S15" --chat-template llama2 --max-new-tokens 2
+    full inspect "$FTUNE" inspect "$B/ok"
+    full preview_jsonl "$FTUNE" preview "$B/preview.yaml" --jsonl
+    full version "$FTUNE" version
+    full tokenize bash -c 'echo \"hi\" | "$1" tokenize --tokenizer "$2"' _ "$FTUNE" "$S15"
+fi
 expect_fail sharded_wrong_shard "$B/sharded_wrong_shard/model.safetensors.index.json" "'model.embed_tokens.weight'" -- "$FTUNE" inspect "$B/sharded_wrong_shard"
 expect_fail no_weights "$B/no_weights" "no model.safetensors" -- "$FTUNE" inspect "$B/no_weights"
 expect_fail no_such_dir "$B/nope/$CFG" "cannot open" -- "$FTUNE" inspect "$B/nope"
