@@ -17,6 +17,7 @@
 #include "ftune/tokenizer.h"
 #include "ftune/trainer.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +59,7 @@ static ft_status show(ft_tokenizer *tok, const ft_records *r, const ft_sft_sampl
 
 int cmd_preview(int argc, char **argv) {
     const char *path = NULL;
-    long n_show = 5;
+    long long n_show = 5;
     int jsonl = 0, genp = 0;
     ft_train_config cfg;
     ft_train_config_defaults(&cfg);
@@ -68,12 +69,7 @@ int cmd_preview(int argc, char **argv) {
         if (!strcmp(a, "--jsonl")) jsonl = 1;
         else if (!strcmp(a, "--generation-prompt")) genp = 1;
         else if (!strcmp(a, "--n") && i + 1 < argc) {
-            char *end;
-            n_show = strtol(argv[++i], &end, 10);
-            if (*end || n_show < 0) {
-                fprintf(stderr, "ftune preview: --n: '%s' is not a count\n", argv[i]);
-                goto out;
-            }
+            if (cli_parse_int(a, argv[++i], 0, LLONG_MAX, &n_show)) goto fail;
         } else if (!strcmp(a, "--set") && i + 1 < argc) {
             if (!path) {
                 fprintf(stderr, "ftune preview: --set comes after CONFIG.yaml\n");
@@ -112,7 +108,7 @@ int cmd_preview(int argc, char **argv) {
     int color = !jsonl && isatty(1);
     if (genp) {
         /* the prompts `ftune chat` would build: same render code, generation prompt on */
-        long shown = 0;
+        long long shown = 0;
         for (size_t i = 0; !st && i < recs.n && shown < n_show; i++) {
             const ft_record *rec = &recs.recs[i];
             if (rec->kind != FT_REC_CHAT || rec->n_msgs < 2) continue;

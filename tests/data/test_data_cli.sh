@@ -77,6 +77,17 @@ c=$(cfg tokdup alpaca "$T/one.jsonl" 'chat_template: tokenizer_default')
 sed -i "s|^base_model: .*|base_model: $T/tokdup|" "$c"
 expect_error duplicate_key_tokenizer_config "$c" "tokenizer_config.json: key 'eos_token' appears twice"
 
+# --n is a whole count: "" was taken as 0 (nothing shown, exit 0), "3x" and "-1" refused
+for n in "" 3x -1 99999999999999999999; do
+    "$FTUNE" preview "$(cfg one alpaca "$T/one.jsonl")" --n "$n" >/dev/null 2>"$T/n.err"; rc=$?
+    msg=$(cat "$T/n.err")
+    if [ $rc -ne 0 ] && [[ $msg == "ftune: --n: '$n' is not an integer"* ]] && [ "$(wc -l <"$T/n.err")" -eq 1 ]; then
+        pass "preview_n_'$n'"
+    else
+        fail "preview_n_'$n'" "status $rc, stderr '$msg'"
+    fi
+done
+
 # skip_invalid: the good records are kept, the count is reported; all invalid is still an error
 c=$(cfg skip alpaca "$T/badjson.jsonl")
 sed -i 's/    type: alpaca/    type: alpaca\n    skip_invalid: true/' "$c"
