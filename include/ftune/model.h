@@ -189,8 +189,10 @@ void ft_sampler_free(ft_sampler *s); /* NULL-safe */
 int ft_sampler_next(ft_sampler *s, const float *logits);
 
 /* Generate up to max_new tokens after prompt[0..n_prompt) (n_prompt >= 1), stopping after the
- * model's EOS (which is not emitted) or at the model's max_seq_len. out (max_new) receives the new
- * ids, *n_out their count; on_token (may be NULL) is called with each id as it is produced. */
+ * model's EOS (which is not emitted) or when the context (ft_config_context) is full: the id
+ * predicted at its last position is the last one out, so n_prompt + *n_out = context + 1 then.
+ * out (max_new) receives the new ids, *n_out their count; on_token (may be NULL) is called with
+ * each id as it is produced. */
 ft_status ft_generate(const ft_model *m, const int *prompt, int n_prompt, int max_new,
                       const ft_sample_params *p, int *out, int *n_out,
                       void (*on_token)(int id, void *user), void *user);

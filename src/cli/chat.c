@@ -68,12 +68,13 @@ static ft_status feed(cli_chat *c, const int *ids, int from, int n) {
     return FT_OK;
 }
 
-ft_status cli_chat_reply(cli_chat *c, int max_new, FILE *out, const char **reply, int *stopped) {
+ft_status cli_chat_reply(cli_chat *c, int max_new, FILE *out, const char **reply,
+                         cli_reply_end *end) {
     ft_rendered rd = {0};
     int *ids = NULL, n = 0, *gen = NULL, n_gen = 0;
     char *text = NULL;
     size_t printed = 0;
-    *stopped = 0;
+    *end = CLI_REPLY_CUT_MAX_NEW;
     *reply = NULL;
     ft_status st = ft_chat_render(c->tpl, c->msgs, c->n_msgs, 1, c->bos, c->eos, &rd);
     if (!st) st = ft_tokenizer_encode(c->tok, rd.text, rd.len, 0, &ids, &n);
@@ -99,7 +100,7 @@ ft_status cli_chat_reply(cli_chat *c, int max_new, FILE *out, const char **reply
     while (n_gen < max_new && pos < ft_config_context(&c->m->cfg)) {
         int id = ft_sampler_next(&c->sampler, c->logits);
         if (id == c->eot_id || id == eos) {
-            *stopped = 1;
+            *end = CLI_REPLY_DONE;
             break;
         }
         gen[n_gen++] = id;
@@ -111,7 +112,7 @@ ft_status cli_chat_reply(cli_chat *c, int max_new, FILE *out, const char **reply
         if (c->eot_id < 0 && eot_len && len >= eot_len && !strcmp(text + len - eot_len, c->eot)) {
             len -= eot_len;
             text[len] = 0;
-            *stopped = 1;
+            *end = CLI_REPLY_DONE;
         }
         /* print what is new, holding back an unfinished UTF-8 sequence (U+FFFD at the end) */
         int partial = len >= 3 && !memcmp(text + len - 3, "\xEF\xBF\xBD", 3);
@@ -120,11 +121,12 @@ ft_status cli_chat_reply(cli_chat *c, int max_new, FILE *out, const char **reply
             fflush(out);
             printed = len;
         }
-        if (*stopped) break;
+        if (*end == CLI_REPLY_DONE) break;
         if ((st = ft_model_forward(c->m, &c->cache, &id, 1, pos, c->logits, 0))) goto done;
         c->cached[pos] = id;
         c->n_cached = ++pos;
     }
+    if (*end != CLI_REPLY_DONE && n_gen < max_new) *end = CLI_REPLY_CUT_CONTEXT;
     if (!text && !(text = ft_strdup(""))) {
         st = ft_errorf(FT_ERR_NOMEM, "out of memory");
         goto done;
@@ -142,13 +144,21 @@ done:
 
 ft_status cli_chat_once(const ft_model *m, ft_tokenizer *tok, const char *tok_dir, const char *name,
                         const char *system, const char *prompt, int max_new,
-                        const ft_sample_params *sp, FILE *out, int *stopped) {
+                        const ft_sample_params *sp, FILE *out, cli_reply_end *end) {
     cli_chat c;
     const char *reply;
     ft_status st = cli_chat_init(&c, m, tok, tok_dir, name, sp);
     if (!st && system) st = cli_chat_add(&c, FT_ROLE_SYSTEM, system);
     if (!st) st = cli_chat_add(&c, FT_ROLE_USER, prompt);
-    if (!st) st = cli_chat_reply(&c, max_new, out, &reply, stopped);
+    if (!st) st = cli_chat_reply(&c, max_new, out, &reply, end);
     cli_chat_free(&c);
     return st;
+}
+
+void cli_reply_note(const char *cmd, cli_reply_end end, int max_new, const ft_model *m) {
+    if (end == CLI_REPLY_CUT_MAX_NEW)
+        fprintf(stderr, "ftune %s: (reply cut at %d tokens)\n", cmd, max_new);
+    else if (end == CLI_REPLY_CUT_CONTEXT)
+        fprintf(stderr, "ftune %s: (reply cut: the model's context of %d positions is full)\n", cmd,
+                ft_config_context(&m->cfg));
 }

@@ -37,15 +37,24 @@ ft_status cli_chat_init(cli_chat *c, const ft_model *m, ft_tokenizer *tok, const
 void cli_chat_free(cli_chat *c);
 /* Append a message (system or user). */
 ft_status cli_chat_add(cli_chat *c, ft_role role, const char *content);
+/* How a reply ended. */
+typedef enum {
+    CLI_REPLY_CUT_MAX_NEW, /* after max_new tokens */
+    CLI_REPLY_CUT_CONTEXT, /* the conversation filled the model's context first */
+    CLI_REPLY_DONE,        /* at the end-of-turn token (or EOS) */
+} cli_reply_end;
+
 /* Generate the assistant reply to the conversation so far, at most max_new tokens, writing the
  * text to `out` as it is produced (NULL: silent); the reply (without its end-of-turn) is appended
- * to the conversation and returned in *reply (owned by the session). *stopped = 1 when the reply
- * ended with the end-of-turn/EOS token, 0 when it hit max_new or the context length. */
-ft_status cli_chat_reply(cli_chat *c, int max_new, FILE *out, const char **reply, int *stopped);
+ * to the conversation and returned in *reply (owned by the session); *end says how it ended. */
+ft_status cli_chat_reply(cli_chat *c, int max_new, FILE *out, const char **reply,
+                         cli_reply_end *end);
+/* For a cut reply, the one stderr line that says why ("ftune <cmd>: (reply cut ...)"). */
+void cli_reply_note(const char *cmd, cli_reply_end end, int max_new, const ft_model *m);
 
 /* One turn (what `generate --chat` does): [system], user `prompt`, reply streamed to `out`. */
 ft_status cli_chat_once(const ft_model *m, ft_tokenizer *tok, const char *tok_dir, const char *name,
                         const char *system, const char *prompt, int max_new,
-                        const ft_sample_params *sp, FILE *out, int *stopped);
+                        const ft_sample_params *sp, FILE *out, cli_reply_end *end);
 
 #endif

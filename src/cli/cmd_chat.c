@@ -92,13 +92,13 @@ int cmd_chat(int argc, char **argv) {
             continue;
         }
         const char *reply;
-        int stopped;
+        cli_reply_end end;
         if (!(st = cli_chat_add(&c, FT_ROLE_USER, line)))
-            st = cli_chat_reply(&c, max_new, stdout, &reply, &stopped);
+            st = cli_chat_reply(&c, max_new, stdout, &reply, &end);
         if (!st) {
             printf("\n");
             if (fflush(stdout) != 0 || ferror(stdout)) break; /* main() reports the lost output */
-            if (!stopped) fprintf(stderr, "ftune chat: (reply cut at %d tokens)\n", max_new);
+            cli_reply_note("chat", end, max_new, &m);
         }
     }
     if (st) rc = cli_fail();

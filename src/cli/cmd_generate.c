@@ -4,6 +4,8 @@
  * --adapter merges a PEFT LoRA adapter into the loaded weights first (ft_adapter_apply).
  * Defaults: 64 new tokens, temperature 0 (greedy), top-k 0 (off), top-p 1 (off), seed 0.
  * With --prompt-ids the new ids are printed space-separated on one line as they are produced.
+ * Generation stops at EOS, after --max-new-tokens, or when the model's context is full (said on
+ * stderr: the last id is the one predicted at the last position).
  * With --prompt TEXT the model folder's tokenizer.json encodes the text (with the tokenizer's
  * special tokens, e.g. BOS) and the prompt followed by the continuation is printed as text,
  * streamed: after each token, prompt+generated ids are decoded again and the new suffix is printed
@@ -108,14 +110,14 @@ int cmd_generate(int argc, char **argv) {
     ft_model m = {0};
     ft_status st;
     if (chat) {
-        int stopped = 0;
+        cli_reply_end end;
         if (!(st = ft_model_load(&m, dir)) && !(adapter && (st = ft_adapter_apply(&m, adapter))) &&
             !(st = ft_tokenizer_load(&ts.tok, dir))) {
             st = cli_chat_once(&m, ts.tok, dir, tpl, sys, prompt, (int)so.max_new, &so.sp, stdout,
-                               &stopped);
+                               &end);
             printf("\n");
-            if (!st && !stopped && fflush(stdout) == 0 && !ferror(stdout))
-                fprintf(stderr, "ftune generate: (reply cut at %lld tokens)\n", so.max_new);
+            if (!st && fflush(stdout) == 0 && !ferror(stdout))
+                cli_reply_note("generate", end, (int)so.max_new, &m);
         }
         goto done;
     }
@@ -132,7 +134,11 @@ int cmd_generate(int argc, char **argv) {
     if ((st = ft_model_load(&m, dir))) goto done;
     if (ts.tok && (st = ft_tokenizer_check_model(ts.tok, dir, m.cfg.vocab_size))) goto done;
     if (adapter && (st = ft_adapter_apply(&m, adapter))) goto done;
-    const int max_new = (int)so.max_new;
+    /* the context ends generation after ctx - n + 1 ids (the last one predicted at its last
+     * position): no more room is needed */
+    const int ctx = ft_config_context(&m.cfg);
+    int max_new = (int)so.max_new;
+    if (ctx > 0 && max_new > ctx - n + 1) max_new = ctx - n + 1 > 0 ? ctx - n + 1 : 0;
     out = malloc((size_t)(max_new > 0 ? max_new : 1) * sizeof(int));
     if (prompt) {
         ts.ids = malloc(((size_t)n + (size_t)max_new) * sizeof(int));
@@ -155,6 +161,10 @@ int cmd_generate(int argc, char **argv) {
                  : ft_errorf(FT_ERR_NOMEM, "out of memory");
     }
     printf("\n");
+    if (!st && n_out < so.max_new && ctx > 0 && n + n_out > ctx && fflush(stdout) == 0 &&
+        !ferror(stdout))
+        fprintf(stderr, "ftune generate: (stopped: the model's context of %d positions is full)\n",
+                ctx);
 done:
     free(out);
     free(ids);

@@ -50,6 +50,12 @@ int cmd_logprobs(int argc, char **argv) {
     float *logits = NULL;
     int rc = 1;
     if (adapter && ft_adapter_apply(&m, adapter)) goto out;
+    const int ctx = ft_config_context(&m.cfg);
+    if (ctx > 0 && n > ctx) {
+        ft_errorf(FT_ERR_ARG, "--ids: %d ids exceed the model's %d positions%s", n, ctx,
+                  ctx == m.cfg.sliding_window ? " (its sliding window)" : "");
+        goto out;
+    }
     if (ft_kv_cache_init(&kc, &m.cfg, n)) goto out;
     logits = ft_calloc((size_t)kc.chunk * V, sizeof(float));
     if (!logits) goto out;

@@ -70,6 +70,8 @@ m = f"{ref}/llama_gqa"
 bad = [("missing model folder", ["logprobs", "--model", ref + "/nope", "--ids", "1,2"], "nope"),
        ("id out of range", ["logprobs", "--model", m, "--ids", "1,97"], "97"),
        ("malformed id list", ["logprobs", "--model", m, "--ids", "1,,2"], "--ids"),
+       ("ids past the context", ["logprobs", "--model", m, "--ids", ",".join(["5"] * 65)],
+        "--ids: 65 ids exceed the model's 64 positions"),
        ("negative temperature", ["generate", "--model", m, "--prompt-ids", "1", "--temperature", "-1"], "temperature"),
        ("top-p out of range", ["generate", "--model", m, "--prompt-ids", "1", "--top-p", "1.5"], "--top-p"),
        ("unknown option", ["generate", "--model", m, "--prompt-ids", "1", "--bogus", "1"], "--bogus"),

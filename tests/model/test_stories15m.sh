@@ -59,3 +59,29 @@ if [ -n "$want" ] && [ "$got" = "$want" ]; then
 else
     echo "FAIL stories15M streamed text past a lone byte: got '$got', want '$want'"
 fi
+
+# The context (256 positions) ends generation before --max-new-tokens: one line on stderr says so,
+# and a chat reply cut there does not claim --max-new-tokens cut it (it said "cut at 100 tokens")
+out=$("$FTUNE" generate --model "$M" --prompt-ids "$(seq -s, 1 250)" --max-new-tokens 20 2>"$FT_TMP/ctx.err"); rc=$?
+if [ $rc -eq 0 ] && [ "$(wc -w <<<"$out")" -eq 7 ] &&
+    [ "$(cat "$FT_TMP/ctx.err")" = "ftune generate: (stopped: the model's context of 256 positions is full)" ]; then
+    echo "PASS stories15M generate says the context is full"
+else
+    echo "FAIL stories15M generate says the context is full: exit $rc, '$out', stderr '$(cat "$FT_TMP/ctx.err")'"
+fi
+"$FTUNE" generate --model "$M" --prompt-ids 1,9038,2501 --max-new-tokens 5 >/dev/null 2>"$FT_TMP/ctx2.err"
+if [ ! -s "$FT_TMP/ctx2.err" ]; then echo "PASS stories15M generate cut by --max-new-tokens is silent"
+else echo "FAIL stories15M generate cut by --max-new-tokens is silent: '$(cat "$FT_TMP/ctx2.err")'"; fi
+long=$("$PY" -c 'print(" ".join(["cat"] * 225))')
+for cmd in generate chat; do
+    if [ $cmd = generate ]; then
+        "$FTUNE" generate --model "$M" --chat --chat-template llama2 --prompt "$long" --max-new-tokens 100 >/dev/null 2>"$FT_TMP/ctx.err"; rc=$?
+    else
+        echo "$long" | "$FTUNE" chat --model "$M" --chat-template llama2 --max-new-tokens 100 >/dev/null 2>"$FT_TMP/ctx.err"; rc=$?
+    fi
+    if [ $rc -eq 0 ] && [ "$(cat "$FT_TMP/ctx.err")" = "ftune $cmd: (reply cut: the model's context of 256 positions is full)" ]; then
+        echo "PASS stories15M $cmd reply cut by the context"
+    else
+        echo "FAIL stories15M $cmd reply cut by the context: exit $rc, stderr '$(cat "$FT_TMP/ctx.err")'"
+    fi
+done
