@@ -1,7 +1,8 @@
 /*
  * `ftune merge --model DIR --adapter DIR --out DIR`: merge a PEFT LoRA adapter into its base
  * model and write a Hugging Face folder (config.json, model.safetensors in the base's dtype,
- * tokenizer files), as PEFT's merge_and_unload() + save_pretrained() would.
+ * tokenizer files), as PEFT's merge_and_unload() + save_pretrained() would. --out may not be the
+ * --model or --adapter folder (the merged weights would replace the base model's).
  */
 #include "cli.h"
 #include "cli_args.h"
@@ -28,6 +29,12 @@ static ft_status copy_if_present(const char *src_dir, const char *dst_dir, const
     return st;
 }
 
+/* 1 if paths a and b name the same existing file or folder. */
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return !stat(a, &sa) && !stat(b, &sb) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 int cmd_merge(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *out = NULL;
     for (int i = 1; i < argc; i++) {
@@ -52,6 +59,11 @@ int cmd_merge(int argc, char **argv) {
     if (cli_parse_path("--model", model, &model) ||
         cli_parse_path("--adapter", adapter, &adapter) || cli_parse_path("--out", out, &out))
         return cli_fail();
+    if (same_file(out, model) || same_file(out, adapter)) {
+        ft_errorf(FT_ERR_ARG, "--out: %s is the %s folder (merging would overwrite it)", out,
+                  same_file(out, model) ? "--model" : "--adapter");
+        return cli_fail();
+    }
     ft_model m;
     ft_status st = ft_model_load(&m, model);
     if (st) return cli_fail();

@@ -73,6 +73,14 @@ close "$merged" "$ref" && echo "PASS merged_equals_base_plus_adapter ($merged vs
 merged_ref=$("$PY" tests/train/lora_ref.py "$D/merged" - "$IDS" | awk '/^loss/{print $2}')
 close "$merged_ref" "$ref" && echo "PASS merged_in_torch_equals_base_plus_adapter" ||
     echo "FAIL merged_in_torch_equals_base_plus_adapter: $merged_ref vs $ref"
+# --out may not be the --model or the --adapter folder: the merge overwrote the base's weights
+cp "$D/merged/model.safetensors" "$D/merged.before"
+for o in merged adapter; do
+    msg=$("$FTUNE" merge --model "$D/merged" --adapter "$D/adapter" --out "$D/$o/" 2>&1); rc=$?
+    [ $rc -eq 1 ] && [[ $msg == "ftune: --out: $D/$o/ is the --$([ $o = merged ] && echo model || echo adapter) folder"* ]] &&
+        cmp -s "$D/merged/model.safetensors" "$D/merged.before" && [ ! -e "$D/adapter/model.safetensors" ] &&
+        echo "PASS merge_refuses_out_$o" || echo "FAIL merge_refuses_out_$o: exit $rc: $msg"
+done
 # the adapter reader refuses what it cannot merge, naming the key
 mkdir -p "$D/dora" && cp "$D/adapter/adapter_model.safetensors" "$D/dora/"
 "$PY" -c "import json, sys; a = json.load(open(sys.argv[1])); a['use_dora'] = True; json.dump(a, open(sys.argv[2], 'w'))" \
