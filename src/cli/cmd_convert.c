@@ -15,6 +15,8 @@
  * The RoPE tables are skipped (recomputed from rope_theta 10000). With --tokenizer-offset/-length,
  * llama2.c's tokenizer.bin at that byte range of the same file becomes DIR/tokenizer.json and
  * DIR/tokenizer_config.json (ft_tokenizer_convert_llama2c_dir, vocab_size from the checkpoint).
+ * Every range, the header and the tokenizer are checked before anything is written: input that
+ * fails leaves no folder behind.
  * Data is streamed from the mmapped input; only the permuted q/k weights are copied.
  */
 #include "cli.h"
@@ -83,8 +85,11 @@ typedef struct {
     int dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
 } l2c_header;
 
-/* Convert `len` bytes at `p` (already range-checked against the file `path`). */
-static ft_status convert(const char *path, const unsigned char *p, size_t len, const char *out) {
+/* Convert `len` bytes at `p` (already range-checked against the file `path`), and when `tok` is
+ * not NULL the llama2.c tokenizer in its `tok_len` bytes (`tok_what` names them in errors). */
+static ft_status convert(const char *path, const unsigned char *p, size_t len,
+                         const unsigned char *tok, size_t tok_len, const char *tok_what,
+                         const char *out) {
     if (len < 28)
         return ft_errorf(FT_ERR_FORMAT,
                          "%s: %zu bytes is too short for a llama2.c header (28 bytes)", path, len);
@@ -128,6 +133,12 @@ static ft_status convert(const char *path, const unsigned char *p, size_t len, c
                          "vocab_size %d, seq_len %d) implies %llu bytes, the given range holds %zu",
                          path, H.dim, H.hidden_dim, H.n_layers, H.n_heads, H.n_kv_heads,
                          H.vocab_size, H.seq_len, (unsigned long long)want, len);
+    if (tok) { /* checked now; written after the model */
+        char *tok_json = NULL;
+        ft_status st = ft_tokenizer_llama2c_json(tok, tok_len, V, &tok_json);
+        free(tok_json);
+        if (st) return ft_error_wrap(st, "%s", tok_what);
+    }
     const char *fl = (const char *)p + 28; /* floats, possibly unaligned */
 #define AT(o) (fl + 4 * (o))
 
@@ -224,7 +235,9 @@ static ft_status convert(const char *path, const unsigned char *p, size_t len, c
     if ((st = ft_st_write(dst, ws, n, meta)) != FT_OK) goto done;
     if ((st = ft_config_to_json(&cfg, &json)) != FT_OK) goto done;
     snprintf(dst, sizeof dst, "%s/config.json", out);
-    st = ft_write_file_atomic(dst, json, strlen(json));
+    if ((st = ft_write_file_atomic(dst, json, strlen(json))) != FT_OK) goto done;
+    if (tok && (st = ft_tokenizer_convert_llama2c_dir(tok, tok_len, V, out)) != FT_OK)
+        ft_error_wrap(st, "%s", tok_what);
 done:
     free(json);
     free(q);
@@ -302,6 +315,17 @@ int cmd_convert(int argc, char **argv) {
                   offset, length, size);
         return cli_fail();
     }
+    if (tok_offset >= 0 &&
+        ((unsigned long long)tok_offset > size ||
+         (unsigned long long)tok_length > size - (unsigned long long)tok_offset)) {
+        close(fd);
+        ft_errorf(
+            FT_ERR_ARG,
+            "%s: --tokenizer-offset %lld --tokenizer-length %lld runs past the end of the file "
+            "(%llu bytes)",
+            in, tok_offset, tok_length, size);
+        return cli_fail();
+    }
     void *map = size ? mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
     int e = errno;
     close(fd);
@@ -311,18 +335,13 @@ int cmd_convert(int argc, char **argv) {
     }
     static const unsigned char empty[1];
     const unsigned char *base = map ? (const unsigned char *)map + offset : empty;
-    ft_status st = convert(in, base, (size_t)length, out);
-    if (st == FT_OK && tok_offset >= 0) {
-        if ((unsigned long long)tok_offset > size || (unsigned long long)tok_length > size - (unsigned long long)tok_offset) {
-            st = ft_errorf(FT_ERR_ARG, "%s: --tokenizer-offset %lld --tokenizer-length %lld runs past the end of the file (%llu bytes)",
-                           in, tok_offset, tok_length, size);
-        } else {
-            int32_t v; /* vocab_size: 6th int32 of the header that convert() has just validated */
-            memcpy(&v, base + 20, 4);
-            st = ft_tokenizer_convert_llama2c_dir((const unsigned char *)map + tok_offset, (size_t)tok_length, v < 0 ? -v : v, out);
-            if (st) ft_error_wrap(st, "%s: tokenizer at bytes [%lld, %lld)", in, tok_offset, tok_offset + tok_length);
-        }
-    }
+    const unsigned char *tok = tok_offset < 0 ? NULL
+                               : map          ? (const unsigned char *)map + tok_offset
+                                              : empty;
+    char tok_what[4096 + 64];
+    snprintf(tok_what, sizeof tok_what, "%s: tokenizer at bytes [%lld, %lld)", in, tok_offset,
+             tok_offset + tok_length);
+    ft_status st = convert(in, base, (size_t)length, tok, (size_t)tok_length, tok_what, out);
     if (map) munmap(map, (size_t)size);
     if (st != FT_OK) return cli_fail();
     printf("wrote %s/config.json and %s/model.safetensors%s\n", out, out,

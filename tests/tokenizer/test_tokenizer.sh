@@ -60,14 +60,19 @@ if $FTUNE convert llama2c --in "$LLAMA2C" --offset 0 --length 60816028 --tokeniz
 else
     fail tok_convert_llama2c_hook "$(head -1 "$T/conv2.err") (tokenizer.json differs from tokenize --convert-llama2c's or missing)"
 fi
-if $FTUNE convert llama2c --in "$LLAMA2C" --offset 0 --length 60816028 --tokenizer-offset 60816000 \
-    --tokenizer-length 432717 --out "$T/stories-bad" > /dev/null 2> "$T/conv3.err"; then
-    fail tok_convert_llama2c_bad_range "a tokenizer range running past the file was accepted"
-elif [ "$(wc -l < "$T/conv3.err")" -eq 1 ] && grep -q "runs past the end" "$T/conv3.err"; then
-    pass tok_convert_llama2c_bad_range
-else
-    fail tok_convert_llama2c_bad_range "$(head -c 300 "$T/conv3.err")"
-fi
+# a bad tokenizer range or tokenizer is refused before anything is written (the model was written
+# first, leaving a folder without its tokenizer)
+for c in "61000000|--tokenizer-offset 61000000 --tokenizer-length 432717 runs past the end of the file" \
+    "60816000|tokenizer at bytes [60816000, 61248717): llama2.c tokenizer: token 0 length" "0|tokenizer at bytes [0, 432717)"; do
+    if $FTUNE convert llama2c --in "$LLAMA2C" --offset 0 --length 60816028 --tokenizer-offset "${c%%|*}" \
+        --tokenizer-length 432717 --out "$T/stories-bad" > /dev/null 2> "$T/conv3.err"; then
+        fail "tok_convert_llama2c_bad_tokenizer ${c%%|*}" "accepted"
+    elif [ "$(wc -l < "$T/conv3.err")" -eq 1 ] && grep -qF -- "${c#*|}" "$T/conv3.err" && [ ! -e "$T/stories-bad" ]; then
+        pass "tok_convert_llama2c_bad_tokenizer ${c%%|*}"
+    else
+        fail "tok_convert_llama2c_bad_tokenizer ${c%%|*}" "$(head -c 300 "$T/conv3.err") $(ls "$T/stories-bad" 2>&1)"
+    fi
+done
 
 run_one() { # name dir [--llama-js]
     local name=$1 dir=$2 r=$T/ref-$1 o=$T/ft-$1
