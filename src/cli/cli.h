@@ -18,5 +18,7 @@ int cmd_chat(int argc, char **argv);
 
 /* Print "ftune: <current error message>" to stderr and return 1. */
 int cli_fail(void);
+/* 1 if the argument asks for a command's usage (-h, --help): printed on stdout, exit 0. */
+int cli_is_help(const char *a);
 
 #endif

@@ -17,11 +17,12 @@
 #include <string.h>
 #include <unistd.h>
 
-static int usage(void) {
-    fprintf(stderr,
+/* Print the usage to f: stdout when asked for (exit code 0), stderr on a usage error (2). */
+static int usage(FILE *f) {
+    fprintf(f,
             "usage: ftune chat --model DIR [--adapter DIR] [--chat-template NAME] [--system TEXT]\n"
             "       [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n");
-    return 2;
+    return f == stdout ? 0 : 2;
 }
 
 int cmd_chat(int argc, char **argv) {
@@ -31,9 +32,10 @@ int cmd_chat(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         ft_status st = FT_OK;
+        if (cli_is_help(a)) return usage(stdout);
         if (!v) {
             fprintf(stderr, "ftune chat: option '%s' needs a value\n", a);
-            return usage();
+            return usage(stderr);
         }
         if (!strcmp(a, "--model")) dir = v;
         else if (!strcmp(a, "--adapter")) adapter = v;
@@ -43,12 +45,12 @@ int cmd_chat(int argc, char **argv) {
             st = cli_parse_sample_opt(a, v, &so);
         else {
             fprintf(stderr, "ftune chat: unknown option '%s'\n", a);
-            return usage();
+            return usage(stderr);
         }
         if (st) return cli_fail();
         i++;
     }
-    if (!dir) return usage();
+    if (!dir) return usage(stderr);
     if (cli_parse_path("--model", dir, &dir) ||
         (adapter && cli_parse_path("--adapter", adapter, &adapter)))
         return cli_fail();

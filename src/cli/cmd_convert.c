@@ -34,11 +34,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int convert_usage(void) {
-    fprintf(stderr,
-            "usage: ftune convert llama2c --in FILE [--offset BYTES] [--length BYTES]\n"
-            "                            [--tokenizer-offset BYTES --tokenizer-length BYTES] --out DIR\n");
-    return 2;
+/* Print the usage to f: stdout when asked for (exit code 0), stderr on a usage error (2). */
+static int convert_usage(FILE *f) {
+    fprintf(f, "usage: ftune convert llama2c --in FILE [--offset BYTES] [--length BYTES]\n"
+               "                            [--tokenizer-offset BYTES --tokenizer-length BYTES] "
+               "--out DIR\n");
+    return f == stdout ? 0 : 2;
 }
 
 /* Parse a non-negative decimal byte count; -1 if not one. */
@@ -248,12 +249,18 @@ done:
 }
 
 int cmd_convert(int argc, char **argv) {
-    if (argc < 2 || strcmp(argv[1], "llama2c")) return convert_usage();
+    if (argc >= 2 && cli_is_help(argv[1])) return convert_usage(stdout);
+    if (argc < 2) return convert_usage(stderr);
+    if (strcmp(argv[1], "llama2c")) {
+        fprintf(stderr, "ftune convert: unknown format '%s' (llama2c is the one known)\n", argv[1]);
+        return convert_usage(stderr);
+    }
     const char *in = NULL, *out = NULL;
     long long offset = 0, length = -1, tok_offset = -1, tok_length = -1;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (cli_is_help(a)) return convert_usage(stdout);
         if (!strcmp(a, "--in") && v)
             in = v;
         else if (!strcmp(a, "--out") && v)
@@ -277,12 +284,12 @@ int cmd_convert(int argc, char **argv) {
             if (a[12] == 'o') tok_offset = b;
             else tok_length = b;
         } else {
-            fprintf(stderr, "ftune: convert: unknown or incomplete option '%s'\n", a);
-            return convert_usage();
+            fprintf(stderr, "ftune convert: unknown or incomplete option '%s'\n", a);
+            return convert_usage(stderr);
         }
         i++;
     }
-    if (!in || !out) return convert_usage();
+    if (!in || !out) return convert_usage(stderr);
     if (cli_parse_path("--in", in, &in) || cli_parse_path("--out", out, &out)) return cli_fail();
     if ((tok_offset < 0) != (tok_length < 0)) {
         fprintf(stderr, "ftune: convert: --tokenizer-offset and --tokenizer-length go together\n");

@@ -27,11 +27,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int usage(void) {
-    fprintf(stderr, "usage: ftune generate --model DIR [--adapter DIR] (--prompt-ids ID,ID,... | --prompt TEXT)\n"
-                    "       [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
-                    "       [--chat [--chat-template NAME] [--system TEXT]]\n");
-    return 2;
+/* Print the usage to f: stdout when asked for (exit code 0), stderr on a usage error (2). */
+static int usage(FILE *f) {
+    fprintf(f, "usage: ftune generate --model DIR [--adapter DIR] (--prompt-ids ID,ID,... | "
+               "--prompt TEXT)\n"
+               "       [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
+               "       [--chat [--chat-template NAME] [--system TEXT]]\n");
+    return f == stdout ? 0 : 2;
 }
 
 static void print_id(int id, void *user) {
@@ -78,13 +80,14 @@ int cmd_generate(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         ft_status st = FT_OK;
+        if (cli_is_help(a)) return usage(stdout);
         if (!strcmp(a, "--chat")) {
             chat = 1;
             continue;
         }
         if (!v) {
             fprintf(stderr, "ftune generate: option '%s' needs a value\n", a);
-            return usage();
+            return usage(stderr);
         }
         if (!strcmp(a, "--model")) dir = v;
         else if (!strcmp(a, "--adapter")) adapter = v;
@@ -96,12 +99,13 @@ int cmd_generate(int argc, char **argv) {
             st = cli_parse_sample_opt(a, v, &so);
         else {
             fprintf(stderr, "ftune generate: unknown option '%s'\n", a);
-            return usage();
+            return usage(stderr);
         }
         if (st) return cli_fail();
         i++;
     }
-    if (!dir || (!ids_s == !prompt) || (chat && !prompt) || (!chat && (tpl || sys))) return usage();
+    if (!dir || (!ids_s == !prompt) || (chat && !prompt) || (!chat && (tpl || sys)))
+        return usage(stderr);
     if (cli_parse_path("--model", dir, &dir) ||
         (adapter && cli_parse_path("--adapter", adapter, &adapter)))
         return cli_fail();

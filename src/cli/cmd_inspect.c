@@ -21,9 +21,10 @@
 #define LORA_R 8
 #define FREEZE_LAYERS 2 /* LLaMA-Factory's default freeze_trainable_layers */
 
-static int inspect_usage(void) {
-    fprintf(stderr, "usage: ftune inspect DIR [--batch B] [--seq T]\n");
-    return 2;
+/* Print the usage to f: stdout when asked for (exit code 0), stderr on a usage error (2). */
+static int inspect_usage(FILE *f) {
+    fprintf(f, "usage: ftune inspect DIR [--batch B] [--seq T]\n");
+    return f == stdout ? 0 : 2;
 }
 
 /* 15191712 -> "15,191,712" */
@@ -89,7 +90,13 @@ int cmd_inspect(int argc, char **argv) {
     const char *dir = NULL;
     long long B = 1, T = -1;
     for (int i = 1; i < argc; i++) {
-        if ((!strcmp(argv[i], "--batch") || !strcmp(argv[i], "--seq")) && i + 1 < argc) {
+        const char *a = argv[i];
+        if (cli_is_help(a)) return inspect_usage(stdout);
+        if (!strcmp(a, "--batch") || !strcmp(a, "--seq")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "ftune inspect: option '%s' needs a value\n", a);
+                return inspect_usage(stderr);
+            }
             char *end;
             long long v = strtoll(argv[i + 1], &end, 10);
             if (*end || v <= 0 || v > (1 << 24)) {
@@ -101,13 +108,15 @@ int cmd_inspect(int argc, char **argv) {
             else
                 T = v;
             i++;
-        } else if (argv[i][0] != '-' && !dir) {
-            dir = argv[i];
+        } else if (a[0] != '-' && !dir) {
+            dir = a;
         } else {
-            return inspect_usage();
+            fprintf(stderr, "ftune inspect: %s '%s'\n",
+                    a[0] == '-' ? "unknown option" : "one DIR only, not also", a);
+            return inspect_usage(stderr);
         }
     }
-    if (!dir) return inspect_usage();
+    if (!dir) return inspect_usage(stderr);
     if (cli_parse_path("DIR", dir, &dir)) return cli_fail();
 
     ft_config c;

@@ -18,23 +18,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int usage(void) {
-    fprintf(stderr, "usage: ftune logprobs --model DIR [--adapter DIR] --ids ID,ID,...\n");
-    return 2;
+/* Print the usage to f: stdout when asked for (exit code 0), stderr on a usage error (2). */
+static int usage(FILE *f) {
+    fprintf(f, "usage: ftune logprobs --model DIR [--adapter DIR] --ids ID,ID,...\n");
+    return f == stdout ? 0 : 2;
 }
 
 int cmd_logprobs(int argc, char **argv) {
     const char *dir = NULL, *ids_s = NULL, *adapter = NULL;
     for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i])) return usage(stdout);
         if (!strcmp(argv[i], "--model") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--ids") && i + 1 < argc) ids_s = argv[++i];
         else if (!strcmp(argv[i], "--adapter") && i + 1 < argc) adapter = argv[++i];
         else {
             fprintf(stderr, "ftune logprobs: unknown or incomplete option '%s'\n", argv[i]);
-            return usage();
+            return usage(stderr);
         }
     }
-    if (!dir || !ids_s) return usage();
+    if (!dir || !ids_s) return usage(stderr);
     if (cli_parse_path("--model", dir, &dir) ||
         (adapter && cli_parse_path("--adapter", adapter, &adapter)))
         return cli_fail();

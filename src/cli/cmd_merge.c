@@ -35,6 +35,12 @@ static int same_file(const char *a, const char *b) {
     return !stat(a, &sa) && !stat(b, &sb) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
+/* Print the usage to f: stdout when asked for (exit code 0), stderr on a usage error (2). */
+static int usage(FILE *f) {
+    fprintf(f, "usage: ftune merge --model DIR --adapter DIR --out DIR\n");
+    return f == stdout ? 0 : 2;
+}
+
 int cmd_merge(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *out = NULL;
     for (int i = 1; i < argc; i++) {
@@ -42,20 +48,17 @@ int cmd_merge(int argc, char **argv) {
                             : !strcmp(argv[i], "--adapter") ? &adapter
                             : !strcmp(argv[i], "--out")     ? &out
                                                             : NULL;
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: ftune merge --model DIR --adapter DIR --out DIR\n");
-            return 0;
-        }
+        if (cli_is_help(argv[i])) return usage(stdout);
         if (!slot || i + 1 >= argc) {
-            fprintf(stderr, "usage: ftune merge --model DIR --adapter DIR --out DIR\n");
-            return 2;
+            fprintf(stderr,
+                    slot ? "ftune merge: option '%s' needs a value\n"
+                         : "ftune merge: unknown option '%s'\n",
+                    argv[i]);
+            return usage(stderr);
         }
         *slot = argv[++i];
     }
-    if (!model || !adapter || !out) {
-        fprintf(stderr, "usage: ftune merge --model DIR --adapter DIR --out DIR\n");
-        return 2;
-    }
+    if (!model || !adapter || !out) return usage(stderr);
     if (cli_parse_path("--model", model, &model) ||
         cli_parse_path("--adapter", adapter, &adapter) || cli_parse_path("--out", out, &out))
         return cli_fail();

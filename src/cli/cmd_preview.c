@@ -23,10 +23,11 @@
 #include <string.h>
 #include <unistd.h>
 
-static int usage(void) {
-    fprintf(stderr, "usage: ftune preview CONFIG.yaml [--n N] [--jsonl] [--generation-prompt] "
-                    "[--set key=value ...]\n");
-    return 2;
+/* Print the usage to f: stdout when asked for (exit code 0), stderr on a usage error (2). */
+static int usage(FILE *f) {
+    fprintf(f, "usage: ftune preview CONFIG.yaml [--n N] [--jsonl] [--generation-prompt] "
+               "[--set key=value ...]\n");
+    return f == stdout ? 0 : 2;
 }
 
 static void print_ids(const char *key, const int *v, int n, int last) {
@@ -66,6 +67,10 @@ int cmd_preview(int argc, char **argv) {
     int rc = 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (cli_is_help(a)) {
+            rc = usage(stdout);
+            goto out;
+        }
         if (!strcmp(a, "--jsonl")) jsonl = 1;
         else if (!strcmp(a, "--generation-prompt")) genp = 1;
         else if (!strcmp(a, "--n") && i + 1 < argc) {
@@ -81,12 +86,12 @@ int cmd_preview(int argc, char **argv) {
                 goto fail;
         } else {
             fprintf(stderr, "ftune preview: unknown argument '%s'\n", a);
-            usage();
+            usage(stderr);
             goto out;
         }
     }
     if (!path) {
-        usage();
+        usage(stderr);
         goto out;
     }
     if (ft_train_config_finish(&cfg)) goto fail;

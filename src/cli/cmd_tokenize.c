@@ -24,10 +24,15 @@
 #include "cli_args.h"
 #include "ftune/tokenizer.h"
 
-static int usage(void) {
-    fprintf(stderr, "usage: ftune tokenize --tokenizer DIR [--no-special]   (JSON-lines strings on stdin)\n"
-                    "       ftune tokenize --decode --tokenizer DIR [--skip-special]   (lines of ids on stdin)\n");
-    return 2;
+/* Print the usage to f: stdout when asked for (exit code 0), stderr on a usage error (2). */
+static int usage(FILE *f) {
+    fprintf(f,
+            "usage: ftune tokenize --tokenizer DIR [--no-special]   (JSON-lines strings on stdin)\n"
+            "       ftune tokenize --decode --tokenizer DIR [--skip-special]   (lines of ids on "
+            "stdin)\n"
+            "       ftune tokenize --convert-llama2c FILE [--offset N] [--length N] [--vocab-size "
+            "V] --out DIR\n");
+    return f == stdout ? 0 : 2;
 }
 
 /* 1 if the JSON text holds the escape \u0000 (cJSON would cut the string there). */
@@ -143,22 +148,34 @@ int cmd_tokenize(int argc, char **argv) {
     int add_special = 1, decode = 0, skip_special = 0;
     long long offset = 0, length = -1, vocab = 32000;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) dir = argv[++i];
-        else if (!strcmp(argv[i], "--convert-llama2c") && i + 1 < argc) l2c = argv[++i];
-        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--offset") && i + 1 < argc)
-            offset_s = argv[++i];
-        else if (!strcmp(argv[i], "--length") && i + 1 < argc)
-            length_s = argv[++i];
-        else if (!strcmp(argv[i], "--vocab-size") && i + 1 < argc)
-            vocab_s = argv[++i];
-        else if (!strcmp(argv[i], "--no-special")) add_special = 0;
-        else if (!strcmp(argv[i], "--decode")) decode = 1;
-        else if (!strcmp(argv[i], "--skip-special")) skip_special = 1;
-        else return usage();
+        const char *a = argv[i];
+        if (cli_is_help(a)) return usage(stdout);
+        if (!strcmp(a, "--no-special"))
+            add_special = 0;
+        else if (!strcmp(a, "--decode"))
+            decode = 1;
+        else if (!strcmp(a, "--skip-special"))
+            skip_special = 1;
+        else {
+            const char **slot = !strcmp(a, "--tokenizer")         ? &dir
+                                : !strcmp(a, "--convert-llama2c") ? &l2c
+                                : !strcmp(a, "--out")             ? &out
+                                : !strcmp(a, "--offset")          ? &offset_s
+                                : !strcmp(a, "--length")          ? &length_s
+                                : !strcmp(a, "--vocab-size")      ? &vocab_s
+                                                                  : NULL;
+            if (!slot || i + 1 >= argc) {
+                fprintf(stderr,
+                        slot ? "ftune tokenize: option '%s' needs a value\n"
+                             : "ftune tokenize: unknown option '%s'\n",
+                        a);
+                return usage(stderr);
+            }
+            *slot = argv[++i];
+        }
     }
     if (l2c) {
-        if (!out) return usage();
+        if (!out) return usage(stderr);
         if (cli_parse_path("--convert-llama2c", l2c, &l2c) || cli_parse_path("--out", out, &out) ||
             (offset_s && cli_parse_int("--offset", offset_s, 0, LLONG_MAX, &offset)) ||
             (length_s && cli_parse_int("--length", length_s, 0, LLONG_MAX, &length)) ||
@@ -166,7 +183,7 @@ int cmd_tokenize(int argc, char **argv) {
             return cli_fail();
         return convert_llama2c(l2c, offset, length, (int)vocab, out);
     }
-    if (!dir) return usage();
+    if (!dir) return usage(stderr);
     if (cli_parse_path("--tokenizer", dir, &dir)) return cli_fail();
     ft_tokenizer *tok;
     if (ft_tokenizer_load(&tok, dir)) return cli_fail();

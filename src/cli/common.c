@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #define FTUNE_VERSION "0.1.0"
 
@@ -26,9 +27,19 @@ int cli_fail(void) {
     return 1;
 }
 
+int cli_is_help(const char *a) {
+    return !strcmp(a, "-h") || !strcmp(a, "--help");
+}
+
 int cmd_version(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
+    if (argc > 1) {
+        if (argc == 2 && cli_is_help(argv[1])) {
+            printf("usage: ftune version\n");
+            return 0;
+        }
+        fprintf(stderr, "ftune version: unexpected argument '%s'\nusage: ftune version\n", argv[1]);
+        return 2;
+    }
     printf("ftune %s\n", FTUNE_VERSION);
     return 0;
 }

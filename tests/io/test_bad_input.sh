@@ -112,6 +112,18 @@ if [ -w /dev/full ]; then
     full version "$FTUNE" version
     full tokenize bash -c 'echo \"hi\" | "$1" tokenize --tokenizer "$2"' _ "$FTUNE" "$S15"
 fi
+# every command: --help prints its usage on stdout, exit 0 (generate and chat said "option '--help'
+# needs a value", inspect and tokenize exited 2); an unknown option is named on the first line of
+# stderr, exit 2 (inspect, tokenize and merge printed only the usage, version ignored it)
+for cmd in inspect convert generate logprobs tokenize train merge preview chat version; do
+    out=$("$FTUNE" $cmd --help 2>"$FT_TMP/help.err"); rc=$?
+    if [ $rc -eq 0 ] && [[ $out == "usage: ftune $cmd"* ]] && [ ! -s "$FT_TMP/help.err" ]; then echo "PASS help_$cmd"
+    else echo "FAIL help_$cmd: exit $rc, stdout '${out:0:100}', stderr '$(head -c 200 "$FT_TMP/help.err")'"; fi
+    "$FTUNE" $cmd --bogus </dev/null >"$FT_TMP/bogus.out" 2>"$FT_TMP/bogus.err"; rc=$?
+    if [ $rc -eq 2 ] && [[ $(head -n 1 "$FT_TMP/bogus.err") == "ftune $cmd: "*"'--bogus'"* ]] && [ ! -s "$FT_TMP/bogus.out" ]; then
+        echo "PASS unknown_option_$cmd"
+    else echo "FAIL unknown_option_$cmd: exit $rc, stderr '$(head -c 200 "$FT_TMP/bogus.err")'"; fi
+done
 expect_fail sharded_wrong_shard "$B/sharded_wrong_shard/model.safetensors.index.json" "'model.embed_tokens.weight'" -- "$FTUNE" inspect "$B/sharded_wrong_shard"
 expect_fail no_weights "$B/no_weights" "no model.safetensors" -- "$FTUNE" inspect "$B/no_weights"
 expect_fail no_such_dir "$B/nope/$CFG" "cannot open" -- "$FTUNE" inspect "$B/nope"
