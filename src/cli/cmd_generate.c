@@ -159,7 +159,8 @@ int cmd_generate(int argc, char **argv) {
         free(text);
         st = ft_generate(&m, ids, n, max_new, &so.sp, out, &n_out, print_text, &ts);
         print_new_text(&ts, 1);
-        if (!st) st = ts.st;
+        if (!st && ts.st)
+            st = ft_error_wrap(ts.st, "%s/tokenizer.json: decoding the generated ids", dir);
     } else {
         st = out ? ft_generate(&m, ids, n, max_new, &so.sp, out, &n_out, print_id, &count)
                  : ft_errorf(FT_ERR_NOMEM, "out of memory");

@@ -124,6 +124,11 @@ for cmd in inspect convert generate logprobs tokenize train merge preview chat v
         echo "PASS unknown_option_$cmd"
     else echo "FAIL unknown_option_$cmd: exit $rc, stderr '$(head -c 200 "$FT_TMP/bogus.err")'"; fi
 done
+# a generated id the tokenizer cannot decode (a 10-token tokenizer on the 40-id model) is an error;
+# the streamed text stopped there and generate exited 0
+mkdir -p "$B/tok_small" && ln -sf "$B/ok/config.json" "$B/ok/model.safetensors" "$B/tok_small/" &&
+    "$PY" -c 'import json, sys; json.dump({"model": {"type": "BPE", "vocab": {c: i for i, c in enumerate("abcdefghij")}, "merges": []}}, open(sys.argv[1], "w"))' "$B/tok_small/tokenizer.json"
+expect_fail decode_error_generate "$B/tok_small/tokenizer.json: decoding the generated ids" "is not in the vocabulary (size 10)" -- "$FTUNE" generate --model "$B/tok_small" --prompt abc --max-new-tokens 20 --temperature 1 --seed 1
 expect_fail sharded_wrong_shard "$B/sharded_wrong_shard/model.safetensors.index.json" "'model.embed_tokens.weight'" -- "$FTUNE" inspect "$B/sharded_wrong_shard"
 expect_fail no_weights "$B/no_weights" "no model.safetensors" -- "$FTUNE" inspect "$B/no_weights"
 expect_fail no_such_dir "$B/nope/$CFG" "cannot open" -- "$FTUNE" inspect "$B/nope"
