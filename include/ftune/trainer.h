@@ -154,7 +154,9 @@ ft_status ft_checkpoint_load(const char *dir, ft_train_state *st, const ft_run_i
 /* The complete checkpoint-N folder with the largest N in output_dir, malloc'ed into *out (NULL
  * if none). Temporary folders are ignored. */
 ft_status ft_checkpoint_latest(const char *output_dir, char **out);
-/* Remove what an interrupted save or prune left behind (checkpoint-N.tmp.* / .del.* folders). */
+/* Remove what an interrupted save or prune left behind: checkpoint-N.tmp.* / .del.* folders, and
+ * final outputs' temporaries (adapter_model.safetensors.tmp.PID, config.json.tmp.PID, ...) whose
+ * process no longer runs. */
 ft_status ft_checkpoint_clean(const char *output_dir);
 /* Delete the oldest checkpoint-N folders so that at most `keep` remain (keep <= 0: keep all). */
 ft_status ft_checkpoint_prune(const char *output_dir, int keep);

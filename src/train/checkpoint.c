@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -455,12 +456,42 @@ ft_status ft_checkpoint_prune(const char *output_dir, int keep) {
     return s;
 }
 
+/* A final output's temporary "<output>.tmp.<pid>" (the atomic writers' name) left by a process
+ * that no longer runs: a run killed while writing its result. Only the names a run writes there
+ * (the adapter or model, its config, the copied tokenizer files), so nothing of the user's. */
+static int dead_output_temporary(const char *name) {
+    static const char *outputs[] = {"adapter_model.safetensors",
+                                    "adapter_config.json",
+                                    "model.safetensors",
+                                    "config.json",
+                                    "tokenizer.json",
+                                    "tokenizer_config.json",
+                                    "special_tokens_map.json",
+                                    "tokenizer.model",
+                                    "generation_config.json"};
+    for (size_t i = 0; i < sizeof outputs / sizeof *outputs; i++) {
+        size_t n = strlen(outputs[i]);
+        if (strncmp(name, outputs[i], n) || strncmp(name + n, ".tmp.", 5)) continue;
+        const char *pid = name + n + 5;
+        if (!*pid || strspn(pid, "0123456789") != strlen(pid) || strlen(pid) > 9) return 0;
+        return kill((pid_t)atol(pid), 0) != 0 && errno == ESRCH;
+    }
+    return 0;
+}
+
 ft_status ft_checkpoint_clean(const char *output_dir) {
     DIR *d = opendir(output_dir);
     if (!d) return errno == ENOENT ? FT_OK : ft_errorf(FT_ERR_IO, "%s: %s", output_dir, strerror(errno));
     struct dirent *e;
     ft_status s = FT_OK;
     while ((e = readdir(d)) && !s) {
+        if (dead_output_temporary(e->d_name)) {
+            char p[4096];
+            snprintf(p, sizeof p, "%s/%s", output_dir, e->d_name);
+            if (unlink(p) && errno != ENOENT)
+                s = ft_errorf(FT_ERR_IO, "%s: cannot remove: %s", p, strerror(errno));
+            continue;
+        }
         if (strncmp(e->d_name, "checkpoint-", 11)) continue;
         if (!strstr(e->d_name, ".tmp.") && !strstr(e->d_name, ".del.")) continue;
         char p[4096];

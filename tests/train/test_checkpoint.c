@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char root[512];
@@ -249,9 +250,33 @@ int main(void) {
                                     !exists("%s/%s", "checkpoint-4") && exists("%s/%s", "checkpoint-7") &&
                                     exists("%s/%s", "checkpoint-10"),
           "%s", ft_error_message());
+    /* final outputs' temporaries: a dead writer's are removed; a live one's (this process) and
+     * files that are not a run's outputs stay */
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0);
+    char dead_tmp[64], live_tmp[64];
+    snprintf(dead_tmp, sizeof dead_tmp, "adapter_config.json.tmp.%ld", (long)dead);
+    snprintf(live_tmp, sizeof live_tmp, "model.safetensors.tmp.%ld", (long)getpid());
+    const char *planted[] = {dead_tmp, live_tmp, "notes.txt.tmp.1", "config.json.tmp.12x"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", root, planted[i]);
+        FILE *pf = fopen(p, "w");
+        fputs("partial", pf);
+        fclose(pf);
+    }
     s = ft_checkpoint_clean(root);
     CHECK("clean_removes_temporaries", s == FT_OK && !exists("%s/%s", "checkpoint-50.tmp.123"),
           "%s", ft_error_message());
+    CHECK("clean_removes_dead_output_temporary",
+          !exists("%s/%s", dead_tmp) && exists("%s/%s", live_tmp) &&
+              exists("%s/%s", "notes.txt.tmp.1") && exists("%s/%s", "config.json.tmp.12x"),
+          "dead %d live %d other %d %d", exists("%s/%s", dead_tmp), exists("%s/%s", live_tmp),
+          exists("%s/%s", "notes.txt.tmp.1"), exists("%s/%s", "config.json.tmp.12x"));
+    for (int i = 1; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", root, planted[i]);
+        unlink(p);
+    }
     /* re-saving an existing step replaces it */
     snprintf(dir, sizeof dir, "%s/checkpoint-10", root);
     st.step = 10;
