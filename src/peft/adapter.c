@@ -6,8 +6,11 @@
  */
 #include "ftune/peft.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <math.h>
+#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,20 +102,105 @@ static ft_status parse_tokens(ft_adapter *a, const char *path, const cJSON *v) {
     return FT_OK;
 }
 
-static ft_status parse_config(ft_adapter *a, const char *path, const char *text) {
-    cJSON *j = cJSON_Parse(text);
-    ft_status st = FT_OK;
-    if (!j || !cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return ft_errorf(FT_ERR_FORMAT, "%s: invalid JSON", path);
+/* Which modules PEFT wraps with a LoRA layer (peft/tuners/tuners_utils.py,
+ * check_target_module_exists, for a module key like "model.layers.3.mlp.up_proj"):
+ *  - exclude_modules first: a string is a regex that must match the whole key (re.fullmatch), a
+ *    list names keys exactly or by their last dotted parts (key == x or key ends with "." x);
+ *  - then target_modules the same way, except that the string "all-linear" (any case) means
+ *    every linear layer but the output head (_maybe_include_all_linear_layers: here the seven
+ *    projections), and null or absent means the model type's default, q_proj and v_proj for
+ *    every family ftune reads (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING).
+ * PEFT loads no tensor of a module it did not wrap (an "unexpected key"), so such a tensor is
+ * refused here rather than merged. Regexes go to PCRE2, whose syntax is Python's for what module
+ * patterns use (classes, groups, alternation, repeats). */
+typedef struct {
+    const cJSON *names; /* a list of names, or NULL */
+    pcre2_code *re;     /* a regex, or NULL */
+    int all;            /* "all-linear", or the default pair when `dflt` */
+    int dflt;
+} mod_sel;
+
+static const char *const default_targets[2] = {"q_proj", "v_proj"};
+
+static int name_hit(const char *key, const char *x) {
+    size_t kl = strlen(key), xl = strlen(x);
+    return !strcmp(key, x) || (kl > xl && key[kl - xl - 1] == '.' && !strcmp(key + kl - xl, x));
+}
+
+static ft_status sel_parse(mod_sel *s, const char *path, const char *what, const cJSON *v,
+                           int target) {
+    memset(s, 0, sizeof *s);
+    if (!v || cJSON_IsNull(v)) {
+        s->dflt = target;
+        return FT_OK;
     }
+    if (cJSON_IsString(v)) {
+        char low[16];
+        size_t n = strlen(v->valuestring);
+        for (size_t i = 0; i < n && i < sizeof low - 1; i++)
+            low[i] = (char)tolower((unsigned char)v->valuestring[i]);
+        low[n < sizeof low - 1 ? n : sizeof low - 1] = 0;
+        if (target && n == 10 && !strcmp(low, "all-linear")) {
+            s->all = 1;
+            return FT_OK;
+        }
+        int err;
+        PCRE2_SIZE off;
+        s->re = pcre2_compile((PCRE2_SPTR)v->valuestring, PCRE2_ZERO_TERMINATED,
+                              PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF, &err, &off, NULL);
+        if (!s->re) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(err, msg, sizeof msg);
+            return ft_errorf(FT_ERR_FORMAT, "%s: key '%s': bad regex at offset %zu: %s", path, what,
+                             (size_t)off, (const char *)msg);
+        }
+        return FT_OK;
+    }
+    if (!cJSON_IsArray(v))
+        return ft_errorf(FT_ERR_FORMAT,
+                         "%s: key '%s' must be a list of module names, a regex "
+                         "string or null",
+                         path, what);
+    int i = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, v) {
+        if (!cJSON_IsString(x))
+            return ft_errorf(FT_ERR_FORMAT, "%s: key '%s': item %d is not a module name", path,
+                             what, i);
+        i++;
+    }
+    s->names = v;
+    return FT_OK;
+}
+
+static int sel_hit(const mod_sel *s, const char *key, pcre2_match_data *md) {
+    if (s->all) return 1;
+    if (s->dflt) return name_hit(key, default_targets[0]) || name_hit(key, default_targets[1]);
+    if (s->re)
+        return pcre2_match(s->re, (PCRE2_SPTR)key, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) >= 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, s->names) {
+        if (name_hit(key, x->valuestring)) return 1;
+    }
+    return 0;
+}
+
+static void sel_free(mod_sel *s) {
+    pcre2_code_free(s->re);
+    memset(s, 0, sizeof *s);
+}
+
+/* The config into `a`, and the module selection into tgt / exc, which may point into *keep: the
+ * parsed JSON, left to the caller (to cJSON_Delete, whatever the status). */
+static ft_status parse_config(ft_adapter *a, const char *path, const char *text, cJSON **keep,
+                              mod_sel *tgt, mod_sel *exc) {
+    cJSON *j = *keep = cJSON_Parse(text);
+    ft_status st = FT_OK;
+    if (!j || !cJSON_IsObject(j)) return ft_errorf(FT_ERR_FORMAT, "%s: invalid JSON", path);
     /* a key given twice: PEFT (Python's json) reads the last value, cJSON the first */
     const char *dup = ft_json_dup_key(j);
     if (!dup) dup = ft_json_dup_key(cJSON_GetObjectItemCaseSensitive(j, "trainable_token_indices"));
-    if (dup) {
-        st = ft_errorf(FT_ERR_FORMAT, "%s: key '%s' appears twice", path, dup);
-        goto done;
-    }
+    if (dup) return ft_errorf(FT_ERR_FORMAT, "%s: key '%s' appears twice", path, dup);
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(j, "peft_type");
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "r");
     const cJSON *al = cJSON_GetObjectItemCaseSensitive(j, "lora_alpha");
@@ -121,46 +209,39 @@ static ft_status parse_config(ft_adapter *a, const char *path, const char *text)
                                        {"modules_to_save", NULL}, {"rank_pattern", NULL},
                                        {"alpha_pattern", NULL},   {"bias", "none"},
                                        {"layers_to_transform", NULL}};
-    if (!cJSON_IsString(pt) || strcmp(pt->valuestring, "LORA")) {
-        st = ft_errorf(FT_ERR_UNSUPPORTED, "%s: peft_type %s is not supported (LORA only)", path,
-                       cJSON_IsString(pt) ? pt->valuestring : "missing");
-        goto done;
-    }
+    if (!cJSON_IsString(pt) || strcmp(pt->valuestring, "LORA"))
+        return ft_errorf(FT_ERR_UNSUPPORTED, "%s: peft_type %s is not supported (LORA only)", path,
+                         cJSON_IsString(pt) ? pt->valuestring : "missing");
     if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble != floor(r->valuedouble) ||
-        r->valuedouble > 65536) {
-        st = ft_errorf(FT_ERR_FORMAT, "%s: key 'r' must be a positive integer", path);
-        goto done;
-    }
-    if (!cJSON_IsNumber(al) || !(al->valuedouble > 0)) {
-        st = ft_errorf(FT_ERR_FORMAT, "%s: key 'lora_alpha' must be a positive number", path);
-        goto done;
-    }
+        r->valuedouble > 65536)
+        return ft_errorf(FT_ERR_FORMAT, "%s: key 'r' must be a positive integer", path);
+    if (!cJSON_IsNumber(al) || !(al->valuedouble > 0))
+        return ft_errorf(FT_ERR_FORMAT, "%s: key 'lora_alpha' must be a positive number", path);
     static const char *const bools[] = {"use_rslora", "use_dora", "fan_in_fan_out"};
     for (size_t i = 0; i < sizeof bools / sizeof *bools; i++) { /* "true" (a string) is not true */
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, bools[i]);
-        if (v && !cJSON_IsNull(v) && !cJSON_IsBool(v)) {
-            st = ft_errorf(FT_ERR_FORMAT, "%s: key '%s' must be true or false", path, bools[i]);
-            goto done;
-        }
+        if (v && !cJSON_IsNull(v) && !cJSON_IsBool(v))
+            return ft_errorf(FT_ERR_FORMAT, "%s: key '%s' must be true or false", path, bools[i]);
     }
     for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
-        if (!is_off(cJSON_GetObjectItemCaseSensitive(j, refused[i][0]), refused[i][1])) {
-            st = ft_errorf(FT_ERR_UNSUPPORTED,
-                           "%s: key '%s' asks for something ftune does not merge", path,
-                           refused[i][0]);
-            goto done;
-        }
-    if ((st = parse_tokens(a, path, cJSON_GetObjectItemCaseSensitive(j, "trainable_token_indices"))))
-        goto done;
+        if (!is_off(cJSON_GetObjectItemCaseSensitive(j, refused[i][0]), refused[i][1]))
+            return ft_errorf(FT_ERR_UNSUPPORTED,
+                             "%s: key '%s' asks for something ftune does not merge", path,
+                             refused[i][0]);
+    if ((st = parse_tokens(a, path,
+                           cJSON_GetObjectItemCaseSensitive(j, "trainable_token_indices"))) ||
+        (st = sel_parse(tgt, path, "target_modules",
+                        cJSON_GetObjectItemCaseSensitive(j, "target_modules"), 1)) ||
+        (st = sel_parse(exc, path, "exclude_modules",
+                        cJSON_GetObjectItemCaseSensitive(j, "exclude_modules"), 0)))
+        return st;
     a->r = r->valueint;
     a->alpha = (float)al->valuedouble;
     a->use_rslora = cJSON_IsTrue(rs);
     /* PEFT: self.scaling = lora_alpha / math.sqrt(r) if use_rslora else lora_alpha / r */
     a->scale = (float)(a->use_rslora ? al->valuedouble / sqrt((double)a->r)
                                      : al->valuedouble / (double)a->r);
-done:
-    cJSON_Delete(j);
-    return st;
+    return FT_OK;
 }
 
 /* 1 if `nm` is "base_model.model.<module without .weight>.lora_{A,B}.weight" of a loaded pair */
@@ -196,17 +277,18 @@ ft_status ft_adapter_load(ft_adapter *a, const char *dir, const ft_model *m) {
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     ft_status st = ft_read_file(path, &text, NULL);
     if (st) return st;
-    st = parse_config(a, path, text);
+    cJSON *j = NULL;
+    mod_sel tgt = {0}, exc = {0};
+    st = parse_config(a, path, text, &j, &tgt, &exc);
     free(text);
     ft_st_set set = {0};
+    pcre2_match_data *md = NULL;
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-    if (st || (st = ft_st_open(&set, path))) {
-        ft_adapter_free(a); /* parse_config may have read trainable_token_indices */
-        return st;
-    }
+    if (st || (st = ft_st_open(&set, path))) goto fail;
     a->pairs = calloc((size_t)7 * (size_t)m->cfg.n_layers + 1, sizeof *a->pairs);
     int used = 0;
-    if (!a->pairs) {
+    md = pcre2_match_data_create(1, NULL);
+    if (!a->pairs || !md) {
         st = ft_errorf(FT_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -221,6 +303,16 @@ ft_status ft_adapter_load(ft_adapter *a, const char *dir, const ft_model *m) {
             if (!A || !B) {
                 st = ft_errorf(FT_ERR_FORMAT, "%s: '%s' without its %s", path, A ? ka : kb,
                                A ? "lora_B" : "lora_A");
+                goto fail;
+            }
+            int excluded = (exc.names || exc.re) && sel_hit(&exc, mod, md);
+            if (excluded || !sel_hit(&tgt, mod, md)) {
+                st = ft_errorf(FT_ERR_FORMAT,
+                               "%s: '%s' is for module '%s', which adapter_config.json's "
+                               "%s (PEFT would not load it)",
+                               path, ka, mod,
+                               excluded ? "exclude_modules excludes"
+                                        : "target_modules does not select");
                 goto fail;
             }
             snprintf(wname, sizeof wname, "%s.weight", mod);
@@ -305,10 +397,18 @@ ft_status ft_adapter_load(ft_adapter *a, const char *dir, const ft_model *m) {
         goto fail;
     }
     ft_st_close(&set);
+    pcre2_match_data_free(md);
+    sel_free(&tgt);
+    sel_free(&exc);
+    cJSON_Delete(j);
     return FT_OK;
 fail:
     ft_st_close(&set);
-    ft_adapter_free(a);
+    pcre2_match_data_free(md);
+    sel_free(&tgt);
+    sel_free(&exc);
+    cJSON_Delete(j);
+    ft_adapter_free(a); /* parse_config may have read trainable_token_indices */
     return st;
 }
 

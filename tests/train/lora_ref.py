@@ -5,7 +5,8 @@ lora_alpha / sqrt(r) with use_rslora; keys base_model.model.<module>.lora_{A,B}.
 PEFT's trainable tokens when adapter_config.json has trainable_token_indices (a list: embedding
 rows; a dict: per module, embed_tokens / lm_head): the saved rows (...token_adapter.
 trainable_tokens_delta, the rows' new values) replace the base rows by index_copy, a tied head
-using the embedding's (PEFT: tuners/trainable_tokens/layer.py, utils/other.py).
+using the embedding's (PEFT: tuners/trainable_tokens/layer.py, utils/other.py). Only the modules
+adapter_config.json's target_modules / exclude_modules select get their pair (peft_targets).
 The model is tests/ref/gen_grads.py's plain-torch Llama; tensors are read with tests/ref/st_io.py.
 
 usage: lora_ref.py MODEL_DIR ADAPTER_DIR|- ID,ID,...    prints "loss <float>"
@@ -18,8 +19,10 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ref"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen_grads as G  # noqa: E402
 import st_io  # noqa: E402
+from peft_targets import peft_targets  # noqa: E402
 
 torch.set_num_threads(2)
 model_dir, adapter_dir, ids_s = sys.argv[1:4]
@@ -44,7 +47,8 @@ if adapter_dir != "-":
     for n in w:
         if n.endswith(".lora_A.weight"):
             pre = n[len("base_model.model."):-len(".lora_A.weight")]
-            ab[pre] = (w[n], w[n.replace(".lora_A.", ".lora_B.")])
+            if peft_targets(a, pre):  # PEFT loads no tensor of a module it did not wrap
+                ab[pre] = (w[n], w[n.replace(".lora_A.", ".lora_B.")])
     lora = {"scale": scale, "ab": ab}
     tti = a.get("trainable_token_indices")
     parts = {}

@@ -139,3 +139,54 @@ bad_adapter duplicate_key "key 'lora_alpha' appears twice" 'text = json.dumps(a)
 bad_adapter rslora_string "key 'use_rslora' must be true or false" 'a["use_rslora"] = "true"'
 # a 3-D lora_A: every dimension named
 bad_adapter lora_a_3d "has shape [4, 288, 1], expected [4, 288]" 'k = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"; t[k] = t[k].unsqueeze(-1)'
+# target_modules / exclude_modules (PEFT's check_target_module_exists): a pair for a module PEFT
+# would not wrap is refused, since PEFT would not load it (it was merged)
+not_sel="is for module 'model.layers.0.self_attn.k_proj', which adapter_config.json's target_modules does not select"
+bad_adapter target_list "$not_sel" 'a["target_modules"] = ["q_proj", "v_proj"]'
+bad_adapter target_default "$not_sel" 'a["target_modules"] = None'
+bad_adapter target_regex "'model.layers.0.mlp.gate_proj', which adapter_config.json's target_modules does not select" \
+    'a["target_modules"] = r"model\.layers\.\d+\.self_attn\.[qkvo]_proj"'
+# a regex must match the whole key (re.fullmatch): this one matches none, q_proj is the first pair
+bad_adapter target_regex_whole "'model.layers.0.self_attn.q_proj', which adapter_config.json's target_modules does not select" \
+    'a["target_modules"] = "q_proj|v_proj|o_proj|mlp.*"'
+bad_adapter exclude_list "'model.layers.2.mlp.down_proj', which adapter_config.json's exclude_modules excludes" \
+    'a["exclude_modules"] = ["layers.2.mlp.down_proj"]'
+bad_adapter exclude_regex "'model.layers.0.self_attn.q_proj', which adapter_config.json's exclude_modules excludes" \
+    'a["exclude_modules"] = r".*\.self_attn\..*"'
+bad_adapter target_bad_regex "key 'target_modules': bad regex at offset" 'a["target_modules"] = "(q_proj"'
+bad_adapter target_type "key 'target_modules' must be a list of module names, a regex string or null" 'a["target_modules"] = 5'
+bad_adapter exclude_item "key 'exclude_modules': item 1 is not a module name" 'a["exclude_modules"] = ["q_proj", 3]'
+# ... and the pairs of the modules they select are applied as PEFT applies them: each case keeps
+# the tensors of the modules peft_targets (lora_ref.py, Python's re) selects, and its loss equals
+# the reference's
+sel_adapter() {
+    local name=$1 code=$2
+    rm -rf "$D/sel/$name" && mkdir -p "$D/sel/$name"
+    "$PY" - "$D/adapter" "$D/sel/$name" "$code" <<'PY' || { echo "FAIL adapter_selects_$name: setup"; return; }
+import json, re, sys
+sys.path.insert(0, "tests/ref")
+import st_io
+src, dst, code = sys.argv[1:4]
+a = json.load(open(src + "/adapter_config.json"))
+exec(code)
+sys.path.insert(0, "tests/train")
+from peft_targets import peft_targets
+t = st_io.load(src + "/adapter_model.safetensors")
+keep = {k: v for k, v in t.items() if "lora_" not in k or
+        peft_targets(a, k[len("base_model.model."):].rsplit(".lora_", 1)[0])}
+n = sum(1 for k in keep if "lora_A" in k)
+print("# %d of %d pairs selected" % (n, sum(1 for k in t if "lora_A" in k)))
+assert 0 < n < sum(1 for k in t if "lora_A" in k)
+json.dump(a, open(dst + "/adapter_config.json", "w"))
+st_io.save(dst + "/adapter_model.safetensors", keep, {"format": "pt"})
+PY
+    local r g
+    r=$("$PY" tests/train/lora_ref.py "$MODEL" "$D/sel/$name" "$IDS" | awk '/^loss/{print $2}')
+    g=$("$FTUNE" logprobs --model "$MODEL" --adapter "$D/sel/$name" --ids "$IDS" 2>&1 | awk '/^loss/{print $2}')
+    [ -n "$r" ] && [ -n "$g" ] && close "$g" "$r" && [ "$r" != "$ref" ] &&
+        echo "PASS adapter_selects_$name ($g vs $r)" || echo "FAIL adapter_selects_$name: ftune '$g', reference '$r' (all pairs: $ref)"
+}
+sel_adapter all_linear_exclude_regex 'a["target_modules"] = "ALL-LINEAR"; a["exclude_modules"] = r"model\.layers\.[1-5]\.mlp\..*"'
+sel_adapter names_and_keys 'a["target_modules"] = ["model.layers.0.self_attn.q_proj", "self_attn.v_proj", "down_proj"]; a["exclude_modules"] = ["layers.3.mlp.down_proj"]'
+sel_adapter default_pair 'a["target_modules"] = None'
+sel_adapter regex_alternation 'a["target_modules"] = r"model\.layers\.(0|5)\.(self_attn\.o|mlp\.up)_proj"'
