@@ -7,6 +7,9 @@
  * token_adapter.trainable_tokens_delta" and, untied, "base_model.model.lm_head.token_adapter.
  * trainable_tokens_delta", each (n, C) holding the new rows) the merge index_copies those rows into
  * the embedding / head as PEFT's TrainableTokensLayer.merge does.
+ * Only the modules PEFT would wrap get their pair: target_modules minus exclude_modules, matched
+ * as PEFT's check_target_module_exists does (a regex string for the whole key, "all-linear", a
+ * list of names or key suffixes, null for q_proj/v_proj); a pair of another module is refused.
  * Refused with a clear error: other peft_types, DoRA, fan_in_fan_out, bias training,
  * modules_to_save, rank/alpha patterns, targets outside the 7 Llama projections.
  * Writing adapters is ft_lora_save (include/ftune/train.h).

@@ -173,11 +173,17 @@ static ft_status sel_parse(mod_sel *s, const char *path, const char *what, const
     return FT_OK;
 }
 
-static int sel_hit(const mod_sel *s, const char *key, pcre2_match_data *md) {
+/* 1 if the selection holds `key`, 0 if not, -1 if its regex gave up (PCRE2's match limit, set
+ * low in `mc`: a module key is a few dozen characters, which no sane pattern needs 100000 steps
+ * for, and a pattern that backtracks exponentially would otherwise take seconds per module) */
+static int sel_hit(const mod_sel *s, const char *key, pcre2_match_data *md,
+                   pcre2_match_context *mc) {
     if (s->all) return 1;
     if (s->dflt) return name_hit(key, default_targets[0]) || name_hit(key, default_targets[1]);
-    if (s->re)
-        return pcre2_match(s->re, (PCRE2_SPTR)key, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) >= 0;
+    if (s->re) {
+        int rc = pcre2_match(s->re, (PCRE2_SPTR)key, PCRE2_ZERO_TERMINATED, 0, 0, md, mc);
+        return rc >= 0 ? 1 : rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
+    }
     const cJSON *x;
     cJSON_ArrayForEach(x, s->names) {
         if (name_hit(key, x->valuestring)) return 1;
@@ -283,12 +289,16 @@ ft_status ft_adapter_load(ft_adapter *a, const char *dir, const ft_model *m) {
     free(text);
     ft_st_set set = {0};
     pcre2_match_data *md = NULL;
+    pcre2_match_context *mc = NULL;
+    char cfg_path[sizeof path];
+    memcpy(cfg_path, path, sizeof path);
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     if (st || (st = ft_st_open(&set, path))) goto fail;
     a->pairs = calloc((size_t)7 * (size_t)m->cfg.n_layers + 1, sizeof *a->pairs);
     int used = 0;
     md = pcre2_match_data_create(1, NULL);
-    if (!a->pairs || !md) {
+    mc = pcre2_match_context_create(NULL);
+    if (!a->pairs || !md || !mc || pcre2_set_match_limit(mc, 100000)) {
         st = ft_errorf(FT_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -305,8 +315,16 @@ ft_status ft_adapter_load(ft_adapter *a, const char *dir, const ft_model *m) {
                                A ? "lora_B" : "lora_A");
                 goto fail;
             }
-            int excluded = (exc.names || exc.re) && sel_hit(&exc, mod, md);
-            if (excluded || !sel_hit(&tgt, mod, md)) {
+            int excluded = exc.names || exc.re ? sel_hit(&exc, mod, md, mc) : 0;
+            int selected = excluded ? 0 : sel_hit(&tgt, mod, md, mc);
+            if (excluded < 0 || selected < 0) {
+                st = ft_errorf(FT_ERR_FORMAT,
+                               "%s: key '%s': the regex gave up on '%s' (PCRE2's "
+                               "match limit)",
+                               cfg_path, excluded < 0 ? "exclude_modules" : "target_modules", mod);
+                goto fail;
+            }
+            if (excluded || !selected) {
                 st = ft_errorf(FT_ERR_FORMAT,
                                "%s: '%s' is for module '%s', which adapter_config.json's "
                                "%s (PEFT would not load it)",
@@ -398,6 +416,7 @@ ft_status ft_adapter_load(ft_adapter *a, const char *dir, const ft_model *m) {
     }
     ft_st_close(&set);
     pcre2_match_data_free(md);
+    pcre2_match_context_free(mc);
     sel_free(&tgt);
     sel_free(&exc);
     cJSON_Delete(j);
@@ -405,6 +424,7 @@ ft_status ft_adapter_load(ft_adapter *a, const char *dir, const ft_model *m) {
 fail:
     ft_st_close(&set);
     pcre2_match_data_free(md);
+    pcre2_match_context_free(mc);
     sel_free(&tgt);
     sel_free(&exc);
     cJSON_Delete(j);

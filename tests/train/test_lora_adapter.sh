@@ -154,6 +154,9 @@ bad_adapter exclude_list "'model.layers.2.mlp.down_proj', which adapter_config.j
 bad_adapter exclude_regex "'model.layers.0.self_attn.q_proj', which adapter_config.json's exclude_modules excludes" \
     'a["exclude_modules"] = r".*\.self_attn\..*"'
 bad_adapter target_bad_regex "key 'target_modules': bad regex at offset" 'a["target_modules"] = "(q_proj"'
+# a pattern that backtracks exponentially (Python's re would run for hours on each module key)
+bad_adapter target_backtracking "key 'target_modules': the regex gave up on 'model.layers.0.self_attn.q_proj' (PCRE2's match limit)" \
+    'a["target_modules"] = r"(.*.*)*\d\d"'
 bad_adapter target_type "key 'target_modules' must be a list of module names, a regex string or null" 'a["target_modules"] = 5'
 bad_adapter exclude_item "key 'exclude_modules': item 1 is not a module name" 'a["exclude_modules"] = ["q_proj", 3]'
 # ... and the pairs of the modules they select are applied as PEFT applies them: each case keeps
