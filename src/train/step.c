@@ -1207,6 +1207,14 @@ static ft_status match_unfrozen(const ft_train_options *opt, const model_tensor 
         return ft_errorf(FT_ERR_ARG, "unfrozen_parameters: freeze needs at least one pattern");
     ft_status st = FT_OK;
     pcre2_match_data *md = NULL;
+    /* a tensor name is a few dozen characters: a pattern that needs more than 100000 steps on one
+     * backtracks exponentially, and PCRE2's default limit (10 million) would take seconds per
+     * tensor and then read as "no match" */
+    pcre2_match_context *mc = pcre2_match_context_create(NULL);
+    if (!mc || pcre2_set_match_limit(mc, 100000)) {
+        pcre2_match_context_free(mc);
+        return ft_errorf(FT_ERR_NOMEM, "out of memory");
+    }
     for (int p = 0; p < opt->n_unfrozen && st == FT_OK; p++) {
         pcre2_code *re = NULL;
         st = compile_unfrozen(&re, opt->unfrozen[p]);
@@ -1214,14 +1222,23 @@ static ft_status match_unfrozen(const ft_train_options *opt, const model_tensor 
         md = pcre2_match_data_create_from_pattern(re, NULL);
         if (!md) {
             pcre2_code_free(re);
+            pcre2_match_context_free(mc);
             return ft_errorf(FT_ERR_NOMEM, "out of memory");
         }
-        for (int i = 0; i < n; i++)
-            if (pcre2_match(re, (PCRE2_SPTR)mt[i].name, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) >= 0)
+        for (int i = 0; i < n && st == FT_OK; i++) {
+            int rc = pcre2_match(re, (PCRE2_SPTR)mt[i].name, PCRE2_ZERO_TERMINATED, 0, 0, md, mc);
+            if (rc >= 0)
                 sel[i] = 1;
+            else if (rc != PCRE2_ERROR_NOMATCH)
+                st = ft_errorf(FT_ERR_ARG,
+                               "unfrozen_parameters: '%s' gave up on '%s' (PCRE2's "
+                               "match limit)",
+                               opt->unfrozen[p], mt[i].name);
+        }
         pcre2_match_data_free(md);
         pcre2_code_free(re);
     }
+    pcre2_match_context_free(mc);
     if (st != FT_OK) return st;
     for (int i = 0; i < n; i++)
         if (sel[i]) return FT_OK;

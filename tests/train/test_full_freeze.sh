@@ -63,3 +63,9 @@ base_loss=$("$FTUNE_REL" logprobs --model "$MODEL" --ids $IDS | awk '/^loss/{pri
 full_loss=$("$FTUNE_REL" logprobs --model "$D/full" --ids $IDS | awk '/^loss/{print $2}')
 [ -n "$full_loss" ] && [ "$full_loss" != "$base_loss" ] && echo "PASS full_output_loads ($base_loss -> $full_loss)" ||
     echo "FAIL full_output_loads: base $base_loss full $full_loss"
+# a pattern that backtracks exponentially is one error, not seconds per tensor read as "no match"
+msg=$("$FTUNE" train "$D/freeze.yaml" --set "unfrozen_parameters=['(\\S*\\S*)*\\d\\d\\d']" --set max_steps=1 \
+    --set save_steps=0 --set output_dir="$D/backtrack" 2>&1 >/dev/null); rc=$?
+[ $rc -eq 1 ] && [[ $msg == *"unfrozen_parameters: '(\S*\S*)*\d\d\d' gave up on 'model."*"(PCRE2's match limit)"* ]] &&
+    [ "$(wc -l <<<"$msg")" -eq 1 ] && echo "PASS freeze_regex_match_limit" ||
+    echo "FAIL freeze_regex_match_limit: exit $rc: $msg"
