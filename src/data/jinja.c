@@ -23,10 +23,13 @@
  * string and a non-string an error, capitalize, lengths in code points, chained comparisons, \r\n
  * read as \n, loop-local `set`, Python string escapes, undefined iterating as empty). Not supported
  * (a clear error): call blocks, filter blocks, include/extends/import, `loop.cycle`, string
- * formatting with %, exponent literals (1e3). upper/lower/title change ASCII letters only; string
- * indexing, slicing and length count Unicode code points.
+ * formatting with %, exponent literals (1e3). String indexing, slicing and length count Unicode
+ * code points; upper, lower, title, capitalize and swapcase are Python's, with full case mappings
+ * and Final_Sigma (src/data/pyunicode.c).
  */
 #include "ftune/jinja.h"
+
+#include "pyunicode.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -1753,18 +1756,117 @@ static val replace(R *r, val s, val a, val b, int64_t count, int line) {
     return sb_val(r->j, &o);
 }
 
-static val case_map(R *r, val s, int mode) { /* 0 upper, 1 lower, 2 title, 3 capitalize */
-    char *o = sdup(r->j, s.s, (size_t)s.i);
-    int prev_letter = 0;
-    for (int64_t i = 0; i < s.i; i++) {
-        char c = o[i];
-        int letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-        int up = mode == 0 || (mode == 2 && !prev_letter) || (mode == 3 && i == 0);
-        if (up && c >= 'a' && c <= 'z') o[i] = (char)(c - 32);
-        if (!up && c >= 'A' && c <= 'Z') o[i] = (char)(c + 32);
-        prev_letter = letter || (unsigned char)c >= 0x80 || is_digit(c) || c == '\'';
+/* UTF-8 decoding for Python's per-code-point string functions: the code point at s[*i] (n bytes),
+ * *i moved past it; a byte that does not start a valid sequence (overlong, surrogate, past
+ * U+10FFFF, truncated) comes back as 0x110000 + the byte, which no property holds and put_cp
+ * writes back as that byte */
+static uint32_t u8dec(const char *s, int64_t n, int64_t *i) {
+    const unsigned char *u = (const unsigned char *)s + *i;
+    int64_t left = n - *i;
+    int w = u[0] < 0x80                   ? 1
+            : u[0] >= 0xC2 && u[0] < 0xE0 ? 2
+            : u[0] >= 0xE0 && u[0] < 0xF0 ? 3
+            : u[0] >= 0xF0 && u[0] < 0xF5 ? 4
+                                          : 0;
+    uint32_t c = w == 1 ? u[0] : w == 2 ? u[0] & 0x1Fu : w == 3 ? u[0] & 0x0Fu : u[0] & 0x07u;
+    int ok = w > 0 && w <= left;
+    for (int k = 1; ok && k < w; k++) {
+        ok = (u[k] & 0xC0) == 0x80;
+        c = c << 6 | (u[k] & 0x3Fu);
     }
-    return v_str(o, (size_t)s.i);
+    if (ok && w == 3 && (c < 0x800 || (c >= 0xD800 && c <= 0xDFFF))) ok = 0;
+    if (ok && w == 4 && (c < 0x10000 || c > 0x10FFFF)) ok = 0;
+    if (!ok) {
+        (*i)++;
+        return 0x110000u + u[0];
+    }
+    *i += w;
+    return c;
+}
+static void put_cp(J *j, sbuf *b, uint32_t c) {
+    if (c > 0x10FFFF) {
+        char byte = (char)(c - 0x110000u);
+        sb_add(j, b, &byte, 1);
+    } else {
+        put_utf8(j, b, c, 0);
+    }
+}
+/* the code points of string s into an arena array, their count in *n */
+static uint32_t *u8decode(J *j, val s, int64_t *n) {
+    uint32_t *c = alloc(j, sizeof *c * (size_t)(s.i + 1));
+    *n = 0;
+    for (int64_t i = 0; i < s.i;)
+        c[(*n)++] = u8dec(s.s, s.i, &i);
+    return c;
+}
+
+/* Python's lowercase of c[i] in the string c[0..n) (CPython's lower_ucs4): U+03A3 is final
+ * sigma U+03C2 after a cased code point and case-ignorables, not before case-ignorables and a
+ * cased one; everything else maps by itself. Returns the mapping's length. */
+static int lower_at(const uint32_t *c, int64_t n, int64_t i, uint32_t out[3]) {
+    if (c[i] != 0x3A3) return pyu_case(c[i], PYU_LOWER, out);
+    int64_t k = i - 1;
+    while (k >= 0 && pyu_is_case_ignorable(c[k]))
+        k--;
+    int final = k >= 0 && pyu_is_cased(c[k]);
+    if (final) {
+        for (k = i + 1; k < n && pyu_is_case_ignorable(c[k]); k++)
+            ;
+        final = k == n || !pyu_is_cased(c[k]);
+    }
+    out[0] = final ? 0x3C2 : 0x3C3;
+    return 1;
+}
+
+enum { CASE_UPPER, CASE_LOWER, CASE_TITLE, CASE_CAPITALIZE, CASE_SWAPCASE, CASE_TITLE_FILTER };
+
+/* the title filter's word separators: Jinja2's ([-\s({\[<]+), \s being str.isspace */
+static int title_sep(uint32_t c) {
+    return c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || pyu_is_space(c);
+}
+
+/* Python's str.upper(), lower(), title(), capitalize(), swapcase() with full case mappings and
+ * Final_Sigma, as CPython's do_upper ... do_swapcase; and Jinja2's title filter, which is not
+ * str.title(): each run between separators is its first code point upper()ed and the rest, a
+ * string of its own, lower()ed ('they\'re' -> "They're", where str.title() gives "They'Re") */
+static val py_case(R *r, val s, int mode) {
+    J *j = r->j;
+    int64_t n;
+    uint32_t *c = u8decode(j, s, &n), m[3];
+    sbuf b = {0};
+    int prev_cased = 0;
+    for (int64_t i = 0, word = -1, wend = 0; i < n; i++) {
+        int k = 1;
+        m[0] = c[i];
+        switch (mode) {
+        case CASE_UPPER: k = pyu_case(c[i], PYU_UPPER, m); break;
+        case CASE_LOWER: k = lower_at(c, n, i, m); break;
+        case CASE_TITLE:
+            k = prev_cased ? lower_at(c, n, i, m) : pyu_case(c[i], PYU_TITLE, m);
+            prev_cased = pyu_is_cased(c[i]);
+            break;
+        case CASE_CAPITALIZE: k = i ? lower_at(c, n, i, m) : pyu_case(c[i], PYU_TITLE, m); break;
+        case CASE_SWAPCASE:
+            if (pyu_is_upper(c[i]))
+                k = lower_at(c, n, i, m);
+            else if (pyu_is_lower(c[i]))
+                k = pyu_case(c[i], PYU_UPPER, m);
+            break;
+        default: /* CASE_TITLE_FILTER; the current word's rest is c[word..wend) */
+            if (title_sep(c[i])) {
+                word = -1;
+            } else if (word < 0) {
+                k = pyu_case(c[i], PYU_UPPER, m);
+                for (word = wend = i + 1; wend < n && !title_sep(c[wend]); wend++)
+                    ;
+            } else {
+                k = lower_at(c + word, wend - word, i - word, m);
+            }
+        }
+        for (int q = 0; q < k; q++)
+            put_cp(j, &b, m[q]);
+    }
+    return sb_val(j, &b);
 }
 
 /* Jinja2's int filter: int(s) of a string, else int(float(s)) (truncated), else `dflt`; an
@@ -1822,10 +1924,14 @@ static val method(R *r, val o, const char *m, args *a, int line) {
     J *j = r->j;
     if (o.t == T_STR || o.t == T_DICT) { /* Python's str and dict methods: positional only */
         int split = o.t == T_STR && !strcmp(m, "split"),
-            repl = o.t == T_STR && !strcmp(m, "replace");
+            repl = o.t == T_STR && !strcmp(m, "replace"),
+            nullary = o.t == T_STR &&
+                      (!strcmp(m, "upper") || !strcmp(m, "lower") || !strcmp(m, "title") ||
+                       !strcmp(m, "capitalize") || !strcmp(m, "swapcase"));
         takes(r, a, line, m,
               split || o.t == T_DICT ? 2
               : repl                 ? 3
+              : nullary              ? 0
                                      : 1,
               split  ? "sep maxsplit"
               : repl ? "count"
@@ -1835,10 +1941,11 @@ static val method(R *r, val o, const char *m, args *a, int line) {
         if (!strcmp(m, "strip")) return strip(r, o, arg(a, 0, NULL, v_none()), 1, 1);
         if (!strcmp(m, "lstrip")) return strip(r, o, arg(a, 0, NULL, v_none()), 1, 0);
         if (!strcmp(m, "rstrip")) return strip(r, o, arg(a, 0, NULL, v_none()), 0, 1);
-        if (!strcmp(m, "upper")) return case_map(r, o, 0);
-        if (!strcmp(m, "lower")) return case_map(r, o, 1);
-        if (!strcmp(m, "title")) return case_map(r, o, 2);
-        if (!strcmp(m, "capitalize")) return case_map(r, o, 3);
+        if (!strcmp(m, "upper")) return py_case(r, o, CASE_UPPER);
+        if (!strcmp(m, "lower")) return py_case(r, o, CASE_LOWER);
+        if (!strcmp(m, "title")) return py_case(r, o, CASE_TITLE);
+        if (!strcmp(m, "capitalize")) return py_case(r, o, CASE_CAPITALIZE);
+        if (!strcmp(m, "swapcase")) return py_case(r, o, CASE_SWAPCASE);
         if (!strcmp(m, "startswith") || !strcmp(m, "endswith")) {
             val x = arg(a, 0, NULL, UNDEF);
             if (x.t != T_STR) fail(j, FT_ERR_FORMAT, line, "%s needs a string", m);
@@ -2050,10 +2157,10 @@ static val filter(R *r, val v, const char *f, args *a, int line) {
     }
     if (v.t == T_STR) {
         if (!strcmp(f, "trim")) return strip(r, v, arg(a, 0, "chars", v_none()), 1, 1);
-        if (!strcmp(f, "upper")) return case_map(r, v, 0);
-        if (!strcmp(f, "lower")) return case_map(r, v, 1);
-        if (!strcmp(f, "title")) return case_map(r, v, 2);
-        if (!strcmp(f, "capitalize")) return case_map(r, case_map(r, v, 1), 3);
+        if (!strcmp(f, "upper")) return py_case(r, v, CASE_UPPER);
+        if (!strcmp(f, "lower")) return py_case(r, v, CASE_LOWER);
+        if (!strcmp(f, "title")) return py_case(r, v, CASE_TITLE_FILTER);
+        if (!strcmp(f, "capitalize")) return py_case(r, v, CASE_CAPITALIZE);
         if (!strcmp(f, "replace"))
             return replace(r, v, arg(a, 0, NULL, UNDEF), arg(a, 1, NULL, UNDEF),
                            as_int(r, arg(a, 2, "count", v_int(-1)), "count", line), line);
@@ -2130,10 +2237,16 @@ static int test(R *r, val v, const char *t, args *a, int line) {
     if (!strcmp(t, "callable")) return v.t == T_MACRO;
     if (!strcmp(t, "odd") || !strcmp(t, "even"))
         return (as_int(r, v, t, line) & 1) == (t[0] == 'o');
-    if (!strcmp(t, "lower") || !strcmp(t, "upper")) {
-        if (v.t != T_STR) return 0;
-        val c = case_map(r, v, t[0] == 'l');
-        return !memcmp(c.s, v.s, (size_t)v.i);
+    if (!strcmp(t, "lower") || !strcmp(t, "upper")) { /* str(v).islower(), isupper() */
+        val s = str_of(r->j, v);
+        int cased = 0;
+        for (int64_t i = 0; i < s.i;) {
+            uint32_t c = u8dec(s.s, s.i, &i);
+            int up = pyu_is_upper(c), low = pyu_is_lower(c);
+            if ((t[0] == 'l' ? up : low) || pyu_is_title(c)) return 0;
+            cased |= t[0] == 'l' ? low : up;
+        }
+        return cased;
     }
     if (a->n < 1)
         fail(r->j, FT_ERR_UNSUPPORTED, line, "test '%s' is not supported (or needs an argument)",

@@ -154,10 +154,27 @@ SNIPPETS = {
     "python_kwarg_test": "{{ 3 is odd(x=1) }}",
     "python_extra_positional": "{{ 'ab' | upper(1) }}",
     "python_map_attribute_and_filter": "{{ xs | map('string', attribute='x') | list }}",
+    # Python's full case mappings (SpecialCasing: ß -> SS, ŉ -> ʼN, ﬁ -> FI, İ lower -> i + U+0307),
+    # titlecase (ǆ -> ǅ), and str.lower's Final_Sigma rule (CPython's handle_capital_sigma: Σ is ς
+    # after a cased letter and case-ignorables, unless case-ignorables and a cased letter follow);
+    # Jinja2's title filter is not str.title(): it upper()s the first code point of each run between
+    # [-\s({[<] and lower()s the rest as a string of its own
+    "python_case_special": "{{ 'ß straße'|upper }} {{ 'ŉ ﬁ ΐ ﬃ և'.upper() }} {{ 'İx'|lower }} {{ 'İ'.lower()|length }} {{ 'ǆemal ǅ ǈ'.title() }} {{ 'ﬁsh ßa ǆx'|title }} {{ 'ß'.capitalize() }} {{ 'ǆ'|capitalize }} {{ 'ßΣ İ ǅ ﬁ'.swapcase() }} {{ 'ᾳ ᾼ'.upper() }} {{ 'ᾳ'.title() }}",
+    "python_final_sigma": "{{ 'ΑΣ'.lower() }} {{ 'ΑΣ'|lower }} {{ 'ΑΣ Σ ΑΣΑ Α.Σ. ΑΣ.Α Α\\'Σ ΣΑΣ Α\u0345Σ 1Σ ΑΣ\u0301'.lower() }} {{ 'ΑΣ ΟΔΟΣ'.title() }} {{ 'ΑΣ ΑΣΣ'|title }} {{ 'ΟΔΟΣ'|capitalize }} {{ 'ΑΣ'.swapcase() }} {{ 'Σ'|lower }}",
+    "python_title_words": "{{ \"they're 1st-class (x) a.b\".title() }}|{{ \"they're 1st-class (x) [y] {z} <w> a\\u3000b\\x1cc a/b ǆx\"|title }}|{{ 'hELLO wORLD ǅ'.capitalize() }}|{{ 'Ab ǅ Ⓐⓐ ª'.swapcase() }}|{{ ''.title() }}{{ ''|capitalize }}",
     "unicode_passthrough": "«{{ 'ünï ✓ 😀' }}» {{ '日本' ~ '語' }} {{ 'éx' | length }}",
 }
 for name, src in SNIPPETS.items():
     cases.append({"name": f"snippet/{name}", "group": f"jinja_snippet_{name}", "template": src, "context": CTX, "now": NOW})
+
+# every code point that Python's str.upper(), lower() or title() changes, one word each, through
+# every case function (code points that this Python's Unicode lacks are not among them)
+changed = " ".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000 and
+                   (chr(c).upper(), chr(c).lower(), chr(c).title()) != (chr(c),) * 3)
+cases.append({"name": "snippet/python_case_all", "group": "jinja_snippet_python_case_all",
+              "template": "{{ s.upper() }}|{{ s.lower() }}|{{ s.title() }}|{{ s.capitalize() }}|"
+                          "{{ s.swapcase() }}|{{ s|upper }}|{{ s|lower }}|{{ s|title }}|{{ s|capitalize }}",
+              "context": {"s": changed}, "now": NOW})
 
 with open(out_path, "w", encoding="utf-8") as f:
     for c in cases:
