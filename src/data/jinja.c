@@ -16,12 +16,14 @@
  * method() below,
  * raise_exception, strftime_now, namespace, range, and transformers' {% generation %} marker
  * (its body is rendered).
- * Output follows @huggingface/jinja (the tests' first reference) and Python's Jinja2 (what
- * transformers renders with, the second): where they differ, printing follows @huggingface/jinja
- * (true/false print as "true"/"false", none/undefined as "", tojson keeps non-ASCII and writes 2.0
- * as 2) and everything else follows Python (str.strip(chars), % and // on negatives, `+` of a
- * string and a non-string an error, capitalize, lengths in code points, chained comparisons, \r\n
- * read as \n, loop-local `set`, Python string escapes, undefined iterating as empty). Not supported
+ * Output follows Python's Jinja2 (what transformers renders with) and, where it agrees,
+ * @huggingface/jinja (the tests' other reference). Where they differ ftune follows Python: values
+ * print as Python's str() (None, True, False; floats as repr, 1e+16; lists, tuples, dicts and
+ * dict views as repr, strings in them quoted and escaped as Python does; undefined as "" alone
+ * and Undefined inside a container), str.strip(chars), % and // on negatives, `+` of a string and
+ * a non-string an error, capitalize, lengths in code points, chained comparisons, \r\n read as
+ * \n, loop-local `set`, Python string escapes, undefined iterating as empty. One exception:
+ * tojson writes JSON as @huggingface/jinja does (keeps non-ASCII, writes 2.0 as 2). Not supported
  * (a clear error): call blocks, filter blocks, include/extends/import, `loop.cycle`, string
  * formatting with %, exponent literals (1e3). String indexing, slicing and length count Unicode
  * code points; upper, lower, title, capitalize and swapcase are Python's, with full case mappings
@@ -52,7 +54,7 @@
  * - MAX_DEPTH bounds the parser's recursion (expr, not, unary -/+ and statements: J.depth), the
  *   height of each expression's tree (child(): a chain the parser builds with a loop, a.b.c,
  *   x|f|g, 1+1+1, is as high as it is long, and eval recurses down it), nested macro calls, and
- *   the depth of values compared or converted (eq, to_json, from_json).
+ *   the depth of values compared or converted (eq, to_json, py_repr, from_json).
  * - MAX_NEST bounds eval and exec nested together while rendering (enter()). Statements nest 2
  *   exec frames a level and an expression 1 eval frame a level of its height, within 3 *
  *   MAX_DEPTH; only macro calls, each adding its body's nesting to its caller's, go further. A
@@ -151,9 +153,14 @@ typedef struct val {
     void *p;       /* list, dict (T_DICT and T_NS), macro */
 } val;
 
+/* what a T_LIST is in Python: each prints as its own kind; a tuple compares unequal to a list */
+enum { LK_LIST, LK_TUPLE, LK_KEYS, LK_VALUES, LK_ITEMS };
+static const char *lkname[] = {"list", "tuple", "dict_keys", "dict_values", "dict_items"};
+
 typedef struct {
     val *it;
     int n, cap;
+    int kind; /* LK_* */
 } list;
 
 typedef struct {
@@ -187,6 +194,11 @@ static val v_list(J *j) {
     list *l = alloc(j, sizeof *l);
     memset(l, 0, sizeof *l);
     return (val){.t = T_LIST, .p = l};
+}
+static val v_list_of(J *j, int kind) {
+    val l = v_list(j);
+    ((list *)l.p)->kind = kind;
+    return l;
 }
 static void l_push(J *j, val l, val x) {
     list *L = l.p;
@@ -366,37 +378,6 @@ static void to_json(J *j, sbuf *b, val v, int indent, int sort, int depth, int u
             sb_cs(j, b, " ");
     }
     sb_cs(j, b, is_list ? "]" : "}");
-}
-
-/* what {{ v }} prints */
-static void to_text(J *j, sbuf *b, val v) {
-    char num[40];
-    switch (v.t) {
-    case T_UNDEF:
-    case T_NONE: return;
-    case T_BOOL: sb_cs(j, b, v.i ? "true" : "false"); return;
-    case T_INT:
-        snprintf(num, sizeof num, "%lld", (long long)v.i);
-        sb_cs(j, b, num);
-        return;
-    case T_FLOAT:
-        if (isfinite(v.f) && v.f == floor(v.f) && fabs(v.f) < 1e21)
-            snprintf(num, sizeof num, "%.1f", v.f);
-        else
-            fmt_num(num, sizeof num, v.f);
-        sb_cs(j, b, num);
-        return;
-    case T_STR: sb_add(j, b, v.s, (size_t)v.i); return;
-    case T_MACRO: sb_cs(j, b, "<macro>"); return;
-    default: to_json(j, b, v, 0, 0, 0, 0);
-    }
-}
-
-static val str_of(J *j, val v) {
-    if (v.t == T_STR) return v;
-    sbuf b = {0};
-    to_text(j, &b, v);
-    return sb_val(j, &b);
 }
 
 static val from_json(J *j, const cJSON *c, int depth) {
@@ -864,9 +845,16 @@ static node *primary(P *p) {
         return n;
     case K_OP:
         if (!strcmp(t->s, "(")) {
+            if (is_op(p, ")")) { /* () */
+                next(p);
+                n = mk(p, N_LIST, t->line);
+                n->flag = 1;
+                return n;
+            }
             n = expr(p);
-            if (is_op(p, ",")) { /* tuple */
+            if (is_op(p, ",")) { /* tuple: (a,) (a, b) */
                 node *l = mk(p, N_LIST, t->line);
+                l->flag = 1;
                 add(p, l, child(p, l, n));
                 while (is_op(p, ",")) {
                     next(p);
@@ -1332,6 +1320,233 @@ typedef struct {
     env *scope;
 } macro;
 
+/* ---------------------------------------------------------------- printing ---- */
+
+/* UTF-8 decoding for Python's per-code-point string functions: the code point at s[*i] (n bytes),
+ * *i moved past it; a byte that does not start a valid sequence (overlong, surrogate, past
+ * U+10FFFF, truncated) comes back as 0x110000 + the byte, which no property holds and put_cp
+ * writes back as that byte */
+static uint32_t u8dec(const char *s, int64_t n, int64_t *i) {
+    const unsigned char *u = (const unsigned char *)s + *i;
+    int64_t left = n - *i;
+    int w = u[0] < 0x80                   ? 1
+            : u[0] >= 0xC2 && u[0] < 0xE0 ? 2
+            : u[0] >= 0xE0 && u[0] < 0xF0 ? 3
+            : u[0] >= 0xF0 && u[0] < 0xF5 ? 4
+                                          : 0;
+    uint32_t c = w == 1 ? u[0] : w == 2 ? u[0] & 0x1Fu : w == 3 ? u[0] & 0x0Fu : u[0] & 0x07u;
+    int ok = w > 0 && w <= left;
+    for (int k = 1; ok && k < w; k++) {
+        ok = (u[k] & 0xC0) == 0x80;
+        c = c << 6 | (u[k] & 0x3Fu);
+    }
+    if (ok && w == 3 && (c < 0x800 || (c >= 0xD800 && c <= 0xDFFF))) ok = 0;
+    if (ok && w == 4 && (c < 0x10000 || c > 0x10FFFF)) ok = 0;
+    if (!ok) {
+        (*i)++;
+        return 0x110000u + u[0];
+    }
+    *i += w;
+    return c;
+}
+static void put_cp(J *j, sbuf *b, uint32_t c) {
+    if (c > 0x10FFFF) {
+        char byte = (char)(c - 0x110000u);
+        sb_add(j, b, &byte, 1);
+    } else {
+        put_utf8(j, b, c, 0);
+    }
+}
+/* the code points of string s into an arena array, their count in *n */
+static uint32_t *u8decode(J *j, val s, int64_t *n) {
+    uint32_t *c = alloc(j, sizeof *c * (size_t)(s.i + 1));
+    *n = 0;
+    for (int64_t i = 0; i < s.i;)
+        c[(*n)++] = u8dec(s.s, s.i, &i);
+    return c;
+}
+
+/* Python's repr of a finite or not float (float_repr_style 'short'): the shortest digits that
+ * read back as f, positional with at least one decimal for 1e-4 <= |f| < 1e16, else d.ddde+XX
+ * (two exponent digits at least); inf, -inf, nan, -0.0 */
+static void py_float(char *o, size_t cap, double f) {
+    if (isnan(f) || isinf(f) || f == 0) {
+        snprintf(o, cap, "%s",
+                 isnan(f)     ? "nan"
+                 : isinf(f)   ? (f > 0 ? "inf" : "-inf")
+                 : signbit(f) ? "-0.0"
+                              : "0.0");
+        return;
+    }
+    char d[40], e[48]; /* the digits of fabs(f) = 0.d[0]d[1]... * 10^decpt */
+    int nd = 0, decpt = 0;
+    double x = fabs(f);
+    for (int p = 1; p <= 17 && !nd; p++) {
+        snprintf(e, sizeof e, "%.*e", p - 1, x); /* x rounded to p digits */
+        int k = 0;
+        for (const char *c = e; *c != 'e'; c++)
+            if (*c != '.') d[k++] = *c;
+        decpt = atoi(strchr(e, 'e') + 1) + 1;
+        if (strtod(e, NULL) == x) {
+            nd = p;
+            break;
+        }
+        /* the nearest p digits miss x: the neighbour on x's other side may not (x next to a
+         * power of two, whose gap below is half the one above) */
+        int up = strtod(e, NULL) < x, dp = decpt, i = p - 1;
+        if (up) {
+            while (i >= 0 && d[i] == '9')
+                d[i--] = '0';
+            if (i >= 0)
+                d[i]++;
+            else
+                d[0] = '1', dp++;
+        } else {
+            while (i >= 0 && d[i] == '0')
+                d[i--] = '9';
+            d[i]--;
+            if (d[0] == '0') {
+                memset(d, '9', (size_t)p);
+                dp--;
+            }
+        }
+        snprintf(e, sizeof e, "%c.%.*se%d", d[0], p - 1, d + 1, dp - 1);
+        if (strtod(e, NULL) == x) nd = p, decpt = dp;
+    }
+    while (nd > 1 && d[nd - 1] == '0')
+        nd--;
+    char *w = o; /* at most 25 bytes: -0.000ddddddddddddddddd, -d.dddddddddddddddde-308 */
+    FT_ASSERT(cap >= 32);
+    if (f < 0) *w++ = '-';
+    if (decpt > -4 && decpt <= 16) {
+        if (decpt <= 0) {
+            *w++ = '0', *w++ = '.';
+            for (int i = 0; i < -decpt; i++)
+                *w++ = '0';
+            memcpy(w, d, (size_t)nd), w += nd;
+        } else {
+            for (int i = 0; i < decpt; i++)
+                *w++ = i < nd ? d[i] : '0';
+            *w++ = '.';
+            if (decpt >= nd)
+                *w++ = '0';
+            else
+                memcpy(w, d + decpt, (size_t)(nd - decpt)), w += nd - decpt;
+        }
+        *w = 0;
+    } else {
+        snprintf(w, cap - (size_t)(w - o), "%c%s%.*se%c%02d", d[0], nd > 1 ? "." : "", nd - 1,
+                 d + 1, decpt - 1 < 0 ? '-' : '+', abs(decpt - 1));
+    }
+}
+
+/* Python's repr of a string: in single quotes unless it holds ' and no ", with \\ \t \n \r and
+ * the quote escaped, other code points below U+0020, U+007F and the ones str.isprintable()
+ * refuses as \xhh, \uhhhh or \Uhhhhhhhh (a byte that is not UTF-8, which Python never holds,
+ * as surrogateescape would show it: \udcXX) */
+static void py_repr_str(J *j, sbuf *b, const char *s, int64_t n) {
+    int sq = memchr(s, '\'', (size_t)n) != NULL, dq = memchr(s, '"', (size_t)n) != NULL;
+    char q = sq && !dq ? '"' : '\'', e[16];
+    sb_add(j, b, &q, 1);
+    for (int64_t i = 0; i < n;) {
+        int64_t at = i;
+        uint32_t c = u8dec(s, n, &i);
+        const char *r = c == '\t' ? "\\t" : c == '\n' ? "\\n" : c == '\r' ? "\\r" : NULL;
+        if (r) {
+            sb_cs(j, b, r);
+        } else if (c == (uint32_t)q || c == '\\') {
+            e[0] = '\\', e[1] = (char)c;
+            sb_add(j, b, e, 2);
+        } else if (c < 0x20 || c == 0x7F) {
+            snprintf(e, sizeof e, "\\x%02x", c);
+            sb_cs(j, b, e);
+        } else if (c < 0x7F || (c <= 0x10FFFF && pyu_is_printable(c))) {
+            sb_add(j, b, s + at, (size_t)(i - at));
+        } else {
+            snprintf(e, sizeof e,
+                     c > 0x10FFFF  ? "\\udc%02x"
+                     : c <= 0xFF   ? "\\x%02x"
+                     : c <= 0xFFFF ? "\\u%04x"
+                                   : "\\U%08x",
+                     c > 0x10FFFF ? c - 0x110000u : c);
+            sb_cs(j, b, e);
+        }
+    }
+    sb_add(j, b, &q, 1);
+}
+
+static void py_repr(J *j, sbuf *b, val v, int depth);
+
+/* Python's str() of a value, what {{ v }}, ~, join and the string filters print: None, True,
+ * False, ints, floats as repr, strings as they are, undefined as nothing, containers as repr */
+static void to_text(J *j, sbuf *b, val v) {
+    char num[48];
+    switch (v.t) {
+    case T_UNDEF: return;
+    case T_NONE: sb_cs(j, b, "None"); return;
+    case T_BOOL: sb_cs(j, b, v.i ? "True" : "False"); return;
+    case T_INT:
+        snprintf(num, sizeof num, "%lld", (long long)v.i);
+        sb_cs(j, b, num);
+        return;
+    case T_FLOAT:
+        py_float(num, sizeof num, v.f);
+        sb_cs(j, b, num);
+        return;
+    case T_STR: sb_add(j, b, v.s, (size_t)v.i); return;
+    default: py_repr(j, b, v, 0);
+    }
+}
+
+/* Python's repr(): lists [a, b], tuples (a, b) and (a,), dict views dict_keys([...]), dicts
+ * {'k': v} in insertion order, Jinja2's Undefined, Namespace and Macro as they print */
+static void py_repr(J *j, sbuf *b, val v, int depth) {
+    if (depth > MAX_DEPTH) fail(j, FT_ERR_UNSUPPORTED, 0, "value nested too deeply to print");
+    switch (v.t) {
+    case T_UNDEF: sb_cs(j, b, "Undefined"); return;
+    case T_STR: py_repr_str(j, b, v.s, v.i); return;
+    case T_MACRO:
+        sb_cs(j, b, "<Macro ");
+        py_repr_str(j, b, ((macro *)v.p)->def->s, (int64_t)strlen(((macro *)v.p)->def->s));
+        sb_cs(j, b, ">");
+        return;
+    case T_LIST: {
+        static const char *open[] = {"[", "(", "dict_keys([", "dict_values([", "dict_items(["},
+                          *close[] = {"]", ")", "])", "])", "])"};
+        list *l = v.p;
+        sb_cs(j, b, open[l->kind]);
+        for (int i = 0; i < l->n; i++) {
+            if (i) sb_cs(j, b, ", ");
+            py_repr(j, b, l->it[i], depth + 1);
+        }
+        if (l->kind == LK_TUPLE && l->n == 1) sb_cs(j, b, ",");
+        sb_cs(j, b, close[l->kind]);
+        return;
+    }
+    case T_DICT:
+    case T_NS: {
+        dict *d = v.p;
+        sb_cs(j, b, v.t == T_NS ? "<Namespace {" : "{");
+        for (int i = 0; i < d->n; i++) {
+            if (i) sb_cs(j, b, ", ");
+            py_repr_str(j, b, d->k[i], (int64_t)strlen(d->k[i]));
+            sb_cs(j, b, ": ");
+            py_repr(j, b, d->v[i], depth + 1);
+        }
+        sb_cs(j, b, v.t == T_NS ? "}>" : "}");
+        return;
+    }
+    default: to_text(j, b, v);
+    }
+}
+
+static val str_of(J *j, val v) {
+    if (v.t == T_STR) return v;
+    sbuf b = {0};
+    to_text(j, &b, v);
+    return sb_val(j, &b);
+}
+
 static val eval(R *r, env *e, node *n);
 static void exec(R *r, env *e, node *n);
 
@@ -1386,7 +1601,7 @@ static int eq(J *j, val a, val b, int line, int depth) {
     case T_STR: return a.i == b.i && !memcmp(a.s, b.s, (size_t)a.i);
     case T_LIST: {
         list *x = a.p, *y = b.p;
-        if (x->n != y->n) return 0;
+        if (x->n != y->n || x->kind != y->kind) return 0;
         for (int i = 0; i < x->n; i++)
             if (!eq(j, x->it[i], y->it[i], line, depth + 1)) return 0;
         return 1;
@@ -1466,7 +1681,10 @@ static val binop(R *r, const char *op, val a, val b, int line) {
     }
     if (!strcmp(op, "+")) {
         if (a.t == T_LIST && b.t == T_LIST) {
-            val l = v_list(j);
+            int ka = ((list *)a.p)->kind, kb = ((list *)b.p)->kind;
+            if (ka != kb || ka > LK_TUPLE) /* Python's TypeError */
+                fail(j, FT_ERR_FORMAT, line, "'+' of a %s and a %s", lkname[ka], lkname[kb]);
+            val l = v_list_of(j, ka);
             for (int i = 0; i < ((list *)a.p)->n; i++)
                 l_push(j, l, ((list *)a.p)->it[i]);
             for (int i = 0; i < ((list *)b.p)->n; i++)
@@ -1540,6 +1758,9 @@ static int64_t as_int(R *r, val v, const char *what, int line) {
 }
 
 static val subscript(R *r, val o, val k, int line) {
+    if (o.t == T_LIST && ((list *)o.p)->kind > LK_TUPLE)
+        fail(r->j, FT_ERR_FORMAT, line, "'%s' object is not subscriptable",
+             lkname[((list *)o.p)->kind]);
     if (o.t == T_LIST || o.t == T_STR) {
         if (k.t != T_INT) return UNDEF;
         int64_t n = o.t == T_LIST ? ((list *)o.p)->n : u8len(o), i = k.i < 0 ? k.i + n : k.i;
@@ -1562,6 +1783,9 @@ static val slice(R *r, val o, node *n, env *e) {
     int line = n->line;
     if (o.t != T_LIST && o.t != T_STR)
         fail(r->j, FT_ERR_FORMAT, line, "cannot slice %s", tname[o.t]);
+    int kind = o.t == T_LIST ? ((list *)o.p)->kind : LK_LIST;
+    if (kind > LK_TUPLE)
+        fail(r->j, FT_ERR_FORMAT, line, "'%s' object is not subscriptable", lkname[kind]);
     int64_t len = o.t == T_LIST ? ((list *)o.p)->n : u8len(o);
     int64_t st = n->d ? as_int(r, eval(r, e, n->d), "slice step", line) : 1;
     if (st == 0) fail(r->j, FT_ERR_FORMAT, line, "slice step cannot be zero");
@@ -1587,7 +1811,7 @@ static val slice(R *r, val o, node *n, env *e) {
         else
             b = b < -1 ? -1 : b > len - 1 ? len - 1 : b;
     }
-    val l = v_list(r->j);
+    val l = v_list_of(r->j, kind);
     sbuf s = {0};
     for (int64_t i = a; st > 0 ? i < b : i > b; i += st) {
         step(r, line);
@@ -1756,50 +1980,6 @@ static val replace(R *r, val s, val a, val b, int64_t count, int line) {
     return sb_val(r->j, &o);
 }
 
-/* UTF-8 decoding for Python's per-code-point string functions: the code point at s[*i] (n bytes),
- * *i moved past it; a byte that does not start a valid sequence (overlong, surrogate, past
- * U+10FFFF, truncated) comes back as 0x110000 + the byte, which no property holds and put_cp
- * writes back as that byte */
-static uint32_t u8dec(const char *s, int64_t n, int64_t *i) {
-    const unsigned char *u = (const unsigned char *)s + *i;
-    int64_t left = n - *i;
-    int w = u[0] < 0x80                   ? 1
-            : u[0] >= 0xC2 && u[0] < 0xE0 ? 2
-            : u[0] >= 0xE0 && u[0] < 0xF0 ? 3
-            : u[0] >= 0xF0 && u[0] < 0xF5 ? 4
-                                          : 0;
-    uint32_t c = w == 1 ? u[0] : w == 2 ? u[0] & 0x1Fu : w == 3 ? u[0] & 0x0Fu : u[0] & 0x07u;
-    int ok = w > 0 && w <= left;
-    for (int k = 1; ok && k < w; k++) {
-        ok = (u[k] & 0xC0) == 0x80;
-        c = c << 6 | (u[k] & 0x3Fu);
-    }
-    if (ok && w == 3 && (c < 0x800 || (c >= 0xD800 && c <= 0xDFFF))) ok = 0;
-    if (ok && w == 4 && (c < 0x10000 || c > 0x10FFFF)) ok = 0;
-    if (!ok) {
-        (*i)++;
-        return 0x110000u + u[0];
-    }
-    *i += w;
-    return c;
-}
-static void put_cp(J *j, sbuf *b, uint32_t c) {
-    if (c > 0x10FFFF) {
-        char byte = (char)(c - 0x110000u);
-        sb_add(j, b, &byte, 1);
-    } else {
-        put_utf8(j, b, c, 0);
-    }
-}
-/* the code points of string s into an arena array, their count in *n */
-static uint32_t *u8decode(J *j, val s, int64_t *n) {
-    uint32_t *c = alloc(j, sizeof *c * (size_t)(s.i + 1));
-    *n = 0;
-    for (int64_t i = 0; i < s.i;)
-        c[(*n)++] = u8dec(s.s, s.i, &i);
-    return c;
-}
-
 /* Python's lowercase of c[i] in the string c[0..n) (CPython's lower_ucs4): U+03A3 is final
  * sigma U+03C2 after a cased code point and case-ignorables, not before case-ignorables and a
  * cased one; everything else maps by itself. Returns the mapping's length. */
@@ -1906,12 +2086,13 @@ static val to_int(R *r, val v, val dflt, int line) {
     return v_int((int64_t)x);
 }
 
-static val items(R *r, val d, int line) {
+/* the (key, value) tuples of dict d, in a list of `kind` (d.items() is a dict_items view) */
+static val items(R *r, val d, int kind, int line) {
     if (d.t != T_DICT) fail(r->j, FT_ERR_FORMAT, line, "items needs a dict, not %s", tname[d.t]);
-    val l = v_list(r->j);
+    val l = v_list_of(r->j, kind);
     dict *D = d.p;
     for (int i = 0; i < D->n; i++) {
-        val p = v_list(r->j);
+        val p = v_list_of(r->j, LK_TUPLE);
         l_push(r->j, p, v_cstr(r->j, D->k[i]));
         l_push(r->j, p, D->v[i]);
         l_push(r->j, l, p);
@@ -1960,9 +2141,9 @@ static val method(R *r, val o, const char *m, args *a, int line) {
             return replace(r, o, arg(a, 0, NULL, UNDEF), arg(a, 1, NULL, UNDEF),
                            as_int(r, arg(a, 2, "count", v_int(-1)), "count", line), line);
     } else if (o.t == T_DICT) {
-        if (!strcmp(m, "items")) return items(r, o, line);
+        if (!strcmp(m, "items")) return items(r, o, LK_ITEMS, line);
         if (!strcmp(m, "keys") || !strcmp(m, "values")) {
-            val l = v_list(j);
+            val l = v_list_of(j, m[0] == 'k' ? LK_KEYS : LK_VALUES);
             dict *D = o.p;
             for (int i = 0; i < D->n; i++)
                 l_push(j, l, m[0] == 'k' ? v_cstr(j, D->k[i]) : D->v[i]);
@@ -2134,7 +2315,13 @@ static val filter(R *r, val v, const char *f, args *a, int line) {
     }
     if (!strcmp(f, "string")) return str_of(j, v);
     if (!strcmp(f, "list")) {
-        if (v.t == T_LIST) return v;
+        if (v.t == T_LIST && ((list *)v.p)->kind == LK_LIST) return v;
+        if (v.t == T_LIST) { /* list() of a tuple or a dict view */
+            val l = v_list(j);
+            for (int i = 0; i < ((list *)v.p)->n; i++)
+                l_push(j, l, ((list *)v.p)->it[i]);
+            return l;
+        }
         if (v.t == T_DICT) {
             val l = v_list(j);
             for (int i = 0; i < ((dict *)v.p)->n; i++)
@@ -2148,21 +2335,26 @@ static val filter(R *r, val v, const char *f, args *a, int line) {
             return l;
         }
     }
-    if (!strcmp(f, "items")) return items(r, v, line);
+    if (!strcmp(f, "items")) return items(r, v, LK_LIST, line);
     if (!strcmp(f, "int")) return to_int(r, v, arg(a, 0, "default", v_int(0)), line);
     if (!strcmp(f, "abs") && (v.t == T_INT || v.t == T_FLOAT)) {
         if (v.i == INT64_MIN && v.t == T_INT)
             fail(j, FT_ERR_UNSUPPORTED, line, "integer overflow in abs");
         return v.t == T_INT ? v_int(v.i < 0 ? -v.i : v.i) : v_float(fabs(v.f));
     }
+    /* Jinja2's string filters take str() of any value ({{ 5 | upper }}, {{ none | trim }}) */
+    if (!strcmp(f, "trim") || !strcmp(f, "upper") || !strcmp(f, "lower") || !strcmp(f, "title") ||
+        !strcmp(f, "capitalize") || !strcmp(f, "replace"))
+        v = str_of(j, v);
     if (v.t == T_STR) {
         if (!strcmp(f, "trim")) return strip(r, v, arg(a, 0, "chars", v_none()), 1, 1);
         if (!strcmp(f, "upper")) return py_case(r, v, CASE_UPPER);
         if (!strcmp(f, "lower")) return py_case(r, v, CASE_LOWER);
         if (!strcmp(f, "title")) return py_case(r, v, CASE_TITLE_FILTER);
         if (!strcmp(f, "capitalize")) return py_case(r, v, CASE_CAPITALIZE);
-        if (!strcmp(f, "replace"))
-            return replace(r, v, arg(a, 0, NULL, UNDEF), arg(a, 1, NULL, UNDEF),
+        if (!strcmp(f, "replace")) /* str(s).replace(str(old), str(new), count) */
+            return replace(r, v, str_of(j, arg(a, 0, "old", UNDEF)),
+                           str_of(j, arg(a, 1, "new", UNDEF)),
                            as_int(r, arg(a, 2, "count", v_int(-1)), "count", line), line);
     }
     if (v.t == T_LIST) {
@@ -2319,7 +2511,7 @@ static val eval_node(R *r, env *e, node *n) {
     case N_COND:
         return truthy(eval(r, e, n->b)) ? eval(r, e, n->a) : n->c ? eval(r, e, n->c) : UNDEF;
     case N_LIST: {
-        val l = v_list(j);
+        val l = v_list_of(j, n->flag ? LK_TUPLE : LK_LIST);
         for (int i = 0; i < n->nv; i++)
             l_push(j, l, eval(r, e, n->v[i]));
         return l;

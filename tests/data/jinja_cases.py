@@ -81,7 +81,7 @@ for i, extra in enumerate([{"tools": tools}, {}, {"enable_thinking": False}, {"t
 CTX = {"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": " Hi there "},
                     {"role": "assistant", "content": "Yo"}],
        "d": {"b": 2, "a": 1, "s": "x"}, "xs": [3, 1, 2], "s": "  Hello, World  ", "e": "", "none_v": None,
-       "t": True, "f": 2.5, "nested": {"l": [{"k": "v", "on": True}, {"k": "w", "on": False}]}}
+       "t": True, "f": 2.5, "ctl": "\x07\x1b[0m\u00ad\u2029\U0001d11e\x7f'\"", "nested": {"l": [{"k": "v", "on": True}, {"k": "w", "on": False}]}}
 SNIPPETS = {
     "output_and_text": "a{{ 'b' }}c{{ 1 }}{{ 2.5 }}{{ t }}{{ none_v }}{{ undefined_name }}d",
     "comment": "a{# note #}b {#- trimmed -#} c",
@@ -162,6 +162,19 @@ SNIPPETS = {
     "python_case_special": "{{ 'ß straße'|upper }} {{ 'ŉ ﬁ ΐ ﬃ և'.upper() }} {{ 'İx'|lower }} {{ 'İ'.lower()|length }} {{ 'ǆemal ǅ ǈ'.title() }} {{ 'ﬁsh ßa ǆx'|title }} {{ 'ß'.capitalize() }} {{ 'ǆ'|capitalize }} {{ 'ßΣ İ ǅ ﬁ'.swapcase() }} {{ 'ᾳ ᾼ'.upper() }} {{ 'ᾳ'.title() }}",
     "python_final_sigma": "{{ 'ΑΣ'.lower() }} {{ 'ΑΣ'|lower }} {{ 'ΑΣ Σ ΑΣΑ Α.Σ. ΑΣ.Α Α\\'Σ ΣΑΣ Α\u0345Σ 1Σ ΑΣ\u0301'.lower() }} {{ 'ΑΣ ΟΔΟΣ'.title() }} {{ 'ΑΣ ΑΣΣ'|title }} {{ 'ΟΔΟΣ'|capitalize }} {{ 'ΑΣ'.swapcase() }} {{ 'Σ'|lower }}",
     "python_title_words": "{{ \"they're 1st-class (x) a.b\".title() }}|{{ \"they're 1st-class (x) [y] {z} <w> a\\u3000b\\x1cc a/b ǆx\"|title }}|{{ 'hELLO wORLD ǅ'.capitalize() }}|{{ 'Ab ǅ Ⓐⓐ ª'.swapcase() }}|{{ ''.title() }}{{ ''|capitalize }}",
+    # Python's str() of values, what {{ }}, ~, join, the string filters and the lower/upper tests
+    # print: None, True, False; containers as repr (strings quoted as Python quotes them, escapes
+    # and non-printable code points as Python writes them, tuples, dict views, Undefined,
+    # Namespace, Macro); floats as Python's shortest repr
+    "python_str_none_bool": "{{ none }}|{{ none_v }}|{{ t }}|{{ not t }}|{{ none ~ t }}|{{ none|string }}|{{ t|string }}|{{ zz }}|{{ zz ~ 'x' }}|{{ zz|string }}|{{ [1, 2]|join(none) }}|{{ 'n' if none_v is none }}",
+    "python_repr_containers": "{{ [1, 'a', none, true, 1.5] }}|{{ {'a': 1, 'b': [none]} }}|{{ d }}|{{ xs }}|{{ nested }}|{{ messages[:1] }}|{{ [[], {}, [[1]], {'k': {'j': false}}] }}|{{ [zz] }}|{{ {'u': zz, 'e': ''} }}|{{ [-0.0, 2 ** 62] }}",
+    "python_repr_quotes": r"""{{ ["it's", 'say "hi"', 'both \' and "', '', 'plain', "'", '"'] }}|{{ {"k'": "v\""} }}""",
+    "python_repr_escapes": r"""{{ ['a\\b\n', 'tab\there', 'cr\r', '\x00\x01\x1f\x7f', '\x80\x9f\xa0\xad', 'é ✓ 😀 日本', '\u200b\u2028\ufeff\ue000', '\U000e0001\U0010ffff\U0001f600', '\u3000 \u00a0\u0378', '\v\f\a\b'] }}|{{ [ctl] }}""",
+    "python_repr_tuples": "{{ ('a', 2) }}|{{ ('a',) }}|{{ () }}|{{ (1, ('x', none), [true]) }}|{{ [('a', 1)] }}|{{ ('a', 'b')[1:] }}|{{ ('a', 'b')[:1] }}|{{ ('a', 2) == ['a', 2] }}|{{ ('a',) + ('b',) }}|{{ ('a', 'b')|list }}|{{ ('a', 2)|length }}|{{ ('a', 'b')|join }}|{{ ['a', 2] in [('a', 2)] }}",
+    "python_repr_dict_views": "{{ d.keys() }}|{{ d.values() }}|{{ d.items() }}|{{ d.items()|list }}|{{ d.keys()|list }}|{% for k, v in d.items() %}{{ (k, v) }}{% endfor %}|{{ d|items|list }}|{{ {}.items() }}|{{ d.values()|length }}",
+    "python_repr_floats": "{{ 1.0 }}|{{ 0.1 + 0.2 }}|{{ 1 / 3 }}|{{ 10.0 ** 16 }}|{{ 10.0 ** 15 }}|{{ 10.0 ** -5 }}|{{ 0.0001 }}|{{ -0.0 }}|{{ 2.5 }}|{{ 10.0 ** 300 * 10.0 ** 300 }}|{{ -(10.0 ** 300 * 10.0 ** 300) }}|{{ 10.0 ** 300 * 10.0 ** 300 - 10.0 ** 300 * 10.0 ** 300 }}|{{ [1.0, 0.1 ** 7, 2 ** -1, 7 / 2, 2.0 ** -1074] }}|{{ 123456789.0 * 1000000000000 }}|{{ 2.0 ** 70 }}|{{ f }}|{{ 1.5 ~ '' }}|{{ 100.0 }}|{{ 10.0 ** 22 }}",
+    "python_repr_string_filters": "{{ 5|upper }}|{{ none|lower }}|{{ t|upper }}|{{ [1, 'a']|upper }}|{{ 12|replace('1', 'x') }}|{{ 5|replace(5, none) }}|{{ 5|trim }}|{{ none|title }}|{{ xs|capitalize }}|{{ zz|upper }}|{{ d|string }}|{{ [none, t]|join(', ') }}|{{ [[1, 'a'], ('b',)]|join(';') }}|{{ 'x' ~ [1] ~ {'a': none} }}|{{ 'a' is lower }}{{ '1' is lower }}{{ 5 is upper }}{{ 'ǅ' is upper }}{{ none is upper }}",
+    "python_repr_namespace_macro": "{% set ns = namespace(a=1, b='x', c=none) %}{{ ns }}|{% macro m() %}x{% endmacro %}{{ m }}|{{ [m] }}|{{ {'m': m} }}",
     "unicode_passthrough": "«{{ 'ünï ✓ 😀' }}» {{ '日本' ~ '語' }} {{ 'éx' | length }}",
 }
 for name, src in SNIPPETS.items():

@@ -110,7 +110,7 @@ int main(int argc, char **argv) {
     expect_out("jinja_loop_vars",
                "{% for m in messages %}{{ loop.index0 }}{{ loop.first }}{{ loop.last }}{{ m.role "
                "}}{% endfor %}",
-               "{\"messages\": [{\"role\": \"u\"}, {\"role\": \"a\"}]}", "0truefalseu1falsetruea");
+               "{\"messages\": [{\"role\": \"u\"}, {\"role\": \"a\"}]}", "0TrueFalseu1FalseTruea");
     expect_out("jinja_namespace",
                "{% set ns = namespace(n=0) %}{% for x in [1,2,3] %}{% set ns.n = ns.n + x %}{% "
                "endfor %}{{ ns.n }}",
