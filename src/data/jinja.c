@@ -1749,7 +1749,16 @@ static val binop(R *r, const char *op, val a, val b, int line) {
     if (op[0] == '+') return v_float(x + y);
     if (op[0] == '-') return v_float(x - y);
     if (!strcmp(op, "*")) return v_float(x * y);
-    return v_float(pow(x, y)); /* ** */
+    /* ** as Python's float_pow (also an int to a negative power): its ZeroDivisionError and
+     * OverflowError are errors, not inf; a negative number to a fractional power is complex */
+    if (x == 0 && y < 0) fail(j, FT_ERR_FORMAT, line, "0.0 cannot be raised to a negative power");
+    if (x < 0 && isfinite(x) && isfinite(y) && y != floor(y))
+        fail(j, FT_ERR_UNSUPPORTED, line,
+             "** of a negative number to a fractional power (a complex number) is not supported");
+    double p = pow(x, y);
+    if (isinf(p) && isfinite(x) && isfinite(y))
+        fail(j, FT_ERR_FORMAT, line, "numerical result out of range in **");
+    return v_float(p);
 }
 
 static int64_t as_int(R *r, val v, const char *what, int line) {

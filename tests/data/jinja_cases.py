@@ -153,6 +153,10 @@ SNIPPETS = {
     "python_kwarg_function": "{{ range(3, step=1) | list }}",
     "python_kwarg_test": "{{ 3 is odd(x=1) }}",
     "python_extra_positional": "{{ 'ab' | upper(1) }}",
+    "python_pow_zero_negative": "{{ 0 ** -1 }}",
+    "python_pow_float_zero_negative": "{{ 0.0 ** -2.5 }}",
+    "python_pow_overflow": "{{ 2.0 ** 10000 }}",
+    "python_pow_overflow_int_float": "{{ 10 ** 400.0 }}",
     "python_map_attribute_and_filter": "{{ xs | map('string', attribute='x') | list }}",
     # Python's full case mappings (SpecialCasing: ß -> SS, ŉ -> ʼN, ﬁ -> FI, İ lower -> i + U+0307),
     # titlecase (ǆ -> ǅ), and str.lower's Final_Sigma rule (CPython's handle_capital_sigma: Σ is ς
@@ -175,6 +179,7 @@ SNIPPETS = {
     "python_repr_floats": "{{ 1.0 }}|{{ 0.1 + 0.2 }}|{{ 1 / 3 }}|{{ 10.0 ** 16 }}|{{ 10.0 ** 15 }}|{{ 10.0 ** -5 }}|{{ 0.0001 }}|{{ -0.0 }}|{{ 2.5 }}|{{ 10.0 ** 300 * 10.0 ** 300 }}|{{ -(10.0 ** 300 * 10.0 ** 300) }}|{{ 10.0 ** 300 * 10.0 ** 300 - 10.0 ** 300 * 10.0 ** 300 }}|{{ [1.0, 0.1 ** 7, 2 ** -1, 7 / 2, 2.0 ** -1074] }}|{{ 123456789.0 * 1000000000000 }}|{{ 2.0 ** 70 }}|{{ f }}|{{ 1.5 ~ '' }}|{{ 100.0 }}|{{ 10.0 ** 22 }}",
     "python_repr_string_filters": "{{ 5|upper }}|{{ none|lower }}|{{ t|upper }}|{{ [1, 'a']|upper }}|{{ 12|replace('1', 'x') }}|{{ 5|replace(5, none) }}|{{ 5|trim }}|{{ none|title }}|{{ xs|capitalize }}|{{ zz|upper }}|{{ d|string }}|{{ [none, t]|join(', ') }}|{{ [[1, 'a'], ('b',)]|join(';') }}|{{ 'x' ~ [1] ~ {'a': none} }}|{{ 'a' is lower }}{{ '1' is lower }}{{ 5 is upper }}{{ 'ǅ' is upper }}{{ none is upper }}",
     "python_repr_namespace_macro": "{% set ns = namespace(a=1, b='x', c=none) %}{{ ns }}|{% macro m() %}x{% endmacro %}{{ m }}|{{ [m] }}|{{ {'m': m} }}",
+    "python_pow_floats": "{{ 2 ** -2 }} {{ (-8) ** -1 }} {{ 0.0 ** 0 }} {{ 0 ** 0.0 }} {{ 1.5 ** 2 }} {{ (-2.0) ** 3 }} {{ 10.0 ** -400 }} {{ (-0.5) ** 2.0 }} {{ 4 ** 0.5 }}",
     "unicode_passthrough": "«{{ 'ünï ✓ 😀' }}» {{ '日本' ~ '語' }} {{ 'éx' | length }}",
 }
 for name, src in SNIPPETS.items():
