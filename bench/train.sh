@@ -35,8 +35,12 @@ peak=$(build/rel/bench/bench_peak)
 # AVX-512 units are 256 bits wide; 26 is Zen 5, with twice the width and so twice the peak)
 cpu=$(lscpu | sed -n 's/^Model name: *//p')
 cpuid=$(lscpu | awk -F: '/^CPU family/{f=$2} /^Model:/{m=$2} /^Stepping/{s=$2} END{gsub(/ /,"",f); gsub(/ /,"",m); gsub(/ /,"",s); print "family " f " model " m " stepping " s}')
+# the BLAS behind PyTorch's fp32 matmuls: the libblas.so.3 alternative (Netlib's reference BLAS
+# unless OpenBLAS is installed; tools/install-deps.sh installs it)
+blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo unknown)
+case $blas in *openblas*) blas="OpenBLAS ($blas)" ;; *) blas="NOT OpenBLAS: $blas (torch-fp32 is slow)" ;; esac
 echo "train: $(date -u '+%Y-%m-%d %H:%M UTC'), $cpu ($cpuid), $(nproc) cpus," \
-     "$OMP_NUM_THREADS threads (OMP_WAIT_POLICY ${OMP_WAIT_POLICY:-default}), B $B T $T, $STEPS timed steps; $peak"
+     "$OMP_NUM_THREADS threads (OMP_WAIT_POLICY ${OMP_WAIT_POLICY:-default}), B $B T $T, $STEPS timed steps; $peak; torch BLAS $blas"
 bf16peak=$(echo "$peak" | sed -n 's/.*bf16 \([0-9.]*\).*/\1/p')
 for model in "$@"; do
     name=$(basename "$model")

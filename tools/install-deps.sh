@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Install the Debian packages ftune builds and tests with, only if missing (idempotent, as root).
+# libopenblas0-pthread: python3-torch and numpy link the libblas.so.3 alternative, which without
+# it is Netlib's reference BLAS (--no-install-recommends leaves OpenBLAS out): PyTorch's fp32
+# reference in bench/train.sh then trains stories15M at ~40 tok/s instead of ~460, an unfair
+# baseline. With it installed the alternative points at OpenBLAS.
 set -euo pipefail
 pkgs=(build-essential clang libclang-rt-14-dev pkg-config
       libdnnl-dev libcjson-dev libyaml-dev libpcre2-dev libutf8proc-dev
-      python3 python3-torch python3-numpy python3-jinja2 nodejs npm ca-certificates
-      bsdgames fortunes-min)
+      python3 python3-torch python3-numpy python3-jinja2 libopenblas0-pthread nodejs npm
+      ca-certificates bsdgames fortunes-min)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
