@@ -88,11 +88,12 @@ ft_status ft_convert_from_f32(void *dst, const float *src, ft_dtype t, size_t n)
 const char *ft_printable(char *out, size_t cap, const char *s);
 /* JSON input checks (cJSON's parse accepts both silently). The first key of `obj` that appears
  * twice in it, or NULL (NULL obj: NULL); Python's json keeps the last value, cJSON's lookups the
- * first, so callers refuse it. 1 if the JSON text s[0..n) holds the escape \u0000 in a string
- * (cJSON cuts the string there), else 0. */
+ * first, so callers refuse it. The offset of the first escape \u0000 in the JSON text s[0..n)
+ * (cJSON cuts a string there), or -1; a backslash skips the character after it, so "\\u0000" is
+ * not one. */
 struct cJSON;
 const char *ft_json_dup_key(const struct cJSON *obj);
-int ft_json_has_nul_escape(const char *s, size_t n);
+long ft_json_nul_escape(const char *s, size_t n);
 /* Wall clock in seconds (monotonic). */
 double ft_time_s(void);
 /* Peak resident set size of this process in bytes (from getrusage). */

@@ -55,6 +55,10 @@ typedef struct {
 ft_status ft_text_dataset_build(ft_text_dataset *ds, const ft_text_docs *docs, ft_encode_fn enc,
                                 void *enc_ctx, int eos_id, int T, double val_size, uint64_t seed);
 void ft_text_dataset_free(ft_text_dataset *ds);
+/* The validation rows val_size asks of n (text rows or instruction samples): 0 for val_size <= 0,
+ * a fraction of n rounded up for val_size < 1 (HF's train_test_split), else a count, at most n
+ * (no conversion past int64). */
+int64_t ft_val_rows(double val_size, int64_t n);
 
 /* Inputs and labels (each T ints) of row `row`: labels[t] = inputs[t+1], labels[T-1] = -100. */
 void ft_text_row(const ft_text_dataset *ds, int64_t row, int *inputs, int *labels);

@@ -59,6 +59,11 @@ int ft_tokenizer_vocab_size(const ft_tokenizer *tok);
  * otherwise an FT_ERR_ARG error naming model_dir's tokenizer.json and config.json (an id past the
  * model's rows has no embedding: generation or training would fail where it first appears). */
 ft_status ft_tokenizer_check_model(const ft_tokenizer *tok, const char *model_dir, int vocab_size);
+
+/* The tokenizer files a Hugging Face folder carries beside the weights: a full / freeze run and
+ * `ftune merge` copy those present into the folder they write. */
+#define FT_N_TOKENIZER_FILES 5
+extern const char *const ft_tokenizer_files[FT_N_TOKENIZER_FILES];
 /* Id of a token string (model vocabulary or added token), -1 if absent. */
 int ft_tokenizer_token_to_id(const ft_tokenizer *tok, const char *token);
 /* Token string of an id (owned by the tokenizer), NULL if out of range or unused. */

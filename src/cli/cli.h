@@ -20,5 +20,8 @@ int cmd_chat(int argc, char **argv);
 int cli_fail(void);
 /* 1 if the argument asks for a command's usage (-h, --help): printed on stdout, exit 0. */
 int cli_is_help(const char *a);
+/* Flush stdout; 1 if everything written to it so far went out (no write error, e.g. a full disk
+ * or a closed pipe), else 0. */
+int cli_stdout_ok(void);
 
 #endif

@@ -99,7 +99,7 @@ int cmd_chat(int argc, char **argv) {
             st = cli_chat_reply(&c, max_new, stdout, &reply, &end);
         if (!st) {
             printf("\n");
-            if (fflush(stdout) != 0 || ferror(stdout)) break; /* main() reports the lost output */
+            if (!cli_stdout_ok()) break; /* main() reports the lost output */
             cli_reply_note("chat", end, max_new, &m);
         }
     }

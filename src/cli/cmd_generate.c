@@ -120,8 +120,7 @@ int cmd_generate(int argc, char **argv) {
             st = cli_chat_once(&m, ts.tok, dir, tpl, sys, prompt, (int)so.max_new, &so.sp, stdout,
                                &end);
             printf("\n");
-            if (!st && fflush(stdout) == 0 && !ferror(stdout))
-                cli_reply_note("generate", end, (int)so.max_new, &m);
+            if (!st && cli_stdout_ok()) cli_reply_note("generate", end, (int)so.max_new, &m);
         }
         goto done;
     }
@@ -166,8 +165,7 @@ int cmd_generate(int argc, char **argv) {
                  : ft_errorf(FT_ERR_NOMEM, "out of memory");
     }
     printf("\n");
-    if (!st && n_out < so.max_new && ctx > 0 && n + n_out > ctx && fflush(stdout) == 0 &&
-        !ferror(stdout))
+    if (!st && n_out < so.max_new && ctx > 0 && n + n_out > ctx && cli_stdout_ok())
         fprintf(stderr, "ftune generate: (stopped: the model's context of %d positions is full)\n",
                 ctx);
 done:

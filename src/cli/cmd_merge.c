@@ -8,6 +8,7 @@
 #include "cli_args.h"
 #include "ftune/model.h"
 #include "ftune/peft.h"
+#include "ftune/tokenizer.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -74,11 +75,8 @@ int cmd_merge(int argc, char **argv) {
     if (!st && mkdir(out, 0755) && errno != EEXIST)
         st = ft_errorf(FT_ERR_IO, "%s: cannot create: %s", out, strerror(errno));
     if (!st) st = ft_model_save(&m, out);
-    static const char *tok_files[] = {"tokenizer.json", "tokenizer_config.json",
-                                      "special_tokens_map.json", "tokenizer.model",
-                                      "generation_config.json"};
-    for (size_t i = 0; !st && i < sizeof tok_files / sizeof *tok_files; i++)
-        st = copy_if_present(model, out, tok_files[i]);
+    for (size_t i = 0; !st && i < FT_N_TOKENIZER_FILES; i++)
+        st = copy_if_present(model, out, ft_tokenizer_files[i]);
     ft_model_free(&m);
     if (st) return cli_fail();
     fprintf(stderr, "ftune: merged %s into %s -> %s\n", adapter, model, out);

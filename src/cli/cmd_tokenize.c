@@ -35,18 +35,8 @@ static int usage(FILE *f) {
     return f == stdout ? 0 : 2;
 }
 
-/* 1 if the JSON text holds the escape \u0000 (cJSON would cut the string there). */
-static int has_nul_escape(const char *s, size_t n) {
-    for (size_t i = 0; i + 1 < n; i++)
-        if (s[i] == '\\') {
-            if (s[i + 1] == 'u' && i + 5 < n && !memcmp(s + i + 2, "0000", 4)) return 1;
-            i++; /* skip the escaped character */
-        }
-    return 0;
-}
-
 static int encode_line(ft_tokenizer *tok, const char *line, size_t len, long lineno, int add_special) {
-    if (memchr(line, 0, len) || has_nul_escape(line, len)) {
+    if (memchr(line, 0, len) || ft_json_nul_escape(line, len) >= 0) {
         ft_errorf(FT_ERR_FORMAT, "<stdin>:%ld: the string holds U+0000, which ftune tokenize does not accept", lineno);
         return cli_fail();
     }

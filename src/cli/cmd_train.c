@@ -18,7 +18,7 @@ static void train_usage(FILE *f) {
 int cmd_train(int argc, char **argv) {
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+        if (cli_is_help(argv[i])) {
             train_usage(stdout);
             return 0;
         }

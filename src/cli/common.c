@@ -31,6 +31,10 @@ int cli_is_help(const char *a) {
     return !strcmp(a, "-h") || !strcmp(a, "--help");
 }
 
+int cli_stdout_ok(void) {
+    return fflush(stdout) == 0 && !ferror(stdout);
+}
+
 int cmd_version(int argc, char **argv) {
     if (argc > 1) {
         if (argc == 2 && cli_is_help(argv[1])) {

@@ -34,7 +34,7 @@ static void usage(FILE *f) {
 
 /* The exit code once standard output is flushed: 1 (with the error line) if any of it was lost. */
 static int finish(int rc) {
-    if ((fflush(stdout) != 0 || ferror(stdout)) && rc == 0) {
+    if (!cli_stdout_ok() && rc == 0) {
         fprintf(stderr, "ftune: writing standard output failed\n");
         rc = 1;
     }
@@ -42,7 +42,7 @@ static int finish(int rc) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+    if (argc < 2 || cli_is_help(argv[1])) {
         usage(argc < 2 ? stderr : stdout);
         return finish(argc < 2 ? 2 : 0);
     }

@@ -17,11 +17,11 @@ const char *ft_json_dup_key(const struct cJSON *obj) {
     return NULL;
 }
 
-int ft_json_has_nul_escape(const char *s, size_t n) {
-    for (size_t i = 0; i + 1 < n; i++)
+long ft_json_nul_escape(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
         if (s[i] == '\\') {
-            if (s[i + 1] == 'u' && i + 5 < n && !memcmp(s + i + 2, "0000", 4)) return 1;
+            if (i + 5 < n && !memcmp(s + i + 1, "u0000", 5)) return (long)i;
             i++; /* skip the escaped character */
         }
-    return 0;
+    return -1;
 }

@@ -360,7 +360,7 @@ static ft_status parse_one(ft_records *r, const rctx *x, fkind k, const char *s,
     ft_status st;
     if (!obj) {
         st = rec_err(x, "invalid JSON");
-    } else if (ft_json_has_nul_escape(s, n)) { /* cJSON would cut the string there */
+    } else if (ft_json_nul_escape(s, n) >= 0) { /* cJSON would cut the string there */
         st = rec_err(x, "a string holds U+0000, which ftune does not accept");
     } else {
         /* nothing but blanks may follow the value */

@@ -12,6 +12,7 @@
  * token straddling a border thus belongs to the later segment. Cost: one prefix encoding per
  * segment border, fine for instruction samples.
  */
+#include "ftune/data.h"
 #include "ftune/instruct.h"
 
 #include <stdio.h>
@@ -175,17 +176,7 @@ ft_status ft_sft_dataset_build(ft_sft_dataset *ds, const ft_records *r, const ft
         goto fail;
     }
     /* validation split: seeded permutation, the first n_val go to validation */
-    int64_t n_val = 0;
-    if (val_size > 0) {
-        if (val_size < 1) {
-            double v = val_size * (double)ds->n;
-            n_val = (int64_t)v;
-            if ((double)n_val < v) n_val++;
-        } else { /* a count; one of n or more leaves no training sample (no conversion past int64)
-                  */
-            n_val = val_size >= (double)ds->n ? ds->n : (int64_t)val_size;
-        }
-    }
+    int64_t n_val = ft_val_rows(val_size, (int64_t)ds->n);
     if (n_val >= ds->n) {
         st = ft_errorf(FT_ERR_ARG, "val_set_size %g leaves no training sample (%lld samples)",
                        val_size, (long long)ds->n);

@@ -79,7 +79,7 @@ ft_status ft_text_docs_read(ft_text_docs *d, const char *path, const char *field
             cJSON *j = cJSON_ParseWithLength(p, (size_t)(le - p));
             if (!j) {
                 st = ft_errorf(FT_ERR_FORMAT, "%s:%zu: invalid JSON", path, line);
-            } else if (ft_json_has_nul_escape(p, (size_t)(le - p))) { /* cJSON would cut there */
+            } else if (ft_json_nul_escape(p, (size_t)(le - p)) >= 0) { /* cJSON would cut there */
                 st = ft_errorf(FT_ERR_FORMAT,
                                "%s:%zu: a string holds U+0000, which ftune does not accept", path,
                                line);
@@ -154,6 +154,13 @@ void ft_data_epoch_order(int64_t *order, int64_t n, uint64_t seed, int64_t epoch
     shuffle(order, n, s);
 }
 
+int64_t ft_val_rows(double val_size, int64_t n) {
+    return val_size <= 0           ? 0
+           : val_size < 1          ? (int64_t)ceil(val_size * (double)n)
+           : val_size >= (double)n ? n
+                                   : (int64_t)val_size;
+}
+
 ft_status ft_text_dataset_build(ft_text_dataset *ds, const ft_text_docs *docs, ft_encode_fn enc,
                                 void *enc_ctx, int eos_id, int T, double val_size, uint64_t seed) {
     memset(ds, 0, sizeof *ds);
@@ -196,10 +203,7 @@ ft_status ft_text_dataset_build(ft_text_dataset *ds, const ft_text_docs *docs, f
                          T);
     }
     ds->tokens = stream; /* rows are the stream's prefix; the tail is ignored */
-    int64_t n_val = val_size <= 0                    ? 0
-                    : val_size < 1                   ? (int64_t)ceil(val_size * (double)ds->n_rows)
-                    : val_size >= (double)ds->n_rows ? ds->n_rows /* no conversion past int64 */
-                                                     : (int64_t)val_size;
+    int64_t n_val = ft_val_rows(val_size, ds->n_rows);
     if (n_val >= ds->n_rows) {
         int64_t rows = ds->n_rows;
         ft_text_dataset_free(ds);

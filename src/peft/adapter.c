@@ -8,12 +8,12 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <cjson/cJSON.h>
-#include <ctype.h>
 #include <math.h>
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *modules[7][2] = {
     {"q_proj", "self_attn"}, {"k_proj", "self_attn"}, {"v_proj", "self_attn"},
@@ -135,12 +135,8 @@ static ft_status sel_parse(mod_sel *s, const char *path, const char *what, const
         return FT_OK;
     }
     if (cJSON_IsString(v)) {
-        char low[16];
-        size_t n = strlen(v->valuestring);
-        for (size_t i = 0; i < n && i < sizeof low - 1; i++)
-            low[i] = (char)tolower((unsigned char)v->valuestring[i]);
-        low[n < sizeof low - 1 ? n : sizeof low - 1] = 0;
-        if (target && n == 10 && !strcmp(low, "all-linear")) {
+        /* PEFT compares target_modules.lower(): no non-ASCII letter lowers into this one */
+        if (target && !strcasecmp(v->valuestring, "all-linear")) {
             s->all = 1;
             return FT_OK;
         }
@@ -173,9 +169,10 @@ static ft_status sel_parse(mod_sel *s, const char *path, const char *what, const
     return FT_OK;
 }
 
-/* 1 if the selection holds `key`, 0 if not, -1 if its regex gave up (PCRE2's match limit, set
- * low in `mc`: a module key is a few dozen characters, which no sane pattern needs 100000 steps
- * for, and a pattern that backtracks exponentially would otherwise take seconds per module) */
+/* 1 if the selection holds `key` (an empty one holds nothing), 0 if not, -1 if its regex gave up
+ * (PCRE2's match limit, set low in `mc`: a module key is a few dozen characters, which no sane
+ * pattern needs 100000 steps for, and a pattern that backtracks exponentially would otherwise take
+ * seconds per module) */
 static int sel_hit(const mod_sel *s, const char *key, pcre2_match_data *md,
                    pcre2_match_context *mc) {
     if (s->all) return 1;
@@ -278,29 +275,27 @@ static ft_status check_shape(const char *path, const char *key, const ft_st_tens
 
 ft_status ft_adapter_load(ft_adapter *a, const char *dir, const ft_model *m) {
     memset(a, 0, sizeof *a);
-    char path[4096];
+    char cfg_path[4096], path[4096];
     char *text;
-    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    ft_status st = ft_read_file(path, &text, NULL);
+    snprintf(cfg_path, sizeof cfg_path, "%s/adapter_config.json", dir);
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    ft_status st = ft_read_file(cfg_path, &text, NULL);
     if (st) return st;
     cJSON *j = NULL;
     mod_sel tgt = {0}, exc = {0};
-    st = parse_config(a, path, text, &j, &tgt, &exc);
+    st = parse_config(a, cfg_path, text, &j, &tgt, &exc);
     free(text);
     ft_st_set set = {0};
     pcre2_match_data *md = NULL;
     pcre2_match_context *mc = NULL;
-    char cfg_path[sizeof path];
-    memcpy(cfg_path, path, sizeof path);
-    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-    if (st || (st = ft_st_open(&set, path))) goto fail;
+    if (st || (st = ft_st_open(&set, path))) goto done;
     a->pairs = calloc((size_t)7 * (size_t)m->cfg.n_layers + 1, sizeof *a->pairs);
     int used = 0;
     md = pcre2_match_data_create(1, NULL);
     mc = pcre2_match_context_create(NULL);
     if (!a->pairs || !md || !mc || pcre2_set_match_limit(mc, 100000)) {
         st = ft_errorf(FT_ERR_NOMEM, "out of memory");
-        goto fail;
+        goto done;
     }
     for (int l = 0; l < m->cfg.n_layers; l++)
         for (int k = 0; k < 7; k++) {
@@ -313,16 +308,16 @@ ft_status ft_adapter_load(ft_adapter *a, const char *dir, const ft_model *m) {
             if (!A || !B) {
                 st = ft_errorf(FT_ERR_FORMAT, "%s: '%s' without its %s", path, A ? ka : kb,
                                A ? "lora_B" : "lora_A");
-                goto fail;
+                goto done;
             }
-            int excluded = exc.names || exc.re ? sel_hit(&exc, mod, md, mc) : 0;
+            int excluded = sel_hit(&exc, mod, md, mc);
             int selected = excluded ? 0 : sel_hit(&tgt, mod, md, mc);
             if (excluded < 0 || selected < 0) {
                 st = ft_errorf(FT_ERR_FORMAT,
                                "%s: key '%s': the regex gave up on '%s' (PCRE2's "
                                "match limit)",
                                cfg_path, excluded < 0 ? "exclude_modules" : "target_modules", mod);
-                goto fail;
+                goto done;
             }
             if (excluded || !selected) {
                 st = ft_errorf(FT_ERR_FORMAT,
@@ -331,14 +326,14 @@ ft_status ft_adapter_load(ft_adapter *a, const char *dir, const ft_model *m) {
                                path, ka, mod,
                                excluded ? "exclude_modules excludes"
                                         : "target_modules does not select");
-                goto fail;
+                goto done;
             }
             snprintf(wname, sizeof wname, "%s.weight", mod);
             const ft_tensor_info *w = find_tensor(m, wname);
             FT_ASSERT(w && w->cols);
             if ((st = check_shape(path, ka, A, a->r, w->cols)) ||
                 (st = check_shape(path, kb, B, w->rows, a->r)))
-                goto fail;
+                goto done;
             ft_lora_pair *p = &a->pairs[a->n_pairs++];
             snprintf(p->module, sizeof p->module, "%s", wname);
             p->out = w->rows;
@@ -347,12 +342,12 @@ ft_status ft_adapter_load(ft_adapter *a, const char *dir, const ft_model *m) {
             p->B = malloc(sizeof(float) * (size_t)p->out * (size_t)a->r);
             if (!p->A || !p->B) {
                 st = ft_errorf(FT_ERR_NOMEM, "out of memory");
-                goto fail;
+                goto done;
             }
             if ((st = ft_convert_to_f32(p->A, A->data, A->dtype, (size_t)a->r * (size_t)p->in)) ||
                 (st = ft_convert_to_f32(p->B, B->data, B->dtype, (size_t)p->out * (size_t)a->r))) {
                 st = ft_error_wrap(st, "%s: '%s'", path, mod);
-                goto fail;
+                goto done;
             }
             used += 2;
         }
@@ -365,7 +360,7 @@ ft_status ft_adapter_load(ft_adapter *a, const char *dir, const ft_model *m) {
         if (!same) {
             st = ft_errorf(FT_ERR_UNSUPPORTED, "%s: trainable_token_indices: lm_head ids differ "
                            "from embed_tokens' but the model ties them", path);
-            goto fail;
+            goto done;
         }
         free(a->tok_ids[1]);
         a->tok_ids[1] = NULL;
@@ -381,24 +376,24 @@ ft_status ft_adapter_load(ft_adapter *a, const char *dir, const ft_model *m) {
             if (id >= c->vocab_size || dup) {
                 st = ft_errorf(FT_ERR_FORMAT, "%s: trainable_token_indices: id %d %s", path, id,
                                dup ? "appears twice" : "is outside the vocabulary");
-                goto fail;
+                goto done;
             }
         }
         const ft_st_tensor *t = ft_st_find(&set, tok_keys[e]);
         if (!t) {
             st = ft_errorf(FT_ERR_FORMAT, "%s: trainable_token_indices given but '%s' is missing",
                            path, tok_keys[e]);
-            goto fail;
+            goto done;
         }
-        if ((st = check_shape(path, tok_keys[e], t, a->n_tok[e], c->dim))) goto fail;
+        if ((st = check_shape(path, tok_keys[e], t, a->n_tok[e], c->dim))) goto done;
         size_t n = (size_t)a->n_tok[e] * (size_t)c->dim;
         if (!(a->tok_rows[e] = malloc(sizeof(float) * n))) {
             st = ft_errorf(FT_ERR_NOMEM, "out of memory");
-            goto fail;
+            goto done;
         }
         if ((st = ft_convert_to_f32(a->tok_rows[e], t->data, t->dtype, n))) {
             st = ft_error_wrap(st, "%s: '%s'", path, tok_keys[e]);
-            goto fail;
+            goto done;
         }
         used++;
     }
@@ -408,27 +403,21 @@ ft_status ft_adapter_load(ft_adapter *a, const char *dir, const ft_model *m) {
                            "%s: tensor '%s' is not a LoRA A/B of this model's projections nor a "
                            "trainable-tokens tensor of its config", path,
                            set.tensors[i].name);
-            goto fail;
+            goto done;
         }
     if (!a->n_pairs && !a->n_tok[0] && !a->n_tok[1]) {
         st = ft_errorf(FT_ERR_FORMAT, "%s: no LoRA tensors", path);
-        goto fail;
+        goto done;
     }
+    st = FT_OK;
+done:
     ft_st_close(&set);
     pcre2_match_data_free(md);
     pcre2_match_context_free(mc);
     sel_free(&tgt);
     sel_free(&exc);
     cJSON_Delete(j);
-    return FT_OK;
-fail:
-    ft_st_close(&set);
-    pcre2_match_data_free(md);
-    pcre2_match_context_free(mc);
-    sel_free(&tgt);
-    sel_free(&exc);
-    cJSON_Delete(j);
-    ft_adapter_free(a); /* parse_config may have read trainable_token_indices */
+    if (st) ft_adapter_free(a); /* parse_config may have read trainable_token_indices */
     return st;
 }
 

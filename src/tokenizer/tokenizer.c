@@ -196,16 +196,9 @@ static ft_status check_dup_keys(jctx *c, const cJSON *o, const char ***scratch, 
     return FT_OK;
 }
 
-/* Offset of the first \u0000 escape in JSON text s[0..n), or -1 (a backslash skips the character
- * after it, so "\\u0000" is not one). */
-static long nul_escape(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '\\') {
-            if (i + 5 < n && !memcmp(s + i + 1, "u0000", 5)) return (long)i;
-            i++;
-        }
-    return -1;
-}
+const char *const ft_tokenizer_files[FT_N_TOKENIZER_FILES] = {
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+    "generation_config.json"};
 
 #define NUL_MARK "\xF4\x8F\xBF\xBF" /* U+10FFFF: stands for U+0000 while naming the key */
 
@@ -229,13 +222,13 @@ static int find_mark(jctx *c, const cJSON *o, int *in_key) {
  * text it encodes, so a token holding it could never be produced. The error names the key: the
  * text is parsed again with U+10FFFF in place of each \u0000 to find it. */
 static ft_status check_nul(const char *file, const char *json, size_t len) {
-    long at = nul_escape(json, len);
+    long at = ft_json_nul_escape(json, len);
     if (at < 0) return FT_OK;
     char *t = malloc(2 * len + 1);
     if (!t) return ft_errorf(FT_ERR_NOMEM, "tokenizer: out of memory");
     size_t n = 0;
     for (size_t i = 0; i < len; i++) {
-        long e = nul_escape(json + i, len - i);
+        long e = ft_json_nul_escape(json + i, len - i);
         if (e < 0) {
             memcpy(t + n, json + i, len - i);
             n += len - i;

@@ -17,6 +17,7 @@
  * trainable tensors), HF's optimizer.pt / scheduler.pt formats.
  */
 #include "ftune/safetensors.h"
+#include "ftune/tokenizer.h"
 #include "ftune/trainer.h"
 
 #include <cjson/cJSON.h>
@@ -460,18 +461,13 @@ ft_status ft_checkpoint_prune(const char *output_dir, int keep) {
  * that no longer runs: a run killed while writing its result. Only the names a run writes there
  * (the adapter or model, its config, the copied tokenizer files), so nothing of the user's. */
 static int dead_output_temporary(const char *name) {
-    static const char *outputs[] = {"adapter_model.safetensors",
-                                    "adapter_config.json",
-                                    "model.safetensors",
-                                    "config.json",
-                                    "tokenizer.json",
-                                    "tokenizer_config.json",
-                                    "special_tokens_map.json",
-                                    "tokenizer.model",
-                                    "generation_config.json"};
-    for (size_t i = 0; i < sizeof outputs / sizeof *outputs; i++) {
-        size_t n = strlen(outputs[i]);
-        if (strncmp(name, outputs[i], n) || strncmp(name + n, ".tmp.", 5)) continue;
+    static const char *const weights[] = {"adapter_model.safetensors", "adapter_config.json",
+                                          "model.safetensors", "config.json"};
+    enum { NW = sizeof weights / sizeof *weights };
+    for (size_t i = 0; i < NW + FT_N_TOKENIZER_FILES; i++) {
+        const char *out = i < NW ? weights[i] : ft_tokenizer_files[i - NW];
+        size_t n = strlen(out);
+        if (strncmp(name, out, n) || strncmp(name + n, ".tmp.", 5)) continue;
         const char *pid = name + n + 5;
         if (!*pid || strspn(pid, "0123456789") != strlen(pid) || strlen(pid) > 9) return 0;
         return kill((pid_t)atol(pid), 0) != 0 && errno == ESRCH;

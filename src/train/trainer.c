@@ -62,10 +62,8 @@ static ft_status tok_encode(void *ctx, const char *text, size_t len, int **ids, 
 
 /* Copy the tokenizer files a HF folder carries (those that exist) from `src` to `dst`. */
 static ft_status copy_tokenizer_files(const char *src, const char *dst) {
-    static const char *files[] = {"tokenizer.json", "tokenizer_config.json",
-                                  "special_tokens_map.json", "tokenizer.model",
-                                  "generation_config.json"};
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+    const char *const *files = ft_tokenizer_files;
+    for (size_t i = 0; i < FT_N_TOKENIZER_FILES; i++) {
         char a[4096], b[4096];
         snprintf(a, sizeof a, "%s/%s", src, files[i]);
         snprintf(b, sizeof b, "%s/%s", dst, files[i]);
